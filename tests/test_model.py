@@ -112,6 +112,20 @@ def test_batched_generation_equals_batch_size_one(model):
     assert all(isinstance(s, str) for s in batched)
 
 
+def test_last_position_prefill_equals_full_logits_prefill(model):
+    texts = ["<image>\nWhat colour?", "a longer prompt without any image at all"]
+    images = [[_img(40, 30, 1)], []]
+    fast = model.generate_text(texts, images, max_new_tokens=10)
+    opts = model.config.llm.options
+    opts["full_logits"] = True  # the plain HF forward (logits at every position)
+    try:
+        assert not model._fast_loss_ok()
+        full = model.generate_text(texts, images, max_new_tokens=10)
+    finally:
+        opts.pop("full_logits")
+    assert fast == full
+
+
 def test_generation_uses_kv_cache_and_prefill_only_aggregation(model):
     calls = []
     layer = model._decoder_layers()[0]

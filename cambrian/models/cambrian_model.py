@@ -21,6 +21,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 import torch
@@ -378,7 +379,15 @@ class CambrianModel(nn.Module):
         sp = self.splice(ids, mask, None, visual, padding_side="left")
         self._sva_ctx = (sp.spans, visual.state) if (visual is not None and sp.spans) else None
         try:
-            out = self.llm(inputs_embeds=sp.inputs_embeds, attention_mask=sp.attention_mask, position_ids=sp.position_ids, use_cache=True)
+            if self._fast_loss_ok():
+                # the prefill needs logits at the last position only: the vocabulary projection of every prompt
+                # position would cost about a tenth of the prefill for a small LLM with a large vocabulary
+                dec = self.llm.get_decoder()(inputs_embeds=sp.inputs_embeds, attention_mask=sp.attention_mask,
+                                             position_ids=sp.position_ids, use_cache=True)
+                out = SimpleNamespace(past_key_values=dec.past_key_values,
+                                      logits=self.llm.get_output_embeddings()(dec.last_hidden_state[:, -1:]))
+            else:
+                out = self.llm(inputs_embeds=sp.inputs_embeds, attention_mask=sp.attention_mask, position_ids=sp.position_ids, use_cache=True)
         finally:
             self._sva_ctx = None  # decode steps never re-run the in-LLM aggregation
         stops = set(self.template.stop_token_ids(self.tokenizer))
