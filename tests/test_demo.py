@@ -214,3 +214,35 @@ def test_demo_quick_end_to_end(tmp_path):
     for f in ("report.md", "loss.png", "accuracy.png", "chelsea.png", "checkpoint/config.json", "checkpoint/model.safetensors"):
         assert (out / f).is_file(), f
     assert "cambrian chat --model" in proc.stdout and r["chat"]["answer"]
+
+
+def test_set_overrides_typed_and_checked():
+    from cambrian.demo.config import parse_settings
+
+    got = parse_settings(["stage1_samples=300", "stage2_sva_lr=1e-3", "stage2_max_samples=null", "stage1_lr=1",
+                          "progress=false", "model=configs/x.yaml"])
+    assert got == {"stage1_samples": 300, "stage2_sva_lr": 1e-3, "stage2_max_samples": None, "stage1_lr": 1.0,
+                   "progress": False, "model": "configs/x.yaml"}
+    assert isinstance(got["stage1_lr"], float)
+    with pytest.raises(ValueError, match="unknown demo setting"):
+        parse_settings(["stage3_lr=1"])
+    with pytest.raises(ValueError, match="expected int"):
+        parse_settings(["train_scenes=many"])
+    with pytest.raises(ValueError, match="expected int"):
+        parse_settings(["train_scenes=true"])
+    with pytest.raises(ValueError, match="expected float"):
+        parse_settings(["stage1_lr=null"])
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_settings(["stage1_lr"])
+
+
+def test_cli_set_reaches_the_config(monkeypatch):
+    import cambrian.demo.pipeline as pipeline
+    from cambrian.cli.main import main
+
+    seen = {}
+    monkeypatch.setattr(pipeline, "run_demo", lambda cfg, quick=False: seen.update(cfg=cfg, quick=quick))
+    assert main(["demo", "--quick", "--out", "o", "--set", "stage2_max_samples=null", "--set", "stage1_samples=5"]) == 0
+    assert seen["quick"] and seen["cfg"].stage2_max_samples is None and seen["cfg"].stage1_samples == 5
+    with pytest.raises(SystemExit, match="unknown demo setting"):
+        main(["demo", "--set", "nope=1"])

@@ -47,6 +47,42 @@ QUICK = {
 }
 
 
+def parse_settings(items) -> dict:
+    """``["stage1_samples=300", "stage2_sva_lr=1e-3"]`` -> typed overrides (values read as YAML, checked against
+    the field's type: an int where a float is expected is fine, a string for a number is an error)."""
+    import typing
+
+    import yaml
+
+    hints = typing.get_type_hints(DemoConfig)
+    out = {}
+    for item in items or []:
+        key, sep, raw = str(item).partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        if key not in hints:
+            raise ValueError(f"--set {key}: unknown demo setting; known: {', '.join(sorted(hints))}")
+        value = yaml.safe_load(raw) if raw.strip() else None
+        allowed = tuple(t for t in typing.get_args(hints[key]) or (hints[key],))
+        if isinstance(value, str) and (int in allowed or float in allowed):  # PyYAML reads "1e-3" as a string
+            for num in (int, float):
+                try:
+                    value = num(value)
+                    break
+                except ValueError:
+                    continue
+        if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        ok = (value is None and type(None) in allowed) or any(
+            isinstance(value, t) and not (t is int and isinstance(value, bool)) for t in allowed if t is not type(None))
+        if not ok:
+            names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
+            raise ValueError(f"--set {key}={raw}: expected {names}, got {type(value).__name__}")
+        out[key] = value
+    return out
+
+
 def make_config(quick: bool = False, **overrides) -> DemoConfig:
     base = dict(QUICK) if quick else {}
     base.update({k: v for k, v in overrides.items() if v is not None})
