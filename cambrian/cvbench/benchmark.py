@@ -20,7 +20,7 @@ from .loader import HUB_ID, load_cvbench
 from .schema import model_prompt
 from .score import score_items
 
-META_KEYS = ("type", "task", "source", "source_dataset", "choices", "filename", "question")
+META_KEYS = ("type", "task", "source", "source_dataset", "source_filename", "choices", "filename", "question")
 
 
 def row_to_sample(row) -> EvalSample:

@@ -6,7 +6,8 @@
 3. features: the frozen towers' outputs for every training image, once (batched, cached on disk);
 4. stage 1: connector only (LLM frozen), captions;
 5. stage 2: connector + LLM, packed CV-Bench-style questions and easy-VQA questions;
-6. eval: CV-Bench-Synth and the easy-VQA test subset, vision enabled and disabled (same prompts, no image);
+6. eval: CV-Bench-Synth and the easy-VQA test subset, vision enabled and disabled (same prompts, no image), and
+   the image-use probe (gold-letter loss with the question's own image vs another scene's, ``image_use.py``);
 7. chat: one answer about a scikit-image photo;
 8. report: results.json, report.md, loss.png, accuracy.png.
 
@@ -117,6 +118,7 @@ def evaluate(model, cfg: DemoConfig, out: Path, device: str, progress: bool) -> 
     from ..eval.api import get_benchmark
     from ..eval.runner import run_benchmarks
     from .features import cache_eval_features, uncache_eval_features
+    from .image_use import image_use
 
     cv = get_benchmark("cvbench-synth")
     ev = get_benchmark("easyvqa", max_images=cfg.easyvqa_test_images, seed=cfg.seed)
@@ -133,6 +135,10 @@ def evaluate(model, cfg: DemoConfig, out: Path, device: str, progress: bool) -> 
                                           vision=vision, max_new_tokens=cfg.max_new_tokens, progress=progress,
                                           samples_by_bench={"easyvqa": ev_samples})
                 res[f"{key}_seconds"] = round(time.perf_counter() - t, 2)
+            t = time.perf_counter()
+            res["image_use"] = image_use(model, cv.load(str(out / "data" / "cvbench-synth")), seed=cfg.seed,
+                                         batch_size=cfg.eval_batch)
+            res["image_use_seconds"] = round(time.perf_counter() - t, 2)
     finally:
         uncache_eval_features(model)
     res["feature_memo"] = memo["stats"]
@@ -205,7 +211,7 @@ def run_demo(cfg: DemoConfig, quick: bool = False) -> dict:
         # answers seen: exact when every record was used, else pro rata (records have similar turn counts)
         training["stage2"]["answers"] = int(round(total * min(1.0, training["stage2"]["samples"] / max(1, n_rec))))
 
-    with timer.step("eval", "CV-Bench-Synth + easy-VQA, vision enabled and disabled"):
+    with timer.step("eval", "CV-Bench-Synth + easy-VQA, vision enabled and disabled; image-use probe"):
         ev = evaluate(model, cfg, out, device, progress)
     with timer.step("chat", "one answer about a scikit-image photo"):
         chat = chat_once(model, out)
@@ -217,9 +223,10 @@ def run_demo(cfg: DemoConfig, quick: bool = False) -> dict:
     timings = dict(timer.timings)
     timings["eval_vision"] = ev["vision_seconds"]
     timings["eval_blind"] = ev["blind_seconds"]
+    timings["eval_image_use"] = ev["image_use_seconds"]
     results = {
         "vision": vision, "blind": blind, "chance": chance,
-        "targets": check_targets(vision, blind, chance, quick),
+        "targets": check_targets(vision, blind, chance, quick), "image_use": ev["image_use"],
         "timings": {}, "training": training, "data": data, "chat": chat,
         "eval": {"feature_memo": ev["feature_memo"], "max_new_tokens": cfg.max_new_tokens},
         "config": {**cfg.to_dict(), "quick": quick},

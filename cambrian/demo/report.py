@@ -7,6 +7,7 @@
      "blind":  {... same keys, vision disabled: same prompts, no image ...},
      "chance": {"overall", "accuracy_2d", "accuracy_3d", "per_task", "easyvqa"},
      "targets": {name: {"value", "threshold", "ok"}},
+     "image_use": {"n", "nll_matched", "nll_shuffled", "gap"},   (gold-letter loss, own image vs another scene's)
      "timings": {step: seconds, ..., "total": seconds},
      "training": {"stage1": {...}, "stage2": {...}}, "data": {...}, "chat": {...}, "config": {...}, "env": {...}}
 """
@@ -90,6 +91,12 @@ def render_markdown(results: dict) -> str:
         L.append(f"| {name} | {_pct(d.get('accuracy'))} | {_pct(pc.get('yes/no'))} | {_pct(pc.get('shape'))} | "
                  f"{_pct(pc.get('color'))} | {d.get('n', '')} |")
     L.append(f"| chance | {_pct(c.get('easyvqa'))} | 50.0 | 33.3 | 12.5 | |")
+    iu = results.get("image_use") or {}
+    if iu.get("gap") is not None:
+        L += ["", "## Does the model use the image?", "",
+              f"Gold-letter loss on {iu['n']} CV-Bench-Synth questions, with the question's own image vs the image of "
+              f"another scene (same prompt shape): **{iu['nll_matched']:.3f}** vs **{iu['nll_shuffled']:.3f}** nats, "
+              f"gap {iu['gap']:+.3f} (clearly > 0 when the visual tokens carry usable information)."]
     L += ["", "## Targets", "", "| target | value | threshold | ok |", "|---|---|---|---|"]
     for name, t in results.get("targets", {}).items():
         L.append(f"| {name} | {_pct(t['value'])} | {_pct(t['threshold'])} | {'yes' if t['ok'] else 'NO'} |")
@@ -206,6 +213,10 @@ def summary_table(results: dict) -> str:
                  _pct(c.get("easyvqa"))))
     w = max(len(r[0]) for r in rows)
     lines = [f"{r[0]:<{w}}  {r[1]:>7}  {r[2]:>7}  {r[3]:>7}" for r in rows]
+    iu = results.get("image_use") or {}
+    if iu.get("gap") is not None:
+        lines.append(f"gold-letter loss, own image vs another scene's: {iu['nll_matched']:.3f} vs {iu['nll_shuffled']:.3f} "
+                     f"nats (gap {iu['gap']:+.3f}; > 0 = the image is used)")
     lines.append("")
     lines += [f"{k:<{w}}  {s:>7.1f} s" for k, s in results["timings"].items()]
     return "\n".join(lines)
