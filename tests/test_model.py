@@ -126,6 +126,20 @@ def test_last_position_prefill_equals_full_logits_prefill(model):
     assert fast == full
 
 
+def test_next_token_logits_batched_equal_single_and_plain_forward(model):
+    texts = ["<image>\nWhat colour?", "no image, and a longer prompt than the first one"]
+    images = [[_img(40, 30, 1)], []]
+    batched = model.next_token_logits(texts, images)
+    assert batched.shape == (2, model.llm.config.vocab_size)
+    for b, (t, ims) in enumerate(zip(texts, images)):
+        ids, mask, pixels, sizes = _batch(model, [t], [ims])
+        with torch.no_grad():
+            plain = model(input_ids=ids, attention_mask=mask, pixel_values=pixels, image_sizes=sizes).logits[0, -1]
+        assert torch.allclose(batched[b], plain, atol=1e-4)
+    with pytest.raises(ValueError, match="1 <image> placeholders but 0 images"):
+        model.next_token_logits(["<image>\nx"], [[]])
+
+
 def test_generation_uses_kv_cache_and_prefill_only_aggregation(model):
     calls = []
     layer = model._decoder_layers()[0]

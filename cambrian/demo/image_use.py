@@ -41,29 +41,14 @@ def other_scene_pairing(scenes: Sequence[str], seed: int = 0) -> list[int]:
 @torch.no_grad()
 def gold_nll(model, prompts: Sequence[str], images: Sequence, golds: Sequence[str], batch_size: int = 16) -> list[float]:
     """NLL of the first token of each gold answer after ``<image>\\n`` + prompt (the generation prompt of the
-    model's template), one image per prompt, left-padded batches."""
+    model's template), one image per prompt, batched like generation (``model.next_token_logits``)."""
     tok = model.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     out: list[float] = []
     for s in range(0, len(prompts), batch_size):
-        seqs = [model.prompt_ids(IMAGE_TOKEN + "\n" + p) for p in prompts[s : s + batch_size]]
+        texts = [IMAGE_TOKEN + "\n" + p for p in prompts[s : s + batch_size]]
         targets = [tok.encode(g, add_special_tokens=False)[0] for g in golds[s : s + batch_size]]
-        T = max(len(q) for q in seqs)
-        ids = torch.full((len(seqs), T), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for b, q in enumerate(seqs):
-            ids[b, T - len(q) :] = torch.tensor(q, dtype=torch.long)
-            mask[b, T - len(q) :] = 1
-        pixels, sizes = model.encode_images(list(images[s : s + batch_size]))
-        visual = model._visual(pixels, sizes, None)
-        sp = model.splice(ids.to(model.device), mask.to(model.device), None, visual, padding_side="left")
-        model._sva_ctx = (sp.spans, visual.state) if (visual is not None and sp.spans) else None
-        try:
-            hidden = model.llm.get_decoder()(inputs_embeds=sp.inputs_embeds, attention_mask=sp.attention_mask,
-                                             position_ids=sp.position_ids, use_cache=False).last_hidden_state[:, -1]
-        finally:
-            model._sva_ctx = None
-        logp = torch.log_softmax(model.llm.get_output_embeddings()(hidden).float(), dim=-1)
+        logits = model.next_token_logits(texts, [[im] for im in images[s : s + batch_size]])
+        logp = torch.log_softmax(logits.float(), dim=-1)
         out += [-float(logp[b, t]) for b, t in enumerate(targets)]
     return out
 

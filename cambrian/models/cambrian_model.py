@@ -21,7 +21,6 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Sequence
 
 import torch
@@ -346,16 +345,9 @@ class CambrianModel(nn.Module):
 
         return tokenize_prompt([{"role": "user", "content": text}], self.template, self.tokenizer, system=system)
 
-    @torch.no_grad()
-    def generate_text(
-        self,
-        texts: Sequence[str],
-        images: Sequence[Sequence] | None = None,
-        max_new_tokens: int = 128,
-        system: str | None = None,
-    ) -> list[str]:
-        """Greedy batched generation with left padding and a KV cache. ``texts[i]`` must contain one
-        ``<image>`` per image in ``images[i]``."""
+    def _prefill(self, texts: Sequence[str], images: Sequence[Sequence] | None, system: str | None, use_cache: bool):
+        """Left-padded batch of prompts (each ending with the template's generation prompt) through the LLM, in-LLM
+        aggregation included. Returns (logits at the last position ``[B, V]``, past key values or None, splice)."""
         images = [list(x) for x in (images or [[] for _ in texts])]
         if len(images) != len(texts):
             raise ValueError(f"{len(texts)} prompts but {len(images)} image lists")
@@ -380,26 +372,48 @@ class CambrianModel(nn.Module):
         self._sva_ctx = (sp.spans, visual.state) if (visual is not None and sp.spans) else None
         try:
             if self._fast_loss_ok():
-                # the prefill needs logits at the last position only: the vocabulary projection of every prompt
+                # logits are needed at the last position only: the vocabulary projection of every prompt
                 # position would cost about a tenth of the prefill for a small LLM with a large vocabulary
                 dec = self.llm.get_decoder()(inputs_embeds=sp.inputs_embeds, attention_mask=sp.attention_mask,
-                                             position_ids=sp.position_ids, use_cache=True)
-                out = SimpleNamespace(past_key_values=dec.past_key_values,
-                                      logits=self.llm.get_output_embeddings()(dec.last_hidden_state[:, -1:]))
+                                             position_ids=sp.position_ids, use_cache=use_cache)
+                logits = self.llm.get_output_embeddings()(dec.last_hidden_state[:, -1])
+                past = dec.past_key_values if use_cache else None
             else:
-                out = self.llm(inputs_embeds=sp.inputs_embeds, attention_mask=sp.attention_mask, position_ids=sp.position_ids, use_cache=True)
+                out = self.llm(inputs_embeds=sp.inputs_embeds, attention_mask=sp.attention_mask,
+                               position_ids=sp.position_ids, use_cache=use_cache)
+                logits, past = out.logits[:, -1], (out.past_key_values if use_cache else None)
         finally:
             self._sva_ctx = None  # decode steps never re-run the in-LLM aggregation
+        return logits, past, sp
+
+    @torch.no_grad()
+    def next_token_logits(self, texts: Sequence[str], images: Sequence[Sequence] | None = None,
+                          system: str | None = None) -> torch.Tensor:
+        """Logits ``[B, V]`` of the first answer token for each prompt (scoring, probes); same batching as
+        :meth:`generate_text`."""
+        return self._prefill(texts, images, system, use_cache=False)[0]
+
+    @torch.no_grad()
+    def generate_text(
+        self,
+        texts: Sequence[str],
+        images: Sequence[Sequence] | None = None,
+        max_new_tokens: int = 128,
+        system: str | None = None,
+    ) -> list[str]:
+        """Greedy batched generation with left padding and a KV cache. ``texts[i]`` must contain one
+        ``<image>`` per image in ``images[i]``."""
+        logits, past, sp = self._prefill(texts, images, system, use_cache=True)
+        n = len(texts)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         stops = set(self.template.stop_token_ids(self.tokenizer))
         attn = sp.attention_mask
         pos = sp.position_ids[:, -1:]
-        done = torch.zeros(len(seqs), dtype=torch.bool, device=self.device)
-        generated: list[list[int]] = [[] for _ in seqs]
-        past = out.past_key_values
-        logits = out.logits[:, -1]
+        done = torch.zeros(n, dtype=torch.bool, device=self.device)
+        generated: list[list[int]] = [[] for _ in range(n)]
         for _ in range(max_new_tokens):
             nxt = logits.argmax(-1)
-            for b in range(len(seqs)):
+            for b in range(n):
                 if not done[b]:
                     tok = int(nxt[b])
                     if tok in stops:
