@@ -48,23 +48,24 @@ QUICK = {
 
 
 def parse_settings(items) -> dict:
-    """``["stage1_samples=300", "stage2_sva_lr=1e-3"]`` -> typed overrides (values read as YAML, checked against
-    the field's type: an int where a float is expected is fine, a string for a number is an error)."""
+    """``["stage1_samples=300", "stage2_sva_lr=1e-3"]`` -> typed overrides (parsed like ``cambrian train``'s
+    ``key=value`` overrides, then checked against the field's type: an int where a float is expected is fine, a
+    string for a number is an error)."""
     import typing
 
-    import yaml
+    from ..train.config import apply_overrides
 
     hints = typing.get_type_hints(DemoConfig)
+    try:
+        raw = apply_overrides({}, [str(x) for x in items or []])
+    except ValueError as e:
+        raise ValueError(f"--set: {e} (expected KEY=VALUE)") from None
     out = {}
-    for item in items or []:
-        key, sep, raw = str(item).partition("=")
+    for key, value in raw.items():
         key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
         if key not in hints:
             raise ValueError(f"--set {key}: unknown demo setting; known: {', '.join(sorted(hints))}")
-        value = yaml.safe_load(raw) if raw.strip() else None
-        allowed = tuple(t for t in typing.get_args(hints[key]) or (hints[key],))
+        allowed = typing.get_args(hints[key]) or (hints[key],)
         if isinstance(value, str) and (int in allowed or float in allowed):  # PyYAML reads "1e-3" as a string
             for num in (int, float):
                 try:
@@ -78,7 +79,7 @@ def parse_settings(items) -> dict:
             isinstance(value, t) and not (t is int and isinstance(value, bool)) for t in allowed if t is not type(None))
         if not ok:
             names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
-            raise ValueError(f"--set {key}={raw}: expected {names}, got {type(value).__name__}")
+            raise ValueError(f"--set {key}={value!r}: expected {names}, got {type(value).__name__}")
         out[key] = value
     return out
 
