@@ -16,11 +16,12 @@ Stages (each timed, with progress bars):
   4. stage1    connector only (LLM frozen), lr 1e-3 / SVA 1e-4
   5. stage2    connector + LLM
   6. eval      CV-Bench-Synth (official 2D/3D/overall formula) and easy-VQA's test split, vision enabled and
-               disabled (same prompts, no image)
+               disabled (same prompts, no image); image-use probe: gold-letter loss with the question's own
+               image vs another scene's (equal = the model does not read the image)
   7. chat      one answer about a scikit-image photo, and the `cambrian chat` command to ask more
   8. report    OUT/results.json, OUT/report.md, OUT/loss.png, OUT/accuracy.png; the model in OUT/checkpoint
 
-Expected time on a 2-core CPU: about 20 minutes (default), under 4 minutes with --quick (a smoke run: few
+Expected time on a 2-core CPU: about 18 minutes (default), under 4 minutes with --quick (a smoke run: few
 scenes and steps; it only has to beat its own vision-disabled run). Uses CUDA with bf16 autocast when
 available (--device auto). The first run also converts the packaged GGUF LLM once (cached under .cache/).
 """
