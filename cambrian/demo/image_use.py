@@ -67,7 +67,7 @@ def image_use(model, samples: Sequence, max_items: int = 96, seed: int = 0, batc
     pair = other_scene_pairing(scenes, seed)
     golds = [str(s.answer).strip("()") for s in items]
     prompts = [s.prompt for s in items]
-    images = [s.images[0]() if callable(s.images[0]) else s.images[0] for s in items]
+    images = [s.load_images()[0] for s in items]
     matched = gold_nll(model, prompts, images, golds, batch_size)
     shuffled = gold_nll(model, prompts, [images[j] for j in pair], golds, batch_size)
     m, sh = float(np.mean(matched)), float(np.mean(shuffled))

@@ -123,6 +123,7 @@ def evaluate(model, cfg: DemoConfig, out: Path, device: str, progress: bool) -> 
     cv = get_benchmark("cvbench-synth")
     ev = get_benchmark("easyvqa", max_images=cfg.easyvqa_test_images, seed=cfg.seed)
     ev_samples = ev.load(None)
+    samples = {"cvbench-synth": cv.load(str(out / "data" / "cvbench-synth")), "easyvqa": ev_samples}  # loaded once
     memo = cache_eval_features(model)
     em = CambrianEvalModel(model, name="cambrian-nano-demo")
     res = {}
@@ -133,11 +134,10 @@ def evaluate(model, cfg: DemoConfig, out: Path, device: str, progress: bool) -> 
                 t = time.perf_counter()
                 res[key] = run_benchmarks(em, [cv, ev], str(out / "data"), out / "eval" / key, batch_size=cfg.eval_batch,
                                           vision=vision, max_new_tokens=cfg.max_new_tokens, progress=progress,
-                                          samples_by_bench={"easyvqa": ev_samples})
+                                          samples_by_bench=samples)
                 res[f"{key}_seconds"] = round(time.perf_counter() - t, 2)
             t = time.perf_counter()
-            res["image_use"] = image_use(model, cv.load(str(out / "data" / "cvbench-synth")), seed=cfg.seed,
-                                         batch_size=cfg.eval_batch)
+            res["image_use"] = image_use(model, samples["cvbench-synth"], seed=cfg.seed, batch_size=cfg.eval_batch)
             res["image_use_seconds"] = round(time.perf_counter() - t, 2)
     finally:
         uncache_eval_features(model)
