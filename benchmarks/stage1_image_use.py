@@ -25,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cambrian.constants import IGNORE_INDEX, IMAGE_TOKEN  # noqa: E402
+from cambrian.data.collator import Collator  # noqa: E402
 from cambrian.data.dataset import model_tokenize_fn, normalize_conversation  # noqa: E402
 from cambrian.utils.io import read_jsonl  # noqa: E402
 
@@ -45,13 +46,9 @@ def caption_loss(model, records: list[dict], mode: str, batch_size: int = 8) -> 
             if mode == "none":
                 conv[0]["value"] = conv[0]["value"].replace(IMAGE_TOKEN + "\n", "")
             seqs.append(tokenize(normalize_conversation({**r, "conversations": conv}, 0 if mode == "none" else 1)))
-        T = max(len(q["input_ids"]) for q in seqs)
-        ids = torch.zeros(len(seqs), T, dtype=torch.long)
-        labels = torch.full_like(ids, IGNORE_INDEX)
-        mask = torch.zeros_like(ids)
-        for b, q in enumerate(seqs):
-            L = len(q["input_ids"])
-            ids[b, :L], labels[b, :L], mask[b, :L] = torch.tensor(q["input_ids"]), torch.tensor(q["labels"]), 1
+        batch = Collator(pad_token_id=0)([{"input_ids": torch.tensor(q["input_ids"]), "labels": torch.tensor(q["labels"]),
+                                           "index": j} for j, q in enumerate(seqs)])
+        ids, labels, mask = batch["input_ids"], batch["labels"], batch["attention_mask"]
         kw = {}
         if mode != "none":
             src = [records[(s + j + (n // 2 if mode == "other" else 0)) % n]["image"] for j in range(len(chunk))]
