@@ -178,6 +178,14 @@ class ImagePipeline:
         return cls(processors=[enc.preprocess for enc in getattr(model, "encoders", [])], feature_cache=feature_cache)
 
 
+def selection_of(sources: Sequence[LlavaSource], selection: np.ndarray | None = None) -> np.ndarray:
+    """``[M, 2]`` (source, record) pairs: ``selection`` as given, or every record of every source in order."""
+    if selection is None:
+        selection = np.concatenate([np.stack([np.full(len(s), k), np.arange(len(s))], 1) for k, s in enumerate(sources)]) \
+            if sources else np.zeros((0, 2), dtype=np.int64)
+    return np.asarray(selection, dtype=np.int64).reshape(-1, 2)
+
+
 class SupervisedDataset(torch.utils.data.Dataset):
     """Samples from one or more ``LlavaSource``s; ``selection`` (``[M, 2]`` array of (source, record) pairs, e.g.
     from ``mixing.build_mixture``) picks and orders them, default = everything in order."""
@@ -189,10 +197,7 @@ class SupervisedDataset(torch.utils.data.Dataset):
         self.visual_tokens = visual_tokens
         self.images = images
         self.max_length = max_length
-        if selection is None:
-            selection = np.concatenate([np.stack([np.full(len(s), k), np.arange(len(s))], 1) for k, s in enumerate(self.sources)]) \
-                if self.sources else np.zeros((0, 2), dtype=np.int64)
-        self.selection = np.asarray(selection, dtype=np.int64).reshape(-1, 2)
+        self.selection = selection_of(self.sources, selection)
 
     def __len__(self) -> int:
         return len(self.selection)
