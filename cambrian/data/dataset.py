@@ -177,6 +177,14 @@ class ImagePipeline:
     def from_model(cls, model, feature_cache=None) -> "ImagePipeline":
         return cls(processors=[enc.preprocess for enc in getattr(model, "encoders", [])], feature_cache=feature_cache)
 
+    def inputs(self, paths: Sequence, pil: Sequence) -> dict:
+        """``{"features": [per encoder [n, s, s, C]]}`` from the cache, else ``{"pixel_values": [per encoder
+        [n, 3, R, R]]}``, for the n images of one sample."""
+        if self.feature_cache is not None:
+            feats = [self.feature_cache.load(p, im) for p, im in zip(paths, pil)]
+            return {"features": [torch.stack([f[k] for f in feats]) for k in range(len(feats[0]))]}
+        return {"pixel_values": [proc(list(pil)) for proc in self.processors]}
+
 
 def selection_of(sources: Sequence[LlavaSource], selection: np.ndarray | None = None) -> np.ndarray:
     """``[M, 2]`` (source, record) pairs: ``selection`` as given, or every record of every source in order."""
@@ -233,11 +241,7 @@ class SupervisedDataset(torch.utils.data.Dataset):
         out = {"input_ids": torch.tensor(ids, dtype=torch.long), "labels": torch.tensor(labels, dtype=torch.long),
                "image_sizes": sizes, "num_tokens": n, "index": i}
         if pil and load_pixels:
-            if self.images.feature_cache is not None:
-                feats = [self.images.feature_cache.load(p, im) for p, im in zip(paths, pil)]
-                out["features"] = [torch.stack([f[k] for f in feats]) for k in range(len(feats[0]))]
-            else:
-                out["pixel_values"] = [proc(pil) for proc in self.images.processors]
+            out.update(self.images.inputs(paths, pil))
         return out
 
     def __getitem__(self, i: int) -> dict:

@@ -147,10 +147,7 @@ class GroundingDataset(torch.utils.data.Dataset):
         pil = open_images(paths)
         out = {"grounding_ids": tid, "grounding_weights": torch.tensor(weights, dtype=torch.float32),
                "image_sizes": [pil[0].size], "index": i}
-        if self.images.feature_cache is not None:
-            out["features"] = [f[None] for f in self.images.feature_cache.load(paths[0], pil[0])]
-        else:
-            out["pixel_values"] = [proc(pil) for proc in self.images.processors]
+        out.update(self.images.inputs(paths, pil))
         return out
 
     def __getitem__(self, i: int) -> dict:
