@@ -186,7 +186,7 @@ def render_markdown(results: dict) -> str:
     return "\n".join(L)
 
 
-STAGE_TITLES = {"ground": "grounding (connector; MSE to word embeddings)", "stage1": "stage 1: connector, captions",
+STAGE_TITLES = {"ground": "grounding (connector; tokens -> word embeddings)", "stage1": "stage 1: connector, captions",
                 "stage2": "stage 2: LLM, questions"}
 
 
