@@ -306,3 +306,10 @@ def test_mse_plus_words_adds_a_distance_softmax_over_the_batch_words():
     mse1 = 10.0 * ((1.0 - 1.5) ** 2 + (1.0 - 2.5) ** 2) / 2
     expect = (mse0 + term([0.5, 0.0], [0]) + mse1 + term([1.0, 1.0], [1, 2])) / 2
     assert float(got) == pytest.approx(expect, rel=1e-5)
+
+
+def test_cells_from_mask_split_words_checkerboard():
+    m = np.zeros((4, 4), dtype=np.int64)
+    m[:, :] = 1
+    got = cells_from_mask(m, {1: "red cube"}, 2, split_words=True)
+    assert got["cells"] == ["red", "cube", "cube", "red"]  # cell (u, v) takes word (u + v) mod 2

@@ -26,13 +26,15 @@ from .llava import LlavaSource
 
 
 def cells_from_mask(mask: np.ndarray, words: dict[int, str], grid: int, *, background: str = "floor",
-                    min_cover: float = 0.15, object_weight: float = 3.0) -> dict:
+                    min_cover: float = 0.15, object_weight: float = 3.0, split_words: bool = False) -> dict:
     """Per-cell targets from an instance mask ``[H, W]`` (0 = background, k = instance k; ``words[k]`` its words).
 
     The mask is letterboxed to a square like the towers' input (centred; padding has no target), then cut into
     ``grid`` x ``grid`` cells. A cell takes the words of the instance covering the largest share of it when that
     share is at least ``min_cover`` (weight ``object_weight``), else ``background`` (weight 1); a cell that is
-    mostly letterbox padding has no target."""
+    mostly letterbox padding has no target. ``split_words``: an object's cells take its words one at a time, in a
+    checkerboard (cell (u, v) takes word (u + v) mod K), so that neighbouring tokens read like a phrase ("red",
+    "cube") instead of each token holding the mean of both."""
     mask = np.asarray(mask)
     h, w = mask.shape
     s = max(h, w)
@@ -52,7 +54,11 @@ def cells_from_mask(mask: np.ndarray, words: dict[int, str], grid: int, *, backg
             ids, counts = np.unique(block[block > 0], return_counts=True)
             best = [(c, int(i)) for i, c in zip(ids, counts) if int(i) in words]
             if best and max(best)[0] >= min_cover * n:
-                cells.append(words[max(best)[1]])
+                ws = words[max(best)[1]]
+                if split_words:
+                    parts = ws.split()
+                    ws = parts[(u + v) % len(parts)]
+                cells.append(ws)
                 weights.append(float(object_weight))
             else:
                 cells.append(background)

@@ -157,7 +157,8 @@ def write_stage2(out_path: str | os.PathLike, scene_dir: str | os.PathLike, *, s
             "answers": {**counts, **{f"easyvqa_{k}": v for k, v in ev_counts.items()}}}
 
 
-def easyvqa_grounding_records(n_images: int, grid: int, seed: int = 0, background: str = "background") -> list[dict]:
+def easyvqa_grounding_records(n_images: int, grid: int, seed: int = 0, background: str = "background",
+                              split_words: bool = False) -> list[dict]:
     """Grounding records for the first ``n_images`` easy-VQA *train* images (in the seed's order) whose questions name
     both their colour and shape: the shape's cells (pixels away from the
     uniform background colour) get "<colour> <shape>" (from the image's own answers), the others ``background``."""
@@ -177,19 +178,20 @@ def easyvqa_grounding_records(n_images: int, grid: int, seed: int = 0, backgroun
         with Image.open(paths[i]) as im:
             px = np.asarray(im.convert("RGB")).astype(np.int16)
         fg = (np.abs(px - px[0, 0]).max(-1) > 40).astype(np.int64)  # 1 = the shape
-        cells = cells_from_mask(fg, {1: f"{kinds['color']} {kinds['shape']}"}, grid, background=background)
+        cells = cells_from_mask(fg, {1: f"{kinds['color']} {kinds['shape']}"}, grid, background=background,
+                                split_words=split_words)
         out.append({"id": f"ground-easyvqa-{i}", "image": paths[i], "grounding": cells})
     return out
 
 
 def write_grounding(out_path: str | os.PathLike, scene_dir: str | os.PathLike, grid: int, *, seed: int = 0,
-                    easyvqa_images: int = 0) -> dict:
+                    easyvqa_images: int = 0, split_words: bool = False) -> dict:
     """Grounding JSONL: one record per train scene (object words per cell, "floor" elsewhere) + easy-VQA train
     images (colour and shape words on the shape's cells), shuffled."""
     from ..data.scenes.grounding import scene_grounding_records
 
-    recs = scene_grounding_records(scene_dir, grid)
-    ev = easyvqa_grounding_records(easyvqa_images, grid, seed) if easyvqa_images else []
+    recs = scene_grounding_records(scene_dir, grid, split_words=split_words)
+    ev = easyvqa_grounding_records(easyvqa_images, grid, seed, split_words=split_words) if easyvqa_images else []
     allr = recs + ev
     allr = [allr[i] for i in np.random.default_rng([seed, 19]).permutation(len(allr))]
     _write_jsonl(Path(out_path), allr)

@@ -16,11 +16,12 @@ def object_words(obj: dict) -> str:
 
 
 def scene_grounding(scene_dir: str | os.PathLike, scene: dict, grid: int, *, background: str = "floor",
-                    min_cover: float = 0.15, object_weight: float = 3.0) -> dict:
+                    min_cover: float = 0.15, object_weight: float = 3.0, split_words: bool = False) -> dict:
     """``grounding`` targets of one scene record on a ``grid`` x ``grid`` query grid."""
     mask = load_mask(scene_dir, scene)
     words = {int(o["instance_id"]): object_words(o) for o in scene["objects"]}
-    return cells_from_mask(mask, words, grid, background=background, min_cover=min_cover, object_weight=object_weight)
+    return cells_from_mask(mask, words, grid, background=background, min_cover=min_cover, object_weight=object_weight,
+                           split_words=split_words)
 
 
 def scene_grounding_records(scene_dir: str | os.PathLike, grid: int, **kwargs) -> list[dict]:
