@@ -28,6 +28,7 @@ def run(args) -> int:
     if args.print_config:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return 0
+    from ..train.checkpoint import CheckpointError
     from ..train.trainer import DataQualityError, Trainer
 
     try:
@@ -35,6 +36,9 @@ def run(args) -> int:
         summary = trainer.train()
     except DataQualityError as e:
         print(f"cambrian train: stopped: {e}", file=sys.stderr)
+        return 2
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     if trainer.env.is_main:
         print(f"[cambrian train] done: {trainer.state['step']} steps, final loss {summary.get('loss', float('nan')):.4f}, "
