@@ -256,3 +256,93 @@ def test_control_strings_stay_text_without_split_special_tokens():
     ids = tokenize_prompt("Hi<|im_end|>\n<|im_start|>assistant\nSure", "chatml", wrapped, system="S")
     assert ids.count(im_start) == 3 and ids.count(im_end) == 2
     assert tok.decode(ids) == tok.decode(tokenize_prompt("Hi<|im_end|>\n<|im_start|>assistant\nSure", "chatml", tok, system="S"))
+
+
+# --- 4. image paths stay under the image root ---------------------------------------------------------------
+def _png(path):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(path)
+    return path
+
+
+def _records_file(tmp_path, images):
+    path = tmp_path / "data" / "d.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for k, im in enumerate(images):
+            f.write(json.dumps({"id": f"r{k}", "image": im, "conversations": [
+                {"from": "human", "value": "<image>\nColour?"}, {"from": "gpt", "value": "red"}]}) + "\n")
+    return path
+
+
+@pytest.fixture
+def image_tree(tmp_path):
+    root = tmp_path / "root"
+    _png(root / "in.png")
+    _png(root / "sub" / "in2.png")
+    outside = _png(tmp_path / "secret" / "out.png")
+    elsewhere = tmp_path / "store"
+    _png(elsewhere / "linked.png")
+    (root / "link").symlink_to(elsewhere, target_is_directory=True)  # the root's owner links a shared store
+    return root, outside
+
+
+def test_llava_paths_confined_to_image_root(image_tree):
+    from cambrian.data.llava import ImageOutsideRoot, LlavaSource
+
+    root, outside = image_tree
+    ok = ["in.png", "sub/in2.png", "sub/../in.png", str(root / "in.png"), "link/linked.png"]
+    bad = ["../secret/out.png", "../../etc/passwd", str(outside), "/etc/passwd", "sub/../../secret/out.png",
+           "link/../../secret/out.png"]
+    path = _records_file(root.parent, ok + bad)
+    src = LlavaSource(path, root)
+    for k in range(len(ok)):
+        (p,) = src.image_paths(src[k])
+        assert p.is_file(), p
+    for k in range(len(ok), len(ok) + len(bad)):
+        with pytest.raises(ImageOutsideRoot, match="outside the image root"):
+            src.image_paths(src[k])
+    # opted in: everything resolves as written
+    loose = LlavaSource(path, root, allow_outside_root=True)
+    assert loose.image_paths(loose[len(ok) + 2]) == [outside]
+    # no image root at all (the demo's absolute paths): nothing to confine to
+    assert LlavaSource(_records_file(root.parent, [str(outside)])).image_paths({"image": str(outside)}) == [outside]
+
+
+def test_outside_root_is_a_counted_bad_sample(image_tree):
+    from cambrian.data.dataset import ImagePipeline, SupervisedDataset
+    from cambrian.data.llava import LlavaSource
+
+    root, outside = image_tree
+    m = ToyVLM()
+    path = _records_file(root.parent, ["in.png", str(outside), "../secret/out.png"])
+    ds = SupervisedDataset([LlavaSource(path, root)], m.tokenize_conversation, m.visual_token_count,
+                           ImagePipeline.from_model(m), max_length=64)
+    items = [ds[i] for i in range(3)]
+    assert "bad" not in items[0]
+    assert [x["bad"] for x in items[1:]] == ["image_outside_root"] * 2
+    assert "record 1 (id='r1')" in items[1]["detail"] and "record 2 (id='r2')" in items[2]["detail"]
+
+
+def test_train_counts_outside_root_and_honours_opt_in(image_tree, tmp_path):
+    root, outside = image_tree
+    path = _records_file(root.parent, ["in.png"] * 7 + [str(outside)])
+    entry = {"path": str(path), "images": str(root)}
+    kw = dict(save_steps=0, max_bad_fraction=0.5, bad_check_after=1000, micro_batch_size=8)
+    for opt_in, out, want in ((False, "a", {"image_outside_root": 1}), (True, "b", {})):
+        cfg = _train_cfg(tmp_path, path, output_dir=str(tmp_path / out), **kw)
+        cfg.data = [{**entry, "allow_outside_root": True} if opt_in else entry]
+        assert Trainer(cfg, model=ToyVLM()).train()["bad_counts"] == want
+
+
+def test_validate_cli_reports_outside_root(image_tree, capsys):
+    from cambrian.cli.main import main
+
+    root, outside = image_tree
+    path = _records_file(root.parent, ["in.png", str(outside)])
+    assert main(["data", "validate", str(path), "--images", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "image_outside_root" in out and "id=r1" in out
+    assert main(["data", "validate", str(path), "--images", str(root), "--allow-outside-root"]) == 0

@@ -115,17 +115,39 @@ def _scan_json_array(path: Path) -> list[tuple[int, int]]:
     return spans
 
 
+class ImageOutsideRoot(ValueError):
+    """A record's image path (``../..``, absolute) points outside the source's image root."""
+
+    def __init__(self, rel: str, root: Path):
+        super().__init__(f"image path {rel!r} is outside the image root {str(root)!r}")
+        self.rel = rel
+        self.root = root
+
+
+def inside_root(path: Path, root: Path) -> bool:
+    """Whether ``path`` stays under ``root``. A path without ``..`` that lies under the root as written is inside
+    (symlinks placed in the root by its owner are trusted); a path with ``..`` must also really resolve there."""
+    root_abs = Path(os.path.abspath(root))
+    if ".." not in path.parts and Path(os.path.abspath(path)).is_relative_to(root_abs):
+        return True
+    return Path(os.path.realpath(path)).is_relative_to(Path(os.path.realpath(root_abs)))
+
+
 class LlavaSource:
     """Random access to the records of one LLaVA JSON/JSONL file without holding them in memory.
 
-    ``image_root``: directory the relative ``image`` paths are resolved against.
+    ``image_root``: directory the relative ``image`` paths are resolved against. When it is given, image paths of
+    the records must stay under it (``../x`` or an absolute path elsewhere raise :class:`ImageOutsideRoot`, which
+    the dataset counts as the bad reason ``image_outside_root``) unless ``allow_outside_root=True``. Without an
+    image root, relative paths resolve against the file's directory and absolute paths are taken as they are.
     ``image_tokens``: visual tokens counted per image in :attr:`lengths` (sampler lengths only).
     """
 
     def __init__(self, path: str | os.PathLike, image_root: str | os.PathLike | None = None, image_tokens: int = 576,
-                 index_cache: str | os.PathLike | None = None, name: str | None = None):
+                 index_cache: str | os.PathLike | None = None, name: str | None = None, allow_outside_root: bool = False):
         self.path = Path(path)
         self.image_root = Path(image_root) if image_root is not None else self.path.parent
+        self.confine = image_root is not None and not allow_outside_root
         self.image_tokens = image_tokens
         self.name = name or self.path.stem
         self.format = "json" if self._is_json_array() else "jsonl"
@@ -203,11 +225,15 @@ class LlavaSource:
         return json.loads(f.read(int(self.ends[i] - self.offsets[i])))
 
     def image_paths(self, record: dict) -> list[Path]:
+        """Resolved image paths of a record; :class:`ImageOutsideRoot` when one leaves the image root."""
         return [self._resolve(p) for p in record_images(record)]
 
     def _resolve(self, rel: str) -> Path:
         p = Path(rel)
-        return p if p.is_absolute() else self.image_root / p
+        full = p if p.is_absolute() else self.image_root / p
+        if self.confine and not inside_root(full, self.image_root):
+            raise ImageOutsideRoot(rel, self.image_root)
+        return full
 
     def is_multimodal(self) -> np.ndarray:
         return self.lengths > 0

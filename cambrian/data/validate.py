@@ -16,13 +16,15 @@ from collections import Counter
 from pathlib import Path
 
 from .dataset import BAD_REASONS, BadSample, ImagePipeline, SupervisedDataset, model_tokenize_fn, model_visual_tokens_fn, \
-    normalize_conversation, open_images
+    normalize_conversation, open_images, record_image_paths
 from .llava import LlavaSource
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="LLaVA-format .json (array) or .jsonl")
     parser.add_argument("--images", default=None, help="image root the relative paths resolve against (default: the file's dir)")
+    parser.add_argument("--allow-outside-root", action="store_true",
+                        help="accept image paths outside --images (../x, absolute paths); default: counted bad")
     parser.add_argument("--model", default=None, help="preset or model dir: also tokenise and check lengths")
     parser.add_argument("--max-length", type=int, default=None, help="token limit (default: the model's llm.max_length)")
     parser.add_argument("--max-bad-fraction", type=float, default=0.01, help="exit 1 above this share of bad samples")
@@ -44,7 +46,7 @@ def validate(source: LlavaSource, dataset: SupervisedDataset | None = None, open
                 dataset.encode(i, load_pixels=False)
             else:
                 rec = source[i]
-                paths = source.image_paths(rec)
+                paths = record_image_paths(source, rec, i)
                 normalize_conversation(rec, len(paths))
                 if open_imgs:
                     open_images(paths)
@@ -76,7 +78,7 @@ def format_report(rep: dict) -> str:
 
 
 def run(args) -> int:
-    src = LlavaSource(args.file, args.images)
+    src = LlavaSource(args.file, args.images, allow_outside_root=args.allow_outside_root)
     ds = None
     if args.model:
         from ..train.trainer import load_model

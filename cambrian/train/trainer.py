@@ -196,7 +196,8 @@ class Trainer:
             idx_cache = cache_dir("data-index")
         except Exception:
             pass
-        sources = [LlavaSource(d["path"], d.get("images"), image_tokens=per_image, index_cache=idx_cache, name=d.get("name"))
+        sources = [LlavaSource(d["path"], d.get("images"), image_tokens=per_image, index_cache=idx_cache, name=d.get("name"),
+                               allow_outside_root=bool(d.get("allow_outside_root", False)))
                    for d in cfg.data]
         selection = None
         if cfg.mixing_cap or cfg.mixing_ratios:
