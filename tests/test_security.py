@@ -346,3 +346,56 @@ def test_validate_cli_reports_outside_root(image_tree, capsys):
     out = capsys.readouterr().out
     assert "image_outside_root" in out and "id=r1" in out
     assert main(["data", "validate", str(path), "--images", str(root), "--allow-outside-root"]) == 0
+
+
+# --- 5. save_pretrained leaves foreign files alone, normal permissions -----------------------------------------
+@pytest.fixture(scope="module")
+def tiny_model():
+    from cambrian.config import load_preset
+    from cambrian.models.cambrian_model import CambrianModel
+
+    torch.manual_seed(0)
+    return CambrianModel.from_config(load_preset("tiny")).eval()
+
+
+def test_save_pretrained_keeps_other_files_and_normal_permissions(tiny_model, tmp_path):
+    import stat
+
+    from cambrian.models.cambrian_model import CambrianModel
+
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "ckpt"
+        out.mkdir()
+        (out / "NOTES.md").write_text("mine")
+        (out / "eval").mkdir()
+        (out / "eval" / "run.json").write_text("{}")
+        (out / "vocab.txt").write_text("stale tokenizer file of an earlier save")
+        tiny_model.save_pretrained(out)
+        tiny_model.save_pretrained(out)  # again, over itself
+        assert (out / "NOTES.md").read_text() == "mine" and (out / "eval" / "run.json").read_text() == "{}"
+        assert not (out / "vocab.txt").exists()  # a tokenizer file this save did not write: not left to mix in
+        assert not [p.name for p in out.iterdir() if p.name.startswith(".")], "temp files left behind"
+        assert not [p.name for p in tmp_path.iterdir() if p.name != "ckpt"]
+        for name in ("config.json", "model.safetensors", "tokenizer.json"):
+            assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
+        fresh = tmp_path / "sub" / "fresh"
+        tiny_model.save_pretrained(fresh)
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o755
+        assert stat.S_IMODE((fresh / "model.safetensors").stat().st_mode) == 0o644
+        CambrianModel.from_pretrained(out)
+    finally:
+        os.umask(old)
+
+
+def test_atomic_writes_respect_umask(tmp_path):
+    import stat
+
+    from cambrian.utils.io import atomic_write_json
+
+    old = os.umask(0o027)
+    try:
+        atomic_write_json(tmp_path / "a.json", {"x": 1})
+        assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o640
+    finally:
+        os.umask(old)

@@ -31,6 +31,10 @@ from ..constants import IGNORE_INDEX, IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 from .connectors.base import ImageSpan, VisualTokens, build_connector
 
 WEIGHTS_NAME = "model.safetensors"
+# files a tokenizer's save_pretrained may write: the tokenizer part of a saved model directory
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "tokenizer.model", "spiece.model", "vocab.json", "merges.txt", "vocab.txt", "chat_template.jinja",
+                   "chat_template.json")
 
 
 @dataclass
@@ -103,29 +107,42 @@ class CambrianModel(nn.Module):
         return cls.from_pretrained(spec)
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
-        """Write config.json + model.safetensors + tokenizer files atomically (temp dir, then rename)."""
+        """Write config.json + model.safetensors + tokenizer files into ``path`` (created if needed).
+
+        Only these files are replaced, each atomically (a temp file in the same directory, then ``os.replace``),
+        with ``config.json`` last; other files in ``path`` are left alone. Tokenizer files of an earlier save that
+        this one does not write are removed, so the directory never mixes two tokenizers. Files and directories
+        get the usual permissions (umask), not those of a private temp file."""
         from safetensors.torch import save_model
 
+        from ..utils.io import default_file_mode, temp_file_beside
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
+        path.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        weights = temp_file_beside(path / WEIGHTS_NAME)
         try:
-            self.config.save(tmp / "config.json")
-            save_model(self, str(tmp / WEIGHTS_NAME))
-            if self.tokenizer is not None:
-                self.tokenizer.save_pretrained(str(tmp))
-            if path.exists():
-                old = path.parent / f".{path.name}.old"
-                if old.exists():
-                    shutil.rmtree(old)
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old)
-            else:
-                os.replace(tmp, path)
+            save_model(self, str(weights))
+            os.chmod(weights, default_file_mode())  # safetensors may recreate the file private
+            os.replace(weights, path / WEIGHTS_NAME)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            weights.unlink(missing_ok=True)
             raise
+        if self.tokenizer is not None:
+            tmp = Path(tempfile.mkdtemp(dir=path, prefix=".tokenizer.tmp"))
+            try:
+                self.tokenizer.save_pretrained(str(tmp))
+                for f in sorted(tmp.iterdir()):
+                    if f.is_file():
+                        os.replace(f, path / f.name)
+                        written.append(path / f.name)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        for name in TOKENIZER_FILES:
+            stale = path / name
+            if stale not in written and stale.is_file():
+                stale.unlink()
+        self.config.save(path / "config.json")
 
     # ------------------------------------------------------------------------------------------------------
     # helpers
