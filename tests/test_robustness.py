@@ -1,0 +1,233 @@
+"""Hardening (issue 10): an eval output directory only resumes its own run; scoring input errors are reported,
+not silently scored; a benchmark row with a missing image does not abort the run."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from cambrian.cli.main import main
+from cambrian.eval.api import get_benchmark
+from cambrian.eval.runner import RunMismatch, model_identity, read_predictions, run_benchmarks
+from test_eval_benchmarks import pope
+from test_eval_runner import FakeModel
+
+
+def _pope(tmp_path):
+    data, _, _ = pope(tmp_path / "data")
+    bench = get_benchmark("pope")
+    return bench, bench.load(str(data))
+
+
+def _run(model, bench, samples, out, **kw):
+    return run_benchmarks(model, [bench], None, out, samples_by_bench={bench.name: samples}, progress=False, **kw)
+
+
+def _one_error_line(capsys) -> str:
+    err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+# --- 6. an output directory resumes only its own run ---------------------------------------------------------
+def test_runner_refuses_other_model_vision_data_and_resumes_identical(tmp_path):
+    bench, samples = _pope(tmp_path)
+    out = tmp_path / "run"
+    a = {"model": "/ckpt/a", "weights": "1111"}
+    _run(FakeModel(), bench, samples, out, identity=a)
+    ident = json.loads((out / "pope" / "run_identity.json").read_text())
+    assert ident["model"] == "/ckpt/a" and ident["vision"] == "enabled" and ident["benchmark"] == "pope"
+    assert ident["data"].startswith(f"{len(samples)}:") and ident["max_new_tokens"] == bench.max_new_tokens
+    before = (out / "pope" / "predictions.jsonl").read_text()
+    # identical rerun: resumes, generates nothing
+    m = FakeModel()
+    _run(m, bench, samples, out, identity=a)
+    assert m.calls == 0 and json.loads((out / "run.json").read_text())["benchmarks"]["pope"]["resumed"] == len(samples)
+    for kw, what in ((dict(identity={"model": "/ckpt/b", "weights": "2222"}), "model"),
+                     (dict(identity={**a, "weights": "9999"}), "weights"),
+                     (dict(identity=a, vision="disabled"), "vision"),
+                     (dict(identity=a, max_new_tokens=3), "max_new_tokens")):
+        m = FakeModel()
+        with pytest.raises(RunMismatch, match=what):
+            _run(m, bench, samples, out, **kw)
+        assert m.calls == 0
+    # other data under the same benchmark name
+    changed = [type(s)(idx=s.idx, prompt=s.prompt + " Really?", images=s.images, answer=s.answer, meta=s.meta) for s in samples]
+    with pytest.raises(RunMismatch, match="data"):
+        _run(FakeModel(), bench, changed, out, identity=a)
+    # nothing was touched by the refused runs
+    assert (out / "pope" / "predictions.jsonl").read_text() == before
+    assert json.loads((out / "run.json").read_text())["identity"] == {**a, "vision": "enabled"}
+    # --overwrite replaces that benchmark's outputs and the run's identity
+    m = FakeModel()
+    _run(m, bench, samples, out, identity={"model": "/ckpt/b"}, vision="disabled", overwrite=True)
+    assert sum(m.batch_sizes) == len(samples) and m.images_seen == [0] * len(samples)
+    info = json.loads((out / "run.json").read_text())
+    assert info["vision"] == "disabled" and info["identity"] == {"model": "/ckpt/b", "vision": "disabled"}
+    assert info["benchmarks"]["pope"]["resumed"] == 0
+    assert json.loads((out / "pope" / "run_identity.json").read_text())["vision"] == "disabled"
+
+
+def test_runner_checks_older_run_dirs_by_their_labels(tmp_path):
+    """A run directory of an older version (no identity files): run.json's model label and vision decide."""
+    bench, samples = _pope(tmp_path)
+    out = tmp_path / "old"
+    _run(FakeModel(), bench, samples[:2], out)
+    (out / "pope" / "run_identity.json").unlink()
+    info = json.loads((out / "run.json").read_text())
+    del info["identity"]
+    (out / "run.json").write_text(json.dumps(info))
+    with pytest.raises(RunMismatch, match="vision"):
+        _run(FakeModel(), bench, samples, out, vision="disabled")
+    m = FakeModel()  # same label and vision: resumed as before
+    _run(m, bench, samples, out)
+    assert sum(m.batch_sizes) == len(samples) - 2
+
+
+def test_model_identity_of_a_checkpoint_dir_follows_its_weights(tmp_path):
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    (ck / "model.safetensors").write_bytes(b"x" * 10)
+    (ck / "config.json").write_text("{}")
+    a = model_identity(str(ck))
+    assert a["model"] == str(ck.resolve()) and a == model_identity(str(tmp_path / "." / "ck"))
+    os.utime(ck / "model.safetensors", ns=(1, 1))
+    assert model_identity(str(ck))["weights"] != a["weights"]
+    assert model_identity("openai:http://h/v1#m") == {"model": "openai:http://h/v1#m"}
+
+
+@pytest.fixture
+def fake_loader(monkeypatch):
+    """``cambrian eval run`` with a FakeModel whatever --model names (no weights to load)."""
+    loaded = []
+
+    def load(spec, device=None, name=None):
+        loaded.append(spec)
+        m = FakeModel()
+        m.name = name or Path(spec).name
+        return m
+
+    monkeypatch.setattr("cambrian.eval.adapters.load_eval_model", load)
+    return loaded
+
+
+def test_cli_eval_run_refuses_a_different_run_in_one_line(tmp_path, capsys, fake_loader):
+    data = tmp_path / "data"
+    pope(data)
+    cks = []
+    for name in ("a", "b"):
+        ck = tmp_path / name
+        ck.mkdir()
+        (ck / "model.safetensors").write_bytes(name.encode() * 10)
+        (ck / "config.json").write_text("{}")
+        cks.append(ck)
+    out = tmp_path / "run"
+    base = ["eval", "run", "--bench", "pope", "--data-root", str(data), "--out", str(out), "--no-progress"]
+    assert main(base + ["--model", str(cks[0])]) == 0
+    capsys.readouterr()
+    assert main(base + ["--model", str(cks[0])]) == 0  # identical: resumes
+    assert len(fake_loader) == 2
+    capsys.readouterr()
+    for extra in (["--model", str(cks[1])], ["--model", str(cks[0]), "--vision", "disabled"]):
+        assert main(base + extra) == 2
+        line = _one_error_line(capsys)
+        assert str(out) in line and "--overwrite" in line
+    assert len(fake_loader) == 2  # refused before the model was loaded
+    os.utime(cks[0] / "model.safetensors", ns=(5, 5))  # retrained in place: other weights
+    assert main(base + ["--model", str(cks[0])]) == 2
+    assert "weights" in _one_error_line(capsys)
+    assert main(base + ["--model", str(cks[1]), "--overwrite"]) == 0
+    info = json.loads((out / "run.json").read_text())
+    assert info["model"] == "b" and info["identity"]["model"] == str(cks[1].resolve())
+    assert main(base + ["--model", str(cks[1])]) == 0  # and now b's run resumes
+
+
+# --- 8. scoring input --------------------------------------------------------------------------------------------
+def test_cli_score_missing_predictions_file_is_an_error(tmp_path, capsys):
+    data = tmp_path / "data"
+    pope(data)
+    assert main(["eval", "score", "--bench", "pope", "--data", str(data / "pope"),
+                 "--predictions", str(tmp_path / "nope.jsonl")]) == 2
+    line = _one_error_line(capsys)
+    assert "nope.jsonl" in line and "not found" in line
+
+
+def test_cli_eval_merge_without_predictions_is_an_error(tmp_path, capsys):
+    data = tmp_path / "data"
+    pope(data)
+    (tmp_path / "run" / "pope").mkdir(parents=True)
+    assert main(["eval", "merge", str(tmp_path / "run"), "--bench", "pope", "--data-root", str(data)]) == 2
+    assert "no predictions" in _one_error_line(capsys)
+
+
+def test_cli_score_counts_bad_lines(tmp_path, capsys):
+    data = tmp_path / "data"
+    pope(data)
+    good = [json.dumps({"idx": s.idx, "prediction": "Yes" if s.answer == "yes" else "No"})
+            for s in get_benchmark("pope").load(str(data / "pope"))]
+    pred = tmp_path / "p.jsonl"
+    pred.write_text("\n".join(good + ["[1, 2]", '"text"', '{"prediction": "no idx"}', "{not json", "42", "null"]) + "\n")
+    args = ["eval", "score", "--bench", "pope", "--data", str(data / "pope"), "--predictions", str(pred)]
+    assert main(args + ["--json"]) == 2
+    cap = capsys.readouterr()
+    err = [l for l in cap.err.splitlines() if l.strip()]
+    assert len(err) == 1 and err[0].startswith("error: 6 of 10 lines") and "line 5" in err[0], err
+    out = json.loads(cap.out)
+    assert out["bad_prediction_lines"] == 6 and out["metrics"]["accuracy"] == 1.0  # the good lines still scored
+    # below the threshold: a warning, exit 0
+    assert main(args + ["--max-bad-fraction", "0.7"]) == 0
+    assert capsys.readouterr().err.startswith("warning: 6 of 10 lines")
+    rp = read_predictions(pred)
+    assert (rp.lines, rp.bad_lines, rp.first_bad, len(rp)) == (10, 6, 5, 4)
+
+
+def _pope_with_paths(tmp_path, missing: int = 1):
+    """POPE rows whose images are files next to the data; the first ``missing`` files are absent."""
+    d = tmp_path / "paths" / "pope"
+    (d / "imgs").mkdir(parents=True)
+    rows = []
+    for i, (q, a) in enumerate([("dog", "yes"), ("cat", "no"), ("car", "no"), ("bus", "yes")]):
+        if i >= missing:
+            Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(d / "imgs" / f"{i}.png")
+        rows.append({"question_id": str(i), "question": f"Is there a {q} in the image?", "answer": a,
+                     "category": "random", "image": f"imgs/{i}.png"})
+    (d / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return d
+
+
+class AlwaysRight(FakeModel):
+    def generate(self, requests, options):
+        super().generate(requests, options)
+        return ["Yes" if ("dog" in r.prompt or "bus" in r.prompt) else "No" for r in requests]
+
+
+def test_missing_image_is_skipped_counted_and_scored_wrong(tmp_path, capsys):
+    d = _pope_with_paths(tmp_path, missing=1)
+    bench = get_benchmark("pope")
+    out = tmp_path / "run"
+    m = AlwaysRight()
+    res = run_benchmarks(m, [bench], str(d.parent), out, batch_size=2, progress=False)
+    assert sum(m.batch_sizes) == 3  # the other samples of the batch still ran
+    assert res["pope"]["missing_images"] == 1 and res["pope"]["accuracy"] == 0.75
+    saved = json.loads((out / "pope" / "metrics.json").read_text())
+    assert saved["missing_images"] == 1 and saved["metrics"]["missing_images"] == 1
+    record = json.loads((out / "pope" / "missing_images.json").read_text())["missing_images"]
+    assert [r["idx"] for r in record] == ["0"] or [r["idx"] for r in record] == [0]
+    assert "unreadable image" in capsys.readouterr().err
+    # the image shows up: an identical rerun retries only that sample
+    Image.new("RGB", (8, 8)).save(d / "imgs" / "0.png")
+    m = AlwaysRight()
+    res = run_benchmarks(m, [bench], str(d.parent), out, batch_size=2, progress=False)
+    assert sum(m.batch_sizes) == 1 and res["pope"]["accuracy"] == 1.0 and "missing_images" not in res["pope"]
+    assert not (out / "pope" / "missing_images.json").exists()
+
+
+def test_cli_run_reports_missing_images(tmp_path, capsys, fake_loader):
+    d = _pope_with_paths(tmp_path, missing=2)
+    assert main(["eval", "run", "--model", "m", "--bench", "pope", "--data-root", str(d.parent), "--out",
+                 str(tmp_path / "run"), "--no-progress"]) == 0
+    assert "2 samples with unreadable images scored wrong" in capsys.readouterr().out
