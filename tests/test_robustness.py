@@ -231,3 +231,23 @@ def test_cli_run_reports_missing_images(tmp_path, capsys, fake_loader):
     assert main(["eval", "run", "--model", "m", "--bench", "pope", "--data-root", str(d.parent), "--out",
                  str(tmp_path / "run"), "--no-progress"]) == 0
     assert "2 samples with unreadable images scored wrong" in capsys.readouterr().out
+
+
+def test_sharded_overwrite_never_merges_the_previous_runs_shards(tmp_path):
+    bench, samples = _pope(tmp_path)
+    out = tmp_path / "run"
+    for ident, vision in (({"model": "a"}, "enabled"), ({"model": "b"}, "disabled")):
+        for k in (1, 2, 0):  # shard 0 last: it waits for the others' markers of *this* run, then merges
+            _run(FakeModel(), bench, samples, out, identity=ident, vision=vision, shard=(k, 3), overwrite=True,
+                 merge_timeout_s=2)
+        marks = {p.read_text().strip() for p in (out / "pope").glob("*.done")}
+        assert len(marks) == 1  # all three markers carry this run's token
+    preds = read_predictions(out / "pope" / "predictions.jsonl")
+    assert len(preds) == len(samples) and all("#" in v for v in preds.values())
+    # b's run is vision-disabled: a stale shard of a would have come from image-seeing answers
+    ref = tmp_path / "ref"
+    _run(FakeModel(), bench, samples, ref, identity={"model": "b"}, vision="disabled")
+    assert read_predictions(ref / "pope" / "predictions.jsonl") == preds
+    # shard 0 of a different run does not take the existing markers for its own
+    with pytest.raises(TimeoutError):
+        _run(FakeModel(), bench, samples, out, identity={"model": "c"}, shard=(0, 3), overwrite=True, merge_timeout_s=1)
