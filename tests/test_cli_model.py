@@ -43,7 +43,26 @@ def test_chat_answers_once_with_tiny_model(tmp_path, capsys):
     img = tmp_path / "x.png"
     Image.fromarray(np.zeros((20, 30, 3), dtype=np.uint8)).save(img)
     assert main(["chat", "--model", "tiny", "--image", str(img), "--prompt", "what?", "--max-new-tokens", "4", "--device", "cpu"]) == 0
-    assert isinstance(capsys.readouterr().out, str)
+    cap = capsys.readouterr()
+    assert isinstance(cap.out, str)
+    # a bare preset: one warning line saying the answers ignore the image
+    warn = [line for line in cap.err.splitlines() if line.startswith("warning:")]
+    assert len(warn) == 1 and "never trained" in warn[0] and "ignore the image" in warn[0]
+
+
+def test_chat_with_a_trained_checkpoint_does_not_warn(tmp_path, capsys):
+    import torch
+
+    from cambrian.config import load_preset
+    from cambrian.models.cambrian_model import CambrianModel
+
+    torch.manual_seed(0)
+    CambrianModel.from_config(load_preset("tiny")).save_pretrained(tmp_path / "ck")
+    img = tmp_path / "x.png"
+    Image.fromarray(np.zeros((20, 30, 3), dtype=np.uint8)).save(img)
+    assert main(["chat", "--model", str(tmp_path / "ck"), "--image", str(img), "--prompt", "what?",
+                 "--max-new-tokens", "2", "--device", "cpu"]) == 0
+    assert "warning:" not in capsys.readouterr().err
 
 
 def test_chat_reports_a_missing_image(tmp_path, capsys):

@@ -40,6 +40,9 @@ def run(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     model = load_model(args.model, args.device)
+    if not model.connector_trained:
+        print(f"warning: {args.model} is a bare preset: its connector was never trained, so its answers ignore the "
+              f"image (pass a trained checkpoint directory, e.g. runs/demo/checkpoint after `make demo`)", file=sys.stderr)
     if args.prompt is not None:
         print(model.chat(args.prompt, images, max_new_tokens=args.max_new_tokens, system=args.system))
         return 0

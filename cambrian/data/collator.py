@@ -24,7 +24,8 @@ class Collator:
     def __call__(self, items: Sequence[dict]) -> dict:
         bad = Counter(x["bad"] for x in items if "bad" in x)
         good = [x for x in items if "bad" not in x]
-        batch: dict = {"bad_counts": dict(bad), "num_samples": len(items), "indices": [x["index"] for x in good]}
+        batch: dict = {"bad_counts": dict(bad), "num_samples": len(items), "indices": [x["index"] for x in good],
+                       "empty": not good}
         if not good:
             batch["input_ids"] = None
             return batch
@@ -52,7 +53,7 @@ class Collator:
         return batch
 
 
-MODEL_KEYS = ("input_ids", "attention_mask", "labels", "pixel_values", "image_sizes", "features")
+MODEL_KEYS = ("input_ids", "attention_mask", "labels", "pixel_values", "image_sizes", "features", "grounding")
 
 
 def model_inputs(batch: dict, device=None) -> dict:
@@ -66,5 +67,7 @@ def model_inputs(batch: dict, device=None) -> dict:
             v = v.to(device) if device is not None else v
         elif k in ("pixel_values", "features"):
             v = [t.to(device) if device is not None else t for t in v]
+        elif k == "grounding" and device is not None:
+            v = v.to(device)
         out[k] = v
     return out

@@ -58,6 +58,9 @@ class CambrianModel(nn.Module):
         self.tokenizer = tokenizer
         self.template = TEMPLATES.get(config.llm.template)
         self._sva_ctx: tuple[list[ImageSpan], Any] | None = None
+        # False for a model built from a config/preset (pretrained towers and LLM, connector at its random init);
+        # True once weights are loaded from a checkpoint (from_pretrained)
+        self.connector_trained = False
         self._hooks = []
         self._register_hooks()
 
@@ -89,6 +92,7 @@ class CambrianModel(nn.Module):
             raise ValueError(f"{path / WEIGHTS_NAME}: unexpected tensors {sorted(unexpected)[:5]}...")
         if missing:
             raise ValueError(f"{path / WEIGHTS_NAME}: missing tensors {sorted(missing)[:5]}...")
+        model.connector_trained = True
         if dtype is not None:
             model.to(dtype)
         return model
@@ -301,15 +305,20 @@ class CambrianModel(nn.Module):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         pixel_values: Sequence[torch.Tensor] | None = None,
         image_sizes: Sequence[tuple[int, int]] | None = None,
         features: Sequence[torch.Tensor] | None = None,
         padding_side: str = "right",
+        grounding=None,
         **llm_kwargs,
     ):
+        """LM loss with ``labels``; with ``grounding`` (:class:`~cambrian.models.grounding.GroundingTargets`) and no
+        ``input_ids``, the grounding loss of the visual tokens (the LLM does not run)."""
+        if grounding is not None:
+            return self._grounding_loss(pixel_values, image_sizes, features, grounding)
         visual = self._visual(pixel_values, image_sizes, features)
         sp = self.splice(input_ids, attention_mask, labels, visual, padding_side=padding_side)
         # Stays set after the call (until the next forward replaces it) so that gradient checkpointing can
@@ -324,6 +333,18 @@ class CambrianModel(nn.Module):
             labels=sp.labels,
             **llm_kwargs,
         )
+
+    def _grounding_loss(self, pixel_values, image_sizes, features, targets):
+        from transformers.modeling_outputs import CausalLMOutputWithPast
+
+        from .grounding import connector_geometry, grounding_loss
+
+        visual = self._visual(pixel_values, image_sizes, features)
+        if visual is None:
+            raise ValueError("grounding needs images")
+        loss = grounding_loss(visual, targets.to(self.device), self.llm.get_input_embeddings().weight, image_sizes,
+                              kind=targets.kind, scale=targets.scale, **connector_geometry(self.connector))
+        return CausalLMOutputWithPast(loss=loss, logits=None)
 
     def _fast_loss_ok(self) -> bool:
         """The LM head can be applied to selected positions only when logits are a plain ``lm_head(hidden)``

@@ -20,7 +20,11 @@ SCHEDULERS = ("cosine", "linear", "constant")
 class TrainConfig:
     # ---- what -------------------------------------------------------------------------------------------
     model: str = "tiny"  # model preset, YAML file, or a saved model dir (stage 2: the stage-1 output dir)
-    stage: int = 1  # 1: connector only; 2: connector + LLM
+    stage: int | str = 1  # 1: connector only; 2: connector + LLM; "ground": connector only, grounding objective
+    # stage "ground": records carry per-cell word targets (``grounding``, see cambrian.data.grounding); the
+    # connector's tokens are pulled onto the LLM's input embeddings of those words ("mse" regression x scale, or
+    # "ce" classification over the vocabulary); the LLM does not run
+    grounding: dict = field(default_factory=lambda: {"objective": "mse", "scale": 100.0})
     unfreeze_vision: bool = False  # stage 2 option: train the vision towers too (with vision_lr)
     trainable: list[str] | None = None  # explicit trainable name prefixes; overrides the stage policy
     data: list[dict] = field(default_factory=list)  # [{path, images, category, name}]
@@ -67,8 +71,17 @@ class TrainConfig:
     resume: str | None = None  # "auto" (latest checkpoint in output_dir), a checkpoint dir, or None
 
     def __post_init__(self):
-        if self.stage not in (1, 2):
-            raise ValueError(f"stage must be 1 or 2, got {self.stage}")
+        if self.stage not in (1, 2, "ground"):
+            raise ValueError(f"stage must be 1, 2 or 'ground', got {self.stage!r}")
+        g = {"objective": "mse", "scale": 100.0}
+        unknown = set(self.grounding or {}) - set(g)
+        if unknown:
+            raise ValueError(f"unknown grounding keys {sorted(unknown)} (valid: {', '.join(sorted(g))})")
+        g.update(self.grounding or {})
+        if g["objective"] not in ("mse", "ce"):
+            raise ValueError(f"grounding.objective must be 'mse' or 'ce', got {g['objective']!r}")
+        g["scale"] = float(g["scale"])
+        self.grounding = g
         if self.distributed not in DISTRIBUTED:
             raise ValueError(f"distributed must be one of {DISTRIBUTED}, got {self.distributed!r}")
         if self.precision not in PRECISIONS:

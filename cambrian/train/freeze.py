@@ -22,9 +22,10 @@ import torch.nn as nn
 SVA_KEYS = ("vision_sampler", "vision_query")
 
 
-def stage_policy(stage: int, unfreeze_vision: bool = False, lora: bool = False) -> list[str]:
-    """Trainable name prefixes (or substrings starting with ``*``) for a stage."""
-    if stage == 1:
+def stage_policy(stage: int | str, unfreeze_vision: bool = False, lora: bool = False) -> list[str]:
+    """Trainable name prefixes (or substrings starting with ``*``) for a stage (``"ground"``: the connector, like
+    stage 1; only its pre-LLM path gets gradients)."""
+    if stage in (1, "ground"):
         return ["connector."]
     out = ["connector.", "*lora_"] if lora else ["connector.", "llm."]
     if unfreeze_vision:

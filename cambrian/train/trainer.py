@@ -114,6 +114,7 @@ class Trainer:
         self.stop_after_step: int | None = None  # test hook: simulate a kill right after this step
 
         # ---- what is trained ------------------------------------------------------------------------
+        self.grounding = cfg.stage == "ground"
         use_lora = bool(cfg.lora.get("enabled")) and cfg.stage == 2
         if use_lora:
             inject_lora(self.model, cfg.lora)
@@ -155,7 +156,12 @@ class Trainer:
         pad = getattr(tok, "pad_token_id", None)
         if pad is None:
             pad = getattr(tok, "eos_token_id", 0) or 0
-        self.collator = Collator(pad)
+        if self.grounding:
+            from ..data.grounding import GroundingCollator
+
+            self.collator = GroundingCollator(cfg.grounding["objective"], cfg.grounding["scale"])
+        else:
+            self.collator = Collator(pad)
 
         # ---- engine, optimizer, schedule ------------------------------------------------------------
         self.strategy = resolve_strategy(cfg.distributed, self.env)
@@ -210,6 +216,11 @@ class Trainer:
         cache = None
         if cfg.feature_cache:
             cache = self._build_feature_cache(sources, selection)
+        if self.grounding:
+            from ..data.grounding import GroundingDataset
+
+            return GroundingDataset(sources, self.model.tokenizer, ImagePipeline.from_model(self.model, cache),
+                                    self.model.connector.config.grid, selection=selection)
         return SupervisedDataset(sources, model_tokenize_fn(self.model), vt, ImagePipeline.from_model(self.model, cache),
                                  max_length=max_len, selection=selection)
 
@@ -288,9 +299,9 @@ class Trainer:
                 t0 = time.perf_counter()
                 micro = [next(it) for _ in range(A)]
                 # global reductions: supervised tokens, samples, LLM tokens, bad counts by reason
-                local = [sum(supervised_tokens(b["labels"]) for b in micro if b["input_ids"] is not None),
+                local = [sum(self._weight(b) for b in micro if not b["empty"]),
                          sum(b["num_samples"] for b in micro),
-                         sum(b.get("num_tokens", 0) for b in micro if b["input_ids"] is not None)]
+                         sum(b.get("num_tokens", 0) for b in micro if not b["empty"])]
                 local += [sum(b["bad_counts"].get(r, 0) for b in micro) for r in BAD_REASONS]
                 red = all_reduce_sum(torch.tensor(local, dtype=torch.float64, device=env.device), env).tolist()
                 n_sup, n_samples, n_tokens = red[0], int(red[1]), int(red[2])
@@ -300,7 +311,7 @@ class Trainer:
                 loss_sum = torch.zeros((), dtype=torch.float64, device=env.device)
                 for a, b in enumerate(micro):
                     weight = 1.0
-                    if b["input_ids"] is None:  # every sample of this micro-batch was bad: run a zero-weighted one
+                    if b["empty"]:  # every sample of this micro-batch was bad: run a zero-weighted one
                         if last_good is None:
                             raise DataQualityError("a whole micro-batch of bad samples before any good one")
                         b, weight = last_good, 0.0
@@ -309,7 +320,7 @@ class Trainer:
                     kwargs = model_inputs(b, env.device)
                     with no_sync(self.engine, a == A - 1), self._autocast():
                         out = self.engine(**kwargs)
-                        n = supervised_tokens(b["labels"]) * weight
+                        n = self._weight(b) * weight
                         loss = out.loss.float() * (n * env.world_size / max(n_sup, 1.0))
                         if self.strategy == "ddp" or not loss.requires_grad:  # e.g. stage 1 on a text-only batch
                             loss = loss + self._touch_all()
@@ -360,6 +371,11 @@ class Trainer:
         self.save_model(self.out)
         summary["bad_counts"] = dict(bad)
         return summary
+
+    def _weight(self, batch: dict) -> float:
+        """What a micro-batch's mean loss averages over: supervised tokens (LM), or the summed cell weights
+        (grounding)."""
+        return batch["weight"] if self.grounding else supervised_tokens(batch["labels"])
 
     def _clip(self) -> float:
         mx = self.cfg.max_grad_norm

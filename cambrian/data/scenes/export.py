@@ -32,6 +32,7 @@ import numpy as np
 from ...cvbench.builder import BuildParams, draw_boxes, plural, questions_from_coco, questions_from_omni3d
 from ...cvbench.schema import ANSWER_SUFFIX, format_prompt, letter
 from ...utils.io import atomic_write_text
+from .attributes import attribute_questions
 from .render import read_scenes
 
 SHORT_SUFFIX = "Answer the question using a single word or phrase."
@@ -85,17 +86,12 @@ def _short_questions(scene: dict, rng: np.random.Generator, margin: float) -> li
     out = []
     shapes = Counter(o["shape"] for o in objs)
     cats = Counter(o["category"] for o in objs)
-    colours = Counter(o["color"] for o in objs)
     for s in ("cube", "sphere", "cylinder"):
         out.append((f"How many {plural(s)} are there?", str(shapes.get(s, 0))))
     for c, n in cats.items():
         out.append((f"How many {plural(c)} are there?", str(n)))
     out.append(("How many objects are there?", str(len(objs))))
-    for o in objs:
-        if shapes[o["shape"]] == 1:
-            out.append((f"What color is the {o['shape']}?", o["color"]))
-        if colours[o["color"]] == 1:
-            out.append((f"What shape is the {o['color']} object?", o["shape"]))
+    out += [(q["question"], q["answer"]) for q in attribute_questions(scene)]
     singles = [o for o in objs if cats[o["category"]] == 1]
     for _ in range(4):
         if len(singles) < 2:

@@ -20,6 +20,7 @@ _MODULES = [
     "cambrian.eval.benchmarks.pope",
     "cambrian.eval.benchmarks.mmstar",
     "cambrian.eval.benchmarks.easyvqa",
+    "cambrian.eval.benchmarks.synth_attribute",
     "cambrian.cvbench.benchmark",
 ]
 

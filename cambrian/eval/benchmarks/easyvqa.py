@@ -105,6 +105,7 @@ class EasyVQA(Benchmark):
         return {
             "accuracy": mean(scores),
             "per_category": {k: mean(v) for k, v in sorted(by.items())},
+            "n_per_category": {k: len(v) for k, v in sorted(by.items())},
             "chance": mean([TYPE_CHANCE[s.meta["category"]] for s in samples]),
             "n": len(samples),
             "missing": sum(s.idx not in predictions for s in samples),

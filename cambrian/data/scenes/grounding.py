@@ -1,0 +1,30 @@
+"""Grounding targets from rendered scenes: the engine knows every object's colour, shape and mask, so each cell of
+any query grid gets the words of the object covering it ("red cube") or a background word ("floor")
+(:func:`cambrian.data.grounding.cells_from_mask`). Records are LLaVA-style with a ``grounding`` field."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..grounding import cells_from_mask
+from .render import load_mask, read_scenes
+
+
+def object_words(obj: dict) -> str:
+    return f"{obj['color']} {obj['shape']}"
+
+
+def scene_grounding(scene_dir: str | os.PathLike, scene: dict, grid: int, *, background: str = "floor",
+                    min_cover: float = 0.15, object_weight: float = 3.0) -> dict:
+    """``grounding`` targets of one scene record on a ``grid`` x ``grid`` query grid."""
+    mask = load_mask(scene_dir, scene)
+    words = {int(o["instance_id"]): object_words(o) for o in scene["objects"]}
+    return cells_from_mask(mask, words, grid, background=background, min_cover=min_cover, object_weight=object_weight)
+
+
+def scene_grounding_records(scene_dir: str | os.PathLike, grid: int, **kwargs) -> list[dict]:
+    """One record per scene: ``{"id", "image" (absolute path), "grounding"}``."""
+    sd = Path(scene_dir).resolve()
+    return [{"id": f"ground-{s['scene_id']}", "image": str(sd / s["image"]), "grounding": scene_grounding(sd, s, grid, **kwargs)}
+            for s in read_scenes(sd)]
