@@ -251,3 +251,86 @@ def test_sharded_overwrite_never_merges_the_previous_runs_shards(tmp_path):
     # shard 0 of a different run does not take the existing markers for its own
     with pytest.raises(TimeoutError):
         _run(FakeModel(), bench, samples, out, identity={"model": "c"}, shard=(0, 3), overwrite=True, merge_timeout_s=1)
+
+
+# --- 7. training counts every bad line, with the reader `cambrian data validate` uses ---------------------------
+def _toy_cfg(tmp_path, data, **kw):
+    from cambrian.train.config import TrainConfig
+
+    base = dict(model="toy", stage=2, data=[{"path": str(data), "images": str(data.parent / "images")}],
+                output_dir=str(tmp_path / "out"), micro_batch_size=4, grad_accum=1, epochs=1, lr=1e-2,
+                warmup_ratio=0.0, num_workers=0, save_steps=0, save_total_limit=1, report_to=[], progress=False,
+                bad_check_after=0, sampler="random")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _half_garbage(tmp_path, n=8):
+    from cambrian.train.toy import make_synthetic_data
+
+    data = make_synthetic_data(tmp_path / "d", n=n)
+    good = data.read_text().splitlines()
+    lines = []
+    for i, g in enumerate(good):
+        lines += [g, '{"id": "x", "conversations": [' if i % 2 else "[1, 2]"]
+    data.write_text("\n".join(lines) + "\n")
+    return data
+
+
+def test_validate_and_train_share_the_reader_and_count_bad_lines(tmp_path, capsys):
+    import yaml
+
+    from cambrian.data.llava import LlavaSource
+
+    data = _half_garbage(tmp_path)
+    src = LlavaSource(data)
+    assert len(src) == 8 and src.bad_by_reason == {"bad_record": 4, "bad_json": 4} and src.total == 16
+    assert [ln for ln, _, _ in src.bad_examples] == [2, 4, 6, 8, 10, 12, 14, 16]
+    assert [src.line_number(i) for i in range(3)] == [1, 3, 5]
+    # validate: fails, names the reasons with line numbers
+    assert main(["data", "validate", str(data), "--images", str(data.parent / "images")]) == 1
+    out = capsys.readouterr().out
+    assert "16 samples" in out and "8 bad" in out and "bad_json" in out and "line 4 " in out and "line 2 " in out
+    # train: refuses before the first step, exit 2 (it trained with exit 0 before)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(_toy_cfg(tmp_path, data).to_dict()))
+    assert main(["train", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert "8 of 16 data lines" in err and "bad_json=4" in err and "data.jsonl:2" in err, err
+    assert not (tmp_path / "out" / "metrics.jsonl").exists()
+
+
+def test_train_counts_bad_lines_by_reason_within_the_limit(tmp_path):
+    from cambrian.train.toy import ToyVLM, make_synthetic_data
+    from cambrian.train.trainer import DataQualityError, Trainer
+
+    data = make_synthetic_data(tmp_path / "d", n=8)
+    data.write_text(data.read_text() + "not json\n\n")  # blank lines are no records and no bad lines
+    s = Trainer(_toy_cfg(tmp_path, data, max_bad_fraction=0.2), model=ToyVLM()).train()
+    assert s["bad_counts"] == {"bad_json": 1}
+    with pytest.raises(DataQualityError, match=r"1 of 9 data lines .*bad_json=1"):
+        Trainer(_toy_cfg(tmp_path, data, max_bad_fraction=0.05, output_dir=str(tmp_path / "o2")), model=ToyVLM())
+
+
+def test_empty_data_file_is_one_clear_error(tmp_path, capsys):
+    import yaml
+
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n  \n")
+    assert main(["data", "validate", str(data)]) == 2
+    assert _one_error_line(capsys) == f"error: {data}: no records"
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(_toy_cfg(tmp_path, data).to_dict()))
+    assert main(["train", str(recipe)]) == 2
+    assert _one_error_line(capsys) == f"error: {data}: no records"
+
+
+def test_json_array_bad_elements_have_line_numbers(tmp_path):
+    from cambrian.data.llava import LlavaSource
+
+    rec = {"id": 1, "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}
+    p = tmp_path / "d.json"
+    p.write_text("[\n" + json.dumps(rec) + ",\n{\"id\": 2, \"x\": tru},\n" + json.dumps(rec) + "\n]\n")
+    src = LlavaSource(p)
+    assert len(src) == 2 and src.bad_by_reason == {"bad_json": 1}
+    assert src.bad_examples[0][0] == 3 and [src.line_number(i) for i in range(2)] == [2, 4]

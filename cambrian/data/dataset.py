@@ -6,8 +6,11 @@ back as ``{"bad": reason}``, the collator drops them and the trainer counts them
 than ``max_bad_fraction`` of the samples seen are bad. ``cambrian data validate`` runs the same checks.
 
 Reasons (``BAD_REASONS``): missing_image, corrupt_image, wrong_roles, empty_turn, image_count_mismatch,
-over_length (truncation would split an image, or nothing supervised would be left), no_labels, bad_record,
-image_outside_root (an image path leaving the source's image root, see ``LlavaSource``).
+over_length (truncation would split an image, or nothing supervised would be left), no_labels, bad_record (a
+record without usable conversations, or a line that is JSON but not an object), image_outside_root (an image path
+leaving the source's image root, see ``LlavaSource``), bad_json (a line that is not JSON at all). Lines that
+never parse (bad_json, or bad_record for non-objects) are found when the file is indexed (``LlavaSource.bad_by_reason``, with line numbers); the
+trainer adds them to its bad counts and checks them against ``max_bad_fraction`` before the first step.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ BAD_REASONS = (
     "no_labels",
     "bad_record",
     "image_outside_root",
+    "bad_json",
 )
 
 ROLE_MAP = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}

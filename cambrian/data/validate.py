@@ -57,9 +57,13 @@ def validate(source: LlavaSource, dataset: SupervisedDataset | None = None, open
                     rid = source[i].get("id")
                 except Exception:
                     rid = None
-                ex[e.reason].append({"index": i, "id": rid, "detail": e.detail})
-    if source.bad_lines:
-        bad["bad_record"] += source.bad_lines
+                ex[e.reason].append({"index": i, "line": source.line_number(i), "id": rid, "detail": e.detail})
+    # lines that never became records (same parser as training: LlavaSource / parse_record)
+    for reason, c in source.bad_by_reason.items():
+        bad[reason] += c
+    for ln, reason, detail in source.bad_examples:
+        if len(ex.setdefault(reason, [])) < examples:
+            ex[reason].append({"index": None, "line": ln, "id": None, "detail": detail})
     total = n + source.bad_lines
     return {"file": str(source.path), "samples": total, "bad": sum(bad.values()), "by_reason": dict(bad), "examples": ex,
             "text_only": int((source.lengths[:n] <= 0).sum())}
@@ -73,7 +77,9 @@ def format_report(rep: dict) -> str:
         if c:
             lines.append(f"  {r:<22} {c}")
             for e in rep["examples"].get(r, []):
-                lines.append(f"      #{e['index']} id={e['id']} {e['detail']}")
+                where = f"line {e['line']}" if e.get("line") else f"#{e['index']}"
+                rid = f" id={e['id']}" if e.get("id") is not None else ""
+                lines.append(f"      {where}{rid} {e['detail']}")
     return "\n".join(lines)
 
 

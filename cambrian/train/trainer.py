@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from ..constants import IGNORE_INDEX
+from ..errors import UserError
 from ..data.collator import Collator, model_inputs
 from ..data.dataset import BAD_REASONS, ImagePipeline, SupervisedDataset, model_tokenize_fn, model_visual_tokens_fn
 from ..data.llava import LlavaSource
@@ -36,8 +37,8 @@ from .freeze import apply_freeze, param_groups, stage_policy
 from .metrics import MetricsLogger, peak_flops, train_flops_per_token
 
 
-class DataQualityError(RuntimeError):
-    pass
+class DataQualityError(UserError, RuntimeError):
+    """More bad samples than ``max_bad_fraction`` allows."""
 
 
 def load_model(spec: str):
@@ -137,6 +138,7 @@ class Trainer:
 
         # ---- data -----------------------------------------------------------------------------------
         self.dataset = dataset if dataset is not None else self._build_dataset()
+        self.line_bad = self._check_lines()
         world = self.env.world_size
         accum = cfg.grad_accum
         if cfg.global_batch_size:
@@ -223,6 +225,29 @@ class Trainer:
                                     self.model.connector.config.grid, selection=selection)
         return SupervisedDataset(sources, model_tokenize_fn(self.model), vt, ImagePipeline.from_model(self.model, cache),
                                  max_length=max_len, selection=selection)
+
+    def _check_lines(self) -> Counter:
+        """Lines of the data files that never became records (not JSON, not an object), by reason. They count as bad
+        samples in every check and report; when they alone exceed ``max_bad_fraction`` of the lines, training stops
+        before the first step (``cambrian data validate`` applies the same rule with the same reader)."""
+        bad: Counter = Counter()
+        total = 0
+        first: list[str] = []
+        for src in getattr(self.dataset, "sources", None) or []:
+            by = getattr(src, "bad_by_reason", None)
+            if not isinstance(by, dict):
+                continue
+            bad.update(by)
+            total += int(getattr(src, "total", len(src)))
+            for ln, _, _ in getattr(src, "bad_examples", [])[: max(0, 5 - len(first))]:
+                first.append(f"{Path(src.path).name}:{ln}")
+        n = sum(bad.values())
+        if n and n > self.cfg.max_bad_fraction * total:
+            detail = ", ".join(f"{r}={c}" for r, c in bad.most_common())
+            raise DataQualityError(
+                f"{n} of {total} data lines ({100 * n / total:.2f}%) are not records ({detail}; first: {', '.join(first)}), "
+                f"more than max_bad_fraction={self.cfg.max_bad_fraction:g}. Run `cambrian data validate FILE` to list them.")
+        return bad
 
     def _build_feature_cache(self, sources, selection):
         from .features import FeatureCache
@@ -350,7 +375,7 @@ class Trainer:
                 rec = {"step": self.state["step"], "epoch": epoch, "loss": loss_val,
                        "lr": lrs,
                        "grad_norm": gnorm, "samples_per_s": n_samples / dt, "tokens_per_s": n_tokens / dt,
-                       "bad": sum(bad.values())}
+                       "bad": sum(bad.values()) + sum(self.line_bad.values())}
                 if peak:
                     rec["mfu"] = flops_tok * n_tokens / dt / (peak * env.world_size)
                 summary = rec
@@ -369,7 +394,7 @@ class Trainer:
         if not (cfg.save_steps and self.state["step"] % cfg.save_steps == 0):
             self.save()
         self.save_model(self.out)
-        summary["bad_counts"] = dict(bad)
+        summary["bad_counts"] = dict(bad + self.line_bad)
         return summary
 
     def _weight(self, batch: dict) -> float:
@@ -386,7 +411,8 @@ class Trainer:
         return float(norm)
 
     def _check_bad(self, bad: Counter, final: bool) -> None:
-        seen = self.state["samples_seen"]
+        bad = bad + self.line_bad  # unparseable lines count as bad samples seen
+        seen = self.state["samples_seen"] + sum(self.line_bad.values())
         n_bad = sum(bad.values())
         if seen == 0 or (not final and seen < self.cfg.bad_check_after):
             return
