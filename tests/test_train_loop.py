@@ -102,7 +102,8 @@ def test_bad_samples_counted_and_run_stops(tmp_path):
     with pytest.raises(DataQualityError, match=r"2 of 16 samples \(12.50%\) were bad.*max_bad_fraction=0.01"):
         Trainer(_cfg(tmp_path, data, max_bad_fraction=0.01, bad_check_after=1000), model=_model()).train()
     with pytest.raises(DataQualityError, match=r"1 of 4 samples \(25.00%\)"):
-        Trainer(_cfg(tmp_path, data, max_bad_fraction=0.01, bad_check_after=4), model=_model()).train()
+        Trainer(_cfg(tmp_path, data, max_bad_fraction=0.01, bad_check_after=4, output_dir=str(tmp_path / "early")),
+                model=_model()).train()  # a fresh dir: the first run's output_dir now holds a previous run
     s = Trainer(_cfg(tmp_path, data, max_bad_fraction=0.2, bad_check_after=1000, output_dir=str(tmp_path / "ok")), model=_model()).train()
     assert s["bad_counts"] == {"missing_image": 1, "corrupt_image": 1}
 

@@ -47,6 +47,15 @@ def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def all_checkpoint_dirs(output_dir) -> list[Path]:
+    """Every ``checkpoint-<step>`` dir, oldest first, complete or not (``--resume`` falls back past broken ones)."""
+    d = Path(output_dir)
+    if not d.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in d.iterdir() if p.is_dir() and (m := CKPT_RE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
 def latest_checkpoint(output_dir) -> Path | None:
     cks = list_checkpoints(output_dir)
     return cks[-1] if cks else None
@@ -176,15 +185,10 @@ def save_checkpoint(output_dir, step: int, engine, model, optimizer, trainer_sta
 
 def load_checkpoint(path, engine, model, optimizer, env: DistEnv) -> dict:
     """Restore trainable weights, optimizer and this rank's RNG; returns the trainer state dict."""
-    from safetensors.torch import load_file
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
 
     path = Path(path)
-    for name in ("trainer_state.json", "trainable.safetensors"):
-        if not (path / name).exists():
-            raise CheckpointError(f"{path / name} not found")
-    state = json.loads((path / "trainer_state.json").read_text())
-    msd = load_file(str(path / "trainable.safetensors"))
+    state, msd = read_checkpoint_files(path)
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     missing = names - set(msd)
     if missing:
@@ -201,6 +205,27 @@ def load_checkpoint(path, engine, model, optimizer, env: DistEnv) -> dict:
             warnings.warn(f"{path}: ignoring rng_state_rank{env.rank}.pt (pickle, written by an older version; "
                           "never loaded): the resumed run continues with fresh RNG states", stacklevel=2)
     return state
+
+
+def read_checkpoint_files(path: Path) -> tuple[dict, dict]:
+    """(trainer state, trainable weights) of a checkpoint dir; ``CheckpointError`` when a file is missing, truncated
+    or malformed (nothing is changed in the model before both are read)."""
+    from safetensors.torch import load_file
+
+    for name in ("trainer_state.json", "trainable.safetensors", "optimizer.pt"):
+        if not (path / name).is_file():
+            raise CheckpointError(f"{path / name} not found")
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        if not isinstance(state, dict) or not isinstance(state.get("step"), int) or "scheduler" not in state:
+            raise ValueError("not a trainer state object")
+    except (ValueError, OSError) as e:
+        raise CheckpointError(f"{path / 'trainer_state.json'}: unreadable ({type(e).__name__}: {e})") from None
+    try:
+        msd = load_file(str(path / "trainable.safetensors"))
+    except Exception as e:  # noqa: BLE001 - SafetensorError, OSError: truncated / not safetensors
+        raise CheckpointError(f"{path / 'trainable.safetensors'}: unreadable ({type(e).__name__}: {e})") from None
+    return state, msd
 
 
 def load_optimizer_state(path: Path) -> dict:

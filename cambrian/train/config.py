@@ -69,6 +69,7 @@ class TrainConfig:
     wandb_project: str = "cambrian"
     progress: bool = True
     resume: str | None = None  # "auto" (latest checkpoint in output_dir), a checkpoint dir, or None
+    overwrite: bool = False  # output_dir holds a previous run: delete that run's files first (else refused)
 
     def __post_init__(self):
         if self.stage not in (1, 2, "ground"):
@@ -88,6 +89,13 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be a whole number >= 1, got {self.epochs!r}")
+        if self.max_steps is not None and (isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int)
+                                           or self.max_steps < 1):
+            raise ValueError(f"max_steps must be a whole number >= 1 or null (no cap), got {self.max_steps!r}")
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite exclude each other (overwrite deletes the checkpoints resume reads)")
         self.betas = tuple(self.betas)
         if isinstance(self.data, dict):
             self.data = [self.data]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 import time
 from collections import Counter
 from contextlib import nullcontext
@@ -30,7 +31,7 @@ from ..data.collator import Collator, model_inputs
 from ..data.dataset import BAD_REASONS, ImagePipeline, SupervisedDataset, model_tokenize_fn, model_visual_tokens_fn
 from ..data.llava import LlavaSource
 from ..data.sampler import StepPlanner
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, all_checkpoint_dirs, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .distributed import DistEnv, all_reduce_sum, barrier, init_distributed, no_sync, resolve_strategy, wrap_model
 from .freeze import apply_freeze, param_groups, stage_policy
@@ -39,6 +40,86 @@ from .metrics import MetricsLogger, peak_flops, train_flops_per_token
 
 class DataQualityError(UserError, RuntimeError):
     """More bad samples than ``max_bad_fraction`` allows."""
+
+
+class OutputDirError(UserError, ValueError):
+    """``output_dir`` holds another run, or ``--resume`` was asked with settings that differ from the checkpoint's."""
+
+
+# files a run writes into its output_dir (metrics, config, checkpoints, the final model): what --overwrite deletes
+RUN_FILES = ("metrics.jsonl", "train_config.yaml", "tensorboard", "wandb", ".tmp-model", "config.json", "toy_config.json",
+             "model.safetensors", "model.safetensors.index.json", "generation_config.json", "tokenizer.json",
+             "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt",
+             "added_tokens.json", "chat_template.jinja")
+# fields whose change makes a resumed run a different run
+RESUME_FIELDS = ("stage", "data", "micro_batch_size", "global_batch_size", "grad_accum", "lr", "seed")
+
+
+def previous_run_files(out: Path) -> list[str]:
+    """Names in ``out`` that show an earlier training run (metrics, its config, checkpoints)."""
+    if not out.is_dir():
+        return []
+    names = [n for n in ("metrics.jsonl", "train_config.yaml") if (out / n).exists()]
+    names += sorted(p.name for p in out.iterdir() if p.is_dir() and p.name.startswith(("checkpoint-", ".tmp-checkpoint-")))
+    return names
+
+
+def prepare_output_dir(cfg: TrainConfig, env: DistEnv) -> None:
+    """Refuse an ``output_dir`` that holds a previous run unless resuming it (``resume``) or replacing it
+    (``overwrite``: the run's own files are deleted, anything else in the dir is kept). A fresh or empty dir, or one
+    without run files, is used as it is."""
+    out = Path(cfg.output_dir)
+    found = previous_run_files(out)
+    if not found or cfg.resume:
+        return
+    if not cfg.overwrite:
+        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        raise OutputDirError(f"output_dir {out} holds a previous run ({shown}); pass --resume to continue it or "
+                             "--overwrite to replace it (or choose another output_dir)")
+    model = Path(str(cfg.model))
+    if model.is_dir() and model.resolve() == out.resolve():
+        raise OutputDirError(f"output_dir {out} is the model dir this run starts from; --overwrite would delete it: "
+                             "choose another output_dir")
+    if env.is_main:
+        import shutil
+
+        for name in found + [n for n in RUN_FILES if n not in found]:
+            p = out / name
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            elif p.exists() or p.is_symlink():
+                p.unlink()
+        print(f"[cambrian train] --overwrite: removed the previous run's files from {out}")
+    barrier(env)
+
+
+def resume_mismatch(cfg: TrainConfig, ck: Path) -> str | None:
+    """The fields of ``RESUME_FIELDS`` that differ between ``cfg`` and the checkpoint's ``train_config.yaml``, as
+    one phrase (None when equal or when the checkpoint has no readable config)."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((ck / "train_config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(saved, dict):
+        return None
+    now = cfg.to_dict()
+    diff = []
+    for k in RESUME_FIELDS:
+        if k not in saved:
+            continue
+        a, b = saved[k], now.get(k)
+        if k == "lr":
+            try:
+                same = float(a) == float(b)
+            except (TypeError, ValueError):
+                same = a == b
+        else:
+            same = a == b
+        if not same:
+            diff.append(f"{k} ({a!r} -> {b!r})")
+    return ", ".join(diff) or None
 
 
 def load_model(spec: str):
@@ -109,6 +190,7 @@ class Trainer:
                  env: DistEnv | None = None):
         self.cfg = cfg = config
         self.env = env or init_distributed()
+        prepare_output_dir(cfg, self.env)
         self._seed_all(cfg.seed)
         self.model = model if model is not None else load_model(cfg.model)
         self.out = Path(cfg.output_dir)
@@ -178,12 +260,14 @@ class Trainer:
 
         self.state = {"step": 0, "epoch": 0, "step_in_epoch": 0, "samples_seen": 0, "tokens_seen": 0,
                       "bad_counts": {}, "world_size": world}
-        if cfg.resume:
-            ck = latest_checkpoint(self.out) if cfg.resume == "auto" else Path(cfg.resume)
-            if ck is not None:
-                self._resume(ck)
-            elif cfg.resume != "auto":
+        if cfg.resume == "auto":
+            self._resume_latest()
+        elif cfg.resume:
+            ck = Path(cfg.resume)
+            if not ck.is_dir():
                 raise FileNotFoundError(f"resume checkpoint {cfg.resume} not found")
+            self._check_resume_config(ck)
+            self._resume(ck)
 
     # ---- setup helpers --------------------------------------------------------------------------------
     def _seed_all(self, seed: int) -> None:
@@ -273,6 +357,30 @@ class Trainer:
         if self.env.is_main and n:
             print(f"[cambrian train] cached features of {n} images in {cache.root}")
         return cache
+
+    def _check_resume_config(self, ck: Path) -> None:
+        diff = resume_mismatch(self.cfg, ck)
+        if diff:
+            raise OutputDirError(f"--resume: {ck} was trained with other settings: {diff}; resume with the checkpoint's "
+                                 "settings, or start over with --overwrite / another output_dir")
+
+    def _resume_latest(self) -> None:
+        """Resume from the newest checkpoint that reads back; a truncated / corrupt newer one is skipped with one
+        warning line (the error of the newest is raised when none is usable)."""
+        cks = list(reversed(all_checkpoint_dirs(self.out)))
+        first_error = None
+        for ck in cks:
+            self._check_resume_config(ck)
+            try:
+                self._resume(ck)
+                return
+            except CheckpointError as e:
+                first_error = first_error or e
+                if ck == cks[-1]:
+                    raise first_error from None
+                if self.env.is_main:
+                    print(f"warning: skipping checkpoint {ck.name}: {' '.join(str(e).split())}; trying the previous one",
+                          file=sys.stderr)
 
     def _resume(self, ck: Path) -> None:
         st = load_checkpoint(ck, self.engine, self.model, self.optimizer, self.env)
