@@ -399,3 +399,64 @@ def test_atomic_writes_respect_umask(tmp_path):
         assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o640
     finally:
         os.umask(old)
+
+
+# --- resource guard: a model that does not fit is refused before anything is allocated --------------------------
+HUGE_LLAMA = {"model_type": "llama", "hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80,
+              "num_attention_heads": 64, "num_key_value_heads": 8, "vocab_size": 128256, "max_position_embeddings": 8192}
+
+
+def _huge_config():
+    from cambrian.config import resolve_model_config
+
+    cfg = resolve_model_config("tiny")
+    cfg.name = "huge"
+    cfg.llm.hf_config = dict(HUGE_LLAMA)
+    return cfg
+
+
+def test_memory_estimate_of_a_huge_config_on_meta():
+    from cambrian.models.builder import estimate_parameter_bytes
+
+    need = estimate_parameter_bytes(_huge_config())  # ~70B params in fp32, built on meta in well under a second
+    assert 250 * 2**30 < need < 300 * 2**30
+
+
+def test_from_config_refuses_a_model_larger_than_available_memory(monkeypatch, capsys):
+    import cambrian.models.builder as builder
+    from cambrian.errors import ResourceError
+    from cambrian.models.cambrian_model import CambrianModel
+
+    monkeypatch.delenv("CAMBRIAN_SKIP_MEMORY_CHECK", raising=False)
+    monkeypatch.setattr(builder, "available_memory_bytes", lambda device=None: 2 * 2**30)
+    built = []
+    monkeypatch.setattr(builder, "build_components", lambda *a, **k: built.append(1) or (_ for _ in ()).throw(AssertionError))
+    with pytest.raises(ResourceError, match=r"model 'huge' needs about 2\d\d\.\d GiB .* 2\.0 GiB of available memory.*"
+                                            r"CAMBRIAN_SKIP_MEMORY_CHECK=1"):
+        CambrianModel.from_config(_huge_config(), load_weights=False)
+    assert not built  # refused before building
+    # the override: the check is skipped (and building starts)
+    monkeypatch.setenv("CAMBRIAN_SKIP_MEMORY_CHECK", "1")
+    with pytest.raises(AssertionError):
+        CambrianModel.from_config(_huge_config(), load_weights=False)
+    monkeypatch.delenv("CAMBRIAN_SKIP_MEMORY_CHECK")
+    with pytest.raises(AssertionError):
+        CambrianModel.from_config(_huge_config(), load_weights=False, force=True)
+    assert len(built) == 2
+
+
+def test_tiny_model_fits_and_cli_reports_the_guard_in_one_line(monkeypatch, tmp_path, capsys):
+    from PIL import Image
+
+    import cambrian.models.builder as builder
+    from cambrian.cli.main import main
+    from cambrian.config import resolve_model_config
+
+    monkeypatch.delenv("CAMBRIAN_SKIP_MEMORY_CHECK", raising=False)
+    builder.check_model_fits(resolve_model_config("tiny"))  # real available memory: the tiny model fits
+    monkeypatch.setattr(builder, "available_memory_bytes", lambda device=None: 1024)
+    img = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(img)
+    assert main(["chat", "--model", "tiny", "--image", str(img), "--prompt", "hi", "--device", "cpu"]) == 2
+    err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert len(err) == 1 and err[0].startswith("error: model 'tiny' needs about") and "available memory" in err[0], err

@@ -68,10 +68,14 @@ class CambrianModel(nn.Module):
     # construction / persistence
     # ------------------------------------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: CambrianConfig, load_weights: bool = True, dtype: torch.dtype | None = None) -> "CambrianModel":
-        from .builder import build_components
+    def from_config(cls, config: CambrianConfig, load_weights: bool = True, dtype: torch.dtype | None = None,
+                    force: bool = False) -> "CambrianModel":
+        """Build the model; refused up front (``ResourceError``) when its parameters would not fit in the available
+        memory, estimated on the meta device (``force=True`` or ``CAMBRIAN_SKIP_MEMORY_CHECK=1`` skips the check)."""
+        from .builder import build_components, check_model_fits
 
         config = copy.deepcopy(config)
+        check_model_fits(config, force=force)
         encoders, connector, llm, tokenizer = build_components(config, load_weights=load_weights)
         model = cls(config, encoders, connector, llm, tokenizer)
         if dtype is not None:
@@ -79,14 +83,15 @@ class CambrianModel(nn.Module):
         return model
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, dtype: torch.dtype | None = None) -> "CambrianModel":
-        """Load a directory written by ``save_pretrained`` (or a hub repo id holding one). No pickle."""
+    def from_pretrained(cls, path: str | os.PathLike, dtype: torch.dtype | None = None, force: bool = False) -> "CambrianModel":
+        """Load a directory written by ``save_pretrained`` (or a hub repo id holding one). No pickle. The memory
+        check of ``from_config`` runs first (``force`` skips it)."""
         from safetensors.torch import load_model
 
         path = _resolve_checkpoint(path)
         config = CambrianConfig.load(path / "config.json")
         config.llm.tokenizer = str(path)
-        model = cls.from_config(config, load_weights=False)
+        model = cls.from_config(config, load_weights=False, force=force)
         missing, unexpected = load_model(model, str(path / WEIGHTS_NAME), strict=False)
         if unexpected:
             raise ValueError(f"{path / WEIGHTS_NAME}: unexpected tensors {sorted(unexpected)[:5]}...")
@@ -98,17 +103,17 @@ class CambrianModel(nn.Module):
         return model
 
     @classmethod
-    def load(cls, spec: str | os.PathLike, load_weights: bool = True) -> "CambrianModel":
+    def load(cls, spec: str | os.PathLike, load_weights: bool = True, force: bool = False) -> "CambrianModel":
         """What every ``--model`` argument accepts: a checkpoint directory (``from_pretrained``), a model preset
         name or a YAML/JSON config file (``from_config``), or a hub repo id holding a saved checkpoint."""
         from ..config import resolve_model_config
 
         p = Path(spec)
         if p.is_dir():
-            return cls.from_pretrained(p)
+            return cls.from_pretrained(p, force=force)
         if p.exists() or "/" not in str(spec):  # a config file, or a preset name (unknown ones list the presets)
-            return cls.from_config(resolve_model_config(str(spec)), load_weights=load_weights)
-        return cls.from_pretrained(spec)
+            return cls.from_config(resolve_model_config(str(spec)), load_weights=load_weights, force=force)
+        return cls.from_pretrained(spec, force=force)
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write config.json + model.safetensors + tokenizer files into ``path`` (created if needed).

@@ -208,6 +208,11 @@ class Trainer:
             llm = getattr(self.model, "llm", None)
             if llm is not None and hasattr(llm, "gradient_checkpointing_enable"):
                 llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if self.env.device.type == "cuda":
+            from ..models.builder import check_memory
+
+            need = sum(p.numel() * p.element_size() for p in {id(p): p for p in self.model.parameters()}.values())
+            check_memory(need, "the model", self.env.device)
         self.model.to(self.env.device)
         if cfg.compile and getattr(self.model, "llm", None) is not None:
             self.model.llm.compile()
