@@ -430,3 +430,67 @@ def test_demo_style_trainer_in_a_fresh_dir_is_not_refused(tmp_path):
     cfg["model"] = "(in memory)"
     s = Trainer(TrainConfig.from_dict(cfg), model=ToyVLM()).train()
     assert s["step"] == 2
+
+
+# --- 11. a user mistake is one `error:` line and exit 2 (the traceback only with --debug) --------------------
+def test_user_mistakes_are_one_error_line(tmp_path, capsys):
+    from cambrian.train.toy import make_synthetic_data
+
+    data = make_synthetic_data(tmp_path / "d", n=4)
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("lr: [1, 2\nepochs: 1\n")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("model: toy\nlearning_rate: 0.1\n")
+    arr = tmp_path / "trunc.json"
+    arr.write_text('[{"id": 1, "conversations": []}, {"id": 2')
+    cases = [
+        (["info", "no-such-model"], "unknown model preset 'no-such-model'; valid presets:"),
+        (["train", str(tmp_path / "missing.yaml")], "missing.yaml"),
+        (["train", str(bad_yaml)], "bad.yaml"),
+        (["train", str(typo)], "learning_rate"),
+        (["train", str(typo), "notanoverride"], "is not key=value"),
+        (["data", "validate", str(tmp_path / "nope.jsonl")], "nope.jsonl"),
+        (["data", "validate", str(arr)], "truncated JSON array"),
+        (["eval", "score", "--bench", "no-such-bench", "--data", str(data), "--predictions", str(data)], "no-such-bench"),
+    ]
+    for argv, needle in cases:
+        assert main(argv) == 2, argv
+        line = _one_error_line(capsys)
+        assert needle in line, (argv, line)
+    with pytest.raises(FileNotFoundError):
+        main(["--debug", "train", str(tmp_path / "missing.yaml")])
+
+
+def test_generation_and_long_tokenisation_do_not_print_library_noise(tmp_path):
+    import logging
+    import warnings
+
+    from cambrian.models.cambrian_model import CambrianModel
+    from cambrian.models.llm.tokenize import tokenize_conversation
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    h = Keep()
+    tlog = logging.getLogger("transformers")
+    tlog.addHandler(h)
+    try:
+        m = CambrianModel.load("tiny")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            m.generate_text(["<image>\nhi"], [[Image.new("RGB", (8, 8))]], max_new_tokens=3)
+            tok = m.tokenizer
+            tok.model_max_length = 8
+            tok.deprecation_warnings.pop("sequence-length-is-longer-than-the-specified-maximum", None)
+            msgs = [{"role": "user", "content": "red " * 40}, {"role": "assistant", "content": "blue " * 40}]
+            ids = tokenize_conversation(msgs, m.template, tok, None)["input_ids"]
+        assert len(ids) > 8
+    finally:
+        tlog.removeHandler(h)
+    noisy = [str(w.message) for w in caught if "past_key_values" in str(w.message) or "cache_params" in str(w.message)]
+    assert not noisy, noisy
+    logged = [r.getMessage() for r in records]
+    assert not [x for x in logged if "are deprecated" in x or "Token indices sequence length" in x], logged

@@ -446,6 +446,12 @@ class CambrianModel(nn.Module):
     ) -> list[str]:
         """Greedy batched generation with left padding and a KV cache. ``texts[i]`` must contain one
         ``<image>`` per image in ``images[i]``."""
+        from ..utils.quiet import quiet_cache_deprecation
+
+        with quiet_cache_deprecation():  # the KV cache is passed / read as past_key_values (works on all versions)
+            return self._generate_text(texts, images, max_new_tokens, system)
+
+    def _generate_text(self, texts, images, max_new_tokens: int, system: str | None) -> list[str]:
         logits, past, sp = self._prefill(texts, images, system, use_cache=True)
         n = len(texts)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ...constants import IGNORE_INDEX, IMAGE_TOKEN, IMAGE_TOKEN_INDEX
+from ...utils.quiet import quiet_length_warning
 from .templates import ChatTemplate, get_template
 
 
@@ -38,6 +39,7 @@ def tokenizer_adds_bos(tokenizer) -> bool:
 def _encode(tokenizer, text: str) -> list[int]:
     if not text:
         return []
+    quiet_length_warning(tokenizer)  # no truncation here on purpose: the caller cuts image-aware
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
@@ -93,6 +95,7 @@ def _encode_plain(tokenizer, text: str, ctl: _Controls) -> list[int]:
     """``text`` as plain text: control strings inside it are not matched as control tokens."""
     if not text:
         return []
+    quiet_length_warning(tokenizer)
     try:
         ids = list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
     except TypeError:  # a tokenizer without split_special_tokens
