@@ -494,3 +494,190 @@ def test_generation_and_long_tokenisation_do_not_print_library_noise(tmp_path):
     assert not noisy, noisy
     logged = [r.getMessage() for r in records]
     assert not [x for x in logged if "are deprecated" in x or "Token indices sequence length" in x], logged
+
+
+# --- fuzz: malformed / mutated LLaVA records and prediction lines -------------------------------------------
+FUZZ_RECORDS = 2400
+FUZZ_PREDICTION_LINES = 2400
+
+
+def _fuzz_record_lines(rng, images: list[str], n: int) -> list[bytes]:
+    import copy
+
+    """``n`` non-blank JSONL lines: valid records, records with wrong types / roles / tags / paths, JSON that is not
+    an object, truncated or byte-flipped JSON, invalid UTF-8, deep nesting."""
+    weird = [None, True, 0, -1, 1.5, float("nan"), "", "None", "nan", [], {}, [None], [1, [2]], {"a": 1}, "x" * 5000,
+             "\u202e\u0000\ud7ff", "<image>", "<image><image>", "../../etc/passwd", "/etc/passwd", "a\x00b.png",
+             "images/../../x.png", " ", "\n\t", 10**30]
+    roles = ["human", "gpt", "user", "assistant", "system", "HUMAN", "bot", "", None, 3, ["human"]]
+
+    def pick(seq):  # a fresh copy: shared weird containers would make records refer to themselves
+        return copy.deepcopy(rng.choice(seq))
+
+    def valid():
+        k = rng.randint(0, 2)
+        img = rng.sample(images + ["corrupt.png", "missing.png"] if rng.random() < 0.2 else images, k) if k else None
+        q = "<image>\n" * k + rng.choice(["What colour?", "Q", "é漢字 🙂", "describe " * 50])
+        rec = {"id": rng.randint(0, 10**6), "conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": rng.choice(["red", "A", "x" * 400])}]}
+        if img is not None:
+            rec["image"] = img[0] if k == 1 and rng.random() < 0.5 else img
+        return rec
+
+    def mutate(rec):
+        for _ in range(rng.randint(1, 3)):
+            op = rng.randrange(10)
+            conv = rec.get("conversations")
+            if op == 0:
+                rec.pop(rng.choice(["conversations", "image", "id"]), None)
+            elif op == 1:
+                rec["conversations"] = pick(weird)
+            elif op == 2:
+                rec["image"] = pick(weird + images + [[pick(weird)], "missing.png", "corrupt.png", "adir"])
+            elif op == 3 and isinstance(conv, list) and conv:
+                t = rng.randrange(len(conv))
+                conv[t] = pick(weird) if rng.random() < 0.3 else dict(conv[t]) if isinstance(conv[t], dict) else {}
+                if isinstance(conv[t], dict):
+                    conv[t][rng.choice(["from", "value", "extra"])] = pick(weird + roles)
+            elif op == 4 and isinstance(conv, list):
+                rng.shuffle(conv)
+                conv.extend(rng.choice([[], [{"from": "human", "value": "<image> again"}], conv[:1]]))
+            elif op == 5 and isinstance(conv, list) and conv and isinstance(conv[0], dict):
+                conv[0]["value"] = str(conv[0].get("value", "")) + "<image>" * rng.randint(1, 3)
+            elif op == 6 and isinstance(conv, list) and conv and isinstance(conv[-1], dict):
+                conv[-1]["value"] = "<image>"
+            elif op == 7:
+                rec["conversations"] = [{"from": "system", "value": "s"}] + (conv if isinstance(conv, list) else [])
+            elif op == 8:
+                rec[rng.choice(["images", "image", "conversations"])] = pick(weird)
+            else:
+                rec["id"] = pick(weird)
+        return rec
+
+    out = []
+    for _ in range(n):
+        kind = rng.random()
+        if kind < 0.15:
+            line = json.dumps(valid(), allow_nan=True).encode()
+        elif kind < 0.65:
+            line = json.dumps(mutate(valid()), allow_nan=True).encode()
+        elif kind < 0.72:
+            line = json.dumps(rng.choice([[1, 2], "text", 42, None, True, [{"conversations": []}]])).encode()
+        elif kind < 0.82:
+            raw = json.dumps(valid()).encode()
+            line = raw[: rng.randrange(1, len(raw))]
+        elif kind < 0.90:
+            raw = bytearray(json.dumps(valid()).encode())
+            for _ in range(rng.randint(1, 4)):
+                raw[rng.randrange(len(raw))] = rng.randrange(256)
+            line = bytes(raw)
+        elif kind < 0.95:
+            line = bytes(rng.randrange(256) for _ in range(rng.randint(1, 60)))
+        else:
+            d = rng.randint(10, 3000)
+            line = ("[" * d + "]" * d if rng.random() < 0.5 else '{"a":' * d + "1" + "}" * d).encode()
+        line = line.replace(b"\n", b" ")
+        out.append(line if line.strip() else b"x")
+    return out
+
+
+def test_fuzz_llava_records_validate_dataset_and_train_counts_add_up(tmp_path):
+    """Every generated line is counted exactly once (good + bad by reason = total) by `cambrian data validate`'s
+    reader, by the training dataset + collator, and no input raises."""
+    import random
+    import time
+    from collections import Counter
+
+    from cambrian.data.collator import Collator
+    from cambrian.data.dataset import BAD_REASONS, ImagePipeline, SupervisedDataset, model_tokenize_fn, model_visual_tokens_fn
+    from cambrian.data.llava import LlavaSource
+    from cambrian.data.validate import validate
+    from cambrian.train.toy import ToyVLM
+
+    t0 = time.perf_counter()
+    rng = random.Random(1234)
+    root = tmp_path / "images"
+    root.mkdir()
+    names = []
+    for i, size in enumerate([(8, 8), (16, 4), (1, 1)]):
+        Image.new("RGB", size, (i * 80, 10, 10)).save(root / f"ok{i}.png")
+        names.append(f"ok{i}.png")
+    (root / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (root / "adir").mkdir()
+    lines = _fuzz_record_lines(rng, names, FUZZ_RECORDS)
+    data = tmp_path / "fuzz.jsonl"
+    data.write_bytes(b"\n".join(lines) + b"\n")
+
+    src = LlavaSource(data, root)
+    assert src.total == FUZZ_RECORDS and set(src.bad_by_reason) <= set(BAD_REASONS)
+    assert len(src) + src.bad_lines == FUZZ_RECORDS
+    rep = validate(src, None, open_imgs=True, examples=1)
+    assert rep["samples"] == FUZZ_RECORDS and rep["bad"] == sum(rep["by_reason"].values())
+
+    model = ToyVLM()
+    ds = SupervisedDataset([src], model_tokenize_fn(model), model_visual_tokens_fn(model), ImagePipeline.from_model(model),
+                           max_length=256)
+    items = [ds[i] for i in range(len(ds))]
+    good = sum("bad" not in x for x in items)
+    by_reason = Counter(x["bad"] for x in items if "bad" in x) + Counter(src.bad_by_reason)
+    assert good + sum(by_reason.values()) == FUZZ_RECORDS
+    # validate with the dataset: the same checks, the same counts
+    rep2 = validate(src, ds, examples=1)
+    assert rep2["samples"] == FUZZ_RECORDS and rep2["by_reason"] == dict(by_reason)
+    # the collator (what the trainer counts): every sample once, bad ones by reason
+    col = Collator(0)
+    seen, bad = 0, Counter()
+    for k in range(0, len(items), 7):
+        b = col(items[k : k + 7])
+        seen += b["num_samples"]
+        bad.update(b["bad_counts"])
+        assert b["empty"] or b["input_ids"].shape[0] == len(b["indices"])
+    assert seen == len(ds) and bad + Counter(src.bad_by_reason) == by_reason
+    # the mix is broad: most reasons occur, and some records are good
+    assert good > 50 and len(by_reason) >= 9, by_reason
+    assert time.perf_counter() - t0 < 20
+
+
+def test_fuzz_prediction_lines_through_eval_score(tmp_path, capsys):
+    import random
+    import time
+
+    t0 = time.perf_counter()
+    rng = random.Random(99)
+    data = tmp_path / "data"
+    pope(data)
+    samples = get_benchmark("pope").load(str(data / "pope"))
+    idxs = [s.idx for s in samples]
+    values = [None, 1, 1.5, True, [], {}, "", "Yes", "no", "yes.", "\u0000", "é" * 3, "x" * 3000, {"a": [1]}]
+    total = 0
+    for f in range(12):
+        lines = []
+        for _ in range(FUZZ_PREDICTION_LINES // 12):
+            kind = rng.random()
+            rec = {"idx": rng.choice(idxs + [str(rng.choice(idxs)), -1, 10**20, None, 1.25, "zz"]),
+                   "prediction": rng.choice(values)}
+            if kind < 0.4:
+                line = json.dumps(rec).encode()
+            elif kind < 0.55:
+                rec.pop(rng.choice(["idx", "prediction"]))
+                rec["idx" if rng.random() < 0.2 else "other"] = rng.choice(values)
+                line = json.dumps(rec).encode()
+            elif kind < 0.7:
+                line = json.dumps(rng.choice([[1], "s", 3, None, [rec]])).encode()
+            elif kind < 0.85:
+                raw = json.dumps(rec).encode()
+                line = raw[: rng.randrange(1, len(raw))]
+            else:
+                line = bytes(rng.randrange(256) for _ in range(rng.randint(1, 40)))
+            line = line.replace(b"\n", b" ").replace(b"\r", b" ")
+            lines.append(line if line.strip() else b"x")
+        pred = tmp_path / f"p{f}.jsonl"
+        pred.write_bytes(b"\n".join(lines) + b"\n")
+        total += len(lines)
+        rp = read_predictions(pred)
+        assert rp.lines == len(lines) and rp.good_lines + rp.bad_lines == rp.lines
+        assert main(["eval", "score", "--bench", "pope", "--data", str(data / "pope"), "--predictions", str(pred),
+                     "--json", "--max-bad-fraction", "1"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["prediction_lines"] == len(lines) and out["bad_prediction_lines"] == rp.bad_lines
+    assert total >= 2000
+    assert time.perf_counter() - t0 < 20

@@ -109,8 +109,12 @@ def open_images(paths: Sequence[Path]):
 
     out = []
     for p in paths:
-        if not Path(p).is_file():
-            raise BadSample("missing_image", str(p))
+        try:
+            found = Path(p).is_file()
+        except (OSError, ValueError):  # name too long, NUL byte, ...: no such image
+            found = False
+        if not found:
+            raise BadSample("missing_image", str(p)[:300])
         try:
             with Image.open(p) as im:
                 im.load()

@@ -198,6 +198,9 @@ class LlavaSource:
 
     # ---- indexing ----------------------------------------------------------------------------------------
     def _is_json_array(self) -> bool:
+        """``.jsonl`` / ``.ndjson``: always JSON lines (a line may start with ``[``); else sniffed: ``[`` first."""
+        if self.path.suffix.lower() in (".jsonl", ".ndjson"):
+            return False
         with open(self.path, "rb") as f:
             head = f.read(4096).lstrip()
         if head.startswith(b"\xef\xbb\xbf"):

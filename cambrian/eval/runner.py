@@ -83,6 +83,7 @@ class PredictionsFile(dict):
     number) for lines that are not a JSON object with an ``idx``."""
 
     lines: int = 0
+    good_lines: int = 0
     bad_lines: int = 0
     first_bad: int | None = None
 
@@ -95,19 +96,20 @@ def read_predictions(path: str | os.PathLike) -> PredictionsFile:
     out = PredictionsFile()
     if not path.exists():
         return out
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        line = line.strip()
+    for lineno, raw in enumerate(path.read_bytes().split(b"\n"), 1):
+        line = raw.strip()
         if not line:
             continue
         out.lines += 1
         try:
-            rec = json.loads(line)
-        except ValueError:
+            rec = json.loads(line.decode("utf-8"))
+        except (ValueError, RecursionError):  # not JSON, not UTF-8 (counted, not fatal), nested too deep
             rec = None
         if not isinstance(rec, dict) or "idx" not in rec or isinstance(rec["idx"], (dict, list)):
             out.bad_lines += 1
             out.first_bad = out.first_bad or lineno
             continue
+        out.good_lines += 1
         pred = rec.get("prediction", "")
         out[rec["idx"]] = pred if isinstance(pred, str) else ("" if pred is None else str(pred))
     return out
