@@ -413,7 +413,7 @@ def test_epochs_and_max_steps_ranges_are_config_errors(tmp_path, capsys):
 
     data = make_synthetic_data(tmp_path / "d", n=8)
     recipe = _recipe(tmp_path, data)
-    for ov, field in (("epochs=0", "epochs"), ("max_steps=-1", "max_steps"), ("max_steps=0", "max_steps")):
+    for ov, field in (("epochs=0", "epochs"), ("epochs=-2", "epochs"), ("max_steps=-1", "max_steps")):
         assert main(["train", recipe, ov]) == 2
         line = _one_error_line(capsys)
         assert f"{field} must be" in line and "recipe.yaml" in line, line
@@ -681,3 +681,54 @@ def test_fuzz_prediction_lines_through_eval_score(tmp_path, capsys):
         assert out["prediction_lines"] == len(lines) and out["bad_prediction_lines"] == rp.bad_lines
     assert total >= 2000
     assert time.perf_counter() - t0 < 20
+
+
+# --- 10. one typed config: types and ranges named by field, nested typos with a did-you-mean, recipe-relative data
+@pytest.mark.parametrize("override, needle", [
+    ("micro_batch_size=four", "micro_batch_size must be a whole number, got 'four'"),
+    ("epochs=1.5", "epochs must be a whole number, got 1.5"),
+    ("micro_batch_size=0", "micro_batch_size must be a whole number >= 1, got 0"),
+    ("betas=[0.9]", "betas must be two numbers"),
+    ("betas=[0.9, 1.5]", "betas[1] must be >= 0 and < 1"),
+    ("lr=fast", "lr must be a number, got 'fast'"),
+    ("lr=-1", "lr must be > 0"),
+    ("warmup_ratio=2", "warmup_ratio must be >= 0 and <= 1, got 2.0"),
+    ("max_bad_fraction=1.5", "max_bad_fraction must be >= 0 and <= 1"),
+    ("progress=maybe", "progress must be true or false"),
+    ("scheduler=cosin", "did you mean 'cosine'"),
+    ("lora.rank=8", "unknown lora keys ['rank'] (lora.rank) (did you mean 'r'?)"),
+    ("lora.r=0", "lora.r must be a whole number >= 1"),
+    ("grounding.scal=2", "(did you mean 'scale'?)"),
+    ("grounding.scale=big", "grounding.scale must be a number"),
+    ("stage=3", "stage must be 1, 2 or 'ground'"),
+    ("micro_batchsize=4", "unknown TrainConfig keys ['micro_batchsize'] (did you mean 'micro_batch_size'?)"),
+    ("data=[{path: x.jsonl, image: imgs}]", "unknown data[0] keys ['image'] (data[0].image) (did you mean 'images'?)"),
+    ("data=[{images: imgs}]", "data[0] needs a 'path'"),
+    ("report_to=[1]", "report_to must be a list of strings"),
+])
+def test_config_mistakes_name_the_field(tmp_path, capsys, override, needle):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model: toy\nstage: 2\nlr: 1e-3\n")
+    assert main(["train", str(recipe), override]) == 2
+    line = _one_error_line(capsys)
+    assert needle in line and "recipe.yaml" in line, line
+
+
+def test_config_numbers_from_yaml_and_recipe_relative_data(tmp_path, monkeypatch):
+    from cambrian.train.config import ConfigError, TrainConfig
+
+    sub = tmp_path / "recipes"
+    sub.mkdir()
+    (sub / "r.yaml").write_text("lr: 1e-3\neps: 1e-6\nmax_steps: 4.0\n"
+                                "data:\n  - {path: d/x.jsonl, images: d/img}\n  - {path: /abs/y.jsonl}\n  - z.jsonl\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = TrainConfig.load("recipes/r.yaml")
+    assert cfg.lr == 1e-3 and cfg.eps == 1e-6 and cfg.max_steps == 4 and isinstance(cfg.max_steps, int)
+    assert cfg.data == [{"path": "recipes/d/x.jsonl", "images": "recipes/d/img"}, {"path": "/abs/y.jsonl"},
+                        {"path": "recipes/z.jsonl"}]
+    # data given on the command line stays relative to the current dir
+    assert TrainConfig.load("recipes/r.yaml", ["data=[{path: mine.jsonl}]"]).data == [{"path": "mine.jsonl"}]
+    # the constructor checks too (the demo and tests build configs in code)
+    with pytest.raises(ConfigError, match="micro_batch_size must be a whole number >= 1"):
+        TrainConfig(micro_batch_size=0)
+    assert TrainConfig(lr="2e-5").lr == 2e-5

@@ -140,7 +140,7 @@ def test_config_overrides_and_roundtrip(tmp_path):
     cfg = TrainConfig.load(p, ["lr=2e-5", "lora.enabled=true", "stage=2", "betas=[0.9,0.95]"])
     assert cfg.lr == 2e-5 and cfg.sva_lr == 1e-4 and cfg.stage == 2 and cfg.betas == (0.9, 0.95)
     assert cfg.lora["enabled"] is True and cfg.lora["r"] == 4 and "q_proj" in cfg.lora["target_modules"]
-    assert cfg.data == [{"path": "x.jsonl"}]
+    assert cfg.data == [{"path": str(tmp_path / "x.jsonl")}]  # a recipe's data paths are relative to the recipe
     cfg.save(tmp_path / "s.yaml")
     assert TrainConfig.load(tmp_path / "s.yaml") == cfg
     with pytest.raises(ValueError, match="unknown TrainConfig keys"):
