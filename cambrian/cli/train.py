@@ -47,7 +47,7 @@ def run(args) -> int:
         trainer = Trainer(cfg)
         summary = trainer.train()
     except DataQualityError as e:
-        print(f"cambrian train: stopped: {e}", file=sys.stderr)
+        print(f"error: training stopped: {e}", file=sys.stderr)
         return 2
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
