@@ -70,6 +70,7 @@ def prepare_output_dir(cfg: TrainConfig, env: DistEnv) -> None:
     without run files, is used as it is."""
     out = Path(cfg.output_dir)
     found = previous_run_files(out)
+    barrier(env)  # every rank has looked before rank 0 may delete anything: all take the same branch
     if not found or cfg.resume:
         return
     if not cfg.overwrite:
@@ -191,6 +192,7 @@ class Trainer:
         self.cfg = cfg = config
         self.env = env or init_distributed()
         prepare_output_dir(cfg, self.env)
+        cfg.overwrite = False  # done: the saved train_config.yaml must not delete this run when reused as a recipe
         self._seed_all(cfg.seed)
         self.model = model if model is not None else load_model(cfg.model)
         self.out = Path(cfg.output_dir)
