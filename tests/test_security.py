@@ -460,3 +460,31 @@ def test_tiny_model_fits_and_cli_reports_the_guard_in_one_line(monkeypatch, tmp_
     assert main(["chat", "--model", "tiny", "--image", str(img), "--prompt", "hi", "--device", "cpu"]) == 2
     err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
     assert len(err) == 1 and err[0].startswith("error: model 'tiny' needs about") and "available memory" in err[0], err
+
+
+def test_memory_check_uses_cuda_free_memory_and_meminfo_fallback(monkeypatch, tmp_path):
+    import builtins
+    import sys
+
+    import cambrian.models.builder as builder
+    from cambrian.errors import ResourceError
+
+    monkeypatch.delenv("CAMBRIAN_SKIP_MEMORY_CHECK", raising=False)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (3 * 2**30, 80 * 2**30))
+    assert builder.available_memory_bytes("cuda:0") == 3 * 2**30
+    with pytest.raises(ResourceError, match=r"the model needs about 4\.0 GiB .* 3\.0 GiB of cuda device memory"):
+        builder.check_memory(4 * 2**30, "the model", "cuda:0")
+    builder.check_memory(2 * 2**30, "the model", "cuda:0")
+    # no psutil: /proc/meminfo MemAvailable
+    real_import = builtins.__import__
+
+    def no_psutil(name, *a, **k):
+        if name == "psutil":
+            raise ImportError(name)
+        return real_import(name, *a, **k)
+
+    monkeypatch.delitem(sys.modules, "psutil", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_psutil)
+    avail = builder.available_memory_bytes()
+    if os.path.exists("/proc/meminfo"):
+        assert avail is not None and avail > 0
