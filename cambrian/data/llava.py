@@ -138,8 +138,6 @@ class DataFileError(ValueError):
     """A data file that cannot be used at all (empty: no records)."""
 
 
-# bad reasons of lines that never become records (a subset of dataset.BAD_REASONS)
-LINE_REASONS = ("bad_json", "bad_record")
 _INDEX_VERSION = 2  # bump when the cached index layout changes
 MAX_LINE_EXAMPLES = 20
 
