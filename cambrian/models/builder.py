@@ -160,7 +160,7 @@ def memory_check_skipped(force: bool = False) -> bool:
 
 
 def _gib(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB"
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def check_memory(need: int, what: str, device: str | torch.device | None = None, force: bool = False) -> None:
