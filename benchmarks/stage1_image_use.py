@@ -1,8 +1,13 @@
 """Does stage 1 teach the connector to carry the image? Held-out caption loss with the right image vs another
-scene's image, after N connector-only steps on scene captions.
+scene's image, after N connector-only steps on scene captions — optionally after a grounding stage first.
 
     python benchmarks/stage1_image_use.py [--model nano] [--scenes 600] [--steps 30] [--batch 8]
                                           [--lr 1e-3] [--sva-lr 1e-3] [--heldout 48] [--out runs/bench-stage1]
+                                          [--ground-epochs 12]
+
+With ``--ground-epochs N`` the connector is first grounded (``stage: ground``: its tokens pulled onto the LLM's
+embeddings of the words for what each cell shows, from the scenes' masks; N passes over the train scenes) and the
+three losses are printed after grounding too, then after stage 1.
 
 Renders train / test scenes (the demo's scene world), writes stage-1 captions for both, caches the frozen towers'
 features, trains stage 1 (LLM frozen) through the project's trainer, then prints for ``--heldout`` test captions
@@ -83,6 +88,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3, help="projector / newline lr")
     ap.add_argument("--sva-lr", type=float, default=1e-3, help="SVA lr (the paper's stage 1 uses 1e-4)")
     ap.add_argument("--heldout", type=int, default=48, help="held-out test captions scored")
+    ap.add_argument("--ground-epochs", type=int, default=0, help="grounding passes over the train scenes before stage 1")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/bench-stage1")
     args = ap.parse_args(argv)
@@ -106,20 +112,37 @@ def main(argv=None) -> int:
     cache.build(image_paths(out / "train.jsonl"), model.device, progress=True)
     heldout = list(read_jsonl(out / "test.jsonl"))[: args.heldout]
     before = token_stats(model, [r["image"] for r in heldout])
+    res = {"config": vars(args), "tokens_before": before}
+    if args.ground_epochs:
+        from cambrian.data.scenes.grounding import scene_grounding_records
+        from cambrian.utils.io import atomic_write_text
+
+        recs = scene_grounding_records(out / "train", model.connector.config.grid)
+        atomic_write_text(out / "ground.jsonl", "".join(json.dumps(r) + "\n" for r in recs))
+        cfg = stage_config("ground", out / "ground.jsonl", out / "ground", lr=1e-3, sva_lr=None, micro_batch=32,
+                           global_batch=32, epochs=args.ground_epochs, max_steps=None, seed=args.seed,
+                           feature_cache=str(out / "features"), warmup_ratio=0.05)
+        g = run_stage(model, cfg)
+        res["ground"] = {k: g[k] for k in ("steps", "samples", "seconds", "final_loss")}
+        res["heldout_caption_loss_after_grounding"] = {m: round(caption_loss(model, heldout, m, args.batch), 4)
+                                                       for m in ("own", "other", "none")}
+        res["tokens_after_grounding"] = token_stats(model, [r["image"] for r in heldout])
     cfg = stage_config(1, out / "train.jsonl", out / "stage1", lr=args.lr, sva_lr=args.sva_lr, micro_batch=args.batch,
                        global_batch=args.batch, epochs=max(1, -(-args.steps * args.batch // args.scenes)),
                        max_steps=args.steps, seed=args.seed, feature_cache=str(out / "features"), warmup_ratio=0.05)
     train = run_stage(model, cfg)
-    res = {
-        "config": vars(args),
+    res.update({
         "train": {k: train[k] for k in ("steps", "samples", "tokens", "seconds", "final_loss")},
         "heldout_caption_loss": {m: round(caption_loss(model, heldout, m, args.batch), 4) for m in ("own", "other", "none")},
-        "tokens_before": before,
         "tokens_after": token_stats(model, [r["image"] for r in heldout]),
         "seconds_total": round(time.perf_counter() - t0, 1),
-    }
+    })
     h = res["heldout_caption_loss"]
     print(json.dumps(res, indent=1))
+    if "heldout_caption_loss_after_grounding" in res:
+        g = res["heldout_caption_loss_after_grounding"]
+        print(f"\nheld-out caption loss after grounding ({res['ground']['steps']} steps, {res['ground']['seconds']:.0f} s): "
+              f"own image {g['own']:.4f} | another scene's image {g['other']:.4f} | no image {g['none']:.4f}")
     print(f"\nheld-out caption loss after {train['steps']} steps ({train['samples']} captions, {train['seconds']:.0f} s): "
           f"own image {h['own']:.4f} | another scene's image {h['other']:.4f} | no image {h['none']:.4f}")
     print(f"image information used by the LLM (other - own): {h['other'] - h['own']:+.4f} nats/token")

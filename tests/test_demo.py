@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from cambrian.demo.config import QUICK, make_config
-from cambrian.demo.report import check_targets, cvbench_chance, render_markdown, summarize, summary_table, write_report
+from cambrian.demo.report import (check_targets, cvbench_chance, image_use_accuracy, render_markdown, summary_table,
+                                  write_report)
 from cambrian.eval.api import get_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,61 +101,90 @@ def test_scene_records_pack_cvbench_questions(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- report
+def _metrics(count, relation, depth, distance, attr, colour, shape, yesno):
+    cv = {"per_task": {"Count": count, "Relation": relation, "Depth": depth, "Distance": distance},
+          "overall": ((count + relation) / 2 + (depth + distance) / 2) / 2}
+    return {"cvbench-synth": cv,
+            "synth-attribute": {"accuracy": attr, "per_type": {"color": attr, "shape": attr}, "chance": 0.25},
+            "easyvqa": {"per_category": {"color": colour, "shape": shape, "yes/no": yesno},
+                        "n_per_category": {"color": 10, "shape": 30, "yes/no": 60}}}
+
+
 def _fake_results(quick=False):
     rows = [{"type": "2D", "task": "Count", "choices": ["0", "1", "2", "3"]},
             {"type": "2D", "task": "Relation", "choices": ["left", "right"]},
             {"type": "3D", "task": "Depth", "choices": ["a", "b"]},
             {"type": "3D", "task": "Distance", "choices": ["a", "b"]}]
-    chance = cvbench_chance(rows)
-    chance["easyvqa"] = 0.43
-    cv_v = {"overall": 0.75, "accuracy_2d": 0.7, "accuracy_3d": 0.8, "flat_accuracy": 0.74, "n": 4,
-            "parse_failure_rate": 0.0, "per_task": {"Count": 0.6, "Relation": 0.8, "Depth": 0.9, "Distance": 0.7}}
-    cv_b = {"overall": 0.45, "accuracy_2d": 0.4, "accuracy_3d": 0.5, "flat_accuracy": 0.45, "n": 4,
-            "parse_failure_rate": 0.0, "per_task": {"Count": 0.3, "Relation": 0.5, "Depth": 0.5, "Distance": 0.5}}
-    ev = {"accuracy": 0.9, "per_category": {"yes/no": 0.95, "shape": 0.9, "color": 0.8}, "n": 10}
-    vision, blind = summarize(cv_v, ev), summarize(cv_b, {**ev, "accuracy": 0.5})
+    chance = {"cvbench-synth": cvbench_chance(rows), "synth-attribute": 0.25, "easyvqa": 0.43}
+    metrics = {"own": _metrics(0.6, 0.8, 0.9, 0.7, 0.8, 0.9, 0.95, 0.7),
+               "other": _metrics(0.3, 0.5, 0.5, 0.5, 0.3, 0.1, 0.3, 0.6),
+               "blind": _metrics(0.3, 0.5, 0.5, 0.5, 0.25, 0.0, 0.3, 0.65)}
+    acc = image_use_accuracy(metrics)
+    probes = {"easyvqa": {"n": 8, "nll_matched": 0.2, "nll_shuffled": 1.5, "gap": 1.3},
+              "cvbench-synth": {"n": 8, "nll_matched": 1.0, "nll_shuffled": 1.1, "gap": 0.1}}
     steps = [{"step": i + 1, "loss": 2.0 / (i + 1)} for i in range(5)]
-    return {"vision": vision, "blind": blind, "chance": chance, "targets": check_targets(vision, blind, chance, quick),
+    return {"image_use_accuracy": acc, "image_use": probes, "chance": chance, "metrics": metrics,
+            "targets": check_targets(acc, probes, chance, quick),
             "timings": {"scenes": 1.0, "stage2": 2.0, "total": 3.5},
-            "training": {"stage1": {"steps": 5, "metrics": steps}, "stage2": {"steps": 5, "metrics": steps}},
-            "chat": {"command": "cambrian chat --model x", "answer": "a cat"}, "config": {"quick": quick},
+            "training": {"ground": {"steps": 5, "metrics": steps}, "stage2": {"steps": 5, "metrics": steps}},
+            "chat": {"command": "cambrian chat --model x", "answer": "red", "truth": "red"}, "config": {"quick": quick},
             "env": {"device": "cpu", "threads": 2, "precision": "fp32"}}
 
 
 def test_cvbench_chance_official_formula():
-    c = _fake_results()["chance"]
+    c = _fake_results()["chance"]["cvbench-synth"]
     assert c["per_task"] == {"Count": 0.25, "Depth": 0.5, "Distance": 0.5, "Relation": 0.5}
     assert c["accuracy_2d"] == pytest.approx(0.375) and c["accuracy_3d"] == 0.5
     assert c["overall"] == pytest.approx(0.4375)
 
 
+def test_image_use_accuracy_table():
+    acc = _fake_results()["image_use_accuracy"]
+    assert set(acc) == {"cvbench-synth", "synth-attribute", "easyvqa"}
+    assert set(acc["cvbench-synth"]) == {"Count", "Relation", "Depth", "Distance", "overall"}
+    assert set(acc["synth-attribute"]) == {"overall", "color", "shape"}
+    assert set(acc["easyvqa"]) == {"colour", "shape", "yes/no", "colour+shape"}
+    assert acc["cvbench-synth"]["overall"] == {"own": pytest.approx(0.75), "other": 0.45, "blind": 0.45}
+    # colour+shape weights the two types by their question counts (10 colour, 30 shape)
+    assert acc["easyvqa"]["colour+shape"]["own"] == pytest.approx((0.9 * 10 + 0.95 * 30) / 40)
+    assert acc["easyvqa"]["colour+shape"]["other"] == pytest.approx((0.1 * 10 + 0.3 * 30) / 40)
+
+
 def test_targets():
     r = _fake_results()
     t = r["targets"]
-    assert t["vision overall >= 0.70"]["ok"] and t["blind overall <= chance + 0.10"]["ok"]
-    assert t["vision Count >= chance + 0.15"]["ok"] and t["vision Count >= chance + 0.15"]["threshold"] == 0.4
-    r["vision"]["per_task"]["Relation"] = 0.6
-    assert not check_targets(r["vision"], r["blind"], r["chance"], False)["vision Relation >= chance + 0.15"]["ok"]
-    q = check_targets(r["vision"], r["blind"], r["chance"], True)
-    assert list(q) == ["quick: vision overall > blind overall"] and q["quick: vision overall > blind overall"]["ok"]
+    assert t["easy-VQA colour own >= 0.85"]["ok"] and t["easy-VQA colour other <= 0.30"]["ok"]
+    assert t["easy-VQA shape other <= 0.30"]["ok"]  # 0.30 is within the bound
+    assert t["synth-attribute own >= 0.70"]["ok"] and t["synth-attribute other <= chance + 0.10"]["ok"]  # 0.30 <= 0.35
+    assert t["synth-attribute other <= chance + 0.10"]["threshold"] == pytest.approx(0.35)
+    assert t["CV-Bench-Synth overall own - blind >= 0.05"]["value"] == pytest.approx(0.30)
+    assert t["stretch: CV-Bench-Synth Count own - blind >= 0.10"]["ok"]
+    assert t["easy-VQA probe gap >= 0.2 nats"]["ok"]
+    r["metrics"]["own"]["easyvqa"]["per_category"]["color"] = 0.5
+    acc = image_use_accuracy(r["metrics"])
+    assert not check_targets(acc, r["image_use"], r["chance"], False)["easy-VQA colour own >= 0.85"]["ok"]
+    q = check_targets(acc, r["image_use"], r["chance"], True)
+    name = "quick: easy-VQA colour+shape own - other >= 0.15"
+    assert list(q) == [name] and q[name]["value"] == pytest.approx((0.5 * 10 + 0.95 * 30) / 40 - 0.25)
 
 
 def test_write_report_schema(tmp_path):
     r = _fake_results()
     paths = write_report(tmp_path, r)
     data = json.loads(Path(paths["results"]).read_text())
-    for side in ("vision", "blind"):
-        assert {"overall", "accuracy_2d", "accuracy_3d", "per_task", "easyvqa"} <= set(data[side])
-        assert set(data[side]["per_task"]) == {"Count", "Relation", "Depth", "Distance"}
+    for bench, tasks in data["image_use_accuracy"].items():
+        for task, v in tasks.items():
+            assert set(v) == {"own", "other", "blind"} and all(0.0 <= x <= 1.0 for x in v.values()), (bench, task)
     assert data["timings"]["total"] == 3.5
     for k in ("loss_png", "accuracy_png"):
         assert Path(paths[k]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = Path(paths["report"]).read_text()
-    assert "| vision | 75.0 | 70.0 | 80.0 | 60.0 | 80.0 | 90.0 | 70.0 | 4 |" in md
-    assert "a cat" in md and "cambrian chat --model x" in md
+    assert "| easyvqa | colour | 90.0 | 10.0 | 0.0 | 12.5 |" in md
+    assert "| cvbench-synth | overall | 75.0 | 45.0 | 45.0 | 43.8 |" in md
+    assert "red" in md and "cambrian chat --model x" in md and "gap +1.300" in md
     assert not list(tmp_path.glob(".*tmp*"))
     table = summary_table(r)
-    assert "CV-Bench-Synth overall" in table and "75.0" in table and "easy-VQA" in table
+    assert "synth-attribute" in table and "75.0" in table and "easyvqa" in table
     assert render_markdown(r).startswith("# Cambrian-nano demo")
 
 
@@ -185,7 +215,7 @@ def test_prepare_out_refuses_foreign_folder(tmp_path):
 def test_cli_help_explains_stages():
     out = subprocess.run([sys.executable, "-m", "cambrian.cli.main", "demo", "--help"], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout
-    for word in ("--quick", "--out", "--steps", "stage1", "stage2", "CV-Bench-Synth", "minutes"):
+    for word in ("--quick", "--out", "--steps", "ground", "stage2", "CV-Bench-Synth", "synth-attribute", "another image", "minutes"):
         assert word in out
 
 
@@ -207,11 +237,16 @@ def test_demo_quick_end_to_end(tmp_path):
     print(proc.stdout[-4000:])
     assert proc.returncode == 0, proc.stderr[-4000:]
     r = json.loads((out / "results.json").read_text())
-    for side in ("vision", "blind"):
-        assert 0.0 <= r[side]["overall"] <= 1.0 and set(r[side]["per_task"]) and "easyvqa" in r[side]
-    assert r["vision"]["overall"] > r["blind"]["overall"], (r["vision"], r["blind"])
+    acc = r["image_use_accuracy"]
+    for bench in ("cvbench-synth", "synth-attribute", "easyvqa"):
+        assert acc[bench] and all(set(v) == {"own", "other", "blind"} for v in acc[bench].values()), bench
+    # grounding makes the model read the image: another image's tokens must cost >= 15 points on the questions
+    # whose answer is a look-up (a margin a change of BLAS or machine cannot flip)
+    cs = acc["easyvqa"]["colour+shape"]
+    assert cs["own"] - cs["other"] >= 0.15, cs
+    assert r["targets"]["quick: easy-VQA colour+shape own - other >= 0.15"]["ok"]
     assert r["timings"]["total"] < 600
-    for f in ("report.md", "loss.png", "accuracy.png", "chelsea.png", "checkpoint/config.json", "checkpoint/model.safetensors"):
+    for f in ("report.md", "loss.png", "accuracy.png", "chat.png", "checkpoint/config.json", "checkpoint/model.safetensors"):
         assert (out / f).is_file(), f
     assert "cambrian chat --model" in proc.stdout and r["chat"]["answer"]
 
@@ -220,9 +255,9 @@ def test_set_overrides_typed_and_checked():
     from cambrian.demo.config import parse_settings
 
     got = parse_settings(["stage1_samples=300", "stage2_sva_lr=1e-3", "stage2_max_samples=null", "stage1_lr=1",
-                          "progress=false", "model=configs/x.yaml"])
+                          "progress=false", "model=configs/x.yaml", "ground_objective=ce"])
     assert got == {"stage1_samples": 300, "stage2_sva_lr": 1e-3, "stage2_max_samples": None, "stage1_lr": 1.0,
-                   "progress": False, "model": "configs/x.yaml"}
+                   "progress": False, "model": "configs/x.yaml", "ground_objective": "ce"}
     assert isinstance(got["stage1_lr"], float)
     with pytest.raises(ValueError, match="unknown demo setting"):
         parse_settings(["stage3_lr=1"])

@@ -214,7 +214,7 @@ def test_grounding_stage_opens_an_own_vs_other_image_gap(tmp_path):
 def test_stage_ground_config_is_checked():
     from cambrian.train.config import TrainConfig
 
-    assert TrainConfig.from_dict({"stage": "ground"}).grounding == {"objective": "mse", "scale": 100.0}
+    assert TrainConfig.from_dict({"stage": "ground"}).grounding == {"objective": "mse+words", "scale": 100.0}
     with pytest.raises(ValueError, match="stage must be"):
         TrainConfig.from_dict({"stage": "grounding"})
     with pytest.raises(ValueError, match="grounding.objective"):

@@ -6,24 +6,31 @@ import argparse
 
 DESCRIPTION = """\
 Train and evaluate Cambrian-nano end to end, offline, from the packaged pretrained parts
-(SmolLM2-135M-Instruct + EfficientNet-Lite0 + DINOv2-S/14, SVA connector with in-LLM SVA layers).
+(SmolLM2-135M-Instruct + EfficientNet-Lite0 + DINOv2-S/14, SVA connector on an 8x8 query grid).
 
-Stages (each timed, with progress bars):
-  1. scenes    render train/test scenes (pybullet), CV-Bench-Synth from the test scenes (official rules),
-               stage-1 captions and stage-2 packed multi-turn questions (+ easy-VQA train questions)
-  2. model     build Cambrian-nano
+Steps (each timed, with progress bars):
+  1. model     build Cambrian-nano
+  2. scenes    render train/test scenes (pybullet); from the test scenes CV-Bench-Synth (official rules) and
+               synth-attribute (look-up questions: the colour of the only sphere, ...); grounding targets
+               (per-cell object words from the scenes' masks, colour + shape words on easy-VQA images) and
+               packed multi-turn questions for stage 2
   3. features  frozen-tower features of every training image, computed once
-  4. stage1    connector only (LLM frozen), lr 1e-3 / SVA 1e-4
-  5. stage2    connector + LLM
-  6. eval      CV-Bench-Synth (official 2D/3D/overall formula) and easy-VQA's test split, vision enabled and
-               disabled (same prompts, no image); image-use probe: gold-letter loss with the question's own
-               image vs another scene's (equal = the model does not read the image)
-  7. chat      one answer about a scikit-image photo, and the `cambrian chat` command to ask more
-  8. report    OUT/results.json, OUT/report.md, OUT/loss.png, OUT/accuracy.png; the model in OUT/checkpoint
+  4. ground    grounding (stage: ground): connector only, each visual token pulled onto the LLM's input
+               embeddings of the words for what its cell shows; the LLM does not run (a low-compute warm start)
+  5. stage1    optional (--set stage1_samples=N): connector on scene captions, LLM frozen
+  6. stage2    the LLM on packed questions, learning to read the grounded tokens
+  7. eval      CV-Bench-Synth (official 2D/3D/overall formula), synth-attribute and easy-VQA three times:
+               with the question's own image, with another image's visual tokens under the same prompt, and
+               with no image; gold-answer loss probe (own vs other image); nearest-word decoding of the
+               grounded tokens of held-out scenes
+  8. chat      one answer about a held-out easy-VQA image, and the `cambrian chat` command to ask more
+  9. report    OUT/results.json (image_use_accuracy[bench][task] = {own, other, blind}), OUT/report.md,
+               OUT/loss.png, OUT/accuracy.png; the model in OUT/checkpoint
 
 Expected time on a 2-core CPU: about 18 minutes (default), under 4 minutes with --quick (a smoke run: few
-scenes and steps; it only has to beat its own vision-disabled run). Uses CUDA with bf16 autocast when
-available (--device auto). The first run also converts the packaged GGUF LLM once (cached under .cache/).
+scenes and steps; its own-vs-other gap on easy-VQA colour+shape questions must be >= 15 points). Uses CUDA
+with bf16 autocast when available (--device auto). The first run also converts the packaged GGUF LLM once
+(cached under .cache/).
 """
 
 

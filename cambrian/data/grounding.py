@@ -166,7 +166,7 @@ class GroundingCollator:
     """Stacks grounding samples into the model's forward kwargs (``features`` / ``pixel_values``, ``image_sizes``,
     ``grounding``) plus the trainer's bookkeeping keys (``empty``, ``weight`` = sum of cell weights)."""
 
-    def __init__(self, kind: str = "mse", scale: float = 100.0):
+    def __init__(self, kind: str = "mse+words", scale: float = 100.0):
         self.kind, self.scale = kind, float(scale)
 
     def __call__(self, items: Sequence[dict]) -> dict:

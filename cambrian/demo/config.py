@@ -12,28 +12,39 @@ class DemoConfig:
     seed: int = 0
     device: str = "auto"  # auto: cuda (bf16 autocast in training) when available, else cpu (fp32)
     model: str = "nano"
+    in_llm_sva: bool = False  # keep nano's in-LLM SVA layers (untrained by grounding; off in the CPU recipe)
     # data
-    train_scenes: int = 120
-    test_scenes: int = 70
+    train_scenes: int = 200
+    test_scenes: int = 60
     scene_variants: int = 1  # stage-2 records per train scene (each its own question draw)
     max_turns: int = 8  # questions packed into one stage-2 record
-    box_prob: float = 0.6
-    easyvqa_train_images: int = 30
-    easyvqa_test_images: int = 30
-    stage1_samples: int = 64
+    attribute_turns: int = 4  # lookup questions (colour of the only sphere, ...) first in each scene record
+    box_prob: float = 0.3
+    easyvqa_train_images: int = 120  # stage-2 QA records
+    easyvqa_test_images: int = 20
+    stage1_samples: int = 0  # scene captions for a stage 1 between grounding and stage 2 (0: skip)
+    # grounding (connector only, LLM untouched: visual tokens -> the LLM's embeddings of the words per cell)
+    ground_easyvqa_images: int = 400
+    ground_epochs: int = 20
+    ground_batch: int = 32
+    ground_lr: float = 1e-3
+    ground_sva_lr: float | None = None  # None: ground_lr
+    ground_objective: str = "mse+words"
     # stage 1 (connector; LLM frozen): paper lrs (1e-3 projector, 1e-4 SVA)
     stage1_lr: float = 1e-3
     stage1_sva_lr: float = 1e-4
     stage1_batch: int = 8
-    # stage 2 (connector + LLM)
-    stage2_lr: float = 2e-4
+    # stage 2 (LLM; the grounded connector too when stage2_train_connector)
+    stage2_lr: float = 5e-5
     stage2_sva_lr: float | None = None  # None: stage2_lr
-    stage2_batch: int = 4
+    stage2_train_connector: bool = False
+    stage2_batch: int = 8
     stage2_micro_batch: int = 4
     stage2_max_samples: int | None = None  # cap (None: every record once)
     warmup_ratio: float = 0.05
     # eval
     eval_batch: int = 16
+    probe_items: int = 64  # questions per benchmark in the gold-answer loss probe
     max_new_tokens: int = 8  # answers are one letter / one word; generation stops at the end-of-turn token
     progress: bool = True
 
@@ -42,8 +53,9 @@ class DemoConfig:
 
 
 QUICK = {
-    "train_scenes": 24, "test_scenes": 14, "easyvqa_train_images": 6, "easyvqa_test_images": 5,
-    "stage1_samples": 16, "stage2_max_samples": 24, "max_turns": 6, "warmup_ratio": 0.0,
+    "train_scenes": 24, "test_scenes": 14, "easyvqa_train_images": 16, "easyvqa_test_images": 8,
+    "ground_easyvqa_images": 160, "ground_epochs": 10, "stage2_max_samples": 32, "max_turns": 6, "warmup_ratio": 0.0,
+    "probe_items": 32,
 }
 
 

@@ -55,10 +55,16 @@ def _conversation(turns: list[tuple[str, str]]) -> list[dict]:
 
 
 def scene_question_records(scene_dir: str | os.PathLike, seed: int = 0, variants: int = 1, box_prob: float = 0.6,
-                           max_turns: int = 10, per_task: dict | None = None) -> tuple[list[dict], dict]:
-    """Packed multi-turn CV-Bench-style records from a *train* scene dir. ``variants`` records per scene (each with
-    its own question draw). Images are relative to ``scene_dir`` (boxed copies under ``scene_dir/boxed_demo/``).
-    Returns (records, per-task answer counts)."""
+                           max_turns: int = 10, per_task: dict | None = None, attribute_turns: int = 0,
+                           colors: tuple | None = None) -> tuple[list[dict], dict]:
+    """Packed multi-turn records from a *train* scene dir: up to ``attribute_turns`` lookup questions (the colour of
+    the only sphere, ...: the synth-attribute templates, short answers) first, then CV-Bench-style questions, at most
+    ``max_turns`` in all. ``variants`` records per scene (each with its own question draw). Images are relative to
+    ``scene_dir`` (boxed copies under ``scene_dir/boxed_demo/``). Returns (records, per-task answer counts)."""
+    from ..data.scenes.attributes import attribute_questions
+    from ..data.scenes.render import read_scenes
+
+    scenes = {sc["image"]: sc for sc in read_scenes(scene_dir)}
     from PIL import Image
 
     sd = Path(scene_dir)
@@ -84,16 +90,21 @@ def scene_question_records(scene_dir: str | os.PathLike, seed: int = 0, variants
                 rel = f"boxed_demo/{Path(image).stem}_v{v}.png"
                 with Image.open(sd / image) as im:
                     draw_boxes(im, q.boxes, params.box_width).save(sd / rel, compress_level=1)
-            turns = [(format_prompt(q.question, q.choices) + "\n" + ANSWER_SUFFIX, letter(q.answer_index)) for q in mine]
-            for q in mine:
+            attr = attribute_questions(scenes[image], colors) if attribute_turns and image in scenes else []
+            attr = [attr[i] for i in rng.permutation(len(attr))][:attribute_turns]
+            turns = [(f"{a['question']}\n{SHORT}", a["answer"]) for a in attr]
+            turns += [(format_prompt(q.question, q.choices) + "\n" + ANSWER_SUFFIX, letter(q.answer_index)) for q in mine]
+            turns = turns[:max_turns]
+            for a in attr:
+                counts[f"attribute_{a['type']}"] += 1
+            for q in mine[: max(0, max_turns - len(attr))]:
                 counts[q.task] += 1
             records.append({"id": f"{Path(image).stem}-v{v}", "image": rel, "conversations": _conversation(turns)})
     return records, dict(counts)
 
 
-def easyvqa_records(n_images: int, seed: int = 0, max_turns: int = 6) -> tuple[list[dict], dict]:
-    """Packed records from easy-VQA's *train* split (absolute image paths): up to ``max_turns`` questions of one
-    image per record, yes/no answers balanced within the record where the image allows it."""
+def _easyvqa_train(seed: int):
+    """easy-VQA's train split: (questions by image id, image paths, image ids in this seed's order)."""
     import easy_vqa
 
     texts, answers, image_ids = easy_vqa.get_train_questions()
@@ -101,10 +112,18 @@ def easyvqa_records(n_images: int, seed: int = 0, max_turns: int = 6) -> tuple[l
     by_image = defaultdict(list)
     for q, a, i in zip(texts, answers, image_ids):
         by_image[int(i)].append((q, a))
+    order = [int(i) for i in np.random.default_rng([seed, 13]).permutation(sorted(by_image))]
+    return by_image, paths, order
+
+
+def easyvqa_records(n_images: int, seed: int = 0, max_turns: int = 6, offset: int = 0) -> tuple[list[dict], dict]:
+    """Packed records from easy-VQA's *train* split (absolute image paths): up to ``max_turns`` questions of one
+    image per record, yes/no answers balanced within the record where the image allows it. Images
+    ``order[offset : offset + n_images]`` of the seed's fixed order."""
+    by_image, paths, order = _easyvqa_train(seed)
     rng = np.random.default_rng([seed, 13])
-    ids = sorted(by_image)
     records, counts = [], defaultdict(int)
-    for i in rng.permutation(ids)[:n_images]:
+    for i in order[offset : offset + n_images]:
         qa = by_image[int(i)]
         yes = [x for x in qa if x[1] == "yes"]
         no = [x for x in qa if x[1] == "no"]
@@ -120,20 +139,63 @@ def easyvqa_records(n_images: int, seed: int = 0, max_turns: int = 6) -> tuple[l
 
 
 def write_stage2(out_path: str | os.PathLike, scene_dir: str | os.PathLike, *, seed: int = 0, variants: int = 1,
-                 easyvqa_images: int = 0, box_prob: float = 0.6, max_turns: int = 10) -> dict:
+                 easyvqa_images: int = 0, box_prob: float = 0.6, max_turns: int = 10, attribute_turns: int = 0,
+                 easyvqa_offset: int = 0) -> dict:
     """Stage-2 JSONL: scene records (images relative to ``scene_dir``; written as absolute paths so one file can
     mix sources) + easy-VQA records, shuffled. Returns counts."""
     sd = Path(scene_dir).resolve()
-    recs, counts = scene_question_records(sd, seed, variants, box_prob, max_turns)
+    recs, counts = scene_question_records(sd, seed, variants, box_prob, max_turns, attribute_turns=attribute_turns,
+                                          colors=tuple(SCENE_CONFIG["colors"]))
     for r in recs:
         r["image"] = str(sd / r["image"])
-    ev, ev_counts = easyvqa_records(easyvqa_images, seed) if easyvqa_images else ([], {})
+    ev, ev_counts = easyvqa_records(easyvqa_images, seed, offset=easyvqa_offset) if easyvqa_images else ([], {})
     allr = recs + ev
     rng = np.random.default_rng([seed, 17])
     allr = [allr[i] for i in rng.permutation(len(allr))]
     _write_jsonl(Path(out_path), allr)
     return {"records": len(allr), "scene_records": len(recs), "easyvqa_records": len(ev),
             "answers": {**counts, **{f"easyvqa_{k}": v for k, v in ev_counts.items()}}}
+
+
+def easyvqa_grounding_records(n_images: int, grid: int, seed: int = 0, background: str = "background") -> list[dict]:
+    """Grounding records for the first ``n_images`` easy-VQA *train* images (in the seed's order) whose questions name
+    both their colour and shape: the shape's cells (pixels away from the
+    uniform background colour) get "<colour> <shape>" (from the image's own answers), the others ``background``."""
+    from PIL import Image
+
+    from ..data.grounding import cells_from_mask
+    from ..eval.benchmarks.easyvqa import answer_type
+
+    by_image, paths, order = _easyvqa_train(seed)
+    out = []
+    for i in order:
+        if len(out) >= n_images:
+            break
+        kinds = {answer_type(a): a for _, a in by_image[i]}
+        if "color" not in kinds or "shape" not in kinds:  # the image's own answers must name both
+            continue
+        with Image.open(paths[i]) as im:
+            px = np.asarray(im.convert("RGB")).astype(np.int16)
+        fg = (np.abs(px - px[0, 0]).max(-1) > 40).astype(np.int64)  # 1 = the shape
+        cells = cells_from_mask(fg, {1: f"{kinds['color']} {kinds['shape']}"}, grid, background=background)
+        out.append({"id": f"ground-easyvqa-{i}", "image": paths[i], "grounding": cells})
+    return out
+
+
+def write_grounding(out_path: str | os.PathLike, scene_dir: str | os.PathLike, grid: int, *, seed: int = 0,
+                    easyvqa_images: int = 0) -> dict:
+    """Grounding JSONL: one record per train scene (object words per cell, "floor" elsewhere) + easy-VQA train
+    images (colour and shape words on the shape's cells), shuffled."""
+    from ..data.scenes.grounding import scene_grounding_records
+
+    recs = scene_grounding_records(scene_dir, grid)
+    ev = easyvqa_grounding_records(easyvqa_images, grid, seed) if easyvqa_images else []
+    allr = recs + ev
+    allr = [allr[i] for i in np.random.default_rng([seed, 19]).permutation(len(allr))]
+    _write_jsonl(Path(out_path), allr)
+    cells = [c for r in allr for c, w in zip(r["grounding"]["cells"], r["grounding"]["weights"]) if w > 0]
+    return {"records": len(allr), "scene_records": len(recs), "easyvqa_records": len(ev), "grid": grid,
+            "object_cells": sum(1 for r in allr for w in r["grounding"]["weights"] if w > 1), "target_cells": len(cells)}
 
 
 def write_stage1(out_path: str | os.PathLike, scene_dir: str | os.PathLike, *, seed: int = 0, n: int | None = None) -> dict:

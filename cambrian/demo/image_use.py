@@ -53,19 +53,43 @@ def gold_nll(model, prompts: Sequence[str], images: Sequence, golds: Sequence[st
     return out
 
 
-def image_use(model, samples: Sequence, max_items: int = 96, seed: int = 0, batch_size: int = 16) -> dict:
-    """``samples``: CV-Bench eval samples (``prompt``, ``images`` [one], ``answer`` "(B)", ``meta``
-    ``source_dataset``/``filename``). Returns ``{"n", "nll_matched", "nll_shuffled", "gap"}`` (nats; gap =
-    shuffled - matched, > 0 when the image helps)."""
+def scene_key(sample) -> str:
+    """Which scene / image a sample is about: CV-Bench-Synth rows keep the rendered scene's file name, synth-attribute
+    rows their scene id, easy-VQA rows their image id."""
+    m = sample.meta
+    for k in ("source_filename", "scene", "image_id", "filename"):
+        if m.get(k) is not None:
+            return str(m[k])
+    return str(sample.idx)
+
+
+def with_other_images(samples: Sequence, seed: int = 0) -> list:
+    """The same samples (same prompts, answers, ids) with the images of a sample about a *different* scene/image
+    (:func:`other_scene_pairing`): what the model answers from another image's visual tokens."""
+    import dataclasses
+
+    pair = other_scene_pairing([scene_key(s) for s in samples], seed)
+    return [dataclasses.replace(s, images=list(samples[j].images)) for s, j in zip(samples, pair)]
+
+
+def cvbench_gold(sample) -> str:
+    return str(sample.answer).strip("()")
+
+
+def image_use(model, samples: Sequence, max_items: int = 96, seed: int = 0, batch_size: int = 16,
+              gold=cvbench_gold) -> dict:
+    """``samples``: eval samples with one image each (``prompt``, ``images``, ``answer``; the scene from
+    :func:`scene_key`); ``gold(sample)``: the answer text whose first token is scored (CV-Bench: the letter).
+    Returns ``{"n", "nll_matched", "nll_shuffled", "gap"}`` (nats; gap = shuffled - matched, > 0 when the image
+    helps)."""
     rng = np.random.default_rng([seed, 29])
     pick = sorted(int(i) for i in rng.permutation(len(samples))[:max_items])
     items = [samples[i] for i in pick]
-    # the scene a question is about: CV-Bench-Synth rows keep the rendered scene's file name
-    scenes = [str(s.meta.get("source_filename") or s.meta.get("filename") or s.idx) for s in items]
+    scenes = [scene_key(s) for s in items]
     if len(set(scenes)) < 2:
         return {"n": len(items), "nll_matched": None, "nll_shuffled": None, "gap": None}
     pair = other_scene_pairing(scenes, seed)
-    golds = [str(s.answer).strip("()") for s in items]
+    golds = [gold(s) for s in items]
     prompts = [s.prompt for s in items]
     images = [s.load_images()[0] for s in items]
     matched = gold_nll(model, prompts, images, golds, batch_size)

@@ -24,7 +24,6 @@ Output folder (``--out``)::
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import shutil
@@ -87,10 +86,11 @@ def count_answers(jsonl: Path) -> int:
     return sum(sum(1 for t in r["conversations"] if t["from"] == "gpt") for r in read_jsonl(jsonl))
 
 
-def make_data(cfg: DemoConfig, out: Path, progress: bool) -> dict:
+def make_data(cfg: DemoConfig, out: Path, progress: bool, grid: int) -> dict:
     from ..cvbench.loader import load_cvbench
     from ..data.scenes import assert_disjoint, build_cvbench_synth, render_scenes
-    from .data import SCENE_CONFIG, write_stage1, write_stage2
+    from ..eval.benchmarks.synth_attribute import build_synth_attribute
+    from .data import SCENE_CONFIG, write_grounding, write_stage1, write_stage2
 
     d = out / "data"
     info: dict = {"scene_config": SCENE_CONFIG}
@@ -101,72 +101,114 @@ def make_data(cfg: DemoConfig, out: Path, progress: bool) -> dict:
     assert_disjoint(d / "scenes" / "train", d / "scenes" / "test")
     rep = build_cvbench_synth(d / "scenes" / "test", d / "cvbench-synth", seed=cfg.seed)
     info["cvbench_synth"] = {"n": rep["n"], "per_task": rep["per_task"], "letter_balance": rep["letter_balance"]}
-    info["stage1"] = write_stage1(d / "stage1.jsonl", d / "scenes" / "train", seed=cfg.seed, n=cfg.stage1_samples)
+    info["synth_attribute"] = build_synth_attribute(d / "scenes" / "test", d / "synth-attribute", seed=cfg.seed,
+                                                    colors=SCENE_CONFIG["colors"])
+    info["grounding"] = write_grounding(d / "ground.jsonl", d / "scenes" / "train", grid, seed=cfg.seed,
+                                        easyvqa_images=cfg.ground_easyvqa_images)
+    if cfg.stage1_samples:
+        info["stage1"] = write_stage1(d / "stage1.jsonl", d / "scenes" / "train", seed=cfg.seed, n=cfg.stage1_samples)
     info["stage2"] = write_stage2(d / "stage2.jsonl", d / "scenes" / "train", seed=cfg.seed, variants=cfg.scene_variants,
-                                  easyvqa_images=cfg.easyvqa_train_images, box_prob=cfg.box_prob, max_turns=cfg.max_turns)
+                                  easyvqa_images=cfg.easyvqa_train_images, box_prob=cfg.box_prob, max_turns=cfg.max_turns,
+                                  attribute_turns=cfg.attribute_turns)
     info["cvbench_rows"] = [{"type": r["type"], "task": r["task"], "choices": list(r["choices"])}
                             for r in load_cvbench(str(d / "cvbench-synth"))]
-    log(f"    CV-Bench-Synth: {rep['n']} questions {rep['per_task']}; stage 2: {info['stage2']['records']} records, "
-        f"answers {info['stage2']['answers']}")
+    log(f"    CV-Bench-Synth: {rep['n']} questions {rep['per_task']}; synth-attribute: {info['synth_attribute']['n']} "
+        f"{info['synth_attribute']['per_type']}; grounding: {info['grounding']['records']} images; stage 2: "
+        f"{info['stage2']['records']} records, answers {info['stage2']['answers']}")
     return info
 
 
+CONDITIONS = ("own", "other", "blind")
+
+
 def evaluate(model, cfg: DemoConfig, out: Path, device: str, progress: bool) -> dict:
+    """Every benchmark three times: with the question's own image, with another scene's/image's visual tokens under
+    the same prompt, and with no image; plus the gold-answer loss probe (own vs other image)."""
     import torch
 
     from ..eval.adapters import CambrianEvalModel
     from ..eval.api import get_benchmark
     from ..eval.runner import run_benchmarks
+    from ..data.scenes.engine import SceneConfig
+    from .data import SCENE_CONFIG
     from .features import cache_eval_features, uncache_eval_features
-    from .image_use import image_use
+    from .grounding_probe import grounding_probe
+    from .image_use import image_use, with_other_images
 
-    cv = get_benchmark("cvbench-synth")
-    ev = get_benchmark("easyvqa", max_images=cfg.easyvqa_test_images, seed=cfg.seed)
-    ev_samples = ev.load(None)
-    samples = {"cvbench-synth": cv.load(str(out / "data" / "cvbench-synth")), "easyvqa": ev_samples}  # loaded once
+    benches = [get_benchmark("cvbench-synth"), get_benchmark("synth-attribute"),
+               get_benchmark("easyvqa", max_images=cfg.easyvqa_test_images, seed=cfg.seed)]
+    own = {b.name: b.load(None if b.name == "easyvqa" else str(out / "data" / b.name)) for b in benches}  # loaded once
+    samples = {"own": own, "blind": own, "other": {k: with_other_images(v, cfg.seed) for k, v in own.items()}}
     memo = cache_eval_features(model)
     em = CambrianEvalModel(model, name="cambrian-nano-demo")
-    res = {}
+    res: dict = {"metrics": {}, "seconds": {}}
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else contextlib.nullcontext()
     try:
         with ctx:
-            for vision, key in (("enabled", "vision"), ("disabled", "blind")):
-                t = time.perf_counter()
-                res[key] = run_benchmarks(em, [cv, ev], str(out / "data"), out / "eval" / key, batch_size=cfg.eval_batch,
-                                          vision=vision, max_new_tokens=cfg.max_new_tokens, progress=progress,
-                                          samples_by_bench=samples)
-                res[f"{key}_seconds"] = round(time.perf_counter() - t, 2)
             t = time.perf_counter()
-            res["image_use"] = image_use(model, samples["cvbench-synth"], seed=cfg.seed, batch_size=cfg.eval_batch)
-            res["image_use_seconds"] = round(time.perf_counter() - t, 2)
+            world = SceneConfig.from_dict(SCENE_CONFIG)
+            res["grounding_probe"] = grounding_probe(model, out / "data" / "scenes" / "test", world.colors, world.shapes)
+            res["seconds"]["grounding_probe"] = round(time.perf_counter() - t, 2)
+            for cond in CONDITIONS:
+                t = time.perf_counter()
+                res["metrics"][cond] = run_benchmarks(
+                    em, benches, str(out / "data"), out / "eval" / cond, batch_size=cfg.eval_batch,
+                    vision="disabled" if cond == "blind" else "enabled", max_new_tokens=cfg.max_new_tokens,
+                    progress=progress, samples_by_bench=samples[cond])
+                res["seconds"][cond] = round(time.perf_counter() - t, 2)
+            t = time.perf_counter()
+            res["image_use"] = {
+                "cvbench-synth": image_use(model, own["cvbench-synth"], max_items=cfg.probe_items, seed=cfg.seed,
+                                           batch_size=cfg.eval_batch),
+                "easyvqa": image_use(model, own["easyvqa"], max_items=cfg.probe_items, seed=cfg.seed,
+                                     batch_size=cfg.eval_batch, gold=lambda s: str(s.answer))}
+            res["seconds"]["image_use"] = round(time.perf_counter() - t, 2)
     finally:
         uncache_eval_features(model)
     res["feature_memo"] = memo["stats"]
-    res["easyvqa_chance"] = ev.score(ev_samples, {})["chance"]
+    res["chance"] = {b.name: b.score(own[b.name], {}).get("chance") for b in benches if b.name != "cvbench-synth"}
     return res
 
 
-def chat_once(model, out: Path) -> dict:
-    from skimage import data as skdata
-    from PIL import Image
+def chat_once(model, out: Path, samples: list) -> dict:
+    """One answer about a held-out easy-VQA test image whose answer is visible (its colour), and the command to ask
+    more."""
+    from ..eval.benchmarks._common import SHORT
 
-    path = out / "chelsea.png"
-    Image.fromarray(skdata.chelsea()).save(path)
-    answer = model.chat(CHAT_PROMPT, [Image.open(path).convert("RGB")], max_new_tokens=CHAT_MAX_NEW_TOKENS)
-    cmd = (f"cambrian chat --model {out / 'checkpoint'} --image {path} --prompt \"{CHAT_PROMPT}\" "
+    s = next((x for x in samples if x.meta.get("category") == "color"), samples[0])
+    path = out / "chat.png"
+    s.load_images()[0].save(path)
+    question = "What color is the shape?" if s.meta.get("category") == "color" else s.prompt.split("\n")[0]
+    prompt = f"{question}\n{SHORT}"
+    answer = model.chat(prompt, [str(path)], max_new_tokens=CHAT_MAX_NEW_TOKENS)
+    cmd = (f"cambrian chat --model {out / 'checkpoint'} --image {path} --prompt $'{question}\\n{SHORT}' "
            f"--max-new-tokens {CHAT_MAX_NEW_TOKENS}")
-    return {"command": cmd, "image": str(path), "prompt": CHAT_PROMPT, "answer": answer}
+    return {"command": cmd, "image": str(path), "prompt": prompt, "answer": answer,
+            "truth": s.answer if s.meta.get("category") == "color" else None}
+
+
+def build_model(cfg: DemoConfig, device: str):
+    from ..config import resolve_model_config
+    from ..models.cambrian_model import CambrianModel
+    from .features import speed_up_towers
+
+    mc = resolve_model_config(cfg.model)
+    if not cfg.in_llm_sva:
+        # grounding trains the pre-LLM tokens only; untrained in-LLM samplers would overwrite the image positions'
+        # hidden states after layer 0 with a random MLP's output (SVA layers add their output to the query)
+        mc.connector.num_llm_layers = 0
+    model = CambrianModel.from_config(mc).to(device)
+    model.eval()
+    speed_up_towers(model)
+    return model
 
 
 def run_demo(cfg: DemoConfig, quick: bool = False) -> dict:
     import torch
 
-    from ..config import resolve_model_config
-    from ..models.cambrian_model import CambrianModel
     from ..train.features import FeatureCache
     from .data import image_paths
-    from .features import speed_up_towers
-    from .report import check_targets, cvbench_chance, summarize, summary_table, write_report
+    from .report import check_targets, cvbench_chance, image_use_accuracy, summary_table, write_report
     from .train import run_stage, stage_config
 
     out = Path(cfg.out)
@@ -177,56 +219,64 @@ def run_demo(cfg: DemoConfig, quick: bool = False) -> dict:
     timer = Timer()
     log(f"{'quick' if quick else 'default'} run on {device} ({torch.get_num_threads()} threads) -> {out}")
 
-    with timer.step("scenes", f"render {cfg.train_scenes} train + {cfg.test_scenes} test scenes, CV-Bench-Synth, training data"):
-        data = make_data(cfg, out, progress)
     with timer.step("model", f"build Cambrian-nano ({cfg.model}) from the packaged weights"):
-        model = CambrianModel.from_config(resolve_model_config(cfg.model)).to(device)
-        model.eval()
-        speed_up_towers(model)
+        model = build_model(cfg, device)
+    grid = model.connector.config.grid
+    with timer.step("scenes", f"render {cfg.train_scenes} train + {cfg.test_scenes} test scenes, CV-Bench-Synth, "
+                              "synth-attribute, grounding targets, training data"):
+        data = make_data(cfg, out, progress, grid)
+    d = out / "data"
+    files = {"ground": d / "ground.jsonl", "stage1": d / "stage1.jsonl", "stage2": d / "stage2.jsonl"}
     with timer.step("features", "frozen-tower features of every training image (computed once)"):
         cache_root = out / "cache" / "features"
         cache = FeatureCache(cache_root, list(model.encoders))
-        paths = image_paths(out / "data" / "stage1.jsonl") + image_paths(out / "data" / "stage2.jsonl")
+        paths = [p for f in files.values() if f.exists() for p in image_paths(f)]
         data["feature_images"] = cache.build(paths, device, progress=progress)
 
     training = {}
-    with timer.step("stage1", "connector only (LLM frozen), scene captions"):
-        c1 = stage_config(1, out / "data" / "stage1.jsonl", out / "train" / "stage1", lr=cfg.stage1_lr,
-                          sva_lr=cfg.stage1_sva_lr, micro_batch=cfg.stage1_batch, global_batch=cfg.stage1_batch,
-                          epochs=1, max_steps=None, seed=cfg.seed, feature_cache=str(cache_root),
-                          warmup_ratio=cfg.warmup_ratio, progress=progress)
-        training["stage1"] = run_stage(model, c1)
-        training["stage1"]["answers"] = count_answers(out / "data" / "stage1.jsonl")
-        for f in ("model.safetensors",):  # stage 2 continues in memory; the stage-1 weights are not needed again
-            (out / "train" / "stage1" / f).unlink(missing_ok=True)
-    with timer.step("stage2", "connector + LLM, packed CV-Bench-style and easy-VQA questions"):
+    common = dict(seed=cfg.seed, feature_cache=str(cache_root), progress=progress)
+    with timer.step("ground", "grounding: connector only, visual tokens -> the LLM's embeddings of the words per cell"):
+        cg = stage_config("ground", files["ground"], out / "train" / "ground", lr=cfg.ground_lr, sva_lr=cfg.ground_sva_lr,
+                          micro_batch=cfg.ground_batch, global_batch=cfg.ground_batch, epochs=cfg.ground_epochs,
+                          max_steps=None, warmup_ratio=cfg.warmup_ratio,
+                          grounding={"objective": cfg.ground_objective}, **common)
+        training["ground"] = run_stage(model, cg)
+        (out / "train" / "ground" / "model.safetensors").unlink(missing_ok=True)  # continues in memory
+    if cfg.stage1_samples:
+        with timer.step("stage1", "connector only (LLM frozen), scene captions"):
+            c1 = stage_config(1, files["stage1"], out / "train" / "stage1", lr=cfg.stage1_lr, sva_lr=cfg.stage1_sva_lr,
+                              micro_batch=cfg.stage1_batch, global_batch=cfg.stage1_batch, epochs=1, max_steps=None,
+                              warmup_ratio=cfg.warmup_ratio, **common)
+            training["stage1"] = run_stage(model, c1)
+            training["stage1"]["answers"] = count_answers(files["stage1"])
+            (out / "train" / "stage1" / "model.safetensors").unlink(missing_ok=True)
+    with timer.step("stage2", "LLM on packed scene and easy-VQA questions, reading the grounded tokens"):
         cap = cfg.stage2_max_samples
-        c2 = stage_config(2, out / "data" / "stage2.jsonl", out / "checkpoint", lr=cfg.stage2_lr,
-                          sva_lr=cfg.stage2_sva_lr, micro_batch=cfg.stage2_micro_batch, global_batch=cfg.stage2_batch,
-                          epochs=1, max_steps=(cap // cfg.stage2_batch) if cap else None, seed=cfg.seed,
-                          feature_cache=str(cache_root), warmup_ratio=cfg.warmup_ratio, progress=progress)
+        c2 = stage_config(2, files["stage2"], out / "checkpoint", lr=cfg.stage2_lr, sva_lr=cfg.stage2_sva_lr,
+                          micro_batch=cfg.stage2_micro_batch, global_batch=cfg.stage2_batch, epochs=1,
+                          max_steps=(cap // cfg.stage2_batch) if cap else None, warmup_ratio=cfg.warmup_ratio,
+                          trainable=None if cfg.stage2_train_connector else ["llm."], **common)
         training["stage2"] = run_stage(model, c2)
-        total = count_answers(out / "data" / "stage2.jsonl")
+        total = count_answers(files["stage2"])
         n_rec = data["stage2"]["records"]
         # answers seen: exact when every record was used, else pro rata (records have similar turn counts)
         training["stage2"]["answers"] = int(round(total * min(1.0, training["stage2"]["samples"] / max(1, n_rec))))
 
-    with timer.step("eval", "CV-Bench-Synth + easy-VQA, vision enabled and disabled; image-use probe"):
+    with timer.step("eval", "CV-Bench-Synth, synth-attribute, easy-VQA with the own image, another image, no image; "
+                            "gold-answer loss probe"):
         ev = evaluate(model, cfg, out, device, progress)
-    with timer.step("chat", "one answer about a scikit-image photo"):
-        chat = chat_once(model, out)
+    with timer.step("chat", "one answer about a held-out easy-VQA image"):
+        from ..eval.api import get_benchmark
 
-    vision = summarize(ev["vision"]["cvbench-synth"], ev["vision"]["easyvqa"])
-    blind = summarize(ev["blind"]["cvbench-synth"], ev["blind"]["easyvqa"])
-    chance = cvbench_chance(data.pop("cvbench_rows"))
-    chance["easyvqa"] = ev["easyvqa_chance"]
+        chat = chat_once(model, out, get_benchmark("easyvqa", max_images=cfg.easyvqa_test_images, seed=cfg.seed).load(None))
+
+    acc = image_use_accuracy(ev["metrics"])
+    chance = {"cvbench-synth": cvbench_chance(data.pop("cvbench_rows")), **ev["chance"]}
     timings = dict(timer.timings)
-    timings["eval_vision"] = ev["vision_seconds"]
-    timings["eval_blind"] = ev["blind_seconds"]
-    timings["eval_image_use"] = ev["image_use_seconds"]
+    timings.update({f"eval_{k}": v for k, v in ev["seconds"].items()})
     results = {
-        "vision": vision, "blind": blind, "chance": chance,
-        "targets": check_targets(vision, blind, chance, quick), "image_use": ev["image_use"],
+        "image_use_accuracy": acc, "image_use": ev["image_use"], "grounding_probe": ev["grounding_probe"], "chance": chance,
+        "metrics": ev["metrics"], "targets": check_targets(acc, ev["image_use"], chance, quick),
         "timings": {}, "training": training, "data": data, "chat": chat,
         "eval": {"feature_memo": ev["feature_memo"], "max_new_tokens": cfg.max_new_tokens},
         "config": {**cfg.to_dict(), "quick": quick},
@@ -238,12 +288,7 @@ def run_demo(cfg: DemoConfig, quick: bool = False) -> dict:
         paths = write_report(out, results)
     results["timings"]["report"] = timer.timings["report"]
     results["timings"]["total"] = timer.total()
-    atomic_write_json(out / "results.json", results)  # final timings
-    from .report import render_markdown
-
-    from ..utils.io import atomic_write_text
-
-    atomic_write_text(out / "report.md", render_markdown(results))
+    paths = write_report(out, results, plots=False)  # final timings
     print()
     print(summary_table(results))
     print()
@@ -253,9 +298,5 @@ def run_demo(cfg: DemoConfig, quick: bool = False) -> dict:
     print(f"report: {paths['report']}  results: {paths['results']}  plots: {paths['loss_png']}, {paths['accuracy_png']}")
     print("try the trained model:")
     print(f"  {chat['command']}")
-    print(f"  -> {chat['answer']}")
+    print(f"  -> {chat['answer']}" + (f"   (truth: {chat['truth']})" if chat.get("truth") else ""))
     return results
-
-
-def load_results(out: str | os.PathLike) -> dict:
-    return json.loads((Path(out) / "results.json").read_text(encoding="utf-8"))

@@ -16,10 +16,14 @@ from ..train.config import TrainConfig
 from ..utils.io import read_jsonl
 
 
-def stage_config(stage: int, data: str, out_dir: str | Path, *, lr: float, sva_lr: float | None, micro_batch: int,
+def stage_config(stage: int | str, data: str, out_dir: str | Path, *, lr: float, sva_lr: float | None, micro_batch: int,
                  global_batch: int, epochs: int, max_steps: int | None, seed: int, feature_cache: str | None,
-                 warmup_ratio: float, progress: bool = True) -> TrainConfig:
-    return TrainConfig.from_dict({
+                 warmup_ratio: float, progress: bool = True, trainable: list[str] | None = None,
+                 grounding: dict | None = None) -> TrainConfig:
+    extra = {"trainable": trainable} if trainable else {}
+    if grounding:
+        extra["grounding"] = grounding
+    return TrainConfig.from_dict({**extra,
         "model": "(in memory)", "stage": stage, "data": [{"path": str(data)}], "output_dir": str(out_dir),
         "micro_batch_size": micro_batch, "global_batch_size": global_batch, "epochs": epochs, "max_steps": max_steps,
         "lr": lr, "sva_lr": sva_lr, "warmup_ratio": warmup_ratio, "scheduler": "cosine", "weight_decay": 0.0,

@@ -14,6 +14,11 @@ Objectives (``kind``):
   words). ``scale`` 100 brings the loss of SmolLM2's embeddings (norm ~3) to O(1).
 - ``ce``: classification over the whole vocabulary with logits ``token . E^T``; the target distribution is uniform
   over the cell's word tokens.
+- ``mse+words`` (default): ``mse`` plus a classification of each cell among the batch's target words by distance
+  (logits ``-|token - E[w]|^2``, uniform over the cell's words). Plain MSE weighs every embedding direction
+  alike, and colour words sit close together in SmolLM2's table (red-blue 2.0 apart vs red-cube 3.3, norms ~2.3):
+  measured on the demo's scenes, MSE alone decoded 36% of object cells to the right colour *on its training
+  scenes* (shape 83%); the distance term is what makes the words separable.
 
 Both are a weighted mean over cells (``weights``; 0 = no target), so a batch's loss does not depend on its size.
 """
@@ -29,7 +34,7 @@ import torch.nn as nn
 from .connectors.base import VisualTokens
 from .connectors.geometry import valid_region
 
-KINDS = ("mse", "ce")
+KINDS = ("mse", "ce", "mse+words")
 
 
 @dataclass
@@ -41,7 +46,7 @@ class GroundingTargets:
 
     token_ids: torch.Tensor
     weights: torch.Tensor
-    kind: str = "mse"
+    kind: str = "mse+words"
     scale: float = 100.0
 
     def to(self, device) -> "GroundingTargets":
@@ -66,7 +71,7 @@ def grid_tokens(visual: VisualTokens, image_sizes: Sequence[tuple[int, int]], si
 
 def grounding_loss(visual: VisualTokens, targets: GroundingTargets, embedding: torch.Tensor,
                    image_sizes: Sequence[tuple[int, int]], side: int, *, unpad: bool = True, newline: bool = True,
-                   kind: str = "mse", scale: float = 100.0) -> torch.Tensor:
+                   kind: str = "mse+words", scale: float = 100.0) -> torch.Tensor:
     """Weighted mean grounding loss over the target cells of the batch (see the module docstring).
     ``embedding``: the LLM's input-embedding matrix ``[V, D]`` (treated as a constant)."""
     if kind not in KINDS:
@@ -92,10 +97,17 @@ def grounding_loss(visual: VisualTokens, targets: GroundingTargets, embedding: t
     if float(total) <= 0:
         return tok.sum() * 0.0
     emb = emb.to(tok.device).float()
-    if kind == "mse":
+    if kind in ("mse", "mse+words"):
         e = emb[ids.clamp(min=0)] * valid[..., None]  # [M, W, D]
         target = e.sum(1) / valid.sum(1, keepdim=True).clamp(min=1)
         per_cell = scale * (tok - target).pow(2).mean(-1)
+        if kind == "mse+words":
+            cand, pos = torch.unique(ids[valid], return_inverse=True)  # the batch's target words
+            where = torch.full_like(ids, -1)
+            where[valid] = pos
+            logp = torch.log_softmax(-torch.cdist(tok, emb[cand]).pow(2), dim=-1)  # [M, C]
+            picked = logp.gather(1, where.clamp(min=0)) * valid
+            per_cell = per_cell - picked.sum(1) / valid.sum(1).clamp(min=1)
     else:
         logp = torch.log_softmax(tok @ emb.T, dim=-1)  # [M, V]
         picked = logp.gather(1, ids.clamp(min=0)) * valid

@@ -147,9 +147,10 @@ class TrainConfig:
     model: str = "tiny"  # model preset, YAML file, or a saved model dir (stage 2: the stage-1 output dir)
     stage: int | str = 1  # 1: connector only; 2: connector + LLM; "ground": connector only, grounding objective
     # stage "ground": records carry per-cell word targets (``grounding``, see cambrian.data.grounding); the
-    # connector's tokens are pulled onto the LLM's input embeddings of those words ("mse" regression x scale, or
+    # connector's tokens are pulled onto the LLM's input embeddings of those words ("mse+words": regression x scale
+    # plus a distance softmax over the batch's target words; "mse"; or
     # "ce" classification over the vocabulary); the LLM does not run
-    grounding: dict = field(default_factory=lambda: {"objective": "mse", "scale": 100.0})
+    grounding: dict = field(default_factory=lambda: {"objective": "mse+words", "scale": 100.0})
     unfreeze_vision: bool = False  # stage 2 option: train the vision towers too (with vision_lr)
     trainable: list[str] | None = None  # explicit trainable name prefixes; overrides the stage policy
     data: list[dict] = field(default_factory=list)  # [{path, images, category, name}]
@@ -197,14 +198,16 @@ class TrainConfig:
 
     def __post_init__(self):
         """Every field checked for type and range; the error names the field (``ConfigError``, a ValueError)."""
+        from ..models.grounding import KINDS
+
         v = _Check()
         self.model = v.str_("model", self.model)
         if self.stage not in (1, 2, "ground") or isinstance(self.stage, bool):
             raise ConfigError(f"stage must be 1, 2 or 'ground', got {self.stage!r}")
-        g = {"objective": "mse", "scale": 100.0}
+        g = {"objective": "mse+words", "scale": 100.0}
         g.update(_mapping("grounding", self.grounding, g))
-        if g["objective"] not in ("mse", "ce"):
-            raise ConfigError(f"grounding.objective must be 'mse' or 'ce', got {g['objective']!r}")
+        if g["objective"] not in KINDS:
+            raise ConfigError(f"grounding.objective must be one of {KINDS}, got {g['objective']!r}")
         g["scale"] = v.float_("grounding.scale", g["scale"], low=0.0, low_open=True)
         self.grounding = g
         self.unfreeze_vision = v.bool_("unfreeze_vision", self.unfreeze_vision)
