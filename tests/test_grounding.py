@@ -288,3 +288,21 @@ def test_grounding_probe_counts_cells_of_a_constructed_scene(tmp_path):
     got = grounding_probe(model, tmp_path, ["red", "blue"], ["cube", "sphere"])
     assert (got["scenes"], got["object_cells"], got["background_cells"]) == (1, 1, 3)
     assert all(got[k] in (0.0, 1.0 / 3, 2.0 / 3, 1.0) for k in ("colour", "shape", "background"))
+
+
+def test_mse_plus_words_adds_a_distance_softmax_over_the_batch_words():
+    E = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0], [9.0, 9.0]])  # word 3 is never a target
+    tok = torch.tensor([[[0.5, 0.0], [1.0, 1.0]], [[0.0, 0.0], [0.0, 0.0]]])
+    ids = torch.tensor([[[0, -1], [1, 2], [-1, -1], [-1, -1]]])
+    w = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    got = grounding_loss(_visual([tok]), GroundingTargets(ids, w), E, [(4, 4)], 2, kind="mse+words", scale=10.0)
+    cand = E[:3]  # the batch's target words: 0, 1, 2
+    tau = float(cand.pow(2).sum(-1).mean()) / 5.0
+
+    def term(t, words):
+        logp = torch.log_softmax(-((torch.tensor(t) - cand) ** 2).sum(-1) / tau, -1)
+        return -float(sum(logp[k] for k in words)) / len(words)
+    mse0 = 10.0 * ((0.5 - 1.0) ** 2 + 0.0) / 2
+    mse1 = 10.0 * ((1.0 - 1.5) ** 2 + (1.0 - 2.5) ** 2) / 2
+    expect = (mse0 + term([0.5, 0.0], [0]) + mse1 + term([1.0, 1.0], [1, 2])) / 2
+    assert float(got) == pytest.approx(expect, rel=1e-5)

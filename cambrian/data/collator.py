@@ -43,14 +43,20 @@ class Collator:
             labels[b, :n] = x["labels"]
             mask[b, :n] = 1
         batch.update(input_ids=ids, attention_mask=mask, labels=labels)
-        sizes = [tuple(s) for x in good for s in x.get("image_sizes", [])]
-        batch["image_sizes"] = sizes or None
         batch["num_tokens"] = sum(int(x.get("num_tokens", len(x["input_ids"]))) for x in good)
-        for key in ("pixel_values", "features"):
-            per = [x[key] for x in good if x.get(key) is not None]
-            if per:
-                batch[key] = [torch.cat([p[k] for p in per]) for k in range(len(per[0]))]
+        batch.update(stack_images(good))
         return batch
+
+
+def stack_images(items: Sequence[dict]) -> dict:
+    """``image_sizes`` (flat, in sample order; None without images) and ``pixel_values`` / ``features`` (one tensor
+    per encoder, the images of all samples concatenated) of collated samples."""
+    out: dict = {"image_sizes": [tuple(s) for x in items for s in x.get("image_sizes", [])] or None}
+    for key in ("pixel_values", "features"):
+        per = [x[key] for x in items if x.get(key) is not None]
+        if per:
+            out[key] = [torch.cat([p[k] for p in per]) for k in range(len(per[0]))]
+    return out
 
 
 MODEL_KEYS = ("input_ids", "attention_mask", "labels", "pixel_values", "image_sizes", "features", "grounding")

@@ -199,6 +199,22 @@ class ImagePipeline:
     def from_model(cls, model, feature_cache=None) -> "ImagePipeline":
         return cls(processors=[enc.preprocess for enc in getattr(model, "encoders", [])], feature_cache=feature_cache)
 
+    def inputs(self, paths: Sequence, pil: Sequence) -> dict:
+        """``{"features": [per encoder [n, s, s, C]]}`` from the cache, else ``{"pixel_values": [per encoder
+        [n, 3, R, R]]}``, for the n images of one sample."""
+        if self.feature_cache is not None:
+            feats = [self.feature_cache.load(p, im) for p, im in zip(paths, pil)]
+            return {"features": [torch.stack([f[k] for f in feats]) for k in range(len(feats[0]))]}
+        return {"pixel_values": [proc(list(pil)) for proc in self.processors]}
+
+
+def selection_of(sources: Sequence[LlavaSource], selection: np.ndarray | None = None) -> np.ndarray:
+    """``[M, 2]`` (source, record) pairs: ``selection`` as given, or every record of every source in order."""
+    if selection is None:
+        selection = np.concatenate([np.stack([np.full(len(s), k), np.arange(len(s))], 1) for k, s in enumerate(sources)]) \
+            if sources else np.zeros((0, 2), dtype=np.int64)
+    return np.asarray(selection, dtype=np.int64).reshape(-1, 2)
+
 
 class SupervisedDataset(torch.utils.data.Dataset):
     """Samples from one or more ``LlavaSource``s; ``selection`` (``[M, 2]`` array of (source, record) pairs, e.g.
@@ -211,10 +227,7 @@ class SupervisedDataset(torch.utils.data.Dataset):
         self.visual_tokens = visual_tokens
         self.images = images
         self.max_length = max_length
-        if selection is None:
-            selection = np.concatenate([np.stack([np.full(len(s), k), np.arange(len(s))], 1) for k, s in enumerate(self.sources)]) \
-                if self.sources else np.zeros((0, 2), dtype=np.int64)
-        self.selection = np.asarray(selection, dtype=np.int64).reshape(-1, 2)
+        self.selection = selection_of(self.sources, selection)
 
     def __len__(self) -> int:
         return len(self.selection)
@@ -250,11 +263,7 @@ class SupervisedDataset(torch.utils.data.Dataset):
         out = {"input_ids": torch.tensor(ids, dtype=torch.long), "labels": torch.tensor(labels, dtype=torch.long),
                "image_sizes": sizes, "num_tokens": n, "index": i}
         if pil and load_pixels:
-            if self.images.feature_cache is not None:
-                feats = [self.images.feature_cache.load(p, im) for p, im in zip(paths, pil)]
-                out["features"] = [torch.stack([f[k] for f in feats]) for k in range(len(feats[0]))]
-            else:
-                out["pixel_values"] = [proc(pil) for proc in self.images.processors]
+            out.update(self.images.inputs(paths, pil))
         return out
 
     def __getitem__(self, i: int) -> dict:

@@ -20,7 +20,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .dataset import BadSample, ImagePipeline, open_images
+from .collator import stack_images
+from .dataset import BadSample, ImagePipeline, open_images, selection_of
 from .llava import LlavaSource
 
 
@@ -113,10 +114,7 @@ class GroundingDataset(torch.utils.data.Dataset):
         self.words = WordIds(tokenizer)
         self.images = images
         self.side = int(side)
-        if selection is None:
-            selection = np.concatenate([np.stack([np.full(len(s), k), np.arange(len(s))], 1) for k, s in enumerate(self.sources)]) \
-                if self.sources else np.zeros((0, 2), dtype=np.int64)
-        self.selection = np.asarray(selection, dtype=np.int64).reshape(-1, 2)
+        self.selection = selection_of(self.sources, selection)
 
     def __len__(self) -> int:
         return len(self.selection)
@@ -149,10 +147,7 @@ class GroundingDataset(torch.utils.data.Dataset):
         pil = open_images(paths)
         out = {"grounding_ids": tid, "grounding_weights": torch.tensor(weights, dtype=torch.float32),
                "image_sizes": [pil[0].size], "index": i}
-        if self.images.feature_cache is not None:
-            out["features"] = [f[None] for f in self.images.feature_cache.load(paths[0], pil[0])]
-        else:
-            out["pixel_values"] = [proc(pil) for proc in self.images.processors]
+        out.update(self.images.inputs(paths, pil))
         return out
 
     def __getitem__(self, i: int) -> dict:
@@ -186,9 +181,5 @@ class GroundingCollator:
         weights = torch.stack([x["grounding_weights"] for x in good])
         batch["grounding"] = GroundingTargets(ids, weights, self.kind, self.scale)
         batch["weight"] = float(weights.sum())
-        batch["image_sizes"] = [tuple(s) for x in good for s in x["image_sizes"]]
-        for key in ("pixel_values", "features"):
-            per = [x[key] for x in good if x.get(key) is not None]
-            if per:
-                batch[key] = [torch.cat([p[k] for p in per]) for k in range(len(per[0]))]
+        batch.update(stack_images(good))
         return batch

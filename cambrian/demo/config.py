@@ -14,17 +14,17 @@ class DemoConfig:
     model: str = "nano"
     in_llm_sva: bool = False  # keep nano's in-LLM SVA layers (untrained by grounding; off in the CPU recipe)
     # data
-    train_scenes: int = 200
+    train_scenes: int = 240
     test_scenes: int = 60
     scene_variants: int = 1  # stage-2 records per train scene (each its own question draw)
-    max_turns: int = 8  # questions packed into one stage-2 record
+    max_turns: int = 6  # questions packed into one stage-2 record (look-ups first, then CV-Bench-style)
     attribute_turns: int = 4  # lookup questions (colour of the only sphere, ...) first in each scene record
     box_prob: float = 0.3
-    easyvqa_train_images: int = 120  # stage-2 QA records
+    easyvqa_train_images: int = 100  # stage-2 QA records
     easyvqa_test_images: int = 20
     stage1_samples: int = 0  # scene captions for a stage 1 between grounding and stage 2 (0: skip)
     # grounding (connector only, LLM untouched: visual tokens -> the LLM's embeddings of the words per cell)
-    ground_easyvqa_images: int = 400
+    ground_easyvqa_images: int = 300
     ground_epochs: int = 20
     ground_batch: int = 32
     ground_lr: float = 1e-3
@@ -35,7 +35,7 @@ class DemoConfig:
     stage1_sva_lr: float = 1e-4
     stage1_batch: int = 8
     # stage 2 (LLM; the grounded connector too when stage2_train_connector)
-    stage2_lr: float = 5e-5
+    stage2_lr: float = 1e-4
     stage2_sva_lr: float | None = None  # None: stage2_lr
     stage2_train_connector: bool = False
     stage2_batch: int = 8
@@ -53,9 +53,9 @@ class DemoConfig:
 
 
 QUICK = {
-    "train_scenes": 24, "test_scenes": 14, "easyvqa_train_images": 16, "easyvqa_test_images": 8,
-    "ground_easyvqa_images": 160, "ground_epochs": 10, "stage2_max_samples": 32, "max_turns": 6, "warmup_ratio": 0.0,
-    "probe_items": 32,
+    "train_scenes": 24, "test_scenes": 10, "easyvqa_train_images": 64, "easyvqa_test_images": 8,
+    "ground_easyvqa_images": 160, "ground_epochs": 20, "stage2_max_samples": 88, "max_turns": 6, "warmup_ratio": 0.0,
+    "probe_items": 24,
 }
 
 

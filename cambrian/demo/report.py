@@ -137,6 +137,21 @@ def accuracy_rows(results: dict) -> list[tuple[str, str, dict, float | None]]:
     return rows
 
 
+def probe_lines(results: dict) -> list[str]:
+    """The gold-answer loss probes and the grounded-token decoding, one sentence each (report and console)."""
+    out = []
+    for bench, iu in (results.get("image_use") or {}).items():
+        if iu.get("gap") is not None:
+            out.append(f"gold-answer loss on {bench} ({iu['n']} questions), own image vs another: {iu['nll_matched']:.3f} "
+                       f"vs {iu['nll_shuffled']:.3f} nats (gap {iu['gap']:+.3f}; > 0 = the image is used)")
+    gp = results.get("grounding_probe")
+    if gp:
+        out.append(f"grounded tokens of {gp['scenes']} held-out scenes, nearest word: colour {_pct(gp['colour'])}%, "
+                   f"shape {_pct(gp['shape'])}% of {gp['object_cells']} object cells; floor {_pct(gp['background'])}% "
+                   f"of {gp['background_cells']} floor cells")
+    return out
+
+
 def render_markdown(results: dict) -> str:
     L = [f"# Cambrian-nano demo{' (--quick)' if results['config'].get('quick') else ''}", ""]
     env = results.get("env", {})
@@ -148,16 +163,7 @@ def render_markdown(results: dict) -> str:
           "| benchmark | task | own | other | blind | chance |", "|---|---|---|---|---|---|"]
     for bench, task, v, c in accuracy_rows(results):
         L.append(f"| {bench} | {task} | {_pct(v.get('own'))} | {_pct(v.get('other'))} | {_pct(v.get('blind'))} | {_pct(c)} |")
-    L += ["", "Gold-answer loss (nats, first answer token) with the own image vs another image (same prompt):", ""]
-    for bench, iu in (results.get("image_use") or {}).items():
-        if iu.get("gap") is not None:
-            L.append(f"- {bench} ({iu['n']} questions): **{iu['nll_matched']:.3f}** vs **{iu['nll_shuffled']:.3f}**, "
-                     f"gap {iu['gap']:+.3f}")
-    gp = results.get("grounding_probe")
-    if gp:
-        L += ["", f"Grounded tokens of {gp['scenes']} held-out test scenes, decoded to the nearest word: object cells "
-              f"right on colour {_pct(gp['colour'])}% and shape {_pct(gp['shape'])}% ({gp['object_cells']} cells), "
-              f"floor cells read as floor {_pct(gp['background'])}% ({gp['background_cells']} cells)."]
+    L += ["", "Probes:", ""] + [f"- {line}" for line in probe_lines(results)]
     L += ["", "## Targets", "", "| target | value | threshold | ok |", "|---|---|---|---|"]
     for name, t in results.get("targets", {}).items():
         unit = (lambda x: "—" if x is None else f"{x:.3f}") if "nats" in name else _pct
@@ -180,7 +186,7 @@ def render_markdown(results: dict) -> str:
     return "\n".join(L)
 
 
-STAGE_TITLES = {"ground": "grounding (connector; MSE to word embeddings)", "stage1": "stage 1: connector, captions",
+STAGE_TITLES = {"ground": "grounding (connector; tokens -> word embeddings)", "stage1": "stage 1: connector, captions",
                 "stage2": "stage 2: LLM, questions"}
 
 
@@ -253,14 +259,7 @@ def summary_table(results: dict) -> str:
     rows += [(b, t, _pct(v.get("own")), _pct(v.get("other")), _pct(v.get("blind")), _pct(c)) for b, t, v, c in accuracy_rows(results)]
     w0, w1 = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
     lines = [f"{r[0]:<{w0}}  {r[1]:<{w1}}  {r[2]:>6}  {r[3]:>6}  {r[4]:>6}  {r[5]:>6}" for r in rows]
-    for bench, iu in (results.get("image_use") or {}).items():
-        if iu.get("gap") is not None:
-            lines.append(f"gold-answer loss on {bench}, own image vs another: {iu['nll_matched']:.3f} vs "
-                         f"{iu['nll_shuffled']:.3f} nats (gap {iu['gap']:+.3f}; > 0 = the image is used)")
-    gp = results.get("grounding_probe")
-    if gp:
-        lines.append(f"grounded tokens of held-out scenes, nearest word: colour {_pct(gp['colour'])}%, shape "
-                     f"{_pct(gp['shape'])}% of object cells; floor {_pct(gp['background'])}% of floor cells")
+    lines += probe_lines(results)
     lines.append("")
     lines += [f"{k:<{w0}}  {s:>7.1f} s" for k, s in results["timings"].items()]
     return "\n".join(lines)
