@@ -341,6 +341,7 @@ def test_every_registered_benchmark_has_a_fixture():
     from cambrian.eval.api import list_benchmarks
 
     # benchmarks whose fixture tests live next to their own code: CV-Bench in tests/test_cvbench.py,
-    # easy-VQA (the demo's benchmark) in tests/test_demo.py::test_easyvqa_load_prompt_and_score
-    tested_elsewhere = {"cvbench", "cvbench-synth", "easyvqa"}
+    # easy-VQA (the demo's benchmark) in tests/test_demo.py::test_easyvqa_load_prompt_and_score, synth-attribute
+    # in tests/test_grounding.py::test_synth_attribute_build_balances_answers_and_scores
+    tested_elsewhere = {"cvbench", "cvbench-synth", "easyvqa", "synth-attribute"}
     assert set(list_benchmarks()) - tested_elsewhere == set(FIXTURES)
