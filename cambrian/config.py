@@ -160,7 +160,9 @@ def load_preset(name: str) -> CambrianConfig:
     ``preset: <id>`` plus overrides; they are expanded through the encoder preset registry."""
     path = PRESET_DIR / f"{name}.yaml"
     if not path.exists():
-        raise KeyError(f"unknown model preset {name!r}; valid presets: {', '.join(list_presets())}")
+        from .registry import UnknownKeyError
+
+        raise UnknownKeyError(f"unknown model preset {name!r}; valid presets: {', '.join(list_presets())}")
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     return config_from_mapping(data, where=str(path))
 

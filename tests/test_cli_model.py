@@ -34,9 +34,13 @@ def test_info_text_output_for_nano(capsys):
     assert "in-LLM SVA after LLM layers: [0, 8, 16, 24]" in out
 
 
-def test_info_unknown_preset_lists_presets():
-    with pytest.raises(KeyError, match="valid presets: .*cambrian-8b"):
-        main(["info", "no-such-model"])
+def test_info_unknown_preset_lists_presets(capsys):
+    assert main(["info", "no-such-model"]) == 2
+    err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert len(err) == 1 and err[0].startswith("error: unknown model preset 'no-such-model'"), err
+    assert "valid presets: " in err[0] and "cambrian-8b" in err[0]
+    with pytest.raises(KeyError, match="valid presets: .*cambrian-8b"):  # --debug: the exception itself
+        main(["--debug", "info", "no-such-model"])
 
 
 def test_chat_answers_once_with_tiny_model(tmp_path, capsys):

@@ -102,7 +102,8 @@ def test_bad_samples_counted_and_run_stops(tmp_path):
     with pytest.raises(DataQualityError, match=r"2 of 16 samples \(12.50%\) were bad.*max_bad_fraction=0.01"):
         Trainer(_cfg(tmp_path, data, max_bad_fraction=0.01, bad_check_after=1000), model=_model()).train()
     with pytest.raises(DataQualityError, match=r"1 of 4 samples \(25.00%\)"):
-        Trainer(_cfg(tmp_path, data, max_bad_fraction=0.01, bad_check_after=4), model=_model()).train()
+        Trainer(_cfg(tmp_path, data, max_bad_fraction=0.01, bad_check_after=4, output_dir=str(tmp_path / "early")),
+                model=_model()).train()  # a fresh dir: the first run's output_dir now holds a previous run
     s = Trainer(_cfg(tmp_path, data, max_bad_fraction=0.2, bad_check_after=1000, output_dir=str(tmp_path / "ok")), model=_model()).train()
     assert s["bad_counts"] == {"missing_image": 1, "corrupt_image": 1}
 
@@ -139,7 +140,7 @@ def test_config_overrides_and_roundtrip(tmp_path):
     cfg = TrainConfig.load(p, ["lr=2e-5", "lora.enabled=true", "stage=2", "betas=[0.9,0.95]"])
     assert cfg.lr == 2e-5 and cfg.sva_lr == 1e-4 and cfg.stage == 2 and cfg.betas == (0.9, 0.95)
     assert cfg.lora["enabled"] is True and cfg.lora["r"] == 4 and "q_proj" in cfg.lora["target_modules"]
-    assert cfg.data == [{"path": "x.jsonl"}]
+    assert cfg.data == [{"path": str(tmp_path / "x.jsonl")}]  # a recipe's data paths are relative to the recipe
     cfg.save(tmp_path / "s.yaml")
     assert TrainConfig.load(tmp_path / "s.yaml") == cfg
     with pytest.raises(ValueError, match="unknown TrainConfig keys"):

@@ -2,9 +2,9 @@
 
     cambrian eval list
     cambrian eval run --model M --bench a,b,... --data-root DIR --out RUN_DIR [--vision disabled] [--batch-size N]
-                      [--shard i/n] [--limit K] [--option textvqa.ocr_tokens=false]
+                      [--shard i/n] [--limit K] [--option textvqa.ocr_tokens=false] [--overwrite]
     cambrian eval merge RUN_DIR --bench a,b --data-root DIR       (after --shard runs; then scores)
-    cambrian eval score --bench NAME --data PATH --predictions PRED.jsonl [--json]
+    cambrian eval score --bench NAME --data PATH --predictions PRED.jsonl [--json] [--max-bad-fraction F]
     cambrian eval report RUN_DIR... [--out DIR] [--no-plots]
 
 ``--model``: a preset name, a checkpoint directory, or ``openai:<base_url>#<model_name>``.
@@ -83,6 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--device", default=None, help="torch device for our models (default: the model's own)")
     r.add_argument("--name", default=None, help="model name recorded in run.json (default: preset / dir name)")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace the outputs of these benchmarks in --out when they come from another model, weights, "
+                        "vision setting, options or data (default: refuse; an identical rerun resumes)")
 
     m = sub.add_parser("merge", help="merge shard prediction files and score")
     m.add_argument("run_dir")
@@ -97,6 +100,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--predictions", required=True)
     s.add_argument("--option", action="append", default=[])
     s.add_argument("--json", action="store_true", help="print the full metrics as JSON")
+    s.add_argument("--max-bad-fraction", type=float, default=0.01,
+                   help="fail (exit 2) when more than this share of the predictions file's lines are not prediction "
+                        "objects (default 0.01)")
 
     p = sub.add_parser("report", help="paper-style table (markdown + CSV) and plots from run directories")
     p.add_argument("run_dirs", nargs="+")
@@ -116,17 +122,21 @@ def _cmd_list() -> int:
 
 def _cmd_run(args) -> int:
     from ..eval.adapters import load_eval_model
-    from ..eval.runner import run_benchmarks
+    from ..eval.runner import model_identity, precheck_run, run_benchmarks
 
     benches = _benches(args.bench, parse_options(args.option))
+    identity = model_identity(args.model)
+    precheck_run(args.out, benches, identity, args.vision, args.max_new_tokens, args.overwrite)  # before loading
     model = load_eval_model(args.model, device=args.device, name=args.name)
     results = run_benchmarks(model, benches, args.data_root, args.out, batch_size=args.batch_size,
                              vision=args.vision, shard=parse_shard(args.shard), limit=args.limit,
-                             max_new_tokens=args.max_new_tokens, progress=not args.no_progress)
+                             max_new_tokens=args.max_new_tokens, progress=not args.no_progress,
+                             identity=identity, overwrite=args.overwrite)
     for b in benches:
         m = results.get(b.name)
         if m is not None:
-            print(f"{b.name}: {b.primary_metric} = {m.get(b.primary_metric)}")
+            extra = f" ({m['missing_images']} samples with unreadable images scored wrong)" if m.get("missing_images") else ""
+            print(f"{b.name}: {b.primary_metric} = {m.get(b.primary_metric)}{extra}")
     return 0
 
 
@@ -138,6 +148,8 @@ def _cmd_merge(args) -> int:
         if args.limit:
             samples = samples[: args.limit]
         bench_dir = Path(args.run_dir) / b.name
+        if not any(bench_dir.glob("predictions*.jsonl")):
+            raise FileNotFoundError(f"{bench_dir}: no predictions*.jsonl found")
         merge_shards(bench_dir, samples)
         m = score_run(b, samples, bench_dir)
         print(f"{b.name}: {b.primary_metric} = {m.get(b.primary_metric)}")
@@ -148,15 +160,28 @@ def _cmd_score(args) -> int:
     from ..eval.runner import align_predictions, read_predictions
 
     (bench,) = _benches(args.bench, parse_options(args.option))
+    pred_path = Path(args.predictions)
+    if not pred_path.is_file():
+        raise FileNotFoundError(f"predictions file {pred_path} not found")
+    raw = read_predictions(pred_path)
     samples = bench.load(args.data)
-    preds = align_predictions(samples, read_predictions(args.predictions))
+    preds = align_predictions(samples, raw)
     metrics = bench.score(samples, preds)
     if args.json:
-        print(json.dumps({"benchmark": bench.name, "primary_metric": bench.primary_metric, "metrics": metrics},
+        print(json.dumps({"benchmark": bench.name, "primary_metric": bench.primary_metric, "metrics": metrics,
+                          "prediction_lines": raw.lines, "bad_prediction_lines": raw.bad_lines},
                          indent=2, ensure_ascii=False))
     else:
         print(f"{bench.name}: {bench.primary_metric} = {metrics.get(bench.primary_metric)} "
               f"(n={metrics.get('n', len(samples))}, predictions={len(preds)})")
+    if raw.bad_lines:
+        share = raw.bad_lines / max(raw.lines, 1)
+        msg = (f"{raw.bad_lines} of {raw.lines} lines of {pred_path} ({100 * share:.2f}%) are not prediction objects "
+               f"{{\"idx\": ..., \"prediction\": ...}} (first: line {raw.first_bad}); they were skipped")
+        if share > args.max_bad_fraction:
+            print(f"error: {msg}, more than --max-bad-fraction {args.max_bad_fraction:g}", file=sys.stderr)
+            return 2
+        print(f"warning: {msg}", file=sys.stderr)
     return 0
 
 

@@ -26,6 +26,8 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
         prog="cambrian",
         description="Cambrian: vision-centric multimodal LLMs (SVA connector, multi-encoder, CV-Bench, training, evaluation).",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of a user error (bad config, missing file, bad data) instead of one line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (mod, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
@@ -44,7 +46,40 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     mod = importlib.import_module(COMMANDS[args.command][0])
-    return int(mod.run(args) or 0)
+    if args.debug:
+        return int(mod.run(args) or 0)
+    try:
+        return int(mod.run(args) or 0)
+    except _user_errors() as e:
+        print(f"error: {error_line(e)}", file=sys.stderr)
+        return 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean "the user's input is wrong" (one line, exit 2), not "the program is wrong"."""
+    from ..errors import UserError
+    from ..registry import UnknownKeyError
+
+    types: list[type[BaseException]] = [UserError, UnknownKeyError, FileNotFoundError, IsADirectoryError,
+                                        NotADirectoryError, PermissionError, ValueError]
+    try:
+        import yaml
+
+        types.append(yaml.YAMLError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(types)
+
+
+def error_line(e: BaseException) -> str:
+    """One line for an exception: its message (OSErrors: "strerror: filename"), whitespace collapsed."""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        msg = f"{e.filename}: {e.strerror}"
+    elif isinstance(e, KeyError) and e.args:
+        msg = str(e.args[0])
+    else:
+        msg = str(e) or type(e).__name__
+    return " ".join(msg.split())
 
 
 if __name__ == "__main__":

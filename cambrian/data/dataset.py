@@ -6,7 +6,11 @@ back as ``{"bad": reason}``, the collator drops them and the trainer counts them
 than ``max_bad_fraction`` of the samples seen are bad. ``cambrian data validate`` runs the same checks.
 
 Reasons (``BAD_REASONS``): missing_image, corrupt_image, wrong_roles, empty_turn, image_count_mismatch,
-over_length (truncation would split an image, or nothing supervised would be left), no_labels, bad_record.
+over_length (truncation would split an image, or nothing supervised would be left), no_labels, bad_record (a
+record without usable conversations, or a line that is JSON but not an object), image_outside_root (an image path
+leaving the source's image root, see ``LlavaSource``), bad_json (a line that is not JSON at all). Lines that
+never parse (bad_json, or bad_record for non-objects) are found when the file is indexed (``LlavaSource.bad_by_reason``, with line numbers); the
+trainer adds them to its bad counts and checks them against ``max_bad_fraction`` before the first step.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 import torch
 
 from ..constants import IGNORE_INDEX, IMAGE_TOKEN, IMAGE_TOKEN_INDEX
-from .llava import LlavaSource, record_images
+from .llava import ImageOutsideRoot, LlavaSource, record_images
 
 BAD_REASONS = (
     "missing_image",
@@ -32,6 +36,8 @@ BAD_REASONS = (
     "over_length",
     "no_labels",
     "bad_record",
+    "image_outside_root",
+    "bad_json",
 )
 
 ROLE_MAP = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
@@ -85,14 +91,30 @@ def normalize_conversation(record: dict, n_images: int) -> list[dict]:
     return msgs
 
 
+def record_image_paths(source: LlavaSource, record: dict, index: int | None = None) -> list[Path]:
+    """``source.image_paths(record)``; a path outside the image root raises BadSample("image_outside_root")
+    naming the record."""
+    try:
+        return source.image_paths(record)
+    except ImageOutsideRoot as e:
+        rid = record.get("id") if isinstance(record, dict) else None
+        where = f"{source.path.name} record {index}" if index is not None else str(source.path.name)
+        raise BadSample("image_outside_root", f"{where} (id={rid!r}): {e} (set allow_outside_root: true on the "
+                                              "data entry if this is intended)") from None
+
+
 def open_images(paths: Sequence[Path]):
     """Open and fully decode the images; MissingImage / corrupt images raise BadSample."""
     from PIL import Image
 
     out = []
     for p in paths:
-        if not Path(p).is_file():
-            raise BadSample("missing_image", str(p))
+        try:
+            found = Path(p).is_file()
+        except (OSError, ValueError):  # name too long, NUL byte, ...: no such image
+            found = False
+        if not found:
+            raise BadSample("missing_image", str(p)[:300])
         try:
             with Image.open(p) as im:
                 im.load()
@@ -226,7 +248,7 @@ class SupervisedDataset(torch.utils.data.Dataset):
             src, rec = self.record(i)
         except ValueError as e:
             raise BadSample("bad_record", str(e)) from None
-        paths = src.image_paths(rec)
+        paths = record_image_paths(src, rec, int(self.selection[i][1]))
         msgs = normalize_conversation(rec, len(paths))
         pil = open_images(paths) if paths else []
         sizes = [im.size for im in pil]

@@ -16,13 +16,15 @@ from collections import Counter
 from pathlib import Path
 
 from .dataset import BAD_REASONS, BadSample, ImagePipeline, SupervisedDataset, model_tokenize_fn, model_visual_tokens_fn, \
-    normalize_conversation, open_images
+    normalize_conversation, open_images, record_image_paths
 from .llava import LlavaSource
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="LLaVA-format .json (array) or .jsonl")
     parser.add_argument("--images", default=None, help="image root the relative paths resolve against (default: the file's dir)")
+    parser.add_argument("--allow-outside-root", action="store_true",
+                        help="accept image paths outside --images (../x, absolute paths); default: counted bad")
     parser.add_argument("--model", default=None, help="preset or model dir: also tokenise and check lengths")
     parser.add_argument("--max-length", type=int, default=None, help="token limit (default: the model's llm.max_length)")
     parser.add_argument("--max-bad-fraction", type=float, default=0.01, help="exit 1 above this share of bad samples")
@@ -44,7 +46,7 @@ def validate(source: LlavaSource, dataset: SupervisedDataset | None = None, open
                 dataset.encode(i, load_pixels=False)
             else:
                 rec = source[i]
-                paths = source.image_paths(rec)
+                paths = record_image_paths(source, rec, i)
                 normalize_conversation(rec, len(paths))
                 if open_imgs:
                     open_images(paths)
@@ -55,9 +57,13 @@ def validate(source: LlavaSource, dataset: SupervisedDataset | None = None, open
                     rid = source[i].get("id")
                 except Exception:
                     rid = None
-                ex[e.reason].append({"index": i, "id": rid, "detail": e.detail})
-    if source.bad_lines:
-        bad["bad_record"] += source.bad_lines
+                ex[e.reason].append({"index": i, "line": source.line_number(i), "id": rid, "detail": e.detail})
+    # lines that never became records (same parser as training: LlavaSource / parse_record)
+    for reason, c in source.bad_by_reason.items():
+        bad[reason] += c
+    for ln, reason, detail in source.bad_examples:
+        if len(ex.setdefault(reason, [])) < examples:
+            ex[reason].append({"index": None, "line": ln, "id": None, "detail": detail})
     total = n + source.bad_lines
     return {"file": str(source.path), "samples": total, "bad": sum(bad.values()), "by_reason": dict(bad), "examples": ex,
             "text_only": int((source.lengths[:n] <= 0).sum())}
@@ -71,12 +77,14 @@ def format_report(rep: dict) -> str:
         if c:
             lines.append(f"  {r:<22} {c}")
             for e in rep["examples"].get(r, []):
-                lines.append(f"      #{e['index']} id={e['id']} {e['detail']}")
+                where = f"line {e['line']}" if e.get("line") else f"#{e['index']}"
+                rid = f" id={e['id']}" if e.get("id") is not None else ""
+                lines.append(f"      {where}{rid} {e['detail']}")
     return "\n".join(lines)
 
 
 def run(args) -> int:
-    src = LlavaSource(args.file, args.images)
+    src = LlavaSource(args.file, args.images, allow_outside_root=args.allow_outside_root)
     ds = None
     if args.model:
         from ..train.trainer import load_model

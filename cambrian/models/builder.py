@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -91,3 +92,98 @@ def count_parameters(config: CambrianConfig) -> ParamCounts:
     grid = config.connector.grid
     tokens = conn.num_tokens((grid, grid))
     return ParamCounts(encs, _numel(conn), breakdown, _numel(llm), tokens, grid)
+
+
+# ---- resource guard --------------------------------------------------------------------------------------------
+SKIP_MEMORY_ENV = "CAMBRIAN_SKIP_MEMORY_CHECK"
+_DTYPE_BYTES = {"float32": 4, "fp32": 4, "float": 4, "float16": 2, "fp16": 2, "half": 2, "bfloat16": 2, "bf16": 2,
+                "float64": 8, "double": 8}
+
+
+def _unique_param_bytes(module) -> int:
+    seen, n = set(), 0
+    for p in module.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            n += p.numel() * p.element_size()
+    return n
+
+
+def estimate_parameter_bytes(config: CambrianConfig) -> int:
+    """Bytes the parameters of ``config`` take once built (on the meta device: nothing is allocated). Everything is
+    built in float32 first (``from_config`` casts afterwards), so that is the peak that counts."""
+    import copy
+
+    from .connectors.base import build_connector
+    from .encoders import build_encoder
+    from .llm.loader import build_architecture
+
+    config = copy.deepcopy(config)
+    with torch.device("meta"):
+        total = sum(_unique_param_bytes(build_encoder(e, load_weights=False)) for e in config.encoders)
+        llm = build_architecture(config.llm)
+        total += _unique_param_bytes(llm)
+        conn = build_connector(config.connector, encoder_dims=[e.hidden_size for e in config.encoders],
+                               encoder_grids=[e.out_grid for e in config.encoders], llm_hidden=llm.config.hidden_size)
+        total += _unique_param_bytes(conn)
+    return total
+
+
+def available_memory_bytes(device: str | torch.device | None = None) -> int | None:
+    """Free memory for new tensors: on a CUDA device its free memory, else the host's available memory (psutil
+    when installed, else ``MemAvailable`` of /proc/meminfo); None when unknown."""
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if dev.type == "cuda":
+        try:
+            free, _ = torch.cuda.mem_get_info(dev)
+            return int(free)
+        except Exception:  # noqa: BLE001 - no driver / device: unknown
+            return None
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def memory_check_skipped(force: bool = False) -> bool:
+    return force or os.environ.get(SKIP_MEMORY_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def check_memory(need: int, what: str, device: str | torch.device | None = None, force: bool = False) -> None:
+    """Raise ``ResourceError`` when ``need`` bytes exceed the available memory of ``device`` (host RAM by default).
+    Skipped with ``force`` or ``CAMBRIAN_SKIP_MEMORY_CHECK=1``; unknown free memory is not refused."""
+    from ..errors import ResourceError
+
+    if memory_check_skipped(force):
+        return
+    avail = available_memory_bytes(device)
+    if avail is not None and need > avail:
+        where = f"{torch.device(device).type} device memory" if device is not None and torch.device(device).type != "cpu" \
+            else "available memory"
+        raise ResourceError(f"{what} needs about {_gib(need)} for its parameters, more than the {_gib(avail)} of "
+                            f"{where}; refusing to allocate (set {SKIP_MEMORY_ENV}=1 or pass force=True to try anyway)")
+
+
+def check_model_fits(config: CambrianConfig, device: str | torch.device | None = None, force: bool = False) -> None:
+    """``check_memory`` for the model ``config`` describes (parameter bytes estimated on the meta device)."""
+    if memory_check_skipped(force):
+        return
+    try:
+        need = estimate_parameter_bytes(config)
+    except Exception:  # noqa: BLE001 - an architecture the meta device cannot build: the real build reports it
+        return
+    check_memory(need, f"model {config.name!r}", device, force)

@@ -31,6 +31,10 @@ from ..constants import IGNORE_INDEX, IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 from .connectors.base import ImageSpan, VisualTokens, build_connector
 
 WEIGHTS_NAME = "model.safetensors"
+# files a tokenizer's save_pretrained may write: the tokenizer part of a saved model directory
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "tokenizer.model", "spiece.model", "vocab.json", "merges.txt", "vocab.txt", "chat_template.jinja",
+                   "chat_template.json")
 
 
 @dataclass
@@ -64,10 +68,14 @@ class CambrianModel(nn.Module):
     # construction / persistence
     # ------------------------------------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: CambrianConfig, load_weights: bool = True, dtype: torch.dtype | None = None) -> "CambrianModel":
-        from .builder import build_components
+    def from_config(cls, config: CambrianConfig, load_weights: bool = True, dtype: torch.dtype | None = None,
+                    force: bool = False) -> "CambrianModel":
+        """Build the model; refused up front (``ResourceError``) when its parameters would not fit in the available
+        memory, estimated on the meta device (``force=True`` or ``CAMBRIAN_SKIP_MEMORY_CHECK=1`` skips the check)."""
+        from .builder import build_components, check_model_fits
 
         config = copy.deepcopy(config)
+        check_model_fits(config, force=force)
         encoders, connector, llm, tokenizer = build_components(config, load_weights=load_weights)
         model = cls(config, encoders, connector, llm, tokenizer)
         if dtype is not None:
@@ -75,14 +83,15 @@ class CambrianModel(nn.Module):
         return model
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, dtype: torch.dtype | None = None) -> "CambrianModel":
-        """Load a directory written by ``save_pretrained`` (or a hub repo id holding one). No pickle."""
+    def from_pretrained(cls, path: str | os.PathLike, dtype: torch.dtype | None = None, force: bool = False) -> "CambrianModel":
+        """Load a directory written by ``save_pretrained`` (or a hub repo id holding one). No pickle. The memory
+        check of ``from_config`` runs first (``force`` skips it)."""
         from safetensors.torch import load_model
 
         path = _resolve_checkpoint(path)
         config = CambrianConfig.load(path / "config.json")
         config.llm.tokenizer = str(path)
-        model = cls.from_config(config, load_weights=False)
+        model = cls.from_config(config, load_weights=False, force=force)
         missing, unexpected = load_model(model, str(path / WEIGHTS_NAME), strict=False)
         if unexpected:
             raise ValueError(f"{path / WEIGHTS_NAME}: unexpected tensors {sorted(unexpected)[:5]}...")
@@ -94,42 +103,55 @@ class CambrianModel(nn.Module):
         return model
 
     @classmethod
-    def load(cls, spec: str | os.PathLike, load_weights: bool = True) -> "CambrianModel":
+    def load(cls, spec: str | os.PathLike, load_weights: bool = True, force: bool = False) -> "CambrianModel":
         """What every ``--model`` argument accepts: a checkpoint directory (``from_pretrained``), a model preset
         name or a YAML/JSON config file (``from_config``), or a hub repo id holding a saved checkpoint."""
         from ..config import resolve_model_config
 
         p = Path(spec)
         if p.is_dir():
-            return cls.from_pretrained(p)
+            return cls.from_pretrained(p, force=force)
         if p.exists() or "/" not in str(spec):  # a config file, or a preset name (unknown ones list the presets)
-            return cls.from_config(resolve_model_config(str(spec)), load_weights=load_weights)
-        return cls.from_pretrained(spec)
+            return cls.from_config(resolve_model_config(str(spec)), load_weights=load_weights, force=force)
+        return cls.from_pretrained(spec, force=force)
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
-        """Write config.json + model.safetensors + tokenizer files atomically (temp dir, then rename)."""
+        """Write config.json + model.safetensors + tokenizer files into ``path`` (created if needed).
+
+        Only these files are replaced, each atomically (a temp file in the same directory, then ``os.replace``),
+        with ``config.json`` last; other files in ``path`` are left alone. Tokenizer files of an earlier save that
+        this one does not write are removed, so the directory never mixes two tokenizers. Files and directories
+        get the usual permissions (umask), not those of a private temp file."""
         from safetensors.torch import save_model
 
+        from ..utils.io import default_file_mode, temp_file_beside
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
+        path.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        weights = temp_file_beside(path / WEIGHTS_NAME)
         try:
-            self.config.save(tmp / "config.json")
-            save_model(self, str(tmp / WEIGHTS_NAME))
-            if self.tokenizer is not None:
-                self.tokenizer.save_pretrained(str(tmp))
-            if path.exists():
-                old = path.parent / f".{path.name}.old"
-                if old.exists():
-                    shutil.rmtree(old)
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old)
-            else:
-                os.replace(tmp, path)
+            save_model(self, str(weights))
+            os.chmod(weights, default_file_mode())  # safetensors may recreate the file private
+            os.replace(weights, path / WEIGHTS_NAME)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            weights.unlink(missing_ok=True)
             raise
+        if self.tokenizer is not None:
+            tmp = Path(tempfile.mkdtemp(dir=path, prefix=".tokenizer.tmp"))
+            try:
+                self.tokenizer.save_pretrained(str(tmp))
+                for f in sorted(tmp.iterdir()):
+                    if f.is_file():
+                        os.replace(f, path / f.name)
+                        written.append(path / f.name)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        for name in TOKENIZER_FILES:
+            stale = path / name
+            if stale not in written and stale.is_file():
+                stale.unlink()
+        self.config.save(path / "config.json")
 
     # ------------------------------------------------------------------------------------------------------
     # helpers
@@ -424,6 +446,12 @@ class CambrianModel(nn.Module):
     ) -> list[str]:
         """Greedy batched generation with left padding and a KV cache. ``texts[i]`` must contain one
         ``<image>`` per image in ``images[i]``."""
+        from ..utils.quiet import quiet_cache_deprecation
+
+        with quiet_cache_deprecation():  # the KV cache is passed / read as past_key_values (works on all versions)
+            return self._generate_text(texts, images, max_new_tokens, system)
+
+    def _generate_text(self, texts, images, max_new_tokens: int, system: str | None) -> list[str]:
         logits, past, sp = self._prefill(texts, images, system, use_cache=True)
         n = len(texts)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0

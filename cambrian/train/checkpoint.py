@@ -3,14 +3,19 @@
 ``<output_dir>/checkpoint-<step:07d>/``:
 
 * ``trainable.safetensors`` trainable weights only (full, unsharded names; gathered on rank 0 under FSDP)
-* ``optimizer.pt``         optimizer state keyed by parameter name (``torch.load(weights_only=True)``-safe)
+* ``optimizer.pt``         optimizer state keyed by parameter name, read back with ``torch.load(weights_only=True)``
+                           (tensors and plain containers only; anything else is refused)
 * ``trainer_state.json``   step, epoch / position in the epoch, scheduler state, counters (samples, tokens,
                            bad samples by reason)
-* ``rng_state_rank<r>.pt`` python / numpy / torch (CPU and CUDA) RNG states of every rank
+* ``rng_state_rank<r>.json`` + ``rng_state_rank<r>.safetensors``  python / numpy RNG states (JSON) and torch CPU /
+                           CUDA RNG states (uint8 tensors) of every rank
 * ``train_config.yaml``, ``config.json`` (the run's TrainConfig and the model's CambrianConfig)
 
 A checkpoint is written into ``.tmp-checkpoint-<step>`` and renamed when complete, so a crash never leaves a
 half checkpoint that ``--resume`` could pick up; only the last ``save_total_limit`` are kept.
+
+Nothing in a checkpoint is unpickled: a checkpoint directory may come from someone else, and unpickling runs code.
+Files of older versions (``rng_state_rank<r>.pt``) are ignored with a warning.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import os
 import random
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +44,15 @@ def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in d.iterdir() if p.is_dir() and (m := CKPT_RE.match(p.name))
              and (p / "trainer_state.json").exists()]
+    return [p for _, p in sorted(found)]
+
+
+def all_checkpoint_dirs(output_dir) -> list[Path]:
+    """Every ``checkpoint-<step>`` dir, oldest first, complete or not (``--resume`` falls back past broken ones)."""
+    d = Path(output_dir)
+    if not d.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in d.iterdir() if p.is_dir() and (m := CKPT_RE.match(p.name))]
     return [p for _, p in sorted(found)]
 
 
@@ -63,6 +78,10 @@ def trainable_state(engine: nn.Module, model: nn.Module, optimizer, env: DistEnv
     return msd, osd
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from (missing, foreign or tampered files)."""
+
+
 def rng_state() -> dict:
     st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -78,6 +97,57 @@ def set_rng_state(st: dict) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
+def _rng_paths(directory: Path, rank: int) -> tuple[Path, Path]:
+    return directory / f"rng_state_rank{rank}.json", directory / f"rng_state_rank{rank}.safetensors"
+
+
+def save_rng_state(directory: str | os.PathLike, rank: int, st: dict | None = None) -> None:
+    """Write ``st`` (default: the current RNG states) without pickle: python / numpy states as JSON (ints and
+    floats only), torch CPU / CUDA states as uint8 tensors in a safetensors file."""
+    from safetensors.torch import save_file
+
+    st = rng_state() if st is None else st
+    version, internal, gauss = st["python"]
+    kind, keys, pos, has_gauss, cached = st["numpy"]
+    meta = {"format": 1,
+            "python": {"version": int(version), "state": [int(x) for x in internal],
+                       "gauss_next": None if gauss is None else float(gauss)},
+            "numpy": {"kind": str(kind), "keys": np.asarray(keys).astype(np.uint32).tolist(), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "cuda_devices": len(st.get("cuda", []))}
+    tensors = {"torch": st["torch"].detach().cpu().contiguous()}
+    for i, t in enumerate(st.get("cuda", [])):
+        tensors[f"cuda.{i}"] = t.detach().cpu().contiguous()
+    jpath, tpath = _rng_paths(Path(directory), rank)
+    save_file(tensors, str(tpath))
+    atomic_write_json(jpath, meta, indent=None)
+
+
+def load_rng_state(directory: str | os.PathLike, rank: int) -> dict | None:
+    """The RNG states written by ``save_rng_state`` (None when this rank has none); ``CheckpointError`` when the
+    files are malformed. Never unpickles."""
+    from safetensors.torch import load_file
+
+    jpath, tpath = _rng_paths(Path(directory), rank)
+    if not (jpath.exists() and tpath.exists()):
+        return None
+    try:
+        meta = json.loads(jpath.read_text(encoding="utf-8"))
+        tensors = load_file(str(tpath))
+        py, npy = meta["python"], meta["numpy"]
+        st = {"python": (int(py["version"]), tuple(int(x) for x in py["state"]),
+                         None if py["gauss_next"] is None else float(py["gauss_next"])),
+              "numpy": (str(npy["kind"]), np.asarray(npy["keys"], dtype=np.uint32), int(npy["pos"]),
+                        int(npy["has_gauss"]), float(npy["cached_gaussian"])),
+              "torch": tensors["torch"].to(torch.uint8)}
+        n_cuda = int(meta.get("cuda_devices", 0))
+        if n_cuda:
+            st["cuda"] = [tensors[f"cuda.{i}"].to(torch.uint8) for i in range(n_cuda)]
+    except Exception as e:  # noqa: BLE001 - any malformed content is the same user-facing problem
+        raise CheckpointError(f"{jpath.parent}: unreadable RNG state for rank {rank} ({type(e).__name__}: {e})") from None
+    return st
+
+
 def save_checkpoint(output_dir, step: int, engine, model, optimizer, trainer_state: dict, env: DistEnv,
                     train_config=None, save_total_limit: int | None = 1) -> Path:
     out = Path(output_dir)
@@ -88,8 +158,7 @@ def save_checkpoint(output_dir, step: int, engine, model, optimizer, trainer_sta
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
     barrier(env)
-    # RNG of every rank (a python tuple state: pickled, but only our own files are ever loaded)
-    torch.save(rng_state(), tmp / f"rng_state_rank{env.rank}.pt")
+    save_rng_state(tmp, env.rank)  # RNG of every rank, no pickle
     msd, osd = trainable_state(engine, model, optimizer, env)
     if env.is_main:
         from safetensors.torch import save_file
@@ -116,21 +185,55 @@ def save_checkpoint(output_dir, step: int, engine, model, optimizer, trainer_sta
 
 def load_checkpoint(path, engine, model, optimizer, env: DistEnv) -> dict:
     """Restore trainable weights, optimizer and this rank's RNG; returns the trainer state dict."""
-    from safetensors.torch import load_file
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
 
     path = Path(path)
-    state = json.loads((path / "trainer_state.json").read_text())
-    msd = load_file(str(path / "trainable.safetensors"))
+    state, msd = read_checkpoint_files(path)
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     missing = names - set(msd)
     if missing:
-        raise ValueError(f"{path}: checkpoint lacks trainable parameters {sorted(missing)[:5]} (different freeze policy?)")
+        raise CheckpointError(f"{path}: checkpoint lacks trainable parameters {sorted(missing)[:5]} (different freeze policy?)")
     opts = StateDictOptions(full_state_dict=True, strict=False)
     set_model_state_dict(engine, msd, options=opts)
-    osd = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+    osd = load_optimizer_state(path / "optimizer.pt")
     set_optimizer_state_dict(engine, optimizer, osd, options=StateDictOptions(full_state_dict=True))
-    rng_file = path / f"rng_state_rank{env.rank}.pt"
-    if rng_file.exists() and state.get("world_size", 1) == env.world_size:
-        set_rng_state(torch.load(rng_file, weights_only=False))
+    if state.get("world_size", 1) == env.world_size:
+        st = load_rng_state(path, env.rank)
+        if st is not None:
+            set_rng_state(st)
+        elif (path / f"rng_state_rank{env.rank}.pt").exists():
+            warnings.warn(f"{path}: ignoring rng_state_rank{env.rank}.pt (pickle, written by an older version; "
+                          "never loaded): the resumed run continues with fresh RNG states", stacklevel=2)
     return state
+
+
+def read_checkpoint_files(path: Path) -> tuple[dict, dict]:
+    """(trainer state, trainable weights) of a checkpoint dir; ``CheckpointError`` when a file is missing, truncated
+    or malformed (nothing is changed in the model before both are read)."""
+    from safetensors.torch import load_file
+
+    for name in ("trainer_state.json", "trainable.safetensors", "optimizer.pt"):
+        if not (path / name).is_file():
+            raise CheckpointError(f"{path / name} not found")
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        if not isinstance(state, dict) or not isinstance(state.get("step"), int) or "scheduler" not in state:
+            raise ValueError("not a trainer state object")
+    except (ValueError, OSError) as e:
+        raise CheckpointError(f"{path / 'trainer_state.json'}: unreadable ({type(e).__name__}: {e})") from None
+    try:
+        msd = load_file(str(path / "trainable.safetensors"))
+    except Exception as e:  # noqa: BLE001 - SafetensorError, OSError: truncated / not safetensors
+        raise CheckpointError(f"{path / 'trainable.safetensors'}: unreadable ({type(e).__name__}: {e})") from None
+    return state, msd
+
+
+def load_optimizer_state(path: Path) -> dict:
+    """``optimizer.pt`` with ``weights_only=True``: tensors and plain containers only, no code from the file."""
+    if not path.exists():
+        raise CheckpointError(f"{path} not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError ... all mean "not ours"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: refused to load (not a plain tensor file: {first[:200]})") from None

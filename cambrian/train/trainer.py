@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 import time
 from collections import Counter
 from contextlib import nullcontext
@@ -25,19 +26,101 @@ import torch
 import torch.nn as nn
 
 from ..constants import IGNORE_INDEX
+from ..errors import UserError
 from ..data.collator import Collator, model_inputs
 from ..data.dataset import BAD_REASONS, ImagePipeline, SupervisedDataset, model_tokenize_fn, model_visual_tokens_fn
 from ..data.llava import LlavaSource
 from ..data.sampler import StepPlanner
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, all_checkpoint_dirs, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .distributed import DistEnv, all_reduce_sum, barrier, init_distributed, no_sync, resolve_strategy, wrap_model
 from .freeze import apply_freeze, param_groups, stage_policy
 from .metrics import MetricsLogger, peak_flops, train_flops_per_token
 
 
-class DataQualityError(RuntimeError):
-    pass
+class DataQualityError(UserError, RuntimeError):
+    """More bad samples than ``max_bad_fraction`` allows."""
+
+
+class OutputDirError(UserError, ValueError):
+    """``output_dir`` holds another run, or ``--resume`` was asked with settings that differ from the checkpoint's."""
+
+
+# files a run writes into its output_dir (metrics, config, checkpoints, the final model): what --overwrite deletes
+RUN_FILES = ("metrics.jsonl", "train_config.yaml", "tensorboard", "wandb", ".tmp-model", "config.json", "toy_config.json",
+             "model.safetensors", "model.safetensors.index.json", "generation_config.json", "tokenizer.json",
+             "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt",
+             "added_tokens.json", "chat_template.jinja")
+# fields whose change makes a resumed run a different run
+RESUME_FIELDS = ("stage", "data", "micro_batch_size", "global_batch_size", "grad_accum", "lr", "seed")
+
+
+def previous_run_files(out: Path) -> list[str]:
+    """Names in ``out`` that show an earlier training run (metrics, its config, checkpoints)."""
+    if not out.is_dir():
+        return []
+    names = [n for n in ("metrics.jsonl", "train_config.yaml") if (out / n).exists()]
+    names += sorted(p.name for p in out.iterdir() if p.is_dir() and p.name.startswith(("checkpoint-", ".tmp-checkpoint-")))
+    return names
+
+
+def prepare_output_dir(cfg: TrainConfig, env: DistEnv) -> None:
+    """Refuse an ``output_dir`` that holds a previous run unless resuming it (``resume``) or replacing it
+    (``overwrite``: the run's own files are deleted, anything else in the dir is kept). A fresh or empty dir, or one
+    without run files, is used as it is."""
+    out = Path(cfg.output_dir)
+    found = previous_run_files(out)
+    barrier(env)  # every rank has looked before rank 0 may delete anything: all take the same branch
+    if not found or cfg.resume:
+        return
+    if not cfg.overwrite:
+        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        raise OutputDirError(f"output_dir {out} holds a previous run ({shown}); pass --resume to continue it or "
+                             "--overwrite to replace it (or choose another output_dir)")
+    model = Path(str(cfg.model))
+    if model.is_dir() and model.resolve() == out.resolve():
+        raise OutputDirError(f"output_dir {out} is the model dir this run starts from; --overwrite would delete it: "
+                             "choose another output_dir")
+    if env.is_main:
+        import shutil
+
+        for name in found + [n for n in RUN_FILES if n not in found]:
+            p = out / name
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            elif p.exists() or p.is_symlink():
+                p.unlink()
+        print(f"[cambrian train] --overwrite: removed the previous run's files from {out}")
+    barrier(env)
+
+
+def resume_mismatch(cfg: TrainConfig, ck: Path) -> str | None:
+    """The fields of ``RESUME_FIELDS`` that differ between ``cfg`` and the checkpoint's ``train_config.yaml``, as
+    one phrase (None when equal or when the checkpoint has no readable config)."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((ck / "train_config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(saved, dict):
+        return None
+    now = cfg.to_dict()
+    diff = []
+    for k in RESUME_FIELDS:
+        if k not in saved:
+            continue
+        a, b = saved[k], now.get(k)
+        if k == "lr":
+            try:
+                same = float(a) == float(b)
+            except (TypeError, ValueError):
+                same = a == b
+        else:
+            same = a == b
+        if not same:
+            diff.append(f"{k} ({a!r} -> {b!r})")
+    return ", ".join(diff) or None
 
 
 def load_model(spec: str):
@@ -108,6 +191,8 @@ class Trainer:
                  env: DistEnv | None = None):
         self.cfg = cfg = config
         self.env = env or init_distributed()
+        prepare_output_dir(cfg, self.env)
+        cfg.overwrite = False  # done: the saved train_config.yaml must not delete this run when reused as a recipe
         self._seed_all(cfg.seed)
         self.model = model if model is not None else load_model(cfg.model)
         self.out = Path(cfg.output_dir)
@@ -125,6 +210,11 @@ class Trainer:
             llm = getattr(self.model, "llm", None)
             if llm is not None and hasattr(llm, "gradient_checkpointing_enable"):
                 llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if self.env.device.type == "cuda":
+            from ..models.builder import check_memory
+
+            need = sum(p.numel() * p.element_size() for p in {id(p): p for p in self.model.parameters()}.values())
+            check_memory(need, "the model", self.env.device)
         self.model.to(self.env.device)
         if cfg.compile and getattr(self.model, "llm", None) is not None:
             self.model.llm.compile()
@@ -137,6 +227,7 @@ class Trainer:
 
         # ---- data -----------------------------------------------------------------------------------
         self.dataset = dataset if dataset is not None else self._build_dataset()
+        self.line_bad = self._check_lines()
         world = self.env.world_size
         accum = cfg.grad_accum
         if cfg.global_batch_size:
@@ -176,12 +267,14 @@ class Trainer:
 
         self.state = {"step": 0, "epoch": 0, "step_in_epoch": 0, "samples_seen": 0, "tokens_seen": 0,
                       "bad_counts": {}, "world_size": world}
-        if cfg.resume:
-            ck = latest_checkpoint(self.out) if cfg.resume == "auto" else Path(cfg.resume)
-            if ck is not None:
-                self._resume(ck)
-            elif cfg.resume != "auto":
+        if cfg.resume == "auto":
+            self._resume_latest()
+        elif cfg.resume:
+            ck = Path(cfg.resume)
+            if not ck.is_dir():
                 raise FileNotFoundError(f"resume checkpoint {cfg.resume} not found")
+            self._check_resume_config(ck)
+            self._resume(ck)
 
     # ---- setup helpers --------------------------------------------------------------------------------
     def _seed_all(self, seed: int) -> None:
@@ -202,7 +295,8 @@ class Trainer:
             idx_cache = cache_dir("data-index")
         except Exception:
             pass
-        sources = [LlavaSource(d["path"], d.get("images"), image_tokens=per_image, index_cache=idx_cache, name=d.get("name"))
+        sources = [LlavaSource(d["path"], d.get("images"), image_tokens=per_image, index_cache=idx_cache, name=d.get("name"),
+                               allow_outside_root=bool(d.get("allow_outside_root", False)))
                    for d in cfg.data]
         selection = None
         if cfg.mixing_cap or cfg.mixing_ratios:
@@ -222,6 +316,29 @@ class Trainer:
                                     self.model.connector.config.grid, selection=selection)
         return SupervisedDataset(sources, model_tokenize_fn(self.model), vt, ImagePipeline.from_model(self.model, cache),
                                  max_length=max_len, selection=selection)
+
+    def _check_lines(self) -> Counter:
+        """Lines of the data files that never became records (not JSON, not an object), by reason. They count as bad
+        samples in every check and report; when they alone exceed ``max_bad_fraction`` of the lines, training stops
+        before the first step (``cambrian data validate`` applies the same rule with the same reader)."""
+        bad: Counter = Counter()
+        total = 0
+        first: list[str] = []
+        for src in getattr(self.dataset, "sources", None) or []:
+            by = getattr(src, "bad_by_reason", None)
+            if not isinstance(by, dict):
+                continue
+            bad.update(by)
+            total += int(getattr(src, "total", len(src)))
+            for ln, _, _ in getattr(src, "bad_examples", [])[: max(0, 5 - len(first))]:
+                first.append(f"{Path(src.path).name}:{ln}")
+        n = sum(bad.values())
+        if n and n > self.cfg.max_bad_fraction * total:
+            detail = ", ".join(f"{r}={c}" for r, c in bad.most_common())
+            raise DataQualityError(
+                f"{n} of {total} data lines ({100 * n / total:.2f}%) are not records ({detail}; first: {', '.join(first)}), "
+                f"more than max_bad_fraction={self.cfg.max_bad_fraction:g}. Run `cambrian data validate FILE` to list them.")
+        return bad
 
     def _build_feature_cache(self, sources, selection):
         from .features import FeatureCache
@@ -247,6 +364,30 @@ class Trainer:
         if self.env.is_main and n:
             print(f"[cambrian train] cached features of {n} images in {cache.root}")
         return cache
+
+    def _check_resume_config(self, ck: Path) -> None:
+        diff = resume_mismatch(self.cfg, ck)
+        if diff:
+            raise OutputDirError(f"--resume: {ck} was trained with other settings: {diff}; resume with the checkpoint's "
+                                 "settings, or start over with --overwrite / another output_dir")
+
+    def _resume_latest(self) -> None:
+        """Resume from the newest checkpoint that reads back; a truncated / corrupt newer one is skipped with one
+        warning line (the error of the newest is raised when none is usable)."""
+        cks = list(reversed(all_checkpoint_dirs(self.out)))
+        first_error = None
+        for ck in cks:
+            self._check_resume_config(ck)
+            try:
+                self._resume(ck)
+                return
+            except CheckpointError as e:
+                first_error = first_error or e
+                if ck == cks[-1]:
+                    raise first_error from None
+                if self.env.is_main:
+                    print(f"warning: skipping checkpoint {ck.name}: {' '.join(str(e).split())}; trying the previous one",
+                          file=sys.stderr)
 
     def _resume(self, ck: Path) -> None:
         st = load_checkpoint(ck, self.engine, self.model, self.optimizer, self.env)
@@ -349,7 +490,7 @@ class Trainer:
                 rec = {"step": self.state["step"], "epoch": epoch, "loss": loss_val,
                        "lr": lrs,
                        "grad_norm": gnorm, "samples_per_s": n_samples / dt, "tokens_per_s": n_tokens / dt,
-                       "bad": sum(bad.values())}
+                       "bad": sum(bad.values()) + sum(self.line_bad.values())}
                 if peak:
                     rec["mfu"] = flops_tok * n_tokens / dt / (peak * env.world_size)
                 summary = rec
@@ -368,7 +509,7 @@ class Trainer:
         if not (cfg.save_steps and self.state["step"] % cfg.save_steps == 0):
             self.save()
         self.save_model(self.out)
-        summary["bad_counts"] = dict(bad)
+        summary["bad_counts"] = dict(bad + self.line_bad)
         return summary
 
     def _weight(self, batch: dict) -> float:
@@ -385,7 +526,8 @@ class Trainer:
         return float(norm)
 
     def _check_bad(self, bad: Counter, final: bool) -> None:
-        seen = self.state["samples_seen"]
+        bad = bad + self.line_bad  # unparseable lines count as bad samples seen
+        seen = self.state["samples_seen"] + sum(self.line_bad.values())
         n_bad = sum(bad.values())
         if seen == 0 or (not final and seen < self.cfg.bad_check_after):
             return

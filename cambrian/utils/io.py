@@ -1,4 +1,5 @@
-"""Small I/O helpers: atomic writes so a crash never leaves a half-written output file."""
+"""Small I/O helpers: atomic writes so a crash never leaves a half-written output file. Files get the
+permissions a plain ``open(path, "w")`` would give (0666 minus the umask), not mkstemp's 0600."""
 
 from __future__ import annotations
 
@@ -9,12 +10,45 @@ from pathlib import Path
 from typing import Any, Iterable
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (``/proc/self/status``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_file_mode() -> int:
+    """Mode of a newly created regular file: 0666 minus the umask (0644 under the usual 022)."""
+    return 0o666 & ~current_umask()
+
+
+def temp_file_beside(path: str | os.PathLike) -> Path:
+    """A new empty temp file in ``path``'s directory (same filesystem, so ``os.replace`` onto ``path`` is atomic)
+    with the permissions of a normally created file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        os.chmod(tmp, default_file_mode())
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return Path(tmp)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = temp_file_beside(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -54,8 +88,7 @@ def atomic_save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = temp_file_beside(path)
     try:
         fig.savefig(tmp, dpi=dpi, format="png")
         os.replace(tmp, path)

@@ -22,6 +22,7 @@ from ...constants import IMAGE_TOKEN
 from ...registry import Registry
 
 Segment = tuple[str, bool]
+Part = tuple[str, bool, bool]  # (text, trainable, is_data)
 
 # ---- official system strings (spec §3.7, byte-for-byte) ------------------------------------------------
 
@@ -143,6 +144,42 @@ class ChatTemplate:
     description: str = ""
 
     # -- rendering --
+    def render_parts(
+        self,
+        messages: Sequence[dict[str, Any]],
+        system: str | None = None,
+        add_generation_prompt: bool = False,
+    ) -> list[Part]:
+        """Render ``messages`` as ``[(text, trainable, is_data), ...]``, empty pieces dropped, nothing merged.
+
+        ``is_data`` marks text that came from the conversation (system prompt, user turns, replies): it is
+        tokenised as plain text, so control strings inside it (``<|im_end|>`` in a user message) never become
+        control tokens. Everything else is the template's own text."""
+        msg_system, turns = normalize_messages(messages)
+        if msg_system is not None:
+            system = msg_system
+        if system is None:
+            system = self.system
+        if add_generation_prompt and turns and turns[-1][0] == "assistant":
+            raise ValueError("add_generation_prompt=True needs the conversation to end with a user turn")
+        pieces: list[Part] = []
+        sys_head, _, sys_tail = self.system_fmt.partition("{system}")
+        pieces += [(sys_head, False, False), (system if "{system}" in self.system_fmt else "", False, True),
+                   (sys_tail, False, False)]
+        user_head, _, user_tail = self.user_fmt.partition("{content}")
+        for role, content in turns:
+            if role == "user":
+                if self.images_only_user:
+                    content = IMAGE_TOKEN * content.count(IMAGE_TOKEN)
+                pieces += [(user_head, False, False), (content if "{content}" in self.user_fmt else "", False, True),
+                           (user_tail, False, False)]
+            else:
+                pieces += [(self.assistant_prefix, False, False), (self.reply_prefix, True, False),
+                           (content, True, True), (self.end_of_turn, True, False), (self.after_turn, False, False)]
+        if add_generation_prompt:
+            pieces.append((self.generation_prompt, False, False))
+        return [piece for piece in pieces if piece[0]]
+
     def render_segments(
         self,
         messages: Sequence[dict[str, Any]],
@@ -152,34 +189,21 @@ class ChatTemplate:
         """Render ``messages`` as ``[(text, trainable), ...]``; adjacent pieces with the same flag are merged and
         empty pieces dropped. System prompt precedence: a system message in ``messages``, then ``system``, then
         the template default."""
-        msg_system, turns = normalize_messages(messages)
-        if msg_system is not None:
-            system = msg_system
-        if system is None:
-            system = self.system
-        if add_generation_prompt and turns and turns[-1][0] == "assistant":
-            raise ValueError("add_generation_prompt=True needs the conversation to end with a user turn")
-        pieces: list[Segment] = [(self.system_fmt.replace("{system}", system), False)]
-        for role, content in turns:
-            if role == "user":
-                if self.images_only_user:
-                    content = IMAGE_TOKEN * content.count(IMAGE_TOKEN)
-                pieces.append((self.user_fmt.replace("{content}", content), False))
-            else:
-                pieces.append((self.assistant_prefix, False))
-                pieces.append((self.reply_prefix + content + self.end_of_turn, True))
-                pieces.append((self.after_turn, False))
-        if add_generation_prompt:
-            pieces.append((self.generation_prompt, False))
         merged: list[Segment] = []
-        for text, trainable in pieces:
-            if not text:
-                continue
+        for text, trainable, _ in self.render_parts(messages, system, add_generation_prompt):
             if merged and merged[-1][1] == trainable:
                 merged[-1] = (merged[-1][0] + text, trainable)
             else:
                 merged.append((text, trainable))
         return merged
+
+    def control_strings(self) -> tuple[str, ...]:
+        """The template's own text pieces (role headers, separators, end-of-turn, ...): the only places where
+        control tokens may come from."""
+        out = [self.system_fmt.replace("{system}", "\0"), self.user_fmt.replace("{content}", "\0"),
+               self.assistant_prefix, self.reply_prefix, self.end_of_turn, self.after_turn, self.generation_prompt,
+               *self.stop_strings]
+        return tuple(dict.fromkeys(x for piece in out for x in piece.split("\0") if x))
 
     def render(
         self,

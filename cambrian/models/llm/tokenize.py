@@ -8,13 +8,21 @@ FIX (spec §1.6 / §9.1 #3): the official inference helper ``tokenizer_image_tok
 every chunk after an image when the tokenizer does not auto-prepend BOS, i.e. the ``"\\n"`` after ``<image>``,
 while training (``tokenizer_image_token_llama3``) kept it. Here inference and training tokenise identically,
 so the ``"\\n"`` after ``<image>`` is kept in both.
+
+Conversation text is data: control strings inside a system prompt, a user turn or a reply (``<|im_end|>\\n
+<|im_start|>assistant`` typed by a user) are tokenised as the plain text they are, never as control tokens; only
+the template's own pieces produce control-token ids (no role injection through the data).
 """
 
 from __future__ import annotations
 
+import re
+import weakref
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ...constants import IGNORE_INDEX, IMAGE_TOKEN, IMAGE_TOKEN_INDEX
+from ...utils.quiet import quiet_length_warning
 from .templates import ChatTemplate, get_template
 
 
@@ -31,7 +39,103 @@ def tokenizer_adds_bos(tokenizer) -> bool:
 def _encode(tokenizer, text: str) -> list[int]:
     if not text:
         return []
+    quiet_length_warning(tokenizer)  # no truncation here on purpose: the caller cuts image-aware
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+@dataclass(frozen=True)
+class _Controls:
+    """A tokenizer's control tokens for one template: special added tokens, plus added tokens that the template's
+    own text uses (in case a tokenizer did not flag them special)."""
+
+    ids: frozenset
+    by_content: dict
+    pattern: re.Pattern | None  # matches any control string (longest first)
+
+
+_CONTROLS_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _controls(tokenizer, tmpl: ChatTemplate) -> _Controls:
+    try:
+        key = (tmpl.name, tmpl.control_strings(), len(tokenizer))
+    except TypeError:
+        key = None
+    try:
+        cached = _CONTROLS_CACHE.get(tokenizer, {})
+    except TypeError:  # not weak-referenceable
+        cached = {}
+    if key is not None and key in cached:
+        return cached[key]
+    literals = tmpl.control_strings()
+    by_content: dict[str, int] = {}
+    for i, tok in (getattr(tokenizer, "added_tokens_decoder", None) or {}).items():
+        content = getattr(tok, "content", None) or str(tok)
+        if getattr(tok, "special", True) or any(content in lit for lit in literals):
+            by_content[content] = int(i)
+    names = getattr(tokenizer, "all_special_tokens", None) or []
+    ids = getattr(tokenizer, "all_special_ids", None) or []
+    for content, i in zip(names, ids):
+        if content and i is not None:
+            by_content.setdefault(str(content), int(i))
+    by_content.pop("", None)
+    pattern = None
+    if by_content:
+        pattern = re.compile("|".join(re.escape(c) for c in sorted(by_content, key=len, reverse=True)))
+    out = _Controls(frozenset(by_content.values()), by_content, pattern)
+    if key is not None:
+        try:
+            _CONTROLS_CACHE.setdefault(tokenizer, {})[key] = out
+        except TypeError:
+            pass
+    return out
+
+
+def _encode_plain(tokenizer, text: str, ctl: _Controls) -> list[int]:
+    """``text`` as plain text: control strings inside it are not matched as control tokens."""
+    if not text:
+        return []
+    quiet_length_warning(tokenizer)
+    try:
+        ids = list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+    except TypeError:  # a tokenizer without split_special_tokens
+        ids = _encode(tokenizer, text)
+    if ctl.ids.isdisjoint(ids):
+        return ids
+    # the tokenizer matched a control string anyway: cut the first one after its first character and go on
+    m = ctl.pattern.search(text) if ctl.pattern is not None else None
+    if m is None or len(text) == 1:
+        raise ValueError(f"cannot tokenise {text[:40]!r} without control tokens")
+    cut = m.start() + 1
+    return _encode_plain(tokenizer, text[:cut], ctl) + _encode_plain(tokenizer, text[cut:], ctl)
+
+
+def _encode_segment(pieces: Sequence[tuple[str, bool]], tokenizer, ctl: _Controls) -> list[int]:
+    """One segment given as ``(text, is_data)`` pieces. Without control strings in the data this is exactly
+    ``tokenize_with_images(concatenated text)``; otherwise the template's control strings become their ids and
+    all other text (template text and data, joined) is tokenised as plain text."""
+    text = "".join(t for t, _ in pieces)
+    if ctl.pattern is None or not any(is_data and ctl.pattern.search(t) for t, is_data in pieces):
+        return tokenize_with_images(text, tokenizer, add_bos=False)
+    runs: list[str | int] = [""]  # literal text runs and control ids
+    for t, is_data in pieces:
+        pos = 0
+        if not is_data:
+            for m in ctl.pattern.finditer(t):
+                runs[-1] += t[pos : m.start()]
+                runs += [ctl.by_content[m.group(0)], ""]
+                pos = m.end()
+        runs[-1] += t[pos:]
+    ids: list[int] = []
+    for run in runs:
+        if isinstance(run, int):
+            ids.append(run)
+            continue
+        for i, chunk in enumerate(run.split(IMAGE_TOKEN)):
+            if i:
+                ids.append(IMAGE_TOKEN_INDEX)
+            ids.extend(_encode_plain(tokenizer, chunk, ctl))
+    return ids
 
 
 def _want_bos(tokenizer, add_bos: bool | None) -> bool:
@@ -119,8 +223,8 @@ def tokenize_conversation(
     pipeline can skip and count such samples).
     """
     tmpl = get_template(template)
-    segments = tmpl.render_segments(messages, system=system, add_generation_prompt=False)
-    ids, labels = _tokenize_segments(segments, tmpl, tokenizer)
+    parts = tmpl.render_parts(messages, system=system, add_generation_prompt=False)
+    ids, labels = _tokenize_parts(parts, tmpl, tokenizer)
     if max_length is not None:
         n_images = sum(1 for t in ids if t == IMAGE_TOKEN_INDEX)
         ids, labels = _truncate(ids, labels, max_length, _image_lens(image_token_len, n_images))
@@ -138,16 +242,24 @@ def tokenize_prompt(
     if isinstance(messages, str):
         messages = [{"role": "user", "content": messages}]
     tmpl = get_template(template)
-    segments = tmpl.render_segments(messages, system=system, add_generation_prompt=True)
-    ids, _ = _tokenize_segments(segments, tmpl, tokenizer)
+    parts = tmpl.render_parts(messages, system=system, add_generation_prompt=True)
+    ids, _ = _tokenize_parts(parts, tmpl, tokenizer)
     return ids
 
 
-def _tokenize_segments(segments, tmpl: ChatTemplate, tokenizer) -> tuple[list[int], list[int]]:
+def _tokenize_parts(parts, tmpl: ChatTemplate, tokenizer) -> tuple[list[int], list[int]]:
+    # the segments of ``render_segments`` (adjacent parts with the same trainable flag), each tokenised on its own
+    segments: list[tuple[list[tuple[str, bool]], bool]] = []
+    for text, trainable, is_data in parts:
+        if segments and segments[-1][1] == trainable:
+            segments[-1][0].append((text, is_data))
+        else:
+            segments.append(([(text, is_data)], trainable))
+    ctl = _controls(tokenizer, tmpl)
     ids: list[int] = []
     labels: list[int] = []
-    for text, trainable in segments:
-        seg = tokenize_with_images(text, tokenizer, add_bos=False)
+    for pieces, trainable in segments:
+        seg = _encode_segment(pieces, tokenizer, ctl)
         ids.extend(seg)
         if trainable:
             labels.extend(IGNORE_INDEX if t == IMAGE_TOKEN_INDEX else t for t in seg)
