@@ -1,24 +1,27 @@
 """The demo's steps, timed one by one (``run_demo``).
 
-1. scenes: render train / test scenes (pybullet), check they share no scene, build CV-Bench-Synth from the test
-   scenes (official rules), write stage-1 captions and stage-2 packed instruction records (+ easy-VQA train);
-2. model: Cambrian-nano from its packaged parts (SmolLM2-135M-Instruct, EfficientNet-Lite0, DINOv2-S/14, SVA);
+1. model: Cambrian-nano from its packaged parts (SmolLM2-135M-Instruct, EfficientNet-Lite0, DINOv2-S/14, SVA);
+   in-LLM SVA off unless ``in_llm_sva``;
+2. scenes: render train / test scenes (pybullet), check they share no scene, build CV-Bench-Synth (official rules)
+   and synth-attribute from the test scenes, write grounding targets (scene masks + easy-VQA images) and stage-2
+   packed instruction records (+ optional stage-1 captions);
 3. features: the frozen towers' outputs for every training image, once (batched, cached on disk);
-4. stage 1: connector only (LLM frozen), captions;
-5. stage 2: connector + LLM, packed CV-Bench-style questions and easy-VQA questions;
-6. eval: CV-Bench-Synth and the easy-VQA test subset, vision enabled and disabled (same prompts, no image), and
-   the image-use probe (gold-letter loss with the question's own image vs another scene's, ``image_use.py``);
-7. chat: one answer about a scikit-image photo;
-8. report: results.json, report.md, loss.png, accuracy.png.
+4. ground: connector only, visual tokens pulled onto the LLM's word embeddings per cell (``stage: ground``);
+5. stage 1 (optional, ``stage1_samples``): connector only, captions;
+6. stage 2: the LLM on packed scene / easy-VQA questions (the connector too with ``stage2_train_connector``);
+7. eval: CV-Bench-Synth, synth-attribute and easy-VQA with the own image, another image's tokens, no image; the
+   gold-answer loss probes (``image_use.py``) and the grounded-token decoding (``grounding_probe.py``);
+8. chat: one answer about a held-out easy-VQA image;
+9. report: results.json, report.md, loss.png, accuracy.png.
 
 Output folder (``--out``)::
 
-    data/   scenes/{train,test}/, cvbench-synth/, stage1.jsonl, stage2.jsonl     (rendered inputs)
+    data/   scenes/{train,test}/, cvbench-synth/, synth-attribute/, ground.jsonl, stage2.jsonl (+ stage1.jsonl)
     cache/  features/                                                          (tower outputs)
-    train/stage1/                                                              (stage-1 metrics)
+    train/ground/ (+ train/stage1/)                                            (metrics)
     checkpoint/                                                                (final model + stage-2 metrics)
-    eval/{vision,blind}/<bench>/predictions.jsonl, metrics.json
-    chelsea.png, results.json, report.md, loss.png, accuracy.png
+    eval/{own,other,blind}/<bench>/predictions.jsonl, metrics.json
+    chat.png, results.json, report.md, loss.png, accuracy.png
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ from .config import DemoConfig
 
 MARKER = ".cambrian-demo"
 OWNED = ("data", "cache", "train", "checkpoint", "eval")
-CHAT_PROMPT = "What is in this picture?"
 CHAT_MAX_NEW_TOKENS = 64
 
 
