@@ -216,7 +216,21 @@ def selection_of(sources: Sequence[LlavaSource], selection: np.ndarray | None = 
     return np.asarray(selection, dtype=np.int64).reshape(-1, 2)
 
 
-class SupervisedDataset(torch.utils.data.Dataset):
+class EncodedDataset(torch.utils.data.Dataset):
+    """A dataset whose ``encode(i)`` raises :class:`BadSample`; items come back as ``{"bad": reason}`` instead, for
+    the collator to drop and the trainer to count."""
+
+    def encode(self, i: int) -> dict:
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> dict:
+        try:
+            return self.encode(i)
+        except BadSample as e:
+            return {"bad": e.reason, "index": i, "detail": e.detail}
+
+
+class SupervisedDataset(EncodedDataset):
     """Samples from one or more ``LlavaSource``s; ``selection`` (``[M, 2]`` array of (source, record) pairs, e.g.
     from ``mixing.build_mixture``) picks and orders them, default = everything in order."""
 
@@ -265,12 +279,6 @@ class SupervisedDataset(torch.utils.data.Dataset):
         if pil and load_pixels:
             out.update(self.images.inputs(paths, pil))
         return out
-
-    def __getitem__(self, i: int) -> dict:
-        try:
-            return self.encode(i)
-        except BadSample as e:
-            return {"bad": e.reason, "index": i, "detail": e.detail}
 
 
 def count_reasons(items: Sequence[dict]) -> Counter:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .collator import stack_images
-from .dataset import BadSample, ImagePipeline, open_images, selection_of
+from .dataset import BadSample, EncodedDataset, ImagePipeline, open_images, selection_of
 from .llava import LlavaSource
 
 
@@ -110,7 +110,7 @@ class WordIds:
         return out
 
 
-class GroundingDataset(torch.utils.data.Dataset):
+class GroundingDataset(EncodedDataset):
     """One sample per record with ``grounding`` and exactly one image: its features (or pixels) and per-cell target
     token ids / weights on the model's ``side`` x ``side`` grid. Bad records come back as ``{"bad": reason}``."""
 
@@ -155,12 +155,6 @@ class GroundingDataset(torch.utils.data.Dataset):
                "image_sizes": [pil[0].size], "index": i}
         out.update(self.images.inputs(paths, pil))
         return out
-
-    def __getitem__(self, i: int) -> dict:
-        try:
-            return self.encode(i)
-        except BadSample as e:
-            return {"bad": e.reason, "index": i, "detail": e.detail}
 
 
 class GroundingCollator:
