@@ -313,3 +313,16 @@ def test_cells_from_mask_split_words_checkerboard():
     m[:, :] = 1
     got = cells_from_mask(m, {1: "red cube"}, 2, split_words=True)
     assert got["cells"] == ["red", "cube", "cube", "red"]  # cell (u, v) takes word (u + v) mod 2
+
+
+def test_stage_ground_on_a_model_without_connector_is_a_clear_error(tmp_path):
+    from cambrian.train.config import TrainConfig
+    from cambrian.train.trainer import Trainer
+
+    recs = _colour_task(tmp_path, n_per_colour=1)
+    assert recs
+    cfg = TrainConfig.from_dict({"model": "toy", "stage": "ground", "output_dir": str(tmp_path / "out"),
+                                 "data": [{"path": str(tmp_path / "ground.jsonl"), "images": str(tmp_path)}],
+                                 "num_workers": 0, "report_to": [], "progress": False})
+    with pytest.raises(ValueError, match="stage: ground needs a model with a connector grid"):
+        Trainer(cfg)

@@ -168,6 +168,7 @@ def evaluate(model, cfg: DemoConfig, out: Path, device: str, progress: bool) -> 
     finally:
         uncache_eval_features(model)
     res["feature_memo"] = memo["stats"]
+    res["easyvqa_samples"] = own["easyvqa"]  # for the chat step (not part of the results)
     res["chance"] = {b.name: b.score(own[b.name], {}).get("chance") for b in benches if b.name != "cvbench-synth"}
     return res
 
@@ -268,9 +269,7 @@ def run_demo(cfg: DemoConfig, quick: bool = False) -> dict:
                             "gold-answer loss probe"):
         ev = evaluate(model, cfg, out, device, progress)
     with timer.step("chat", "one answer about a held-out easy-VQA image"):
-        from ..eval.api import get_benchmark
-
-        chat = chat_once(model, out, get_benchmark("easyvqa", max_images=cfg.easyvqa_test_images, seed=cfg.seed).load(None))
+        chat = chat_once(model, out, ev.pop("easyvqa_samples"))
 
     acc = image_use_accuracy(ev["metrics"])
     chance = {"cvbench-synth": cvbench_chance(data.pop("cvbench_rows")), **ev["chance"]}

@@ -312,8 +312,12 @@ class Trainer:
         if self.grounding:
             from ..data.grounding import GroundingDataset
 
-            return GroundingDataset(sources, self.model.tokenizer, ImagePipeline.from_model(self.model, cache),
-                                    self.model.connector.config.grid, selection=selection)
+            grid = getattr(getattr(getattr(self.model, "connector", None), "config", None), "grid", None)
+            if grid is None or getattr(self.model, "tokenizer", None) is None:
+                raise ValueError(f"stage: ground needs a model with a connector grid and a tokenizer (a CambrianModel); "
+                                 f"{type(self.model).__name__} has none")
+            return GroundingDataset(sources, self.model.tokenizer, ImagePipeline.from_model(self.model, cache), grid,
+                                    selection=selection)
         return SupervisedDataset(sources, model_tokenize_fn(self.model), vt, ImagePipeline.from_model(self.model, cache),
                                  max_length=max_len, selection=selection)
 
