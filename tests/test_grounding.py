@@ -64,6 +64,8 @@ def test_scene_grounding_from_a_constructed_scene(tmp_path):
     got = scene_grounding(tmp_path, scene, 2)
     assert got["cells"] == ["floor", "red cube", "cyan sphere", "floor"]
     assert got["weights"] == [1.0, 3.0, 3.0, 1.0]
+    # count words: how many objects share the cell's shape (one cube, one sphere here)
+    assert scene_grounding(tmp_path, scene, 2, count_words=True)["cells"] == ["floor", "red cube one", "cyan sphere one", "floor"]
 
 
 # ---- the objective ---------------------------------------------------------------------------------------------

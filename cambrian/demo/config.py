@@ -31,6 +31,7 @@ class DemoConfig:
     ground_sva_lr: float | None = None  # None: ground_lr
     ground_objective: str = "mse+words"
     ground_split_words: bool = False  # object cells take "red" / "cube" in a checkerboard instead of their mean
+    ground_count_words: bool = False  # scene object cells also carry how many objects share their shape ("red cube two")
     # stage 1 (connector; LLM frozen): paper lrs (1e-3 projector, 1e-4 SVA)
     stage1_lr: float = 1e-3
     stage1_sva_lr: float = 1e-4

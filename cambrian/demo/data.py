@@ -185,12 +185,12 @@ def easyvqa_grounding_records(n_images: int, grid: int, seed: int = 0, backgroun
 
 
 def write_grounding(out_path: str | os.PathLike, scene_dir: str | os.PathLike, grid: int, *, seed: int = 0,
-                    easyvqa_images: int = 0, split_words: bool = False) -> dict:
+                    easyvqa_images: int = 0, split_words: bool = False, count_words: bool = False) -> dict:
     """Grounding JSONL: one record per train scene (object words per cell, "floor" elsewhere) + easy-VQA train
     images (colour and shape words on the shape's cells), shuffled."""
     from ..data.scenes.grounding import scene_grounding_records
 
-    recs = scene_grounding_records(scene_dir, grid, split_words=split_words)
+    recs = scene_grounding_records(scene_dir, grid, split_words=split_words, count_words=count_words)
     ev = easyvqa_grounding_records(easyvqa_images, grid, seed, split_words=split_words) if easyvqa_images else []
     allr = recs + ev
     allr = [allr[i] for i in np.random.default_rng([seed, 19]).permutation(len(allr))]

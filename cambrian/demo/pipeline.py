@@ -106,7 +106,8 @@ def make_data(cfg: DemoConfig, out: Path, progress: bool, grid: int) -> dict:
     info["synth_attribute"] = build_synth_attribute(d / "scenes" / "test", d / "synth-attribute", seed=cfg.seed,
                                                     colors=SCENE_CONFIG["colors"])
     info["grounding"] = write_grounding(d / "ground.jsonl", d / "scenes" / "train", grid, seed=cfg.seed,
-                                        easyvqa_images=cfg.ground_easyvqa_images, split_words=cfg.ground_split_words)
+                                        easyvqa_images=cfg.ground_easyvqa_images, split_words=cfg.ground_split_words,
+                                        count_words=cfg.ground_count_words)
     if cfg.stage1_samples:
         info["stage1"] = write_stage1(d / "stage1.jsonl", d / "scenes" / "train", seed=cfg.seed, n=cfg.stage1_samples)
     info["stage2"] = write_stage2(d / "stage2.jsonl", d / "scenes" / "train", seed=cfg.seed, variants=cfg.scene_variants,
