@@ -13,6 +13,7 @@ from PIL import Image
 from cambrian.cli.main import main
 from cambrian.eval.api import get_benchmark
 from cambrian.eval.runner import RunMismatch, model_identity, read_predictions, run_benchmarks
+from helpers import toy_train_config
 from test_eval_benchmarks import pope
 from test_eval_runner import FakeModel
 
@@ -254,17 +255,6 @@ def test_sharded_overwrite_never_merges_the_previous_runs_shards(tmp_path):
 
 
 # --- 7. training counts every bad line, with the reader `cambrian data validate` uses ---------------------------
-def _toy_cfg(tmp_path, data, **kw):
-    from cambrian.train.config import TrainConfig
-
-    base = dict(model="toy", stage=2, data=[{"path": str(data), "images": str(data.parent / "images")}],
-                output_dir=str(tmp_path / "out"), micro_batch_size=4, grad_accum=1, epochs=1, lr=1e-2,
-                warmup_ratio=0.0, num_workers=0, save_steps=0, save_total_limit=1, report_to=[], progress=False,
-                bad_check_after=0, sampler="random")
-    base.update(kw)
-    return TrainConfig(**base)
-
-
 def _half_garbage(tmp_path, n=8):
     from cambrian.train.toy import make_synthetic_data
 
@@ -293,7 +283,7 @@ def test_validate_and_train_share_the_reader_and_count_bad_lines(tmp_path, capsy
     assert "16 samples" in out and "8 bad" in out and "bad_json" in out and "line 4 " in out and "line 2 " in out
     # train: refuses before the first step, exit 2 (it trained with exit 0 before)
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump(_toy_cfg(tmp_path, data).to_dict()))
+    recipe.write_text(yaml.safe_dump(toy_train_config(tmp_path, data).to_dict()))
     assert main(["train", str(recipe)]) == 2
     err = capsys.readouterr().err
     assert "8 of 16 data lines" in err and "bad_json=4" in err and "data.jsonl:2" in err, err
@@ -306,10 +296,10 @@ def test_train_counts_bad_lines_by_reason_within_the_limit(tmp_path):
 
     data = make_synthetic_data(tmp_path / "d", n=8)
     data.write_text(data.read_text() + "not json\n\n")  # blank lines are no records and no bad lines
-    s = Trainer(_toy_cfg(tmp_path, data, max_bad_fraction=0.2), model=ToyVLM()).train()
+    s = Trainer(toy_train_config(tmp_path, data, max_bad_fraction=0.2), model=ToyVLM()).train()
     assert s["bad_counts"] == {"bad_json": 1}
     with pytest.raises(DataQualityError, match=r"1 of 9 data lines .*bad_json=1"):
-        Trainer(_toy_cfg(tmp_path, data, max_bad_fraction=0.05, output_dir=str(tmp_path / "o2")), model=ToyVLM())
+        Trainer(toy_train_config(tmp_path, data, max_bad_fraction=0.05, output_dir=str(tmp_path / "o2")), model=ToyVLM())
 
 
 def test_empty_data_file_is_one_clear_error(tmp_path, capsys):
@@ -320,7 +310,7 @@ def test_empty_data_file_is_one_clear_error(tmp_path, capsys):
     assert main(["data", "validate", str(data)]) == 2
     assert _one_error_line(capsys) == f"error: {data}: no records"
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump(_toy_cfg(tmp_path, data).to_dict()))
+    recipe.write_text(yaml.safe_dump(toy_train_config(tmp_path, data).to_dict()))
     assert main(["train", str(recipe)]) == 2
     assert _one_error_line(capsys) == f"error: {data}: no records"
 
@@ -341,7 +331,7 @@ def _recipe(tmp_path, data, **kw):
     import yaml
 
     p = tmp_path / "recipe.yaml"
-    p.write_text(yaml.safe_dump(_toy_cfg(tmp_path, data, **kw).to_dict()))
+    p.write_text(yaml.safe_dump(toy_train_config(tmp_path, data, **kw).to_dict()))
     return str(p)
 
 
@@ -390,7 +380,7 @@ def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path, capsys, d
 
     data = make_synthetic_data(tmp_path / "d", n=16)
     cfg = dict(save_steps=1, save_total_limit=3)
-    tr = Trainer(_toy_cfg(tmp_path, data, **cfg), model=ToyVLM())
+    tr = Trainer(toy_train_config(tmp_path, data, **cfg), model=ToyVLM())
     tr.stop_after_step = 3
     tr.train()
     ck = tmp_path / "out" / "checkpoint-0000003"
@@ -402,7 +392,7 @@ def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path, capsys, d
     else:
         (ck / "trainer_state.json").write_text('{"step": 3, "epo')
     capsys.readouterr()
-    tr2 = Trainer(_toy_cfg(tmp_path, data, resume="auto", **cfg), model=ToyVLM())
+    tr2 = Trainer(toy_train_config(tmp_path, data, resume="auto", **cfg), model=ToyVLM())
     assert tr2.state["step"] == 2
     err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
     assert len(err) == 1 and err[0].startswith("warning: skipping checkpoint checkpoint-0000003"), err
@@ -426,7 +416,7 @@ def test_demo_style_trainer_in_a_fresh_dir_is_not_refused(tmp_path):
     from cambrian.train.trainer import Trainer
 
     data = make_synthetic_data(tmp_path / "d", n=8)
-    cfg = _toy_cfg(tmp_path, data, output_dir=str(tmp_path / "demo" / "stage1")).to_dict()
+    cfg = toy_train_config(tmp_path, data, output_dir=str(tmp_path / "demo" / "stage1")).to_dict()
     cfg["model"] = "(in memory)"
     s = Trainer(TrainConfig.from_dict(cfg), model=ToyVLM()).train()
     assert s["step"] == 2

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from cambrian.train.checkpoint import CheckpointError, load_rng_state, save_rng_state, set_rng_state
-from cambrian.train.config import TrainConfig
 from cambrian.train.toy import ToyVLM, make_synthetic_data
 from cambrian.train.trainer import Trainer
+from helpers import toy_train_config
 
 
 # --- 1. checkpoints: no pickle -------------------------------------------------------------------------------
@@ -63,12 +63,7 @@ def test_rng_state_malformed_is_a_clear_error(tmp_path):
 
 
 def _train_cfg(tmp_path, data, **kw):
-    base = dict(model="toy", stage=2, data=[{"path": str(data), "images": str(data.parent / "images")}],
-                output_dir=str(tmp_path / "out"), micro_batch_size=4, grad_accum=1, epochs=1, lr=1e-2,
-                warmup_ratio=0.0, num_workers=0, save_steps=1, save_total_limit=1, report_to=[], progress=False,
-                bad_check_after=0, sampler="random")
-    base.update(kw)
-    return TrainConfig(**base)
+    return toy_train_config(tmp_path, data, **{"save_steps": 1, **kw})  # a checkpoint every step
 
 
 @pytest.fixture
