@@ -24,7 +24,7 @@ def grounding_probe(model, scene_dir: str | os.PathLike, colors: Sequence[str], 
     from ..data.grounding import WordIds
     from ..data.scenes.grounding import scene_grounding
     from ..data.scenes.render import read_scenes
-    from ..models.grounding import connector_geometry, decode_cells
+    from ..models.grounding import cell_distances, connector_geometry, nearest
 
     geo = connector_geometry(model.connector)
     side = geo["side"]
@@ -42,10 +42,9 @@ def grounding_probe(model, scene_dir: str | os.PathLike, colors: Sequence[str], 
         with Image.open(sd / sc["image"]) as im:
             px, sizes = model.encode_images([im.convert("RGB")])
         vis = model.visual_tokens(model.image_features(px), sizes)
-        grid = decode_cells(vis, sizes, side, E, cand, unpad=geo["unpad"], newline=geo["newline"])[0].flatten()
-        col = decode_cells(vis, sizes, side, E, cand[: len(colors)], unpad=geo["unpad"], newline=geo["newline"])[0].flatten()
-        shp = decode_cells(vis, sizes, side, E, cand[len(colors) : len(colors) + len(shapes)], unpad=geo["unpad"],
-                           newline=geo["newline"])[0].flatten()
+        (dist,) = cell_distances(vis, sizes, side, E, cand, unpad=geo["unpad"], newline=geo["newline"])
+        nc, ns = len(colors), len(shapes)
+        grid, col, shp = nearest(dist, side).flatten(), dist[:, :nc].argmin(-1), dist[:, nc : nc + ns].argmin(-1)
         for c, (cell, w) in enumerate(zip(g["cells"], g["weights"])):
             if w <= 0 or int(grid[c]) < 0:
                 continue

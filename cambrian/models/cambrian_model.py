@@ -324,6 +324,8 @@ class CambrianModel(nn.Module):
         ``input_ids``, the grounding loss of the visual tokens (the LLM does not run)."""
         if grounding is not None:
             return self._grounding_loss(pixel_values, image_sizes, features, grounding)
+        if input_ids is None:
+            raise ValueError("forward needs input_ids (or grounding targets, for the grounding loss)")
         visual = self._visual(pixel_values, image_sizes, features)
         sp = self.splice(input_ids, attention_mask, labels, visual, padding_side=padding_side)
         # Stays set after the call (until the next forward replaces it) so that gradient checkpointing can

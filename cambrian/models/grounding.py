@@ -119,18 +119,33 @@ def grounding_loss(visual: VisualTokens, targets: GroundingTargets, embedding: t
 
 
 @torch.no_grad()
+def cell_distances(visual: VisualTokens, image_sizes: Sequence[tuple[int, int]], side: int, embedding: torch.Tensor,
+                   candidates: torch.Tensor, *, unpad: bool = True, newline: bool = True) -> list[torch.Tensor]:
+    """Per image, ``[L*L, C]`` euclidean distances from every cell's visual token to ``embedding[candidates]`` (row-major
+    cells; ``inf`` outside the valid region)."""
+    cand = embedding[candidates].float()
+    out = []
+    for cells, (top, bottom, left, right) in grid_tokens(visual, image_sizes, side, unpad, newline):
+        d = torch.cdist(cells.reshape(-1, cells.shape[-1]).float(), cand.to(cells.device)).cpu()
+        full = torch.full((side, side, len(cand)), float("inf"))
+        full[top:bottom, left:right] = d.view(bottom - top, right - left, -1)
+        out.append(full.view(side * side, -1))
+    return out
+
+
+def nearest(dist: torch.Tensor, side: int) -> torch.Tensor:
+    """``[L*L, C]`` distances -> ``[L, L]`` index of the nearest candidate (-1 outside the valid region)."""
+    idx = dist.argmin(-1)
+    idx[torch.isinf(dist[:, 0])] = -1
+    return idx.view(side, side)
+
+
 def decode_cells(visual: VisualTokens, image_sizes: Sequence[tuple[int, int]], side: int, embedding: torch.Tensor,
                  candidates: torch.Tensor, *, unpad: bool = True, newline: bool = True) -> list[torch.Tensor]:
     """For every valid cell, the index of the nearest (euclidean) row of ``embedding[candidates]``; per image an
     ``[L, L]`` long tensor (-1 outside the valid region). A probe of what the grounded tokens say."""
-    cand = embedding[candidates].float()
-    out = []
-    for cells, (top, bottom, left, right) in grid_tokens(visual, image_sizes, side, unpad, newline):
-        d = torch.cdist(cells.reshape(-1, cells.shape[-1]).float(), cand.to(cells.device))
-        full = torch.full((side, side), -1, dtype=torch.long)
-        full[top:bottom, left:right] = d.argmin(-1).view(bottom - top, right - left).cpu()
-        out.append(full)
-    return out
+    return [nearest(d, side) for d in cell_distances(visual, image_sizes, side, embedding, candidates, unpad=unpad,
+                                                     newline=newline)]
 
 
 def connector_geometry(connector: nn.Module) -> dict:
