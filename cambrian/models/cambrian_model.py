@@ -385,10 +385,13 @@ class CambrianModel(nn.Module):
     # ------------------------------------------------------------------------------------------------------
     # generation
     # ------------------------------------------------------------------------------------------------------
-    def prompt_ids(self, text: str, system: str | None = None) -> list[int]:
+    def prompt_ids(self, text: str | Sequence[dict], system: str | None = None) -> list[int]:
+        """Prompt ids of one user turn (a string) or a conversation (``[{"role", "content"}, ...]`` ending with a
+        user turn; ``<image>`` tags in the turns that carry the images)."""
         from .llm.tokenize import tokenize_prompt
 
-        return tokenize_prompt([{"role": "user", "content": text}], self.template, self.tokenizer, system=system)
+        return tokenize_prompt(text if isinstance(text, str) else list(text), self.template, self.tokenizer,
+                               system=system)
 
     def _prefill(self, texts: Sequence[str], images: Sequence[Sequence] | None, system: str | None, use_cache: bool):
         """Left-padded batch of prompts (each ending with the template's generation prompt) through the LLM, in-LLM
@@ -397,8 +400,9 @@ class CambrianModel(nn.Module):
         if len(images) != len(texts):
             raise ValueError(f"{len(texts)} prompts but {len(images)} image lists")
         for i, (t, ims) in enumerate(zip(texts, images)):
-            if t.count(IMAGE_TOKEN) != len(ims):
-                raise ValueError(f"prompt {i} has {t.count(IMAGE_TOKEN)} {IMAGE_TOKEN} placeholders but {len(ims)} images")
+            n_tags = _count_image_tags(t)
+            if n_tags != len(ims):
+                raise ValueError(f"prompt {i} has {n_tags} {IMAGE_TOKEN} placeholders but {len(ims)} images")
         seqs = [self.prompt_ids(t, system) for t in texts]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         T = max(len(s) for s in seqs)
@@ -441,51 +445,63 @@ class CambrianModel(nn.Module):
     @torch.no_grad()
     def generate_text(
         self,
-        texts: Sequence[str],
+        texts: Sequence[str | Sequence[dict]],
         images: Sequence[Sequence] | None = None,
-        max_new_tokens: int = 128,
+        max_new_tokens: int | None = None,
         system: str | None = None,
+        sampling=None,
     ) -> list[str]:
-        """Greedy batched generation with left padding and a KV cache. ``texts[i]`` must contain one
-        ``<image>`` per image in ``images[i]``."""
+        """Batched generation with left padding and a KV cache; greedy unless ``sampling`` says otherwise
+        (a :class:`~cambrian.models.generation.SamplingParams`, or one per prompt). ``texts[i]`` is a user turn or a
+        conversation (see :meth:`prompt_ids`) with one ``<image>`` per image in ``images[i]``. ``max_new_tokens``
+        (default 128) overrides the sampling params' own when given."""
+        from .generation import collect_texts
+
+        return collect_texts(self.generate_events(texts, images, max_new_tokens, system, sampling), len(texts))
+
+    @torch.no_grad()
+    def generate_events(self, texts, images=None, max_new_tokens: int | None = None, system: str | None = None,
+                        sampling=None, stream: bool | Sequence[bool] = False):
+        """Prefill now (errors raise here), then a :class:`~cambrian.models.generation.DecodeRun`: an iterator of
+        per-row events (text deltas for the ``stream`` rows, then each row's final text and finish reason)."""
         from ..utils.quiet import quiet_cache_deprecation
+        from .generation import DecodeRun, resolve_sampling
 
+        params = resolve_sampling(sampling, max_new_tokens, len(texts))
         with quiet_cache_deprecation():  # the KV cache is passed / read as past_key_values (works on all versions)
-            return self._generate_text(texts, images, max_new_tokens, system)
-
-    def _generate_text(self, texts, images, max_new_tokens: int, system: str | None) -> list[str]:
-        logits, past, sp = self._prefill(texts, images, system, use_cache=True)
-        n = len(texts)
+            logits, past, sp = self._prefill(texts, images, system, use_cache=True)
+        prompt_ids = [self.prompt_ids(t, system) for t in texts] if any(p.repetition_penalty != 1 for p in params) else None
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        stops = set(self.template.stop_token_ids(self.tokenizer))
-        attn = sp.attention_mask
-        pos = sp.position_ids[:, -1:]
-        done = torch.zeros(n, dtype=torch.bool, device=self.device)
-        generated: list[list[int]] = [[] for _ in range(n)]
-        for _ in range(max_new_tokens):
-            nxt = logits.argmax(-1)
-            for b in range(n):
-                if not done[b]:
-                    tok = int(nxt[b])
-                    if tok in stops:
-                        done[b] = True
-                    else:
-                        generated[b].append(tok)
-            if bool(done.all()):
-                break
-            nxt = nxt.masked_fill(done, pad)
-            attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
-            pos = pos + 1
-            out = self.llm(input_ids=nxt[:, None], attention_mask=attn, position_ids=pos, past_key_values=past, use_cache=True)
-            past = out.past_key_values
-            logits = out.logits[:, -1]
-        return [self.tokenizer.decode(g, skip_special_tokens=True).strip() for g in generated]
+        return DecodeRun(self.llm, self.tokenizer, self.template.stop_token_ids(self.tokenizer), logits, past,
+                         sp.attention_mask, sp.position_ids, params, stream=stream, prompt_ids=prompt_ids,
+                         max_positions=self.config.llm.max_length or None, pad_token_id=pad,
+                         step_context=quiet_cache_deprecation)
 
-    def chat(self, text: str, images: Sequence = (), max_new_tokens: int = 256, system: str | None = None) -> str:
-        """One answer; prepends one ``<image>\\n`` per image when the text has no placeholders."""
+    def stream_text(self, text: str | Sequence[dict], images: Sequence = (), max_new_tokens: int | None = None,
+                    system: str | None = None, sampling=None):
+        """Yield the answer to one prompt as text deltas while it is generated (their concatenation is what
+        :meth:`generate_text` returns)."""
+        for ev in self.generate_events([text], [list(images)], max_new_tokens, system, sampling, stream=True):
+            if ev.delta:
+                yield ev.delta
+
+    def chat(self, text: str, images: Sequence = (), max_new_tokens: int | None = None, system: str | None = None,
+             sampling=None) -> str:
+        """One answer; prepends one ``<image>\\n`` per image when the text has no placeholders. ``max_new_tokens``:
+        256 by default, or the sampling params' own."""
+        if sampling is None and max_new_tokens is None:
+            max_new_tokens = 256
         if images and IMAGE_TOKEN not in text:
             text = (IMAGE_TOKEN + "\n") * len(images) + text
-        return self.generate_text([text], [list(images)], max_new_tokens=max_new_tokens, system=system)[0]
+        return self.generate_text([text], [list(images)], max_new_tokens=max_new_tokens, system=system,
+                                  sampling=sampling)[0]
+
+
+def _count_image_tags(prompt) -> int:
+    if isinstance(prompt, str):
+        return prompt.count(IMAGE_TOKEN)
+    return sum(m.get("content", m.get("value")).count(IMAGE_TOKEN) for m in prompt
+               if isinstance(m, dict) and isinstance(m.get("content", m.get("value")), str))
 
 
 def _resolve_checkpoint(path) -> Path:
