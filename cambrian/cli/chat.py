@@ -1,26 +1,59 @@
-"""``cambrian chat``: ask a model about an image."""
+"""``cambrian chat``: talk to a model about images: one streamed answer with ``--prompt``, else a multi-turn loop.
+
+In the loop the conversation keeps its history; images given with ``--image`` go with the first question (as the
+official CLI does) and are not re-sent; ``/image PATH`` adds an image to the next question, ``/reset`` starts a new
+conversation, ``/quit`` (or Ctrl-D) leaves, Ctrl-C stops an answer."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+HELP = ("commands: /image PATH (an image for the next question), /reset (new conversation), /quit (or Ctrl-D); "
+        "Ctrl-C stops an answer")
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="checkpoint directory, hub id, or model preset name (e.g. nano)")
-    p.add_argument("--image", action="append", default=[], help="image file (repeat for several images)")
+    p.add_argument("--image", action="append", default=[],
+                   help="image file for the first question (repeat for several images)")
     p.add_argument("--prompt", help="question; without it an interactive loop reads questions from stdin")
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--system", default=None, help="override the template's system prompt")
+    p.add_argument("--system", default=None, help="system prompt (default: the chat template's)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--no-stream", action="store_true", help="print each answer once complete instead of as it comes")
+    add_sampling_arguments(p)
+
+
+def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sampling (default: greedy)")
+    g.add_argument("--max-new-tokens", type=int, default=256, help="longest answer in tokens (default 256)")
+    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); e.g. 0.7 to sample")
+    g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: keep the most probable tokens up to "
+                                                             "this total probability (default 1 = off)")
+    g.add_argument("--top-k", type=int, default=0, help="sample among the k most probable tokens (default 0 = off)")
+    g.add_argument("--repetition-penalty", type=float, default=1.0,
+                   help="> 1 discourages tokens already in the conversation (default 1 = off)")
+    g.add_argument("--seed", type=int, default=None, help="seed for sampling (reproducible answers)")
+    g.add_argument("--stop", action="append", default=[], help="stop before this string (repeat for several)")
+
+
+def sampling_from_args(args):
+    from ..models.generation import SamplingParams
+
+    return SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                          top_k=args.top_k, repetition_penalty=args.repetition_penalty, seed=args.seed,
+                          stop=tuple(args.stop))
 
 
 def load_model(name: str, device: str | None = None):
-    """A checkpoint dir, preset name, config file or hub id (``CambrianModel.load``), on ``device``."""
+    """A checkpoint dir, preset name, config file or hub id (``CambrianModel.load``), on ``device``; weight-loading
+    progress bars are off (an interactive command, not a long job)."""
     import torch
+    from transformers.utils import logging as hf_logging
 
     from ..models.cambrian_model import CambrianModel
 
+    hf_logging.disable_progress_bar()
     model = CambrianModel.load(name)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
@@ -29,27 +62,78 @@ def load_model(name: str, device: str | None = None):
     return model.eval()
 
 
-def run(args) -> int:
-    from PIL import Image
+def warn_if_bare(model, name: str) -> None:
+    if not model.connector_trained:
+        print(f"warning: {name} is a bare preset: its connector was never trained, so its answers ignore the image "
+              f"(pass a trained checkpoint directory, e.g. runs/demo/checkpoint after `make demo`)", file=sys.stderr)
 
+
+def _answer(conv, model, text: str, sampling, stream: bool, out=None) -> None:
+    out = out or sys.stdout
+    if stream:
+        for d in conv.stream_reply(model, text, sampling=sampling):
+            out.write(d)
+            out.flush()
+        out.write("\n")
+    else:
+        out.write("".join(conv.stream_reply(model, text, sampling=sampling)) + "\n")
+    out.flush()
+
+
+def run(args) -> int:
+    from ..models.conversation import Conversation
     from ..models.encoders.preprocess import load_image
 
-    try:
-        images: list[Image.Image] = [load_image(p) for p in args.image]
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    sampling = sampling_from_args(args)  # bad values: one error line before the model loads
+    images = [load_image(p) for p in args.image]
     model = load_model(args.model, args.device)
-    if not model.connector_trained:
-        print(f"warning: {args.model} is a bare preset: its connector was never trained, so its answers ignore the "
-              f"image (pass a trained checkpoint directory, e.g. runs/demo/checkpoint after `make demo`)", file=sys.stderr)
+    warn_if_bare(model, args.model)
+    conv = Conversation(system=args.system)
+    for im in images:
+        conv.attach(im)
+    stream = not args.no_stream
     if args.prompt is not None:
-        print(model.chat(args.prompt, images, max_new_tokens=args.max_new_tokens, system=args.system))
+        _answer(conv, model, args.prompt, sampling, stream)
         return 0
-    print("Type a question (empty line or Ctrl-D to quit). The image goes with every question.", file=sys.stderr)
-    for line in sys.stdin:
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"Ask about the image{'s' if len(images) != 1 else ''} ({len(images)} attached). {HELP}", file=sys.stderr)
+    while True:
+        try:
+            line = input("you> " if interactive else "")
+        except EOFError:
+            break
+        except KeyboardInterrupt:
+            print(file=sys.stderr)
+            break
         q = line.strip()
         if not q:
+            continue
+        if q in ("/quit", "/exit"):
             break
-        print(model.chat(q, images, max_new_tokens=args.max_new_tokens, system=args.system), flush=True)
+        if q == "/reset":
+            conv.reset()
+            print("(new conversation)", file=sys.stderr)
+            continue
+        if q == "/help":
+            print(HELP, file=sys.stderr)
+            continue
+        if q.startswith("/image"):
+            path = q[len("/image"):].strip()
+            try:
+                conv.attach(load_image(path))
+            except (FileNotFoundError, ValueError) as e:
+                print(f"error: {e}", file=sys.stderr)
+                continue
+            print(f"(image {path} goes with the next question)", file=sys.stderr)
+            continue
+        if q.startswith("/"):
+            print(f"error: unknown command {q.split()[0]}; {HELP}", file=sys.stderr)
+            continue
+        try:
+            _answer(conv, model, q, sampling, stream)
+        except KeyboardInterrupt:
+            print("\n(stopped; the question was dropped from the history)", file=sys.stderr)
+        except ValueError as e:  # e.g. the conversation outgrew the model's context
+            print(f"error: {' '.join(str(e).split())} (/reset starts a new conversation)", file=sys.stderr)
     return 0

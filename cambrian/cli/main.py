@@ -12,7 +12,8 @@ import sys
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("cambrian.cli.info", "parameter counts per component and visual tokens of a preset or checkpoint (no weights loaded)"),
-    "chat": ("cambrian.cli.chat", "ask a model about an image (one answer with --prompt, else an interactive loop)"),
+    "chat": ("cambrian.cli.chat", "chat with a model about images (one streamed answer with --prompt, else a multi-turn loop)"),
+    "serve": ("cambrian.cli.serve", "serve a model over an OpenAI-compatible HTTP API (chat completions, streaming, batching)"),
     "train": ("cambrian.cli.train", "train stage 1 (connector) or stage 2 (connector + LLM) from a YAML recipe"),
     "eval": ("cambrian.cli.eval", "run benchmarks, score a predictions file, render report tables and plots"),
     "cvbench": ("cambrian.cli.cvbench", "build CV-Bench-style questions from COCO/Omni3D-style annotations"),

@@ -1,0 +1,82 @@
+"""Images of a request: base64 ``data:`` URLs, or (only when the server was started with a root directory) local
+files under that root. Remote URLs are never fetched. The pixel count is read from the header and checked before
+anything is decoded (image bombs), and only common raster formats are opened (PIL's other plugins, e.g. EPS through
+Ghostscript, are never reached)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import warnings
+from pathlib import Path
+
+from PIL import Image
+
+from .errors import APIError, bad_request
+
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+
+
+def decode_image(raw: bytes, max_pixels: int, param: str | None = None) -> Image.Image:
+    """Bytes -> RGB PIL image; a 400 for anything unreadable or larger than ``max_pixels``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(raw), formats=FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # PIL's own, looser limit
+        raise _too_large("the image is too large;", max_pixels, param) from None
+    except Exception:
+        raise bad_request(f"image_url: not a readable image ({', '.join(FORMATS)})", param=param,
+                          code="invalid_image") from None
+    w, h = im.size
+    if w < 1 or h < 1 or w * h > max_pixels:
+        raise _too_large(f"the image is {w}x{h} = {w * h} pixels;", max_pixels, param)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return im.convert("RGB")
+    except Exception:
+        raise bad_request("image_url: the image data is corrupt or truncated", param=param, code="invalid_image") from None
+
+
+def _too_large(what: str, max_pixels: int, param) -> APIError:
+    return bad_request(f"image_url: {what} this server accepts at most {max_pixels} pixels", param=param,
+                       code="image_too_large")
+
+
+def load_image_url(url: str, max_pixels: int, max_bytes: int, local_root: Path | None = None,
+                   param: str | None = None) -> Image.Image:
+    if url.startswith("data:"):
+        header, sep, payload = url.partition(",")
+        if not sep or not header.endswith(";base64"):
+            raise bad_request("image_url: expected a base64 data URL (data:image/png;base64,...)", param=param,
+                              code="invalid_image")
+        try:
+            raw = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise bad_request("image_url: the base64 payload is not valid", param=param, code="invalid_image") from None
+        return decode_image(raw, max_pixels, param)
+    if url.startswith(("http://", "https://")):
+        raise bad_request("image_url: this server does not fetch remote URLs; send the image as a base64 data: URL",
+                          param=param, code="invalid_image")
+    if local_root is None:
+        raise bad_request("image_url: local file paths are off (start the server with --allow-local-images ROOT); "
+                          "send the image as a base64 data: URL", param=param, code="invalid_image")
+    return decode_image(read_local(url, local_root, max_bytes, param), max_pixels, param)
+
+
+def read_local(url: str, root: Path, max_bytes: int, param: str | None = None) -> bytes:
+    """A ``file://`` URL or a path (relative paths are relative to ``root``) that resolves, symlinks included, to a
+    file under ``root``."""
+    path = url[len("file://"):] if url.startswith("file://") else url
+    p = Path(path)
+    p = (p if p.is_absolute() else root / p).resolve()
+    if not p.is_relative_to(root):
+        raise bad_request("image_url: the path is outside the server's image root", param=param, code="invalid_image")
+    if not p.is_file():
+        raise bad_request(f"image_url: no such file under the image root: {path}", param=param, code="invalid_image")
+    if p.stat().st_size > max_bytes:
+        raise APIError(413, f"image_url: the file is larger than {max_bytes} bytes", param=param,
+                       code="request_too_large")
+    return p.read_bytes()

@@ -1,0 +1,200 @@
+"""The batching queue. Requests become :class:`Job`\\ s in a FIFO; one worker thread takes the first waiting job, waits
+at most ``batch_window_ms`` for more (taking at once whatever is already queued), up to ``max_batch_size``, and decodes
+them together (``CambrianModel.generate_events``: one prefill, then one token per row per step; rows leave the batch
+as they finish). Events go back to each request's asyncio queue on the server's event loop.
+
+All model and tokenizer work happens on the worker thread (a request's prompt is checked there too, just before its
+batch), so the event loop only parses JSON and decodes images. Jobs that fail alone (a prompt over the context
+length, a bad conversation) get their own 400; a batch whose prefill fails is retried one job at a time so one bad
+request cannot fail the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+from ..constants import IMAGE_TOKEN_INDEX
+from ..models.generation import SamplingParams
+from .errors import APIError, bad_request, busy, server_error, shutting_down
+
+log = logging.getLogger("cambrian.serve")
+
+STARTED = "started"  # sent to streaming jobs once their prefill succeeded
+
+
+@dataclass(eq=False)
+class Job:
+    messages: list[dict]
+    images: list
+    params: SamplingParams
+    stream: bool
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    cancelled: bool = False
+    finished: bool = False
+    _run: object = None
+    _row: int = -1
+
+    def deliver(self, item) -> None:
+        """Hand an event / APIError / STARTED to the request (thread-safe; dropped when the loop is gone)."""
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, item)
+        except RuntimeError:  # event loop closed: nobody is waiting any more
+            pass
+
+    def cancel(self) -> None:
+        """The client went away: stop generating for this job."""
+        self.cancelled = True
+        run = self._run
+        if run is not None:
+            run.cancel(self._row)
+
+    def attach(self, run, row: int) -> None:
+        self._run, self._row = run, row
+        if self.cancelled:
+            run.cancel(row)
+
+
+class BatchScheduler:
+    def __init__(self, model, max_batch_size: int = 16, batch_window_ms: float = 10.0, max_concurrency: int = 64):
+        self.model = model
+        self.max_batch_size = max_batch_size
+        self.window_s = batch_window_ms / 1000.0
+        self.max_concurrency = max_concurrency
+        self._q: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._inflight = 0
+        self.running = 0  # jobs in the batch being decoded
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name="cambrian-generate", daemon=True)
+        self.batches: list[int] = []  # size of each batch run (the last 1000), for /health and benchmarks
+
+    # -- called from the event loop --
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    def submit(self, job: Job) -> None:
+        with self._lock:
+            if self._closing:
+                raise shutting_down()
+            if self._inflight >= self.max_concurrency:
+                raise busy(self.max_concurrency)
+            self._inflight += 1
+        self._q.put(job)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop taking jobs; the worker finishes every job already submitted, then exits."""
+        with self._lock:
+            self._closing = True
+        self._q.put(None)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # -- worker thread --
+    def _release(self, job: Job, item=None) -> None:
+        """The job's last message (its final event or an error); the job stops counting against the limit."""
+        if job.finished:
+            return
+        job.finished = True
+        if item is not None:
+            job.deliver(item)
+        with self._lock:
+            self._inflight -= 1
+
+    def _loop(self) -> None:
+        while True:
+            job = self._q.get()
+            if job is None:
+                return
+            batch, last = [job], False
+            deadline = time.monotonic() + self.window_s
+            while len(batch) < self.max_batch_size:
+                remaining = deadline - time.monotonic()
+                try:
+                    nxt = self._q.get(timeout=remaining) if remaining > 0 else self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    last = True
+                    break
+                batch.append(nxt)
+            try:
+                self._run_batch(batch)
+            except BaseException:  # never leave a request hanging; keep serving
+                log.exception("generation worker failed")
+                for j in batch:
+                    self._release(j, server_error("generation failed"))
+            if last:
+                return
+
+    def _check(self, job: Job) -> None:
+        """A 400 for a conversation the template refuses or a prompt that leaves no room to answer."""
+        model = self.model
+        try:
+            ids = model.prompt_ids(job.messages)
+        except ValueError as e:
+            raise bad_request(f"messages: {e}", param="messages") from None
+        n_img = sum(1 for t in ids if t == IMAGE_TOKEN_INDEX)
+        if n_img != len(job.images):
+            raise bad_request(f"messages: {n_img} image places but {len(job.images)} images", param="messages")
+        positions = len(ids) - n_img + sum(model.visual_token_count(im.size) for im in job.images)
+        limit = model.config.llm.max_length
+        if limit and positions >= limit:
+            raise bad_request(f"the prompt takes {positions} positions (images included); the model's context is "
+                              f"{limit}", param="messages", code="context_length_exceeded")
+
+    def _run_batch(self, batch: list[Job]) -> None:
+        live: list[Job] = []
+        for job in batch:
+            if job.cancelled:
+                self._release(job)
+                continue
+            try:
+                self._check(job)
+            except APIError as e:
+                self._release(job, e)
+                continue
+            live.append(job)
+        if not live:
+            return
+        try:
+            run = self.model.generate_events([j.messages for j in live], [j.images for j in live],
+                                             sampling=[j.params for j in live], stream=[j.stream for j in live])
+        except Exception as e:
+            if len(live) > 1:
+                for j in live:
+                    self._run_batch([j])
+                return
+            err = bad_request(str(e)) if isinstance(e, ValueError) else server_error(f"generation failed: {e}")
+            if not isinstance(e, ValueError):
+                log.exception("prefill failed")
+            self._release(live[0], err)
+            return
+        self.batches = (self.batches + [len(live)])[-1000:]
+        self.running = len(live)
+        for r, j in enumerate(live):
+            j.attach(run, r)
+            if j.stream:
+                j.deliver(STARTED)
+        try:
+            for ev in run:
+                j = live[ev.row]
+                if ev.finished:
+                    self._release(j, ev)
+                elif not j.cancelled:
+                    j.deliver(ev)
+        except Exception as e:
+            log.exception("decoding failed")
+            for j in live:
+                self._release(j, server_error(f"generation failed: {e}"))
+        finally:
+            self.running = 0

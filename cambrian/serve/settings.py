@@ -1,0 +1,40 @@
+"""Server settings (limits, batching, auth). Built by ``cambrian serve`` from its flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class ServeSettings:
+    model_name: str  # the id clients pass as "model" and GET /v1/models lists
+    api_key: str | None = None  # when set, every /v1 request needs "Authorization: Bearer <key>"
+    max_batch_size: int = 16  # requests decoded together
+    batch_window_ms: float = 10.0  # how long the first request of a batch waits for company
+    max_tokens_cap: int = 1024  # largest max_tokens a request may ask for (also the default when it asks none)
+    max_concurrency: int = 64  # requests queued or running; more get HTTP 429
+    max_body_bytes: int = 20 * 2**20  # request body limit (HTTP 413)
+    max_image_pixels: int = 4096 * 4096  # width x height of one image, checked before decoding (image bombs)
+    max_images: int = 8  # images in one request
+    local_image_root: Path | None = None  # when set, image_url may be a file path / file:// URL under this root
+    default_temperature: float = 1.0  # for requests without "temperature" (OpenAI's default); 0 = greedy
+    graceful_timeout_s: float | None = 60.0  # on shutdown, how long in-flight requests may still run
+
+    def __post_init__(self):
+        for name in ("max_batch_size", "max_tokens_cap", "max_concurrency", "max_body_bytes", "max_image_pixels",
+                     "max_images"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"serve: {name} must be an integer >= 1, got {v!r}")
+        if not 0.0 <= self.default_temperature <= 2.0:
+            raise ValueError(f"serve: default_temperature must be in [0, 2], got {self.default_temperature}")
+        if self.batch_window_ms < 0:
+            raise ValueError(f"serve: batch_window_ms must be >= 0, got {self.batch_window_ms}")
+        if not self.model_name:
+            raise ValueError("serve: the model name must not be empty")
+        if self.local_image_root is not None:
+            root = Path(self.local_image_root).expanduser().resolve()
+            if not root.is_dir():
+                raise FileNotFoundError(f"--allow-local-images: {self.local_image_root} is not a directory")
+            self.local_image_root = root
