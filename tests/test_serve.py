@@ -151,6 +151,21 @@ def test_concurrent_requests_are_all_answered_in_batches(server, client, model):
     assert sum(sizes) == 12 and max(sizes) > 1, f"requests arriving together should share a batch: {sizes}"
 
 
+def test_listening_socket_is_tcp_so_connections_get_nodelay(server):
+    # regression: a socket made with proto 0 left TCP_NODELAY off on accepted connections (asyncio sets it only for
+    # IPPROTO_TCP sockets), and each kept-alive request of the openai client waited ~40 ms
+    import socket
+
+    from cambrian.serve.app import bind_socket
+
+    s = bind_socket("127.0.0.1", 0)
+    try:
+        assert s.proto == socket.IPPROTO_TCP
+    finally:
+        s.close()
+    assert server._sock.proto == socket.IPPROTO_TCP
+
+
 def test_models_and_health(server, client):
     assert [m.id for m in client.models.list().data] == ["tiny"]
     assert client.models.retrieve("tiny").id == "tiny"

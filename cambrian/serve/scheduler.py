@@ -1,5 +1,6 @@
 """The batching queue. Requests become :class:`Job`\\ s in a FIFO; one worker thread takes the first waiting job, waits
-at most ``batch_window_ms`` for more (taking at once whatever is already queued), up to ``max_batch_size``, and decodes
+at most ``batch_window_ms`` for more while other requests are still being parsed (a lone request does not wait),
+takes at once whatever is already queued, up to ``max_batch_size``, and decodes
 them together (``CambrianModel.generate_events``: one prefill, then one token per row per step; rows leave the batch
 as they finish). Events go back to each request's asyncio queue on the server's event loop.
 
@@ -12,6 +13,7 @@ request cannot fail the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -69,6 +71,7 @@ class BatchScheduler:
         self._q: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
         self._inflight = 0
+        self._arriving = 0
         self.running = 0  # jobs in the batch being decoded
         self._closing = False
         self._thread = threading.Thread(target=self._loop, name="cambrian-generate", daemon=True)
@@ -81,6 +84,18 @@ class BatchScheduler:
     @property
     def inflight(self) -> int:
         return self._inflight
+
+    @contextlib.contextmanager
+    def arriving(self):
+        """Around a request's parsing and image decoding, up to its ``submit``: while any request is on its way the
+        worker waits (at most the window) for it to join the batch; when none is, a lone request starts at once."""
+        with self._lock:
+            self._arriving += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._arriving -= 1
 
     def submit(self, job: Job) -> None:
         with self._lock:
@@ -120,7 +135,10 @@ class BatchScheduler:
             while len(batch) < self.max_batch_size:
                 remaining = deadline - time.monotonic()
                 try:
-                    nxt = self._q.get(timeout=remaining) if remaining > 0 else self._q.get_nowait()
+                    if remaining > 0 and (self._arriving or not self._q.empty()):
+                        nxt = self._q.get(timeout=remaining)
+                    else:  # nobody else on the way: go now with what is queued
+                        nxt = self._q.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:
