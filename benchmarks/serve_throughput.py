@@ -10,7 +10,8 @@ official ``openai`` client, greedy, one image per request (a random colour pictu
 - ``clients=N``: N client threads sending the same requests, each as soon as its last one came back;
 - ``clients=16, batching off``: the same with ``--max-batch-size 1``, to show where the gain comes from.
 
-Prints requests/s, completion tokens/s, p50/p95 latency and the mean batch size of each setting, then the speed-up of
+Prints requests/s, completion tokens/s, p50/p95 latency and the mean batch (requests decoded per step) of each
+setting, then the speed-up of
 16 clients over sequential requests (goal >= 2x on a 2-core CPU).
 """
 
@@ -122,7 +123,11 @@ def main(argv=None) -> int:
     print(f"model {args.model} loaded in {time.perf_counter() - t:.1f} s; torch threads {args.threads}; "
           f"load average before: {load0[0]:.2f} (the machine may be shared)", flush=True)
 
-    questions = ["Describe the image.", "What colour is it?", "What is in this picture?", "Is it bright or dark?"]
+    # a mix of short and open-ended questions: answers from a few tokens to max_tokens, as a chat workload has
+    questions = ["Describe this picture in a few sentences.", "What colour is it?",
+                 "What could this image be used for? Explain.", "Is it bright or dark?",
+                 "Write a caption and then a longer description of the image.", "What is in this picture?",
+                 "What colours do you see, and where?", "Describe the image."]
     imgs = _images(args.requests, args.image_size) if args.image_size else [None] * args.requests
 
     def body(i):
@@ -174,9 +179,9 @@ def main(argv=None) -> int:
         with ServerThread(model, ServeSettings(max_batch_size=mbs, **settings)) as srv:
             run_level(srv.base_url, "bench", bodies[:2], 1)  # warm-up (connections, first-call costs)
             sched = srv.app.state.scheduler
-            n0 = len(sched.batches)
+            n0 = len(sched.step_sizes)
             wall, lat, toks = run_level(srv.base_url, "bench", bodies, clients)
-            report(row_of(label, clients, wall, lat, toks, sched.batches[n0:]))
+            report(row_of(label, clients, wall, lat, toks, sched.step_sizes[n0:]))
 
     seq_row = next(r for r in rows if r["clients"] == 1 and r["setting"].startswith("clients="))
     seq = seq_row["requests_per_s"]

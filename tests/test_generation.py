@@ -311,3 +311,68 @@ def test_math_sanity_top_p_probabilities():
     lg = top_p_mask(torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log(), torch.tensor([0.75]))
     assert torch.allclose(lg.softmax(-1), torch.tensor([[0.625, 0.375, 0.0, 0.0]]))
     assert math.isclose(0.5 / 0.8, 0.625)
+
+
+# ---- continuous batching: rows joining a running batch ------------------------------------------------------
+
+
+def _drive(run, joins):
+    """Iterate ``run``; at step boundary k, join the runs ``joins[k]()`` returns. Returns {row: final event} and
+    {row: deltas}."""
+    finals, deltas, step = {}, {}, 0
+    for ev in run:
+        if ev.step:
+            step += 1
+            if step in joins:
+                for other in joins[step]():
+                    run.join(other)
+            continue
+        deltas.setdefault(ev.row, []).append(ev.delta)
+        if ev.finished:
+            finals[ev.row] = ev
+    return finals, deltas
+
+
+@pytest.fixture(scope="module")
+def sensitive():
+    from helpers import sensitive_tiny_model
+
+    return sensitive_tiny_model()
+
+
+def test_rows_joining_mid_run_get_their_solo_answers(sensitive):
+    model = sensitive
+    red, blue = _img(40, 30, 1), _img(30, 50, 2)
+    first = (["alpha", "<image>\nbeta"], [[], [red]], [SamplingParams(max_new_tokens=14), SamplingParams(max_new_tokens=6)])
+    later = (["a much longer prompt than any of the first ones, to make the joined cache longer", "<image>\ndelta"],
+             [[], [blue]], [SamplingParams(max_new_tokens=9), SamplingParams(temperature=1.0, seed=5, max_new_tokens=8)])
+    last = (["x"], [[]], [SamplingParams(max_new_tokens=4)])
+    run = model.generate_events(first[0], first[1], sampling=first[2], stream=True, step_events=True)
+    assert run.joinable()
+    joins = {3: lambda: [model.generate_events(later[0], later[1], sampling=later[2], stream=[False, True],
+                                               step_events=True)],
+             8: lambda: [model.generate_events(last[0], last[1], sampling=last[2], step_events=True)]}
+    finals, deltas = _drive(run, joins)
+    texts, ims, params = first[0] + later[0] + last[0], first[1] + later[1] + last[1], first[2] + later[2] + last[2]
+    solo = [model.generate_text([t], [i], sampling=p)[0] for t, i, p in zip(texts, ims, params)]
+    assert [finals[b].text for b in range(5)] == solo
+    assert [finals[b].completion_tokens for b in range(5)] == [14, 6, 9, 8, 4]
+    assert "".join(deltas[3]) == solo[3] and "".join(deltas[0]) == solo[0]
+    assert len(set(solo)) == 5  # the answers differ, so a mixed-up row would show
+
+
+def test_cache_is_trimmed_when_the_rows_that_needed_its_columns_leave(sensitive):
+    model = sensitive
+    masks = []
+    h = model.llm.register_forward_pre_hook(lambda m, a, kw: masks.append(kw["attention_mask"].shape), with_kwargs=True)
+    try:
+        long_prompt = "a long prompt " * 12
+        run = model.generate_events([long_prompt], sampling=SamplingParams(max_new_tokens=3), step_events=True)
+        n_short = len(model.prompt_ids("hi"))
+        finals, _ = _drive(run, {1: lambda: [model.generate_events(["hi"], sampling=SamplingParams(max_new_tokens=12),
+                                                                   step_events=True)]})
+    finally:
+        h.remove()
+    assert finals[1].text == model.generate_text(["hi"], max_new_tokens=12)[0]
+    # the last decode step of the short row: its own prompt + 11 fed tokens, none of the long row's columns left
+    assert masks[-1] == (1, n_short + 11)

@@ -143,12 +143,29 @@ def test_sampling_seed_and_stop_over_the_api(client, model):
 def test_concurrent_requests_are_all_answered_in_batches(server, client, model):
     prompts = [f"question number {i}" for i in range(12)]
     want = [model.generate_text([p], max_new_tokens=10)[0] for p in prompts]
-    before = len(server.app.state.scheduler.batches)
+    sched = server.app.state.scheduler
+    n_admitted, n_steps = len(sched.admitted), len(sched.step_sizes)
     with ThreadPoolExecutor(12) as ex:
         got = list(ex.map(lambda p: _ask(client, p, max_tokens=10).choices[0].message.content, prompts))
     assert got == want
-    sizes = server.app.state.scheduler.batches[before:]
-    assert sum(sizes) == 12 and max(sizes) > 1, f"requests arriving together should share a batch: {sizes}"
+    admitted, steps = sched.admitted[n_admitted:], sched.step_sizes[n_steps:]
+    assert sum(admitted) == 12 and max(steps) > 1, f"requests arriving together should share a batch: {steps}"
+
+
+def test_a_request_joins_the_running_batch(server, client, model):
+    sched = server.app.state.scheduler
+    slow = model.llm.register_forward_pre_hook(lambda m, a: time.sleep(0.02))  # ~20 ms per decode step
+    try:
+        n_steps = len(sched.step_sizes)
+        stream = _ask(client, "a long answer please", max_tokens=60, stream=True)
+        it = iter(stream)
+        next(it)
+        short = _ask(client, "quick one", max_tokens=3)  # answered while the long one is still decoding
+        rest = "".join(c.choices[0].delta.content or "" for c in it if c.choices)
+    finally:
+        slow.remove()
+    assert short.choices[0].message.content == model.generate_text(["quick one"], max_new_tokens=3)[0]
+    assert rest and max(sched.step_sizes[n_steps:]) == 2  # two rows in one step: it joined, it did not wait
 
 
 def test_listening_socket_is_tcp_so_connections_get_nodelay(server):

@@ -461,9 +461,10 @@ class CambrianModel(nn.Module):
 
     @torch.no_grad()
     def generate_events(self, texts, images=None, max_new_tokens: int | None = None, system: str | None = None,
-                        sampling=None, stream: bool | Sequence[bool] = False):
+                        sampling=None, stream: bool | Sequence[bool] = False, step_events: bool = False):
         """Prefill now (errors raise here), then a :class:`~cambrian.models.generation.DecodeRun`: an iterator of
-        per-row events (text deltas for the ``stream`` rows, then each row's final text and finish reason)."""
+        per-row events (text deltas for the ``stream`` rows, then each row's final text and finish reason;
+        ``step_events``: step boundaries too, where other prefilled runs may join)."""
         from ..utils.quiet import quiet_cache_deprecation
         from .generation import DecodeRun, resolve_sampling
 
@@ -475,7 +476,7 @@ class CambrianModel(nn.Module):
         return DecodeRun(self.llm, self.tokenizer, self.template.stop_token_ids(self.tokenizer), logits, past,
                          sp.attention_mask, sp.position_ids, params, stream=stream, prompt_ids=prompt_ids,
                          max_positions=self.config.llm.max_length or None, pad_token_id=pad,
-                         step_context=quiet_cache_deprecation)
+                         step_context=quiet_cache_deprecation, step_events=step_events)
 
     def stream_text(self, text: str | Sequence[dict], images: Sequence = (), max_new_tokens: int | None = None,
                     system: str | None = None, sampling=None):

@@ -154,6 +154,14 @@ class _RowSampling:
         self.all_greedy = bool(self.greedy.all())
         self.any_penalty = bool((self.penalty != 1.0).any())
 
+    def extend(self, other: "_RowSampling") -> None:
+        self.greedy = torch.cat([self.greedy, other.greedy])
+        self.temperature = torch.cat([self.temperature, other.temperature])
+        self.top_k, self.top_p = torch.cat([self.top_k, other.top_k]), torch.cat([self.top_p, other.top_p])
+        self.penalty = torch.cat([self.penalty, other.penalty])
+        self.generators = self.generators + other.generators
+        self._refresh()
+
     def select(self, keep: torch.Tensor, keep_list: list[int]) -> None:
         self.greedy, self.temperature = self.greedy[keep], self.temperature[keep]
         self.top_k, self.top_p, self.penalty = self.top_k[keep], self.top_p[keep], self.penalty[keep]
@@ -294,19 +302,28 @@ class GenerationEvent:
     def finished(self) -> bool:
         return self.finish_reason is not None
 
+    @property
+    def step(self) -> bool:
+        """A step boundary (``row == -1``, only with ``step_events=True``): rows may :meth:`DecodeRun.join` now."""
+        return self.row < 0
+
 
 class DecodeRun:
     """Iterator of :class:`GenerationEvent` over a prefilled batch. ``llm``: HF causal LM (called with one token
     per row and the KV cache); ``logits [B, V]``/``past``/``attention_mask``/``position_ids``: the prefill's
     (left-padded) output; ``stream``: per row, whether to emit deltas; ``prompt_ids``: per row, the prompt's token
     ids (needed only for the repetition penalty); ``max_positions``: the context length (prompt + answer) a row may
-    reach; ``step_context``: a context manager factory wrapped around each LLM call."""
+    reach; ``step_context``: a context manager factory wrapped around each LLM call; ``step_events``: also yield a
+    step-boundary event after each decode step, where another prefilled run may :meth:`join` (continuous batching).
+
+    Row ids are stable for the whole run (rows that joined get the next ids), whatever rows left the batch."""
 
     def __init__(self, llm, tokenizer, stop_token_ids: Sequence[int], logits: torch.Tensor, past,
                  attention_mask: torch.Tensor, position_ids: torch.Tensor, params: Sequence[SamplingParams],
                  stream: bool | Sequence[bool] = False, prompt_ids: Sequence[Sequence[int]] | None = None,
                  max_positions: int | None = None, pad_token_id: int = 0,
-                 step_context: Callable[[], contextlib.AbstractContextManager] | None = None):
+                 step_context: Callable[[], contextlib.AbstractContextManager] | None = None,
+                 step_events: bool = False):
         B = logits.shape[0]
         if len(params) != B:
             raise ValueError(f"{B} prompts but {len(params)} sampling settings")
@@ -336,6 +353,8 @@ class DecodeRun:
                     self._seen[b, torch.tensor(ids, device=logits.device)] = True
         self._cancelled: set[int] = set()
         self._started = False
+        self.step_events = step_events
+        self._pending: list[tuple[int, "DecodeRun"]] = []  # joined runs waiting to be merged, with their first row id
 
     def cancel(self, row: int) -> None:
         """Stop generating for ``row`` (its final event says ``cancelled``); thread-safe."""
@@ -397,7 +416,66 @@ class DecodeRun:
                                past_key_values=self._past, use_cache=True)
             self._past = out.past_key_values
             logits = out.logits[:, -1]
+            if self.step_events:
+                yield GenerationEvent(-1)
+                if self._pending:
+                    active, logits = self._merge(active, logits)
+                    for b in active:  # a joined prompt that already fills the context
+                        if self.budget[b] == 0:
+                            done.add(b)
+                            yield self._finish(b, FINISH_LENGTH)
+                    if done:
+                        keep = [j for j, b in enumerate(active) if b not in done]
+                        active, done = self._drop(active, done)
+                        logits = logits[torch.tensor(keep, device=logits.device)]
         self._past = None
+
+    # -- continuous batching ------------------------------------------------------------------------------------
+    def joinable(self) -> bool:
+        """Whether prefilled runs can join this one (its KV cache is plain per-layer key/value tensors)."""
+        return self.step_events and _plain_cache(self._past)
+
+    def join(self, other: "DecodeRun") -> list[int]:
+        """Add the rows of ``other`` (prefilled, not iterated) to this run at the current step boundary; returns
+        their row ids here. Their KV caches are left-padded to a common length (masked), so each row's answer is
+        the one it would get alone. Call only while this run is suspended at a step-boundary event."""
+        if other._started:
+            raise RuntimeError("join: the other run has already started")
+        if not (self.joinable() and _plain_cache(other._past)) or len(other._past.layers) != len(self._past.layers):
+            raise RuntimeError("join: these KV caches cannot be merged")
+        base = len(self.params)
+        n = len(other.params)
+        self.params += other.params
+        self.rows += other.rows
+        self.streams += other.streams
+        self.budget += other.budget
+        self.prompt_tokens += other.prompt_tokens
+        self._pending.append((base, other))
+        other._started = True
+        return list(range(base, base + n))
+
+    def _merge(self, active: list[int], logits: torch.Tensor) -> tuple[list[int], torch.Tensor]:
+        for base, other in self._pending:
+            n = len(other.params)
+            L1, L2 = self._attn.shape[1], other._attn.shape[1]
+            L = max(L1, L2)
+            for mine, theirs in zip(self._past.layers, other._past.layers):
+                mine.keys = torch.cat([_left_pad(mine.keys, L - L1, -2), _left_pad(theirs.keys, L - L2, -2)])
+                mine.values = torch.cat([_left_pad(mine.values, L - L1, -2), _left_pad(theirs.values, L - L2, -2)])
+            self._attn = torch.cat([_left_pad(self._attn, L - L1, 1), _left_pad(other._attn, L - L2, 1)])
+            self._pos = torch.cat([self._pos, other._pos])
+            logits = torch.cat([logits, other._logits.to(logits.dtype)])
+            self._rs.extend(other._rs)
+            if self._seen is not None or other._seen is not None:
+                mine = self._seen if self._seen is not None else torch.zeros(len(active), logits.shape[-1],
+                                                                             dtype=torch.bool, device=logits.device)
+                theirs = other._seen if other._seen is not None else torch.zeros(n, logits.shape[-1], dtype=torch.bool,
+                                                                                 device=logits.device)
+                self._seen = torch.cat([mine, theirs])
+            active = active + list(range(base, base + n))
+            other._past = other._logits = None
+        self._pending = []
+        return active, logits
 
     def _drop(self, active: list[int], done: set[int]) -> tuple[list[int], set[int]]:
         """Remove finished rows from the batch (KV cache, mask, positions, sampling state). Returns the new
@@ -418,7 +496,42 @@ class DecodeRun:
         self._rs.select(idx, keep)
         if self._seen is not None:
             self._seen = self._seen[idx]
+        self._trim_left()
         return [active[j] for j in keep], set()
+
+    def _trim_left(self) -> None:
+        """Drop the leading cache columns that are padding for every remaining row (rows that joined and left would
+        otherwise grow the cache for as long as the batch runs)."""
+        if not _plain_cache(self._past) or self._attn.shape[1] == 0:
+            return
+        used = torch.nonzero(self._attn.any(0)).flatten()
+        first = int(used[0]) if used.numel() else 0
+        if first == 0:
+            return
+        for layer in self._past.layers:
+            layer.keys, layer.values = layer.keys[..., first:, :], layer.values[..., first:, :]
+        self._attn = self._attn[:, first:]
+
+
+def _plain_cache(past) -> bool:
+    """A KV cache whose layers are plain ``[B, H, L, D]`` key/value tensors (HF ``DynamicLayer``), which rows can be
+    merged into and trimmed; sliding-window, quantised or offloaded caches are left alone."""
+    layers = getattr(past, "layers", None)
+    if not layers or getattr(past, "offloading", False):
+        return False
+    try:
+        from transformers.cache_utils import DynamicLayer
+    except ImportError:  # pragma: no cover
+        return False
+    return all(type(layer) is DynamicLayer and getattr(layer, "is_initialized", False) for layer in layers)
+
+
+def _left_pad(x: torch.Tensor, n: int, dim: int) -> torch.Tensor:
+    if n == 0:
+        return x
+    shape = list(x.shape)
+    shape[dim] = n
+    return torch.cat([x.new_zeros(shape), x], dim=dim)
 
 
 def cache_drops_rows(past) -> bool:

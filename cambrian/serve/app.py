@@ -89,8 +89,8 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
             raise model_not_found(model_id, settings.model_name)
         return model_card()
 
-    async def prepare(request: Request):
-        body = await read_body(request, settings.max_body_bytes)
+    def parse(body: bytes):
+        """JSON, fields, model, sampling, images (in a worker thread: a large body does not hold the event loop)."""
         try:
             data = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -102,7 +102,12 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
         if refusal is not None:
             raise refusal
         params = sampling_from_request(req, settings)
-        messages, images = await run_in_threadpool(build_conversation, req, settings)
+        messages, images = build_conversation(req, settings)
+        return req, messages, images, params
+
+    async def prepare(request: Request):
+        body = await read_body(request, settings.max_body_bytes)
+        req, messages, images, params = await run_in_threadpool(parse, body)
         return req, Job(messages, images, params, bool(req.stream), asyncio.get_running_loop())
 
     @app.post("/v1/chat/completions")

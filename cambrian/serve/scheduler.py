@@ -1,8 +1,10 @@
 """The batching queue. Requests become :class:`Job`\\ s in a FIFO; one worker thread takes the first waiting job, waits
 at most ``batch_window_ms`` for more while other requests are still being parsed (a lone request does not wait),
-takes at once whatever is already queued, up to ``max_batch_size``, and decodes
-them together (``CambrianModel.generate_events``: one prefill, then one token per row per step; rows leave the batch
-as they finish). Events go back to each request's asyncio queue on the server's event loop.
+takes at once whatever is already queued, up to ``max_batch_size``, and decodes them together
+(``CambrianModel.generate_events``: one prefill, then one token per row per step). Batching is continuous: rows leave
+the batch as they finish, and at every step boundary requests that arrived meanwhile are prefilled and join the
+running batch (up to ``max_batch_size`` rows), so a long answer never holds the queue. Events go back to each
+request's asyncio queue on the server's event loop.
 
 All model and tokenizer work happens on the worker thread (a request's prompt is checked there too, just before its
 batch), so the event loop only parses JSON and decodes images. Jobs that fail alone (a prompt over the context
@@ -75,7 +77,9 @@ class BatchScheduler:
         self.running = 0  # jobs in the batch being decoded
         self._closing = False
         self._thread = threading.Thread(target=self._loop, name="cambrian-generate", daemon=True)
-        self.batches: list[int] = []  # size of each batch run (the last 1000), for /health and benchmarks
+        self._stop = False
+        self.admitted: list[int] = []  # requests prefilled together (the last 1000)
+        self.step_sizes: list[int] = []  # requests decoded at each step (the last 10000)
 
     # -- called from the event loop --
     def start(self) -> None:
@@ -151,7 +155,7 @@ class BatchScheduler:
                 log.exception("generation worker failed")
                 for j in batch:
                     self._release(j, server_error("generation failed"))
-            if last:
+            if last or self._stop:
                 return
 
     def _check(self, job: Job) -> None:
@@ -170,9 +174,11 @@ class BatchScheduler:
             raise bad_request(f"the prompt takes {positions} positions (images included); the model's context is "
                               f"{limit}", param="messages", code="context_length_exceeded")
 
-    def _run_batch(self, batch: list[Job]) -> None:
+    def _prefill(self, jobs: list[Job]) -> list[tuple[list[Job], object]]:
+        """Validate and prefill ``jobs`` together: ``[(jobs, DecodeRun)]``. When the joint prefill fails, each job is
+        tried alone, so one bad request cannot fail the others; failed jobs get their error here."""
         live: list[Job] = []
-        for job in batch:
+        for job in jobs:
             if job.cancelled:
                 self._release(job)
                 continue
@@ -183,36 +189,99 @@ class BatchScheduler:
                 continue
             live.append(job)
         if not live:
-            return
+            return []
         try:
             run = self.model.generate_events([j.messages for j in live], [j.images for j in live],
-                                             sampling=[j.params for j in live], stream=[j.stream for j in live])
+                                             sampling=[j.params for j in live], stream=[j.stream for j in live],
+                                             step_events=True)
         except Exception as e:
             if len(live) > 1:
-                for j in live:
-                    self._run_batch([j])
-                return
+                return [group for j in live for group in self._prefill([j])]
             err = bad_request(str(e)) if isinstance(e, ValueError) else server_error(f"generation failed: {e}")
             if not isinstance(e, ValueError):
                 log.exception("prefill failed")
             self._release(live[0], err)
+            return []
+        self.admitted = (self.admitted + [len(live)])[-1000:]
+        return [(live, run)]
+
+    def _run_batch(self, batch: list[Job]) -> None:
+        groups = self._prefill(batch)
+        if not groups:
             return
-        self.batches = (self.batches + [len(live)])[-1000:]
-        self.running = len(live)
-        for r, j in enumerate(live):
+        (first_jobs, run), rest = groups[0], groups[1:]
+        rows: dict[int, Job] = {}
+
+        def attach(jobs, ids):
+            for i, j in zip(ids, jobs):
+                rows[i] = j
+                j.attach(run, i)
+                if j.stream:
+                    j.deliver(STARTED)
+
+        attach(first_jobs, range(len(first_jobs)))
+        active = set(rows)
+        self.running = len(active)
+        try:
+            for ev in run:
+                if ev.step:
+                    self.step_sizes = (self.step_sizes + [len(active)])[-10000:]
+                    self._admit(run, active, attach)
+                    continue
+                j = rows[ev.row]
+                if ev.finished:
+                    active.discard(ev.row)
+                    self.running = len(active)
+                    self._release(j, ev)
+                elif not j.cancelled:
+                    j.deliver(ev)
+        except Exception as e:
+            log.exception("decoding failed")
+            for j in rows.values():
+                self._release(j, server_error(f"generation failed: {e}"))
+        finally:
+            self.running = 0
+        for jobs, other in rest:  # jobs whose joint prefill failed, prefilled one by one
+            self._drain(jobs, other)
+
+    def _admit(self, run, active: set, attach) -> None:
+        """Continuous batching: at a step boundary, waiting jobs (up to the free places) are prefilled and join the
+        running batch, instead of waiting for all of it to finish."""
+        room = self.max_batch_size - len(active)
+        if room <= 0 or self._q.empty() or not run.joinable():
+            return
+        jobs: list[Job] = []
+        while len(jobs) < room:
+            try:
+                job = self._q.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:  # shutting down: finish what runs, then stop
+                self._stop = True
+                break
+            jobs.append(job)
+        for group, other in self._prefill(jobs):
+            ids = run.join(other)
+            attach(group, ids)
+            active.update(ids)
+        self.running = len(active)
+
+    def _drain(self, jobs: list[Job], run) -> None:
+        """Run a prefilled group on its own."""
+        for r, j in enumerate(jobs):
             j.attach(run, r)
             if j.stream:
                 j.deliver(STARTED)
         try:
             for ev in run:
-                j = live[ev.row]
+                if ev.step:
+                    continue
+                j = jobs[ev.row]
                 if ev.finished:
                     self._release(j, ev)
                 elif not j.cancelled:
                     j.deliver(ev)
         except Exception as e:
             log.exception("decoding failed")
-            for j in live:
+            for j in jobs:
                 self._release(j, server_error(f"generation failed: {e}"))
-        finally:
-            self.running = 0
