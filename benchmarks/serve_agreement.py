@@ -50,6 +50,7 @@ def main(argv=None) -> int:
     from cambrian.serve.settings import ServeSettings
 
     torch.set_num_threads(args.threads)
+    torch.manual_seed(0)  # a bare preset's connector is random: the same one on every run
     names = [b.strip() for b in args.bench.split(",") if b.strip()]
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="serve-agreement-"))
     model = load_model(args.model, "cpu")

@@ -116,6 +116,7 @@ def main(argv=None) -> int:
     from cambrian.serve.settings import ServeSettings
 
     torch.set_num_threads(args.threads)
+    torch.manual_seed(0)  # a bare preset's connector is random: the same one on every run
     levels = sorted({1, *(int(x) for x in args.clients.split(",") if x.strip())})  # 1 = the sequential baseline
     load0 = os.getloadavg()
     t = time.perf_counter()
