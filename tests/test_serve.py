@@ -357,6 +357,27 @@ def test_over_the_concurrency_limit_is_429(model):
         assert _ask(c, "third").choices[0].message.content  # a slot is free again
 
 
+def test_decoded_pixels_in_flight_are_bounded(model):
+    gated = GatedModel(model)
+    img = Image.new("RGB", (60, 50), (9, 90, 200))  # 3000 pixels; the budget holds two such images
+    with ServerThread(gated, _settings(max_image_pixels=3000, max_pixels_in_flight=6000)) as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key=KEY, max_retries=0, timeout=60)
+        two = [{"type": "image_url", "image_url": {"url": image_to_data_url(img)}}] * 2 + [{"type": "text", "text": "?"}]
+        with ThreadPoolExecutor(2) as ex:
+            first = ex.submit(_ask, c, two)
+            assert gated.entered.wait(30)
+            with pytest.raises(openai.RateLimitError) as ei:
+                _ask(c, _image_content(img))
+            assert "decoded-pixel budget" in _error(ei, 429)["message"]
+            text_only = ex.submit(_ask, c, "text only still goes")  # needs no pixels: queued, not refused
+            time.sleep(0.2)
+            gated.gate.set()
+            assert first.result(timeout=60).choices and text_only.result(timeout=60).choices
+        assert _ask(c, _image_content(img)).choices  # released when the first one finished
+        with urllib.request.urlopen(srv.url + "/health") as resp:
+            assert json.loads(resp.read())["image_pixels_in_flight"] == 0
+
+
 def test_graceful_shutdown_finishes_requests_in_flight(model):
     gated = GatedModel(model)
     srv = ServerThread(gated, _settings()).start()

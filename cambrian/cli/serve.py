@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-image-pixels", type=int, default=4096 * 4096,
                    help="width x height limit of one image, checked before decoding (default 4096x4096)")
     g.add_argument("--max-images", type=int, default=8, help="images per request (default 8)")
+    g.add_argument("--max-pixels-in-flight", type=int, default=2**28,
+                   help="decoded image pixels of all queued and running requests together; more get HTTP 429 "
+                        "(default 2^28, about 0.8 GB as RGB)")
     g.add_argument("--allow-local-images", metavar="ROOT", default=None,
                    help="accept image_url file paths / file:// URLs under ROOT (default: data: URLs only)")
     g.add_argument("--default-temperature", type=float, default=1.0,
@@ -72,6 +75,7 @@ def run(args) -> int:
         max_batch_size=args.max_batch_size, batch_window_ms=args.batch_window_ms, max_tokens_cap=args.max_tokens,
         max_concurrency=args.max_concurrency, max_body_bytes=int(args.max_body_mb * 2**20),
         max_image_pixels=args.max_image_pixels, max_images=args.max_images,
+        max_pixels_in_flight=args.max_pixels_in_flight,
         local_image_root=Path(args.allow_local_images) if args.allow_local_images else None,
         default_temperature=args.default_temperature, graceful_timeout_s=args.graceful_timeout)
     if not 0 <= args.port <= 65535:

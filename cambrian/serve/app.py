@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import UserError
 from .errors import APIError, bad_request, model_not_found, server_error, too_large, unauthorized
+from .images import PixelBudget, PixelReservation
 from .messages import build_conversation, sampling_from_request
 from .scheduler import STARTED, BatchScheduler, Job
 from .schema import parse_request
@@ -36,6 +37,7 @@ from .settings import ServeSettings
 
 def create_app(model, settings: ServeSettings) -> FastAPI:
     scheduler = BatchScheduler(model, settings.max_batch_size, settings.batch_window_ms, settings.max_concurrency)
+    budget = PixelBudget(settings.max_pixels_in_flight)
     created = int(time.time())
 
     @contextlib.asynccontextmanager
@@ -75,7 +77,7 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
     @app.get("/health")
     async def health():
         return {"status": "ok", "model": settings.model_name, "in_flight": scheduler.inflight,
-                "running": scheduler.running}
+                "running": scheduler.running, "image_pixels_in_flight": budget.used}
 
     @app.get("/v1/models")
     async def list_models(request: Request):
@@ -89,8 +91,9 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
             raise model_not_found(model_id, settings.model_name)
         return model_card()
 
-    def parse(body: bytes):
-        """JSON, fields, model, sampling, images (in a worker thread: a large body does not hold the event loop)."""
+    def parse(body: bytes, reserve: PixelReservation):
+        """JSON, fields, model, sampling, images (in a worker thread: a large body does not hold the event loop).
+        Returns only what the request needs from here on, so the base64 payloads can be freed."""
         try:
             data = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -102,23 +105,27 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
         if refusal is not None:
             raise refusal
         params = sampling_from_request(req, settings)
-        messages, images = build_conversation(req, settings)
-        return req, messages, images, params
-
-    async def prepare(request: Request):
-        body = await read_body(request, settings.max_body_bytes)
-        req, messages, images, params = await run_in_threadpool(parse, body)
-        return req, Job(messages, images, params, bool(req.stream), asyncio.get_running_loop())
+        messages, images = build_conversation(req, settings, reserve=reserve)
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return bool(req.stream), include_usage, messages, images, params
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         check_auth(request)
-        with scheduler.arriving():
-            req, job = await prepare(request)
-            scheduler.submit(job)
+        pixels = PixelReservation(budget)
+        try:
+            with scheduler.arriving():
+                body = await read_body(request, settings.max_body_bytes)
+                stream, include_usage, messages, images, params = await run_in_threadpool(parse, body, pixels)
+                del body
+                job = Job(messages, images, params, stream, asyncio.get_running_loop(), on_release=pixels.release)
+                scheduler.submit(job)
+        except BaseException:
+            pixels.release()
+            raise
         cid = "chatcmpl-" + uuid.uuid4().hex
         now = int(time.time())
-        if not req.stream:
+        if not stream:
             try:
                 ev = await job.events.get()
             except asyncio.CancelledError:
@@ -134,7 +141,6 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
             raise
         if isinstance(first, APIError):
             raise first
-        include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return StreamingResponse(sse_events(job, first, cid, now, settings.model_name, include_usage),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
@@ -225,8 +231,10 @@ def make_server(app: FastAPI, host: str, port: int, settings: ServeSettings, log
     """(uvicorn.Server, bound socket); ``sock``: one bound already (``bind_socket``)."""
     import uvicorn
 
+    # connections beyond twice the request limit get uvicorn's 503 before their body is read (bounded memory)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on", server_header=False,
-                            timeout_graceful_shutdown=settings.graceful_timeout_s)
+                            timeout_graceful_shutdown=settings.graceful_timeout_s,
+                            limit_concurrency=2 * settings.max_concurrency + 8)
     return uvicorn.Server(config), (sock if sock is not None else bind_socket(host, port))
 
 

@@ -14,7 +14,8 @@ from .settings import ServeSettings
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
 
-def build_conversation(req: ChatCompletionRequest, settings: ServeSettings) -> tuple[list[dict], list]:
+def build_conversation(req: ChatCompletionRequest, settings: ServeSettings, reserve=None) -> tuple[list[dict], list]:
+    """``reserve(pixels, param)``: called before each image is decoded (the server's pixel budget)."""
     messages: list[dict] = []
     images: list = []
     for i, m in enumerate(req.messages):
@@ -37,7 +38,7 @@ def build_conversation(req: ChatCompletionRequest, settings: ServeSettings) -> t
             if len(images) >= settings.max_images:
                 raise bad_request(f"{where}: at most {settings.max_images} images per request", param=where)
             images.append(load_image_url(part.image_url.url, settings.max_image_pixels, settings.max_body_bytes,
-                                         settings.local_image_root, param=where))
+                                         settings.local_image_root, param=where, reserve=reserve))
             pieces.append(IMAGE_TOKEN)
         messages.append({"role": role, "content": "\n".join(pieces)})
     if req.messages[-1].role != "user":

@@ -39,6 +39,7 @@ class Job:
     stream: bool
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    on_release: object = None  # called once when the job is done (frees its share of the pixel budget)
     cancelled: bool = False
     finished: bool = False
     _run: object = None
@@ -126,6 +127,8 @@ class BatchScheduler:
         job.finished = True
         if item is not None:
             job.deliver(item)
+        if job.on_release is not None:
+            job.on_release()
         with self._lock:
             self._inflight -= 1
 
