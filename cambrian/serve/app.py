@@ -2,7 +2,8 @@
 ``GET /v1/models/{id}``, ``GET /health``.
 
 Order of checks for a completion: API key (401) before the body is read; body size (413) while it is read; JSON and
-fields (400); model name (404); sampling and ``max_tokens`` cap (400); images (400); concurrency (429); then the
+fields (400); model name (404); sampling and ``max_tokens`` cap (400); images (400, or 429 over the server's
+decoded-pixel budget); concurrency (429); then the
 prompt on the worker (400 for a conversation the template refuses or one over the context length). A streamed request
 gets its HTTP status only after its prefill succeeded, so its errors are proper HTTP errors too.
 
@@ -46,7 +47,7 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
         try:
             yield
         finally:
-            await run_in_threadpool(scheduler.close)
+            await run_in_threadpool(scheduler.close, settings.graceful_timeout_s)
 
     app = FastAPI(title="cambrian", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.scheduler = scheduler
