@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -128,7 +129,7 @@ def test_serve_busy_port_fails_before_loading(monkeypatch, capsys):
 def test_serve_process_answers_and_stops_on_ctrl_c(tmp_path):
     openai = pytest.importorskip("openai")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.getcwd()}
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}  # this checkout's cambrian
     err_path = tmp_path / "err.txt"
     with open(err_path, "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "cambrian.cli.main", "serve", "--model", "tiny", "--port", "0",
