@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import socket
 import threading
 import time
 import urllib.error
@@ -66,6 +67,13 @@ def _image_content(img, text="What is it?"):
 
 def _png_url(raw: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(raw).decode()
+
+
+def _wait_for(cond, timeout=30.0):
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, "timed out"
+        time.sleep(0.01)
 
 
 class GatedModel:
@@ -145,8 +153,12 @@ def test_concurrent_requests_are_all_answered_in_batches(server, client, model):
     want = [model.generate_text([p], max_new_tokens=10)[0] for p in prompts]
     sched = server.app.state.scheduler
     n_admitted, n_steps = len(sched.admitted), len(sched.step_sizes)
-    with ThreadPoolExecutor(12) as ex:
-        got = list(ex.map(lambda p: _ask(client, p, max_tokens=10).choices[0].message.content, prompts))
+    slow = model.llm.register_forward_pre_hook(lambda m, a: time.sleep(0.01))  # requests overlap even under load
+    try:
+        with ThreadPoolExecutor(12) as ex:
+            got = list(ex.map(lambda p: _ask(client, p, max_tokens=10).choices[0].message.content, prompts))
+    finally:
+        slow.remove()
     assert got == want
     admitted, steps = sched.admitted[n_admitted:], sched.step_sizes[n_steps:]
     assert sum(admitted) == 12 and max(steps) > 1, f"requests arriving together should share a batch: {steps}"
@@ -283,6 +295,44 @@ def test_body_over_the_limit_is_413(server, client):
     with pytest.raises(urllib.error.HTTPError) as ei:
         urllib.request.urlopen(req, timeout=30)
     assert ei.value.code == 413 and json.loads(ei.value.read())["error"]["code"] == "request_too_large"
+    # a body declared far over the limit is refused from its header, before anything is read
+    host, port = server.url.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+                  f"Content-Type: application/json\r\nContent-Length: {10**9}\r\n\r\n".encode())
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            reply += s.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 413")
+
+
+def test_read_body_counts_chunks_and_stops_reading_far_over_the_limit():
+    import asyncio
+
+    from cambrian.serve.app import read_body
+    from cambrian.serve.errors import APIError
+
+    class FakeRequest:
+        def __init__(self, chunks, length=None):
+            self.chunks, self.read = chunks, 0
+            self.headers = {} if length is None else {"content-length": str(length)}
+
+        async def stream(self):
+            for c in self.chunks:
+                self.read += 1
+                yield c
+
+    ok = FakeRequest([b"ab", b"cd"])
+    assert asyncio.run(read_body(ok, 4)) == b"abcd"
+    for chunks, reads in (([b"abc", b"de"], 2), ([b"abcdefghij", b"k", b"l"], 1)):  # 5 > 4: read to the end;
+        r = FakeRequest(chunks)                                                      # 10 > 2 x 4: stop at once
+        with pytest.raises(APIError) as ei:
+            asyncio.run(read_body(r, 4))
+        assert ei.value.status == 413 and r.read == reads
+    r = FakeRequest([b"x"], length=9)
+    with pytest.raises(APIError):
+        asyncio.run(read_body(r, 4))
+    assert r.read == 0
 
 
 @pytest.mark.parametrize("messages,kw,param,words", [
@@ -370,7 +420,7 @@ def test_decoded_pixels_in_flight_are_bounded(model):
                 _ask(c, _image_content(img))
             assert "decoded-pixel budget" in _error(ei, 429)["message"]
             text_only = ex.submit(_ask, c, "text only still goes")  # needs no pixels: queued, not refused
-            time.sleep(0.2)
+            _wait_for(lambda: srv.app.state.scheduler.inflight == 2)
             gated.gate.set()
             assert first.result(timeout=60).choices and text_only.result(timeout=60).choices
         assert _ask(c, _image_content(img)).choices  # released when the first one finished
@@ -387,7 +437,7 @@ def test_graceful_shutdown_finishes_requests_in_flight(model):
         streamed = ex.submit(lambda: "".join(ch.choices[0].delta.content or "" for ch in
                                              _ask(c, "in flight too", max_tokens=8, stream=True) if ch.choices))
         assert gated.entered.wait(30)
-        time.sleep(0.2)  # both requests queued or running
+        _wait_for(lambda: srv.app.state.scheduler.inflight == 2)  # both requests queued or running
         stopper = threading.Thread(target=srv.stop)
         stopper.start()
         time.sleep(0.3)  # the server is shutting down while the requests wait for the model

@@ -149,15 +149,21 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
+    """The body, at most ``limit`` bytes (else 413). A body up to twice the limit is read to its end and dropped, so
+    the client gets its 413 on a healthy connection; beyond that (declared or counted while a chunked body is read)
+    reading stops at once. Memory stays within ``limit``."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isdigit() and int(declared) > 2 * limit:
         raise too_large(limit)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
+        if size > 2 * limit:
             raise too_large(limit)
-        chunks.append(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+    if size > limit:
+        raise too_large(limit)
     return b"".join(chunks)
 
 

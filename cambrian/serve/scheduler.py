@@ -125,12 +125,12 @@ class BatchScheduler:
         if job.finished:
             return
         job.finished = True
-        if item is not None:
-            job.deliver(item)
         if job.on_release is not None:
             job.on_release()
         with self._lock:
             self._inflight -= 1
+        if item is not None:  # last: a client that has its answer may send the next request at once
+            job.deliver(item)
 
     def _loop(self) -> None:
         while True:
