@@ -2,7 +2,7 @@
 
 A ``CambrianConfig`` is saved as ``config.json`` next to every checkpoint and is enough to rebuild the
 architecture without any network access (architectures of HF towers/LLMs are embedded as ``hf_config``
-dicts once known). Model presets live in ``configs/models/<name>.yaml``.
+dicts once known). Model presets live in ``cambrian/presets/models/<name>.yaml`` (``cambrian.presets.models``).
 """
 
 from __future__ import annotations
@@ -15,14 +15,11 @@ from typing import Any
 
 import yaml
 
-from .paths import REPO_ROOT
-
-PRESET_DIR = REPO_ROOT / "configs" / "models"
 
 
 @dataclass
 class EncoderConfig:
-    """One vision tower. ``id`` is a preset id (``cambrian.models.encoders.presets``) or a free name.
+    """One vision tower. ``id`` is a preset id (``cambrian.presets.encoders``) or a free name.
 
     Output of every tower is a spatial grid ``[B, grid_size, grid_size, hidden_size]``.
     """
@@ -149,41 +146,3 @@ def _build(kind, data: Any, where: str):
         raise ValueError(f"{where}: unknown keys {sorted(unknown)} (valid: {sorted(names)})")
     data = {k: (tuple(v) if isinstance(v, list) and k in ("image_mean", "image_std", "pad_color") else v) for k, v in data.items()}
     return kind(**data)
-
-
-def list_presets() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-
-
-def load_preset(name: str) -> CambrianConfig:
-    """Load ``configs/models/<name>.yaml``. Encoder entries may be a bare preset id string, or a mapping with
-    ``preset: <id>`` plus overrides; they are expanded through the encoder preset registry."""
-    path = PRESET_DIR / f"{name}.yaml"
-    if not path.exists():
-        from .registry import UnknownKeyError
-
-        raise UnknownKeyError(f"unknown model preset {name!r}; valid presets: {', '.join(list_presets())}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return config_from_mapping(data, where=str(path))
-
-
-def config_from_mapping(data: dict, where: str = "config") -> CambrianConfig:
-    from .models.encoders.presets import expand_encoder_entry
-
-    data = dict(data)
-    data["encoders"] = [dataclasses.asdict(expand_encoder_entry(e)) for e in data.get("encoders", [])]
-    try:
-        return CambrianConfig.from_dict(data)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{where}: {e}") from None
-
-
-def resolve_model_config(preset_or_dir: str) -> CambrianConfig:
-    """A preset name, a checkpoint directory (with config.json), or a YAML/JSON file."""
-    p = Path(preset_or_dir)
-    if p.is_dir() and (p / "config.json").exists():
-        return CambrianConfig.load(p / "config.json")
-    if p.is_file():
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        return config_from_mapping(data, where=str(p))
-    return load_preset(preset_or_dir)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cambrian.config import load_preset
+from cambrian.presets.models import load_preset
 from cambrian.demo.image_use import gold_nll, image_use, other_scene_pairing
 from cambrian.eval.api import EvalSample
 from cambrian.models.cambrian_model import CambrianModel

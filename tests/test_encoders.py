@@ -11,7 +11,8 @@ import torch.nn.functional as F
 import transformers
 from PIL import Image
 
-from cambrian.config import EncoderConfig, config_from_mapping
+from cambrian.config import EncoderConfig
+from cambrian.presets.models import config_from_mapping
 from cambrian.models.encoders import (
     ENCODER_BACKENDS,
     ENCODER_PRESETS,

@@ -198,7 +198,7 @@ def test_vision_disabled_sends_no_images_and_records_setting(tmp_path):
 
 def test_real_tiny_model_batch_equals_single(tmp_path):
     cm = pytest.importorskip("cambrian.models.cambrian_model")
-    from cambrian.config import resolve_model_config
+    from cambrian.presets.models import resolve_model_config
     from cambrian.eval.adapters import CambrianEvalModel
 
     model = None

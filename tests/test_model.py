@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cambrian.config import load_preset
+from cambrian.presets.models import load_preset
 from cambrian.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from cambrian.models.cambrian_model import CambrianModel, no_in_llm_aggregation
 
@@ -185,7 +185,7 @@ def test_unreadable_image_is_a_clear_error(model, tmp_path):
 
 
 def test_unknown_encoder_id_lists_valid_ids():
-    from cambrian.config import config_from_mapping
+    from cambrian.presets.models import config_from_mapping
 
     with pytest.raises(KeyError, match="valid .*clip-vit-l-14-336"):
         config_from_mapping({"encoders": ["clip-vit-xxl-9000"]})
@@ -208,7 +208,7 @@ def test_fast_supervised_loss_equals_full_logits_loss(model):
 
 
 def test_load_accepts_preset_config_file_and_checkpoint_dir(model, tmp_path):
-    from cambrian.config import PRESET_DIR
+    from cambrian.presets.models import PRESET_DIR
 
     assert CambrianModel.load("tiny").config.name == "tiny"
     assert CambrianModel.load(str(PRESET_DIR / "tiny.yaml")).config.name == "tiny"

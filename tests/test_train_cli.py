@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from cambrian.train.config import TrainConfig
-from cambrian.train.toy import make_synthetic_data
+from cambrian.data.synthetic import make_synthetic_data
 
-RECIPES = Path(__file__).resolve().parent.parent / "configs" / "recipes"
+from cambrian.presets.models import RECIPE_DIR as RECIPES
 
 
 def test_recipes_load_with_official_hyperparameters():

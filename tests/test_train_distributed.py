@@ -11,7 +11,8 @@ import torch
 import torch.multiprocessing as mp
 
 from cambrian.train.config import TrainConfig
-from cambrian.train.toy import ToyVLM, make_synthetic_data
+from cambrian.data.synthetic import make_synthetic_data
+from toy_vlm import ToyVLM
 from cambrian.train.trainer import Trainer
 
 TOL = 1e-5  # losses are token means over the same global batch; only the float summation order differs

@@ -10,8 +10,10 @@ import torch
 
 from cambrian.train.config import TrainConfig, apply_overrides
 from cambrian.train.freeze import apply_freeze, param_groups, stage_policy
-from cambrian.train.toy import ToyVLM, make_synthetic_data
-from cambrian.train.trainer import DataQualityError, Trainer, lr_lambda
+from cambrian.data.synthetic import make_synthetic_data
+from toy_vlm import ToyVLM
+from cambrian.train.schedule import lr_lambda
+from cambrian.train.trainer import DataQualityError, Trainer
 
 
 def _cfg(tmp_path, data, **kw):
@@ -76,7 +78,9 @@ def test_resume_is_exact(tmp_path):
     # 4 steps, "killed" right after the step-4 checkpoint, then resumed in a fresh trainer and model
     m2 = _model()
     tr = Trainer(_cfg(tmp_path, data, output_dir=str(tmp_path / "b"), **kw), model=m2)
-    tr.stop_after_step = 4
+    from cambrian.train.callbacks import StopAfter
+
+    tr.callbacks.append(StopAfter(4))
     tr.train()
     assert (tmp_path / "b" / "checkpoint-0000004").is_dir()
     m3 = _model()  # frozen towers come from the same (pretrained) source; trainable weights are scrambled so the

@@ -11,8 +11,9 @@ import torch
 pytest.importorskip("cambrian.models.cambrian_model")
 
 from cambrian.train.config import TrainConfig  # noqa: E402
-from cambrian.train.toy import make_synthetic_data  # noqa: E402
-from cambrian.train.trainer import Trainer, load_model  # noqa: E402
+from cambrian.data.synthetic import make_synthetic_data  # noqa: E402
+from cambrian.models.vlm import load_vlm as load_model  # noqa: E402
+from cambrian.train.trainer import Trainer  # noqa: E402
 
 TINY = {"name": "tiny-train-test", "encoders": ["tiny-clip", "tiny-siglip"],
         "connector": {"type": "sva", "hidden_size": 32, "image_token_len": 16, "query_num_list": [16], "depth": 1,
@@ -21,7 +22,7 @@ TINY = {"name": "tiny-train-test", "encoders": ["tiny-clip", "tiny-siglip"],
 
 
 def _tiny_model():
-    from cambrian.config import config_from_mapping
+    from cambrian.presets.models import config_from_mapping
     from cambrian.models.cambrian_model import CambrianModel
 
     torch.manual_seed(0)

@@ -19,7 +19,7 @@ def _fmt(n: int) -> str:
 
 
 def run(args) -> int:
-    from ..config import resolve_model_config
+    from ..presets.models import resolve_model_config
     from ..models.builder import count_parameters
 
     cfg = resolve_model_config(args.model)

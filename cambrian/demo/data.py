@@ -202,7 +202,7 @@ def write_grounding(out_path: str | os.PathLike, scene_dir: str | os.PathLike, g
 
 def write_stage1(out_path: str | os.PathLike, scene_dir: str | os.PathLike, *, seed: int = 0, n: int | None = None) -> dict:
     """Stage-1 caption JSONL (``make_llava_data(stage=1)``) with absolute image paths, first ``n`` records."""
-    from ..data.scenes import make_llava_data
+    from ..cvbench.training_data import make_llava_data
     from ..utils.io import read_jsonl
 
     sd = Path(scene_dir).resolve()

@@ -90,7 +90,8 @@ def count_answers(jsonl: Path) -> int:
 
 def make_data(cfg: DemoConfig, out: Path, progress: bool, grid: int) -> dict:
     from ..cvbench.loader import load_cvbench
-    from ..data.scenes import assert_disjoint, build_cvbench_synth, render_scenes
+    from ..cvbench.builder import build_cvbench_synth
+    from ..data.scenes import assert_disjoint, render_scenes
     from ..eval.benchmarks.synth_attribute import build_synth_attribute
     from .data import SCENE_CONFIG, write_grounding, write_stage1, write_stage2
 
@@ -192,7 +193,7 @@ def chat_once(model, out: Path, samples: list) -> dict:
 
 
 def build_model(cfg: DemoConfig, device: str):
-    from ..config import resolve_model_config
+    from ..presets.models import resolve_model_config
     from ..models.cambrian_model import CambrianModel
     from .features import speed_up_towers
 

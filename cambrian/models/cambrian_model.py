@@ -106,7 +106,7 @@ class CambrianModel(nn.Module):
     def load(cls, spec: str | os.PathLike, load_weights: bool = True, force: bool = False) -> "CambrianModel":
         """What every ``--model`` argument accepts: a checkpoint directory (``from_pretrained``), a model preset
         name or a YAML/JSON config file (``from_config``), or a hub repo id holding a saved checkpoint."""
-        from ..config import resolve_model_config
+        from ..presets.models import resolve_model_config
 
         p = Path(spec)
         if p.is_dir():
@@ -193,6 +193,27 @@ class CambrianModel(nn.Module):
     def visual_token_count(self, image_size: tuple[int, int]) -> int:
         """LLM positions an image of original size (W, H) occupies (unpadded grid + newline tokens)."""
         return self.connector.num_tokens(image_size)
+
+    @property
+    def max_length(self) -> int:
+        """The LLM context the training datasets truncate to (``config.llm.max_length``)."""
+        return int(self.config.llm.max_length)
+
+    @property
+    def grounding_grid(self) -> int | None:
+        """L of the L x L one-token-per-cell grid ``stage: ground`` trains (the connector's output grid)."""
+        return self.connector.config.grid
+
+    def tokenize_conversation(self, messages: list[dict]) -> dict:
+        """A LLaVA conversation -> ``{"input_ids", "labels"}`` with this model's chat template; the config's
+        ``llm.system_prompt`` is used when the conversation has no system turn. No truncation (the dataset cuts
+        image-aware with the real per-image token counts)."""
+        from .llm.tokenize import tokenize_conversation
+
+        system = self.config.llm.system_prompt
+        if system is not None and not any(m["role"] == "system" for m in messages):
+            return tokenize_conversation(messages, self.template, self.tokenizer, None, system=system)
+        return tokenize_conversation(messages, self.template, self.tokenizer, None)
 
     # ------------------------------------------------------------------------------------------------------
     # vision
@@ -496,7 +517,9 @@ def _resolve_checkpoint(path) -> Path:
         return p
     if p.exists():
         raise ValueError(f"{p} is a file; expected a checkpoint directory")
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or "/" not in str(path):
+    from ..hub import looks_like_repo_id, offline
+
+    if offline() or not looks_like_repo_id(str(path)):
         raise FileNotFoundError(f"checkpoint {path!r} not found locally (and hub access is off or it is not a repo id)")
     from huggingface_hub import snapshot_download
 

@@ -293,7 +293,19 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path, overrides: list[str] | None = None) -> "TrainConfig":
+        """A recipe file, or the name of a shipped recipe (``tiny``, ``nano-stage1``, ``cambrian-8b-stage2``; see
+        ``cambrian.presets.models.list_recipes``). A recipe file's relative data paths resolve against its folder;
+        a shipped recipe's against the current directory (its own folder is inside the installed package)."""
+        from ..presets.models import RECIPE_DIR, list_recipes, recipe_path
+
         path = Path(path)
+        if not path.exists():
+            shipped = recipe_path(str(path))
+            if shipped is None:
+                raise FileNotFoundError(f"{path}: no such recipe file, and not a shipped recipe name (shipped: "
+                                  f"{', '.join(list_recipes())})")
+            path = shipped
+        relative_base = None if path.resolve().parent == RECIPE_DIR else path.parent
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
@@ -303,9 +315,9 @@ class TrainConfig:
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping at top level")
         data = dict(data)
-        if data.get("data") is not None:  # the recipe's own data paths are relative to the recipe's folder
+        if data.get("data") is not None and relative_base is not None:  # a recipe file's data: relative to its folder
             try:
-                data["data"] = [_relative_to(e, path.parent) for e in _data_entries(data["data"])]
+                data["data"] = [_relative_to(e, relative_base) for e in _data_entries(data["data"])]
             except ConfigError as e:
                 raise ConfigError(f"{path}: {e}") from None
         data = apply_overrides(data, overrides or [])

@@ -40,12 +40,10 @@ LLM_BACKENDS: Registry[LoadFn] = Registry("llm backend")
 TINY_TOKENIZER_NAME = "tiny"  # LLMConfig.tokenizer value selecting the built-in tiny tokenizer
 
 
-def hf_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def _hub_kwargs() -> dict:
-    return {"local_files_only": hf_offline(), "trust_remote_code": False}
+    from ...hub import hub_kwargs
+
+    return hub_kwargs()
 
 
 # ---- public entry point -----------------------------------------------------------------------------------

@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ...cvbench.builder import BuildParams, draw_boxes, plural, questions_from_coco, questions_from_omni3d
-from ...cvbench.schema import ANSWER_SUFFIX, format_prompt, letter
-from ...utils.io import atomic_write_text
-from .attributes import attribute_questions
-from .render import read_scenes
+from .builder import BuildParams, draw_boxes, plural, questions_from_coco, questions_from_omni3d
+from .schema import ANSWER_SUFFIX, format_prompt, letter
+from ..utils.io import atomic_write_text
+from ..data.scenes.attributes import NUMBER_WORDS, attribute_questions
+from ..data.scenes.render import read_scenes
 
 SHORT_SUFFIX = "Answer the question using a single word or phrase."
 CAPTION_PROMPTS = [
@@ -43,7 +43,6 @@ CAPTION_PROMPTS = [
     "List the objects you see.",
 ]
 DETAIL_PROMPTS = ["Describe the scene in detail.", "Describe every object in this image and where it is."]
-NUMBER_WORDS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 
 
 def _where(o: dict, W: int, H: int) -> str:

@@ -1,0 +1,28 @@
+"""One answer to "may we reach the Hugging Face hub?" and the keyword arguments every hub call gets.
+
+The hub counts as off when ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` holds a true value (``1``, ``true``,
+``yes``, ``on``, any case), the values huggingface_hub itself accepts. Every loader (LLM, towers, checkpoints)
+asks here, so they cannot disagree. ``trust_remote_code`` is always False: no code from a model repository runs.
+"""
+
+from __future__ import annotations
+
+import os
+
+TRUE = frozenset({"1", "true", "yes", "on"})
+ENV_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def offline() -> bool:
+    return any(os.environ.get(v, "").strip().lower() in TRUE for v in ENV_VARS)
+
+
+def hub_kwargs() -> dict:
+    """For ``from_pretrained`` / ``AutoConfig.from_pretrained``: local files only when offline, never remote code."""
+    return {"local_files_only": offline(), "trust_remote_code": False}
+
+
+def looks_like_repo_id(spec: str) -> bool:
+    """``org/name`` (one slash, no leading dot or slash): what may be fetched from the hub when it is reachable."""
+    s = str(spec)
+    return s.count("/") == 1 and not s.startswith((".", "/", "~")) and all(s.split("/"))
