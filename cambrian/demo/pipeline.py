@@ -135,7 +135,7 @@ def evaluate(model, cfg: DemoConfig, out: Path, device: str, progress: bool) -> 
     from ..eval.runner import run_benchmarks
     from ..data.scenes.engine import SceneConfig
     from .data import SCENE_CONFIG
-    from .features import cache_eval_features, uncache_eval_features
+    from .features import EvalFeatureMemo
     from .grounding_probe import grounding_probe
     from .image_use import image_use, with_other_images
 
@@ -143,33 +143,30 @@ def evaluate(model, cfg: DemoConfig, out: Path, device: str, progress: bool) -> 
                get_benchmark("easyvqa", max_images=cfg.easyvqa_test_images, seed=cfg.seed)]
     own = {b.name: b.load(None if b.name == "easyvqa" else str(out / "data" / b.name)) for b in benches}  # loaded once
     samples = {"own": own, "blind": own, "other": {k: with_other_images(v, cfg.seed) for k, v in own.items()}}
-    memo = cache_eval_features(model)
+    memo = EvalFeatureMemo()
     em = CambrianEvalModel(model, name="cambrian-nano-demo")
     res: dict = {"metrics": {}, "seconds": {}}
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else contextlib.nullcontext()
-    try:
-        with ctx:
+    with model.features_from(memo), ctx:
+        t = time.perf_counter()
+        world = SceneConfig.from_dict(SCENE_CONFIG)
+        res["grounding_probe"] = grounding_probe(model, out / "data" / "scenes" / "test", world.colors, world.shapes)
+        res["seconds"]["grounding_probe"] = round(time.perf_counter() - t, 2)
+        for cond in CONDITIONS:
             t = time.perf_counter()
-            world = SceneConfig.from_dict(SCENE_CONFIG)
-            res["grounding_probe"] = grounding_probe(model, out / "data" / "scenes" / "test", world.colors, world.shapes)
-            res["seconds"]["grounding_probe"] = round(time.perf_counter() - t, 2)
-            for cond in CONDITIONS:
-                t = time.perf_counter()
-                res["metrics"][cond] = run_benchmarks(
-                    em, benches, str(out / "data"), out / "eval" / cond, batch_size=cfg.eval_batch,
-                    vision="disabled" if cond == "blind" else "enabled", max_new_tokens=cfg.max_new_tokens,
-                    progress=progress, samples_by_bench=samples[cond])
-                res["seconds"][cond] = round(time.perf_counter() - t, 2)
-            t = time.perf_counter()
-            res["image_use"] = {
-                "cvbench-synth": image_use(model, own["cvbench-synth"], max_items=cfg.probe_items, seed=cfg.seed,
-                                           batch_size=cfg.eval_batch),
-                "easyvqa": image_use(model, own["easyvqa"], max_items=cfg.probe_items, seed=cfg.seed,
-                                     batch_size=cfg.eval_batch, gold=lambda s: str(s.answer))}
-            res["seconds"]["image_use"] = round(time.perf_counter() - t, 2)
-    finally:
-        uncache_eval_features(model)
-    res["feature_memo"] = memo["stats"]
+            res["metrics"][cond] = run_benchmarks(
+                em, benches, str(out / "data"), out / "eval" / cond, batch_size=cfg.eval_batch,
+                vision="disabled" if cond == "blind" else "enabled", max_new_tokens=cfg.max_new_tokens,
+                progress=progress, samples_by_bench=samples[cond])
+            res["seconds"][cond] = round(time.perf_counter() - t, 2)
+        t = time.perf_counter()
+        res["image_use"] = {
+            "cvbench-synth": image_use(model, own["cvbench-synth"], max_items=cfg.probe_items, seed=cfg.seed,
+                                       batch_size=cfg.eval_batch),
+            "easyvqa": image_use(model, own["easyvqa"], max_items=cfg.probe_items, seed=cfg.seed,
+                                 batch_size=cfg.eval_batch, gold=lambda s: str(s.answer))}
+        res["seconds"]["image_use"] = round(time.perf_counter() - t, 2)
+    res["feature_memo"] = memo.stats
     res["easyvqa_samples"] = own["easyvqa"]  # for the chat step (not part of the results)
     res["chance"] = {b.name: b.score(own[b.name], {}).get("chance") for b in benches if b.name != "cvbench-synth"}
     return res

@@ -38,8 +38,8 @@ def prepare_model(model: nn.Module, cfg: TrainConfig, env: DistEnv) -> tuple[dic
         inject_lora(model, cfg.lora)
     policy = cfg.trainable or stage_policy(cfg.stage, cfg.unfreeze_vision, lora=use_lora)
     counts = apply_freeze(model, policy)
-    if cfg.gradient_checkpointing and hasattr(model.llm, "gradient_checkpointing_enable"):  # HF LLMs only
-        model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.gradient_checkpointing:
+        enable_checkpointing(model.llm)
     if env.device.type == "cuda":
         from ..models.builder import check_memory
 
@@ -49,6 +49,15 @@ def prepare_model(model: nn.Module, cfg: TrainConfig, env: DistEnv) -> tuple[dic
     if cfg.compile:
         model.llm.compile()
     return counts, use_lora
+
+
+def enable_checkpointing(llm: nn.Module) -> None:
+    """Recompute the HF LLM's layers in backward (non-reentrant). transformers 5 renamed the method and its
+    keyword; the old name still works with a FutureWarning."""
+    if hasattr(llm, "activation_checkpointing_enable"):
+        llm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def build_dataset(cfg: TrainConfig, model, env: DistEnv):

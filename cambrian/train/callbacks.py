@@ -20,7 +20,7 @@ class Callback:
         pass
 
     def on_train_end(self, trainer, summary: dict) -> None:
-        pass
+        """After the last step (``trainer.completed``), or when the run failed or a callback stopped it."""
 
 
 class MetricsCallback(Callback):
@@ -44,11 +44,17 @@ class MetricsCallback(Callback):
 
 
 class CheckpointCallback(Callback):
-    """A resumable checkpoint every ``save_steps`` optimizer steps (0: only the final one the trainer writes)."""
+    """A resumable checkpoint every ``save_steps`` optimizer steps (0: none in between) and one after the last step
+    of a completed run (a run that fails or is stopped keeps its last periodic one)."""
 
     def on_step_end(self, trainer, record: dict) -> None:
         every = trainer.cfg.save_steps
         if every and record["step"] % every == 0:
+            trainer.save()
+
+    def on_train_end(self, trainer, summary: dict) -> None:
+        every = trainer.cfg.save_steps
+        if trainer.completed and not (every and trainer.state["step"] % every == 0):
             trainer.save()
 
 

@@ -144,7 +144,9 @@ SCHEDULERS = ("cosine", "linear", "constant")
 @dataclass
 class TrainConfig:
     # ---- what -------------------------------------------------------------------------------------------
-    model: str = "tiny"  # model preset, YAML file, or a saved model dir (stage 2: the stage-1 output dir)
+    # model preset, YAML file, or a saved model dir (stage 2: the stage-1 output dir); None: the caller passes the
+    # model object to Trainer (the demo trains the model it holds)
+    model: str | None = "tiny"
     stage: int | str = 1  # 1: connector only; 2: connector + LLM; "ground": connector only, grounding objective
     # stage "ground": records carry per-cell word targets (``grounding``, see cambrian.data.grounding); the
     # connector's tokens are pulled onto the LLM's input embeddings of those words ("mse+words": regression x scale
@@ -201,7 +203,7 @@ class TrainConfig:
         from ..models.grounding import KINDS
 
         v = _Check()
-        self.model = v.str_("model", self.model)
+        self.model = v.str_("model", self.model, optional=True)
         if self.stage not in (1, 2, "ground") or isinstance(self.stage, bool):
             raise ConfigError(f"stage must be 1, 2 or 'ground', got {self.stage!r}")
         g = {"objective": "mse+words", "scale": 100.0}

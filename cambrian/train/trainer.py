@@ -73,6 +73,7 @@ class Trainer:
         self.out = Path(cfg.output_dir)
         self.callbacks: list[Callback] = list(callbacks) if callbacks is not None else default_callbacks()
         self.stop_now = False  # a callback may end the loop after the current step
+        self.completed = False  # every step ran and the bad-sample check passed
 
         self.grounding = cfg.stage == "ground"
         self.param_counts, self.use_lora = prepare_model(self.model, cfg, self.env)
@@ -198,12 +199,11 @@ class Trainer:
                 cb.on_train_end(self, summary)
             return summary
         self._check_bad(final=True)
-        if not (cfg.save_steps and self.state["step"] % cfg.save_steps == 0):
-            self.save()
-        self.save_model(self.out)
+        self.completed = True
         summary["bad_counts"] = dict(self.bad + self.line_bad)
-        for cb in self.callbacks:
+        for cb in self.callbacks:  # metrics closed, the final checkpoint written (CheckpointCallback)
             cb.on_train_end(self, summary)
+        self.save_model(self.out)
         return summary
 
     def _step(self, micro: list[dict], epoch: int) -> dict:

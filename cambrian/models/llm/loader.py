@@ -50,7 +50,9 @@ def _hub_kwargs() -> dict:
 
 
 def load_llm(cfg: LLMConfig, load_weights: bool = True, dtype: torch.dtype = torch.float32):
-    """Build/load the LLM described by ``cfg``; returns ``(model, tokenizer)`` and fills ``cfg.hf_config``.
+    """Build/load the LLM described by ``cfg``; returns ``(model, tokenizer)``. ``cfg`` is not changed: the
+    architecture that was built is ``model.config.to_dict()`` (``CambrianModel.from_config`` records it in its own
+    copy of the config so a checkpoint rebuilds offline).
 
     The tokenizer always has a pad token afterwards (an existing special token when possible). With
     ``load_weights=False`` the tokenizer may be ``None`` if it cannot be found offline (a warning is logged).
@@ -59,7 +61,6 @@ def load_llm(cfg: LLMConfig, load_weights: bool = True, dtype: torch.dtype = tor
     model, tokenizer = backend(cfg, load_weights, dtype)
     if tokenizer is not None:
         ensure_pad_token(tokenizer, model)
-    cfg.hf_config = model.config.to_dict()
     return model, tokenizer
 
 
