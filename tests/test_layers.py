@@ -12,7 +12,7 @@ PKG = Path(__file__).resolve().parent.parent / "cambrian"
 
 # lowest first; a package not listed here is an error (new packages must be placed)
 LAYERS = [
-    {"constants", "errors", "registry", "paths", "utils", "config", "prompts", "hub", "presets"},
+    {"constants", "errors", "registry", "paths", "utils", "typed", "config", "prompts", "hub", "presets"},
     {"models"},
     {"data"},
     {"train"},
@@ -24,7 +24,7 @@ LAYERS = [
 # eval and cvbench share a layer: cvbench registers its benchmark with eval's registry and eval's report reads
 # CV-Bench's scorer; neither may import train/demo/cli.
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
-TORCH_FREE = {"constants", "errors", "registry", "paths", "config", "presets", "hub"}
+TORCH_FREE = {"constants", "errors", "registry", "paths", "typed", "config", "presets", "hub"}
 
 
 def top(module: Path) -> str:

@@ -695,7 +695,7 @@ def test_fuzz_prediction_lines_through_eval_score(tmp_path, capsys):
     ("lora.r=0", "lora.r must be a whole number >= 1"),
     ("grounding.scal=2", "(did you mean 'scale'?)"),
     ("grounding.scale=big", "grounding.scale must be a number"),
-    ("stage=3", "stage must be 1, 2 or 'ground'"),
+    ("stage=3", "stage must be one of 1, 2, 'ground', got 3"),
     ("micro_batchsize=4", "unknown TrainConfig keys ['micro_batchsize'] (did you mean 'micro_batch_size'?)"),
     ("data=[{path: x.jsonl, image: imgs}]", "unknown data[0] keys ['image'] (data[0].image) (did you mean 'images'?)"),
     ("data=[{images: imgs}]", "data[0] needs a 'path'"),
@@ -727,3 +727,34 @@ def test_config_numbers_from_yaml_and_recipe_relative_data(tmp_path, monkeypatch
     with pytest.raises(ConfigError, match="micro_batch_size must be a whole number >= 1"):
         TrainConfig(micro_batch_size=0)
     assert TrainConfig(lr="2e-5").lr == 2e-5
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--param", "count_maxx=5"], "--param: unknown BuildParams keys ['count_maxx'] (did you mean 'count_max'?)"),
+    (["--param", "count_zero_prob=2"], "--param: count_zero_prob must be >= 0 and <= 1, got 2.0"),
+    (["--param", "max_per_image.Cout=1"], "unknown max_per_image keys ['Cout'] (max_per_image.Cout) (did you mean 'Count'?)"),
+    (["--param", "count_num_options=[4, five]"], "count_num_options[1] must be a whole number, got 'five'"),
+    (["--param", "relation_boxes"], "--param 'relation_boxes' is not key=value"),
+])
+def test_cvbench_build_params_go_through_the_typed_loader(tmp_path, capsys, argv, needle):
+    assert main(["cvbench", "build", "--scenes", str(tmp_path), "--out", str(tmp_path / "o"), *argv]) == 2
+    line = _one_error_line(capsys)
+    assert needle in line, line
+    assert not (tmp_path / "o").exists()  # refused before any work
+
+
+@pytest.mark.parametrize("data, needle", [
+    ({"encoders": [{"preset": "tiny-clip", "image_size": "big"}]}, "encoder preset 'tiny-clip': image_size must be a whole number, got 'big'"),
+    ({"connector": {"depht": 2}}, "unknown connector keys ['depht'] (connector.depht) (did you mean 'depth'?)"),
+    ({"llm": {"max_length": 0}}, "llm.max_length must be a whole number >= 1, got 0"),
+    ({"dtype": "fp8"}, "dtype must be one of 'float32', 'bfloat16', 'float16', got 'fp8'"),
+    ({"connector": {"query_num_list": [16, -1]}}, "connector.query_num_list[1] must be a whole number >= 1, got -1"),
+])
+def test_model_configs_go_through_the_typed_loader(tmp_path, capsys, data, needle):
+    import yaml
+
+    cfg = tmp_path / "model.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "m", "encoders": ["tiny-clip"], **data}))
+    assert main(["info", str(cfg)]) == 2
+    line = _one_error_line(capsys)
+    assert needle in line and "model.yaml" in line, line

@@ -33,7 +33,8 @@ import dataclasses
 import math
 from typing import Callable
 
-from ..config import EncoderConfig, _build
+from ..config import EncoderConfig
+from ..typed import Int, build, check_value, did_you_mean
 from ..registry import Registry
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -318,12 +319,16 @@ def expand_encoder_entry(entry) -> EncoderConfig:
     if preset is None:
         if "id" not in entry:
             raise ValueError(f"encoder entry without 'preset' needs an 'id' (and the other fields): {entry!r}")
-        return _build(EncoderConfig, entry, f"encoder {entry['id']!r}")
+        return build(EncoderConfig, entry, f"encoder {entry['id']!r}")
     unknown = set(entry) - _FIELDS
     if unknown:
-        raise ValueError(f"encoder preset {preset!r}: unknown override keys {sorted(unknown)} (valid: {sorted(_FIELDS)})")
-    cfg = get_encoder_preset(preset, image_size=entry.pop("image_size", None))
+        key = sorted(unknown)[0]
+        raise ValueError(f"encoder preset {preset!r}: unknown override key {key!r}{did_you_mean(key, _FIELDS)}")
+    size = entry.pop("image_size", None)
+    if size is not None:  # the preset derives its grid from it: checked first
+        size = check_value(Int(ge=1), size, f"encoder preset {preset!r}: image_size")
+    cfg = get_encoder_preset(preset, image_size=size)
     if "options" in entry:
         entry["options"] = {**cfg.options, **(entry["options"] or {})}
-    over = _build(EncoderConfig, {**dataclasses.asdict(cfg), **entry}, f"encoder preset {preset!r}")
+    over = build(EncoderConfig, {**dataclasses.asdict(cfg), **entry}, f"encoder preset {preset!r}")
     return over
