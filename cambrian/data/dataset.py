@@ -248,6 +248,3 @@ class SupervisedDataset(EncodedDataset):
             out.update(self.images.inputs(paths, pil))
         return out
 
-
-def count_reasons(items: Sequence[dict]) -> Counter:
-    return Counter(x["bad"] for x in items if "bad" in x)

@@ -25,7 +25,6 @@ PAPER_TABLE: list[tuple[str, list[tuple[str, str, str | None]]]] = [
     ("Vision-Centric", [("MMVP", "mmvp", None), ("RealWorldQA", "realworldqa", None),
                         ("CV-Bench-2D", "cvbench", "accuracy_2d"), ("CV-Bench-3D", "cvbench", "accuracy_3d")]),
 ]
-GROUPS = [g for g, _ in PAPER_TABLE]
 OTHER_LABELS = {"pope": "POPE", "mmstar": "MMStar", "cvbench-synth": "CV-Bench-Synth"}
 
 
