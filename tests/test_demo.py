@@ -281,6 +281,7 @@ def test_cli_set_reaches_the_config(monkeypatch, capsys):
 
     seen = {}
     monkeypatch.setattr(pipeline, "run_demo", lambda cfg, quick=False: seen.update(cfg=cfg, quick=quick))
+    monkeypatch.setattr(pipeline, "console_summary", lambda results: "")
     assert main(["demo", "--quick", "--out", "o", "--set", "stage2_max_samples=null", "--set", "stage1_samples=5"]) == 0
     assert seen["quick"] and seen["cfg"].stage2_max_samples is None and seen["cfg"].stage1_samples == 5
     assert main(["demo", "--set", "nope=1"]) == 2  # one `error:` line, no traceback

@@ -66,5 +66,7 @@ def run(args) -> int:
         cfg.stage2_max_samples = args.steps * cfg.stage2_batch
     if args.no_progress:
         cfg.progress = False
-    run_demo(cfg, quick=args.quick)
+    from ..demo.pipeline import console_summary
+
+    print(console_summary(run_demo(cfg, quick=args.quick)))
     return 0

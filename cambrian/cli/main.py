@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     mod = importlib.import_module(COMMANDS[args.command][0])
+    from ..utils.log import console_logging
+
+    console_logging(logging.DEBUG if args.debug else logging.INFO)
     if args.debug:
         return int(mod.run(args) or 0)
     try:

@@ -33,6 +33,7 @@ import shutil
 import time
 from pathlib import Path
 
+from ..utils.log import get_logger
 from ..utils.io import atomic_write_json, read_jsonl
 from .config import DemoConfig
 
@@ -42,7 +43,7 @@ CHAT_MAX_NEW_TOKENS = 64
 
 
 def log(msg: str) -> None:
-    print(f"[cambrian demo] {msg}", flush=True)
+    get_logger("demo").info(msg)
 
 
 class Timer:
@@ -288,15 +289,20 @@ def run_demo(cfg: DemoConfig, quick: bool = False) -> dict:
         paths = write_report(out, results)
     results["timings"]["report"] = timer.timings["report"]
     results["timings"]["total"] = timer.total()
-    paths = write_report(out, results, plots=False)  # final timings
-    print()
-    print(summary_table(results))
-    print()
-    for name, t in results["targets"].items():
-        print(f"target {'OK  ' if t['ok'] else 'MISS'} {name}: {t['value'] if t['value'] is None else round(t['value'], 4)}")
-    print()
-    print(f"report: {paths['report']}  results: {paths['results']}  plots: {paths['loss_png']}, {paths['accuracy_png']}")
-    print("try the trained model:")
-    print(f"  {chat['command']}")
-    print(f"  -> {chat['answer']}" + (f"   (truth: {chat['truth']})" if chat.get("truth") else ""))
+    results["paths"] = {k: str(v) for k, v in write_report(out, results, plots=False).items()}  # final timings
     return results
+
+
+def console_summary(results: dict) -> str:
+    """What ``cambrian demo`` prints at the end: the accuracy table, the targets, where the report is, and the
+    chat command with its answer."""
+    paths, chat = results["paths"], results["chat"]
+    lines = ["", summary_table(results), ""]
+    for name, t in results["targets"].items():
+        lines.append(f"target {'OK  ' if t['ok'] else 'MISS'} {name}: "
+                     f"{t['value'] if t['value'] is None else round(t['value'], 4)}")
+    lines += ["", f"report: {paths['report']}  results: {paths['results']}  plots: {paths['loss_png']}, "
+                  f"{paths['accuracy_png']}",
+              "try the trained model:", f"  {chat['command']}",
+              f"  -> {chat['answer']}" + (f"   (truth: {chat['truth']})" if chat.get("truth") else "")]
+    return "\n".join(lines)

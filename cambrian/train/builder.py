@@ -19,6 +19,7 @@ from ..data.dataset import ImagePipeline, SupervisedDataset
 from ..data.llava import LlavaSource
 from ..data.sampler import StepPlanner
 from ..errors import UserError
+from ..utils.log import get_logger
 from .config import ConfigError, TrainConfig
 from .distributed import DistEnv, barrier
 from .freeze import apply_freeze, param_groups, stage_policy
@@ -113,7 +114,7 @@ def build_feature_cache(cfg: TrainConfig, model, sources, selection, env: DistEn
     n = cache.build(paths, env.device, rank=env.rank, world_size=env.world_size)
     barrier(env)
     if env.is_main and n:
-        print(f"[cambrian train] cached features of {n} images in {cache.root}")
+        get_logger("train").info(f"cached features of {n} images in {cache.root}")
     return cache
 
 

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import UserError
+from ..utils.log import get_logger
 from .config import TrainConfig
 from .distributed import DistEnv, barrier
 
@@ -58,7 +59,7 @@ def prepare_output_dir(cfg: TrainConfig, env: DistEnv) -> None:
                 shutil.rmtree(p)
             elif p.exists() or p.is_symlink():
                 p.unlink()
-        print(f"[cambrian train] --overwrite: removed the previous run's files from {out}")
+        get_logger("train").info(f"--overwrite: removed the previous run's files from {out}")
     barrier(env)
 
 

@@ -42,6 +42,9 @@ from .lora import merge_lora
 from .metrics import peak_flops, train_flops_per_token
 from .run_dir import OutputDirError, prepare_output_dir, resume_mismatch, save_into
 from .strategies import make_strategy
+from ..utils.log import get_logger
+
+log = get_logger("train")
 
 __all__ = ["Trainer", "DataQualityError", "OutputDirError", "supervised_tokens"]
 
@@ -125,8 +128,7 @@ class Trainer:
                 if ck == cks[-1]:
                     raise first_error from None
                 if self.env.is_main:
-                    print(f"warning: skipping checkpoint {ck.name}: {' '.join(str(e).split())}; trying the previous one",
-                          file=sys.stderr)
+                    log.warning(f"skipping checkpoint {ck.name}: {' '.join(str(e).split())}; trying the previous one")
 
     def _resume(self, ck: Path) -> None:
         st = load_checkpoint(ck, self.engine, self.model, self.optimizer, self.env)
@@ -134,7 +136,7 @@ class Trainer:
         self.state.update(st)
         self.state["world_size"] = self.env.world_size
         if self.env.is_main:
-            print(f"[cambrian train] resumed from {ck} at step {self.state['step']}")
+            log.info(f"resumed from {ck} at step {self.state['step']}")
 
     # ---- the loop -------------------------------------------------------------------------------------
     def _autocast(self):
