@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from ..api import EvalSample, register_benchmark
 from ..extract import mcq_extract
-from ._common import LETTER, TableBenchmark, lazy_image, options_block
+from ...prompts import LETTER, options_block
+from ._common import TableBenchmark, lazy_image
 
 
 @register_benchmark("ai2d")

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from ..api import EvalSample, register_benchmark
 from ..extract import relaxed_match
-from ._common import SHORT_NUMBER, TableBenchmark, lazy_image
+from ...prompts import SHORT_NUMBER
+from ._common import TableBenchmark, lazy_image
 
 
 @register_benchmark("chartqa")

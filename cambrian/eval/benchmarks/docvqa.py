@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from ..api import EvalSample, register_benchmark
 from ..extract import anls
-from ._common import SHORT_DIRECT, TableBenchmark, lazy_image
+from ...prompts import SHORT_DIRECT
+from ._common import TableBenchmark, lazy_image
 
 
 @register_benchmark("docvqa")

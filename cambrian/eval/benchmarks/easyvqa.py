@@ -26,7 +26,8 @@ from typing import Sequence
 import numpy as np
 
 from ..api import Benchmark, EvalSample, register_benchmark
-from ._common import SHORT, lazy_image, mean
+from ...prompts import SHORT
+from ._common import lazy_image, mean
 
 SHAPES = ("circle", "rectangle", "triangle")
 YES_NO = ("yes", "no")

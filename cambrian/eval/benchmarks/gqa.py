@@ -15,7 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..api import EvalSample, register_benchmark
-from ._common import SHORT, TableBenchmark, find_files, lazy_image, read_table_file
+from ...prompts import SHORT
+from ._common import TableBenchmark, find_files, lazy_image, read_table_file
 
 
 @register_benchmark("gqa")

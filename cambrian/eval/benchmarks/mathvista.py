@@ -24,7 +24,8 @@ import re
 
 from ..api import EvalSample, register_benchmark
 from ..extract import keyword_extract, to_number, within
-from ._common import COT, SHORT, TableBenchmark, lazy_image
+from ...prompts import COT, SHORT
+from ._common import TableBenchmark, lazy_image
 
 _NUM = re.compile(r"-?\d[\d,]*\.?\d*")
 

@@ -21,7 +21,8 @@ from collections import defaultdict
 
 from ..api import EvalSample, register_benchmark
 from ..extract import mcq_extract
-from ._common import LETTER, TableBenchmark, is_missing, lazy_image
+from ...prompts import LETTER
+from ._common import TableBenchmark, is_missing, lazy_image
 
 
 def image_key(value) -> str:

@@ -21,7 +21,8 @@ from collections import defaultdict
 
 from ..api import EvalSample, register_benchmark
 from ..extract import yes_no
-from ._common import SHORT, TableBenchmark, lazy_image
+from ...prompts import SHORT
+from ._common import TableBenchmark, lazy_image
 
 PERCEPTION = ["existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR"]
 COGNITION = ["commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning"]

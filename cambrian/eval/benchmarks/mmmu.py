@@ -22,7 +22,8 @@ import re
 
 from ..api import EvalSample, register_benchmark
 from ..extract import keyword_extract, mcq_extract, within
-from ._common import LETTER, SHORT, TableBenchmark, has_image, lazy_image
+from ...prompts import LETTER, SHORT
+from ._common import TableBenchmark, has_image, lazy_image
 
 _TAG = re.compile(r"<image \d+>")
 

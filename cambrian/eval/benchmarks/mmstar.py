@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from ..api import EvalSample, register_benchmark
 from ..extract import first_token
-from ._common import LETTER_ONLY, TableBenchmark, lazy_image
+from ...prompts import LETTER_ONLY
+from ._common import TableBenchmark, lazy_image
 
 
 @register_benchmark("mmstar")

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from ..api import EvalSample, register_benchmark
 from ..extract import mcq_extract
-from ._common import LETTER, TableBenchmark, lazy_image
+from ...prompts import LETTER
+from ._common import TableBenchmark, lazy_image
 
 _OPT = re.compile(r"\(([a-z])\)\s*(.*?)\s*(?=\([a-z]\)|$)", re.S)
 

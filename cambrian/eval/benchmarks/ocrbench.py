@@ -13,7 +13,8 @@ score out of 1000 divided by 10, i.e. the same number in percent); ``score`` = t
 from __future__ import annotations
 
 from ..api import EvalSample, register_benchmark
-from ._common import SHORT_DIRECT, TableBenchmark, lazy_image
+from ...prompts import SHORT_DIRECT
+from ._common import TableBenchmark, lazy_image
 
 HME = "Handwritten Mathematical Expression Recognition"
 

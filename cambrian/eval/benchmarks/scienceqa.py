@@ -17,7 +17,8 @@ import string
 
 from ..api import EvalSample, register_benchmark
 from ..extract import mcq_extract
-from ._common import LETTER_ONLY, TableBenchmark, has_image, lazy_image, letters, options_block
+from ...prompts import LETTER_ONLY, letters, options_block
+from ._common import TableBenchmark, has_image, lazy_image
 
 _PUNCT = str.maketrans("", "", string.punctuation)
 

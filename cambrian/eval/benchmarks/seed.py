@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from ..api import EvalSample, register_benchmark
 from ..extract import mcq_extract
-from ._common import LETTER, TableBenchmark, lazy_image
+from ...prompts import LETTER
+from ._common import TableBenchmark, lazy_image
 
 
 @register_benchmark("seed")

@@ -22,7 +22,8 @@ import numpy as np
 
 from ...utils.io import atomic_write_text, read_jsonl
 from ..api import Benchmark, EvalSample, register_benchmark
-from ._common import SHORT, lazy_image, mean
+from ...prompts import SHORT
+from ._common import lazy_image, mean
 
 QUESTIONS = "questions.jsonl"
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from ..api import EvalSample, register_benchmark
 from ..extract import vqa_accuracy
-from ._common import SHORT, TableBenchmark, lazy_image
+from ...prompts import SHORT
+from ._common import TableBenchmark, lazy_image
 
 
 @register_benchmark("textvqa")
