@@ -38,14 +38,15 @@ def letters(n: int) -> list[str]:
 
 
 # ---- option lists --------------------------------------------------------------------------------------------
-def options_block(choices: Sequence[str]) -> str:
-    """``"A. c0\\nB. c1..."`` (no leading or trailing newline): the official scripts' option lines."""
-    return "\n".join(f"{letter(i)}. {c}" for i, c in enumerate(choices))
+def option_lines(choices: Sequence[str]) -> str:
+    """``"\\nA. c0\\nB. c1..."``: one line per option, each *preceded* by a newline, as the official scripts append
+    them (so no options adds nothing)."""
+    return "".join(f"\n{letter(i)}. {c}" for i, c in enumerate(choices))
 
 
-def paren_options_block(choices: Sequence[str]) -> str:
-    """``"(A) c0\\n(B) c1..."``: CV-Bench's option lines."""
-    return "\n".join(f"({letter(i)}) {c}" for i, c in enumerate(choices))
+def paren_option_lines(choices: Sequence[str]) -> str:
+    """``"\\n(A) c0\\n(B) c1..."``: CV-Bench's option lines, each preceded by a newline."""
+    return "".join(f"\n({letter(i)}) {c}" for i, c in enumerate(choices))
 
 
 def with_instruction(body: str, instruction: str) -> str:

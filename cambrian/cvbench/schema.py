@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..prompts import LETTER, LETTERS, SELECT_SUFFIX, letter, paren_options_block, with_instruction  # noqa: F401
+from ..prompts import LETTER, LETTERS, SELECT_SUFFIX, letter, paren_option_lines, with_instruction  # noqa: F401
 
 COLUMNS = [
     "idx", "type", "task", "image", "question", "choices", "answer", "prompt", "filename",
@@ -61,7 +61,7 @@ def answer_index(answer: str) -> int:
 
 def format_prompt(question: str, choices: list[str]) -> str:
     """The ``prompt`` column: question, the official 'Select from the following choices.' and one option per line."""
-    return "\n".join([question.rstrip() + SELECT_SUFFIX, *([paren_options_block(choices)] if choices else [])])
+    return question.rstrip() + SELECT_SUFFIX + paren_option_lines(choices)
 
 
 def model_prompt(row_prompt: str) -> str:

@@ -25,8 +25,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..api import Benchmark, EvalSample, register_benchmark
 from ...prompts import SHORT
+from ..api import Benchmark, EvalSample, register_benchmark
 from ._common import lazy_image, mean
 
 SHAPES = ("circle", "rectangle", "triangle")
