@@ -11,7 +11,8 @@ import json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model preset name (configs/models/*.yaml), checkpoint directory, or YAML/JSON config file")
+    p.add_argument("model", help="model preset name (configs/models/*.yaml), checkpoint directory (ours or released "
+                                 "format), released-format hub id (online), or YAML/JSON config file")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--tower", action="append", default=[], metavar="NAME=PRESET[@DIR]",
                    help="released format: map an official tower name to one of our presets (see cambrian convert)")
@@ -42,16 +43,19 @@ def run(args) -> int:
     from ..config import resolve_model_config
     from ..models.builder import count_parameters
 
-    from ..models.official import is_release_dir
+    from ..models.official import resolve_release
 
     release = None
-    if is_release_dir(args.model):
+    local = resolve_release(args.model, weights=False)  # a released-format dir, or its hub id (config only)
+    if local is not None:
         from .convert import parse_towers
 
         presets, dirs = parse_towers(args.tower)
-        release = _release_info(args.model, presets, dirs, args.template)
+        release = _release_info(str(local), presets, dirs, args.template)
         cfg = release.pop("config")
     else:
+        if args.tower or args.template:
+            raise ValueError("--tower / --template apply to released-format checkpoints only")
         cfg = resolve_model_config(args.model)
     counts = count_parameters(cfg)
     d = {"name": cfg.name, "connector_type": cfg.connector.type, "llm_template": cfg.llm.template, **counts.to_dict()}

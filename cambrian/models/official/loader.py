@@ -57,9 +57,10 @@ def is_release_dir(path: str | os.PathLike) -> bool:
         return False
 
 
-def resolve_release(spec: str | os.PathLike) -> Path | None:
+def resolve_release(spec: str | os.PathLike, weights: bool = True) -> Path | None:
     """The local directory of a released-format checkpoint named by ``spec`` (a directory, or a hub id downloaded
-    with ``snapshot_download`` when the hub is reachable), or None when ``spec`` is not one."""
+    with ``snapshot_download`` when the hub is reachable; ``weights=False`` fetches only the config and tokenizer
+    files), or None when ``spec`` is not one."""
     p = Path(spec)
     if p.is_dir():
         return p if is_release_dir(p) else None
@@ -75,10 +76,12 @@ def resolve_release(spec: str | os.PathLike) -> Path | None:
         return None
     if not is_official_config(cfg):
         return None
-    files = set(list_repo_files(str(spec)))
-    weights = ["*.safetensors", "model.safetensors.index.json"] if any(f.endswith(".safetensors") for f in files) \
-        else ["*.bin", "pytorch_model.bin.index.json"]
-    return Path(snapshot_download(str(spec), allow_patterns=["config.json", *weights, *TOKENIZER_PATTERNS]))
+    patterns = ["config.json", *TOKENIZER_PATTERNS]
+    if weights:  # one format only: a repository may hold both
+        files = set(list_repo_files(str(spec)))
+        patterns += ["*.safetensors", "model.safetensors.index.json"] if any(f.endswith(".safetensors") for f in files) \
+            else ["*.bin", "pytorch_model.bin.index.json"]
+    return Path(snapshot_download(str(spec), allow_patterns=patterns))
 
 
 def release_config(root: str | os.PathLike, towers: Mapping[str, EncoderConfig | str] | None = None,
