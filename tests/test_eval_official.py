@@ -176,3 +176,14 @@ def test_cli_score_with_the_lenient_scorer(tmp_path, capsys):
                  "--scorer", "lenient"]) == 0
     cap = capsys.readouterr()
     assert json.loads(cap.out)["metrics"]["accuracy"] == 1.0 and "no lenient scorer" in cap.err
+
+
+def test_mathvista_official_letter_split_and_no_free_letter():
+    from cambrian.eval.api import EvalSample
+
+    mv = get_benchmark("mathvista")
+    s = EvalSample(idx=0, prompt="", answer="7", meta={"mc": True, "choices": ["1", "7"], "letter": "b"})
+    assert mv.extract(s, "B. 7 sides") == "b" and mv.is_correct(s, "b") == 1.0  # the split the official code meant
+    assert mv.is_correct(s, mv.extract(s, "The answer is B.")) == 0.0  # CoT text is not extracted officially
+    odd = EvalSample(idx=1, prompt="", answer="9", meta={"mc": True, "choices": ["1", "7"]})  # answer not a choice
+    assert mv.is_correct(odd, mv.extract(odd, "")) == 0.0

@@ -62,7 +62,9 @@ class MathVista(TableBenchmark):
         return s.split(".")[0] if sample.meta["mc"] else s
 
     def is_correct(self, sample, extracted):
-        gt = (sample.meta.get("letter") or "") if sample.meta["mc"] else sample.answer.lower()
+        gt = sample.meta.get("letter") if sample.meta["mc"] else sample.answer.lower()
+        if gt is None:  # the answer is none of the choices: no letter can be right
+            return 0.0
         if extracted == gt:
             return 1.0
         if is_float(gt) and is_float(extracted):

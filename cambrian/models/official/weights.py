@@ -157,7 +157,12 @@ def iter_shards(root: Path) -> Iterator[tuple[Path, dict[str, torch.Tensor]]]:
                 raise ReleaseFormatError(f"{f}: not a readable safetensors file ({type(e).__name__}: {e})") from None
         else:
             try:
-                part = torch.load(str(f), map_location="cpu", weights_only=True, mmap=True)
+                try:
+                    part = torch.load(str(f), map_location="cpu", weights_only=True, mmap=True)
+                except RuntimeError as e:  # a legacy (pre-zip) file cannot be memory-mapped: read it whole
+                    if "mmap" not in str(e):
+                        raise
+                    part = torch.load(str(f), map_location="cpu", weights_only=True)
             except Exception as e:  # noqa: BLE001 - pickle with objects, corrupt file, ...
                 raise ReleaseFormatError(f"{f}: not a plain tensor file readable with weights_only=True "
                                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
