@@ -1,7 +1,8 @@
 """One answer to "may we reach the Hugging Face hub?" and the keyword arguments every hub call gets.
 
-The hub counts as off when ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` holds a true value (``1``, ``true``,
-``yes``, ``on``, any case), the values huggingface_hub itself accepts. Every loader (LLM, towers, checkpoints)
+The hub counts as off exactly when huggingface_hub itself thinks so: ``HF_HUB_OFFLINE`` when it is set (non-empty),
+else ``TRANSFORMERS_OFFLINE``, holding a true value (``1``, ``true``, ``yes``, ``on``, any case); so
+``HF_HUB_OFFLINE=0`` turns the hub on even where ``TRANSFORMERS_OFFLINE=1``. Every loader (LLM, towers, checkpoints)
 asks here, so they cannot disagree. ``trust_remote_code`` is always False: no code from a model repository runs.
 """
 
@@ -10,11 +11,11 @@ from __future__ import annotations
 import os
 
 TRUE = frozenset({"1", "true", "yes", "on"})
-ENV_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 def offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in TRUE for v in ENV_VARS)
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.strip().lower() in TRUE
 
 
 def hub_kwargs() -> dict:

@@ -24,7 +24,7 @@ LAYERS = [
 # eval and cvbench share a layer: cvbench registers its benchmark with eval's registry and eval's report reads
 # CV-Bench's scorer; neither may import train/demo/cli.
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
-TORCH_FREE = {"constants", "errors", "registry", "paths", "typed", "config", "presets", "hub"}
+TORCH_FREE = {"constants", "errors", "registry", "paths", "typed", "config", "prompts", "presets", "hub"}
 
 
 def top(module: Path) -> str:
@@ -109,3 +109,28 @@ def test_low_layers_do_not_import_torch(name):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("hf, tf, off", [
+    (None, None, False), ("1", None, True), ("TRUE", None, True), ("0", "1", False), (None, "yes", True),
+    ("", "on", True), ("no", None, False),
+])
+def test_one_offline_rule_the_same_as_huggingface_hub(monkeypatch, hf, tf, off):
+    """``cambrian.hub.offline`` is the single hub switch; it reads the variables the way huggingface_hub does."""
+    from cambrian import hub
+
+    for var, val in (("HF_HUB_OFFLINE", hf), ("TRANSFORMERS_OFFLINE", tf)):
+        if val is None:
+            monkeypatch.delenv(var, raising=False)
+        else:
+            monkeypatch.setenv(var, val)
+    assert hub.offline() is off
+    assert hub.hub_kwargs() == {"local_files_only": off, "trust_remote_code": False}
+
+
+def test_nothing_else_reads_the_offline_variables():
+    """No second, disagreeing offline check: only cambrian/hub.py reads HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE."""
+    readers = [str(p.relative_to(PKG)) for p in PKG.rglob("*.py")
+               if "OFFLINE" in p.read_text(encoding="utf-8") and p.name != "hub.py"
+               and any(v in p.read_text(encoding="utf-8") for v in ('"HF_HUB_OFFLINE"', '"TRANSFORMERS_OFFLINE"'))]
+    assert readers == []

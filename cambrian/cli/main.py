@@ -12,7 +12,9 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "info": ("cambrian.cli.info", "parameter counts per component and visual tokens of a preset or checkpoint (no weights loaded)"),
+    "info": ("cambrian.cli.info", "parameter counts per component and visual tokens of a preset or checkpoint, ours or "
+                                  "released-format (no weights loaded)"),
+    "convert": ("cambrian.cli.convert", "convert a checkpoint between our format and the released Cambrian-1 format"),
     "chat": ("cambrian.cli.chat", "ask a model about an image (one answer with --prompt, else an interactive loop)"),
     "train": ("cambrian.cli.train", "train stage 1 (connector) or stage 2 (connector + LLM) from a YAML recipe"),
     "eval": ("cambrian.cli.eval", "run benchmarks, score a predictions file, render report tables and plots"),

@@ -176,7 +176,7 @@ def evaluate(model, cfg: DemoConfig, out: Path, device: str, progress: bool) -> 
 def chat_once(model, out: Path, samples: list) -> dict:
     """One answer about a held-out easy-VQA test image whose answer is visible (its colour), and the command to ask
     more."""
-    from ..eval.benchmarks._common import SHORT
+    from ..prompts import SHORT
 
     s = next((x for x in samples if x.meta.get("category") == "color"), samples[0])
     path = out / "chat.png"

@@ -85,10 +85,16 @@ class CambrianModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, dtype: torch.dtype | None = None, force: bool = False) -> "CambrianModel":
-        """Load a directory written by ``save_pretrained`` (or a hub repo id holding one). No pickle. The memory
+        """Load a directory written by ``save_pretrained`` (or a hub repo id holding one), or a released Cambrian-1
+        checkpoint (``nyu-visionx/cambrian-8b`` or its local copy: ``cambrian.models.official``). No pickle. The memory
         check of ``from_config`` runs first (``force`` skips it)."""
         from safetensors.torch import load_model
 
+        from .official import load_release, resolve_release
+
+        release = resolve_release(path)
+        if release is not None:
+            return load_release(release, dtype=dtype, force=force)
         path = _resolve_checkpoint(path)
         config = CambrianConfig.load(path / "config.json")
         config.llm.tokenizer = str(path)

@@ -25,8 +25,9 @@ from typing import Sequence
 
 import numpy as np
 
+from ...prompts import SHORT
 from ..api import Benchmark, EvalSample, register_benchmark
-from ._common import SHORT, lazy_image, mean
+from ._common import lazy_image, mean
 
 SHAPES = ("circle", "rectangle", "triangle")
 YES_NO = ("yes", "no")
