@@ -758,3 +758,20 @@ def test_model_configs_go_through_the_typed_loader(tmp_path, capsys, data, needl
     assert main(["info", str(cfg)]) == 2
     line = _one_error_line(capsys)
     assert needle in line and "model.yaml" in line, line
+
+
+@pytest.mark.parametrize("option, needle", [
+    ("textvqa.ocr_token=false", "benchmark 'textvqa': unknown option 'ocr_token' (did you mean 'ocr_tokens'?)"),
+    ("textvqa.ocr_tokens=maybe", "benchmark 'textvqa': option ocr_tokens must be true or false, got 'maybe'"),
+    ("easyvqa.max_images=0", "benchmark 'easyvqa': option max_images must be a whole number >= 1 or null, got 0"),
+    ("pope.anything=1", "benchmark 'pope': unknown option 'anything' (it has no options)"),
+    ("textvqa=1", "--option expects BENCH.KEY=VALUE"),
+])
+def test_benchmark_options_go_through_the_typed_loader(tmp_path, capsys, option, needle):
+    pred = tmp_path / "p.jsonl"
+    pred.write_text('{"idx": 0, "prediction": "yes"}\n')
+    bench = option.split(".")[0].split("=")[0]
+    assert main(["eval", "score", "--bench", bench, "--data", str(tmp_path), "--predictions", str(pred),
+                 "--option", option]) == 2
+    line = _one_error_line(capsys)
+    assert needle in line, line

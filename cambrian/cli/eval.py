@@ -23,27 +23,17 @@ import sys
 from pathlib import Path
 
 
-def _parse_value(v: str):
-    low = v.lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    try:
-        return json.loads(v)
-    except ValueError:
-        return v
-
-
 def parse_options(items: list[str] | None) -> dict[str, dict]:
-    """["textvqa.ocr_tokens=false"] -> {"textvqa": {"ocr_tokens": False}}"""
+    """``["textvqa.ocr_tokens=false"]`` -> ``{"textvqa": {"ocr_tokens": False}}``: values read as YAML like every
+    other override; each benchmark checks its options' names and types (``Benchmark.option_types``)."""
+    from ..typed import ConfigError, apply_overrides
+
+    raw = apply_overrides({}, list(items or []), what="--option")
     out: dict[str, dict] = {}
-    for it in items or []:
-        key, eq, val = it.partition("=")
-        bench, dot, opt = key.partition(".")
-        if not eq or not dot:
-            raise SystemExit(f"--option expects BENCH.KEY=VALUE, got {it!r}")
-        out.setdefault(bench, {})[opt] = _parse_value(val)
+    for bench, opts in raw.items():
+        if not isinstance(opts, dict) or not opts:
+            raise ConfigError(f"--option expects BENCH.KEY=VALUE, got {bench!r}")
+        out[bench] = opts
     return out
 
 

@@ -93,13 +93,10 @@ class Benchmark(ABC):
     metric_name: str = "accuracy"  # human-readable description of the primary metric (docs / report)
     chance: float | None = None  # random-guess level of the primary metric (vision-disabled plot), if known
     options: dict = {}  # option name -> default value
+    option_types: dict = {}  # option name -> field type (cambrian.typed); default: the default value's type
 
     def __init__(self, scorer: str = OFFICIAL, **options):
-        unknown = set(options) - set(self.options)
-        if unknown:
-            valid = ", ".join(sorted(self.options)) or "(none)"
-            raise ValueError(f"benchmark {self.name!r}: unknown option(s) {sorted(unknown)}; valid: {valid}")
-        self.opts = {**self.options, **options}
+        self.opts = {**self.options, **check_options(self, options)}
         if scorer not in self.scorers():
             raise ValueError(f"benchmark {self.name!r}: no {scorer!r} scorer; available: {', '.join(self.scorers())}")
         self.scorer = scorer
@@ -144,6 +141,22 @@ class Benchmark(ABC):
     def table_columns(self, metrics: dict) -> dict[str, float | None]:
         """Paper column name -> table value. Most benchmarks give one column; CV-Bench gives 2D and 3D."""
         return {self.name: self.table_value(metrics)}
+
+
+def check_options(bench: "Benchmark", given: dict) -> dict:
+    """The benchmark's options through the typed loader: unknown names refused with a did-you-mean, each value
+    checked against ``option_types[name]`` (default: the type of its default value)."""
+    from ..typed import Bool, ConfigError, Int, Num, Str, check_value, did_you_mean
+
+    by_default = {bool: Bool, int: Int(), float: Num(), str: Str}
+    out = {}
+    for name, value in given.items():
+        if name not in bench.options:
+            valid = did_you_mean(name, bench.options) if bench.options else " (it has no options)"
+            raise ConfigError(f"benchmark {bench.name!r}: unknown option {name!r}{valid}")
+        tp = bench.option_types.get(name) or by_default.get(type(bench.options[name]))
+        out[name] = check_value(tp, value, f"benchmark {bench.name!r}: option {name}") if tp is not None else value
+    return out
 
 
 BENCHMARKS: Registry[type[Benchmark]] = Registry("benchmark")
