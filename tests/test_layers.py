@@ -134,3 +134,16 @@ def test_nothing_else_reads_the_offline_variables():
                if "OFFLINE" in p.read_text(encoding="utf-8") and p.name != "hub.py"
                and any(v in p.read_text(encoding="utf-8") for v in ('"HF_HUB_OFFLINE"', '"TRANSFORMERS_OFFLINE"'))]
     assert readers == []
+
+
+def test_library_code_does_not_print():
+    """Only the command line prints; library modules log (``cambrian.utils.log``), so embedding programs decide."""
+    found = []
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG)
+        if rel.parts[0] == "cli" or rel == Path("utils/log.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                found.append(f"{rel}:{node.lineno}")
+    assert not found, found

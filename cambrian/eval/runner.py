@@ -34,13 +34,15 @@ import hashlib
 import json
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
 from ..utils.io import append_jsonl, atomic_write_json
 from .api import Benchmark, EvalSample, GenerationOptions, GenerationRequest
+from ..utils.log import get_logger
+
+log = get_logger("eval")
 
 VISION_SETTINGS = ("enabled", "disabled")
 
@@ -435,8 +437,8 @@ def run_benchmarks(model, benches: Sequence[Benchmark], data_root: str | None, r
         stats = generate_predictions(model, bench, mine, path, batch_size=batch_size, vision=vision,
                                      max_new_tokens=max_new_tokens, progress=progress)
         if stats["missing_images"]:
-            print(f"[cambrian eval] {bench.name}: {stats['missing_images']} sample(s) with an unreadable image "
-                  f"skipped (scored wrong); see {missing_images_path(path)}", file=sys.stderr)
+            log.warning(f"{bench.name}: {stats['missing_images']} sample(s) with an unreadable image skipped (scored "
+                        f"wrong); see {missing_images_path(path)}")
         if shard and shard[1] > 1:
             path.with_suffix(".done").write_text(token + "\n")
             if shard[0] != 0:
@@ -495,8 +497,8 @@ def _warn_foreign_benches(run_dir: Path, benches: Sequence[Benchmark], model_ide
         if any(old.get(k) != v for k, v in want.items()):
             foreign.append(f.parent.name)
     if foreign:
-        print(f"[cambrian eval] warning: {run_dir}: {', '.join(foreign)} still hold results of another model or vision "
-              "setting; rerun them with --overwrite or remove them before `cambrian eval report`", file=sys.stderr)
+        log.warning(f"{run_dir}: {', '.join(foreign)} still hold results of another model or vision setting; rerun "
+                    "them with --overwrite or remove them before `cambrian eval report`")
 
 
 def _done(marker: Path, token: str) -> bool:
