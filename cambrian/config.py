@@ -67,7 +67,7 @@ class ConnectorConfig:
     llm_start: Int(ge=0) = 0
     llm_stride: Int(ge=1) = 1
     newline: Bool = True  # learned newline embedding after each grid row
-    unpad: Bool = True  # drop letterbox rows/cols of the token grid (spec §1.5)
+    unpad: Bool = True  # drop letterbox rows/cols of the token grid (docs/official-code.md#letterbox)
     options: Mapping = field(default_factory=dict)
 
     @property

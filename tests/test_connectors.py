@@ -1,4 +1,4 @@
-"""Non-SVA connectors (spec §1.8): linear, mlpNx_gelu, identity, concat, interleave; registry behaviour."""
+"""Non-SVA connectors (docs/official-code.md#projectors): linear, mlpNx_gelu, identity, concat, interleave; registry behaviour."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Letterbox arithmetic, masks, windows and block assembly (spec §1.4, §1.5)."""
+"""Letterbox arithmetic, masks, windows and block assembly (docs/official-code.md#windows, docs/official-code.md#letterbox)."""
 
 import pytest
 import torch
@@ -97,7 +97,7 @@ def _masked_fraction(size):
 
 
 def test_convnext_partial_mask_percentages():
-    # spec §1.4: after resetting all-False windows, 0 % of keys stay masked for 640x480, 4.2 % for 1000x300
+    # docs/official-code.md#windows: after resetting all-False windows, 0 % of keys stay masked for 640x480, 4.2 % for 1000x300
     assert _masked_fraction((640, 480)) == 0.0
     # 1000x300: valid rows [34, 62); window rows 8 and 15 keep 2 of 4 pixel rows -> 2 * 24 windows * 8 keys
     assert _masked_fraction((1000, 300)) == pytest.approx(384 / 9216)

@@ -92,7 +92,7 @@ def test_in_llm_aggregation_changes_the_output(model):
 
 
 def test_text_only_forward_never_sees_stale_image_features(model):
-    """Official bug §9.1 #4: a text-only call after an image call reused cached features."""
+    """Official bug docs/official-code.md#bugs B4: a text-only call after an image call reused cached features."""
     imgs = [[_img(40, 30, 1)]]
     input_ids, mask, pixels, sizes = _batch(model, ["<image>\nA"], imgs)
     t_ids, t_mask, _, _ = _batch(model, ["just text"], [[]])

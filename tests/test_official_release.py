@@ -332,7 +332,7 @@ def llama3_tokenizer(auto_bos: bool = True):
 def test_llama3_image_position_is_91(auto_bos):
     tok = llama3_tokenizer(auto_bos)
     assert (tok("a")["input_ids"][0] == 128000) is auto_bos
-    assert image_position("llama_3", tok) == 91  # the released 8B's config value (spec §1.7)
+    assert image_position("llama_3", tok) == 91  # the released 8B's config value (docs/official-code.md#in-llm)
     from cambrian.models.llm.tokenize import tokenize_prompt
 
     ids = tokenize_prompt("<image>\nWhat is in the image?", "llama_3", tok)
@@ -341,7 +341,7 @@ def test_llama3_image_position_is_91(auto_bos):
 
 
 def released_8b_config() -> dict:
-    """The released nyu-visionx/cambrian-8b config.json (spec §4.1)."""
+    """The released nyu-visionx/cambrian-8b config.json (docs/official-code.md#release)."""
     return {
         "_name_or_path": "./Meta-Llama-3-8B-Instruct", "architectures": ["CambrianLlamaForCausalLM"],
         "attention_bias": False, "attention_dropout": 0.0, "bos_token_id": 128000, "connector_depth": 3,

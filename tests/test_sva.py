@@ -1,4 +1,4 @@
-"""SVA layer, sampler and connector (spec §1.1–§1.4, §1.7, §1.9, §4.2)."""
+"""SVA layer, sampler and connector (docs/official-code.md#forward, docs/official-code.md#in-llm, docs/official-code.md#init, docs/official-code.md#release)."""
 
 import math
 
@@ -29,7 +29,7 @@ def feats(n, dims, grids):
 
 
 def reference_layer(layer, q, c, windows, masks, heads):
-    """The §1.3 formula written out by hand (explicit softmax, -inf masking), per query."""
+    """The docs/official-code.md#sva-layer formula written out by hand (explicit softmax, -inf masking), per query."""
     h = torch.cat([q, c @ layer.proj_context.weight.T], -1) @ layer.proj_in.weight.T  # [M,1,d]
     att = layer.cross_attn
     keys, vals, ms = [], [], []
@@ -66,7 +66,7 @@ def test_layer_matches_hand_formula_with_masks_and_qdim():
     out = layer(q, c, windows, masks)
     assert out.shape == (m, 1, 24)
     torch.testing.assert_close(out, reference_layer(layer, q, c, windows, masks, 4), atol=1e-5, rtol=1e-5)
-    # parameter names of §1.3: no biases in the Linears, pos_embed only where r > 1
+    # parameter names of docs/official-code.md#sva-layer: no biases in the Linears, pos_embed only where r > 1
     names = dict(layer.named_parameters())
     assert "pos_embed_0" not in names and names["pos_embed_1"].shape == (4, 16) and names["pos_embed_2"].shape == (16, 16)
     assert not any(n.endswith(".bias") and ".0." not in n and not n.startswith("norm") for n in names)

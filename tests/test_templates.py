@@ -1,4 +1,4 @@
-"""Chat templates: golden strings byte-for-byte (spec §3.7), segments/trainable flags, aliases, messages."""
+"""Chat templates: golden strings byte-for-byte (docs/official-code.md#templates), segments/trainable flags, aliases, messages."""
 
 import pytest
 
@@ -43,7 +43,7 @@ def test_llama3_system_string_details():
 
 
 def test_llama3_inference_prompt_golden():
-    # spec §3.7 "The 8B inference prompt for one question" (no "\n\n" after <|end_header_id|>)
+    # docs/official-code.md#templates "The 8B inference prompt for one question" (no "\n\n" after <|end_header_id|>)
     expected = (
         "<|begin_of_text|><|start_header_id|>system<|end_header_id|>" + LLAMA3_SYS + "<|eot_id|>"
         "<|start_header_id|>user<|end_header_id|><image>\nWhat is this?<|eot_id|>"
@@ -65,7 +65,7 @@ def test_llama3_training_multiturn_golden():
 
 
 def test_llama_v3_alias_is_llama3():
-    # spec §9.1 #1: the official --version llama_v3 never selected the llama_3 template
+    # docs/official-code.md#bugs B1: the official --version llama_v3 never selected the llama_3 template
     assert get_template("llama_v3") is get_template("llama_3")
     assert get_template("llama_v3").name == "llama_3"
     assert get_template("chatml_direct") is get_template("chatml")

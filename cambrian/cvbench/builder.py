@@ -9,7 +9,7 @@ Inputs
   category_id | category_name, bbox3D_cam (8 x 3) | center_cam + dimensions + R_cam, bbox2D_tight |
   bbox2D_proj}], "categories": [...]}``; metres, camera frame.
 
-Rules (paper.md §1.2; the values the paper leaves open are parameters, defaults in :class:`BuildParams`)
+Rules (docs/official-code.md#cvbench; the values the paper leaves open are parameters, defaults in :class:`BuildParams`)
 ------------------------------------------------------------------------------------------------------------
 - **Count**: one question per counted category; the truth is the number of its instances. A category is skipped
   when any of its instances is crowd (``iscrowd``) or smaller than ``min_area`` pixels (the count would be

@@ -1,4 +1,4 @@
-"""The CV-Bench row schema (HF ``nyu-visionx/CV-Bench``, paper.md §1.6) and its validation.
+"""The CV-Bench row schema (HF ``nyu-visionx/CV-Bench``, docs/official-code.md#cvbench) and its validation.
 
 One row per question. Columns, in the official order:
 

@@ -15,7 +15,7 @@ Train with ``image_folder = scene_dir``.
   * Depth and Distance multiple-choice questions need their coloured boxes, so each gets its own single-turn
     record whose image (with the boxes drawn) is written to ``<scene_dir>/boxed/``.
 
-Response-format prompts follow paper.md §3.6 (the "answer machine" fix): every short-answer question carries
+Response-format prompts follow docs/official-code.md#answer-machine (the "answer machine" fix): every short-answer question carries
 its format instruction; open questions carry none and get full-sentence answers.
 Use train-split scenes only; :func:`cambrian.data.scenes.render.assert_disjoint` checks against a test dir.
 """

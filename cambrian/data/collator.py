@@ -2,7 +2,7 @@
 images of the batch, in sample order, into one tensor per encoder (the Model API forward kwargs,
 docs/ARCHITECTURE.md). Bad samples (``{"bad": reason}`` from the dataset) are dropped and counted.
 
-Unlike the official XLA collator (spec §3.4) nothing is padded to a fixed 2048 and no dummy image is inserted for
+Unlike the official XLA collator (docs/official-code.md#collator) nothing is padded to a fixed 2048 and no dummy image is inserted for
 text-only samples: the model splices variable-length image blocks itself.
 """
 

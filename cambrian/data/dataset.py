@@ -1,7 +1,7 @@
 """Supervised multimodal dataset: LLaVA records -> token ids with labels (loss on assistant replies only) and
 preprocessed images (or cached tower features).
 
-Bad samples are never replaced by another sample (the official code returns ``self[0]``, spec §3.3); they come
+Bad samples are never replaced by another sample (the official code returns ``self[0]``, docs/official-code.md#data); they come
 back as ``{"bad": reason}``, the collator drops them and the trainer counts them by reason and stops when more
 than ``max_bad_fraction`` of the samples seen are bad. ``cambrian data validate`` runs the same checks.
 

@@ -1,6 +1,6 @@
 """Lazy reading of LLaVA-format data (JSONL or a JSON array).
 
-Record format (spec §3.3)::
+Record format (docs/official-code.md#data)::
 
     {"id": ..., "image": "rel/path.jpg" | ["a.jpg", "b.jpg"] | absent,
      "conversations": [{"from": "human", "value": "<image>\\nQ"}, {"from": "gpt", "value": "A"}, ...]}
@@ -32,7 +32,7 @@ import numpy as np
 
 from ..constants import IMAGE_TOKEN
 
-TEXT_ONLY_VALUES = ("", "None", "none", "nan")  # spec §3.3: these mean "no image"
+TEXT_ONLY_VALUES = ("", "None", "none", "nan")  # docs/official-code.md#data: these mean "no image"
 _CHUNK = 4 << 20
 
 
@@ -50,7 +50,7 @@ def record_images(record: dict) -> list[str]:
 
 def estimate_length(record: dict, image_tokens: int) -> int:
     """The official sampler length: whitespace words over all turns, plus ``image_tokens`` per image; negative for
-    text-only samples (the sign carries the modality, spec §3.3/§3.5)."""
+    text-only samples (the sign carries the modality, docs/official-code.md#data/docs/official-code.md#sampler)."""
     words = 0
     conv = record.get("conversations")
     for turn in conv if isinstance(conv, list) else []:

@@ -1,4 +1,4 @@
-"""Data mixing (paper §4 "Data"): cap every source at ``t`` samples (data balancing; ``t = 350k`` in the official
+"""Data mixing (docs/official-code.md#data-mix "Data"): cap every source at ``t`` samples (data balancing; ``t = 350k`` in the official
 README, 250k-350k best in the paper), then optionally re-weight categories to target ratios (e.g. the Cambrian-7M
 ratio table) at a fixed total.
 
@@ -13,7 +13,7 @@ from typing import Mapping
 
 import numpy as np
 
-# Cambrian-7M category ratios (official README "optimal ratio", spec §8.4), in percent.
+# Cambrian-7M category ratios (official README "optimal ratio", docs/official-code.md#data-mix), in percent.
 CAMBRIAN_7M_RATIOS = {"language": 21.00, "general": 34.52, "ocr": 27.22, "counting": 8.71, "math": 7.20, "code": 0.87, "science": 0.88}
 DEFAULT_CAP = 350_000
 

@@ -6,7 +6,7 @@ resumed run continues at ``(epoch, step)`` exactly.
 
 Grouping modes:
 
-* ``modality_length`` (official ``group_by_modality_length``, spec §3.5): image and text-only samples are
+* ``modality_length`` (official ``group_by_modality_length``, docs/official-code.md#sampler): image and text-only samples are
   permuted separately, cut into megabatches of ``G``, each megabatch is sorted by length (longest first); the
   full megabatches of both modalities are shuffled together and the leftovers are merged at the end.
   A megabatch therefore never mixes modalities, and samples of similar length share a micro-batch.

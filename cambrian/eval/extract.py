@@ -18,7 +18,7 @@ The **lenient** helpers (``mcq_extract``, ``keyword_extract``, ``to_number`` / `
 ``_lenient`` suffix and never enter the paper-style table.
 
 - ``first_token``: "first whitespace token, lower, rstrip '.:,'" (POPE / MMStar, official); empty text gives ""
-  instead of the official ``split()[0]`` IndexError (spec §9.1 item 8).
+  instead of the official ``split()[0]`` IndexError (docs/official-code.md#bugs B8).
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def within(pred, gt, tol: float = 0.05) -> bool:
 def relaxed_match(pred: str, gt: str, tol: float = 0.05) -> bool:
     """ChartQA relaxed accuracy: numeric within ``tol`` of the ground truth, else case-insensitive exact match.
 
-    The official local scorer only lower-cases, so "45%" never matches "45" (spec §9.1 item 8); we strip
+    The official local scorer only lower-cases, so "45%" never matches "45" (docs/official-code.md#bugs B8); we strip
     "%", "$" and thousands separators before the numeric comparison (the ChartQA paper's intent)."""
     p, g = str(pred).strip().lower(), str(gt).strip().lower()
     if to_number(p) is not None and to_number(g) is not None:

@@ -1,15 +1,15 @@
 """CambrianModel: vision encoders + connector + a HF causal LM.
 
-Forward path (spec §1.2, §1.6, §1.7):
+Forward path (docs/official-code.md#forward, docs/official-code.md#tokens, docs/official-code.md#in-llm):
 1. every encoder turns the N images of the batch into a grid ``[N, s_k, s_k, C_k]`` (or cached ``features``);
 2. the connector turns the grids into one block of LLM-space tokens per image (unpadded grid + newlines);
 3. each ``IMAGE_TOKEN_INDEX`` placeholder in ``input_ids`` is replaced by its image's block (labels -100),
    padding is rebuilt on the requested side, positions are renumbered contiguously per row;
 4. after the decoder layers listed in ``connector.in_llm_layers`` the connector re-aggregates the image
    positions (in-LLM SVA). The spans come from the token ids of *this* call — never from a constant
-   ``image_position`` (official bug, spec §9.1 #2) — and the hooks run in training too (the official GPU
-   path silently skips them, §9.1 #5) and in the generation prefill, never on decode steps. The context is
-   replaced on every forward, so a text-only call can never see stale image features (§9.1 #4).
+   ``image_position`` (official bug, docs/official-code.md#bugs B2) — and the hooks run in training too (the official GPU
+   path silently skips them, docs/official-code.md#bugs B5) and in the generation prefill, never on decode steps. The context is
+   replaced on every forward, so a text-only call can never see stale image features (docs/official-code.md#bugs B4).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Encoder presets: the paper's towers with their official resolutions, layers and normalisation (spec §2.2–2.4),
+"""Encoder presets: the paper's towers with their official resolutions, layers and normalisation (docs/official-code.md#towers),
 the two packaged offline towers, and a ``tiny-*`` family of random towers for tests.
 
 Every preset is a factory ``f(image_size: int | None = None) -> EncoderConfig`` registered in
@@ -42,7 +42,7 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
-# int(255 * OpenAI mean): the official ProcessorWrapper's default, used for SigLIP too (spec §2.4)
+# int(255 * OpenAI mean): the official ProcessorWrapper's default, used for SigLIP too (docs/official-code.md#towers)
 OPENAI_PAD = (122, 116, 104)
 
 ENCODER_PRESETS: Registry[Callable[..., EncoderConfig]] = Registry("encoder preset")
@@ -158,7 +158,7 @@ def clip_convnext_xxl_1024(image_size: int | None = None) -> EncoderConfig:
         id="clip-convnext-xxl-1024", backend="open_clip",
         name_or_path="hf-hub:laion/CLIP-convnext_xxlarge-laion2B-s34B-b82K-augreg-soup",
         # 6144 channels: the released cambrian-8b checkpoint holds mm_projector_aux_3.0.weight of shape
-        # (1024, 6144) (spec §4.2, verified by instantiation) and the issue's 303,154,176-parameter connector
+        # (1024, 6144) (docs/official-code.md#release, verified by instantiation) and the issue's 303,154,176-parameter connector
         # needs it. The four stage widths alone sum to 5760 (the spec's "384+768+1536+3072 = 6144" is an
         # arithmetic slip); 6144 = 384 (stem output, hidden_states[0]) + 384 + 768 + 1536 + 3072, so we fuse the
         # stem map with the four stages. This is our reading of the official tower; it is what makes the

@@ -1,4 +1,4 @@
-"""Declarative freeze policy and optimizer parameter groups (spec §3.1).
+"""Declarative freeze policy and optimizer parameter groups (docs/official-code.md#stages).
 
 Parameters are selected by name prefixes of ``CambrianModel`` (``connector.``, ``llm.``, ``encoders.``):
 

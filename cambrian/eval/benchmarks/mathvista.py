@@ -9,7 +9,7 @@ Prompt: ``query + "\\nFirst show your reasoning process and then give the final 
 else ``query + "\\nAnswer the question using a single word or phrase."``; max_new_tokens 512.
 Official scorer (default): the prediction lower-cased and stripped; for multi_choice the part before the first
 "." ("b. 45°" -> "b"), compared with the gt letter; free_form: exact (lower-cased) match, or both parse with
-Python's ``float`` and the prediction is within 5 % of the ground truth. FIX (spec §9.1 item 8): the official
+Python's ``float`` and the prediction is within 5 % of the ground truth. FIX (docs/official-code.md#bugs B8): the official
 script tests ``"multiple-choice"`` while the data says ``"multi_choice"``, so its letter split never runs, and it
 takes 5 % of the prediction instead of the ground truth; we apply the split and the ground-truth tolerance. The
 chain-of-thought instruction still makes most multiple-choice answers miss, as in the official code: neither

@@ -14,7 +14,7 @@ score = 100·(acc + acc+). ``perception`` = sum over the ten perception categori
 MME-P raw; group averages use MME-P / 20.
 
 acc+ pairs questions by (category, question_id) — the image — not by the global line parity of the answers
-file as the official scorer does (spec §9.1 item 8), so it does not depend on file order or sharding.
+file as the official scorer does (docs/official-code.md#bugs B8), so it does not depend on file order or sharding.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ max_new_tokens 512.
 
 Official scorer (default): multiple choice — MCQ extract (``rstrip(".:,")``), exact letter; open — keyword
 extract, ``rstrip(".")``, exact match with the lower-cased ``answer`` string, or, when both parse with Python's
-``float``, within 5 % **of the ground truth**. FIX (spec §9.1 item 8): the official code swaps the arguments and
+``float``, within 5 % **of the ground truth**. FIX (docs/official-code.md#bugs B8): the official code swaps the arguments and
 takes 5 % of the prediction. Nothing else is stripped ("$5", "45%", "1,000" are not numbers) and a list-literal
 answer is compared as the string it is.
 Lenient scorer (``accuracy_lenient``): "$", "%" and "," are stripped before the numeric comparison, and a

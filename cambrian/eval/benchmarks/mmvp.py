@@ -12,7 +12,7 @@ truncation; correct when it is the letter or the lower-cased option text (the te
 ``Options``). Lenient scorer (``*_lenient``): the option text is also compared without a trailing period.
 Metrics: ``accuracy`` = pair accuracy (questions 2k-1 and 2k, by ``Index``, both correct; the paper's number);
 ``question_accuracy`` = per question. Pairs are formed from ``Index``, not from line parity of the answers file
-(spec §9.1 item 8), so order and sharding do not matter.
+(docs/official-code.md#bugs B8), so order and sharding do not matter.
 """
 
 from __future__ import annotations

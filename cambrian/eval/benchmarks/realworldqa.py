@@ -6,7 +6,7 @@ its options and answer instruction), ``answer``, ``image``.
 Prompt: the question as given (the official script appends nothing); max_new_tokens 512.
 Official scorer (default): after the answer keywords, strip, ``rstrip(".")`` of the whole answer, then its first
 word — "A." is "a", but "A. Left" is "a." and wrong; compared with the lower-cased ground truth. An empty
-prediction is wrong (the official ``split()[0]`` raises IndexError there, spec §9.1 item 8).
+prediction is wrong (the official ``split()[0]`` raises IndexError there, docs/official-code.md#bugs B8).
 Lenient scorer (``accuracy_lenient``): also strips "." from the first word and from the ground truth.
 """
 

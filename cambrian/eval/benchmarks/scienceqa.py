@@ -6,7 +6,7 @@ questions), ``question``, ``choices`` (list), ``answer`` (int index), ``hint``, 
 Prompt (official): ``(hint + " " if hint != "") + question + "\\nA. c0\\nB. c1…" + "\\nPlease answer directly with
 only the letter of the correct option and nothing else."``; max_new_tokens 512.
 Only questions with an image are loaded: the paper's SQA-I is the accuracy over image questions. (The official
-overall accuracy also counts the unrun text-only questions as wrong — spec §9.1 item 8 — we never do.)
+overall accuracy also counts the unrun text-only questions as wrong — docs/official-code.md#bugs B8 — we never do.)
 Official scorer (default): after the answer keywords, strip and ``rstrip(".")``; correct when the text before
 the first "." is the letter, or when the punctuation-stripped answer equals the punctuation-stripped choice.
 "(B)" is therefore wrong (its head is "(b)"). Lenient scorer (``accuracy_lenient``): brackets around the letter

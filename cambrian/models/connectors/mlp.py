@@ -1,4 +1,4 @@
-"""Non-SVA projectors (spec §1.8) and the connectors built on them.
+"""Non-SVA projectors (docs/official-code.md#projectors) and the connectors built on them.
 
 ``build_projector(type, in_dim, out_dim)``:
 

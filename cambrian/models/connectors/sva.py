@@ -1,4 +1,4 @@
-"""Spatial Vision Aggregator (SVA) connector (spec §1.1–§1.4, §1.7, §1.9; state-dict layout §4.2).
+"""Spatial Vision Aggregator (SVA) connector (docs/official-code.md#forward, docs/official-code.md#in-llm, docs/official-code.md#init; state-dict layout docs/official-code.md#release).
 
 Module tree and parameter names follow the released checkpoints, so a Cambrian-1 connector state dict (with the
 ``model.`` prefix stripped) loads with ``strict=True``:
@@ -93,7 +93,7 @@ class MultiKVCrossAttention(nn.Module):
 
 
 class VisionCrossAttentionLayer(nn.Module):
-    """One SVA layer (spec §1.3)::
+    """One SVA layer (docs/official-code.md#sva-layer)::
 
         h   = proj_in([q ; proj_context(c)])
         a   = cross_attn(h, X_k + pos_embed_k, masks)         # all towers, one softmax
@@ -117,7 +117,7 @@ class VisionCrossAttentionLayer(nn.Module):
         for k, r in enumerate(self.kv_sizes):
             if r < 1:
                 raise ValueError(f"kv size r_{k} must be >= 1, got {r}")
-            if r > 1:  # N(0, 1), unscaled (spec §1.9)
+            if r > 1:  # N(0, 1), unscaled (docs/official-code.md#init)
                 setattr(self, f"pos_embed_{k}", nn.Parameter(torch.randn(r * r, hidden_dim)))
 
     def forward(self, queries: torch.Tensor, context: torch.Tensor, windows: Sequence[torch.Tensor],
@@ -165,7 +165,7 @@ class VisionTokenSampler(nn.Module):
 
 @dataclass
 class SVAState:
-    """What ``apply_in_llm`` needs, built once per forward (spec §1.2 step 6).
+    """What ``apply_in_llm`` needs, built once per forward (docs/official-code.md#forward step 6).
 
     ``windows[k]`` ``[M, r_k^2, d]`` and ``masks[k]`` ``[M, r_k^2]`` hold, image after image, the windows of the
     *kept* (unpadded) cells of each image's L×L query grid, row-major (r_k = s_k / L). ``offsets[i]`` is image i's
@@ -231,7 +231,7 @@ class SVAConnector(Connector):
                 VisionTokenSampler(D, d, [d] * K, sizes, d, 1, heads) for _ in range(config.num_llm_layers)
             )
         self.mm_projector = nn.Sequential(nn.Linear(d * G, D), nn.GELU(), nn.Linear(D, D))
-        # spec §1.9: vision_query ~ N(0,1)/sqrt(d), image_newline ~ N(0,1)/sqrt(D)
+        # docs/official-code.md#init: vision_query ~ N(0,1)/sqrt(d), image_newline ~ N(0,1)/sqrt(D)
         self.vision_query = nn.Parameter(torch.randn(G, d) / math.sqrt(d))
         self.image_newline = nn.Parameter(torch.randn(D) / math.sqrt(D))
 
@@ -250,7 +250,7 @@ class SVAConnector(Connector):
         dtype = self.mm_projector[0].weight.dtype
         d, L = self.config.hidden_size, self.final_side
         projected = [getattr(self, f"mm_projector_aux_{k}")(f.to(dtype)) for k, f in enumerate(features)]  # [N,s,s,d]
-        # global context: mean over *all* tokens (padding included) of the first encoder (spec §1.2 step 3)
+        # global context: mean over *all* tokens (padding included) of the first encoder (docs/official-code.md#forward step 3)
         context = projected[0].flatten(1, 2).mean(dim=1)  # [N, d]
         device = context.device
         groups = []
@@ -289,14 +289,14 @@ class SVAConnector(Connector):
 
     # ---- in-LLM ----------------------------------------------------------------------------------------------
     def apply_in_llm(self, layer_idx: int, hidden: torch.Tensor, spans: Sequence[ImageSpan], state) -> torch.Tensor:
-        """Re-aggregate the image tokens after decoder layer ``layer_idx`` (spec §1.7).
+        """Re-aggregate the image tokens after decoder layer ``layer_idx`` (docs/official-code.md#in-llm).
 
         Each span's block starts at ``span.start`` of row ``span.row`` (computed by the model from the token ids,
-        not the reference's constant ``image_position``, spec §9.1 #2); its ``h'*w'`` grid tokens are the queries
+        not the reference's constant ``image_position``, docs/official-code.md#bugs B2); its ``h'*w'`` grid tokens are the queries
         of ``vision_sampler_layers[(layer_idx - start) // stride]``, the newline column is left unchanged. All
         spans of the batch run in one call; the result is written back out of place (autograd-safe).
 
-        Unlike the reference GPU path, which silently skips the in-LLM SVA in training (spec §9.1 #5), this runs
+        Unlike the reference GPU path, which silently skips the in-LLM SVA in training (docs/official-code.md#bugs B5), this runs
         in every forward the model calls it for (training and generation prefill).
         """
         layers = self.in_llm_layers

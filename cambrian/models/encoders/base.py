@@ -2,7 +2,7 @@
 
 Every backend (HF transformers, timm, open_clip, the packaged EfficientNet-Lite0 / DINOv2-S) subclasses
 ``VisionEncoder`` and implements ``_forward_grid``; preprocessing (letterbox pad-to-square with the tower's
-own mean colour, then resize, then normalise; spec §2.4), layer selection, CLS dropping, grid resizing
+own mean colour, then resize, then normalise; docs/official-code.md#towers), layer selection, CLS dropping, grid resizing
 and freezing are shared here.
 """
 

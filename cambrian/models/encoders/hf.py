@@ -114,7 +114,7 @@ class _SigLIP(_Adapter):
     config_class = "SiglipVisionConfig"
     interpolate_kw = True
 
-    # no CLS token; last_hidden_state is after post_layernorm (= timm trunk.forward_features, spec §2.2)
+    # no CLS token; last_hidden_state is after post_layernorm (= timm trunk.forward_features, docs/official-code.md#towers)
     def num_prefix(self, model, cfg):
         return 0
 
@@ -122,7 +122,7 @@ class _SigLIP(_Adapter):
 class _DINOv2(_Adapter):
     model_types = ("dinov2", "dinov2_with_registers")
     model_class = "AutoModel"
-    # last_hidden_state is after the final layernorm (spec §2.2); position table interpolated automatically
+    # last_hidden_state is after the final layernorm (docs/official-code.md#towers); position table interpolated automatically
 
     def num_prefix(self, model, cfg):
         return 1 + int(getattr(model.config, "num_register_tokens", 0) or 0)

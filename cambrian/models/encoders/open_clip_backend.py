@@ -1,7 +1,7 @@
 """open_clip towers (optional extra: ``pip install -c constraints.txt torchvision==0.28.0 open_clip_torch``).
 
 Cambrian's ConvNeXt towers are open_clip models whose image trunk is a timm ConvNeXt
-(``hf-hub:laion/CLIP-convnext_xxlarge-laion2B-s34B-b82K-augreg-soup``, spec §2.2). Backend ``open_clip``:
+(``hf-hub:laion/CLIP-convnext_xxlarge-laion2B-s34B-b82K-augreg-soup``, docs/official-code.md#towers). Backend ``open_clip``:
 
 - with weights: open_clip loads the model, and the timm trunk's state dict is renamed into an HF
   ``ConvNextModel`` built from the same dims (:func:`timm_convnext_to_hf`), so the tower is always the HF

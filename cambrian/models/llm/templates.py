@@ -1,4 +1,4 @@
-"""Chat templates (spec §3.7) rendered as *segments*: ``(text, trainable)`` pieces.
+"""Chat templates (docs/official-code.md#templates) rendered as *segments*: ``(text, trainable)`` pieces.
 
 Training and inference share one rendering: ``render_segments`` splits a conversation into text pieces, and
 ``cambrian.models.llm.tokenize`` tokenises each piece on its own and concatenates the ids. Labels therefore
@@ -24,7 +24,7 @@ from ...registry import Registry
 Segment = tuple[str, bool]
 Part = tuple[str, bool, bool]  # (text, trainable, is_data)
 
-# ---- official system strings (spec §3.7, byte-for-byte) ------------------------------------------------
+# ---- official system strings (docs/official-code.md#templates, byte-for-byte) ------------------------------------------------
 
 # conv_llama_3.system: note the space before each "\n", the 4-space indents and the trailing space.
 LLAMA_3_SYSTEM = (
@@ -222,7 +222,7 @@ class ChatTemplate:
         """Ids that end a reply: the template's end-of-turn token(s) first, then the tokenizer's EOS.
 
         For llama_3 this is ``<|eot_id|>`` (the model is trained to end turns with it), not only the config's
-        ``eos_token_id`` ``<|end_of_text|>`` (spec §5.1)."""
+        ``eos_token_id`` ``<|end_of_text|>`` (docs/official-code.md#templates)."""
         ids: list[int] = []
         for s in self.stop_strings:
             tid = _single_token_id(tokenizer, s)
@@ -276,7 +276,7 @@ LLAMA_3 = _register(
         add_bos=False,  # the literal <|begin_of_text|> of the template is the BOS
         description="Cambrian-8B (LLaMA-3-Instruct), Cambrian's variant without '\\n\\n' after the headers",
     ),
-    # FIX (spec §9.1 #1): the official train_fsdp.py handles ``--version llama_v3`` by setting the pad token
+    # FIX (docs/official-code.md#bugs B1): the official train_fsdp.py handles ``--version llama_v3`` by setting the pad token
     # only, leaving default_conversation = vicuna_v1; the released 8B was evidently trained with conv_llama_3
     # (image_position 91 only matches it). Here ``llama_v3`` selects the llama_3 template.
     "llama_v3",

@@ -4,7 +4,7 @@ Every ``<image>`` tag becomes one ``IMAGE_TOKEN_INDEX`` (-200) id; the model lat
 block of visual tokens. Text around the tags is tokenised without special-token insertion and **nothing is
 dropped**.
 
-FIX (spec §1.6 / §9.1 #3): the official inference helper ``tokenizer_image_token`` drops the first token of
+FIX (docs/official-code.md#tokens / docs/official-code.md#bugs B3): the official inference helper ``tokenizer_image_token`` drops the first token of
 every chunk after an image when the tokenizer does not auto-prepend BOS, i.e. the ``"\\n"`` after ``<image>``,
 while training (``tokenizer_image_token_llama3``) kept it. Here inference and training tokenise identically,
 so the ``"\\n"`` after ``<image>`` is kept in both.

@@ -1,4 +1,4 @@
-"""The released Cambrian-1 ``config.json`` <-> our ``CambrianConfig`` (spec §2.2-2.4, §4.1).
+"""The released Cambrian-1 ``config.json`` <-> our ``CambrianConfig`` (docs/official-code.md#towers, docs/official-code.md#release).
 
 A released config is a transformers ``LlamaConfig`` (``model_type`` ``cambrian_llama``; ``cambrian_phi3`` for the
 3B) with the Cambrian keys added. Mapping:
@@ -60,7 +60,7 @@ class OfficialTower:
 
     preset: str  # our encoder preset (cambrian.presets.encoders)
     reads_select_layer: bool = False  # the official tower honours mm_vision_select_layer (CLIP does; SigLIP,
-    # DINOv2 and ConvNeXt take their final features whatever it says, spec §2.2)
+    # DINOv2 and ConvNeXt take their final features whatever it says, docs/official-code.md#towers)
     note: str = ""
 
 
@@ -131,7 +131,7 @@ class Family:
     model_type: str  # official model_type
     name_pattern: str  # regex on the config's ``_name_or_path``
     vocab_size: int | None
-    image_position: int | None  # the released training scripts' --image_position (spec §1.7)
+    image_position: int | None  # the released training scripts' --image_position (docs/official-code.md#in-llm)
     llm_model_type: str  # transformers model_type of the LLM part
 
 

@@ -1,4 +1,4 @@
-"""Load a released Cambrian-1 checkpoint into a ``CambrianModel`` and write one back (spec §4.3).
+"""Load a released Cambrian-1 checkpoint into a ``CambrianModel`` and write one back (docs/official-code.md#release).
 
 Loading (``load_release``): read ``config.json`` (bounded), map it (``official_to_config``), build the towers with
 their pretrained weights from their original hub ids (the released files hold none; ``towers`` / ``tower_weights``

@@ -1,5 +1,5 @@
 """Released-format weights: reading (sharded) safetensors and ``.bin`` files, writing sharded safetensors, and the
-strict name mapping between the official state dict and ours (spec §4.2).
+strict name mapping between the official state dict and ours (docs/official-code.md#release).
 
 | official key (released file)                      | ours (``CambrianModel.state_dict()``)                  |
 |---------------------------------------------------|--------------------------------------------------------|
