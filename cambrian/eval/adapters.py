@@ -36,11 +36,11 @@ def apply_stop(text: str, stop: Sequence[str]) -> str:
 
 
 class CambrianEvalModel:
-    """EvalModel over our ``CambrianModel`` (greedy decoding; ``temperature`` must be 0)."""
+    """EvalModel over any ``VLM`` (``cambrian.models.vlm``; greedy decoding, ``temperature`` must be 0)."""
 
     def __init__(self, model, name: str | None = None, system: str | None = None):
         self.model = model
-        self.name = name or getattr(model, "name", None) or type(model).__name__
+        self.name = name or type(model).__name__
         self.system = system
 
     @staticmethod
@@ -128,12 +128,11 @@ def load_eval_model(spec: str, device: str | None = None, name: str | None = Non
         if not base or not model:
             raise ValueError("expected openai:<base_url>#<model_name>, e.g. openai:http://127.0.0.1:8000/v1#cambrian-8b")
         return OpenAIChatModel(base, model)
-    from ..models.cambrian_model import CambrianModel  # lazy: heavy imports
+    from ..models.vlm import load_vlm  # lazy: heavy imports
 
-    model = CambrianModel.load(spec)
+    model = load_vlm(spec)  # any VLM: a CambrianModel, or a registered model source's
     label = name or (Path(spec).resolve().name if Path(spec).is_dir() else spec)
     if device:
         model = model.to(device)
-    if hasattr(model, "eval"):
-        model.eval()
+    model.eval()
     return CambrianEvalModel(model, name=label)
