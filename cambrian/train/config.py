@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,37 +13,15 @@ from typing import Any
 
 import yaml
 
+from ..utils.checks import Check as _Check  # noqa: F401  (re-exported names used by callers)
+from ..utils.checks import ConfigError, did_you_mean  # noqa: F401
+from ..utils.checks import check_mapping as _mapping
+
 DISTRIBUTED = ("auto", "none", "ddp", "fsdp_full", "fsdp_grad_op")
 SAMPLERS = ("modality_length", "length", "random")
 LORA_DEFAULTS = {"enabled": False, "r": 16, "alpha": 32, "dropout": 0.05,
                  "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
 DATA_KEYS = ("path", "images", "category", "name", "allow_outside_root")
-
-
-class ConfigError(ValueError):
-    """A recipe / override mistake; the message names the field."""
-
-
-def did_you_mean(key: str, valid) -> str:
-    """`` (did you mean 'lr'?)`` for the closest valid key, else the list of valid keys."""
-    valid = sorted(str(v) for v in valid)
-    close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
-    if not close:  # an abbreviation or a longer spelling: rank -> r, lr_rate -> lr
-        close = [v for v in valid if str(key).startswith(v) or v.startswith(str(key))][:1]
-    return f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(valid)})"
-
-
-def _mapping(name: str, value, valid) -> dict:
-    """``value`` as a dict; with ``valid`` keys given, an unknown key is an error with a did-you-mean."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{name} must be a mapping, got {value!r}")
-    if valid is not None:
-        for k in value:
-            if k not in valid:
-                raise ConfigError(f"unknown {name} keys [{k!r}] ({name}.{k}){did_you_mean(k, valid)}")
-    return dict(value)
 
 
 def _data_entries(data) -> list[dict]:
@@ -71,72 +48,6 @@ def _data_entries(data) -> list[dict]:
     return out
 
 
-class _Check:
-    """Type / range checks that name the field: ``int_``, ``float_``, ``bool_``, ``str_``, ``str_list``, ``choice``."""
-
-    @staticmethod
-    def int_(name, value, low=None, optional=False, none_means=None):
-        if value is None and optional:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            else:
-                null = f" or null ({none_means})" if none_means else (" or null" if optional else "")
-                raise ConfigError(f"{name} must be a whole number{null}, got {value!r}")
-        if low is not None and value < low:
-            null = f" or null ({none_means})" if none_means else ""
-            raise ConfigError(f"{name} must be a whole number >= {low}{null}, got {value!r}")
-        return value
-
-    @staticmethod
-    def float_(name, value, low=None, high=None, low_open=False, high_open=False, optional=False):
-        if value is None and optional:
-            return None
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string; numbers only
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(f"{name} must be a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name} must be a number{' or null' if optional else ''}, got {value!r}")
-        value = float(value)
-        bad = value != value or (low is not None and (value <= low if low_open else value < low)) or \
-            (high is not None and (value >= high if high_open else value > high))
-        if bad:
-            lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
-            hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
-            raise ConfigError(f"{name} must be {' and '.join(x for x in (lo, hi) if x) or 'a number'}, got {value!r}")
-        return value
-
-    @staticmethod
-    def bool_(name, value):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name} must be true or false, got {value!r}")
-        return value
-
-    @staticmethod
-    def str_(name, value, optional=False):
-        if value is None and optional:
-            return None
-        if isinstance(value, os.PathLike):
-            value = os.fspath(value)
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{name} must be a non-empty string{' or null' if optional else ''}, got {value!r}")
-        return value
-
-    @staticmethod
-    def str_list(name, value):
-        if not isinstance(value, (list, tuple)) or not all(isinstance(x, str) for x in value):
-            raise ConfigError(f"{name} must be a list of strings, got {value!r}")
-        return list(value)
-
-    @staticmethod
-    def choice(name, value, choices):
-        if value not in choices:
-            raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}"
-                              + (did_you_mean(value, choices) if isinstance(value, str) else ""))
-        return value
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULERS = ("cosine", "linear", "constant")
 
