@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cambrian.config import EncoderConfig
-from cambrian.data.mmvp import (Pair, contact_sheet, list_images, mine_mmvp_pairs, mine_pairs, pair_cosine_quantiles,
+from cambrian.data.mmvp import (center, contact_sheet, list_images, mine_mmvp_pairs, mine_pairs, pair_cosine_quantiles,
                                 resolve_threshold)
 from cambrian.models.encoders import ENCODER_BACKENDS, ENCODER_PRESETS, VisionEncoder, build_encoder
 
@@ -102,6 +102,14 @@ def test_thresholds_and_quantiles():
     for bad in ("p101", "high", 1.5):
         with pytest.raises(ValueError):
             resolve_threshold(bad, e)
+
+
+def test_center_removes_the_common_direction():
+    e = np.array([[1, 0], [0.6, 0.8], [np.nan, np.nan]], dtype=np.float32)
+    c = center(e)
+    # mean (0.8, 0.4): the two rows become (0.2, -0.4) and (-0.2, 0.4), normalised: exactly opposite
+    assert float(c[0] @ c[1]) == pytest.approx(-1.0) and np.isnan(c[2]).all()
+    assert float(e[0] @ e[1]) == pytest.approx(0.6)
 
 
 def test_miner_on_constructed_images(pool, tmp_path):

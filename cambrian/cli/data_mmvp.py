@@ -29,6 +29,9 @@ Outputs: OUT/pairs.json, OUT/contact_sheet.png, OUT/similarity.png."""
     parser.add_argument("--tau-a", default="0.95", help="pairs need cos_A >= this (number or pXX; default 0.95)")
     parser.add_argument("--tau-b", default="0.6", help="pairs need cos_B <= this (number or pXX; default 0.6)")
     parser.add_argument("--top-k", type=int, default=20, help="report the k pairs with the largest cos_A - cos_B")
+    parser.add_argument("--center", action="store_true",
+                        help="cosines of pool-centred embeddings (removes the common direction that pooled features "
+                             "share; useful when an encoder puts every pair near cos 1)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0, help="scene pool seed")
@@ -71,7 +74,7 @@ def run(args) -> int:
     enc_a, enc_b = load_encoder(args.encoder_a), load_encoder(args.encoder_b)
     s = mine_mmvp_pairs(paths, enc_a, enc_b, out, tau_a=args.tau_a, tau_b=args.tau_b, top_k=args.top_k,
                         batch_size=args.batch_size, names=(args.encoder_a, args.encoder_b), root=root,
-                        progress=not args.no_progress, labels=labels)
+                        progress=not args.no_progress, labels=labels, centered=args.center)
     q = s["cos_quantiles"]
     print(f"pair cosines A: median {q['a']['p50']:.3f}, p99 {q['a']['p99']:.3f}; B: median {q['b']['p50']:.3f}, "
           f"p99 {q['b']['p99']:.3f}")

@@ -280,21 +280,34 @@ def similarity_plot(emb_a, emb_b, pairs: Sequence[Pair], tau_a: float, tau_b: fl
     atomic_save_figure(fig, out_png)
 
 
+def center(emb: np.ndarray) -> np.ndarray:
+    """Subtract the pool's mean embedding and re-normalise (rows that are NaN stay NaN). Pooled CNN / ViT
+    features share a large common direction, which squeezes every cosine towards 1; centring removes it."""
+    ok = np.isfinite(emb).all(1)
+    out = emb.copy()
+    x = emb[ok] - emb[ok].mean(0, keepdims=True)
+    out[ok] = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return out
+
+
 def mine_mmvp_pairs(paths: Sequence[Path], encoder_a, encoder_b, out_dir: str | os.PathLike, *,
                     tau_a: float | str = 0.95, tau_b: float | str = 0.6, top_k: int = 20, batch_size: int = 16,
                     names: tuple[str, str] = ("A", "B"), root: Path | None = None, progress: bool = True,
-                    labels: Callable[[Pair], str] | None = None) -> dict:
-    """Embed, mine, write ``pairs.json``, ``contact_sheet.png`` and ``similarity.png``; returns the summary."""
+                    labels: Callable[[Pair], str] | None = None, centered: bool = False) -> dict:
+    """Embed, mine, write ``pairs.json``, ``contact_sheet.png`` and ``similarity.png``; returns the summary.
+    ``centered``: cosines of pool-centred embeddings (:func:`center`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     emb_a, bad_a = embed_images(encoder_a, paths, batch_size, progress, desc=f"embed {names[0]}")
     emb_b, bad_b = embed_images(encoder_b, paths, batch_size, progress, desc=f"embed {names[1]}")
+    if centered:
+        emb_a, emb_b = center(emb_a), center(emb_b)
     ok = np.isfinite(emb_a).all(1) & np.isfinite(emb_b).all(1)
     ta, tb = resolve_threshold(tau_a, emb_a[ok]), resolve_threshold(tau_b, emb_b[ok])
     pairs, counts = mine_pairs(emb_a, emb_b, ta, tb, top_k)
     summary = {
         "encoder_a": names[0], "encoder_b": names[1], "tau_a": ta, "tau_b": tb, "tau_a_spec": str(tau_a),
-        "tau_b_spec": str(tau_b), "top_k": top_k, **counts,
+        "tau_b_spec": str(tau_b), "top_k": top_k, "centered": centered, **counts,
         "cos_quantiles": {"a": pair_cosine_quantiles(emb_a[ok]), "b": pair_cosine_quantiles(emb_b[ok])},
         "skipped_images": [{"image": _rel(paths[i], root), "reason": r} for i, r in dict(bad_a + bad_b).items()],
         "pairs": [{"rank": k + 1, "a": _rel(paths[p.i], root), "b": _rel(paths[p.j], root), **asdict(p),
