@@ -48,7 +48,7 @@ WORDS = ("red", "blue", "table", "chair", "two", "left", "right", "sign", "car",
 def _record(kind: str, i: int, img: str) -> dict:
     w = WORDS[i % len(WORDS)]
     if kind == "vqa":
-        conv = [("<image>\nWhat is the colour of the {} near the {} (region {})?".format(w, WORDS[(i * 7) % 12], i), w)]
+        conv = [(f"<image>\nWhat is the colour of the {w} near the {WORDS[(i * 7) % 12]} (region {i})?", w)]
     elif kind == "caption":
         conv = [(f"<image>\nDescribe the image in detail (view {i}).",
                  f"The photo shows a {w} next to a {WORDS[(i * 3) % 12]} on a sunny day; in the background there "
@@ -124,7 +124,7 @@ def _worker(mode: str, recipe: str, out: str) -> None:
     if mode == "stream":
         from cambrian.data.curate import curate, load_recipe
 
-        stats = curate(load_recipe(recipe), out, overwrite=True, progress=False, log=None, plots=False)
+        stats = curate(load_recipe(recipe), out, overwrite=True, progress=False, plots=False)
         n_in, n_out = stats["totals"]["records"], stats["totals"]["selected"]
     else:
         n_in, n_out = _naive(recipe, out)
@@ -210,7 +210,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, shared; load average before {load0[0]:.2f}, after {load1[0]:.2f}")
     print("| pipeline | records | seconds | records/s | peak RSS MiB |")
     print("|---|---:|---:|---:|---:|")
-    for mode, n, r, _ in rows:
+    for mode, _n, r, _ in rows:
         print(f"| {mode} | {r['records']:,} | {r['seconds']:.1f} | {r['records'] / r['seconds']:,.0f} | {r['rss_mib']:.0f} |")
     st = [r for m, _, r, _ in rows if m == "stream"]
     nv = [r for m, _, r, _ in rows if m == "naive"]

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cambrian.constants import IGNORE_INDEX, IMAGE_TOKEN  # noqa: E402
 from cambrian.data.collator import Collator  # noqa: E402
-from cambrian.data.dataset import model_tokenize_fn, normalize_conversation  # noqa: E402
+from cambrian.data.dataset import normalize_conversation  # noqa: E402
 from cambrian.utils.io import read_jsonl  # noqa: E402
 
 
@@ -40,7 +40,7 @@ def caption_loss(model, records: list[dict], mode: str, batch_size: int = 8) -> 
     """Mean loss per supervised token; ``mode`` own | other (image of record i+n/2) | none (no visual tokens)."""
     from PIL import Image
 
-    tokenize = model_tokenize_fn(model)
+    tokenize = model.tokenize_conversation
     n = len(records)
     total = count = 0.0
     for s in range(0, n, batch_size):
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.manual_seed(args.seed)
 
-    from cambrian.config import resolve_model_config
+    from cambrian.presets.models import resolve_model_config
     from cambrian.data.scenes import render_scenes
     from cambrian.demo.data import SCENE_CONFIG, image_paths, write_stage1
     from cambrian.demo.train import run_stage, stage_config

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cambrian.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX  # noqa: E402
 from cambrian.train.freeze import apply_freeze, stage_policy  # noqa: E402
 from cambrian.train.metrics import peak_flops, train_flops_per_token  # noqa: E402
-from cambrian.train.trainer import load_model  # noqa: E402
+from cambrian.models.vlm import load_vlm as load_model  # noqa: E402
 
 
 def _sync(dev):

@@ -57,7 +57,7 @@ def test_chat_answers_once_with_tiny_model(tmp_path, capsys):
 def test_chat_with_a_trained_checkpoint_does_not_warn(tmp_path, capsys):
     import torch
 
-    from cambrian.config import load_preset
+    from cambrian.presets.models import load_preset
     from cambrian.models.cambrian_model import CambrianModel
 
     torch.manual_seed(0)

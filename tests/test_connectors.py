@@ -151,7 +151,5 @@ def test_no_unpad_no_newline_variants():
 def test_num_tokens_matches_blocks(type_, unpad, newline):
     conn = build_connector(cfg(type_, unpad=unpad, newline=newline, hidden_size=16, num_heads=4, query_num_list=[16]),
                            [8, 6], [4, 4], 12)
-    if not hasattr(conn, "num_tokens"):
-        pytest.skip("Connector.num_tokens not available")
     out = conn(feats(4, [8, 6], [4, 4]), SIZES)
     assert [conn.num_tokens(s) for s in SIZES] == [b.shape[0] for b in out.blocks]

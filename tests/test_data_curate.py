@@ -16,7 +16,7 @@ from cambrian.data.curate.dedup import DigestSpool, duplicate_indices
 from cambrian.data.curate.pipeline import selection
 from cambrian.data.curate.prompts import RESPONSE_FORMATS, classify, has_instruction, has_options
 from cambrian.data.curate.records import answer_bin, iter_raw_records
-from cambrian.utils.checks import ConfigError
+from cambrian.typed import ConfigError
 
 WORD = RESPONSE_FORMATS["word_or_phrase"]
 LETTER = RESPONSE_FORMATS["option_letter"]
@@ -54,7 +54,7 @@ def read_out(out: Path):
 
 def run(tmp_path, recipe: dict, name="out", **kw):
     rec = recipe_from_dict(recipe, folder=tmp_path)
-    stats = curate(rec, tmp_path / name, progress=False, log=None, plots=kw.pop("plots", False), **kw)
+    stats = curate(rec, tmp_path / name, progress=False, plots=kw.pop("plots", False), **kw)
     return stats, read_out(tmp_path / name)
 
 
@@ -70,7 +70,7 @@ def test_recipe_paths_relative_to_recipe_file_and_defaults(tmp_path):
 
 
 @pytest.mark.parametrize("recipe, message", [
-    ({"sources": [{"path": "a.jsonl"}], "capp": 3}, "unknown recipe keys ['capp'] (recipe.capp) (did you mean 'cap'?)"),
+    ({"sources": [{"path": "a.jsonl"}], "capp": 3}, "unknown CurationRecipe keys ['capp'] (did you mean 'cap'?)"),
     ({"sources": [{"path": "a.jsonl", "imgs": "x"}]}, "(did you mean 'images'?)"),
     ({"sources": [{"path": "a.jsonl"}], "ratios": "cambrian-7n"}, "unknown preset 'cambrian-7n' (did you mean 'cambrian-7m'?)"),
     ({"sources": [{"path": "a.jsonl", "category": "genral"}], "ratios": {"general": 1}},
@@ -86,6 +86,9 @@ def test_recipe_paths_relative_to_recipe_file_and_defaults(tmp_path):
     ({"sources": [{"path": "a.jsonl", "images": "elsewhere"}], "image_root": "root"}, "is outside image_root"),
     ({"sources": []}, "sources must be a non-empty list"),
     ({"sources": [{"path": "a.jsonl"}], "dedup": "fuzzy"}, "dedup must be one of 'content', 'path', 'off'"),
+    ({"sources": [{"path": "a.jsonl"}], "ratios": {"general": "x"}}, "ratios.general must be a number, got 'x'"),
+    ({"sources": [{"path": "a.jsonl"}], "seed": -1}, "seed must be a whole number >= 0, got -1"),
+    ({}, "CurationRecipe needs a 'sources'"),
 ])
 def test_recipe_errors_name_the_field(tmp_path, recipe, message):
     write_jsonl(tmp_path / "a.jsonl", [qa("q", "a")])
@@ -101,7 +104,7 @@ def test_cli_reports_one_error_line(tmp_path, capsys):
     (tmp_path / "r.yaml").write_text("sources: [{path: a.jsonl}]\nseeed: 1\n")
     assert main(["data", "curate", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: {tmp_path / 'r.yaml'}: unknown recipe keys ['seeed'] (recipe.seeed) (did you mean 'seed'?)"]
+    assert err == [f"error: {tmp_path / 'r.yaml'}: unknown CurationRecipe keys ['seeed'] (did you mean 'seed'?)"]
 
 
 # ---- response-format instructions ------------------------------------------------------------------------------
@@ -335,7 +338,7 @@ def test_datasets_pipeline_gives_identical_output(tmp_path):
               "cap": 30, "ratios": {"general": 3, "ocr": 1}, "seed": 7}
     stats_s, out_s = run(tmp_path, recipe, name="stream")
     r = recipe_from_dict(recipe, folder=tmp_path)
-    stats_h = curate_with_datasets(r, tmp_path / "hf", num_proc=2, progress=False, log=None, plots=False)
+    stats_h = curate_with_datasets(r, tmp_path / "hf", num_proc=2, progress=False, plots=False)
     assert (tmp_path / "hf" / "data.jsonl").read_bytes() == (tmp_path / "stream" / "data.jsonl").read_bytes()
     for k in ("sources", "categories", "totals", "answer_words", "bad_by_reason"):
         assert stats_h[k] == stats_s[k], k

@@ -15,9 +15,25 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from PIL import Image
 
-from cambrian.data.engine import (EngineOptions, FetchError, ImageSkip, LocalHTMLSource, MediaWikiSource, OpenAIChat,
-                                  RateLimiter, ReplyError, extract_json, generate_topics, normalize_image,
-                                  original_image_url, parse_fields, parse_qa, parse_sections, parse_topics, run_engine)
+from cambrian.data.engine import (
+    EngineOptions,
+    FetchError,
+    ImageSkip,
+    LocalHTMLSource,
+    MediaWikiSource,
+    OpenAIChat,
+    RateLimiter,
+    ReplyError,
+    extract_json,
+    generate_topics,
+    normalize_image,
+    original_image_url,
+    parse_fields,
+    parse_qa,
+    parse_sections,
+    parse_topics,
+    run_engine,
+)
 
 pytest.importorskip("openai")
 pytest.importorskip("bs4")

@@ -7,13 +7,19 @@ import json
 
 import numpy as np
 import pytest
-import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from cambrian.config import EncoderConfig
-from cambrian.data.mmvp import (center, contact_sheet, list_images, mine_mmvp_pairs, mine_pairs, pair_cosine_quantiles,
-                                resolve_threshold)
+from cambrian.data.mmvp import (
+    center,
+    contact_sheet,
+    list_images,
+    mine_mmvp_pairs,
+    mine_pairs,
+    pair_cosine_quantiles,
+    resolve_threshold,
+)
 from cambrian.models.encoders import ENCODER_BACKENDS, ENCODER_PRESETS, VisionEncoder, build_encoder
 
 

@@ -10,7 +10,8 @@ from cambrian.constants import IMAGE_TOKEN_INDEX as IM
 from cambrian.data.collator import Collator
 from cambrian.data.dataset import BadSample, ImagePipeline, SupervisedDataset, normalize_conversation, truncate_sample
 from cambrian.data.llava import LlavaSource
-from cambrian.train.toy import ToyVLM, make_synthetic_data
+from cambrian.data.synthetic import make_synthetic_data
+from toy_vlm import ToyVLM
 
 BAD = {"missing_image": 1, "corrupt_image": 1, "wrong_roles": 1, "empty_turn": 1, "image_count_mismatch": 1, "over_length": 1}
 

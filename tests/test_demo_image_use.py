@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cambrian.config import load_preset
+from cambrian.presets.models import load_preset
 from cambrian.demo.image_use import gold_nll, image_use, other_scene_pairing
 from cambrian.eval.api import EvalSample
 from cambrian.models.cambrian_model import CambrianModel
@@ -63,3 +63,23 @@ def test_image_use_reports_matched_vs_shuffled(model):
     one = [EvalSample(idx=i, prompt="Q? (A) a (B) b", images=[_img(0)], answer="(A)", meta={"source_filename": "s.png"})
            for i in range(3)]
     assert image_use(model, one)["gap"] is None
+
+
+def test_eval_feature_memo_runs_each_image_once_and_changes_nothing(model):
+    """``with model.features_from(EvalFeatureMemo())``: same logits as without; a repeated image is a memo hit;
+    outside the block the towers run again (nothing stays patched on the model)."""
+    from cambrian.demo.features import EvalFeatureMemo
+
+    texts = ["<image>\nWhat colour?", "<image>\nWhat shape?"]
+    images = [[_img(1)], [_img(1)]]
+    plain = model.next_token_logits(texts, images)
+    memo = EvalFeatureMemo()
+    with model.features_from(memo):
+        memoised = model.next_token_logits(texts, images)
+        again = model.next_token_logits(texts[:1], images[:1])
+    assert torch.allclose(plain, memoised, atol=1e-5) and torch.allclose(plain[:1], again, atol=1e-5)
+    assert memo.stats == {"hits": 2, "misses": 1}  # one distinct image: computed once, then two hits
+    assert model._feature_provider is None and "image_features" not in vars(model)
+    with pytest.raises(RuntimeError, match="do not nest"):
+        with model.features_from(memo), model.features_from(memo):
+            pass

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 import transformers
 from PIL import Image
 
-from cambrian.config import EncoderConfig, config_from_mapping
+from cambrian.config import EncoderConfig
+from cambrian.presets.models import config_from_mapping
 from cambrian.models.encoders import (
     ENCODER_BACKENDS,
     ENCODER_PRESETS,
@@ -317,7 +318,7 @@ def test_expand_encoder_entry_errors():
     assert "clip-vit-huge-999" in msg and "clip-vit-l-14-336" in msg and "efficientnet-lite0" in msg
     with pytest.raises(KeyError, match="siglip-so400m-384"):
         expand_encoder_entry({"preset": "nope"})
-    with pytest.raises(ValueError, match="unknown override keys.*colour"):
+    with pytest.raises(ValueError, match=r"unknown override key .colour. \(did you mean .pad_color.\?\)"):
         expand_encoder_entry({"preset": "tiny-clip", "colour": 1})
     with pytest.raises(ValueError, match="needs an 'id'"):
         expand_encoder_entry({"backend": "hf"})

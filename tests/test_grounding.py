@@ -184,7 +184,7 @@ def _decode_accuracy(model, recs, root, images_of):
 
 
 def test_grounding_stage_opens_an_own_vs_other_image_gap(tmp_path):
-    from cambrian.config import load_preset
+    from cambrian.presets.models import load_preset
     from cambrian.models.cambrian_model import CambrianModel
     from cambrian.train.config import TrainConfig
     from cambrian.train.trainer import Trainer
@@ -272,7 +272,7 @@ def test_synth_attribute_build_balances_answers_and_scores(tmp_path):
 
 
 def test_grounding_probe_counts_cells_of_a_constructed_scene(tmp_path):
-    from cambrian.config import load_preset
+    from cambrian.presets.models import load_preset
     from cambrian.demo.grounding_probe import grounding_probe
     from cambrian.models.cambrian_model import CambrianModel
 
@@ -326,5 +326,5 @@ def test_stage_ground_on_a_model_without_connector_is_a_clear_error(tmp_path):
     cfg = TrainConfig.from_dict({"model": "toy", "stage": "ground", "output_dir": str(tmp_path / "out"),
                                  "data": [{"path": str(tmp_path / "ground.jsonl"), "images": str(tmp_path)}],
                                  "num_workers": 0, "report_to": [], "progress": False})
-    with pytest.raises(ValueError, match="stage: ground needs a model with a connector grid"):
+    with pytest.raises(ValueError, match="stage: ground needs a model with a one-token-per-cell connector grid; ToyVLM has none"):
         Trainer(cfg)

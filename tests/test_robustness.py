@@ -256,7 +256,7 @@ def test_sharded_overwrite_never_merges_the_previous_runs_shards(tmp_path):
 
 # --- 7. training counts every bad line, with the reader `cambrian data validate` uses ---------------------------
 def _half_garbage(tmp_path, n=8):
-    from cambrian.train.toy import make_synthetic_data
+    from cambrian.data.synthetic import make_synthetic_data
 
     data = make_synthetic_data(tmp_path / "d", n=n)
     good = data.read_text().splitlines()
@@ -291,7 +291,8 @@ def test_validate_and_train_share_the_reader_and_count_bad_lines(tmp_path, capsy
 
 
 def test_train_counts_bad_lines_by_reason_within_the_limit(tmp_path):
-    from cambrian.train.toy import ToyVLM, make_synthetic_data
+    from cambrian.data.synthetic import make_synthetic_data
+    from toy_vlm import ToyVLM
     from cambrian.train.trainer import DataQualityError, Trainer
 
     data = make_synthetic_data(tmp_path / "d", n=8)
@@ -336,7 +337,7 @@ def _recipe(tmp_path, data, **kw):
 
 
 def test_output_dir_with_a_previous_run_is_refused_unless_resume_or_overwrite(tmp_path, capsys):
-    from cambrian.train.toy import make_synthetic_data
+    from cambrian.data.synthetic import make_synthetic_data
 
     data = make_synthetic_data(tmp_path / "d", n=8)
     recipe = _recipe(tmp_path, data, save_steps=1)
@@ -357,7 +358,7 @@ def test_output_dir_with_a_previous_run_is_refused_unless_resume_or_overwrite(tm
 
 
 def test_resume_refuses_changed_settings_in_one_line(tmp_path, capsys):
-    from cambrian.train.toy import make_synthetic_data
+    from cambrian.data.synthetic import make_synthetic_data
 
     data = make_synthetic_data(tmp_path / "d", n=8)
     recipe = _recipe(tmp_path, data, save_steps=1)
@@ -375,13 +376,16 @@ def test_resume_refuses_changed_settings_in_one_line(tmp_path, capsys):
 
 @pytest.mark.parametrize("damage", ["truncate_weights", "drop_state", "garble_state"])
 def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path, capsys, damage):
-    from cambrian.train.toy import ToyVLM, make_synthetic_data
+    from cambrian.data.synthetic import make_synthetic_data
+    from toy_vlm import ToyVLM
     from cambrian.train.trainer import Trainer
 
     data = make_synthetic_data(tmp_path / "d", n=16)
     cfg = dict(save_steps=1, save_total_limit=3)
     tr = Trainer(toy_train_config(tmp_path, data, **cfg), model=ToyVLM())
-    tr.stop_after_step = 3
+    from cambrian.train.callbacks import StopAfter
+
+    tr.callbacks.append(StopAfter(3))
     tr.train()
     ck = tmp_path / "out" / "checkpoint-0000003"
     if damage == "truncate_weights":
@@ -399,7 +403,7 @@ def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path, capsys, d
 
 
 def test_epochs_and_max_steps_ranges_are_config_errors(tmp_path, capsys):
-    from cambrian.train.toy import make_synthetic_data
+    from cambrian.data.synthetic import make_synthetic_data
 
     data = make_synthetic_data(tmp_path / "d", n=8)
     recipe = _recipe(tmp_path, data)
@@ -412,7 +416,8 @@ def test_epochs_and_max_steps_ranges_are_config_errors(tmp_path, capsys):
 def test_demo_style_trainer_in_a_fresh_dir_is_not_refused(tmp_path):
     """The demo passes the model in memory (model: "(in memory)") and writes each stage into a fresh dir."""
     from cambrian.train.config import TrainConfig
-    from cambrian.train.toy import ToyVLM, make_synthetic_data
+    from cambrian.data.synthetic import make_synthetic_data
+    from toy_vlm import ToyVLM
     from cambrian.train.trainer import Trainer
 
     data = make_synthetic_data(tmp_path / "d", n=8)
@@ -424,7 +429,7 @@ def test_demo_style_trainer_in_a_fresh_dir_is_not_refused(tmp_path):
 
 # --- 11. a user mistake is one `error:` line and exit 2 (the traceback only with --debug) --------------------
 def test_user_mistakes_are_one_error_line(tmp_path, capsys):
-    from cambrian.train.toy import make_synthetic_data
+    from cambrian.data.synthetic import make_synthetic_data
 
     data = make_synthetic_data(tmp_path / "d", n=4)
     bad_yaml = tmp_path / "bad.yaml"
@@ -578,10 +583,10 @@ def test_fuzz_llava_records_validate_dataset_and_train_counts_add_up(tmp_path):
     from collections import Counter
 
     from cambrian.data.collator import Collator
-    from cambrian.data.dataset import BAD_REASONS, ImagePipeline, SupervisedDataset, model_tokenize_fn, model_visual_tokens_fn
+    from cambrian.data.dataset import BAD_REASONS, ImagePipeline, SupervisedDataset
     from cambrian.data.llava import LlavaSource
     from cambrian.data.validate import validate
-    from cambrian.train.toy import ToyVLM
+    from toy_vlm import ToyVLM
 
     t0 = time.perf_counter()
     rng = random.Random(1234)
@@ -604,7 +609,7 @@ def test_fuzz_llava_records_validate_dataset_and_train_counts_add_up(tmp_path):
     assert rep["samples"] == FUZZ_RECORDS and rep["bad"] == sum(rep["by_reason"].values())
 
     model = ToyVLM()
-    ds = SupervisedDataset([src], model_tokenize_fn(model), model_visual_tokens_fn(model), ImagePipeline.from_model(model),
+    ds = SupervisedDataset([src], model.tokenize_conversation, model.visual_token_count, ImagePipeline.from_model(model),
                            max_length=256)
     items = [ds[i] for i in range(len(ds))]
     good = sum("bad" not in x for x in items)
@@ -690,7 +695,7 @@ def test_fuzz_prediction_lines_through_eval_score(tmp_path, capsys):
     ("lora.r=0", "lora.r must be a whole number >= 1"),
     ("grounding.scal=2", "(did you mean 'scale'?)"),
     ("grounding.scale=big", "grounding.scale must be a number"),
-    ("stage=3", "stage must be 1, 2 or 'ground'"),
+    ("stage=3", "stage must be one of 1, 2, 'ground', got 3"),
     ("micro_batchsize=4", "unknown TrainConfig keys ['micro_batchsize'] (did you mean 'micro_batch_size'?)"),
     ("data=[{path: x.jsonl, image: imgs}]", "unknown data[0] keys ['image'] (data[0].image) (did you mean 'images'?)"),
     ("data=[{images: imgs}]", "data[0] needs a 'path'"),
@@ -722,3 +727,51 @@ def test_config_numbers_from_yaml_and_recipe_relative_data(tmp_path, monkeypatch
     with pytest.raises(ConfigError, match="micro_batch_size must be a whole number >= 1"):
         TrainConfig(micro_batch_size=0)
     assert TrainConfig(lr="2e-5").lr == 2e-5
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--param", "count_maxx=5"], "--param: unknown BuildParams keys ['count_maxx'] (did you mean 'count_max'?)"),
+    (["--param", "count_zero_prob=2"], "--param: count_zero_prob must be >= 0 and <= 1, got 2.0"),
+    (["--param", "max_per_image.Cout=1"], "unknown max_per_image keys ['Cout'] (max_per_image.Cout) (did you mean 'Count'?)"),
+    (["--param", "count_num_options=[4, five]"], "count_num_options[1] must be a whole number, got 'five'"),
+    (["--param", "relation_boxes"], "--param 'relation_boxes' is not key=value"),
+])
+def test_cvbench_build_params_go_through_the_typed_loader(tmp_path, capsys, argv, needle):
+    assert main(["cvbench", "build", "--scenes", str(tmp_path), "--out", str(tmp_path / "o"), *argv]) == 2
+    line = _one_error_line(capsys)
+    assert needle in line, line
+    assert not (tmp_path / "o").exists()  # refused before any work
+
+
+@pytest.mark.parametrize("data, needle", [
+    ({"encoders": [{"preset": "tiny-clip", "image_size": "big"}]}, "encoder preset 'tiny-clip': image_size must be a whole number, got 'big'"),
+    ({"connector": {"depht": 2}}, "unknown connector keys ['depht'] (connector.depht) (did you mean 'depth'?)"),
+    ({"llm": {"max_length": 0}}, "llm.max_length must be a whole number >= 1, got 0"),
+    ({"dtype": "fp8"}, "dtype must be one of 'float32', 'bfloat16', 'float16', got 'fp8'"),
+    ({"connector": {"query_num_list": [16, -1]}}, "connector.query_num_list[1] must be a whole number >= 1, got -1"),
+])
+def test_model_configs_go_through_the_typed_loader(tmp_path, capsys, data, needle):
+    import yaml
+
+    cfg = tmp_path / "model.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "m", "encoders": ["tiny-clip"], **data}))
+    assert main(["info", str(cfg)]) == 2
+    line = _one_error_line(capsys)
+    assert needle in line and "model.yaml" in line, line
+
+
+@pytest.mark.parametrize("option, needle", [
+    ("textvqa.ocr_token=false", "benchmark 'textvqa': unknown option 'ocr_token' (did you mean 'ocr_tokens'?)"),
+    ("textvqa.ocr_tokens=maybe", "benchmark 'textvqa': option ocr_tokens must be true or false, got 'maybe'"),
+    ("easyvqa.max_images=0", "benchmark 'easyvqa': option max_images must be a whole number >= 1 or null, got 0"),
+    ("pope.anything=1", "benchmark 'pope': unknown option 'anything' (it has no options)"),
+    ("textvqa=1", "--option expects BENCH.KEY=VALUE"),
+])
+def test_benchmark_options_go_through_the_typed_loader(tmp_path, capsys, option, needle):
+    pred = tmp_path / "p.jsonl"
+    pred.write_text('{"idx": 0, "prediction": "yes"}\n')
+    bench = option.split(".")[0].split("=")[0]
+    assert main(["eval", "score", "--bench", bench, "--data", str(tmp_path), "--predictions", str(pred),
+                 "--option", option]) == 2
+    line = _one_error_line(capsys)
+    assert needle in line, line

@@ -124,7 +124,8 @@ def test_intrinsics_and_camera_frame(renderer):
 def test_render_split_exports_and_cvbench_synth(tmp_path):
     from cambrian.cvbench.builder import build_cvbench_synth
     from cambrian.cvbench.loader import load_cvbench
-    from cambrian.data.scenes import assert_disjoint, make_llava_data, render_scenes
+    from cambrian.cvbench.training_data import make_llava_data
+    from cambrian.data.scenes import assert_disjoint, render_scenes
     from cambrian.data.scenes.render import load_depth, load_mask, read_scenes
     from cambrian.eval.api import get_benchmark
 

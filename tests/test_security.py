@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from cambrian.train.checkpoint import CheckpointError, load_rng_state, save_rng_state, set_rng_state
-from cambrian.train.toy import ToyVLM, make_synthetic_data
+from cambrian.data.synthetic import make_synthetic_data
+from toy_vlm import ToyVLM
 from cambrian.train.trainer import Trainer
 from helpers import toy_train_config
 
@@ -71,7 +72,9 @@ def checkpoint(tmp_path):
     data = make_synthetic_data(tmp_path, n=8)
     torch.manual_seed(0)
     tr = Trainer(_train_cfg(tmp_path, data), model=ToyVLM())
-    tr.stop_after_step = 1
+    from cambrian.train.callbacks import StopAfter
+
+    tr.callbacks.append(StopAfter(1))
     tr.train()
     ck = tmp_path / "out" / "checkpoint-0000001"
     assert ck.is_dir()
@@ -346,7 +349,7 @@ def test_validate_cli_reports_outside_root(image_tree, capsys):
 # --- 5. save_pretrained leaves foreign files alone, normal permissions -----------------------------------------
 @pytest.fixture(scope="module")
 def tiny_model():
-    from cambrian.config import load_preset
+    from cambrian.presets.models import load_preset
     from cambrian.models.cambrian_model import CambrianModel
 
     torch.manual_seed(0)
@@ -402,7 +405,7 @@ HUGE_LLAMA = {"model_type": "llama", "hidden_size": 8192, "intermediate_size": 2
 
 
 def _huge_config():
-    from cambrian.config import resolve_model_config
+    from cambrian.presets.models import resolve_model_config
 
     cfg = resolve_model_config("tiny")
     cfg.name = "huge"
@@ -445,7 +448,7 @@ def test_tiny_model_fits_and_cli_reports_the_guard_in_one_line(monkeypatch, tmp_
 
     import cambrian.models.builder as builder
     from cambrian.cli.main import main
-    from cambrian.config import resolve_model_config
+    from cambrian.presets.models import resolve_model_config
 
     monkeypatch.delenv("CAMBRIAN_SKIP_MEMORY_CHECK", raising=False)
     builder.check_model_fits(resolve_model_config("tiny"))  # real available memory: the tiny model fits

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from cambrian.train.config import TrainConfig
-from cambrian.train.toy import make_synthetic_data
+from cambrian.data.synthetic import make_synthetic_data
 
-RECIPES = Path(__file__).resolve().parent.parent / "configs" / "recipes"
+from cambrian.presets.models import RECIPE_DIR as RECIPES
 
 
 def test_recipes_load_with_official_hyperparameters():
@@ -57,3 +57,17 @@ def test_cli_reports_bad_data(tmp_path, capsys):
                f"output_dir={tmp_path / 'o'}", "report_to=[]", "progress=false", "micro_batch_size=4", "epochs=1"])
     assert rc == 2
     assert "missing_image=2" in capsys.readouterr().err
+
+
+def test_shipped_recipe_by_name_from_any_directory(tmp_path, monkeypatch, capsys):
+    """The README's first run: `cambrian data synthetic runs/tiny-data` then `cambrian train tiny`; a shipped
+    recipe's relative paths are relative to the current directory (the package dir may be read-only)."""
+    from cambrian.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "synthetic", "runs/tiny-data", "--n", "8", "--text-only", "2"]) == 0
+    assert main(["train", "tiny", "epochs=1", "save_steps=0", "num_workers=0", "progress=false"]) == 0
+    assert (tmp_path / "runs" / "tiny" / "model.safetensors").is_file()
+    assert main(["train", "tiny-typo"]) == 2
+    err = capsys.readouterr().err
+    assert "not a shipped recipe name (shipped: " in err and "nano-stage1" in err

@@ -11,7 +11,8 @@ import torch
 import torch.multiprocessing as mp
 
 from cambrian.train.config import TrainConfig
-from cambrian.train.toy import ToyVLM, make_synthetic_data
+from cambrian.data.synthetic import make_synthetic_data
+from helpers import VLM_KINDS, make_vlm
 from cambrian.train.trainer import Trainer
 
 TOL = 1e-5  # losses are token means over the same global batch; only the float summation order differs
@@ -34,11 +35,10 @@ def _cfg(root, out, micro, accum, strategy):
                        eps=EPS)
 
 
-def _worker(rank, world, port, root, strategy):
+def _worker(rank, world, port, root, strategy, kind="toy"):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = ToyVLM()
+    model = make_vlm(kind, 0)
     from pathlib import Path
 
     root = Path(root)
@@ -56,11 +56,11 @@ def _losses(out):
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one(tmp_path):
+@pytest.mark.parametrize("kind", VLM_KINDS)
+def test_two_gloo_processes_match_one(tmp_path, kind):
     make_synthetic_data(tmp_path, n=16, text_only=8)
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), "ddp"), nprocs=2, join=True)
-    torch.manual_seed(0)
-    single = ToyVLM()
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), "ddp", kind), nprocs=2, join=True)
+    single = make_vlm(kind, 0)
     Trainer(_cfg(tmp_path, tmp_path / "single", 8, 1, "none"), model=single).train()
     l1, l2 = _losses(tmp_path / "single"), _losses(tmp_path / "dist-ddp")
     assert len(l1) == len(l2) == 6

@@ -8,24 +8,14 @@ import json
 import pytest
 import torch
 
-pytest.importorskip("cambrian.models.cambrian_model")
-
 from cambrian.train.config import TrainConfig  # noqa: E402
-from cambrian.train.toy import make_synthetic_data  # noqa: E402
-from cambrian.train.trainer import Trainer, load_model  # noqa: E402
-
-TINY = {"name": "tiny-train-test", "encoders": ["tiny-clip", "tiny-siglip"],
-        "connector": {"type": "sva", "hidden_size": 32, "image_token_len": 16, "query_num_list": [16], "depth": 1,
-                      "num_heads": 2, "num_llm_layers": 1},
-        "llm": {"backend": "random", "tokenizer": "tiny", "template": "llama_3", "max_length": 256}}
-
+from cambrian.data.synthetic import make_synthetic_data  # noqa: E402
+from cambrian.models.vlm import load_vlm as load_model  # noqa: E402
+from cambrian.train.trainer import Trainer  # noqa: E402
+from helpers import tiny_cambrian  # noqa: E402
 
 def _tiny_model():
-    from cambrian.config import config_from_mapping
-    from cambrian.models.cambrian_model import CambrianModel
-
-    torch.manual_seed(0)
-    return CambrianModel.from_config(config_from_mapping(TINY))
+    return tiny_cambrian(0)
 
 
 def _cfg(tmp_path, data, out, **kw):

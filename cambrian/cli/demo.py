@@ -60,16 +60,13 @@ def run(args) -> int:
     over = {"out": args.out, "seed": args.seed, "device": args.device, "train_scenes": args.train_scenes,
             "test_scenes": args.test_scenes, "stage2_lr": args.stage2_lr,
             "easyvqa_test_images": args.easyvqa_test_images}
-    try:
-        settings = parse_settings(args.settings)
-        cfg = make_config(quick=args.quick, **over)
-    except ValueError as e:
-        raise SystemExit(f"cambrian demo: {e}") from None
-    for key, value in settings.items():  # --set wins over the preset and the named flags (null included)
-        setattr(cfg, key, value)
+    # --set wins over the preset and the named flags (null included); mistakes are one `error:` line (ConfigError)
+    cfg = make_config(quick=args.quick, settings=parse_settings(args.settings), **over)
     if args.steps is not None:
         cfg.stage2_max_samples = args.steps * cfg.stage2_batch
     if args.no_progress:
         cfg.progress = False
-    run_demo(cfg, quick=args.quick)
+    from ..demo.pipeline import console_summary
+
+    print(console_summary(run_demo(cfg, quick=args.quick)))
     return 0

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "info": ("cambrian.cli.info", "parameter counts per component and visual tokens of a preset or checkpoint (no weights loaded)"),
+    "info": ("cambrian.cli.info", "parameter counts per component and visual tokens of a preset or checkpoint, ours or "
+                                  "released-format (no weights loaded)"),
+    "convert": ("cambrian.cli.convert", "convert a checkpoint between our format and the released Cambrian-1 format"),
     "chat": ("cambrian.cli.chat", "ask a model about an image (one answer with --prompt, else an interactive loop)"),
     "train": ("cambrian.cli.train", "train stage 1 (connector) or stage 2 (connector + LLM) from a YAML recipe"),
     "eval": ("cambrian.cli.eval", "run benchmarks, score a predictions file, render report tables and plots"),
@@ -46,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     mod = importlib.import_module(COMMANDS[args.command][0])
+    from ..utils.log import console_logging
+
+    console_logging(logging.DEBUG if args.debug else logging.INFO)
     if args.debug:
         return int(mod.run(args) or 0)
     try:

@@ -52,9 +52,13 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
+from pydantic import ConfigDict, with_config
+from typing_extensions import TypedDict
 
+from ..typed import Bool, ConfigError, Int, Num, OptInt, build, typed_config
 from ..utils.io import atomic_write_json, atomic_write_text
 from .schema import COLUMNS, format_prompt, letter, validate_rows
 
@@ -70,28 +74,42 @@ T_DISTANCE = ("Estimate the real-world distances between objects in this image. 
               "by a green box)?")
 
 
-@dataclass
+TASKS = ("Count", "Relation", "Depth", "Distance")
+PER_IMAGE_DEFAULTS = {"Count": 2, "Relation": 1, "Depth": 1, "Distance": 1}
+
+
+@with_config(ConfigDict(extra="forbid"))
+class PerImage(TypedDict, total=False):
+    Count: Int(ge=0)
+    Relation: Int(ge=0)
+    Depth: Int(ge=0)
+    Distance: Int(ge=0)
+
+
+@typed_config
 class BuildParams:
-    count_num_options: tuple = (4, 5, 6)
-    count_max: int = 6
-    count_zero_prob: float = 0.3
-    count_supercategories: bool = False
-    min_area: float = 50.0  # pixels
-    relation_margin: float = 0.05  # fraction of the image side
-    relation_boxes: bool = False
-    depth_offset: float = 0.1  # metres
-    distance_offset: float = 0.1  # metres
-    max_per_image: dict = field(default_factory=lambda: {"Count": 2, "Relation": 1, "Depth": 1, "Distance": 1})
-    box_width: int | None = None
+    """The rule parameters (``cambrian cvbench build --param key=value``), checked by the typed loader."""
+
+    count_num_options: tuple[Int(ge=2), ...] = (4, 5, 6)
+    count_max: Int(ge=1) = 6
+    count_zero_prob: Num(ge=0, le=1) = 0.3
+    count_supercategories: Bool = False
+    min_area: Num(ge=0) = 50.0  # pixels
+    relation_margin: Num(ge=0, le=1) = 0.05  # fraction of the image side
+    relation_boxes: Bool = False
+    depth_offset: Num(ge=0) = 0.1  # metres
+    distance_offset: Num(ge=0) = 0.1  # metres
+    max_per_image: Optional[PerImage] = field(default_factory=lambda: dict(PER_IMAGE_DEFAULTS))
+    box_width: OptInt(ge=1) = None
+
+    def __post_init__(self):
+        if not self.count_num_options:
+            raise ConfigError("count_num_options needs at least one option count")
+        self.max_per_image = {**PER_IMAGE_DEFAULTS, **(self.max_per_image or {})}
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "BuildParams":
-        d = dict(d or {})
-        if "count_num_options" in d:
-            d["count_num_options"] = tuple(d["count_num_options"])
-        if "max_per_image" in d:
-            d["max_per_image"] = {**cls().max_per_image, **d["max_per_image"]}
-        return cls(**d)
+    def from_dict(cls, d: dict | None, where: str | None = None) -> "BuildParams":
+        return build(cls, dict(d or {}), where)
 
 
 @dataclass

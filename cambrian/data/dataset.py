@@ -15,7 +15,6 @@ trainer adds them to its bad counts and checks them against ``max_bad_fraction``
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,38 +127,6 @@ def open_images(paths: Sequence[Path]):
 TokenizeFn = Callable[[list], dict]  # messages -> {"input_ids": list[int], "labels": list[int]} (no truncation)
 
 
-def model_tokenize_fn(model) -> TokenizeFn:
-    """The model's chat template through ``cambrian.models.llm.tokenize.tokenize_conversation``; a model may also
-    provide its own ``tokenize_conversation(messages)`` (test stand-ins do)."""
-    if hasattr(model, "tokenize_conversation"):
-        return model.tokenize_conversation
-    from ..models.llm.tokenize import tokenize_conversation
-
-    tok, template = model.tokenizer, model.template
-    system = getattr(getattr(getattr(model, "config", None), "llm", None), "system_prompt", None)
-
-    def fn(messages):
-        # no limit here: truncate_sample cuts image-aware with the real per-image token counts
-        if system is not None and not any(m["role"] == "system" for m in messages):
-            return tokenize_conversation(messages, template, tok, None, system=system)
-        return tokenize_conversation(messages, template, tok, None)
-
-    return fn
-
-
-def model_visual_tokens_fn(model) -> Callable[[tuple[int, int]], int]:
-    """``model.visual_token_count((W, H))``; fallback: the full L x (L+1) grid of the connector (an upper bound
-    when the connector unpads)."""
-    if hasattr(model, "visual_token_count"):
-        return model.visual_token_count
-    cfg = getattr(getattr(model, "config", None), "connector", None)
-    n = getattr(cfg, "image_token_len", 576)
-    side = int(round(math.sqrt(n)))
-    per = side * (side + 1) if getattr(cfg, "newline", True) else n
-
-    return lambda size: per
-
-
 def truncate_sample(ids: list[int], labels: list[int], image_lens: Sequence[int], max_length: int):
     """Cut ``ids``/``labels`` so the LLM sequence (each -200 expanded to its image's token count) fits
     ``max_length``; raises BadSample("over_length") when the cut would fall inside or before an image block or
@@ -197,7 +164,8 @@ class ImagePipeline:
 
     @classmethod
     def from_model(cls, model, feature_cache=None) -> "ImagePipeline":
-        return cls(processors=[enc.preprocess for enc in getattr(model, "encoders", [])], feature_cache=feature_cache)
+        """The preprocessing of every tower of a ``VLM`` (``model.encoders``), or its feature cache."""
+        return cls(processors=[enc.preprocess for enc in model.encoders], feature_cache=feature_cache)
 
     def inputs(self, paths: Sequence, pil: Sequence) -> dict:
         """``{"features": [per encoder [n, s, s, C]]}`` from the cache, else ``{"pixel_values": [per encoder
@@ -280,6 +248,3 @@ class SupervisedDataset(EncodedDataset):
             out.update(self.images.inputs(paths, pil))
         return out
 
-
-def count_reasons(items: Sequence[dict]) -> Counter:
-    return Counter(x["bad"] for x in items if "bad" in x)

@@ -335,6 +335,3 @@ def _lines_of_offsets(path: Path, offsets: np.ndarray) -> np.ndarray:
     out[k:] = line
     return out
 
-
-def count_image_tags(text: str) -> int:
-    return text.count(IMAGE_TOKEN)

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ..cvbench.builder import BuildParams, draw_boxes, questions_from_coco, questions_from_omni3d
-from ..cvbench.schema import ANSWER_SUFFIX, format_prompt, letter
-from ..eval.benchmarks._common import SHORT
+from ..cvbench.schema import format_prompt
+from ..prompts import LETTER, SHORT, letter, with_instruction
 from ..utils.io import atomic_write_text
 
 # The demo's scene world (the scene config is the demo's choice; the CV-Bench rules stay the official ones):
@@ -93,7 +93,7 @@ def scene_question_records(scene_dir: str | os.PathLike, seed: int = 0, variants
             attr = attribute_questions(scenes[image], colors) if attribute_turns and image in scenes else []
             attr = [attr[i] for i in rng.permutation(len(attr))][:attribute_turns]
             turns = [(f"{a['question']}\n{SHORT}", a["answer"]) for a in attr]
-            turns += [(format_prompt(q.question, q.choices) + "\n" + ANSWER_SUFFIX, letter(q.answer_index)) for q in mine]
+            turns += [(with_instruction(format_prompt(q.question, q.choices), LETTER), letter(q.answer_index)) for q in mine]
             turns = turns[:max_turns]
             for a in attr:
                 counts[f"attribute_{a['type']}"] += 1
@@ -202,7 +202,7 @@ def write_grounding(out_path: str | os.PathLike, scene_dir: str | os.PathLike, g
 
 def write_stage1(out_path: str | os.PathLike, scene_dir: str | os.PathLike, *, seed: int = 0, n: int | None = None) -> dict:
     """Stage-1 caption JSONL (``make_llava_data(stage=1)``) with absolute image paths, first ``n`` records."""
-    from ..data.scenes import make_llava_data
+    from ..cvbench.training_data import make_llava_data
     from ..utils.io import read_jsonl
 
     sd = Path(scene_dir).resolve()

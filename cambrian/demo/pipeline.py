@@ -33,6 +33,7 @@ import shutil
 import time
 from pathlib import Path
 
+from ..utils.log import get_logger
 from ..utils.io import atomic_write_json, read_jsonl
 from .config import DemoConfig
 
@@ -42,7 +43,7 @@ CHAT_MAX_NEW_TOKENS = 64
 
 
 def log(msg: str) -> None:
-    print(f"[cambrian demo] {msg}", flush=True)
+    get_logger("demo").info(msg)
 
 
 class Timer:
@@ -90,7 +91,8 @@ def count_answers(jsonl: Path) -> int:
 
 def make_data(cfg: DemoConfig, out: Path, progress: bool, grid: int) -> dict:
     from ..cvbench.loader import load_cvbench
-    from ..data.scenes import assert_disjoint, build_cvbench_synth, render_scenes
+    from ..cvbench.builder import build_cvbench_synth
+    from ..data.scenes import assert_disjoint, render_scenes
     from ..eval.benchmarks.synth_attribute import build_synth_attribute
     from .data import SCENE_CONFIG, write_grounding, write_stage1, write_stage2
 
@@ -134,7 +136,7 @@ def evaluate(model, cfg: DemoConfig, out: Path, device: str, progress: bool) -> 
     from ..eval.runner import run_benchmarks
     from ..data.scenes.engine import SceneConfig
     from .data import SCENE_CONFIG
-    from .features import cache_eval_features, uncache_eval_features
+    from .features import EvalFeatureMemo
     from .grounding_probe import grounding_probe
     from .image_use import image_use, with_other_images
 
@@ -142,33 +144,30 @@ def evaluate(model, cfg: DemoConfig, out: Path, device: str, progress: bool) -> 
                get_benchmark("easyvqa", max_images=cfg.easyvqa_test_images, seed=cfg.seed)]
     own = {b.name: b.load(None if b.name == "easyvqa" else str(out / "data" / b.name)) for b in benches}  # loaded once
     samples = {"own": own, "blind": own, "other": {k: with_other_images(v, cfg.seed) for k, v in own.items()}}
-    memo = cache_eval_features(model)
+    memo = EvalFeatureMemo()
     em = CambrianEvalModel(model, name="cambrian-nano-demo")
     res: dict = {"metrics": {}, "seconds": {}}
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else contextlib.nullcontext()
-    try:
-        with ctx:
+    with model.features_from(memo), ctx:
+        t = time.perf_counter()
+        world = SceneConfig.from_dict(SCENE_CONFIG)
+        res["grounding_probe"] = grounding_probe(model, out / "data" / "scenes" / "test", world.colors, world.shapes)
+        res["seconds"]["grounding_probe"] = round(time.perf_counter() - t, 2)
+        for cond in CONDITIONS:
             t = time.perf_counter()
-            world = SceneConfig.from_dict(SCENE_CONFIG)
-            res["grounding_probe"] = grounding_probe(model, out / "data" / "scenes" / "test", world.colors, world.shapes)
-            res["seconds"]["grounding_probe"] = round(time.perf_counter() - t, 2)
-            for cond in CONDITIONS:
-                t = time.perf_counter()
-                res["metrics"][cond] = run_benchmarks(
-                    em, benches, str(out / "data"), out / "eval" / cond, batch_size=cfg.eval_batch,
-                    vision="disabled" if cond == "blind" else "enabled", max_new_tokens=cfg.max_new_tokens,
-                    progress=progress, samples_by_bench=samples[cond])
-                res["seconds"][cond] = round(time.perf_counter() - t, 2)
-            t = time.perf_counter()
-            res["image_use"] = {
-                "cvbench-synth": image_use(model, own["cvbench-synth"], max_items=cfg.probe_items, seed=cfg.seed,
-                                           batch_size=cfg.eval_batch),
-                "easyvqa": image_use(model, own["easyvqa"], max_items=cfg.probe_items, seed=cfg.seed,
-                                     batch_size=cfg.eval_batch, gold=lambda s: str(s.answer))}
-            res["seconds"]["image_use"] = round(time.perf_counter() - t, 2)
-    finally:
-        uncache_eval_features(model)
-    res["feature_memo"] = memo["stats"]
+            res["metrics"][cond] = run_benchmarks(
+                em, benches, str(out / "data"), out / "eval" / cond, batch_size=cfg.eval_batch,
+                vision="disabled" if cond == "blind" else "enabled", max_new_tokens=cfg.max_new_tokens,
+                progress=progress, samples_by_bench=samples[cond])
+            res["seconds"][cond] = round(time.perf_counter() - t, 2)
+        t = time.perf_counter()
+        res["image_use"] = {
+            "cvbench-synth": image_use(model, own["cvbench-synth"], max_items=cfg.probe_items, seed=cfg.seed,
+                                       batch_size=cfg.eval_batch),
+            "easyvqa": image_use(model, own["easyvqa"], max_items=cfg.probe_items, seed=cfg.seed,
+                                 batch_size=cfg.eval_batch, gold=lambda s: str(s.answer))}
+        res["seconds"]["image_use"] = round(time.perf_counter() - t, 2)
+    res["feature_memo"] = memo.stats
     res["easyvqa_samples"] = own["easyvqa"]  # for the chat step (not part of the results)
     res["chance"] = {b.name: b.score(own[b.name], {}).get("chance") for b in benches if b.name != "cvbench-synth"}
     return res
@@ -177,7 +176,7 @@ def evaluate(model, cfg: DemoConfig, out: Path, device: str, progress: bool) -> 
 def chat_once(model, out: Path, samples: list) -> dict:
     """One answer about a held-out easy-VQA test image whose answer is visible (its colour), and the command to ask
     more."""
-    from ..eval.benchmarks._common import SHORT
+    from ..prompts import SHORT
 
     s = next((x for x in samples if x.meta.get("category") == "color"), samples[0])
     path = out / "chat.png"
@@ -192,7 +191,7 @@ def chat_once(model, out: Path, samples: list) -> dict:
 
 
 def build_model(cfg: DemoConfig, device: str):
-    from ..config import resolve_model_config
+    from ..presets.models import resolve_model_config
     from ..models.cambrian_model import CambrianModel
     from .features import speed_up_towers
 
@@ -290,15 +289,20 @@ def run_demo(cfg: DemoConfig, quick: bool = False) -> dict:
         paths = write_report(out, results)
     results["timings"]["report"] = timer.timings["report"]
     results["timings"]["total"] = timer.total()
-    paths = write_report(out, results, plots=False)  # final timings
-    print()
-    print(summary_table(results))
-    print()
-    for name, t in results["targets"].items():
-        print(f"target {'OK  ' if t['ok'] else 'MISS'} {name}: {t['value'] if t['value'] is None else round(t['value'], 4)}")
-    print()
-    print(f"report: {paths['report']}  results: {paths['results']}  plots: {paths['loss_png']}, {paths['accuracy_png']}")
-    print("try the trained model:")
-    print(f"  {chat['command']}")
-    print(f"  -> {chat['answer']}" + (f"   (truth: {chat['truth']})" if chat.get("truth") else ""))
+    results["paths"] = {k: str(v) for k, v in write_report(out, results, plots=False).items()}  # final timings
     return results
+
+
+def console_summary(results: dict) -> str:
+    """What ``cambrian demo`` prints at the end: the accuracy table, the targets, where the report is, and the
+    chat command with its answer."""
+    paths, chat = results["paths"], results["chat"]
+    lines = ["", summary_table(results), ""]
+    for name, t in results["targets"].items():
+        lines.append(f"target {'OK  ' if t['ok'] else 'MISS'} {name}: "
+                     f"{t['value'] if t['value'] is None else round(t['value'], 4)}")
+    lines += ["", f"report: {paths['report']}  results: {paths['results']}  plots: {paths['loss_png']}, "
+                  f"{paths['accuracy_png']}",
+              "try the trained model:", f"  {chat['command']}",
+              f"  -> {chat['answer']}" + (f"   (truth: {chat['truth']})" if chat.get("truth") else "")]
+    return "\n".join(lines)

@@ -5,7 +5,9 @@ Run directory layout::
     RUN_DIR/run.json                         model, vision setting, batch size, per-benchmark timings
     RUN_DIR/<bench>/predictions.jsonl        {"idx": ..., "prediction": raw text} per sample
     RUN_DIR/<bench>/predictions.shard{i}of{n}.jsonl  (+ .done markers) when sharded; merged into the above
-    RUN_DIR/<bench>/metrics.json             {"benchmark", "primary_metric", "metrics": {...}, ...}
+    RUN_DIR/<bench>/metrics.json             {"benchmark", "primary_metric", "metrics": {...}, ...} (official scorer)
+    RUN_DIR/<bench>/metrics.lenient.json     the same with ``--scorer lenient`` (``*_lenient`` keys; not in the
+                                             paper-style table)
     RUN_DIR/<bench>/run_identity.json        model (+ weights fingerprint), vision, benchmark + options,
                                              max_new_tokens and a fingerprint of the benchmark data
     RUN_DIR/<bench>/missing_images*.json     idx of the samples whose image could not be read (scored wrong)
@@ -32,13 +34,15 @@ import hashlib
 import json
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
 from ..utils.io import append_jsonl, atomic_write_json
 from .api import Benchmark, EvalSample, GenerationOptions, GenerationRequest
+from ..utils.log import get_logger
+
+log = get_logger("eval")
 
 VISION_SETTINGS = ("enabled", "disabled")
 
@@ -225,10 +229,10 @@ def clear_bench_outputs(bench_dir: Path, shard: tuple[int, int] | None = None) -
         mine = [predictions_path(bench_dir, shard), predictions_path(bench_dir, shard).with_suffix(".done"),
                 bench_dir / f"missing_images.shard{shard[0]}of{shard[1]}.json"]
         if shard[0] == 0:
-            mine += [bench_dir / "predictions.jsonl", bench_dir / "metrics.json", bench_dir / "missing_images.json"]
+            mine += [bench_dir / "predictions.jsonl", *bench_dir.glob("metrics*.json"), bench_dir / "missing_images.json"]
     else:
         mine = [*bench_dir.glob("predictions*.jsonl"), *bench_dir.glob("predictions*.done"),
-                *bench_dir.glob("missing_images*.json"), bench_dir / "metrics.json"]
+                *bench_dir.glob("missing_images*.json"), *bench_dir.glob("metrics*.json")]
     for f in mine:
         if f.is_file():
             f.unlink()
@@ -311,9 +315,14 @@ def read_missing_images(bench_dir: Path) -> set[str]:
     return out
 
 
+def metrics_path(bench_dir: Path, scorer: str = "official") -> Path:
+    """``metrics.json`` for the official scorer, ``metrics.<scorer>.json`` for another one."""
+    return Path(bench_dir) / ("metrics.json" if scorer == "official" else f"metrics.{scorer}.json")
+
+
 def score_run(bench: Benchmark, samples: Sequence[EvalSample], bench_dir: Path) -> dict:
-    """Score ``bench_dir/predictions.jsonl``. Samples without a prediction count as wrong; those whose image could
-    not be read are reported as ``missing_images`` in the metrics."""
+    """Score ``bench_dir/predictions.jsonl`` into ``metrics_path(bench_dir, bench.scorer)``. Samples without a
+    prediction count as wrong; those whose image could not be read are reported as ``missing_images``."""
     path = bench_dir / "predictions.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found")
@@ -324,8 +333,9 @@ def score_run(bench: Benchmark, samples: Sequence[EvalSample], bench_dir: Path) 
     metrics = bench.score(samples, preds)
     if n_missing_images:
         metrics["missing_images"] = n_missing_images
-    atomic_write_json(bench_dir / "metrics.json", {
-        "benchmark": bench.name, "primary_metric": bench.primary_metric, "metrics": metrics,
+    scorer = getattr(bench, "scorer", "official")
+    atomic_write_json(metrics_path(bench_dir, scorer), {
+        "benchmark": bench.name, "primary_metric": bench.primary_metric, "scorer": scorer, "metrics": metrics,
         "options": getattr(bench, "opts", {}), "n_predictions": len(preds), "missing_images": n_missing_images,
         "bad_prediction_lines": raw.bad_lines})
     return metrics
@@ -427,8 +437,8 @@ def run_benchmarks(model, benches: Sequence[Benchmark], data_root: str | None, r
         stats = generate_predictions(model, bench, mine, path, batch_size=batch_size, vision=vision,
                                      max_new_tokens=max_new_tokens, progress=progress)
         if stats["missing_images"]:
-            print(f"[cambrian eval] {bench.name}: {stats['missing_images']} sample(s) with an unreadable image "
-                  f"skipped (scored wrong); see {missing_images_path(path)}", file=sys.stderr)
+            log.warning(f"{bench.name}: {stats['missing_images']} sample(s) with an unreadable image skipped (scored "
+                        f"wrong); see {missing_images_path(path)}")
         if shard and shard[1] > 1:
             path.with_suffix(".done").write_text(token + "\n")
             if shard[0] != 0:
@@ -487,8 +497,8 @@ def _warn_foreign_benches(run_dir: Path, benches: Sequence[Benchmark], model_ide
         if any(old.get(k) != v for k, v in want.items()):
             foreign.append(f.parent.name)
     if foreign:
-        print(f"[cambrian eval] warning: {run_dir}: {', '.join(foreign)} still hold results of another model or vision "
-              "setting; rerun them with --overwrite or remove them before `cambrian eval report`", file=sys.stderr)
+        log.warning(f"{run_dir}: {', '.join(foreign)} still hold results of another model or vision setting; rerun "
+                    "them with --overwrite or remove them before `cambrian eval report`")
 
 
 def _done(marker: Path, token: str) -> bool:

@@ -21,6 +21,7 @@ def build_components(config: CambrianConfig, load_weights: bool = True):
         raise ValueError("a Cambrian model needs at least one vision encoder (config.encoders is empty)")
     encoders = [build_encoder(e, load_weights=load_weights) for e in config.encoders]
     llm, tokenizer = load_llm(config.llm, load_weights=load_weights)
+    config.llm.hf_config = llm.config.to_dict()  # the caller's own copy (from_config deep-copies): rebuilds offline
     connector = build_connector(
         config.connector,
         encoder_dims=[e.hidden_size for e in config.encoders],

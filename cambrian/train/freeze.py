@@ -56,13 +56,6 @@ def apply_freeze(model: nn.Module, trainable: list[str]) -> dict[str, int]:
     return {"trainable": n_train, "frozen": n_frozen}
 
 
-@dataclass
-class GroupSpec:
-    name: str
-    lr: float
-    weight_decay: float
-
-
 def lr_group_name(name: str) -> str:
     if name.startswith("encoders."):
         return "vision"

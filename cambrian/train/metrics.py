@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import UserError
+
 # dense bf16 peak FLOP/s per device (vendor datasheets); unknown devices: no MFU
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12, "4090": 165e12}
 
@@ -29,6 +31,10 @@ def train_flops_per_token(n_llm: int, n_llm_trainable: int) -> float:
     return 4.0 * n_llm + 2.0 * n_llm_trainable
 
 
+class ReporterError(UserError, RuntimeError):
+    """A reporter named in ``report_to`` (tensorboard, wandb) could not start."""
+
+
 class MetricsLogger:
     def __init__(self, out_dir: Path, cfg, enabled: bool = True, total: int = 0, initial: int = 0):
         self.enabled = enabled
@@ -44,15 +50,19 @@ class MetricsLogger:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.tb = SummaryWriter(str(out_dir / "tensorboard"))
-            except Exception:  # tensorboard not installed
-                self.tb = None
+            except Exception as e:  # asked for and unavailable: say so instead of training without it
+                raise ReporterError(f"report_to: tensorboard could not start ({type(e).__name__}: {e}); install "
+                                    "tensorboard or remove it from report_to") from None
         if "wandb" in report:
             try:
                 import wandb  # type: ignore
 
                 self.wandb = wandb.init(project=cfg.wandb_project, config=cfg.to_dict(), dir=str(out_dir), resume="allow")
-            except Exception:
-                self.wandb = None
+            except Exception as e:
+                if self.tb is not None:
+                    self.tb.close()
+                raise ReporterError(f"report_to: wandb could not start ({type(e).__name__}: {e}); install and log in "
+                                    "to wandb or remove it from report_to") from None
         if cfg.progress:
             try:
                 from tqdm.auto import tqdm

@@ -17,14 +17,13 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ...errors import UserError
 from ...utils.io import temp_file_beside
 from .dedup import duplicate_indices
-from .pipeline import SourceTally, plan, prepare_out, selection
+from .pipeline import SourceTally, log, plan, prepare_out, selection
 from .recipe import CurateRecipe
 from .records import RecordProcessor, iter_raw_records
 
@@ -61,7 +60,7 @@ def _transform_batch(batch, proc: RecordProcessor):
 
 def curate_with_datasets(recipe: CurateRecipe, out_dir: str | os.PathLike, *, num_proc: int | None = None,
                          batch_size: int = 1000, overwrite: bool = False, progress: bool = True,
-                         log: Callable[[str], None] | None = print, plots: bool = True) -> dict:
+                         plots: bool = True) -> dict:
     """``curate()`` through ``datasets.map`` / ``filter`` with ``num_proc`` worker processes."""
     try:
         import datasets
@@ -71,7 +70,6 @@ def curate_with_datasets(recipe: CurateRecipe, out_dir: str | os.PathLike, *, nu
 
     out_dir = Path(out_dir)
     prepare_out(out_dir, overwrite)
-    log = log or (lambda s: None)
     was_disabled = datasets.are_progress_bars_disabled()
     if not progress:
         datasets.disable_progress_bars()
@@ -166,6 +164,6 @@ def curate_with_datasets(recipe: CurateRecipe, out_dir: str | os.PathLike, *, nu
 
     stats = build_stats(recipe, tallies, take, timing)
     write_report(stats, out_dir, plots=plots)
-    log(f"curated {stats['totals']['records']:,} records -> {stats['totals']['selected']:,} with datasets "
+    log.info(f"curated {stats['totals']['records']:,} records -> {stats['totals']['selected']:,} with datasets "
         f"(num_proc={num_proc or 1}) in {t_total:.1f}s; {out_dir / 'data.jsonl'}")
     return stats

@@ -21,19 +21,21 @@ import os
 import random
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from ...errors import UserError
 from ...utils.io import temp_file_beside
+from ...utils.log import get_logger
 from ..mixing import SourceSpec, plan_mixture
 from .dedup import DigestSpool
 from .recipe import CurateRecipe
 from .records import ANSWER_EDGES, RecordProcessor, answer_bin, iter_raw_records
 
+log = get_logger("data")
 OUTPUT_FILES = ("data.jsonl", "stats.json", "report.md", "categories.png", "sources.png", "answer_length.png")
 
 
@@ -118,11 +120,10 @@ def prepare_out(out_dir: Path, overwrite: bool) -> None:
 
 
 def curate(recipe: CurateRecipe, out_dir: str | os.PathLike, *, overwrite: bool = False, progress: bool = True,
-           log: Callable[[str], None] | None = print, plots: bool = True) -> dict:
+           plots: bool = True) -> dict:
     """Run the recipe; returns the stats dict (also written to ``OUT/stats.json``)."""
     out_dir = Path(out_dir)
     prepare_out(out_dir, overwrite)
-    log = log or (lambda s: None)
     t0 = time.perf_counter()
     procs = [RecordProcessor(s, recipe) for s in recipe.sources]
     tallies = [SourceTally(s.name, s.category) for s in recipe.sources]
@@ -223,7 +224,7 @@ def curate(recipe: CurateRecipe, out_dir: str | os.PathLike, *, overwrite: bool 
     stats = build_stats(recipe, tallies, take, timing)
     write_report(stats, out_dir, plots=plots)
     n_in = sum(t.records for t in tallies)
-    log(f"curated {n_in:,} records -> {stats['totals']['selected']:,} in {t_total:.1f}s "
+    log.info(f"curated {n_in:,} records -> {stats['totals']['selected']:,} in {t_total:.1f}s "
         f"({n_in / max(t_total, 1e-9):,.0f} records/s); {out_dir / 'data.jsonl'}, images relative to "
         f"{stats['image_root']}")
     return stats

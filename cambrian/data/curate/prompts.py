@@ -10,25 +10,25 @@ not in our reference so it is not offered). ``QUESTION_TYPES``: the ordered rule
 (question, answer) pair; the first that matches picks the instruction, and answers longer than
 ``short_answer_words`` words get none.
 
-Note: the answer-format suffixes used at evaluation time are the same strings; when ``cambrian/prompts.py`` (the
-torch-free home of those suffixes) exists, this table should import its strings from there.
+The strings shared with evaluation come from :mod:`cambrian.prompts` (the official scripts' wording).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+
+from ... import prompts as P
 
 RESPONSE_FORMATS: dict[str, str] = {
-    "word_or_phrase": "Answer the question using a single word or phrase.",  # 1 (and 5)
-    "number_or_phrase": "Answer the question using a single number or phrase.",  # 2
-    "option_letter": "Answer with the option's letter from the given choices directly.",  # 3
-    "short_direct": "Give the short answer directly.",  # 4
+    "word_or_phrase": P.SHORT,  # 1 (and 5)
+    "number_or_phrase": P.SHORT_NUMBER,  # 2
+    "option_letter": P.LETTER,  # 3
+    "short_direct": P.SHORT_DIRECT,  # 4
     "html": "Directly provide the HTML code.",  # 7
-    "reasoning": "First show your reasoning process and then give the final answer.",  # 8
-    "unanswerable": "When the provided information is insufficient, respond with 'Unanswerable'. "
-                    "Answer the question using a single word or phrase.",  # 9 (VizWiz)
+    "reasoning": P.COT,  # 8
+    "unanswerable": "When the provided information is insufficient, respond with 'Unanswerable'. " + P.SHORT,  # 9
     "letter": "Answer with the letter.",  # 10
 }
 
@@ -98,4 +98,4 @@ def answer_words(answer: str) -> int:
 
 def with_instruction(question: str, prompt: str) -> str:
     """``question`` with the instruction of ``prompt`` (a RESPONSE_FORMATS key) on its own last line."""
-    return question.rstrip() + "\n" + RESPONSE_FORMATS[prompt]
+    return P.with_instruction(question.rstrip(), RESPONSE_FORMATS[prompt])

@@ -26,22 +26,61 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ...registry import Registry
-from ...utils.checks import Check, ConfigError, check_mapping, did_you_mean, load_yaml_mapping
+from ...typed import (
+    Bool,
+    Choice,
+    ConfigError,
+    Int,
+    OptInt,
+    OptStr,
+    Str,
+    build,
+    did_you_mean,
+    read_mapping,
+    typed_config,
+)
 from ..mixing import CAMBRIAN_7M_RATIOS, DEFAULT_CAP
 from .prompts import RESPONSE_FORMATS
 
-RECIPE_KEYS = ("sources", "cap", "ratios", "total", "system_prompts", "short_answer_words", "dedup", "image_root",
-               "seed")
-SOURCE_KEYS = ("name", "path", "images", "category", "system_prompt", "allow_outside_root")
-PROMPT_KEYS = ("prompt", "when")
 DEDUP_MODES = ("content", "path", "off")
 PROMPT_WHEN = ("short", "always")
 
 # named category-ratio tables (percent or any scale)
 RATIO_PRESETS: Registry[dict] = Registry("ratio preset")
 RATIO_PRESETS.register("cambrian-7m", dict(CAMBRIAN_7M_RATIOS))  # official README "optimal ratio" (spec §8.4)
+
+
+# ---- the file's schema (cambrian.typed: types, ranges, unknown keys with a did-you-mean) -------------------------
+@typed_config
+class SourceEntry:
+    path: Str
+    name: OptStr = None
+    images: OptStr = None
+    category: Str = "general"
+    system_prompt: Any = "auto"  # auto | off | a RESPONSE_FORMATS name | {prompt, when}: checked below
+    allow_outside_root: Bool = False
+
+
+@typed_config
+class PromptEntry:
+    prompt: Str
+    when: Choice(*PROMPT_WHEN) = "short"
+
+
+@typed_config
+class CurationRecipe:
+    sources: list[SourceEntry]
+    cap: OptInt(ge=1, none_means="no cap") = DEFAULT_CAP
+    ratios: Any = None  # a RATIO_PRESETS name or {category: weight}: checked below
+    total: OptInt(ge=1) = None
+    system_prompts: Bool = True
+    short_answer_words: Int(ge=1) = 3
+    dedup: Choice(*DEDUP_MODES, False) = "content"
+    image_root: OptStr = None
+    seed: Int(ge=0) = 0
 
 
 @dataclass(frozen=True)
@@ -105,20 +144,38 @@ def _prompt_rule(name: str, value) -> PromptRule:
         return PromptRule("off")
     if isinstance(value, str):
         value = {"prompt": value}
-    d = check_mapping(name, value, PROMPT_KEYS)
-    if "prompt" not in d:
-        raise ConfigError(f"{name} needs a 'prompt' ({', '.join(sorted(RESPONSE_FORMATS))})")
-    prompt = Check.str_(f"{name}.prompt", d["prompt"])
-    if prompt not in RESPONSE_FORMATS:
-        raise ConfigError(f"{name}: unknown response format {prompt!r}{did_you_mean(prompt, RESPONSE_FORMATS)}; "
+    try:
+        e = build(PromptEntry, value)
+    except ConfigError as err:
+        raise ConfigError(f"{name}: {err}") from None
+    if e.prompt not in RESPONSE_FORMATS:
+        raise ConfigError(f"{name}: unknown response format {e.prompt!r}{did_you_mean(e.prompt, RESPONSE_FORMATS)}; "
                           "or auto / off")
-    when = Check.choice(f"{name}.when", d.get("when", "short"), PROMPT_WHEN)
-    return PromptRule("fixed", prompt, when)
+    return PromptRule("fixed", e.prompt, e.when)
 
 
 def _resolve(p: str, folder: Path | None) -> Path:
     q = Path(p).expanduser()
     return q if q.is_absolute() or folder is None else folder / q
+
+
+def _ratios(r) -> tuple[dict | None, str | None]:
+    if r is None:
+        return None, None
+    if isinstance(r, str):
+        if r not in RATIO_PRESETS:
+            raise ConfigError(f"ratios: unknown preset {r!r}{did_you_mean(r, RATIO_PRESETS.names())}; "
+                              "or a {category: weight} map")
+        return dict(RATIO_PRESETS.get(r)), r
+    if not isinstance(r, dict) or not r:
+        raise ConfigError(f"ratios must be a preset name ({', '.join(RATIO_PRESETS.names())}) or a non-empty "
+                          f"{{category: weight}} map, got {r!r}")
+    from ...typed import Num, check_value
+
+    ratios = {str(k): check_value(Num(ge=0), v, f"ratios.{k}") for k, v in r.items()}
+    if sum(ratios.values()) <= 0:
+        raise ConfigError("ratios must give some category a positive weight")
+    return ratios, None
 
 
 def recipe_from_dict(data: dict, folder: Path | None = None, where: str = "recipe") -> CurateRecipe:
@@ -130,47 +187,24 @@ def recipe_from_dict(data: dict, folder: Path | None = None, where: str = "recip
 
 
 def _from_dict(data: dict, folder: Path | None) -> CurateRecipe:
-    d = check_mapping("recipe", data, RECIPE_KEYS)
-    raw_sources = d.get("sources")
-    if not isinstance(raw_sources, list) or not raw_sources:
+    if isinstance(data, dict) and isinstance(data.get("sources"), list):  # "sources: [a.jsonl]" shorthand
+        data = dict(data, sources=[{"path": e} if isinstance(e, str) else e for e in data["sources"]])
+    f = build(CurationRecipe, data)
+    if not f.sources:
         raise ConfigError("sources must be a non-empty list of {name, path, images, category} entries")
     sources: list[SourceRecipe] = []
-    for i, e in enumerate(raw_sources):
-        if isinstance(e, str):
-            e = {"path": e}
-        e = check_mapping(f"sources[{i}]", e, SOURCE_KEYS)
-        if "path" not in e:
-            raise ConfigError(f"sources[{i}] needs a 'path'")
-        path = _resolve(Check.str_(f"sources[{i}].path", e["path"]), folder)
+    for i, e in enumerate(f.sources):
+        path = _resolve(e.path, folder)
         if not path.is_file():
             raise ConfigError(f"sources[{i}].path: no such file: {path}")
-        images = e.get("images")
-        images = _resolve(Check.str_(f"sources[{i}].images", images), folder) if images is not None else path.parent
-        name = Check.str_(f"sources[{i}].name", e.get("name", path.stem))
+        name = e.name or path.stem
         if any(s.name == name for s in sources):
             raise ConfigError(f"sources[{i}].name: {name!r} is used twice (names must be unique)")
         sources.append(SourceRecipe(
-            name=name, path=path, images=images,
-            category=Check.str_(f"sources[{i}].category", e.get("category", "general")),
-            system_prompt=_prompt_rule(f"sources[{i}].system_prompt", e.get("system_prompt", "auto")),
-            allow_outside_root=Check.bool_(f"sources[{i}].allow_outside_root", e.get("allow_outside_root", False)),
-        ))
-    cap = Check.int_("cap", d.get("cap", DEFAULT_CAP), low=1, optional=True, none_means="no cap")
-    ratios, ratios_name = None, None
-    r = d.get("ratios")
-    if isinstance(r, str):
-        if r not in RATIO_PRESETS:
-            raise ConfigError(f"ratios: unknown preset {r!r}{did_you_mean(r, RATIO_PRESETS.names())}; "
-                              "or a {category: weight} map")
-        ratios_name = r
-        ratios = dict(RATIO_PRESETS.get(r))
-    elif r is not None:
-        r = check_mapping("ratios", r, None)
-        if not r:
-            raise ConfigError("ratios must not be empty (leave the key out for no rebalancing)")
-        ratios = {str(k): Check.float_(f"ratios.{k}", v, low=0.0) for k, v in r.items()}
-        if sum(ratios.values()) <= 0:
-            raise ConfigError("ratios must give some category a positive weight")
+            name=name, path=path, images=_resolve(e.images, folder) if e.images is not None else path.parent,
+            category=e.category, system_prompt=_prompt_rule(f"sources[{i}].system_prompt", e.system_prompt),
+            allow_outside_root=e.allow_outside_root))
+    ratios, ratios_name = _ratios(f.ratios)
     if ratios is not None:
         for i, s in enumerate(sources):
             if s.category not in ratios:
@@ -181,32 +215,24 @@ def _from_dict(data: dict, folder: Path | None) -> CurateRecipe:
         if empty:
             raise ConfigError(f"ratios give weight to categories without a source: {', '.join(empty)} (sources' "
                               f"categories: {', '.join(sorted(cats))}); write a ratios map for the categories you have")
-    total = Check.int_("total", d.get("total"), low=1, optional=True)
-    if total is not None and ratios is None:
+    if f.total is not None and ratios is None:
         raise ConfigError("total needs ratios (without ratios every source keeps min(size, cap))")
-    dedup = d.get("dedup", "content")
-    dedup = "off" if dedup is False else dedup
-    image_root = d.get("image_root")
-    if image_root is not None:
-        image_root = _resolve(Check.str_("image_root", image_root), folder)
+    image_root = None
+    if f.image_root is not None:
+        image_root = _resolve(f.image_root, folder)
         root = os.path.abspath(image_root)
         for i, s in enumerate(sources):
             if not Path(os.path.abspath(s.images)).is_relative_to(root):
                 raise ConfigError(f"sources[{i}].images ({s.images}) is outside image_root ({image_root}); the "
                                   "output's image paths must stay under one folder")
-    return CurateRecipe(
-        sources=sources, cap=cap, ratios=ratios, ratios_name=ratios_name, total=total,
-        system_prompts=Check.bool_("system_prompts", d.get("system_prompts", True)),
-        short_answer_words=Check.int_("short_answer_words", d.get("short_answer_words", 3), low=1),
-        dedup=Check.choice("dedup", dedup, DEDUP_MODES),
-        image_root=image_root,
-        seed=Check.int_("seed", d.get("seed", 0), low=0),
-    )
+    return CurateRecipe(sources=sources, cap=f.cap, ratios=ratios, ratios_name=ratios_name, total=f.total,
+                        system_prompts=f.system_prompts, short_answer_words=f.short_answer_words,
+                        dedup="off" if f.dedup is False else f.dedup, image_root=image_root, seed=f.seed)
 
 
 def load_recipe(path: str | os.PathLike) -> CurateRecipe:
     """Read and check a recipe file; its relative paths resolve against the file's folder."""
     path = Path(path)
-    rec = recipe_from_dict(load_yaml_mapping(path), folder=path.parent, where=str(path))
+    rec = recipe_from_dict(read_mapping(path), folder=path.parent, where=str(path))
     rec.path = path
     return rec

@@ -13,12 +13,12 @@ import hashlib
 import json
 import os
 from bisect import bisect_right
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
 
 from ..llava import TEXT_ONLY_VALUES, inside_root, iter_json_array_spans
-from .prompts import RESPONSE_FORMATS, classify, has_instruction
+from .prompts import classify, has_instruction, with_instruction
 from .recipe import CurateRecipe, PromptRule, SourceRecipe
 
 try:  # orjson (the ``data`` extra) parses and writes JSON several times faster than the standard library
@@ -215,7 +215,7 @@ class RecordProcessor:
                     present += 1
                     continue
                 name = rule.prompt if rule.mode == "fixed" else classify(qv, av).prompt
-                q["value"] = qv.rstrip() + "\n" + RESPONSE_FORMATS[name]
+                q["value"] = with_instruction(qv, name)
                 added.append(name)
         key = "image" if "image" in rec else ("images" if "images" in rec else None)
         if key is not None:

@@ -24,14 +24,16 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 from ...utils.io import atomic_write_json, temp_file_beside
+from ...utils.log import get_logger
 from .html import page_title, parse_sections
 from .images import MAX_PIXELS, MAX_SIDE, ImageSkip, normalize_image
 from .llm import LLMError
 from .replies import QA_SYSTEM, TOPIC_SYSTEM, ReplyError, parse_qa, parse_topics, qa_user_message
 from .sources import MAX_IMAGE_BYTES, FetchError, PageSource
+
+log = get_logger("engine")
 
 
 @dataclass
@@ -129,16 +131,15 @@ def generate_topics(llm, fields: list[tuple[str, list[str]]], n: int, stats: Cou
 
 
 def run_engine(topics: dict, source: PageSource, llm, out_dir: str | os.PathLike, options: EngineOptions | None = None,
-               *, model_name: str = "", progress: bool = True, log: Callable[[str], None] | None = print) -> dict:
+               *, model_name: str = "", progress: bool = True) -> dict:
     """Work through ``topics`` ({field: {subfield: [topic]}}); returns (and writes) the run's stats."""
     opt = options or EngineOptions()
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    log = log or (lambda s: None)
     data_path, fail_path = out / "data.jsonl", out / "failures.jsonl"
     cut = _repair_tail(data_path) + _repair_tail(fail_path)
     if cut:
-        log(f"removed an incomplete last line ({cut} bytes) left by an interrupted run")
+        log.warning(f"{data_path.parent}: removed an incomplete last line ({cut} bytes) left by an interrupted run")
     done = _read_keys(data_path)
     if not opt.retry_failed:
         done |= _read_keys(fail_path, permanent_only=True)
@@ -251,7 +252,7 @@ def run_engine(topics: dict, source: PageSource, llm, out_dir: str | os.PathLike
         if bar is not None:
             bar.close()
         stats = _write_stats(out, c, fails, opt, time.perf_counter() - t0)
-    log(f"engine: {c['records']} new records ({stats['totals']['records']} in data.jsonl), {c['pages_fetched']} pages, "
+    log.info(f"{c['records']} new records ({stats['totals']['records']} in data.jsonl), {c['pages_fetched']} pages, "
         f"{c['sections_kept']} sections kept, {sum(fails.values())} failures this run "
         f"({', '.join(f'{k} {v}' for k, v in fails.most_common(6)) or 'none'}); {out / 'data.jsonl'}")
     return stats

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 class RateLimiter:
@@ -21,7 +21,7 @@ class RateLimiter:
         self.waited = 0.0
 
     @classmethod
-    def per_minute(cls, calls: float, **kw) -> "RateLimiter":
+    def per_minute(cls, calls: float, **kw) -> RateLimiter:
         return cls(60.0 / calls if calls and calls > 0 else 0.0, **kw)
 
     def wait(self) -> None:

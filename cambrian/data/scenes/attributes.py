@@ -4,6 +4,8 @@ and the ``synth-attribute`` benchmark both use them)."""
 
 from __future__ import annotations
 
+NUMBER_WORDS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+
 from collections import Counter
 
 COLOR_Q = "What color is the {shape}?"

@@ -13,7 +13,7 @@ from .render import load_mask, read_scenes
 
 def object_words(obj: dict, count: int | None = None) -> str:
     """"red cube", or with ``count`` (objects of that shape in the scene) "red cube two"."""
-    from .export import NUMBER_WORDS
+    from .attributes import NUMBER_WORDS
 
     words = f"{obj['color']} {obj['shape']}"
     return words if count is None else f"{words} {NUMBER_WORDS[count] if count < len(NUMBER_WORDS) else count}"

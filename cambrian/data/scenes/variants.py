@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ...utils.io import atomic_write_json
-from .engine import COLORS, NEAR, FAR, Camera, ObjectSpec, SceneConfig, SceneRenderer, _bound_radius, scene_rng
+from .engine import COLORS, FAR, NEAR, Camera, ObjectSpec, SceneConfig, SceneRenderer, _bound_radius, scene_rng
 
 KINDS = ("base", "colour", "position")
 

@@ -175,21 +175,3 @@ class TableBenchmark(Benchmark):
 
 def mean(xs: Sequence[float]) -> float:
     return float(sum(xs) / len(xs)) if len(xs) else 0.0
-
-
-def letters(n: int) -> list[str]:
-    return [chr(ord("A") + i) for i in range(n)]
-
-
-def options_block(choices: Sequence[str]) -> str:
-    """"A. c0\\nB. c1..." (no leading newline)."""
-    return "\n".join(f"{l}. {c}" for l, c in zip(letters(len(choices)), choices))
-
-
-# The answer-format instructions used by the official scripts (spec §6.2).
-SHORT = "Answer the question using a single word or phrase."
-SHORT_NUMBER = "Answer the question using a single number or phrase."
-LETTER = "Answer with the option's letter from the given choices directly."
-LETTER_ONLY = "Please answer directly with only the letter of the correct option and nothing else."
-SHORT_DIRECT = "Give the short answer directly."
-COT = "First show your reasoning process and then give the final answer."

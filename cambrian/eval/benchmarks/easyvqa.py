@@ -25,8 +25,10 @@ from typing import Sequence
 
 import numpy as np
 
+from ...prompts import SHORT
 from ..api import Benchmark, EvalSample, register_benchmark
-from ._common import SHORT, lazy_image, mean
+from ._common import lazy_image, mean
+from ...typed import Int, OptInt
 
 SHAPES = ("circle", "rectangle", "triangle")
 YES_NO = ("yes", "no")
@@ -74,6 +76,7 @@ class EasyVQA(Benchmark):
     metric_name = "exact match"
     chance = 0.43
     options = {"max_images": None, "seed": 0}
+    option_types = {"max_images": OptInt(ge=1), "seed": Int(ge=0)}
 
     def load(self, path: str | None) -> list[EvalSample]:
         root = Path(path) if path is not None else package_test_dir()

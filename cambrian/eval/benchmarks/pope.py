@@ -11,9 +11,10 @@ yes ratio (the usual POPE companions), which the official script omits.
 
 from __future__ import annotations
 
+from ...prompts import SHORT, with_instruction
 from ..api import EvalSample, register_benchmark
 from ..extract import first_token
-from ._common import SHORT, TableBenchmark, lazy_image
+from ._common import TableBenchmark, lazy_image
 
 
 @register_benchmark("pope")
@@ -24,7 +25,7 @@ class POPE(TableBenchmark):
     chance = 0.5
 
     def build_prompt(self, row):
-        return f"{row['question']}\n{SHORT}"
+        return with_instruction(row["question"], SHORT)
 
     def make_sample(self, i, row, base):
         return EvalSample(idx=str(row.get("question_id", i)), prompt=self.build_prompt(row),

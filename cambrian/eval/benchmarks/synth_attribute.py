@@ -20,9 +20,10 @@ from typing import Sequence
 
 import numpy as np
 
+from ...prompts import SHORT
 from ...utils.io import atomic_write_text, read_jsonl
 from ..api import Benchmark, EvalSample, register_benchmark
-from ._common import SHORT, lazy_image, mean
+from ._common import lazy_image, mean
 
 QUESTIONS = "questions.jsonl"
 

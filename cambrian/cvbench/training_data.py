@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ...cvbench.builder import BuildParams, draw_boxes, plural, questions_from_coco, questions_from_omni3d
-from ...cvbench.schema import ANSWER_SUFFIX, format_prompt, letter
-from ...utils.io import atomic_write_text
-from .attributes import attribute_questions
-from .render import read_scenes
+from ..data.scenes.attributes import NUMBER_WORDS, attribute_questions
+from ..data.scenes.render import read_scenes
+from ..prompts import LETTER, SHORT, letter, with_instruction
+from ..utils.io import atomic_write_text
+from .builder import BuildParams, draw_boxes, plural, questions_from_coco, questions_from_omni3d
+from .schema import format_prompt
 
-SHORT_SUFFIX = "Answer the question using a single word or phrase."
 CAPTION_PROMPTS = [
     "Describe the image briefly.",
     "What objects are in this picture and where are they?",
@@ -43,7 +43,6 @@ CAPTION_PROMPTS = [
     "List the objects you see.",
 ]
 DETAIL_PROMPTS = ["Describe the scene in detail.", "Describe every object in this image and where it is."]
-NUMBER_WORDS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 
 
 def _where(o: dict, W: int, H: int) -> str:
@@ -159,11 +158,11 @@ def make_llava_data(scene_dir: str | os.PathLike, out_path: str | os.PathLike, *
                 use_short = (rng.random() < short_ratio and order_sa) or not order_mc
                 if use_short and order_sa:
                     qq, aa = short[order_sa.pop()]
-                    turns_list.append((f"{qq}\n{SHORT_SUFFIX}", aa))
+                    turns_list.append((with_instruction(qq, SHORT), aa))
                     kinds["short"] += 1
                 elif order_mc:
                     q = mc[order_mc.pop()]
-                    turns_list.append((format_prompt(q.question, q.choices) + "\n" + ANSWER_SUFFIX,
+                    turns_list.append((with_instruction(format_prompt(q.question, q.choices), LETTER),
                                        letter(q.answer_index)))
                     kinds[f"mc_{q.task.lower()}"] += 1
             if rng.random() < detail_prob:
@@ -180,7 +179,7 @@ def make_llava_data(scene_dir: str | os.PathLike, out_path: str | os.PathLike, *
                 rel = f"boxed/{sc['scene_id']}_{q.task.lower()}_{k}.png"
                 draw_boxes(img, q.boxes, P.box_width).save(sd / rel, compress_level=1)
                 records.append({"id": f"{sc['scene_id']}-{q.task.lower()}-{k}", "image": rel, "conversations": [
-                    {"from": "human", "value": "<image>\n" + format_prompt(q.question, q.choices) + "\n" + ANSWER_SUFFIX},
+                    {"from": "human", "value": "<image>\n" + with_instruction(format_prompt(q.question, q.choices), LETTER)},
                     {"from": "gpt", "value": letter(q.answer_index)}]})
                 kinds[f"mc_{q.task.lower()}"] += 1
     else:

@@ -1,12 +1,11 @@
-"""A tiny stand-in vision-language model with the ``CambrianModel`` training interface, and synthetic
-LLaVA-format data. Used by the trainer tests (including the 2-process gloo test, which imports it by name) to
-exercise the loop independently of the real model; it is not a Cambrian architecture.
+"""A second implementation of the ``VLM`` contract (``cambrian.models.vlm``), deliberately unlike
+``CambrianModel``: a character tokenizer and chat format, a conv tower, a linear connector, a small
+``nn.TransformerEncoder`` "LLM". The trainer tests run on it and on a tiny ``CambrianModel``, so the loop is shown to depend only on the
+contract. ``conftest.py`` registers it as the model source ``toy`` (``model: toy`` in a recipe, or a directory
+it saved).
 
-Interface it shares with ``CambrianModel``: ``encoders`` (``preprocess``), ``connector`` (parameter names
-``vision_sampler`` / ``vision_query`` / ``mm_projector`` / ``image_newline``), ``llm``, ``tokenizer``
-(``pad_token_id``), ``visual_token_count((W, H))``, ``forward(input_ids, attention_mask, labels, pixel_values,
-image_sizes, features)`` with a token-mean loss, ``save_pretrained`` / ``from_pretrained``. It also provides
-``tokenize_conversation(messages)`` (a character-level chat format) so no tokenizer files are needed.
+Parameter names follow the freeze policy's groups (``vision_sampler`` / ``vision_query`` / ``mm_projector`` /
+``image_newline`` in the connector, ``llm``), so stage 1 / stage 2 select the same kinds of weights.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..constants import IGNORE_INDEX, IMAGE_TOKEN, IMAGE_TOKEN_INDEX
+from cambrian.constants import IGNORE_INDEX, IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 
 PAD, BOS, EOS = 0, 1, 2
 
@@ -102,6 +101,31 @@ class ToyVLM(nn.Module):
         g = self.config.grid
         return g * (g + 1)
 
+    @property
+    def max_length(self) -> int:
+        return self.config.llm.max_length
+
+    grounding_grid = None  # its connector adds newline tokens: no one-token-per-cell grid to ground
+
+    @torch.no_grad()
+    def generate_text(self, texts, images, max_new_tokens: int = 16, system=None) -> list[str]:
+        """Greedy, one sample at a time, no cache (a stand-in: correct, not fast)."""
+        out = []
+        for text, ims in zip(texts, images):
+            msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+            ids = self.tokenize_conversation(msgs)["input_ids"] + self.tokenizer.encode("A:")
+            px = [enc.preprocess(list(ims)) for enc in self.encoders] if ims else None
+            new = []
+            for _ in range(max_new_tokens):
+                x = torch.tensor([ids + new])
+                logits = self(x, pixel_values=px).logits[0, -1]
+                t = int(logits.argmax())
+                if t == EOS:
+                    break
+                new.append(t)
+            out.append("".join(chr(t) for t in new))
+        return out
+
     def tokenize_conversation(self, messages: list[dict]) -> dict:
         ids, labels = [BOS], [IGNORE_INDEX]
         for m in messages:
@@ -180,59 +204,3 @@ class ToyVLM(nn.Module):
         m = cls(**json.loads((d / "toy_config.json").read_text()))
         m.load_state_dict(load_file(str(d / "model.safetensors")))
         return m
-
-
-def make_synthetic_data(root, n: int = 32, text_only: int = 0, seed: int = 0, image_size: int = 16, bad: dict | None = None) -> Path:
-    """Write ``root/data.jsonl`` + ``root/images/*.png``: question/answer pairs about the colour of a solid image
-    (learnable from pixels), ``text_only`` arithmetic samples, and optionally bad samples
-    (``bad={"missing_image": 2, ...}``)."""
-    import random
-
-    from PIL import Image
-
-    rng = random.Random(seed)
-    root = Path(root)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    colours = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220), "white": (240, 240, 240)}
-    recs = []
-    for i in range(n):
-        name = rng.choice(sorted(colours))
-        w, h = rng.choice([(image_size, image_size), (image_size, image_size // 2), (image_size // 2, image_size)])
-        Image.new("RGB", (w, h), colours[name]).save(root / "images" / f"{i:04d}.png")
-        q = rng.choice(["What colour is this?", "Name the colour.", "Colour?"])
-        recs.append({"id": f"img{i}", "image": f"{i:04d}.png",
-                     "conversations": [{"from": "human", "value": f"<image>\n{q}"}, {"from": "gpt", "value": name}]})
-    for i in range(text_only):
-        a, b = rng.randint(0, 9), rng.randint(0, 9)
-        recs.append({"id": f"txt{i}", "conversations": [{"from": "human", "value": f"{a}+{b}?"}, {"from": "gpt", "value": str(a + b)}]})
-    for reason, count in (bad or {}).items():
-        for j in range(count):
-            r = {"id": f"bad-{reason}-{j}", "image": "0000.png",
-                 "conversations": [{"from": "human", "value": "<image>\nQ"}, {"from": "gpt", "value": "A"}]}
-            if reason == "missing_image":
-                r["image"] = f"nope-{j}.png"
-            elif reason == "corrupt_image":
-                (root / "images" / f"corrupt-{j}.png").write_bytes(b"not a png")
-                r["image"] = f"corrupt-{j}.png"
-            elif reason == "wrong_roles":
-                r["conversations"] = [{"from": "gpt", "value": "<image>\nA"}, {"from": "human", "value": "Q"}]
-            elif reason == "empty_turn":
-                r["conversations"][1]["value"] = "  "
-            elif reason == "image_count_mismatch":
-                r["conversations"][0]["value"] = "<image>\n<image>\nQ"
-            elif reason == "over_length":
-                r["conversations"][0]["value"] = "<image>\n" + "long " * 400
-            else:
-                raise ValueError(reason)
-            recs.append(r)
-    rng.shuffle(recs)
-    path = root / "data.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
-    return path
-
-
-if __name__ == "__main__":  # python -m cambrian.train.toy DIR [N]
-    import sys
-
-    out = make_synthetic_data(sys.argv[1], n=int(sys.argv[2]) if len(sys.argv) > 2 else 64, text_only=8)
-    print(f"wrote {out}")

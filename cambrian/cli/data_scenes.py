@@ -41,9 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ...cvbench.builder import build_cvbench_synth
-    from .export import make_llava_data
-    from .render import assert_disjoint, render_scenes
+    from ..cvbench.builder import build_cvbench_synth
+    from ..cvbench.training_data import make_llava_data
+    from ..data.scenes.render import assert_disjoint, render_scenes
 
     out = Path(args.out)
     cfg = {"width": args.size[0], "height": args.size[1], "min_objects": args.min_objects,
@@ -63,7 +63,7 @@ def run(args) -> int:
     if args.train > 0 and not args.no_llava:
         summary["llava_stage1"] = make_llava_data(out / "train", out / "llava_stage1.jsonl", stage=1, seed=args.seed)
         summary["llava_stage2"] = make_llava_data(out / "train", out / "llava_stage2.jsonl", stage=2, seed=args.seed)
-    from ...utils.io import atomic_write_json
+    from ..utils.io import atomic_write_json
 
     atomic_write_json(out / "summary.json", summary)
     if args.json:

