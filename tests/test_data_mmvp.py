@@ -38,19 +38,24 @@ class InkLayout(VisionEncoder):
         return F.avg_pool2d(1 - x, 8).flatten(1)[:, None, None, :]
 
 
-ENCODER_BACKENDS.register("test_ink_colour", lambda cfg, load_weights=True: InkColour(cfg), overwrite=True)
-ENCODER_BACKENDS.register("test_ink_layout", lambda cfg, load_weights=True: InkLayout(cfg), overwrite=True)
-
-
 def _cfg(name, backend, channels, image_size=None):
     return EncoderConfig(id=name, backend=backend, image_size=image_size or 32, hidden_size=channels, native_grid=1,
                          image_mean=(0.0, 0.0, 0.0), image_std=(1.0, 1.0, 1.0))
 
 
-ENCODER_PRESETS.register("test-ink-colour", lambda image_size=None: _cfg("test-ink-colour", "test_ink_colour", 3, image_size),
-                         overwrite=True)
-ENCODER_PRESETS.register("test-ink-layout", lambda image_size=None: _cfg("test-ink-layout", "test_ink_layout", 48, image_size),
-                         overwrite=True)
+@pytest.fixture(autouse=True, scope="module")
+def test_encoders():
+    """The two test towers as registered backends and presets, for this module only."""
+    added = [(ENCODER_BACKENDS, "test_ink_colour", lambda cfg, load_weights=True: InkColour(cfg)),
+             (ENCODER_BACKENDS, "test_ink_layout", lambda cfg, load_weights=True: InkLayout(cfg)),
+             (ENCODER_PRESETS, "test-ink-colour", lambda image_size=None: _cfg("test-ink-colour", "test_ink_colour", 3, image_size)),
+             (ENCODER_PRESETS, "test-ink-layout", lambda image_size=None: _cfg("test-ink-layout", "test_ink_layout", 48, image_size))]
+    for reg, name, obj in added:
+        reg.register(name, obj, overwrite=True)
+    yield
+    for reg, name, _ in added:
+        reg._items.pop(name, None)  # leave the shared registries as they were
+
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 # (colour, x0): 8x8 squares in pixel rows 8..16 of a white 32x32 image
