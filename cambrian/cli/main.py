@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("cambrian.cli.train", "train stage 1 (connector) or stage 2 (connector + LLM) from a YAML recipe"),
     "eval": ("cambrian.cli.eval", "run benchmarks, score a predictions file, render report tables and plots"),
     "cvbench": ("cambrian.cli.cvbench", "build CV-Bench-style questions from COCO/Omni3D-style annotations"),
-    "data": ("cambrian.cli.data", "validate LLaVA-format data, render synthetic 3D scenes"),
+    "data": ("cambrian.cli.data", "validate and curate LLaVA-format data, render 3D scenes, data engine, MMVP pairs"),
     "demo": ("cambrian.cli.demo", "train and evaluate Cambrian-nano end to end on this machine (offline)"),
 }
 

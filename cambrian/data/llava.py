@@ -64,7 +64,12 @@ def estimate_length(record: dict, image_tokens: int) -> int:
 
 def _scan_json_array(path: Path) -> list[tuple[int, int]]:
     """(start, end) byte spans of the top-level objects of a JSON array file, streaming."""
-    spans: list[tuple[int, int]] = []
+    return list(iter_json_array_spans(path))
+
+
+def iter_json_array_spans(path: Path):
+    """Yield the (start, end) byte spans of a JSON array file's top-level objects as the scan finds them (memory
+    flat in the number of elements); a truncated / unbalanced file raises DataFileError when reached."""
     special = re.compile(rb'["\\{}\[\]]')
     depth = 0  # 0 = outside the array, 1 = inside the array, >=2 inside an element
     in_str = False
@@ -107,13 +112,12 @@ def _scan_json_array(path: Path) -> list[tuple[int, int]]:
                 elif c in (b"}", b"]"):
                     depth -= 1
                     if depth == 1:
-                        spans.append((start, pos + j + 1))
+                        yield start, pos + j + 1
                     elif depth < 0:
                         raise DataFileError(f"{path}: unbalanced brackets at byte {pos + j}")
             pos += len(chunk)
     if depth != 0 or in_str:
         raise DataFileError(f"{path}: truncated JSON array")
-    return spans
 
 
 class ImageOutsideRoot(ValueError):
