@@ -147,3 +147,21 @@ def test_library_code_does_not_print():
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
                 found.append(f"{rel}:{node.lineno}")
     assert not found, found
+
+
+@pytest.mark.slow
+def test_a_wheel_ships_the_presets_and_recipes(tmp_path):
+    """``pip install cambrian`` (a wheel, no checkout) has every model preset and recipe, and no test code."""
+    import subprocess
+    import sys
+    import zipfile
+
+    root = PKG.parent
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(root),
+                          "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (wheel,) = tmp_path.glob("cambrian-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {f"cambrian/presets/{p.parent.name}/{p.name}" for p in (PKG / "presets").glob("*/*.yaml")}
+    assert len(shipped) >= 15 and shipped <= names
+    assert not any(n.startswith(("tests/", ".cache/")) for n in names)
