@@ -50,12 +50,21 @@ def _record(kind: str, i: int, img: str) -> dict:
     if kind == "vqa":
         conv = [(f"<image>\nWhat is the colour of the {w} near the {WORDS[(i * 7) % 12]} (region {i})?", w)]
     elif kind == "caption":
-        conv = [(f"<image>\nDescribe the image in detail (view {i}).",
-                 f"The photo shows a {w} next to a {WORDS[(i * 3) % 12]} on a sunny day; in the background there "
-                 f"are {i % 9 + 2} people walking past a {WORDS[(i * 5) % 12]} and a row of parked cars.")]
+        conv = [
+            (
+                f"<image>\nDescribe the image in detail (view {i}).",
+                f"The photo shows a {w} next to a {WORDS[(i * 3) % 12]} on a sunny day; in the background there "
+                f"are {i % 9 + 2} people walking past a {WORDS[(i * 5) % 12]} and a row of parked cars.",
+            )
+        ]
     elif kind == "mc":
-        conv = [(f"<image>\nWhich object is closer to the camera in view {i}?\nA. the {w}\nB. the {WORDS[(i + 1) % 12]}\n"
-                 f"C. the {WORDS[(i + 2) % 12]}\nD. the {WORDS[(i + 3) % 12]}", "ABCD"[i % 4])]
+        conv = [
+            (
+                f"<image>\nWhich object is closer to the camera in view {i}?\nA. the {w}\nB. the {WORDS[(i + 1) % 12]}\n"
+                f"C. the {WORDS[(i + 2) % 12]}\nD. the {WORDS[(i + 3) % 12]}",
+                "ABCD"[i % 4],
+            )
+        ]
     elif kind == "ocr":
         conv = [(f"<image>\nWhat is written on the {w} of item {i}?", f"{WORDS[(i * 11) % 12]} street {i % 97}")]
     elif kind == "number":
@@ -63,12 +72,18 @@ def _record(kind: str, i: int, img: str) -> dict:
     elif kind == "count":
         conv = [(f"<image>\nHow many {w} objects are there in box {i}?", str(i % 10))]
     elif kind == "multi":
-        conv = [(f"<image>\nWhat is the {w} {i} doing?", f"It is standing near the {WORDS[(i * 5) % 12]}."),
-                ("Is it daytime?", "Yes"), ("Why do you think so?", "The scene is brightly lit by the sun and "
-                                                                     "the shadows are short.")]
+        conv = [
+            (f"<image>\nWhat is the {w} {i} doing?", f"It is standing near the {WORDS[(i * 5) % 12]}."),
+            ("Is it daytime?", "Yes"),
+            ("Why do you think so?", "The scene is brightly lit by the sun and the shadows are short."),
+        ]
     else:
-        conv = [(f"Explain why the {w} is important in {i % 50} words (essay {i}).",
-                 " ".join(WORDS[(i + k) % 12] for k in range(40 + i % 30)))]
+        conv = [
+            (
+                f"Explain why the {w} is important in {i % 50} words (essay {i}).",
+                " ".join(WORDS[(i + k) % 12] for k in range(40 + i % 30)),
+            )
+        ]
     turns = []
     for q, a in conv:
         turns += [{"from": "human", "value": q}, {"from": "gpt", "value": a}]
@@ -111,8 +126,14 @@ def generate(data_dir: Path, n: int) -> Path:
                 if i % 100_000 == 99_999:
                     f.write('{"id": broken\n')
         lines.append(f"  - {{name: {name}, path: {name}.jsonl, images: images/{name}, category: {cat}}}")
-    lines += ["cap: " + str(max(1, int(n * 0.12))), "ratios: " + json.dumps(RATIOS), "system_prompts: true",
-              "dedup: content", "image_root: images", "seed: 0"]
+    lines += [
+        "cap: " + str(max(1, int(n * 0.12))),
+        "ratios: " + json.dumps(RATIOS),
+        "system_prompts: true",
+        "dedup: content",
+        "image_root: images",
+        "seed: 0",
+    ]
     (d / "recipe.yaml").write_text("\n".join(lines) + "\n")
     return d / "recipe.yaml"
 
@@ -175,8 +196,13 @@ def _naive(recipe: str, out: str) -> tuple[int, int]:
 
 def _run(mode: str, recipe: Path, out: Path) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.run([sys.executable, __file__, "--worker", mode, str(recipe), str(out)], capture_output=True,
-                       text=True, env=env, cwd=ROOT)
+    p = subprocess.run(
+        [sys.executable, __file__, "--worker", mode, str(recipe), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     if p.returncode:
         raise SystemExit(p.stderr[-3000:])
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -185,7 +211,9 @@ def _run(mode: str, recipe: Path, out: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="500000,2000000", help="record counts for the streaming curation")
-    ap.add_argument("--naive-sizes", default="250000,500000", help="record counts for the in-memory baseline ('' = none)")
+    ap.add_argument(
+        "--naive-sizes", default="250000,500000", help="record counts for the in-memory baseline ('' = none)"
+    )
     ap.add_argument("--data-dir", default="/tmp/cambrian-curate-bench")
     ap.add_argument("--worker", nargs=3, metavar=("MODE", "RECIPE", "OUT"), help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -202,26 +230,36 @@ def main() -> None:
             gen_s = time.perf_counter() - t0
             r = _run(mode, recipe, data_dir / f"out-{mode}-{n}")
             rows.append((mode, n, r, gen_s))
-            print(f"  {mode:6s} {n:>9,}: {r['records'] / r['seconds']:>9,.0f} records/s, {r['seconds']:6.1f} s, "
-                  f"peak RSS {r['rss_mib']:7.1f} MiB (kept {r['selected']:,}; data generated/reused in {gen_s:.1f} s)",
-                  flush=True)
+            print(
+                f"  {mode:6s} {n:>9,}: {r['records'] / r['seconds']:>9,.0f} records/s, {r['seconds']:6.1f} s, "
+                f"peak RSS {r['rss_mib']:7.1f} MiB (kept {r['selected']:,}; data generated/reused in {gen_s:.1f} s)",
+                flush=True,
+            )
     load1 = os.getloadavg()
     print()
     print(f"machine: {os.cpu_count()} cores, shared; load average before {load0[0]:.2f}, after {load1[0]:.2f}")
     print("| pipeline | records | seconds | records/s | peak RSS MiB |")
     print("|---|---:|---:|---:|---:|")
     for mode, _n, r, _ in rows:
-        print(f"| {mode} | {r['records']:,} | {r['seconds']:.1f} | {r['records'] / r['seconds']:,.0f} | {r['rss_mib']:.0f} |")
+        print(
+            f"| {mode} | {r['records']:,} | {r['seconds']:.1f} | {r['records'] / r['seconds']:,.0f} | {r['rss_mib']:.0f} |"
+        )
     st = [r for m, _, r, _ in rows if m == "stream"]
     nv = [r for m, _, r, _ in rows if m == "naive"]
     if len(st) >= 2:
-        print(f"streaming: records x{st[-1]['records'] / st[0]['records']:.1f} -> peak RSS x"
-              f"{st[-1]['rss_mib'] / st[0]['rss_mib']:.2f}")
+        print(
+            f"streaming: records x{st[-1]['records'] / st[0]['records']:.1f} -> peak RSS x"
+            f"{st[-1]['rss_mib'] / st[0]['rss_mib']:.2f}"
+        )
     if len(nv) >= 2:
-        print(f"naive:     records x{nv[-1]['records'] / nv[0]['records']:.1f} -> peak RSS x"
-              f"{nv[-1]['rss_mib'] / nv[0]['rss_mib']:.2f}")
+        print(
+            f"naive:     records x{nv[-1]['records'] / nv[0]['records']:.1f} -> peak RSS x"
+            f"{nv[-1]['rss_mib'] / nv[0]['rss_mib']:.2f}"
+        )
     if st and nv:
-        print(f"throughput streaming / naive: {st[0]['records'] / st[0]['seconds'] / (nv[-1]['records'] / nv[-1]['seconds']):.2f}x")
+        print(
+            f"throughput streaming / naive: {st[0]['records'] / st[0]['seconds'] / (nv[-1]['records'] / nv[-1]['seconds']):.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -10,14 +10,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import field
 from pathlib import Path
-from typing import Optional
 
-from .typed import Bool, Choice, ConfigError, Int, Mapping, Num, OptInt, OptStr, Str, build, typed_config
+from .typed import Bool, Choice, Int, Mapping, Num, OptInt, OptStr, Str, build, typed_config
 
 RGB = tuple[Num(), Num(), Num()]
 PositiveRGB = tuple[Num(gt=0), Num(gt=0), Num(gt=0)]
 Colour = tuple[Int(ge=0, le=255), Int(ge=0, le=255), Int(ge=0, le=255)]
-
 
 
 @typed_config
@@ -28,7 +26,9 @@ class EncoderConfig:
     """
 
     id: Str
-    backend: Str = "hf"  # registry key in cambrian.models.encoders (hf, timm, open_clip, efficientnet_lite0, dinov2_onnx, ...)
+    backend: Str = (
+        "hf"  # registry key in cambrian.models.encoders (hf, timm, open_clip, efficientnet_lite0, dinov2_onnx, ...)
+    )
     name_or_path: OptStr = None  # hub id or local dir of the pretrained weights (None: random init / packaged asset)
     image_size: Int(ge=1) = 224  # square input side after letterbox + resize
     hidden_size: Int(ge=1) = 768  # channels C of the output grid
@@ -39,8 +39,8 @@ class EncoderConfig:
     frozen: Bool = True
     image_mean: RGB = (0.5, 0.5, 0.5)
     image_std: PositiveRGB = (0.5, 0.5, 0.5)
-    pad_color: Optional[Colour] = None  # letterbox colour; None: int(255 * image_mean)
-    hf_config: Optional[dict] = None  # architecture dict (HF config.to_dict()) to build without the hub
+    pad_color: Colour | None = None  # letterbox colour; None: int(255 * image_mean)
+    hf_config: dict | None = None  # architecture dict (HF config.to_dict()) to build without the hub
     options: Mapping = field(default_factory=dict)  # backend-specific extras (e.g. multi-stage fusion)
 
     @property
@@ -86,9 +86,9 @@ class LLMConfig:
     backend: Str = "hf"
     name_or_path: OptStr = None
     gguf_file: OptStr = None
-    hf_config: Optional[dict] = None  # architecture (HF config.to_dict())
+    hf_config: dict | None = None  # architecture (HF config.to_dict())
     template: Str = "llama_3"  # chat template id (cambrian.models.llm.templates)
-    system_prompt: Optional[str] = None  # None: the template's official system prompt
+    system_prompt: str | None = None  # None: the template's official system prompt
     max_length: Int(ge=1) = 2048
     tokenizer: OptStr = None  # tokenizer dir/id when it differs from name_or_path
     options: Mapping = field(default_factory=dict)
@@ -108,7 +108,7 @@ class CambrianConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict, where: str | None = None) -> "CambrianConfig":
+    def from_dict(cls, d: dict, where: str | None = None) -> CambrianConfig:
         """Every field typed and range-checked at any depth (``encoders[0].image_size``); unknown keys refused with
         a did-you-mean (``cambrian.typed``)."""
         return build(cls, d, where)
@@ -119,11 +119,10 @@ class CambrianConfig:
         atomic_write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | Path) -> "CambrianConfig":
+    def load(cls, path: str | Path) -> CambrianConfig:
         path = Path(path)
         if path.is_dir():
             path = path / "config.json"
         from .typed import read_mapping
 
         return cls.from_dict(read_mapping(path), str(path))
-

@@ -10,7 +10,7 @@ The instruction strings are the ones the official Cambrian-1 evaluation scripts 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 # ---- answer-format instructions (appended after "\n") ---------------------------------------------------------
 SHORT = "Answer the question using a single word or phrase."  # GQA, POPE, MME, TextVQA, MMMU (open), ...

@@ -87,8 +87,12 @@ def _range_text(ge=None, gt=None, le=None, lt=None) -> str:
 
 
 def _in_range(v, ge=None, gt=None, le=None, lt=None) -> bool:
-    return not ((ge is not None and v < ge) or (gt is not None and v <= gt) or (le is not None and v > le)
-                or (lt is not None and v >= lt))
+    return not (
+        (ge is not None and v < ge)
+        or (gt is not None and v <= gt)
+        or (le is not None and v > le)
+        or (lt is not None and v >= lt)
+    )
 
 
 def _whole(optional: bool, bounds: dict, none_means: str | None):
@@ -135,7 +139,7 @@ def Int(*, ge=None, gt=None, le=None, lt=None):
 
 
 def OptInt(*, ge=None, gt=None, le=None, lt=None, none_means: str | None = None):
-    return Annotated[typing.Optional[int], BeforeValidator(_whole(True, dict(ge=ge, gt=gt, le=le, lt=lt), none_means))]
+    return Annotated[int | None, BeforeValidator(_whole(True, dict(ge=ge, gt=gt, le=le, lt=lt), none_means))]
 
 
 def Num(*, ge=None, gt=None, le=None, lt=None):
@@ -143,7 +147,7 @@ def Num(*, ge=None, gt=None, le=None, lt=None):
 
 
 def OptNum(*, ge=None, gt=None, le=None, lt=None):
-    return Annotated[typing.Optional[float], BeforeValidator(_number(True, dict(ge=ge, gt=gt, le=le, lt=lt)))]
+    return Annotated[float | None, BeforeValidator(_number(True, dict(ge=ge, gt=gt, le=le, lt=lt)))]
 
 
 def _bool(v):
@@ -179,8 +183,9 @@ def Choice(*choices):
     def check(v):
         if v not in choices or isinstance(v, bool):
             hint = did_you_mean(v, [c for c in choices if isinstance(c, str)]) if isinstance(v, str) else ""
-            raise PydanticCustomError("cambrian", "{message}", {
-                "message": f"must be one of {', '.join(map(repr, choices))}, got {v!r}{hint}"})
+            raise PydanticCustomError(
+                "cambrian", "{message}", {"message": f"must be one of {', '.join(map(repr, choices))}, got {v!r}{hint}"}
+            )
         return v
 
     return Annotated[Any, BeforeValidator(check)]
@@ -196,9 +201,9 @@ def _mapping(v):
 
 Bool = Annotated[bool, BeforeValidator(_bool)]
 Str = Annotated[str, BeforeValidator(_str(False))]
-OptStr = Annotated[typing.Optional[str], BeforeValidator(_str(True))]
+OptStr = Annotated[str | None, BeforeValidator(_str(True))]
 StrList = Annotated[list[str], BeforeValidator(_str_list)]
-OptStrList = Annotated[typing.Optional[list[str]], BeforeValidator(_opt_str_list)]
+OptStrList = Annotated[list[str] | None, BeforeValidator(_opt_str_list)]
 Mapping = Annotated[dict, BeforeValidator(_mapping)]
 
 
@@ -208,8 +213,9 @@ def _loc_text(loc) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part not in ("function-before", "function-after", "nullable", "dict", "list", "tuple") and \
-                not str(part).startswith(("function-", "typed-dict", "dataclass")):
+        elif part not in ("function-before", "function-after", "nullable", "dict", "list", "tuple") and not str(
+            part
+        ).startswith(("function-", "typed-dict", "dataclass")):
             out += ("." if out else "") + str(part)
     return out
 
@@ -273,7 +279,7 @@ def format_error(e: ValidationError, cls) -> str:
     if kind == "cambrian":
         return f"{name} {msg}" if name else msg
     if msg.startswith("Value error, "):  # raised by __post_init__ / a validator with its own wording
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
         return f"{name}: {msg}" if name else msg
     got = err.get("input")
     return f"{name}: {msg[0].lower() + msg[1:]}, got {got!r}" if name else msg

@@ -66,8 +66,14 @@ def test_to_windows_arange():
     w = to_windows(x, 2)  # L = 2, r = 2
     assert w.shape == (8, 4, 1)
     assert w[..., 0].tolist() == [
-        [0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 12, 13], [10, 11, 14, 15],
-        [16, 17, 20, 21], [18, 19, 22, 23], [24, 25, 28, 29], [26, 27, 30, 31],
+        [0, 1, 4, 5],
+        [2, 3, 6, 7],
+        [8, 9, 12, 13],
+        [10, 11, 14, 15],
+        [16, 17, 20, 21],
+        [18, 19, 22, 23],
+        [24, 25, 28, 29],
+        [26, 27, 30, 31],
     ]
     # r = 1 is the identity layout; masks (no channel dim) work too
     assert torch.equal(to_windows(x, 4).view(-1), x.view(-1))

@@ -65,31 +65,51 @@ def test_recipe_paths_relative_to_recipe_file_and_defaults(tmp_path):
     r = load_recipe(tmp_path / "d" / "r.yaml")
     s = r.sources[0]
     assert s.path == tmp_path / "d" / "a.jsonl" and s.images == tmp_path / "d" / "imgs"
-    assert (s.name, s.category, r.cap, r.dedup, r.system_prompts, r.short_answer_words, r.seed) == \
-        ("a", "general", 350_000, "content", True, 3, 0)
+    assert (s.name, s.category, r.cap, r.dedup, r.system_prompts, r.short_answer_words, r.seed) == (
+        "a",
+        "general",
+        350_000,
+        "content",
+        True,
+        3,
+        0,
+    )
 
 
-@pytest.mark.parametrize("recipe, message", [
-    ({"sources": [{"path": "a.jsonl"}], "capp": 3}, "unknown CurationRecipe keys ['capp'] (did you mean 'cap'?)"),
-    ({"sources": [{"path": "a.jsonl", "imgs": "x"}]}, "(did you mean 'images'?)"),
-    ({"sources": [{"path": "a.jsonl"}], "ratios": "cambrian-7n"}, "unknown preset 'cambrian-7n' (did you mean 'cambrian-7m'?)"),
-    ({"sources": [{"path": "a.jsonl", "category": "genral"}], "ratios": {"general": 1}},
-     "category 'genral' has no ratio, so the source would be dropped whole (did you mean 'general'?)"),
-    ({"sources": [{"path": "a.jsonl"}], "ratios": "cambrian-7m"}, "ratios give weight to categories without a source: code"),
-    ({"sources": [{"path": "a.jsonl"}], "total": 5}, "total needs ratios"),
-    ({"sources": [{"path": "a.jsonl"}], "cap": 0}, "cap must be a whole number >= 1 or null (no cap), got 0"),
-    ({"sources": [{"path": "a.jsonl"}, {"path": "a.jsonl"}]}, "'a' is used twice"),
-    ({"sources": [{"path": "nope.jsonl"}]}, "sources[0].path: no such file"),
-    ({"sources": [{"path": "a.jsonl", "system_prompt": "wordorphrase"}]}, "(did you mean 'word_or_phrase'?)"),
-    ({"sources": [{"path": "a.jsonl", "system_prompt": {"prompt": "letter", "when": "sometimes"}}]},
-     "when must be one of 'short', 'always'"),
-    ({"sources": [{"path": "a.jsonl", "images": "elsewhere"}], "image_root": "root"}, "is outside image_root"),
-    ({"sources": []}, "sources must be a non-empty list"),
-    ({"sources": [{"path": "a.jsonl"}], "dedup": "fuzzy"}, "dedup must be one of 'content', 'path', 'off'"),
-    ({"sources": [{"path": "a.jsonl"}], "ratios": {"general": "x"}}, "ratios.general must be a number, got 'x'"),
-    ({"sources": [{"path": "a.jsonl"}], "seed": -1}, "seed must be a whole number >= 0, got -1"),
-    ({}, "CurationRecipe needs a 'sources'"),
-])
+@pytest.mark.parametrize(
+    "recipe, message",
+    [
+        ({"sources": [{"path": "a.jsonl"}], "capp": 3}, "unknown CurationRecipe keys ['capp'] (did you mean 'cap'?)"),
+        ({"sources": [{"path": "a.jsonl", "imgs": "x"}]}, "(did you mean 'images'?)"),
+        (
+            {"sources": [{"path": "a.jsonl"}], "ratios": "cambrian-7n"},
+            "unknown preset 'cambrian-7n' (did you mean 'cambrian-7m'?)",
+        ),
+        (
+            {"sources": [{"path": "a.jsonl", "category": "genral"}], "ratios": {"general": 1}},
+            "category 'genral' has no ratio, so the source would be dropped whole (did you mean 'general'?)",
+        ),
+        (
+            {"sources": [{"path": "a.jsonl"}], "ratios": "cambrian-7m"},
+            "ratios give weight to categories without a source: code",
+        ),
+        ({"sources": [{"path": "a.jsonl"}], "total": 5}, "total needs ratios"),
+        ({"sources": [{"path": "a.jsonl"}], "cap": 0}, "cap must be a whole number >= 1 or null (no cap), got 0"),
+        ({"sources": [{"path": "a.jsonl"}, {"path": "a.jsonl"}]}, "'a' is used twice"),
+        ({"sources": [{"path": "nope.jsonl"}]}, "sources[0].path: no such file"),
+        ({"sources": [{"path": "a.jsonl", "system_prompt": "wordorphrase"}]}, "(did you mean 'word_or_phrase'?)"),
+        (
+            {"sources": [{"path": "a.jsonl", "system_prompt": {"prompt": "letter", "when": "sometimes"}}]},
+            "when must be one of 'short', 'always'",
+        ),
+        ({"sources": [{"path": "a.jsonl", "images": "elsewhere"}], "image_root": "root"}, "is outside image_root"),
+        ({"sources": []}, "sources must be a non-empty list"),
+        ({"sources": [{"path": "a.jsonl"}], "dedup": "fuzzy"}, "dedup must be one of 'content', 'path', 'off'"),
+        ({"sources": [{"path": "a.jsonl"}], "ratios": {"general": "x"}}, "ratios.general must be a number, got 'x'"),
+        ({"sources": [{"path": "a.jsonl"}], "seed": -1}, "seed must be a whole number >= 0, got -1"),
+        ({}, "CurationRecipe needs a 'sources'"),
+    ],
+)
 def test_recipe_errors_name_the_field(tmp_path, recipe, message):
     write_jsonl(tmp_path / "a.jsonl", [qa("q", "a")])
     with pytest.raises(ConfigError) as e:
@@ -108,18 +128,21 @@ def test_cli_reports_one_error_line(tmp_path, capsys):
 
 
 # ---- response-format instructions ------------------------------------------------------------------------------
-@pytest.mark.parametrize("question, answer, prompt", [
-    ("<image>\nWhich animal?\nA. cat\nB. dog\nC. cow", "B", "option_letter"),
-    ("<image>\nWhich animal? (A) cat (B) dog", "(A)", "option_letter"),
-    ("<image>\nWhich letter marks the heart?", "C", "letter"),
-    ("How many cars?", "12", "number_or_phrase"),
-    ("What was the revenue?", "1,250.5", "number_or_phrase"),
-    ("What share?", "45%", "number_or_phrase"),
-    ("What colour is the bus?", "red", "word_or_phrase"),
-    ("Where is it?", "on the table", "word_or_phrase"),
-    ("Is it raining?", "Yes", "word_or_phrase"),
-    ("Plan B: what next?", "B", "letter"),  # one option-like item is no option list
-])
+@pytest.mark.parametrize(
+    "question, answer, prompt",
+    [
+        ("<image>\nWhich animal?\nA. cat\nB. dog\nC. cow", "B", "option_letter"),
+        ("<image>\nWhich animal? (A) cat (B) dog", "(A)", "option_letter"),
+        ("<image>\nWhich letter marks the heart?", "C", "letter"),
+        ("How many cars?", "12", "number_or_phrase"),
+        ("What was the revenue?", "1,250.5", "number_or_phrase"),
+        ("What share?", "45%", "number_or_phrase"),
+        ("What colour is the bus?", "red", "word_or_phrase"),
+        ("Where is it?", "on the table", "word_or_phrase"),
+        ("Is it raining?", "Yes", "word_or_phrase"),
+        ("Plan B: what next?", "B", "letter"),  # one option-like item is no option list
+    ],
+)
 def test_question_types(question, answer, prompt):
     assert classify(question, answer).prompt == prompt
 
@@ -134,15 +157,22 @@ def test_option_and_instruction_detection():
 
 def test_instructions_added_by_rule_once_and_counted(tmp_path):
     recs = [
-        qa("<image>\nWhich?\nA. cat\nB. dog", "A", "x.png"),          # option_letter
-        qa("<image>\nHow many?", "3", "x.png"),                         # number_or_phrase
-        qa("<image>\nColour?", "dark red", "x.png"),                    # word_or_phrase (2 words <= 3)
+        qa("<image>\nWhich?\nA. cat\nB. dog", "A", "x.png"),  # option_letter
+        qa("<image>\nHow many?", "3", "x.png"),  # number_or_phrase
+        qa("<image>\nColour?", "dark red", "x.png"),  # word_or_phrase (2 words <= 3)
         qa("<image>\nDescribe it.", "A cat sits on a mat by the door.", "x.png"),  # long: nothing
-        qa(f"<image>\nColour?\n{WORD}", "red", "x.png"),               # already there: not added again
-        {"image": "x.png", "conversations": [                          # multi-turn: per turn
-            {"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "A dog"},
-            {"from": "human", "value": "Why is it running so fast?"}, {"from": "gpt", "value": "It chases a ball that rolled away."},
-            {"from": "human", "value": "Count the balls."}, {"from": "gpt", "value": "2"}]},
+        qa(f"<image>\nColour?\n{WORD}", "red", "x.png"),  # already there: not added again
+        {
+            "image": "x.png",
+            "conversations": [  # multi-turn: per turn
+                {"from": "human", "value": "<image>\nWhat is it?"},
+                {"from": "gpt", "value": "A dog"},
+                {"from": "human", "value": "Why is it running so fast?"},
+                {"from": "gpt", "value": "It chases a ball that rolled away."},
+                {"from": "human", "value": "Count the balls."},
+                {"from": "gpt", "value": "2"},
+            ],
+        },
     ]
     png(tmp_path / "x.png", (1, 2, 3))
     write_jsonl(tmp_path / "a.jsonl", recs)
@@ -155,23 +185,34 @@ def test_instructions_added_by_rule_once_and_counted(tmp_path):
     assert qs[4] == [f"<image>\nColour?\n{WORD}"]  # exactly one instruction
     assert qs[5] == [f"<image>\nWhat is it?\n{WORD}", "Why is it running so fast?", f"Count the balls.\n{NUMBER}"]
     sp = stats["sources"]["a"]["system_prompts"]
-    assert sp == {"records": 4, "share": round(100 * 4 / 6, 2), "already_present": 1,
-                  "turns": {"number_or_phrase": 2, "option_letter": 1, "word_or_phrase": 2}}
+    assert sp == {
+        "records": 4,
+        "share": round(100 * 4 / 6, 2),
+        "already_present": 1,
+        "turns": {"number_or_phrase": 2, "option_letter": 1, "word_or_phrase": 2},
+    }
     # answers are never touched
     assert [r["conversations"][1]["value"] for r in out][:3] == ["A", "3", "dark red"]
 
 
 def test_instruction_rules_per_source_and_switch(tmp_path):
-    write_jsonl(tmp_path / "a.jsonl", [qa("What is the value?", "7"), qa("Prove it.", "Because x > 1 implies x^2 > 1.")])
-    base = [{"path": "a.jsonl", "name": "fixed", "system_prompt": "short_direct"},
-            {"path": "a.jsonl", "name": "always", "system_prompt": {"prompt": "reasoning", "when": "always"}},
-            {"path": "a.jsonl", "name": "off", "system_prompt": "off"}]
+    write_jsonl(
+        tmp_path / "a.jsonl", [qa("What is the value?", "7"), qa("Prove it.", "Because x > 1 implies x^2 > 1.")]
+    )
+    base = [
+        {"path": "a.jsonl", "name": "fixed", "system_prompt": "short_direct"},
+        {"path": "a.jsonl", "name": "always", "system_prompt": {"prompt": "reasoning", "when": "always"}},
+        {"path": "a.jsonl", "name": "off", "system_prompt": "off"},
+    ]
     stats, out = run(tmp_path, {"sources": base, "dedup": "off"})
     by = {}
     for r in out:
         by.setdefault(r["source"], []).append(r["conversations"][0]["value"])
     assert by["fixed"] == ["What is the value?\n" + RESPONSE_FORMATS["short_direct"], "Prove it."]
-    assert by["always"] == ["What is the value?\n" + RESPONSE_FORMATS["reasoning"], "Prove it.\n" + RESPONSE_FORMATS["reasoning"]]
+    assert by["always"] == [
+        "What is the value?\n" + RESPONSE_FORMATS["reasoning"],
+        "Prove it.\n" + RESPONSE_FORMATS["reasoning"],
+    ]
     assert by["off"] == ["What is the value?", "Prove it."]
     _, out2 = run(tmp_path, {"sources": base, "dedup": "off", "system_prompts": False}, name="out2")
     assert all("\n" not in r["conversations"][0]["value"] for r in out2)
@@ -192,8 +233,14 @@ def test_dedup_by_conversation_and_image_content(tmp_path):
         qa("<image>\nColour?", "red", "a.png", rid="dup-exact"),
         qa("Tell me a joke.", "No."),
         qa("Tell me a joke.", "No."),  # text-only duplicate
-        {"image": ["a.png", "b.png"], "conversations": [{"from": "human", "value": "<image><image>\nSame?"}, {"from": "gpt", "value": "no"}]},
-        {"image": ["b.png", "a.png"], "conversations": [{"from": "human", "value": "<image><image>\nSame?"}, {"from": "gpt", "value": "no"}]},
+        {
+            "image": ["a.png", "b.png"],
+            "conversations": [{"from": "human", "value": "<image><image>\nSame?"}, {"from": "gpt", "value": "no"}],
+        },
+        {
+            "image": ["b.png", "a.png"],
+            "conversations": [{"from": "human", "value": "<image><image>\nSame?"}, {"from": "gpt", "value": "no"}],
+        },
     ]
     write_jsonl(tmp_path / "a.jsonl", recs)
     stats, out = run(tmp_path, {"sources": [{"path": "a.jsonl", "images": "img"}], "system_prompts": False})
@@ -281,13 +328,23 @@ def test_selection_is_exact_and_uniform():
 # ---- records, provenance, reports ------------------------------------------------------------------------------
 def test_bad_records_counted_by_reason_and_provenance(tmp_path):
     png(tmp_path / "root" / "a" / "x.png", (1, 1, 1))
-    recs = [qa("<image>\nq", "a", "x.png", rid=17), qa("<image>\nq2", "b", "../../secret.png"),
-            qa("<image>\nq3", "c", "missing.png"), {"conversations": "nope"}, [1, 2],
-            {"id": 5, "source": "vqav2", **qa("q4", "an answer that is long enough to skip")}]
+    recs = [
+        qa("<image>\nq", "a", "x.png", rid=17),
+        qa("<image>\nq2", "b", "../../secret.png"),
+        qa("<image>\nq3", "c", "missing.png"),
+        {"conversations": "nope"},
+        [1, 2],
+        {"id": 5, "source": "vqav2", **qa("q4", "an answer that is long enough to skip")},
+    ]
     write_jsonl(tmp_path / "a.jsonl", recs, extra_lines=['{"id": 1,', "", "   "])
     stats, out = run(tmp_path, {"sources": [{"path": "a.jsonl", "images": "root/a"}], "image_root": "root"})
-    assert stats["sources"]["a"]["bad_by_reason"] == {"bad_json": 1, "bad_record": 1, "bad_conversation": 1,
-                                                      "image_outside_root": 1, "missing_image": 1}
+    assert stats["sources"]["a"]["bad_by_reason"] == {
+        "bad_json": 1,
+        "bad_record": 1,
+        "bad_conversation": 1,
+        "image_outside_root": 1,
+        "missing_image": 1,
+    }
     assert stats["sources"]["a"]["records"] == 7  # blank lines are not records
     assert out[0]["id"] == "a/0" and out[0]["source_id"] == 17 and out[0]["source_index"] == 0
     assert out[0]["image"] == "a/x.png"  # relative to image_root
@@ -329,13 +386,24 @@ def test_datasets_pipeline_gives_identical_output(tmp_path):
     png(tmp_path / "img" / "g" / "a.png", (255, 0, 0))
     png(tmp_path / "img" / "g" / "a2.png", (255, 0, 0))
     png(tmp_path / "img" / "o" / "b.png", (0, 255, 0))
-    g = [qa(f"<image>\nWhat colour is thing {i % 40}?", ["red", "12", "B", "a long answer of many words here"][i % 4],
-            ["a.png", "a2.png"][i % 2], rid=i) for i in range(90)]
+    g = [
+        qa(
+            f"<image>\nWhat colour is thing {i % 40}?",
+            ["red", "12", "B", "a long answer of many words here"][i % 4],
+            ["a.png", "a2.png"][i % 2],
+            rid=i,
+        )
+        for i in range(90)
+    ]
     o = [qa(f"<image>\nRead line {i}\nA. x\nB. y", "AB"[i % 2], "b.png") for i in range(50)]
     write_jsonl(tmp_path / "g.jsonl", g, extra_lines=["{broken"])
     (tmp_path / "o.json").write_text(json.dumps(o))
-    recipe = {"sources": [{"path": "g.jsonl", "images": "img/g"}, {"path": "o.json", "images": "img/o", "category": "ocr"}],
-              "cap": 30, "ratios": {"general": 3, "ocr": 1}, "seed": 7}
+    recipe = {
+        "sources": [{"path": "g.jsonl", "images": "img/g"}, {"path": "o.json", "images": "img/o", "category": "ocr"}],
+        "cap": 30,
+        "ratios": {"general": 3, "ocr": 1},
+        "seed": 7,
+    }
     stats_s, out_s = run(tmp_path, recipe, name="stream")
     r = recipe_from_dict(recipe, folder=tmp_path)
     stats_h = curate_with_datasets(r, tmp_path / "hf", num_proc=2, progress=False, plots=False)

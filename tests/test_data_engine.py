@@ -59,10 +59,16 @@ class FixedReplies:
 
 
 def _completion(content: str, model: str) -> bytes:
-    return json.dumps({"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": model,
-                       "choices": [{"index": 0, "finish_reason": "stop",
-                                    "message": {"role": "assistant", "content": content}}],
-                       "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+    return json.dumps(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": model,
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+    ).encode()
 
 
 @pytest.fixture
@@ -121,17 +127,24 @@ def corpus(tmp_path):
     gif.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
     gif.paste(1, (10, 10, 30, 30))  # red square on a transparent background
     gif.save(img / "eruption.gif", transparency=0)
-    (img / "diagram.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="120" height="80">'
-                                     '<rect x="10" y="10" width="50" height="30" fill="#ff0000"/></svg>')
+    (img / "diagram.svg").write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg" width="120" height="80">'
+        '<rect x="10" y="10" width="50" height="30" fill="#ff0000"/></svg>'
+    )
     return root
 
 
 REPLIES = [
-    ("stratovolcano with layered slopes", 'Sure! Here is the pair:\n```json\n[{"question": "What kind of volcano is '
-                                          'shown?", "answer": "A stratovolcano."}]\n```\nLet me know if you need more.'),
+    (
+        "stratovolcano with layered slopes",
+        'Sure! Here is the pair:\n```json\n[{"question": "What kind of volcano is '
+        'shown?", "answer": "A stratovolcano."}]\n```\nLet me know if you need more.',
+    ),
     ("Cross-section diagram", "Question: What does the diagram show?\nAnswer: The inside of a stratovolcano."),
-    ("Lava fountain", 'Here you go: {"question": "What is happening in the picture?", "answer": "Lava is erupting.",} '
-                      "Hope it helps!"),
+    (
+        "Lava fountain",
+        'Here you go: {"question": "What is happening in the picture?", "answer": "Lava is erupting.",} Hope it helps!',
+    ),
     ("Quartz crystal cluster", "{'qa_pairs': [{'question': 'Which mineral is this?', 'answer': 'Quartz'}]}"),
     ("model refuses", "I'm sorry, I cannot help with that."),
     ("server fails here", None),
@@ -154,30 +167,55 @@ def test_engine_on_local_corpus_counts_resumes_and_hides_the_key(corpus, llm_ser
     url, replies = llm_server
     replies.rules = list(REPLIES)
     out = tmp_path / "out"
-    stats = run_engine(TOPICS, LocalHTMLSource(corpus), _llm(url, monkeypatch), out, _opts(), model_name="fixed-model",
-                       progress=False)
+    stats = run_engine(
+        TOPICS, LocalHTMLSource(corpus), _llm(url, monkeypatch), out, _opts(), model_name="fixed-model", progress=False
+    )
     recs = [json.loads(x) for x in (out / "data.jsonl").read_text().splitlines()]
     qa = {r["provenance"]["caption"]: [t["value"] for t in r["conversations"]] for r in recs}
     assert qa == {
         "A stratovolcano with layered slopes.": ["<image>\nWhat kind of volcano is shown?", "A stratovolcano."],
-        "Cross-section diagram of a stratovolcano.": ["<image>\nWhat does the diagram show?", "The inside of a stratovolcano."],
+        "Cross-section diagram of a stratovolcano.": [
+            "<image>\nWhat does the diagram show?",
+            "The inside of a stratovolcano.",
+        ],
         "Lava fountain during an eruption.": ["<image>\nWhat is happening in the picture?", "Lava is erupting."],
         "Quartz crystal cluster from Brazil.": ["<image>\nWhich mineral is this?", "Quartz"],
     }
-    assert stats["failures"] == {"image_too_small": 1, "image_too_many_pixels": 1, "reply_unparseable": 1,
-                                 "image_fetch_failed": 1, "image_outside_root": 1, "image_remote_url": 1,
-                                 "llm_http_500": 1}
+    assert stats["failures"] == {
+        "image_too_small": 1,
+        "image_too_many_pixels": 1,
+        "reply_unparseable": 1,
+        "image_fetch_failed": 1,
+        "image_outside_root": 1,
+        "image_remote_url": 1,
+        "llm_http_500": 1,
+    }
     r = stats["run"]
-    assert (r["pages_fetched"], r["sections_kept"], r["sections_skipped_history"], r["sections_too_short"],
-            r["sections_no_images"]) == (2, 3, 2, 1, 3)
+    assert (
+        r["pages_fetched"],
+        r["sections_kept"],
+        r["sections_skipped_history"],
+        r["sections_too_short"],
+        r["sections_no_images"],
+    ) == (2, 3, 2, 1, 3)
     assert (r["images_ok"], r["records"], r["units_already_done"]) == (6, 4, 1)  # the repeated stratovolcano figure
     assert (r["images_from_svg"], r["images_from_gif"], r["images_from_jpeg"], r["images_from_png"]) == (1, 1, 1, 3)
     prov = next(x["provenance"] for x in recs if x["provenance"]["caption"].startswith("Quartz"))
-    assert prov | {"key": None} == {"key": None, "source": "local", "page": "geology/mineral.html", "page_title": "Mineral",
-                                    "section": "Quartz crystals", "caption": "Quartz crystal cluster from Brazil.",
-                                    "image_url": "geology/img/quartz.jpg", "image_size": [50, 40], "image_format": "jpeg",
-                                    "field": "Geology", "subfield": "Mineralogy", "topic": "quartz mineral",
-                                    "model": "fixed-model"}
+    assert prov | {"key": None} == {
+        "key": None,
+        "source": "local",
+        "page": "geology/mineral.html",
+        "page_title": "Mineral",
+        "section": "Quartz crystals",
+        "caption": "Quartz crystal cluster from Brazil.",
+        "image_url": "geology/img/quartz.jpg",
+        "image_size": [50, 40],
+        "image_format": "jpeg",
+        "field": "Geology",
+        "subfield": "Mineralogy",
+        "topic": "quartz mineral",
+        "model": "fixed-model",
+    }
     # images are PNGs in OUT/images; the GIF's transparent background became white
     for x in recs:
         im = Image.open(out / x["image"])
@@ -191,7 +229,10 @@ def test_engine_on_local_corpus_counts_resumes_and_hides_the_key(corpus, llm_ser
     # the LLM got the caption and the section text; the key went only into the Authorization header
     assert all(q["auth"] == f"Bearer {KEY}" for q in replies.requests)
     user = json.loads(replies.requests[0]["body"]["messages"][1]["content"])
-    assert user["image_caption"] == "A stratovolcano with layered slopes." and "Stratovolcanoes are tall" in user["section_text"]
+    assert (
+        user["image_caption"] == "A stratovolcano with layered slopes."
+        and "Stratovolcanoes are tall" in user["section_text"]
+    )
     assert "[2]" not in user["section_text"]  # citation markers removed
     for f in out.rglob("*"):
         if f.is_file():
@@ -209,11 +250,18 @@ def test_engine_on_local_corpus_counts_resumes_and_hides_the_key(corpus, llm_ser
     lines = (out / "data.jsonl").read_text().splitlines()
     assert len(lines) == 5 and len({json.loads(x)["provenance"]["key"] for x in lines}) == 5
     assert stats2["totals"]["records"] == 5
-    assert stats2["totals"]["failed_units"] == {"image_too_small": 1, "image_too_many_pixels": 1, "reply_unparseable": 1,
-                                                "image_fetch_failed": 1, "image_outside_root": 1, "image_remote_url": 1}
+    assert stats2["totals"]["failed_units"] == {
+        "image_too_small": 1,
+        "image_too_many_pixels": 1,
+        "reply_unparseable": 1,
+        "image_fetch_failed": 1,
+        "image_outside_root": 1,
+        "image_remote_url": 1,
+    }
     # --retry-failed also retries the permanent ones (the model refuses again: still one failure, counted once)
-    stats3 = run_engine(TOPICS, LocalHTMLSource(corpus), _llm(url, monkeypatch), out, _opts(retry_failed=True),
-                        progress=False)
+    stats3 = run_engine(
+        TOPICS, LocalHTMLSource(corpus), _llm(url, monkeypatch), out, _opts(retry_failed=True), progress=False
+    )
     assert stats3["run"]["records"] == 0 and stats3["failures"]["reply_unparseable"] == 1
     assert stats3["totals"]["failed_units"] == stats2["totals"]["failed_units"]
 
@@ -225,17 +273,59 @@ def test_engine_max_samples_and_cli(corpus, llm_server, tmp_path, monkeypatch, c
     replies.rules = [("sub-topics", '```json\n{"Geology": {"Volcanology": ["Volcano types", "Lava/magma"]}}\n```')]
     (tmp_path / "fields.txt").write_text("# field lines\nGeology: Volcanology, Petrology\n")
     monkeypatch.setenv("CAMBRIAN_TEST_KEY", KEY)
-    rc = main(["data", "engine", "--out", str(tmp_path / "o"), "--fields", str(tmp_path / "fields.txt"),
-               "--source", "local", "--pages", str(corpus), "--llm-base-url", url, "--llm-model", "m",
-               "--llm-api-key-env", "CAMBRIAN_TEST_KEY", "--llm-rpm", "0", "--max-samples", "2", "--no-progress",
-               "--llm-max-retries", "0"])
+    rc = main(
+        [
+            "data",
+            "engine",
+            "--out",
+            str(tmp_path / "o"),
+            "--fields",
+            str(tmp_path / "fields.txt"),
+            "--source",
+            "local",
+            "--pages",
+            str(corpus),
+            "--llm-base-url",
+            url,
+            "--llm-model",
+            "m",
+            "--llm-api-key-env",
+            "CAMBRIAN_TEST_KEY",
+            "--llm-rpm",
+            "0",
+            "--max-samples",
+            "2",
+            "--no-progress",
+            "--llm-max-retries",
+            "0",
+        ]
+    )
     assert rc == 0
-    assert json.loads((tmp_path / "o" / "topics.json").read_text()) == {"Geology": {"Volcanology": ["Volcano types", "Lava or magma"]}}
+    assert json.loads((tmp_path / "o" / "topics.json").read_text()) == {
+        "Geology": {"Volcanology": ["Volcano types", "Lava or magma"]}
+    }
     assert len((tmp_path / "o" / "data.jsonl").read_text().splitlines()) == 2
     out = capsys.readouterr().out
     assert "API key: $CAMBRIAN_TEST_KEY" in out and KEY not in out
-    assert main(["data", "engine", "--out", str(tmp_path / "o2"), "--topic", "x", "--source", "local",
-                 "--llm-base-url", url, "--llm-model", "m"]) == 2
+    assert (
+        main(
+            [
+                "data",
+                "engine",
+                "--out",
+                str(tmp_path / "o2"),
+                "--topic",
+                "x",
+                "--source",
+                "local",
+                "--llm-base-url",
+                url,
+                "--llm-model",
+                "m",
+            ]
+        )
+        == 2
+    )
     assert capsys.readouterr().err.strip() == "error: --source local needs --pages FOLDER"
 
 
@@ -248,7 +338,9 @@ def test_engine_stops_on_a_refused_key(corpus, tmp_path, monkeypatch):
 
         def do_POST(self):
             self.rfile.read(int(self.headers["Content-Length"]))
-            data = json.dumps({"error": {"message": f"Incorrect API key provided: {KEY}", "type": "invalid_request_error"}}).encode()
+            data = json.dumps(
+                {"error": {"message": f"Incorrect API key provided: {KEY}", "type": "invalid_request_error"}}
+            ).encode()
             self.send_response(401)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -270,36 +362,57 @@ def test_engine_stops_on_a_refused_key(corpus, tmp_path, monkeypatch):
 
 def test_generate_topics_counts_bad_replies(llm_server, monkeypatch):
     url, replies = llm_server
-    replies.rules = [("Geology", '{"Volcanology": ["Lava domes", {"topic": "Calderas"}, "Lava domes"]}'),
-                     ("Energy", "no idea")]
+    replies.rules = [
+        ("Geology", '{"Volcanology": ["Lava domes", {"topic": "Calderas"}, "Lava domes"]}'),
+        ("Energy", "no idea"),
+    ]
     from collections import Counter
 
     c = Counter()
-    got = generate_topics(_llm(url, monkeypatch), [("Geology", ["Volcanology", "Petrology"]), ("Energy", ["Solar"])], 5, c)
+    got = generate_topics(
+        _llm(url, monkeypatch), [("Geology", ["Volcanology", "Petrology"]), ("Energy", ["Solar"])], 5, c
+    )
     assert got == {"Geology": {"Volcanology": ["Lava domes", "Calderas"]}}
     assert c == {"topics": 2, "topics_subfields_missing": 1, "topics_reply_unparseable": 1}
 
 
 # ---- parsing ---------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("reply, pairs", [
-    ('[{"question": "Q1?", "answer": "A1."}, {"question": "Q2?", "answer": "A2."}]', [("Q1?", "A1."), ("Q2?", "A2.")]),
-    ('```\n{"question": "Q?", "answer": 42}\n```', [("Q?", "42")]),
-    ('Text first. ```json\n{"pairs": [{"Question": "Q?", "Answer": "A."}]}\n``` and after', [("Q?", "A.")]),
-    ('{"q": "Q?", "a": "A."} {"unrelated": 1}', [("Q?", "A.")]),
-    ("[{'question': 'Q?', 'answer': 'A.'},]", [("Q?", "A.")]),
-    ("**Question 1:** What is it?\n**Answer 1:** A rock.\n\nQuestion 2: Where?\nAnswer 2: Brazil.",
-     [("What is it?", "A rock."), ("Where?", "Brazil.")]),
-    ('[{"question": "", "answer": "A"}, {"question": "Q?", "answer": "A."}, "junk", {"question": "Q2?"}]', [("Q?", "A.")]),
-])
+@pytest.mark.parametrize(
+    "reply, pairs",
+    [
+        (
+            '[{"question": "Q1?", "answer": "A1."}, {"question": "Q2?", "answer": "A2."}]',
+            [("Q1?", "A1."), ("Q2?", "A2.")],
+        ),
+        ('```\n{"question": "Q?", "answer": 42}\n```', [("Q?", "42")]),
+        ('Text first. ```json\n{"pairs": [{"Question": "Q?", "Answer": "A."}]}\n``` and after', [("Q?", "A.")]),
+        ('{"q": "Q?", "a": "A."} {"unrelated": 1}', [("Q?", "A.")]),
+        ("[{'question': 'Q?', 'answer': 'A.'},]", [("Q?", "A.")]),
+        (
+            "**Question 1:** What is it?\n**Answer 1:** A rock.\n\nQuestion 2: Where?\nAnswer 2: Brazil.",
+            [("What is it?", "A rock."), ("Where?", "Brazil.")],
+        ),
+        (
+            '[{"question": "", "answer": "A"}, {"question": "Q?", "answer": "A."}, "junk", {"question": "Q2?"}]',
+            [("Q?", "A.")],
+        ),
+    ],
+)
 def test_parse_qa_messy_replies(reply, pairs):
     assert parse_qa(reply) == pairs
 
 
-@pytest.mark.parametrize("reply, reason", [
-    ("", "empty"), ("I cannot do that.", "unparseable"), ('{"question": "Q?"', "unparseable"),
-    ('[{"question": "Q?", "answer": ""}]', "no_qa"), ("x" * 60_000, "too_long"),
-    ('[{"question": "<image> Q?", "answer": "A"}]', "no_qa"),
-])
+@pytest.mark.parametrize(
+    "reply, reason",
+    [
+        ("", "empty"),
+        ("I cannot do that.", "unparseable"),
+        ('{"question": "Q?"', "unparseable"),
+        ('[{"question": "Q?", "answer": ""}]', "no_qa"),
+        ("x" * 60_000, "too_long"),
+        ('[{"question": "<image> Q?", "answer": "A"}]', "no_qa"),
+    ],
+)
 def test_parse_qa_failures_have_reasons(reply, reason):
     with pytest.raises(ReplyError) as e:
         parse_qa(reply)
@@ -309,9 +422,13 @@ def test_parse_qa_failures_have_reasons(reply, reason):
 def test_extract_json_and_topics_and_fields():
     assert extract_json('noise {"a": [1, 2,],} tail') == {"a": [1, 2]}
     assert parse_topics('["Lava / ash", "  Domes  "]', ["Volcanology"], 5) == {"Volcanology": ["Lava or ash", "Domes"]}
-    assert parse_topics('{"Field": {"volcanology": ["A", "B", "C"]}}', ["Volcanology"], 2) == {"Volcanology": ["A", "B"]}
+    assert parse_topics('{"Field": {"volcanology": ["A", "B", "C"]}}', ["Volcanology"], 2) == {
+        "Volcanology": ["A", "B"]
+    }
     assert parse_fields("Geology: Petrology, Mineralogy\n\n# c\nEnergy: Solar Power") == [
-        ("Geology", ["Petrology", "Mineralogy"]), ("Energy", ["Solar Power"])]
+        ("Geology", ["Petrology", "Mineralogy"]),
+        ("Energy", ["Solar Power"]),
+    ]
     with pytest.raises(ValueError, match="line 1: expected 'Field: Subfield"):
         parse_fields("no colon here")
 
@@ -341,14 +458,23 @@ def test_normalize_image_formats_and_limits():
     rgba.paste((0, 255, 0, 255), (0, 0, 10, 10))
     png, size, fmt = normalize_image(_bytes(rgba, "PNG"))
     im = Image.open(io.BytesIO(png))
-    assert (size, fmt, im.mode, im.getpixel((5, 5)), im.getpixel((30, 20))) == ((40, 30), "png", "RGB", (0, 255, 0), (255, 255, 255))
+    assert (size, fmt, im.mode, im.getpixel((5, 5)), im.getpixel((30, 20))) == (
+        (40, 30),
+        "png",
+        "RGB",
+        (0, 255, 0),
+        (255, 255, 255),
+    )
     png, size, fmt = normalize_image(_bytes(Image.new("RGB", (400, 100), "red"), "JPEG"), max_side=200)
     assert (size, fmt) == ((200, 50), "jpeg")
     png, size, fmt = normalize_image(_bytes(Image.new("RGB", (40, 40), "red"), "WEBP"))
     assert fmt == "webp" and Image.open(io.BytesIO(png)).format == "PNG"
-    for data, reason in ((_bytes(Image.new("RGB", (300, 300)), "PNG"), "image_too_many_pixels"),
-                         (b"\x89PNG\r\n\x1a\n garbage", "image_undecodable"), (b"<html>not an image</html>", "image_undecodable"),
-                         (_bytes(Image.new("RGB", (10, 40)), "PNG"), "image_too_small")):
+    for data, reason in (
+        (_bytes(Image.new("RGB", (300, 300)), "PNG"), "image_too_many_pixels"),
+        (b"\x89PNG\r\n\x1a\n garbage", "image_undecodable"),
+        (b"<html>not an image</html>", "image_undecodable"),
+        (_bytes(Image.new("RGB", (10, 40)), "PNG"), "image_too_small"),
+    ):
         with pytest.raises(ImageSkip) as e:
             normalize_image(data, max_pixels=50_000)
         assert e.value.reason == reason
@@ -359,17 +485,27 @@ def test_svg_rasterised_bounded_and_confined(monkeypatch):
     svg = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 4000 2000"><circle cx="2000" cy="1000" r="500" fill="blue"/></svg>'
     png, size, fmt = normalize_image(svg, max_side=400)
     im = Image.open(io.BytesIO(png))
-    assert (size, fmt) == ((400, 200), "svg") and im.getpixel((200, 100)) == (0, 0, 255) and im.getpixel((5, 5)) == (255, 255, 255)
-    for bad in (b'<svg xmlns="http://www.w3.org/2000/svg"><image href="/etc/passwd"/></svg>',
-                b'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"><image xlink:href="file:///x.png"/></svg>',
-                b'<svg xmlns="http://www.w3.org/2000/svg"><style>@import url(http://x/y.css);</style></svg>'):
+    assert (
+        (size, fmt) == ((400, 200), "svg")
+        and im.getpixel((200, 100)) == (0, 0, 255)
+        and im.getpixel((5, 5)) == (255, 255, 255)
+    )
+    for bad in (
+        b'<svg xmlns="http://www.w3.org/2000/svg"><image href="/etc/passwd"/></svg>',
+        b'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"><image xlink:href="file:///x.png"/></svg>',
+        b'<svg xmlns="http://www.w3.org/2000/svg"><style>@import url(http://x/y.css);</style></svg>',
+    ):
         with pytest.raises(ImageSkip) as e:
             normalize_image(bad)
         assert e.value.reason == "svg_external_reference"
     import builtins
 
     real = builtins.__import__
-    monkeypatch.setattr(builtins, "__import__", lambda n, *a, **k: (_ for _ in ()).throw(ImportError(n)) if n == "resvg_py" else real(n, *a, **k))
+    monkeypatch.setattr(
+        builtins,
+        "__import__",
+        lambda n, *a, **k: (_ for _ in ()).throw(ImportError(n)) if n == "resvg_py" else real(n, *a, **k),
+    )
     with pytest.raises(ImageSkip) as e:
         normalize_image(svg)
     assert e.value.reason == "svg_no_rasteriser"
@@ -386,7 +522,9 @@ def test_original_image_url():
 def test_rate_limiter_spaces_calls():
     now = [0.0]
     slept = []
-    lim = RateLimiter.per_minute(30, clock=lambda: now[0], sleep=lambda d: (slept.append(d), now.__setitem__(0, now[0] + d)))
+    lim = RateLimiter.per_minute(
+        30, clock=lambda: now[0], sleep=lambda d: (slept.append(d), now.__setitem__(0, now[0] + d))
+    )
     lim.wait()
     now[0] += 0.5
     lim.wait()
@@ -413,9 +551,12 @@ def test_mediawiki_source_against_a_local_wiki(tmp_path):
             if u.path == "/w/api.php" and q.get("list") == "search":
                 data = json.dumps({"query": {"search": [{"title": "Mount Fuji"}, {"title": "Gone"}]}}).encode()
             elif u.path == "/w/api.php" and q.get("action") == "parse" and q["page"] == "Mount Fuji":
-                html = ('<div class="mw-heading mw-heading2"><h2>Geology</h2></div><figure><img src="//'
-                        + self.headers["Host"] + '/img/thumb/a/ab/Fuji.png/220px-Fuji.png"><figcaption>Fuji.</figcaption>'
-                        "</figure><p>" + "word " * 60 + "</p>")
+                html = (
+                    '<div class="mw-heading mw-heading2"><h2>Geology</h2></div><figure><img src="//'
+                    + self.headers["Host"]
+                    + '/img/thumb/a/ab/Fuji.png/220px-Fuji.png"><figcaption>Fuji.</figcaption>'
+                    "</figure><p>" + "word " * 60 + "</p>"
+                )
                 data = json.dumps({"parse": {"title": "Mount Fuji", "text": html}}).encode()
             elif u.path == "/w/api.php":
                 data = json.dumps({"error": {"code": "missingtitle", "info": "The page does not exist."}}).encode()

@@ -39,17 +39,34 @@ class InkLayout(VisionEncoder):
 
 
 def _cfg(name, backend, channels, image_size=None):
-    return EncoderConfig(id=name, backend=backend, image_size=image_size or 32, hidden_size=channels, native_grid=1,
-                         image_mean=(0.0, 0.0, 0.0), image_std=(1.0, 1.0, 1.0))
+    return EncoderConfig(
+        id=name,
+        backend=backend,
+        image_size=image_size or 32,
+        hidden_size=channels,
+        native_grid=1,
+        image_mean=(0.0, 0.0, 0.0),
+        image_std=(1.0, 1.0, 1.0),
+    )
 
 
 @pytest.fixture(autouse=True, scope="module")
 def test_encoders():
     """The two test towers as registered backends and presets, for this module only."""
-    added = [(ENCODER_BACKENDS, "test_ink_colour", lambda cfg, load_weights=True: InkColour(cfg)),
-             (ENCODER_BACKENDS, "test_ink_layout", lambda cfg, load_weights=True: InkLayout(cfg)),
-             (ENCODER_PRESETS, "test-ink-colour", lambda image_size=None: _cfg("test-ink-colour", "test_ink_colour", 3, image_size)),
-             (ENCODER_PRESETS, "test-ink-layout", lambda image_size=None: _cfg("test-ink-layout", "test_ink_layout", 48, image_size))]
+    added = [
+        (ENCODER_BACKENDS, "test_ink_colour", lambda cfg, load_weights=True: InkColour(cfg)),
+        (ENCODER_BACKENDS, "test_ink_layout", lambda cfg, load_weights=True: InkLayout(cfg)),
+        (
+            ENCODER_PRESETS,
+            "test-ink-colour",
+            lambda image_size=None: _cfg("test-ink-colour", "test_ink_colour", 3, image_size),
+        ),
+        (
+            ENCODER_PRESETS,
+            "test-ink-layout",
+            lambda image_size=None: _cfg("test-ink-layout", "test_ink_layout", 48, image_size),
+        ),
+    ]
     for reg, name, obj in added:
         reg.register(name, obj, overwrite=True)
     yield
@@ -101,7 +118,9 @@ def test_blocks_and_top_k_match_the_full_search():
     assert [(p.i, p.j) for p in top] == [(p.i, p.j) for p in full[:7]]
     ca, cb = a @ a.T, b @ b.T
     iu = np.triu_indices(70, 1)
-    assert c1["a_similar"] == int((ca[iu] >= 0.2).sum()) and c1["selected"] == int(((ca[iu] >= 0.2) & (cb[iu] <= 0.1)).sum())
+    assert c1["a_similar"] == int((ca[iu] >= 0.2).sum()) and c1["selected"] == int(
+        ((ca[iu] >= 0.2) & (cb[iu] <= 0.1)).sum()
+    )
 
 
 def test_thresholds_and_quantiles():
@@ -133,9 +152,14 @@ def test_miner_on_constructed_images(pool, tmp_path):
     ea, eb = build_encoder("test-ink-colour"), build_encoder("test-ink-layout")
     s = mine_mmvp_pairs(paths, ea, eb, tmp_path / "out", tau_a=0.9, tau_b=0.75, top_k=5, root=pool, progress=False)
     assert (s["a_similar"], s["selected"], s["pairs_total"]) == (7, 6, 15)
-    assert [(p["a"], p["b"]) for p in s["pairs"]] == [("0.png", "1.png"), ("1.png", "4.png"), ("1.png", "5.png"),
-                                                      ("2.png", "3.png"), ("0.png", "5.png")]
-    assert s["pairs"][4]["cos_b"] == pytest.approx(2 ** -0.5, abs=1e-5) and s["pairs"][0]["cos_a"] == pytest.approx(1.0)
+    assert [(p["a"], p["b"]) for p in s["pairs"]] == [
+        ("0.png", "1.png"),
+        ("1.png", "4.png"),
+        ("1.png", "5.png"),
+        ("2.png", "3.png"),
+        ("0.png", "5.png"),
+    ]
+    assert s["pairs"][4]["cos_b"] == pytest.approx(2**-0.5, abs=1e-5) and s["pairs"][0]["cos_a"] == pytest.approx(1.0)
     on_disk = json.loads((tmp_path / "out" / "pairs.json").read_text())
     assert on_disk["pairs"] == s["pairs"]
     sheet = Image.open(tmp_path / "out" / "contact_sheet.png")
@@ -152,22 +176,62 @@ def test_miner_on_constructed_images(pool, tmp_path):
 def test_unreadable_images_are_skipped_and_reported(pool, tmp_path):
     (pool / "9.png").write_bytes(b"not a png")
     paths = list_images(pool)
-    s = mine_mmvp_pairs(paths, build_encoder("test-ink-colour"), build_encoder("test-ink-layout"), tmp_path / "o",
-                        tau_a=0.9, tau_b=0.75, top_k=3, root=pool, progress=False)
+    s = mine_mmvp_pairs(
+        paths,
+        build_encoder("test-ink-colour"),
+        build_encoder("test-ink-layout"),
+        tmp_path / "o",
+        tau_a=0.9,
+        tau_b=0.75,
+        top_k=3,
+        root=pool,
+        progress=False,
+    )
     assert s["usable_images"] == 6 and s["skipped_images"][0]["image"] == "9.png"
 
 
 def test_cli_on_constructed_images(pool, tmp_path, capsys):
     from cambrian.cli.main import main
 
-    rc = main(["data", "mmvp-pairs", "--images", str(pool), "--encoder-a", "test-ink-colour", "--encoder-b",
-               "test-ink-layout", "--tau-a", "0.9", "--tau-b", "0.75", "--top-k", "2", "--out", str(tmp_path / "o"),
-               "--no-progress"])
+    rc = main(
+        [
+            "data",
+            "mmvp-pairs",
+            "--images",
+            str(pool),
+            "--encoder-a",
+            "test-ink-colour",
+            "--encoder-b",
+            "test-ink-layout",
+            "--tau-a",
+            "0.9",
+            "--tau-b",
+            "0.75",
+            "--top-k",
+            "2",
+            "--out",
+            str(tmp_path / "o"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "15 pairs: 7 with cos_A >= 0.900, 6 of them with cos_B <= 0.750; reporting the top 2" in out
-    assert main(["data", "mmvp-pairs", "--images", str(pool), "--encoder-a", "no-such-encoder", "--out",
-                 str(tmp_path / "o2")]) == 2
+    assert (
+        main(
+            [
+                "data",
+                "mmvp-pairs",
+                "--images",
+                str(pool),
+                "--encoder-a",
+                "no-such-encoder",
+                "--out",
+                str(tmp_path / "o2"),
+            ]
+        )
+        == 2
+    )
     assert "unknown encoder preset 'no-such-encoder'" in capsys.readouterr().err
 
 

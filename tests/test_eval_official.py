@@ -9,8 +9,18 @@ import json
 import pytest
 
 from cambrian.eval.api import get_benchmark, label_metrics
-from cambrian.eval.extract import (anls, evalai_normalize, is_float, normalize_vqa, official_anls, official_keyword,
-                                   official_mcq, official_relaxed, official_vqa_accuracy, relaxed_match)
+from cambrian.eval.extract import (
+    anls,
+    evalai_normalize,
+    is_float,
+    normalize_vqa,
+    official_anls,
+    official_keyword,
+    official_mcq,
+    official_relaxed,
+    official_vqa_accuracy,
+    relaxed_match,
+)
 
 
 def test_chartqa_relaxed_accuracy_strips_nothing():
@@ -95,38 +105,55 @@ def test_textvqa_official_normaliser():
 
 def test_label_metrics_renames_scores_not_counts():
     m = label_metrics({"accuracy": 0.5, "n": 4, "missing": 0, "per_category": {"a": 1.0}, "groups": 2}, "lenient")
-    assert m == {"accuracy_lenient": 0.5, "n": 4, "missing": 0, "per_category_lenient": {"a": 1.0}, "groups": 2,
-                 "scorer": "lenient"}
+    assert m == {
+        "accuracy_lenient": 0.5,
+        "n": 4,
+        "missing": 0,
+        "per_category_lenient": {"a": 1.0},
+        "groups": 2,
+        "scorer": "lenient",
+    }
     assert label_metrics({"accuracy": 1.0}, "official") == {"accuracy": 1.0}
 
 
 def test_official_prompts_written_out():
     """Prompts of the benchmarks whose official assembly has traps, spelled out from the official scripts."""
     mmmu = get_benchmark("mmmu")
-    row = dict(question="<image 1> Which edge? <image 2>", options="['x', \"it's y\", 'z']",
-               question_type="multiple-choice", image_1={"bytes": b"x"})
+    row = dict(
+        question="<image 1> Which edge? <image 2>",
+        options="['x', \"it's y\", 'z']",
+        question_type="multiple-choice",
+        image_1={"bytes": b"x"},
+    )
     # options are the '...' spans (an apostrophe splits them); tags go after assembly; only the end is stripped
-    assert mmmu.build_prompt(row) == (" Which edge?  Options:\nA. x\nB. s y\", \nAnswer with the option's letter "
-                                      "from the given choices directly.")
+    assert mmmu.build_prompt(row) == (
+        " Which edge?  Options:\nA. x\nB. s y\", \nAnswer with the option's letter from the given choices directly."
+    )
     row = dict(question="<image 1> What force?", options="[]", question_type="open", image_1=None)
     assert mmmu.build_prompt(row) == "What force?\nAnswer the question using a single word or phrase."
     tv = get_benchmark("textvqa")
     assert tv.build_prompt(dict(question="q?", ocr_tokens=[])) == (
-        "q?\nReference OCR tokens:\nAnswer the question using a single word or phrase.")
+        "q?\nReference OCR tokens:\nAnswer the question using a single word or phrase."
+    )
     assert tv.build_prompt(dict(question="q?", ocr_tokens=["a", "b"])) == (
-        "q?\nReference OCR tokens: a, b\nAnswer the question using a single word or phrase.")
+        "q?\nReference OCR tokens: a, b\nAnswer the question using a single word or phrase."
+    )
     mmvp = get_benchmark("mmvp")
     assert mmvp.build_prompt({"Question": "Open?", "Options": "(a) Yes(b)No"}) == (
-        "Open? Options:\nA. Yes\nB. No\nAnswer with the option's letter from the given choices directly.")
+        "Open? Options:\nA. Yes\nB. No\nAnswer with the option's letter from the given choices directly."
+    )
     sqa = get_benchmark("scienceqa")
     assert sqa.build_prompt(dict(hint="Look.  ", question="Q?", choices=["x", "y"])) == (
-        "Look.   Q?\nA. x\nB. y\nPlease answer directly with only the letter of the correct option and nothing else.")
+        "Look.   Q?\nA. x\nB. y\nPlease answer directly with only the letter of the correct option and nothing else."
+    )
     mmb = get_benchmark("mmbench")
     assert mmb.build_prompt(dict(hint="nan", question="Q?", A="a", B="b", C="nan", D="nan")) == (
-        "Q? Options:\nA. a\nB. b\nAnswer with the option's letter from the given choices directly.")
+        "Q? Options:\nA. a\nB. b\nAnswer with the option's letter from the given choices directly."
+    )
     ai2d = get_benchmark("ai2d")
     assert ai2d.build_prompt(dict(question="Q?", options=[])) == (
-        "Q?\nAnswer with the option's letter from the given choices directly.")
+        "Q?\nAnswer with the option's letter from the given choices directly."
+    )
 
 
 def test_report_keeps_lenient_results_out_of_the_paper_table(tmp_path):
@@ -136,11 +163,19 @@ def test_report_keeps_lenient_results_out_of_the_paper_table(tmp_path):
     (run / "chartqa").mkdir(parents=True)
     (run / "gqa").mkdir()
     (run / "run.json").write_text(json.dumps({"model": "m"}))
-    (run / "gqa" / "metrics.json").write_text(json.dumps(
-        {"benchmark": "gqa", "primary_metric": "accuracy", "metrics": {"accuracy": 0.5}}))
-    (run / "chartqa" / "metrics.lenient.json").write_text(json.dumps(
-        {"benchmark": "chartqa", "primary_metric": "accuracy_lenient", "scorer": "lenient",
-         "metrics": {"accuracy_lenient": 0.8, "scorer": "lenient"}}))
+    (run / "gqa" / "metrics.json").write_text(
+        json.dumps({"benchmark": "gqa", "primary_metric": "accuracy", "metrics": {"accuracy": 0.5}})
+    )
+    (run / "chartqa" / "metrics.lenient.json").write_text(
+        json.dumps(
+            {
+                "benchmark": "chartqa",
+                "primary_metric": "accuracy_lenient",
+                "scorer": "lenient",
+                "metrics": {"accuracy_lenient": 0.8, "scorer": "lenient"},
+            }
+        )
+    )
     r = load_run(run)
     assert set(r.metrics) == {"gqa"} and ("chartqa", "lenient") in r.other_scorers
     header, rows, groups = build_table([r])
@@ -160,20 +195,55 @@ def test_cli_score_with_the_lenient_scorer(tmp_path, capsys):
     pq.write_table(pa.Table.from_pylist([dict(type="human_test", question="q", answer="45", image=None)]), data)
     preds = tmp_path / "p.jsonl"
     preds.write_text(json.dumps({"idx": 0, "prediction": "45%"}) + "\n")
-    assert main(["eval", "score", "--bench", "chartqa", "--data", str(data), "--predictions", str(preds), "--json"]) == 0
+    assert (
+        main(["eval", "score", "--bench", "chartqa", "--data", str(data), "--predictions", str(preds), "--json"]) == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["scorer"] == "official" and out["metrics"]["accuracy"] == 0.0
-    assert main(["eval", "score", "--bench", "chartqa", "--data", str(data), "--predictions", str(preds), "--json",
-                 "--scorer", "lenient"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "score",
+                "--bench",
+                "chartqa",
+                "--data",
+                str(data),
+                "--predictions",
+                str(preds),
+                "--json",
+                "--scorer",
+                "lenient",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["scorer"] == "lenient" and out["metrics"]["accuracy_lenient"] == 1.0 and "accuracy" not in out["metrics"]
     # a benchmark without a lenient variant keeps its official scorer (with a note)
     data2 = tmp_path / "pope.parquet"
-    pq.write_table(pa.Table.from_pylist([dict(question_id="1", question="q", answer="yes", category="r", image=None)]),
-                   data2)
+    pq.write_table(
+        pa.Table.from_pylist([dict(question_id="1", question="q", answer="yes", category="r", image=None)]), data2
+    )
     preds.write_text(json.dumps({"idx": "1", "prediction": "Yes"}) + "\n")
-    assert main(["eval", "score", "--bench", "pope", "--data", str(data2), "--predictions", str(preds), "--json",
-                 "--scorer", "lenient"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "score",
+                "--bench",
+                "pope",
+                "--data",
+                str(data2),
+                "--predictions",
+                str(preds),
+                "--json",
+                "--scorer",
+                "lenient",
+            ]
+        )
+        == 0
+    )
     cap = capsys.readouterr()
     assert json.loads(cap.out)["metrics"]["accuracy"] == 1.0 and "no lenient scorer" in cap.err
 

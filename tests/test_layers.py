@@ -101,9 +101,11 @@ def test_low_layers_do_not_import_torch(name):
     import subprocess
     import sys
 
-    code = ("import sys, importlib; importlib.import_module('cambrian.%s'); "
-            "from cambrian.presets.models import resolve_model_config; resolve_model_config('cambrian-8b'); "
-            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))") % name
+    code = (
+        f"import sys, importlib; importlib.import_module('cambrian.{name}'); "
+        "from cambrian.presets.models import resolve_model_config; resolve_model_config('cambrian-8b'); "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
     if not (PKG / f"{name}.py").exists() and not (PKG / name).is_dir():
         pytest.fail(f"cambrian.{name} is listed as torch-free but does not exist")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -111,10 +113,18 @@ def test_low_layers_do_not_import_torch(name):
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("hf, tf, off", [
-    (None, None, False), ("1", None, True), ("TRUE", None, True), ("0", "1", False), (None, "yes", True),
-    ("", "on", True), ("no", None, False),
-])
+@pytest.mark.parametrize(
+    "hf, tf, off",
+    [
+        (None, None, False),
+        ("1", None, True),
+        ("TRUE", None, True),
+        ("0", "1", False),
+        (None, "yes", True),
+        ("", "on", True),
+        ("no", None, False),
+    ],
+)
 def test_one_offline_rule_the_same_as_huggingface_hub(monkeypatch, hf, tf, off):
     """``cambrian.hub.offline`` is the single hub switch; it reads the variables the way huggingface_hub does."""
     from cambrian import hub
@@ -130,9 +140,13 @@ def test_one_offline_rule_the_same_as_huggingface_hub(monkeypatch, hf, tf, off):
 
 def test_nothing_else_reads_the_offline_variables():
     """No second, disagreeing offline check: only cambrian/hub.py reads HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE."""
-    readers = [str(p.relative_to(PKG)) for p in PKG.rglob("*.py")
-               if "OFFLINE" in p.read_text(encoding="utf-8") and p.name != "hub.py"
-               and any(v in p.read_text(encoding="utf-8") for v in ('"HF_HUB_OFFLINE"', '"TRANSFORMERS_OFFLINE"'))]
+    readers = [
+        str(p.relative_to(PKG))
+        for p in PKG.rglob("*.py")
+        if "OFFLINE" in p.read_text(encoding="utf-8")
+        and p.name != "hub.py"
+        and any(v in p.read_text(encoding="utf-8") for v in ('"HF_HUB_OFFLINE"', '"TRANSFORMERS_OFFLINE"'))
+    ]
     assert readers == []
 
 
@@ -157,8 +171,23 @@ def test_a_wheel_ships_the_presets_and_recipes(tmp_path):
     import zipfile
 
     root = PKG.parent
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(root),
-                          "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            str(root),
+            "-w",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     (wheel,) = tmp_path.glob("cambrian-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -69,7 +69,11 @@ def test_smollm2_template_matches_gguf(smol):
     for msgs in (
         [{"role": "user", "content": "What is the capital of France?"}],
         [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
-        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "2+2?"}],
+        [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "2+2?"},
+        ],
     ):
         ref = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
         assert t.render(msgs, add_generation_prompt=True) == ref

@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from cambrian.presets.models import load_preset
 from cambrian.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from cambrian.models.cambrian_model import CambrianModel, no_in_llm_aggregation
+from cambrian.presets.models import load_preset
 
 
 def _img(w, h, seed):
@@ -104,7 +104,12 @@ def test_text_only_forward_never_sees_stale_image_features(model):
 
 
 def test_batched_generation_equals_batch_size_one(model):
-    texts = ["<image>\nWhat colour?", "<image>\nHow many objects are there in this picture?", "no image here", "<image>\n<image>\ntwo"]
+    texts = [
+        "<image>\nWhat colour?",
+        "<image>\nHow many objects are there in this picture?",
+        "no image here",
+        "<image>\n<image>\ntwo",
+    ]
     images = [[_img(40, 30, 1)], [_img(30, 50, 2)], [], [_img(32, 32, 3), _img(64, 20, 4)]]
     batched = model.generate_text(texts, images, max_new_tokens=12)
     single = [model.generate_text([t], [i], max_new_tokens=12)[0] for t, i in zip(texts, images)]
@@ -249,7 +254,9 @@ def test_gradient_checkpointing_keeps_in_llm_aggregation_in_backward():
         assert (m._sva_ctx is not None) == ckpt  # kept for the recompute only
         out.loss.backward()
         assert m._sva_ctx is None
-        grads.append({n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None and "vision_sampler_layers" in n})
+        grads.append(
+            {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None and "vision_sampler_layers" in n}
+        )
     assert grads[0] and grads[0].keys() == grads[1].keys()
     for n in grads[0]:
         assert torch.allclose(grads[0][n], grads[1][n], atol=1e-5), n

@@ -20,12 +20,22 @@ from cambrian.config import CambrianConfig, ConnectorConfig, LLMConfig
 from cambrian.models.cambrian_model import CambrianModel
 from cambrian.models.encoders import expand_encoder_entry
 from cambrian.models.llm.loader import tiny_llm_config
-from cambrian.models.official import (ReleaseFormatError, image_position, is_release_dir, load_release,
-                                      official_to_config, save_release)
+from cambrian.models.official import (
+    ReleaseFormatError,
+    image_position,
+    is_release_dir,
+    load_release,
+    official_to_config,
+    save_release,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
-TOWERS = ["siglip/CLIP-ViT-SO400M-14-384", "openai/clip-vit-large-patch14-336", "facebook/dinov2-giant-res378",
-          "clip-convnext-XXL-multi-stage"]
+TOWERS = [
+    "siglip/CLIP-ViT-SO400M-14-384",
+    "openai/clip-vit-large-patch14-336",
+    "facebook/dinov2-giant-res378",
+    "clip-convnext-XXL-multi-stage",
+]
 TINY = ["tiny-siglip", "tiny-clip", "tiny-dinov2", {"preset": "tiny-convnext", "grid_size": 16}]
 
 
@@ -35,10 +45,24 @@ def tiny_config(template: str, num_llm_layers: int, start: int, stride: int, llm
     encs = [expand_encoder_entry(t) for t in TINY]
     for e, name in zip(encs, TOWERS):
         e.options = {**e.options, "official_name": name}
-    conn = ConnectorConfig(type="sva", hidden_size=32, image_token_len=16, query_num_list=[16], depth=3, num_heads=16,
-                           num_llm_layers=num_llm_layers, llm_start=start, llm_stride=stride)
-    llm = LLMConfig(backend="random", tokenizer="tiny", hf_config=tiny_llm_config(num_layers=llm_layers),
-                    template=template, max_length=512)
+    conn = ConnectorConfig(
+        type="sva",
+        hidden_size=32,
+        image_token_len=16,
+        query_num_list=[16],
+        depth=3,
+        num_heads=16,
+        num_llm_layers=num_llm_layers,
+        llm_start=start,
+        llm_stride=stride,
+    )
+    llm = LLMConfig(
+        backend="random",
+        tokenizer="tiny",
+        hf_config=tiny_llm_config(num_layers=llm_layers),
+        template=template,
+        max_length=512,
+    )
     return CambrianConfig(name=f"tiny-{template}", encoders=encs, connector=conn, llm=llm)
 
 
@@ -237,8 +261,8 @@ def test_the_13b_layout_detects_vicuna_and_loads(tmp_path):
 
 def _patch_table(monkeypatch, model, dirs):
     """Point the official tower table at the tiny towers' local weights, as the real table points at hub ids."""
-    from cambrian.presets.encoders import ENCODER_PRESETS
     from cambrian.models.official.config import OFFICIAL_TOWERS, OfficialTower
+    from cambrian.presets.encoders import ENCODER_PRESETS
 
     for name, enc in zip(TOWERS, model.encoders):
         c = copy.deepcopy(enc.config)
@@ -247,7 +271,9 @@ def _patch_table(monkeypatch, model, dirs):
         pid = "test-" + c.id
         c.id = pid
         monkeypatch.setitem(ENCODER_PRESETS._items, pid, lambda image_size=None, c=c: copy.deepcopy(c))
-        monkeypatch.setitem(OFFICIAL_TOWERS._items, name, OfficialTower(pid, reads_select_layer=c.select_layer is not None))
+        monkeypatch.setitem(
+            OFFICIAL_TOWERS._items, name, OfficialTower(pid, reads_select_layer=c.select_layer is not None)
+        )
 
 
 def test_cambrian_model_load_dispatches_and_a_hub_id_takes_the_same_path(release8, monkeypatch, tmp_path):
@@ -260,10 +286,15 @@ def test_cambrian_model_load_dispatches_and_a_hub_id_takes_the_same_path(release
 
     calls = []
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, name: calls.append(("cfg", repo)) or str(ckpt / name))
+    monkeypatch.setattr(
+        huggingface_hub, "hf_hub_download", lambda repo, name: calls.append(("cfg", repo)) or str(ckpt / name)
+    )
     monkeypatch.setattr(huggingface_hub, "list_repo_files", lambda repo: [p.name for p in ckpt.iterdir()])
-    monkeypatch.setattr(huggingface_hub, "snapshot_download",
-                        lambda repo, allow_patterns: calls.append(("snap", repo, tuple(allow_patterns))) or str(ckpt))
+    monkeypatch.setattr(
+        huggingface_hub,
+        "snapshot_download",
+        lambda repo, allow_patterns: calls.append(("snap", repo, tuple(allow_patterns))) or str(ckpt),
+    )
     loaded = CambrianModel.from_pretrained("nyu-visionx/cambrian-tiny").eval()
     assert calls[0] == ("cfg", "nyu-visionx/cambrian-tiny") and calls[1][0] == "snap" and "*.safetensors" in calls[1][2]
     assert torch.allclose(logits(loaded), ref, atol=1e-5, rtol=0)
@@ -282,8 +313,11 @@ def test_convert_round_trips_are_bit_exact(release8, tmp_path, capsys):
     from cambrian.cli.main import main
 
     model, ckpt, dirs = release8
-    towers = [a for name, t in zip(TOWERS, TINY) for a in
-              ("--tower", f"{name}={t if isinstance(t, str) else t['preset']}@{dirs[name]}")]
+    towers = [
+        a
+        for name, t in zip(TOWERS, TINY)
+        for a in ("--tower", f"{name}={t if isinstance(t, str) else t['preset']}@{dirs[name]}")
+    ]
     ours, back = tmp_path / "ours", tmp_path / "back"
     assert main(["convert", str(ckpt), str(ours), "--to", "cambrian", *towers]) == 0
     assert main(["convert", str(ours), str(back), "--to", "official", "--max-shard-size", "60000"]) == 0
@@ -343,31 +377,73 @@ def test_llama3_image_position_is_91(auto_bos):
 def released_8b_config() -> dict:
     """The released nyu-visionx/cambrian-8b config.json (docs/official-code.md#release)."""
     return {
-        "_name_or_path": "./Meta-Llama-3-8B-Instruct", "architectures": ["CambrianLlamaForCausalLM"],
-        "attention_bias": False, "attention_dropout": 0.0, "bos_token_id": 128000, "connector_depth": 3,
-        "connector_only": False, "eos_token_id": 128001, "freeze_mm_mlp_adapter": False, "hidden_act": "silu",
-        "hidden_size": 4096, "image_aspect_ratio": "pad", "image_position": 91, "image_token_len": 576,
-        "initializer_range": 0.02, "intermediate_size": 14336, "max_position_embeddings": 8192,
-        "mm_patch_merge_type": "flat", "mm_projector_lr": None, "mm_projector_type": "sva",
-        "mm_use_im_patch_token": False, "mm_use_im_start_end": False, "mm_vision_sampler_lr": None,
-        "mm_vision_select_feature": "patch", "mm_vision_select_layer": -2,
-        "mm_vision_tower_aux_list": TOWERS, "mm_vision_tower_aux_token_len_list": [576, 576, 576, 9216],
-        "mm_vision_tower_lr": None, "model_type": "cambrian_llama", "num_attention_heads": 32,
-        "num_hidden_layers": 32, "num_key_value_heads": 8, "num_of_vision_sampler_layers": 10,
-        "num_query_group": 1, "pretraining_tp": 1, "query_num_list": [576], "rms_norm_eps": 1e-05,
-        "rope_scaling": None, "rope_theta": 500000.0, "spmd_debug": None, "spmd_fsdp_sharding": None,
-        "spmd_mesh": None, "start_of_vision_sampler_layers": 0, "stride_of_vision_sampler_layers": 3,
-        "tie_word_embeddings": False, "tokenizer_model_max_length": 2048, "tokenizer_padding_side": "right",
-        "torch_dtype": "float32", "transformers_version": "4.40.1", "tune_mm_mlp_adapter": False,
-        "unfreeze_mm_vision_tower": False, "use_cache": True, "use_mm_proj": True, "vision_hidden_size": 1024,
-        "vision_tower_aux_token_len_list": [576, 576, 576, 9216], "vocab_size": 128256,
+        "_name_or_path": "./Meta-Llama-3-8B-Instruct",
+        "architectures": ["CambrianLlamaForCausalLM"],
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "bos_token_id": 128000,
+        "connector_depth": 3,
+        "connector_only": False,
+        "eos_token_id": 128001,
+        "freeze_mm_mlp_adapter": False,
+        "hidden_act": "silu",
+        "hidden_size": 4096,
+        "image_aspect_ratio": "pad",
+        "image_position": 91,
+        "image_token_len": 576,
+        "initializer_range": 0.02,
+        "intermediate_size": 14336,
+        "max_position_embeddings": 8192,
+        "mm_patch_merge_type": "flat",
+        "mm_projector_lr": None,
+        "mm_projector_type": "sva",
+        "mm_use_im_patch_token": False,
+        "mm_use_im_start_end": False,
+        "mm_vision_sampler_lr": None,
+        "mm_vision_select_feature": "patch",
+        "mm_vision_select_layer": -2,
+        "mm_vision_tower_aux_list": TOWERS,
+        "mm_vision_tower_aux_token_len_list": [576, 576, 576, 9216],
+        "mm_vision_tower_lr": None,
+        "model_type": "cambrian_llama",
+        "num_attention_heads": 32,
+        "num_hidden_layers": 32,
+        "num_key_value_heads": 8,
+        "num_of_vision_sampler_layers": 10,
+        "num_query_group": 1,
+        "pretraining_tp": 1,
+        "query_num_list": [576],
+        "rms_norm_eps": 1e-05,
+        "rope_scaling": None,
+        "rope_theta": 500000.0,
+        "spmd_debug": None,
+        "spmd_fsdp_sharding": None,
+        "spmd_mesh": None,
+        "start_of_vision_sampler_layers": 0,
+        "stride_of_vision_sampler_layers": 3,
+        "tie_word_embeddings": False,
+        "tokenizer_model_max_length": 2048,
+        "tokenizer_padding_side": "right",
+        "torch_dtype": "float32",
+        "transformers_version": "4.40.1",
+        "tune_mm_mlp_adapter": False,
+        "unfreeze_mm_vision_tower": False,
+        "use_cache": True,
+        "use_mm_proj": True,
+        "vision_hidden_size": 1024,
+        "vision_tower_aux_token_len_list": [576, 576, 576, 9216],
+        "vocab_size": 128256,
     }
 
 
 def test_the_real_8b_config_maps_onto_our_presets():
     cfg = official_to_config(released_8b_config(), source="nyu-visionx/cambrian-8b")
-    assert [e.id for e in cfg.encoders] == ["siglip-so400m-384", "clip-vit-l-14-336", "dinov2-giant-378",
-                                            "clip-convnext-xxl-1024"]
+    assert [e.id for e in cfg.encoders] == [
+        "siglip-so400m-384",
+        "clip-vit-l-14-336",
+        "dinov2-giant-378",
+        "clip-convnext-xxl-1024",
+    ]
     assert [e.token_len for e in cfg.encoders] == [576, 576, 576, 9216]
     assert [e.select_layer for e in cfg.encoders] == [None, -2, None, None]  # only CLIP reads the select layer
     assert [e.image_size for e in cfg.encoders] == [384, 336, 378, 1024]

@@ -5,8 +5,16 @@ import sys
 
 import pytest
 
-from cambrian.prompts import (LETTER, LETTER_ONLY, SHORT, letter, letters, option_lines, paren_option_lines,
-                              with_instruction)
+from cambrian.prompts import (
+    LETTER,
+    LETTER_ONLY,
+    SHORT,
+    letter,
+    letters,
+    option_lines,
+    paren_option_lines,
+    with_instruction,
+)
 
 
 def test_import_is_standard_library_only():
@@ -32,5 +40,6 @@ def test_the_three_former_homes_use_it():
 
     assert schema.ANSWER_SUFFIX is LETTER and schema.letter is letter
     assert schema.format_prompt("Which is closer?", ["box", "ball"]) == (
-        "Which is closer? Select from the following choices.\n(A) box\n(B) ball")
+        "Which is closer? Select from the following choices.\n(A) box\n(B) ball"
+    )
     assert export.SHORT is SHORT and export.LETTER is LETTER

@@ -9,10 +9,10 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
-
-from cambrian.train.config import TrainConfig
-from cambrian.data.synthetic import make_synthetic_data
 from helpers import VLM_KINDS, make_vlm
+
+from cambrian.data.synthetic import make_synthetic_data
+from cambrian.train.config import TrainConfig
 from cambrian.train.trainer import Trainer
 
 TOL = 1e-5  # losses are token means over the same global batch; only the float summation order differs
@@ -29,14 +29,30 @@ def _free_port() -> int:
 
 
 def _cfg(root, out, micro, accum, strategy):
-    return TrainConfig(model="toy", stage=2, data=[{"path": str(root / "data.jsonl"), "images": str(root / "images")}],
-                       output_dir=str(out), micro_batch_size=micro, grad_accum=accum, epochs=2, lr=1e-2, warmup_ratio=0.0,
-                       num_workers=0, save_steps=0, report_to=[], progress=False, distributed=strategy, sampler="modality_length",
-                       eps=EPS)
+    return TrainConfig(
+        model="toy",
+        stage=2,
+        data=[{"path": str(root / "data.jsonl"), "images": str(root / "images")}],
+        output_dir=str(out),
+        micro_batch_size=micro,
+        grad_accum=accum,
+        epochs=2,
+        lr=1e-2,
+        warmup_ratio=0.0,
+        num_workers=0,
+        save_steps=0,
+        report_to=[],
+        progress=False,
+        distributed=strategy,
+        sampler="modality_length",
+        eps=EPS,
+    )
 
 
 def _worker(rank, world, port, root, strategy, kind="toy"):
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     model = make_vlm(kind, 0)
     from pathlib import Path
@@ -47,12 +63,14 @@ def _worker(rank, world, port, root, strategy, kind="toy"):
     if rank == 0:
         from safetensors.torch import save_file
 
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(root / f"dist-{strategy}.safetensors"))
+        save_file(
+            {k: v.contiguous() for k, v in model.state_dict().items()}, str(root / f"dist-{strategy}.safetensors")
+        )
     torch.distributed.destroy_process_group()
 
 
 def _losses(out):
-    return [json.loads(l)["loss"] for l in (out / "metrics.jsonl").read_text().splitlines()]
+    return [json.loads(ln)["loss"] for ln in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.slow

@@ -72,7 +72,9 @@ class ToyLLM(nn.Module):
         super().__init__()
         self.embed_tokens = nn.Embedding(vocab, hidden)
         self.pos = nn.Embedding(max_len, hidden)
-        self.layers = nn.ModuleList(nn.TransformerEncoderLayer(hidden, 2, 2 * hidden, dropout=0.0, batch_first=True) for _ in range(layers))
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(hidden, 2, 2 * hidden, dropout=0.0, batch_first=True) for _ in range(layers)
+        )
         self.norm = nn.LayerNorm(hidden)
         self.lm_head = nn.Linear(hidden, vocab, bias=False)
 
@@ -88,8 +90,14 @@ class ToyLLM(nn.Module):
 class ToyVLM(nn.Module):
     def __init__(self, channels: int = 8, hidden: int = 32, layers: int = 1, image_size: int = 8, grid: int = 2):
         super().__init__()
-        self.config = SimpleNamespace(channels=channels, hidden=hidden, layers=layers, image_size=image_size, grid=grid,
-                                      llm=SimpleNamespace(max_length=256))
+        self.config = SimpleNamespace(
+            channels=channels,
+            hidden=hidden,
+            layers=layers,
+            image_size=image_size,
+            grid=grid,
+            llm=SimpleNamespace(max_length=256),
+        )
         self.tokenizer = CharTokenizer()
         self.template = "toy"
         self.encoders = nn.ModuleList([ToyEncoder(channels, image_size, grid)])
@@ -163,7 +171,10 @@ class ToyVLM(nn.Module):
             start = 0
             for pos in (ids == IMAGE_TOKEN_INDEX).nonzero().flatten().tolist():
                 pieces_e += [emb(ids[start:pos]), blocks[k]]
-                pieces_l += [lab[start:pos], torch.full((blocks[k].shape[0],), IGNORE_INDEX, dtype=lab.dtype, device=lab.device)]
+                pieces_l += [
+                    lab[start:pos],
+                    torch.full((blocks[k].shape[0],), IGNORE_INDEX, dtype=lab.dtype, device=lab.device),
+                ]
                 k += 1
                 start = pos + 1
             pieces_e.append(emb(ids[start:]))
@@ -175,14 +186,16 @@ class ToyVLM(nn.Module):
         x = torch.zeros(B, T, D, dtype=rows_e[0].dtype, device=input_ids.device)
         y = torch.full((B, T), IGNORE_INDEX, dtype=torch.long, device=input_ids.device)
         m = torch.zeros(B, T, dtype=torch.long, device=input_ids.device)
-        for b, (e, l) in enumerate(zip(rows_e, rows_l)):
+        for b, (e, lab) in enumerate(zip(rows_e, rows_l)):
             x[b, : e.shape[0]] = e
-            y[b, : l.shape[0]] = l
+            y[b, : lab.shape[0]] = lab
             m[b, : e.shape[0]] = 1
         logits = self.llm(x, m)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), y[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX)
+            loss = F.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]).float(), y[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX
+            )
         return SimpleNamespace(loss=loss, logits=logits)
 
     # ---- persistence --------------------------------------------------------------------------------------
@@ -192,12 +205,23 @@ class ToyVLM(nn.Module):
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         c = self.config
-        (out / "toy_config.json").write_text(json.dumps({"channels": c.channels, "hidden": c.hidden, "layers": c.layers,
-                                                         "image_size": c.image_size, "grid": c.grid}))
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(out / "model.safetensors"))
+        (out / "toy_config.json").write_text(
+            json.dumps(
+                {
+                    "channels": c.channels,
+                    "hidden": c.hidden,
+                    "layers": c.layers,
+                    "image_size": c.image_size,
+                    "grid": c.grid,
+                }
+            )
+        )
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(out / "model.safetensors")
+        )
 
     @classmethod
-    def from_pretrained(cls, d) -> "ToyVLM":
+    def from_pretrained(cls, d) -> ToyVLM:
         from safetensors.torch import load_file
 
         d = Path(d)

@@ -20,12 +20,21 @@ from pathlib import Path
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", help="checkpoint directory (ours or released format), or a hub id (online)")
     p.add_argument("out", help="output directory (must not exist or be empty)")
-    p.add_argument("--to", required=True, choices=["cambrian", "official"],
-                   help="cambrian: our format (config.json + model.safetensors, towers included); official: the "
-                        "released Cambrian-1 format")
-    p.add_argument("--tower", action="append", default=[], metavar="NAME=PRESET[@DIR]",
-                   help="map an official tower name to one of our encoder presets (and optionally a local weights "
-                        "directory) instead of the built-in table; repeatable")
+    p.add_argument(
+        "--to",
+        required=True,
+        choices=["cambrian", "official"],
+        help="cambrian: our format (config.json + model.safetensors, towers included); official: the "
+        "released Cambrian-1 format",
+    )
+    p.add_argument(
+        "--tower",
+        action="append",
+        default=[],
+        metavar="NAME=PRESET[@DIR]",
+        help="map an official tower name to one of our encoder presets (and optionally a local weights "
+        "directory) instead of the built-in table; repeatable",
+    )
     p.add_argument("--template", default=None, help="chat template of a released model when it cannot be detected")
     p.add_argument("--max-shard-size", default="5GB", help="largest safetensors shard written by --to official (5GB)")
     p.add_argument("--force", action="store_true", help="skip the memory check before building the model")
@@ -63,8 +72,8 @@ def parse_size(text: str) -> int:
 
 
 def run(args) -> int:
-    from ..models.cambrian_model import CambrianModel
     from ..errors import UserError
+    from ..models.cambrian_model import CambrianModel
     from ..models.official import load_release, resolve_release, save_release
 
     out = Path(args.out)

@@ -26,9 +26,13 @@ image root is printed and stored in stats.json)."""
     parser.add_argument("recipe", help="curation recipe (YAML)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace a previous curation in --out")
-    parser.add_argument("--engine", choices=ENGINES, default="stream",
-                        help="stream: one process, memory flat in the record count (default); datasets: Hugging Face "
-                             "datasets map/filter with --num-proc workers (same output)")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="stream",
+        help="stream: one process, memory flat in the record count (default); datasets: Hugging Face "
+        "datasets map/filter with --num-proc workers (same output)",
+    )
     parser.add_argument("--num-proc", type=int, default=None, help="worker processes for --engine datasets")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG charts")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -42,15 +46,24 @@ def run(args) -> int:
     if args.num_proc is not None and args.num_proc < 1:
         raise UserError(f"--num-proc must be >= 1, got {args.num_proc}")
     if args.engine == "datasets":
-        stats = curate_with_datasets(recipe, args.out, num_proc=args.num_proc, overwrite=args.overwrite,
-                                     progress=not args.no_progress, plots=not args.no_plots)
+        stats = curate_with_datasets(
+            recipe,
+            args.out,
+            num_proc=args.num_proc,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            plots=not args.no_plots,
+        )
     else:
         if args.num_proc not in (None, 1):
             raise UserError("--num-proc needs --engine datasets (the streaming engine is one process)")
-        stats = curate(recipe, args.out, overwrite=args.overwrite, progress=not args.no_progress,
-                       plots=not args.no_plots)
+        stats = curate(
+            recipe, args.out, overwrite=args.overwrite, progress=not args.no_progress, plots=not args.no_plots
+        )
     t = stats["totals"]
-    print(f"sources {len(stats['sources'])}: {t['records']:,} read, {t['bad']:,} bad, {t['duplicates']:,} duplicates, "
-          f"{t['capped']:,} after cap, {t['selected']:,} written; {t['prompt_share']}% got a response-format "
-          f"instruction; report: {args.out}/report.md")
+    print(
+        f"sources {len(stats['sources'])}: {t['records']:,} read, {t['bad']:,} bad, {t['duplicates']:,} duplicates, "
+        f"{t['capped']:,} after cap, {t['selected']:,} written; {t['prompt_share']}% got a response-format "
+        f"instruction; report: {args.out}/report.md"
+    )
     return 0

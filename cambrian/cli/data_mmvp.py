@@ -20,18 +20,25 @@ Thresholds are cosines, or pXX = the XX-th percentile of that encoder's pair cos
 Outputs: OUT/pairs.json, OUT/contact_sheet.png, OUT/similarity.png."""
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", help="folder of images (recursive) or a text file listing image paths")
-    src.add_argument("--scene-pool", type=int, metavar="N",
-                     help="render N synthetic scenes plus one-change variants (colour / position) into OUT/pool "
-                          "and mine those (offline; needs pybullet)")
+    src.add_argument(
+        "--scene-pool",
+        type=int,
+        metavar="N",
+        help="render N synthetic scenes plus one-change variants (colour / position) into OUT/pool "
+        "and mine those (offline; needs pybullet)",
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--encoder-a", default="efficientnet-lite0", help="encoder preset that should be 'blind' (A)")
     parser.add_argument("--encoder-b", default="dinov2-small-focus", help="encoder preset that sees the difference (B)")
     parser.add_argument("--tau-a", default="0.95", help="pairs need cos_A >= this (number or pXX; default 0.95)")
     parser.add_argument("--tau-b", default="0.6", help="pairs need cos_B <= this (number or pXX; default 0.6)")
     parser.add_argument("--top-k", type=int, default=20, help="report the k pairs with the largest cos_A - cos_B")
-    parser.add_argument("--center", action="store_true",
-                        help="cosines of pool-centred embeddings (removes the common direction that pooled features "
-                             "share; useful when an encoder puts every pair near cos 1)")
+    parser.add_argument(
+        "--center",
+        action="store_true",
+        help="cosines of pool-centred embeddings (removes the common direction that pooled features "
+        "share; useful when an encoder puts every pair near cos 1)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0, help="scene pool seed")
@@ -72,19 +79,37 @@ def run(args) -> int:
         paths = paths[: args.limit]
     print(f"{len(paths)} images; A = {args.encoder_a}, B = {args.encoder_b}")
     enc_a, enc_b = load_encoder(args.encoder_a), load_encoder(args.encoder_b)
-    s = mine_mmvp_pairs(paths, enc_a, enc_b, out, tau_a=args.tau_a, tau_b=args.tau_b, top_k=args.top_k,
-                        batch_size=args.batch_size, names=(args.encoder_a, args.encoder_b), root=root,
-                        progress=not args.no_progress, labels=labels, centered=args.center)
+    s = mine_mmvp_pairs(
+        paths,
+        enc_a,
+        enc_b,
+        out,
+        tau_a=args.tau_a,
+        tau_b=args.tau_b,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        names=(args.encoder_a, args.encoder_b),
+        root=root,
+        progress=not args.no_progress,
+        labels=labels,
+        centered=args.center,
+    )
     q = s["cos_quantiles"]
-    print(f"pair cosines A: median {q['a']['p50']:.3f}, p99 {q['a']['p99']:.3f}; B: median {q['b']['p50']:.3f}, "
-          f"p99 {q['b']['p99']:.3f}")
-    print(f"{s['pairs_total']:,} pairs: {s['a_similar']:,} with cos_A >= {s['tau_a']:.3f}, {s['selected']:,} of them "
-          f"with cos_B <= {s['tau_b']:.3f}; reporting the top {len(s['pairs'])}")
+    print(
+        f"pair cosines A: median {q['a']['p50']:.3f}, p99 {q['a']['p99']:.3f}; B: median {q['b']['p50']:.3f}, "
+        f"p99 {q['b']['p99']:.3f}"
+    )
+    print(
+        f"{s['pairs_total']:,} pairs: {s['a_similar']:,} with cos_A >= {s['tau_a']:.3f}, {s['selected']:,} of them "
+        f"with cos_B <= {s['tau_b']:.3f}; reporting the top {len(s['pairs'])}"
+    )
     if labels is not None:
         c = Counter(p["label"] for p in s["pairs"])
         print("top pairs by kind: " + ", ".join(f"{k} {v}" for k, v in c.most_common()))
     for p in s["pairs"][:5]:
-        print(f"  #{p['rank']} {p['a']} | {p['b']}: cos_A {p['cos_a']:.3f} cos_B {p['cos_b']:.3f}"
-              + (f" ({p['label']})" if "label" in p else ""))
+        print(
+            f"  #{p['rank']} {p['a']} | {p['b']}: cos_A {p['cos_a']:.3f} cos_B {p['cos_b']:.3f}"
+            + (f" ({p['label']})" if "label" in p else "")
+        )
     print(f"wrote {out / 'pairs.json'}, {out / 'contact_sheet.png'}, {out / 'similarity.png'}")
     return 0

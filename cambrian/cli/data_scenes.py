@@ -46,20 +46,33 @@ def run(args) -> int:
     from ..data.scenes.render import assert_disjoint, render_scenes
 
     out = Path(args.out)
-    cfg = {"width": args.size[0], "height": args.size[1], "min_objects": args.min_objects,
-           "max_objects": args.max_objects, "shapes": [s.strip() for s in args.shapes.split(",") if s.strip()],
-           "shadow": args.shadow}
+    cfg = {
+        "width": args.size[0],
+        "height": args.size[1],
+        "min_objects": args.min_objects,
+        "max_objects": args.max_objects,
+        "shapes": [s.strip() for s in args.shapes.split(",") if s.strip()],
+        "shadow": args.shadow,
+    }
     summary: dict = {}
     for split, n in (("train", args.train), ("test", args.test)):
         if n > 0:
-            summary[split] = render_scenes(out / split, n, seed=args.seed, split=split, config=cfg,
-                                           workers=args.workers, progress=not args.no_progress,
-                                           save_depth=not args.no_depth)
+            summary[split] = render_scenes(
+                out / split,
+                n,
+                seed=args.seed,
+                split=split,
+                config=cfg,
+                workers=args.workers,
+                progress=not args.no_progress,
+                save_depth=not args.no_depth,
+            )
     if args.train > 0 and args.test > 0:
         assert_disjoint(out / "train", out / "test")
     if args.test > 0 and not args.no_cvbench:
-        summary["cvbench_synth"] = build_cvbench_synth(out / "test", out / "cvbench_synth", seed=args.seed,
-                                                       progress=not args.no_progress)
+        summary["cvbench_synth"] = build_cvbench_synth(
+            out / "test", out / "cvbench_synth", seed=args.seed, progress=not args.no_progress
+        )
     if args.train > 0 and not args.no_llava:
         summary["llava_stage1"] = make_llava_data(out / "train", out / "llava_stage1.jsonl", stage=1, seed=args.seed)
         summary["llava_stage2"] = make_llava_data(out / "train", out / "llava_stage2.jsonl", stage=2, seed=args.seed)
@@ -72,7 +85,9 @@ def run(args) -> int:
         for split in ("train", "test"):
             if split in summary:
                 s = summary[split]
-                print(f"{split}: {s['n']} scenes, {s['objects']} objects, {s['scenes_per_s']} scenes/s -> {out / split}")
+                print(
+                    f"{split}: {s['n']} scenes, {s['objects']} objects, {s['scenes_per_s']} scenes/s -> {out / split}"
+                )
         if "cvbench_synth" in summary:
             r = summary["cvbench_synth"]
             print(f"CV-Bench-Synth: {r['n']} questions {r['per_task']} -> {out / 'cvbench_synth'}")

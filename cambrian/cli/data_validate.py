@@ -17,11 +17,18 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="LLaVA-format .json (array) or .jsonl")
-    parser.add_argument("--images", default=None, help="image root the relative paths resolve against (default: the file's dir)")
-    parser.add_argument("--allow-outside-root", action="store_true",
-                        help="accept image paths outside --images (../x, absolute paths); default: counted bad")
+    parser.add_argument(
+        "--images", default=None, help="image root the relative paths resolve against (default: the file's dir)"
+    )
+    parser.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="accept image paths outside --images (../x, absolute paths); default: counted bad",
+    )
     parser.add_argument("--model", default=None, help="preset or model dir: also tokenise and check lengths")
-    parser.add_argument("--max-length", type=int, default=None, help="token limit (default: the model's llm.max_length)")
+    parser.add_argument(
+        "--max-length", type=int, default=None, help="token limit (default: the model's llm.max_length)"
+    )
     parser.add_argument("--max-bad-fraction", type=float, default=0.01, help="exit 1 above this share of bad samples")
     parser.add_argument("--no-images", action="store_true", help="skip opening images (structure only)")
     parser.add_argument("--limit", type=int, default=None, help="check only the first N samples")
@@ -41,7 +48,9 @@ def run(args) -> int:
 
         model = CambrianModel.load(args.model)
         max_len = args.max_length or model.max_length
-        ds = SupervisedDataset([src], model.tokenize_conversation, model.visual_token_count, ImagePipeline(), max_length=max_len)
+        ds = SupervisedDataset(
+            [src], model.tokenize_conversation, model.visual_token_count, ImagePipeline(), max_length=max_len
+        )
     rep = validate(src, ds, open_imgs=not args.no_images, limit=args.limit, examples=args.list)
     print(format_report(rep))
     if args.json_out:

@@ -69,10 +69,14 @@ def _benches(names: str, options: dict, scorer: str = "official"):
 
 
 def _add_scorer(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scorer", choices=["official", "lenient"], default="official",
-                   help="official (default): the rules of the Cambrian-1 evaluation scripts, comparable with the paper; "
-                        "lenient: forgiving variants (\"45%%\" = 45, \"(B)\" = B, ...) reported as *_lenient metrics "
-                        "outside the paper-style table")
+    p.add_argument(
+        "--scorer",
+        choices=["official", "lenient"],
+        default="official",
+        help="official (default): the rules of the Cambrian-1 evaluation scripts, comparable with the paper; "
+        'lenient: forgiving variants ("45%%" = 45, "(B)" = B, ...) reported as *_lenient metrics '
+        "outside the paper-style table",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,10 +86,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r = sub.add_parser("run", help="generate predictions and score them")
     r.add_argument("--model", required=True, help="preset name, checkpoint dir, or openai:<base_url>#<model_name>")
     r.add_argument("--bench", required=True, help="comma-separated benchmark names (see `cambrian eval list`)")
-    r.add_argument("--data-root", default=None, help="each benchmark reads DATA_ROOT/<bench>; omit to use the hub (online)")
+    r.add_argument(
+        "--data-root", default=None, help="each benchmark reads DATA_ROOT/<bench>; omit to use the hub (online)"
+    )
     r.add_argument("--out", required=True, help="run directory")
-    r.add_argument("--vision", choices=["enabled", "disabled"], default="enabled",
-                   help="disabled = the paper's vision-disabled setting (same prompts, no image)")
+    r.add_argument(
+        "--vision",
+        choices=["enabled", "disabled"],
+        default="enabled",
+        help="disabled = the paper's vision-disabled setting (same prompts, no image)",
+    )
     r.add_argument("--batch-size", type=int, default=1)
     r.add_argument("--shard", default=None, help="i/n: run the i-th of n contiguous shards (torchrun sets it too)")
     r.add_argument("--limit", type=int, default=None, help="only the first K samples of each benchmark")
@@ -95,9 +105,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--device", default=None, help="torch device for our models (default: the model's own)")
     r.add_argument("--name", default=None, help="model name recorded in run.json (default: preset / dir name)")
     r.add_argument("--no-progress", action="store_true")
-    r.add_argument("--overwrite", action="store_true",
-                   help="replace the outputs of these benchmarks in --out when they come from another model, weights, "
-                        "vision setting, options or data (default: refuse; an identical rerun resumes)")
+    r.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the outputs of these benchmarks in --out when they come from another model, weights, "
+        "vision setting, options or data (default: refuse; an identical rerun resumes)",
+    )
 
     m = sub.add_parser("merge", help="merge shard prediction files and score")
     m.add_argument("run_dir")
@@ -114,9 +127,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--option", action="append", default=[])
     _add_scorer(s)
     s.add_argument("--json", action="store_true", help="print the full metrics as JSON")
-    s.add_argument("--max-bad-fraction", type=float, default=0.01,
-                   help="fail (exit 2) when more than this share of the predictions file's lines are not prediction "
-                        "objects (default 0.01)")
+    s.add_argument(
+        "--max-bad-fraction",
+        type=float,
+        default=0.01,
+        help="fail (exit 2) when more than this share of the predictions file's lines are not prediction "
+        "objects (default 0.01)",
+    )
 
     p = sub.add_parser("report", help="paper-style table (markdown + CSV) and plots from run directories")
     p.add_argument("run_dirs", nargs="+")
@@ -130,8 +147,10 @@ def _cmd_list() -> int:
     print(f"{'benchmark':<14} {'group':<15} {'max_new':>7}  {'scorers':<17} metric")
     for n in list_benchmarks():
         b = get_benchmark(n)
-        print(f"{n:<14} {b.category:<15} {b.max_new_tokens:>7}  {','.join(b.scorers()):<17} "
-              f"{getattr(b, 'metric_name', b.primary_metric)}")
+        print(
+            f"{n:<14} {b.category:<15} {b.max_new_tokens:>7}  {','.join(b.scorers()):<17} "
+            f"{getattr(b, 'metric_name', b.primary_metric)}"
+        )
     return 0
 
 
@@ -143,14 +162,28 @@ def _cmd_run(args) -> int:
     identity = model_identity(args.model)
     precheck_run(args.out, benches, identity, args.vision, args.max_new_tokens, args.overwrite)  # before loading
     model = load_eval_model(args.model, device=args.device, name=args.name)
-    results = run_benchmarks(model, benches, args.data_root, args.out, batch_size=args.batch_size,
-                             vision=args.vision, shard=parse_shard(args.shard), limit=args.limit,
-                             max_new_tokens=args.max_new_tokens, progress=not args.no_progress,
-                             identity=identity, overwrite=args.overwrite)
+    results = run_benchmarks(
+        model,
+        benches,
+        args.data_root,
+        args.out,
+        batch_size=args.batch_size,
+        vision=args.vision,
+        shard=parse_shard(args.shard),
+        limit=args.limit,
+        max_new_tokens=args.max_new_tokens,
+        progress=not args.no_progress,
+        identity=identity,
+        overwrite=args.overwrite,
+    )
     for b in benches:
         m = results.get(b.name)
         if m is not None:
-            extra = f" ({m['missing_images']} samples with unreadable images scored wrong)" if m.get("missing_images") else ""
+            extra = (
+                f" ({m['missing_images']} samples with unreadable images scored wrong)"
+                if m.get("missing_images")
+                else ""
+            )
             print(f"{b.name}: {b.primary_metric} = {m.get(b.primary_metric)}{extra}")
     return 0
 
@@ -183,17 +216,31 @@ def _cmd_score(args) -> int:
     preds = align_predictions(samples, raw)
     metrics = bench.score(samples, preds)
     if args.json:
-        print(json.dumps({"benchmark": bench.name, "primary_metric": bench.primary_metric, "scorer": bench.scorer,
-                          "metrics": metrics,
-                          "prediction_lines": raw.lines, "bad_prediction_lines": raw.bad_lines},
-                         indent=2, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "benchmark": bench.name,
+                    "primary_metric": bench.primary_metric,
+                    "scorer": bench.scorer,
+                    "metrics": metrics,
+                    "prediction_lines": raw.lines,
+                    "bad_prediction_lines": raw.bad_lines,
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
     else:
-        print(f"{bench.name}: {bench.primary_metric} = {metrics.get(bench.primary_metric)} "
-              f"(n={metrics.get('n', len(samples))}, predictions={len(preds)})")
+        print(
+            f"{bench.name}: {bench.primary_metric} = {metrics.get(bench.primary_metric)} "
+            f"(n={metrics.get('n', len(samples))}, predictions={len(preds)})"
+        )
     if raw.bad_lines:
         share = raw.bad_lines / max(raw.lines, 1)
-        msg = (f"{raw.bad_lines} of {raw.lines} lines of {pred_path} ({100 * share:.2f}%) are not prediction objects "
-               f"{{\"idx\": ..., \"prediction\": ...}} (first: line {raw.first_bad}); they were skipped")
+        msg = (
+            f"{raw.bad_lines} of {raw.lines} lines of {pred_path} ({100 * share:.2f}%) are not prediction objects "
+            f'{{"idx": ..., "prediction": ...}} (first: line {raw.first_bad}); they were skipped'
+        )
         if share > args.max_bad_fraction:
             print(f"error: {msg}, more than --max-bad-fraction {args.max_bad_fraction:g}", file=sys.stderr)
             return 2
@@ -218,8 +265,13 @@ def run(args) -> int:
         print(__doc__)
         return 0
     try:
-        return {"list": lambda: _cmd_list(), "run": lambda: _cmd_run(args), "merge": lambda: _cmd_merge(args),
-                "score": lambda: _cmd_score(args), "report": lambda: _cmd_report(args)}[cmd]()
+        return {
+            "list": lambda: _cmd_list(),
+            "run": lambda: _cmd_run(args),
+            "merge": lambda: _cmd_merge(args),
+            "score": lambda: _cmd_score(args),
+            "report": lambda: _cmd_report(args),
+        }[cmd]()
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

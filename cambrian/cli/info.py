@@ -11,11 +11,19 @@ import json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model preset name (configs/models/*.yaml), checkpoint directory (ours or released "
-                                 "format), released-format hub id (online), or YAML/JSON config file")
+    p.add_argument(
+        "model",
+        help="model preset name (configs/models/*.yaml), checkpoint directory (ours or released "
+        "format), released-format hub id (online), or YAML/JSON config file",
+    )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    p.add_argument("--tower", action="append", default=[], metavar="NAME=PRESET[@DIR]",
-                   help="released format: map an official tower name to one of our presets (see cambrian convert)")
+    p.add_argument(
+        "--tower",
+        action="append",
+        default=[],
+        metavar="NAME=PRESET[@DIR]",
+        help="released format: map an official tower name to one of our presets (see cambrian convert)",
+    )
     p.add_argument("--template", default=None, help="released format: chat template when it cannot be detected")
 
 
@@ -27,9 +35,13 @@ def _release_info(path: str, presets: dict, dirs: dict, template: str | None) ->
     raw = read_config(path)
     cfg = release_config(path, towers=presets, template=template, tower_weights=dirs)
     tok = load_tokenizer(path, required=False)
-    return {"config": cfg, "model_type": raw.get("model_type"), "towers": mapping_rows(cfg),
-            "image_position": raw.get("image_position"),
-            "image_position_ours": image_position(cfg.llm.template, tok)}
+    return {
+        "config": cfg,
+        "model_type": raw.get("model_type"),
+        "towers": mapping_rows(cfg),
+        "image_position": raw.get("image_position"),
+        "image_position_ours": image_position(cfg.llm.template, tok),
+    }
 
 
 def _fmt(n: int) -> str:
@@ -40,10 +52,9 @@ def _fmt(n: int) -> str:
 
 
 def run(args) -> int:
-    from ..presets.models import resolve_model_config
     from ..models.builder import count_parameters
-
     from ..models.official import resolve_release
+    from ..presets.models import resolve_model_config
 
     release = None
     local = resolve_release(args.model, weights=False)  # a released-format dir, or its hub id (config only)
@@ -69,13 +80,17 @@ def run(args) -> int:
         for name, preset, feat in release["towers"]:
             print(f"  tower {name!r} -> {preset} ({feat})")
         pos, ours = release["image_position"], release["image_position_ours"]
-        print(f"  image_position: {pos} in config.json; {ours if ours is not None else 'unknown (no tokenizer)'} from "
-              f"the {cfg.llm.template} template and the checkpoint's tokenizer (ours is computed per prompt from the "
-              "token ids; the constant is not used)")
+        print(
+            f"  image_position: {pos} in config.json; {ours if ours is not None else 'unknown (no tokenizer)'} from "
+            f"the {cfg.llm.template} template and the checkpoint's tokenizer (ours is computed per prompt from the "
+            "token ids; the constant is not used)"
+        )
     print(f"model: {cfg.name}   connector: {cfg.connector.type}   template: {cfg.llm.template}")
     print("encoders:")
     for e, (_, n) in zip(cfg.encoders, counts.encoders):
-        print(f"  {e.id:<28} {_fmt(n):>28}   {e.image_size}px -> {e.out_grid}x{e.out_grid}x{e.hidden_size}{'  (frozen)' if e.frozen else ''}")
+        print(
+            f"  {e.id:<28} {_fmt(n):>28}   {e.image_size}px -> {e.out_grid}x{e.out_grid}x{e.hidden_size}{'  (frozen)' if e.frozen else ''}"
+        )
     print(f"connector:                     {_fmt(counts.connector):>28}")
     for k, n in counts.connector_breakdown.items():
         print(f"  {k:<28} {_fmt(n):>28}")

@@ -32,8 +32,21 @@ from typing import Any
 from ..prompts import LETTER, LETTERS, SELECT_SUFFIX, letter, paren_option_lines, with_instruction  # noqa: F401
 
 COLUMNS = [
-    "idx", "type", "task", "image", "question", "choices", "answer", "prompt", "filename",
-    "source", "source_dataset", "source_filename", "target_class", "target_size", "bbox",
+    "idx",
+    "type",
+    "task",
+    "image",
+    "question",
+    "choices",
+    "answer",
+    "prompt",
+    "filename",
+    "source",
+    "source_dataset",
+    "source_filename",
+    "target_class",
+    "target_size",
+    "bbox",
 ]
 REQUIRED = ["idx", "type", "task", "question", "choices", "answer", "prompt", "filename", "source"]
 NULLABLE = ["image", "source_dataset", "source_filename", "target_class", "target_size", "bbox"]

@@ -73,8 +73,9 @@ def detailed_description(scene: dict) -> str:
     lines = [f"The image shows {_num(len(objs))} objects on a grey floor, from left to right:"]
     for o in objs:
         lines.append(f"- a {o['size']} {o['category']} {_where(o, W, H)}.")
-    lines.append(f"The {near[0]['category']} is the closest to the camera and the {near[-1]['category']} "
-                 f"is the farthest.")
+    lines.append(
+        f"The {near[0]['category']} is the closest to the camera and the {near[-1]['category']} is the farthest."
+    )
     return "\n".join(lines)
 
 
@@ -104,14 +105,26 @@ def _short_questions(scene: dict, rng: np.random.Generator, margin: float) -> li
             out.append((f"Is the {a['category']} above the {b['category']}?", "Yes" if ay < by else "No"))
         za, zb = a["box3d"]["center_cam"][2], b["box3d"]["center_cam"][2]
         if abs(za - zb) > 0.5:
-            out.append((f"Which is closer to the camera, the {a['category']} or the {b['category']}?",
-                        a["category"] if za < zb else b["category"]))
+            out.append(
+                (
+                    f"Which is closer to the camera, the {a['category']} or the {b['category']}?",
+                    a["category"] if za < zb else b["category"],
+                )
+            )
     return out
 
 
-def make_llava_data(scene_dir: str | os.PathLike, out_path: str | os.PathLike, *, stage: int = 2, seed: int = 0,
-                    turns: int = 4, params: BuildParams | dict | None = None, short_ratio: float = 0.4,
-                    detail_prob: float = 0.15) -> dict:
+def make_llava_data(
+    scene_dir: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    stage: int = 2,
+    seed: int = 0,
+    turns: int = 4,
+    params: BuildParams | dict | None = None,
+    short_ratio: float = 0.4,
+    detail_prob: float = 0.15,
+) -> dict:
     """Write LLaVA JSONL for ``stage`` 1 (captions) or 2 (instructions); returns counts.
 
     Stage 2: ``turns`` turns per plain-image record: multiple-choice with probability ``1 - short_ratio``
@@ -127,20 +140,37 @@ def make_llava_data(scene_dir: str | os.PathLike, out_path: str | os.PathLike, *
     if stage == 1:
         for sc in scenes:
             p = CAPTION_PROMPTS[int(rng.integers(len(CAPTION_PROMPTS)))]
-            records.append({"id": f"{sc['scene_id']}-cap", "image": sc["image"],
-                            "conversations": [{"from": "human", "value": f"<image>\n{p}"},
-                                              {"from": "gpt", "value": caption(sc)}]})
+            records.append(
+                {
+                    "id": f"{sc['scene_id']}-cap",
+                    "image": sc["image"],
+                    "conversations": [
+                        {"from": "human", "value": f"<image>\n{p}"},
+                        {"from": "gpt", "value": caption(sc)},
+                    ],
+                }
+            )
             kinds["caption"] += 1
     elif stage == 2:
-        P = params if isinstance(params, BuildParams) else BuildParams.from_dict(
-            {"count_supercategories": True, "max_per_image": {"Count": 3, "Relation": 2, "Depth": 1, "Distance": 1},
-             **(params or {})})
+        P = (
+            params
+            if isinstance(params, BuildParams)
+            else BuildParams.from_dict(
+                {
+                    "count_supercategories": True,
+                    "max_per_image": {"Count": 3, "Relation": 2, "Depth": 1, "Distance": 1},
+                    **(params or {}),
+                }
+            )
+        )
         with open(sd / "annotations" / "coco.json", encoding="utf-8") as f:
             coco = json.load(f)
         with open(sd / "annotations" / "omni3d.json", encoding="utf-8") as f:
             omni = json.load(f)
         # image paths relative to the scene dir (image_root=None keeps file_name as written)
-        qs = questions_from_coco(coco, P, seed, source="Synth2D") + questions_from_omni3d(omni, P, seed, source="Synth3D")
+        qs = questions_from_coco(coco, P, seed, source="Synth2D") + questions_from_omni3d(
+            omni, P, seed, source="Synth3D"
+        )
         by_image = defaultdict(list)
         for q in qs:
             by_image[q.image].append(q)
@@ -162,8 +192,9 @@ def make_llava_data(scene_dir: str | os.PathLike, out_path: str | os.PathLike, *
                     kinds["short"] += 1
                 elif order_mc:
                     q = mc[order_mc.pop()]
-                    turns_list.append((with_instruction(format_prompt(q.question, q.choices), LETTER),
-                                       letter(q.answer_index)))
+                    turns_list.append(
+                        (with_instruction(format_prompt(q.question, q.choices), LETTER), letter(q.answer_index))
+                    )
                     kinds[f"mc_{q.task.lower()}"] += 1
             if rng.random() < detail_prob:
                 turns_list.append((DETAIL_PROMPTS[int(rng.integers(len(DETAIL_PROMPTS)))], detailed_description(sc)))
@@ -171,16 +202,29 @@ def make_llava_data(scene_dir: str | os.PathLike, out_path: str | os.PathLike, *
             if turns_list:
                 conv = []
                 for t, (qq, aa) in enumerate(turns_list):
-                    conv += [{"from": "human", "value": ("<image>\n" if t == 0 else "") + qq}, {"from": "gpt", "value": aa}]
+                    conv += [
+                        {"from": "human", "value": ("<image>\n" if t == 0 else "") + qq},
+                        {"from": "gpt", "value": aa},
+                    ]
                 records.append({"id": f"{sc['scene_id']}-inst", "image": sc["image"], "conversations": conv})
             img = None
             for k, q in enumerate(q for q in mine if q.task in ("Depth", "Distance")):
                 img = img or Image.open(sd / sc["image"]).convert("RGB")
                 rel = f"boxed/{sc['scene_id']}_{q.task.lower()}_{k}.png"
                 draw_boxes(img, q.boxes, P.box_width).save(sd / rel, compress_level=1)
-                records.append({"id": f"{sc['scene_id']}-{q.task.lower()}-{k}", "image": rel, "conversations": [
-                    {"from": "human", "value": "<image>\n" + with_instruction(format_prompt(q.question, q.choices), LETTER)},
-                    {"from": "gpt", "value": letter(q.answer_index)}]})
+                records.append(
+                    {
+                        "id": f"{sc['scene_id']}-{q.task.lower()}-{k}",
+                        "image": rel,
+                        "conversations": [
+                            {
+                                "from": "human",
+                                "value": "<image>\n" + with_instruction(format_prompt(q.question, q.choices), LETTER),
+                            },
+                            {"from": "gpt", "value": letter(q.answer_index)},
+                        ],
+                    }
+                )
                 kinds[f"mc_{q.task.lower()}"] += 1
     else:
         raise ValueError(f"stage must be 1 or 2, got {stage!r}")

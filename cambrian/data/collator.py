@@ -9,7 +9,7 @@ text-only samples: the model splices variable-length image blocks itself.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -24,8 +24,12 @@ class Collator:
     def __call__(self, items: Sequence[dict]) -> dict:
         bad = Counter(x["bad"] for x in items if "bad" in x)
         good = [x for x in items if "bad" not in x]
-        batch: dict = {"bad_counts": dict(bad), "num_samples": len(items), "indices": [x["index"] for x in good],
-                       "empty": not good}
+        batch: dict = {
+            "bad_counts": dict(bad),
+            "num_samples": len(items),
+            "indices": [x["index"] for x in good],
+            "empty": not good,
+        }
         if not good:
             batch["input_ids"] = None
             return batch

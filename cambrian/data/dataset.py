@@ -15,16 +15,15 @@ trainer adds them to its bad counts and checks them against ``max_bad_fraction``
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from ..constants import IGNORE_INDEX, IMAGE_TOKEN, IMAGE_TOKEN_INDEX
-from .llava import ImageOutsideRoot, LlavaSource, record_images
+from .llava import ImageOutsideRoot, LlavaSource
 
 BAD_REASONS = (
     "missing_image",
@@ -98,8 +97,10 @@ def record_image_paths(source: LlavaSource, record: dict, index: int | None = No
     except ImageOutsideRoot as e:
         rid = record.get("id") if isinstance(record, dict) else None
         where = f"{source.path.name} record {index}" if index is not None else str(source.path.name)
-        raise BadSample("image_outside_root", f"{where} (id={rid!r}): {e} (set allow_outside_root: true on the "
-                                              "data entry if this is intended)") from None
+        raise BadSample(
+            "image_outside_root",
+            f"{where} (id={rid!r}): {e} (set allow_outside_root: true on the data entry if this is intended)",
+        ) from None
 
 
 def open_images(paths: Sequence[Path]):
@@ -149,7 +150,7 @@ def truncate_sample(ids: list[int], labels: list[int], image_lens: Sequence[int]
     if img_pos and k <= img_pos[-1]:
         raise BadSample("over_length", f"{total} > {max_length} tokens and the cut would split an image")
     ids, labels = ids[:k], labels[:k]
-    if all(l == IGNORE_INDEX for l in labels[1:]):
+    if all(lab == IGNORE_INDEX for lab in labels[1:]):
         raise BadSample("over_length", f"{total} > {max_length} tokens and no answer token would remain")
     return ids, labels, expanded
 
@@ -163,7 +164,7 @@ class ImagePipeline:
     feature_cache: object | None = None
 
     @classmethod
-    def from_model(cls, model, feature_cache=None) -> "ImagePipeline":
+    def from_model(cls, model, feature_cache=None) -> ImagePipeline:
         """The preprocessing of every tower of a ``VLM`` (``model.encoders``), or its feature cache."""
         return cls(processors=[enc.preprocess for enc in model.encoders], feature_cache=feature_cache)
 
@@ -179,8 +180,11 @@ class ImagePipeline:
 def selection_of(sources: Sequence[LlavaSource], selection: np.ndarray | None = None) -> np.ndarray:
     """``[M, 2]`` (source, record) pairs: ``selection`` as given, or every record of every source in order."""
     if selection is None:
-        selection = np.concatenate([np.stack([np.full(len(s), k), np.arange(len(s))], 1) for k, s in enumerate(sources)]) \
-            if sources else np.zeros((0, 2), dtype=np.int64)
+        selection = (
+            np.concatenate([np.stack([np.full(len(s), k), np.arange(len(s))], 1) for k, s in enumerate(sources)])
+            if sources
+            else np.zeros((0, 2), dtype=np.int64)
+        )
     return np.asarray(selection, dtype=np.int64).reshape(-1, 2)
 
 
@@ -202,8 +206,15 @@ class SupervisedDataset(EncodedDataset):
     """Samples from one or more ``LlavaSource``s; ``selection`` (``[M, 2]`` array of (source, record) pairs, e.g.
     from ``mixing.build_mixture``) picks and orders them, default = everything in order."""
 
-    def __init__(self, sources: Sequence[LlavaSource], tokenize: TokenizeFn, visual_tokens: Callable, images: ImagePipeline,
-                 max_length: int = 2048, selection: np.ndarray | None = None):
+    def __init__(
+        self,
+        sources: Sequence[LlavaSource],
+        tokenize: TokenizeFn,
+        visual_tokens: Callable,
+        images: ImagePipeline,
+        max_length: int = 2048,
+        selection: np.ndarray | None = None,
+    ):
         self.sources = list(sources)
         self.tokenize = tokenize
         self.visual_tokens = visual_tokens
@@ -240,11 +251,15 @@ class SupervisedDataset(EncodedDataset):
         except ValueError as e:
             raise BadSample("over_length", str(e)) from None
         ids, labels, n = truncate_sample(list(tok["input_ids"]), list(tok["labels"]), image_lens, self.max_length)
-        if all(l == IGNORE_INDEX for l in labels):
+        if all(lab == IGNORE_INDEX for lab in labels):
             raise BadSample("no_labels")
-        out = {"input_ids": torch.tensor(ids, dtype=torch.long), "labels": torch.tensor(labels, dtype=torch.long),
-               "image_sizes": sizes, "num_tokens": n, "index": i}
+        out = {
+            "input_ids": torch.tensor(ids, dtype=torch.long),
+            "labels": torch.tensor(labels, dtype=torch.long),
+            "image_sizes": sizes,
+            "num_tokens": n,
+            "index": i,
+        }
         if pil and load_pixels:
             out.update(self.images.inputs(paths, pil))
         return out
-

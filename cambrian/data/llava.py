@@ -30,8 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from ..constants import IMAGE_TOKEN
-
 TEXT_ONLY_VALUES = ("", "None", "none", "nan")  # docs/official-code.md#data: these mean "no image"
 _CHUNK = 4 << 20
 
@@ -183,16 +181,24 @@ class LlavaSource:
     ``image_tokens``: visual tokens counted per image in :attr:`lengths` (sampler lengths only).
     """
 
-    def __init__(self, path: str | os.PathLike, image_root: str | os.PathLike | None = None, image_tokens: int = 576,
-                 index_cache: str | os.PathLike | None = None, name: str | None = None, allow_outside_root: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        image_root: str | os.PathLike | None = None,
+        image_tokens: int = 576,
+        index_cache: str | os.PathLike | None = None,
+        name: str | None = None,
+        allow_outside_root: bool = False,
+    ):
         self.path = Path(path)
         self.image_root = Path(image_root) if image_root is not None else self.path.parent
         self.confine = image_root is not None and not allow_outside_root
         self.image_tokens = image_tokens
         self.name = name or self.path.stem
         self.format = "json" if self._is_json_array() else "jsonl"
-        (self.offsets, self.ends, self.lengths, self.line_numbers, self.bad_by_reason,
-         self.bad_examples) = self._load_index(index_cache)
+        (self.offsets, self.ends, self.lengths, self.line_numbers, self.bad_by_reason, self.bad_examples) = (
+            self._load_index(index_cache)
+        )
         if len(self.offsets) == 0 and not self.bad_lines:
             raise DataFileError(f"{self.path}: no records")
         self._fh = None
@@ -214,15 +220,22 @@ class LlavaSource:
         key = None
         if index_cache is not None:
             st = self.path.stat()
-            h = hashlib.sha1(f"{self.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{self.image_tokens}|v{_INDEX_VERSION}"
-                             .encode()).hexdigest()[:16]
+            h = hashlib.sha1(
+                f"{self.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{self.image_tokens}|v{_INDEX_VERSION}".encode()
+            ).hexdigest()[:16]
             key = Path(index_cache) / f"{self.path.stem}-{h}.npz"
             if key.exists():
                 try:
                     z = np.load(key)
                     meta = json.loads(str(z["meta"]))
-                    return (z["offsets"], z["ends"], z["lengths"], z["line_numbers"], dict(meta["bad_by_reason"]),
-                            [tuple(x) for x in meta["bad_examples"]])
+                    return (
+                        z["offsets"],
+                        z["ends"],
+                        z["lengths"],
+                        z["line_numbers"],
+                        dict(meta["bad_by_reason"]),
+                        [tuple(x) for x in meta["bad_examples"]],
+                    )
                 except Exception:  # noqa: BLE001 - a stale / damaged cache is rebuilt
                     pass
         offsets, ends, lengths, line_nos = [], [], [], []
@@ -254,8 +267,14 @@ class LlavaSource:
         line_arr = np.asarray(line_nos, dtype=np.int64)
         if self.format == "json" and len(line_arr):  # line numbers of the array elements, one pass
             line_arr = _lines_of_offsets(self.path, np.asarray(offsets, dtype=np.int64))
-        out = (np.asarray(offsets, dtype=np.int64), np.asarray(ends, dtype=np.int64), np.asarray(lengths, dtype=np.int32),
-               line_arr, bad, examples)
+        out = (
+            np.asarray(offsets, dtype=np.int64),
+            np.asarray(ends, dtype=np.int64),
+            np.asarray(lengths, dtype=np.int32),
+            line_arr,
+            bad,
+            examples,
+        )
         if key is not None:
             key.parent.mkdir(parents=True, exist_ok=True)
             tmp = key.with_suffix(f".{os.getpid()}.tmp.npz")
@@ -334,4 +353,3 @@ def _lines_of_offsets(path: Path, offsets: np.ndarray) -> np.ndarray:
             pos = end
     out[k:] = line
     return out
-

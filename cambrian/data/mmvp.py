@@ -51,8 +51,11 @@ def list_images(root: str | os.PathLike, limit: int | None = None) -> list[Path]
     root = Path(root)
     if root.is_file():
         base = root.parent
-        paths = [base / ln.strip() for ln in root.read_text(encoding="utf-8").splitlines()
-                 if ln.strip() and not ln.startswith("#")]
+        paths = [
+            base / ln.strip()
+            for ln in root.read_text(encoding="utf-8").splitlines()
+            if ln.strip() and not ln.startswith("#")
+        ]
     elif root.is_dir():
         paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
     else:
@@ -73,8 +76,9 @@ def open_image(path: Path, max_pixels: int = MAX_PIXELS):
     return im.convert("RGB")
 
 
-def embed_images(encoder, paths: Sequence[Path], batch_size: int = 16, progress: bool = True,
-                 desc: str = "embed") -> tuple[np.ndarray, list[tuple[int, str]]]:
+def embed_images(
+    encoder, paths: Sequence[Path], batch_size: int = 16, progress: bool = True, desc: str = "embed"
+) -> tuple[np.ndarray, list[tuple[int, str]]]:
     """(``[N, C]`` float32 L2-normalised mean-pooled features, [(index, reason)] of images that could not be read;
     their rows are NaN)."""
     import torch
@@ -153,8 +157,9 @@ def resolve_threshold(spec: float | str, emb: np.ndarray) -> float:
     return float(spec)
 
 
-def mine_pairs(emb_a: np.ndarray, emb_b: np.ndarray, tau_a: float, tau_b: float, top_k: int | None = 20,
-               block: int = 512) -> tuple[list[Pair], dict]:
+def mine_pairs(
+    emb_a: np.ndarray, emb_b: np.ndarray, tau_a: float, tau_b: float, top_k: int | None = 20, block: int = 512
+) -> tuple[list[Pair], dict]:
     """Pairs i < j with cos_A >= tau_a and cos_B <= tau_b, best margin first (ties: i, j); ``top_k`` None: all.
     Returns (pairs, counts: images, usable_images, pairs_total, a_similar, selected)."""
     if emb_a.shape[0] != emb_b.shape[0]:
@@ -180,7 +185,9 @@ def mine_pairs(emb_a: np.ndarray, emb_b: np.ndarray, tau_a: float, tau_b: float,
         cb = np.einsum("ij,ij->i", b[gi], b[cj])
         keep = cb <= tau_b
         selected += int(keep.sum())
-        for i, j, ca, cbv in zip(gi[keep].tolist(), cj[keep].tolist(), sa[ri[keep], cj[keep]].tolist(), cb[keep].tolist()):
+        for i, j, ca, cbv in zip(
+            gi[keep].tolist(), cj[keep].tolist(), sa[ri[keep], cj[keep]].tolist(), cb[keep].tolist()
+        ):
             if top_k is None:
                 found.append(Pair(i, j, ca, cbv))
                 continue
@@ -193,12 +200,24 @@ def mine_pairs(emb_a: np.ndarray, emb_b: np.ndarray, tau_a: float, tau_b: float,
     if top_k is not None:
         found = [Pair(-ni, -nj, ca, cbv) for _, ni, nj, ca, cbv in heap]
     found.sort(key=lambda p: (-round(p.margin, 6), p.i, p.j))
-    return found, {"images": n, "usable_images": int(ok.sum()), "pairs_total": int(ok.sum()) * (int(ok.sum()) - 1) // 2,
-                   "a_similar": int(a_similar), "selected": int(selected)}
+    return found, {
+        "images": n,
+        "usable_images": int(ok.sum()),
+        "pairs_total": int(ok.sum()) * (int(ok.sum()) - 1) // 2,
+        "a_similar": int(a_similar),
+        "selected": int(selected),
+    }
 
 
-def contact_sheet(pairs: Sequence[Pair], paths: Sequence[Path], out_png: str | os.PathLike, thumb: int = 160,
-                  per_row: int = 2, labels: Sequence[str] | None = None, root: Path | None = None) -> Path:
+def contact_sheet(
+    pairs: Sequence[Pair],
+    paths: Sequence[Path],
+    out_png: str | os.PathLike,
+    thumb: int = 160,
+    per_row: int = 2,
+    labels: Sequence[str] | None = None,
+    root: Path | None = None,
+) -> Path:
     """One cell per pair (image i | image j, and a caption line with the cosines); ``per_row`` cells a row."""
     from PIL import Image, ImageDraw, ImageFont
 
@@ -219,8 +238,10 @@ def contact_sheet(pairs: Sequence[Pair], paths: Sequence[Path], out_png: str | o
             try:
                 im = open_image(paths[idx])
                 sc = thumb / max(im.size)  # small images are enlarged too, pixels kept sharp
-                im = im.resize((max(1, round(im.size[0] * sc)), max(1, round(im.size[1] * sc))),
-                               Image.NEAREST if sc > 1 else Image.LANCZOS)
+                im = im.resize(
+                    (max(1, round(im.size[0] * sc)), max(1, round(im.size[1] * sc))),
+                    Image.NEAREST if sc > 1 else Image.LANCZOS,
+                )
             except (OSError, ValueError):
                 im = Image.new("RGB", (thumb, thumb), (200, 200, 200))
             sheet.paste(im, (x0 + pad + m * (thumb + pad), y0 + pad))
@@ -247,8 +268,17 @@ def _rel(p: Path, root: Path | None) -> str:
     return p.name
 
 
-def similarity_plot(emb_a, emb_b, pairs: Sequence[Pair], tau_a: float, tau_b: float, out_png, names=("A", "B"),
-                    max_points: int = 20_000, seed: int = 0) -> None:
+def similarity_plot(
+    emb_a,
+    emb_b,
+    pairs: Sequence[Pair],
+    tau_a: float,
+    tau_b: float,
+    out_png,
+    names=("A", "B"),
+    max_points: int = 20_000,
+    seed: int = 0,
+) -> None:
     """Scatter of cos_A vs cos_B over (a sample of) all pairs, the thresholds, and the reported pairs."""
     import matplotlib
 
@@ -290,10 +320,22 @@ def center(emb: np.ndarray) -> np.ndarray:
     return out
 
 
-def mine_mmvp_pairs(paths: Sequence[Path], encoder_a, encoder_b, out_dir: str | os.PathLike, *,
-                    tau_a: float | str = 0.95, tau_b: float | str = 0.6, top_k: int = 20, batch_size: int = 16,
-                    names: tuple[str, str] = ("A", "B"), root: Path | None = None, progress: bool = True,
-                    labels: Callable[[Pair], str] | None = None, centered: bool = False) -> dict:
+def mine_mmvp_pairs(
+    paths: Sequence[Path],
+    encoder_a,
+    encoder_b,
+    out_dir: str | os.PathLike,
+    *,
+    tau_a: float | str = 0.95,
+    tau_b: float | str = 0.6,
+    top_k: int = 20,
+    batch_size: int = 16,
+    names: tuple[str, str] = ("A", "B"),
+    root: Path | None = None,
+    progress: bool = True,
+    labels: Callable[[Pair], str] | None = None,
+    centered: bool = False,
+) -> dict:
     """Embed, mine, write ``pairs.json``, ``contact_sheet.png`` and ``similarity.png``; returns the summary.
     ``centered``: cosines of pool-centred embeddings (:func:`center`)."""
     out = Path(out_dir)
@@ -306,15 +348,27 @@ def mine_mmvp_pairs(paths: Sequence[Path], encoder_a, encoder_b, out_dir: str | 
     ta, tb = resolve_threshold(tau_a, emb_a[ok]), resolve_threshold(tau_b, emb_b[ok])
     pairs, counts = mine_pairs(emb_a, emb_b, ta, tb, top_k)
     summary = {
-        "encoder_a": names[0], "encoder_b": names[1], "tau_a": ta, "tau_b": tb, "tau_a_spec": str(tau_a),
-        "tau_b_spec": str(tau_b), "top_k": top_k, "centered": centered, **counts,
+        "encoder_a": names[0],
+        "encoder_b": names[1],
+        "tau_a": ta,
+        "tau_b": tb,
+        "tau_a_spec": str(tau_a),
+        "tau_b_spec": str(tau_b),
+        "top_k": top_k,
+        "centered": centered,
+        **counts,
         "cos_quantiles": {"a": pair_cosine_quantiles(emb_a[ok]), "b": pair_cosine_quantiles(emb_b[ok])},
         "skipped_images": [{"image": _rel(paths[i], root), "reason": r} for i, r in dict(bad_a + bad_b).items()],
-        "pairs": [{"rank": k + 1, "a": _rel(paths[p.i], root), "b": _rel(paths[p.j], root), **asdict(p),
-                   "margin": p.margin} | ({"label": labels(p)} if labels else {}) for k, p in enumerate(pairs)],
+        "pairs": [
+            {"rank": k + 1, "a": _rel(paths[p.i], root), "b": _rel(paths[p.j], root), **asdict(p), "margin": p.margin}
+            | ({"label": labels(p)} if labels else {})
+            for k, p in enumerate(pairs)
+        ],
     }
     atomic_write_json(out / "pairs.json", summary)
-    contact_sheet(pairs, paths, out / "contact_sheet.png", root=root, labels=[labels(p) for p in pairs] if labels else None)
+    contact_sheet(
+        pairs, paths, out / "contact_sheet.png", root=root, labels=[labels(p) for p in pairs] if labels else None
+    )
     similarity_plot(emb_a[ok], emb_b[ok], pairs, ta, tb, out / "similarity.png", names=names)
     return summary
 
@@ -325,4 +379,3 @@ def load_encoder(spec: str, image_size: int | None = None):
 
     entry = {"preset": spec} if image_size is None else {"preset": spec, "image_size": image_size}
     return build_encoder(expand_encoder_entry(entry), load_weights=True)
-

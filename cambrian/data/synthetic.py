@@ -10,7 +10,9 @@ import json
 from pathlib import Path
 
 
-def make_synthetic_data(root, n: int = 32, text_only: int = 0, seed: int = 0, image_size: int = 16, bad: dict | None = None) -> Path:
+def make_synthetic_data(
+    root, n: int = 32, text_only: int = 0, seed: int = 0, image_size: int = 16, bad: dict | None = None
+) -> Path:
     """Write ``root/data.jsonl`` + ``root/images/*.png``: question/answer pairs about the colour of a solid image
     (learnable from pixels), ``text_only`` arithmetic samples, and optionally bad samples
     (``bad={"missing_image": 2, ...}``)."""
@@ -28,15 +30,28 @@ def make_synthetic_data(root, n: int = 32, text_only: int = 0, seed: int = 0, im
         w, h = rng.choice([(image_size, image_size), (image_size, image_size // 2), (image_size // 2, image_size)])
         Image.new("RGB", (w, h), colours[name]).save(root / "images" / f"{i:04d}.png")
         q = rng.choice(["What colour is this?", "Name the colour.", "Colour?"])
-        recs.append({"id": f"img{i}", "image": f"{i:04d}.png",
-                     "conversations": [{"from": "human", "value": f"<image>\n{q}"}, {"from": "gpt", "value": name}]})
+        recs.append(
+            {
+                "id": f"img{i}",
+                "image": f"{i:04d}.png",
+                "conversations": [{"from": "human", "value": f"<image>\n{q}"}, {"from": "gpt", "value": name}],
+            }
+        )
     for i in range(text_only):
         a, b = rng.randint(0, 9), rng.randint(0, 9)
-        recs.append({"id": f"txt{i}", "conversations": [{"from": "human", "value": f"{a}+{b}?"}, {"from": "gpt", "value": str(a + b)}]})
+        recs.append(
+            {
+                "id": f"txt{i}",
+                "conversations": [{"from": "human", "value": f"{a}+{b}?"}, {"from": "gpt", "value": str(a + b)}],
+            }
+        )
     for reason, count in (bad or {}).items():
         for j in range(count):
-            r = {"id": f"bad-{reason}-{j}", "image": "0000.png",
-                 "conversations": [{"from": "human", "value": "<image>\nQ"}, {"from": "gpt", "value": "A"}]}
+            r = {
+                "id": f"bad-{reason}-{j}",
+                "image": "0000.png",
+                "conversations": [{"from": "human", "value": "<image>\nQ"}, {"from": "gpt", "value": "A"}],
+            }
             if reason == "missing_image":
                 r["image"] = f"nope-{j}.png"
             elif reason == "corrupt_image":

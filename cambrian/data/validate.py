@@ -15,8 +15,13 @@ from .dataset import BAD_REASONS, BadSample, SupervisedDataset, normalize_conver
 from .llava import LlavaSource
 
 
-def validate(source: LlavaSource, dataset: SupervisedDataset | None = None, open_imgs: bool = True, limit: int | None = None,
-             examples: int = 5) -> dict:
+def validate(
+    source: LlavaSource,
+    dataset: SupervisedDataset | None = None,
+    open_imgs: bool = True,
+    limit: int | None = None,
+    examples: int = 5,
+) -> dict:
     """Counts by reason plus a few (index, id, detail) examples for each."""
     n = len(source) if limit is None else min(limit, len(source))
     bad: Counter = Counter()
@@ -46,13 +51,21 @@ def validate(source: LlavaSource, dataset: SupervisedDataset | None = None, open
         if len(ex.setdefault(reason, [])) < examples:
             ex[reason].append({"index": None, "line": ln, "id": None, "detail": detail})
     total = n + source.bad_lines
-    return {"file": str(source.path), "samples": total, "bad": sum(bad.values()), "by_reason": dict(bad), "examples": ex,
-            "text_only": int((source.lengths[:n] <= 0).sum())}
+    return {
+        "file": str(source.path),
+        "samples": total,
+        "bad": sum(bad.values()),
+        "by_reason": dict(bad),
+        "examples": ex,
+        "text_only": int((source.lengths[:n] <= 0).sum()),
+    }
 
 
 def format_report(rep: dict) -> str:
-    lines = [f"{rep['file']}: {rep['samples']} samples ({rep['text_only']} text-only), {rep['bad']} bad "
-             f"({100 * rep['bad'] / max(rep['samples'], 1):.2f}%)"]
+    lines = [
+        f"{rep['file']}: {rep['samples']} samples ({rep['text_only']} text-only), {rep['bad']} bad "
+        f"({100 * rep['bad'] / max(rep['samples'], 1):.2f}%)"
+    ]
     for r in BAD_REASONS:
         c = rep["by_reason"].get(r, 0)
         if c:

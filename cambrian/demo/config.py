@@ -5,8 +5,20 @@ from __future__ import annotations
 import dataclasses
 
 from ..train.config import GROUNDING_OBJECTIVES
-from ..typed import Bool, Choice, ConfigError, Int, Num, OptInt, OptNum, Str, apply_overrides, build, did_you_mean, \
-    typed_config
+from ..typed import (
+    Bool,
+    Choice,
+    ConfigError,
+    Int,
+    Num,
+    OptInt,
+    OptNum,
+    Str,
+    apply_overrides,
+    build,
+    did_you_mean,
+    typed_config,
+)
 
 
 @typed_config
@@ -34,7 +46,9 @@ class DemoConfig:
     ground_sva_lr: OptNum(gt=0) = None  # None: ground_lr
     ground_objective: Choice(*GROUNDING_OBJECTIVES) = "mse+words"
     ground_split_words: Bool = False  # object cells take "red" / "cube" in a checkerboard instead of their mean
-    ground_count_words: Bool = False  # scene object cells also carry how many objects share their shape ("red cube two")
+    ground_count_words: Bool = (
+        False  # scene object cells also carry how many objects share their shape ("red cube two")
+    )
     # stage 1 (connector; LLM frozen): paper lrs (1e-3 projector, 1e-4 SVA)
     stage1_lr: Num(gt=0) = 1e-3
     stage1_sva_lr: Num(gt=0) = 1e-4
@@ -58,8 +72,15 @@ class DemoConfig:
 
 
 QUICK = {
-    "train_scenes": 24, "test_scenes": 10, "easyvqa_train_images": 64, "easyvqa_test_images": 8,
-    "ground_easyvqa_images": 160, "ground_epochs": 20, "stage2_max_samples": 88, "max_turns": 6, "warmup_ratio": 0.0,
+    "train_scenes": 24,
+    "test_scenes": 10,
+    "easyvqa_train_images": 64,
+    "easyvqa_test_images": 8,
+    "ground_easyvqa_images": 160,
+    "ground_epochs": 20,
+    "stage2_max_samples": 88,
+    "max_turns": 6,
+    "warmup_ratio": 0.0,
     "probe_items": 24,
 }
 

@@ -13,7 +13,7 @@ same numbers up to float rounding).
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

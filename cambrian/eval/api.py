@@ -23,8 +23,9 @@ number used in the group averages (MME-P / 20).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..registry import Registry
 
@@ -143,7 +144,7 @@ class Benchmark(ABC):
         return {self.name: self.table_value(metrics)}
 
 
-def check_options(bench: "Benchmark", given: dict) -> dict:
+def check_options(bench: Benchmark, given: dict) -> dict:
     """The benchmark's options through the typed loader: unknown names refused with a did-you-mean, each value
     checked against ``option_types[name]`` (default: the type of its default value)."""
     from ..typed import Bool, ConfigError, Int, Num, Str, check_value, did_you_mean

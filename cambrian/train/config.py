@@ -12,14 +12,31 @@ import copy
 import dataclasses
 from dataclasses import field
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import yaml
 from pydantic import BeforeValidator, ConfigDict, with_config
 from typing_extensions import NotRequired, TypedDict
 
-from ..typed import (Bool, Choice, ConfigError, Int, Num, OptInt, OptNum, OptStr, OptStrList, Str, StrList,  # noqa: F401
-                     _fail, apply_overrides, build, did_you_mean, read_mapping, typed_config)
+from ..typed import (  # noqa: F401
+    Bool,
+    Choice,
+    ConfigError,
+    Int,
+    Num,
+    OptInt,
+    OptNum,
+    OptStr,
+    OptStrList,
+    Str,
+    StrList,
+    _fail,
+    apply_overrides,
+    build,
+    did_you_mean,
+    read_mapping,
+    typed_config,
+)
 
 DISTRIBUTED = ("auto", "none", "ddp", "fsdp_full", "fsdp_grad_op")
 SAMPLERS = ("modality_length", "length", "random")
@@ -27,8 +44,13 @@ PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULERS = ("cosine", "linear", "constant")
 REPORTERS = ("tensorboard", "wandb")
 GROUNDING_OBJECTIVES = ("mse", "ce", "mse+words")  # cambrian.models.grounding.KINDS (a test keeps them equal)
-LORA_DEFAULTS = {"enabled": False, "r": 16, "alpha": 32, "dropout": 0.05,
-                 "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
+LORA_DEFAULTS = {
+    "enabled": False,
+    "r": 16,
+    "alpha": 32,
+    "dropout": 0.05,
+    "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+}
 GROUNDING_DEFAULTS = {"objective": "mse+words", "scale": 100.0}
 FORBID = ConfigDict(extra="forbid")
 
@@ -95,17 +117,21 @@ class TrainConfig:
     # model preset, YAML file, or a saved model dir (stage 2: the stage-1 output dir); None: the caller passes the
     # model object to Trainer (the demo trains the model it holds)
     model: OptStr = "tiny"
-    stage: Choice(1, 2, "ground") = 1  # 1: connector only; 2: connector + LLM; "ground": connector only, grounding objective
+    stage: Choice(1, 2, "ground") = (
+        1  # 1: connector only; 2: connector + LLM; "ground": connector only, grounding objective
+    )
     # stage "ground": records carry per-cell word targets (``grounding``, see cambrian.data.grounding); the
     # connector's tokens are pulled onto the LLM's input embeddings of those words ("mse+words": regression x scale
     # plus a distance softmax over the batch's target words; "mse"; or
     # "ce" classification over the vocabulary); the LLM does not run
-    grounding: Optional[GroundingSpec] = field(default_factory=lambda: dict(GROUNDING_DEFAULTS))
+    grounding: GroundingSpec | None = field(default_factory=lambda: dict(GROUNDING_DEFAULTS))
     unfreeze_vision: Bool = False  # stage 2 option: train the vision towers too (with vision_lr)
     trainable: OptStrList = None  # explicit trainable name prefixes; overrides the stage policy
-    data: Annotated[list[DataEntry], BeforeValidator(_data_list)] = field(default_factory=list)  # [{path, images, category, name}]
+    data: Annotated[list[DataEntry], BeforeValidator(_data_list)] = field(
+        default_factory=list
+    )  # [{path, images, category, name}]
     mixing_cap: OptInt(ge=1) = None  # per-source cap t (paper: 350k); None: no cap
-    mixing_ratios: Optional[dict[str, Num(ge=0)]] = None  # category -> weight
+    mixing_ratios: dict[str, Num(ge=0)] | None = None  # category -> weight
     mixing_total: OptInt(ge=1) = None
     max_length: OptInt(ge=1) = None  # None: the model's llm.max_length
     output_dir: Str = "runs/train"
@@ -114,7 +140,9 @@ class TrainConfig:
     global_batch_size: OptInt(ge=1) = None  # if set, grad_accum = global / (micro * world)
     grad_accum: Int(ge=1) = 1
     epochs: Int(ge=1) = 1
-    max_steps: OptInt(ge=0, none_means="no cap") = None  # cap on optimizer steps (None or 0: whole epochs; negative: an error)
+    max_steps: OptInt(ge=0, none_means="no cap") = (
+        None  # cap on optimizer steps (None or 0: whole epochs; negative: an error)
+    )
     lr: Num(gt=0) = 1e-3  # base lr (projector, newline, LLM)
     sva_lr: OptNum(gt=0) = None  # names containing vision_sampler / vision_query (official stage 1: 1e-4)
     vision_lr: OptNum(gt=0) = None  # vision towers when unfrozen (None: lr)
@@ -129,7 +157,7 @@ class TrainConfig:
     precision: Choice(*PRECISIONS) = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
     gradient_checkpointing: Bool = False
     compile: Bool = False  # torch.compile the LLM
-    lora: Optional[LoraSpec] = field(default_factory=lambda: copy.deepcopy(LORA_DEFAULTS))
+    lora: LoraSpec | None = field(default_factory=lambda: copy.deepcopy(LORA_DEFAULTS))
     distributed: Choice(*DISTRIBUTED) = "auto"  # auto: ddp under torchrun (world > 1), else none
     sampler: Choice(*SAMPLERS) = "modality_length"  # modality_length | length | random
     num_workers: Int(ge=0) = 2
@@ -161,7 +189,9 @@ class TrainConfig:
         self.data = [dict(d) for d in self.data]
         self.max_steps = self.max_steps or None  # 0: no cap
         if self.resume and self.overwrite:
-            raise ConfigError("resume and overwrite exclude each other (overwrite deletes the checkpoints resume reads)")
+            raise ConfigError(
+                "resume and overwrite exclude each other (overwrite deletes the checkpoints resume reads)"
+            )
 
     # ---- (de)serialisation ------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -170,7 +200,7 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict, where: str | None = None) -> "TrainConfig":
+    def from_dict(cls, d: dict, where: str | None = None) -> TrainConfig:
         return build(cls, d, where)
 
     def save(self, path: str | Path) -> None:
@@ -179,7 +209,7 @@ class TrainConfig:
         atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
-    def load(cls, path: str | Path, overrides: list[str] | None = None) -> "TrainConfig":
+    def load(cls, path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
         """A recipe file, or the name of a shipped recipe (``tiny``, ``nano-stage1``, ``cambrian-8b-stage2``; see
         ``cambrian.presets.models.list_recipes``). A recipe file's relative data paths resolve against its folder;
         a shipped recipe's against the current directory (its own folder is inside the installed package)."""
@@ -189,8 +219,9 @@ class TrainConfig:
         if not path.exists():
             shipped = recipe_path(str(path))
             if shipped is None:
-                raise FileNotFoundError(f"{path}: no such recipe file, and not a shipped recipe name (shipped: "
-                                  f"{', '.join(list_recipes())})")
+                raise FileNotFoundError(
+                    f"{path}: no such recipe file, and not a shipped recipe name (shipped: {', '.join(list_recipes())})"
+                )
             path = shipped
         relative_base = None if path.resolve().parent == RECIPE_DIR else path.parent
         data = read_mapping(path)

@@ -61,4 +61,8 @@ def all_reduce_sum(t: torch.Tensor, env: DistEnv) -> torch.Tensor:
 
 def decoder_layer_classes(model: nn.Module) -> set[type]:
     """Transformer block classes to wrap as FSDP units (LlamaDecoderLayer, Qwen2DecoderLayer, ...)."""
-    return {type(m) for m in model.modules() if type(m).__name__.endswith(("DecoderLayer", "Block")) and any(True for _ in m.parameters())}
+    return {
+        type(m)
+        for m in model.modules()
+        if type(m).__name__.endswith(("DecoderLayer", "Block")) and any(True for _ in m.parameters())
+    }

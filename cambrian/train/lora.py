@@ -12,8 +12,12 @@ def inject_lora(model: nn.Module, lora: dict) -> int:
         from peft import LoraConfig, inject_adapter_in_model
     except ImportError as e:  # pragma: no cover
         raise RuntimeError("lora.enabled needs the 'peft' package") from e
-    cfg = LoraConfig(r=int(lora.get("r", 16)), lora_alpha=int(lora.get("alpha", 32)), lora_dropout=float(lora.get("dropout", 0.0)),
-                     target_modules=list(lora.get("target_modules") or []))
+    cfg = LoraConfig(
+        r=int(lora.get("r", 16)),
+        lora_alpha=int(lora.get("alpha", 32)),
+        lora_dropout=float(lora.get("dropout", 0.0)),
+        target_modules=list(lora.get("target_modules") or []),
+    )
     inject_adapter_in_model(cfg, model.llm)
     return sum(1 for n, _ in model.llm.named_modules() if n.endswith("lora_A"))
 

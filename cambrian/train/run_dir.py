@@ -18,10 +18,25 @@ class OutputDirError(UserError, ValueError):
 
 
 # files a run writes into its output_dir (metrics, config, checkpoints, the final model): what --overwrite deletes
-RUN_FILES = ("metrics.jsonl", "train_config.yaml", "tensorboard", "wandb", ".tmp-model", "config.json",
-             "model.safetensors", "model.safetensors.index.json", "generation_config.json", "tokenizer.json",
-             "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt",
-             "added_tokens.json", "chat_template.jinja")
+RUN_FILES = (
+    "metrics.jsonl",
+    "train_config.yaml",
+    "tensorboard",
+    "wandb",
+    ".tmp-model",
+    "config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "chat_template.jinja",
+)
 # fields whose change makes a resumed run a different run
 RESUME_FIELDS = ("stage", "data", "micro_batch_size", "global_batch_size", "grad_accum", "lr", "seed")
 
@@ -31,7 +46,9 @@ def previous_run_files(out: Path) -> list[str]:
     if not out.is_dir():
         return []
     names = [n for n in ("metrics.jsonl", "train_config.yaml") if (out / n).exists()]
-    names += sorted(p.name for p in out.iterdir() if p.is_dir() and p.name.startswith(("checkpoint-", ".tmp-checkpoint-")))
+    names += sorted(
+        p.name for p in out.iterdir() if p.is_dir() and p.name.startswith(("checkpoint-", ".tmp-checkpoint-"))
+    )
     return names
 
 
@@ -46,12 +63,16 @@ def prepare_output_dir(cfg: TrainConfig, env: DistEnv) -> None:
         return
     if not cfg.overwrite:
         shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
-        raise OutputDirError(f"output_dir {out} holds a previous run ({shown}); pass --resume to continue it or "
-                             "--overwrite to replace it (or choose another output_dir)")
+        raise OutputDirError(
+            f"output_dir {out} holds a previous run ({shown}); pass --resume to continue it or "
+            "--overwrite to replace it (or choose another output_dir)"
+        )
     model = Path(str(cfg.model))
     if model.is_dir() and model.resolve() == out.resolve():
-        raise OutputDirError(f"output_dir {out} is the model dir this run starts from; --overwrite would delete it: "
-                             "choose another output_dir")
+        raise OutputDirError(
+            f"output_dir {out} is the model dir this run starts from; --overwrite would delete it: "
+            "choose another output_dir"
+        )
     if env.is_main:
         for name in found + [n for n in RUN_FILES if n not in found]:
             p = out / name

@@ -13,7 +13,7 @@ import torch.nn as nn
 from ..registry import Registry
 from .distributed import DistEnv, decoder_layer_classes
 
-STRATEGIES: Registry[type["Strategy"]] = Registry("distributed strategy")
+STRATEGIES: Registry[type[Strategy]] = Registry("distributed strategy")
 
 
 class Strategy:

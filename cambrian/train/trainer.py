@@ -17,12 +17,11 @@ stage-1 shards into the ``mm_projector.bin`` stage 2 expects.
 from __future__ import annotations
 
 import random
-import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -32,8 +31,16 @@ from ..constants import IGNORE_INDEX
 from ..data.collator import model_inputs
 from ..data.dataset import BAD_REASONS
 from ..models.vlm import check_vlm, load_vlm
-from .builder import DataQualityError, build_dataset, make_collator, make_optimizer, plan_batches, prepare_model, \
-    unreadable_lines
+from ..utils.log import get_logger
+from .builder import (
+    DataQualityError,
+    build_dataset,
+    make_collator,
+    make_optimizer,
+    plan_batches,
+    prepare_model,
+    unreadable_lines,
+)
 from .callbacks import Callback, default_callbacks
 from .checkpoint import CheckpointError, all_checkpoint_dirs, load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -42,7 +49,6 @@ from .lora import merge_lora
 from .metrics import peak_flops, train_flops_per_token
 from .run_dir import OutputDirError, prepare_output_dir, resume_mismatch, save_into
 from .strategies import make_strategy
-from ..utils.log import get_logger
 
 log = get_logger("train")
 
@@ -58,8 +64,14 @@ class Trainer:
     """``Trainer(cfg).train()``; ``model``/``dataset`` may be given as objects instead of the recipe's strings (the
     demo trains the model it holds in memory); ``callbacks`` replace the defaults (metrics + checkpoints)."""
 
-    def __init__(self, config: TrainConfig, model: nn.Module | None = None, dataset=None, env: DistEnv | None = None,
-                 callbacks: Sequence[Callback] | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        model: nn.Module | None = None,
+        dataset=None,
+        env: DistEnv | None = None,
+        callbacks: Sequence[Callback] | None = None,
+    ):
         self.cfg = cfg = config
         self.env = env or init_distributed()
         prepare_output_dir(cfg, self.env)
@@ -80,7 +92,9 @@ class Trainer:
 
         self.grounding = cfg.stage == "ground"
         self.param_counts, self.use_lora = prepare_model(self.model, cfg, self.env)
-        self.precision = cfg.precision if cfg.precision != "auto" else ("bf16" if self.env.device.type == "cuda" else "fp32")
+        self.precision = (
+            cfg.precision if cfg.precision != "auto" else ("bf16" if self.env.device.type == "cuda" else "fp32")
+        )
 
         self.dataset = dataset if dataset is not None else build_dataset(cfg, self.model, self.env)
         self.line_bad = unreadable_lines(self.dataset, cfg.max_bad_fraction)
@@ -91,12 +105,20 @@ class Trainer:
 
         self.strategy = make_strategy(cfg.distributed, self.env)
         self.engine = self.strategy.wrap(self.model)
-        self.groups, self.optimizer, self.scheduler, self.warmup_steps = make_optimizer(cfg, self.model, self.env,
-                                                                                        self.total_steps)
+        self.groups, self.optimizer, self.scheduler, self.warmup_steps = make_optimizer(
+            cfg, self.model, self.env, self.total_steps
+        )
         self.trainable_params = [p for p in self.model.parameters() if p.requires_grad]
 
-        self.state = {"step": 0, "epoch": 0, "step_in_epoch": 0, "samples_seen": 0, "tokens_seen": 0,
-                      "bad_counts": {}, "world_size": self.env.world_size}
+        self.state = {
+            "step": 0,
+            "epoch": 0,
+            "step_in_epoch": 0,
+            "samples_seen": 0,
+            "tokens_seen": 0,
+            "bad_counts": {},
+            "world_size": self.env.world_size,
+        }
         if cfg.resume == "auto":
             self._resume_latest()
         elif cfg.resume:
@@ -110,8 +132,10 @@ class Trainer:
     def _check_resume_config(self, ck: Path) -> None:
         diff = resume_mismatch(self.cfg, ck)
         if diff:
-            raise OutputDirError(f"--resume: {ck} was trained with other settings: {diff}; resume with the checkpoint's "
-                                 "settings, or start over with --overwrite / another output_dir")
+            raise OutputDirError(
+                f"--resume: {ck} was trained with other settings: {diff}; resume with the checkpoint's "
+                "settings, or start over with --overwrite / another output_dir"
+            )
 
     def _resume_latest(self) -> None:
         """Resume from the newest checkpoint that reads back; a truncated / corrupt newer one is skipped with one
@@ -148,9 +172,15 @@ class Trainer:
         micro = []
         for s in range(start, end):
             micro += self.planner.micro_batches(epoch, s, self.env.rank)
-        return torch.utils.data.DataLoader(self.dataset, batch_sampler=micro, collate_fn=self.collator,
-                                           num_workers=self.cfg.num_workers, pin_memory=self.env.device.type == "cuda",
-                                           persistent_workers=False, prefetch_factor=4 if self.cfg.num_workers else None)
+        return torch.utils.data.DataLoader(
+            self.dataset,
+            batch_sampler=micro,
+            collate_fn=self.collator,
+            num_workers=self.cfg.num_workers,
+            pin_memory=self.env.device.type == "cuda",
+            persistent_workers=False,
+            prefetch_factor=4 if self.cfg.num_workers else None,
+        )
 
     def _touch_all(self) -> torch.Tensor:
         """A zero-valued term that depends on every trainable parameter, so DDP sees a gradient for each even when a
@@ -213,9 +243,11 @@ class Trainer:
         env, A = self.env, self.grad_accum
         t0 = time.perf_counter()
         # global reductions: supervised tokens, samples, LLM tokens, bad counts by reason
-        local = [sum(self._weight(b) for b in micro if not b["empty"]),
-                 sum(b["num_samples"] for b in micro),
-                 sum(b.get("num_tokens", 0) for b in micro if not b["empty"])]
+        local = [
+            sum(self._weight(b) for b in micro if not b["empty"]),
+            sum(b["num_samples"] for b in micro),
+            sum(b.get("num_tokens", 0) for b in micro if not b["empty"]),
+        ]
         local += [sum(b["bad_counts"].get(r, 0) for b in micro) for r in BAD_REASONS]
         red = all_reduce_sum(torch.tensor(local, dtype=torch.float64, device=env.device), env).tolist()
         n_sup, n_samples, n_tokens = red[0], int(red[1]), int(red[2])
@@ -256,9 +288,16 @@ class Trainer:
         if env.device.type == "cuda":
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
-        rec = {"step": st["step"], "epoch": epoch, "loss": loss_val, "lr": lrs, "grad_norm": gnorm,
-               "samples_per_s": n_samples / dt, "tokens_per_s": n_tokens / dt,
-               "bad": sum(self.bad.values()) + sum(self.line_bad.values())}
+        rec = {
+            "step": st["step"],
+            "epoch": epoch,
+            "loss": loss_val,
+            "lr": lrs,
+            "grad_norm": gnorm,
+            "samples_per_s": n_samples / dt,
+            "tokens_per_s": n_tokens / dt,
+            "bad": sum(self.bad.values()) + sum(self.line_bad.values()),
+        }
         if self.peak_flops:
             rec["mfu"] = self.flops_per_token * n_tokens / dt / (self.peak_flops * env.world_size)
         return rec
@@ -273,14 +312,24 @@ class Trainer:
             detail = ", ".join(f"{r}={c}" for r, c in bad.most_common())
             raise DataQualityError(
                 f"{n_bad} of {seen} samples ({100 * n_bad / seen:.2f}%) were bad, more than max_bad_fraction="
-                f"{self.cfg.max_bad_fraction:g}: {detail}. Run `cambrian data validate FILE --images DIR` to list them.")
+                f"{self.cfg.max_bad_fraction:g}: {detail}. Run `cambrian data validate FILE --images DIR` to list them."
+            )
 
     # ---- saving ---------------------------------------------------------------------------------------
     def save(self) -> Path:
         st = dict(self.state)
         st["scheduler"] = self.scheduler.state_dict()
-        return save_checkpoint(self.out, self.state["step"], self.engine, self.model, self.optimizer, st, self.env,
-                               self.cfg, self.cfg.save_total_limit)
+        return save_checkpoint(
+            self.out,
+            self.state["step"],
+            self.engine,
+            self.model,
+            self.optimizer,
+            st,
+            self.env,
+            self.cfg,
+            self.cfg.save_total_limit,
+        )
 
     def save_model(self, out: Path) -> None:
         """Write the complete model (``save_pretrained``) on rank 0; LoRA adapters are merged first."""

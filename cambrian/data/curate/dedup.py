@@ -51,8 +51,11 @@ class DigestSpool:
         self.count += len(pairs)
         self.keys = array("Q")
         self.indices = array("Q")
-        bucket = (pairs["key"] >> np.uint64(self.shift)).astype(np.int64) if self.buckets > 1 else \
-            np.zeros(len(pairs), dtype=np.int64)
+        bucket = (
+            (pairs["key"] >> np.uint64(self.shift)).astype(np.int64)
+            if self.buckets > 1
+            else np.zeros(len(pairs), dtype=np.int64)
+        )
         order = np.argsort(bucket, kind="stable")  # keeps index order inside a bucket
         pairs, bucket = pairs[order], bucket[order]
         bounds = np.searchsorted(bucket, np.arange(self.buckets + 1))

@@ -58,9 +58,16 @@ def _transform_batch(batch, proc: RecordProcessor):
     return {"line": lines, "added": added, "present": present, "words": words}
 
 
-def curate_with_datasets(recipe: CurateRecipe, out_dir: str | os.PathLike, *, num_proc: int | None = None,
-                         batch_size: int = 1000, overwrite: bool = False, progress: bool = True,
-                         plots: bool = True) -> dict:
+def curate_with_datasets(
+    recipe: CurateRecipe,
+    out_dir: str | os.PathLike,
+    *,
+    num_proc: int | None = None,
+    batch_size: int = 1000,
+    overwrite: bool = False,
+    progress: bool = True,
+    plots: bool = True,
+) -> dict:
     """``curate()`` through ``datasets.map`` / ``filter`` with ``num_proc`` worker processes."""
     try:
         import datasets
@@ -83,13 +90,30 @@ def curate_with_datasets(recipe: CurateRecipe, out_dir: str | os.PathLike, *, nu
             all_keys, all_index, bases = [], [], []
             g = 0
             for src, proc, tally in zip(recipe.sources, procs, tallies):
-                ds = datasets.Dataset.from_generator(_records, gen_kwargs={"path": str(src.path)}, cache_dir=tmp,
-                                                     features=Features({"raw": Value("binary")}))
-                ds = ds.map(_scan_batch, batched=True, batch_size=batch_size, with_indices=True,
-                            fn_kwargs={"proc": proc}, num_proc=np_, desc=f"scan {src.name}",
-                            features=Features({"raw": Value("binary"), "reason": Value("string"),
-                                               "key": Value("int64"), "words": Sequence(Value("int32")),
-                                               "ordinal": Value("int64")}))
+                ds = datasets.Dataset.from_generator(
+                    _records,
+                    gen_kwargs={"path": str(src.path)},
+                    cache_dir=tmp,
+                    features=Features({"raw": Value("binary")}),
+                )
+                ds = ds.map(
+                    _scan_batch,
+                    batched=True,
+                    batch_size=batch_size,
+                    with_indices=True,
+                    fn_kwargs={"proc": proc},
+                    num_proc=np_,
+                    desc=f"scan {src.name}",
+                    features=Features(
+                        {
+                            "raw": Value("binary"),
+                            "reason": Value("string"),
+                            "key": Value("int64"),
+                            "words": Sequence(Value("int32")),
+                            "ordinal": Value("int64"),
+                        }
+                    ),
+                )
                 scanned.append(ds)
                 bases.append(g)
                 meta = ds.select_columns(["reason", "key", "words"])
@@ -129,17 +153,35 @@ def curate_with_datasets(recipe: CurateRecipe, out_dir: str | os.PathLike, *, nu
                         ok[(dup_sorted[lo:hi] - np.uint64(base)).astype(np.int64)] = False
                         avail = np.nonzero(ok)[0]
                         mask = np.zeros(n, dtype=bool)
-                        flags = np.fromiter(selection(len(avail), k, recipe.seed, src.name), dtype=bool,
-                                            count=len(avail))
+                        flags = np.fromiter(
+                            selection(len(avail), k, recipe.seed, src.name), dtype=bool, count=len(avail)
+                        )
                         mask[avail[flags]] = True
-                        kept = ds.filter(_keep_batch, batched=True, batch_size=batch_size, fn_kwargs={"mask": mask},
-                                         num_proc=np_, desc=f"select {src.name}")
-                        res = kept.map(_transform_batch, batched=True, batch_size=batch_size,
-                                       fn_kwargs={"proc": proc}, num_proc=np_, desc=f"write {src.name}",
-                                       remove_columns=kept.column_names,
-                                       features=Features({"line": Value("binary"), "added": Sequence(Value("string")),
-                                                          "present": Value("int64"),
-                                                          "words": Sequence(Value("int32"))}))
+                        kept = ds.filter(
+                            _keep_batch,
+                            batched=True,
+                            batch_size=batch_size,
+                            fn_kwargs={"mask": mask},
+                            num_proc=np_,
+                            desc=f"select {src.name}",
+                        )
+                        res = kept.map(
+                            _transform_batch,
+                            batched=True,
+                            batch_size=batch_size,
+                            fn_kwargs={"proc": proc},
+                            num_proc=np_,
+                            desc=f"write {src.name}",
+                            remove_columns=kept.column_names,
+                            features=Features(
+                                {
+                                    "line": Value("binary"),
+                                    "added": Sequence(Value("string")),
+                                    "present": Value("int64"),
+                                    "words": Sequence(Value("int32")),
+                                }
+                            ),
+                        )
                         for b in res.iter(batch_size=10_000):
                             for line, a, p, w in zip(b["line"], b["added"], b["present"], b["words"]):
                                 out.write(line)
@@ -158,12 +200,19 @@ def curate_with_datasets(recipe: CurateRecipe, out_dir: str | os.PathLike, *, nu
         if not progress and not was_disabled:
             datasets.enable_progress_bars()
     t_total = time.perf_counter() - t0
-    timing = {"scan_s": round(t_scan, 3), "plan_s": round(t_plan, 3), "write_s": round(t_total - t_scan - t_plan, 3),
-              "total_s": round(t_total, 3), "engine": f"datasets {datasets.__version__}, num_proc={num_proc or 1}"}
+    timing = {
+        "scan_s": round(t_scan, 3),
+        "plan_s": round(t_plan, 3),
+        "write_s": round(t_total - t_scan - t_plan, 3),
+        "total_s": round(t_total, 3),
+        "engine": f"datasets {datasets.__version__}, num_proc={num_proc or 1}",
+    }
     from .report import build_stats, write_report
 
     stats = build_stats(recipe, tallies, take, timing)
     write_report(stats, out_dir, plots=plots)
-    log.info(f"curated {stats['totals']['records']:,} records -> {stats['totals']['selected']:,} with datasets "
-        f"(num_proc={num_proc or 1}) in {t_total:.1f}s; {out_dir / 'data.jsonl'}")
+    log.info(
+        f"curated {stats['totals']['records']:,} records -> {stats['totals']['selected']:,} with datasets "
+        f"(num_proc={num_proc or 1}) in {t_total:.1f}s; {out_dir / 'data.jsonl'}"
+    )
     return stats

@@ -119,8 +119,14 @@ def prepare_out(out_dir: Path, overwrite: bool) -> None:
         raise UserError(f"{out_dir} already holds a curation ({', '.join(existing)}); pass --overwrite to replace it")
 
 
-def curate(recipe: CurateRecipe, out_dir: str | os.PathLike, *, overwrite: bool = False, progress: bool = True,
-           plots: bool = True) -> dict:
+def curate(
+    recipe: CurateRecipe,
+    out_dir: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    plots: bool = True,
+) -> dict:
     """Run the recipe; returns the stats dict (also written to ``OUT/stats.json``)."""
     out_dir = Path(out_dir)
     prepare_out(out_dir, overwrite)
@@ -204,8 +210,9 @@ def curate(recipe: CurateRecipe, out_dir: str | os.PathLike, *, overwrite: bool 
                 if bar is not None:
                     bar.close()
                 if tally.selected != k:
-                    raise UserError(f"{src.path}: changed during curation (read {tally.selected} of the {k} "
-                                    "records planned)")
+                    raise UserError(
+                        f"{src.path}: changed during curation (read {tally.selected} of the {k} records planned)"
+                    )
             out.flush()
             os.fsync(out.fileno())
         for src, fp in zip(recipe.sources, prints):
@@ -217,16 +224,22 @@ def curate(recipe: CurateRecipe, out_dir: str | os.PathLike, *, overwrite: bool 
             tmp.unlink()
         raise
     t_total = time.perf_counter() - t0
-    timing = {"scan_s": round(t_scan, 3), "plan_s": round(t_plan, 3), "write_s": round(t_total - t_scan - t_plan, 3),
-              "total_s": round(t_total, 3)}
+    timing = {
+        "scan_s": round(t_scan, 3),
+        "plan_s": round(t_plan, 3),
+        "write_s": round(t_total - t_scan - t_plan, 3),
+        "total_s": round(t_total, 3),
+    }
     from .report import build_stats, write_report
 
     stats = build_stats(recipe, tallies, take, timing)
     write_report(stats, out_dir, plots=plots)
     n_in = sum(t.records for t in tallies)
-    log.info(f"curated {n_in:,} records -> {stats['totals']['selected']:,} in {t_total:.1f}s "
+    log.info(
+        f"curated {n_in:,} records -> {stats['totals']['selected']:,} in {t_total:.1f}s "
         f"({n_in / max(t_total, 1e-9):,.0f} records/s); {out_dir / 'data.jsonl'}, images relative to "
-        f"{stats['image_root']}")
+        f"{stats['image_root']}"
+    )
     return stats
 
 

@@ -34,12 +34,15 @@ RESPONSE_FORMATS: dict[str, str] = {
 
 # an instruction of this kind already in the question (any of ours, or a common variant): never add a second one
 _PRESENT = re.compile(
-    "|".join([re.escape(t) for t in RESPONSE_FORMATS.values()] + [
-        r"\banswer (?:the question )?(?:using|with) (?:a single|one) (?:word|number|phrase)",
-        r"\banswer with the (?:option'?s? )?letter",
-        r"\banswer (?:the question )?(?:briefly|in (?:a|one) (?:word|sentence))",
-        r"\bgive the short answer",
-    ]),
+    "|".join(
+        [re.escape(t) for t in RESPONSE_FORMATS.values()]
+        + [
+            r"\banswer (?:the question )?(?:using|with) (?:a single|one) (?:word|number|phrase)",
+            r"\banswer with the (?:option'?s? )?letter",
+            r"\banswer (?:the question )?(?:briefly|in (?:a|one) (?:word|sentence))",
+            r"\bgive the short answer",
+        ]
+    ),
     re.IGNORECASE,
 )
 # an option list: at least two lines (or inline items) like "A. x", "(B) y", "C) z", "D: w"

@@ -121,12 +121,25 @@ class CurateRecipe:
 
     def to_dict(self) -> dict:
         return {
-            "sources": [{"name": s.name, "path": str(s.path), "images": str(s.images), "category": s.category,
-                         "system_prompt": s.system_prompt.to_dict(), "allow_outside_root": s.allow_outside_root}
-                        for s in self.sources],
-            "cap": self.cap, "ratios": self.ratios_name or self.ratios, "total": self.total,
-            "system_prompts": self.system_prompts, "short_answer_words": self.short_answer_words,
-            "dedup": self.dedup, "image_root": str(self.image_root) if self.image_root else None, "seed": self.seed,
+            "sources": [
+                {
+                    "name": s.name,
+                    "path": str(s.path),
+                    "images": str(s.images),
+                    "category": s.category,
+                    "system_prompt": s.system_prompt.to_dict(),
+                    "allow_outside_root": s.allow_outside_root,
+                }
+                for s in self.sources
+            ],
+            "cap": self.cap,
+            "ratios": self.ratios_name or self.ratios,
+            "total": self.total,
+            "system_prompts": self.system_prompts,
+            "short_answer_words": self.short_answer_words,
+            "dedup": self.dedup,
+            "image_root": str(self.image_root) if self.image_root else None,
+            "seed": self.seed,
         }
 
     def output_image_root(self) -> Path:
@@ -149,8 +162,9 @@ def _prompt_rule(name: str, value) -> PromptRule:
     except ConfigError as err:
         raise ConfigError(f"{name}: {err}") from None
     if e.prompt not in RESPONSE_FORMATS:
-        raise ConfigError(f"{name}: unknown response format {e.prompt!r}{did_you_mean(e.prompt, RESPONSE_FORMATS)}; "
-                          "or auto / off")
+        raise ConfigError(
+            f"{name}: unknown response format {e.prompt!r}{did_you_mean(e.prompt, RESPONSE_FORMATS)}; or auto / off"
+        )
     return PromptRule("fixed", e.prompt, e.when)
 
 
@@ -164,12 +178,15 @@ def _ratios(r) -> tuple[dict | None, str | None]:
         return None, None
     if isinstance(r, str):
         if r not in RATIO_PRESETS:
-            raise ConfigError(f"ratios: unknown preset {r!r}{did_you_mean(r, RATIO_PRESETS.names())}; "
-                              "or a {category: weight} map")
+            raise ConfigError(
+                f"ratios: unknown preset {r!r}{did_you_mean(r, RATIO_PRESETS.names())}; or a {{category: weight}} map"
+            )
         return dict(RATIO_PRESETS.get(r)), r
     if not isinstance(r, dict) or not r:
-        raise ConfigError(f"ratios must be a preset name ({', '.join(RATIO_PRESETS.names())}) or a non-empty "
-                          f"{{category: weight}} map, got {r!r}")
+        raise ConfigError(
+            f"ratios must be a preset name ({', '.join(RATIO_PRESETS.names())}) or a non-empty "
+            f"{{category: weight}} map, got {r!r}"
+        )
     from ...typed import Num, check_value
 
     ratios = {str(k): check_value(Num(ge=0), v, f"ratios.{k}") for k, v in r.items()}
@@ -200,21 +217,31 @@ def _from_dict(data: dict, folder: Path | None) -> CurateRecipe:
         name = e.name or path.stem
         if any(s.name == name for s in sources):
             raise ConfigError(f"sources[{i}].name: {name!r} is used twice (names must be unique)")
-        sources.append(SourceRecipe(
-            name=name, path=path, images=_resolve(e.images, folder) if e.images is not None else path.parent,
-            category=e.category, system_prompt=_prompt_rule(f"sources[{i}].system_prompt", e.system_prompt),
-            allow_outside_root=e.allow_outside_root))
+        sources.append(
+            SourceRecipe(
+                name=name,
+                path=path,
+                images=_resolve(e.images, folder) if e.images is not None else path.parent,
+                category=e.category,
+                system_prompt=_prompt_rule(f"sources[{i}].system_prompt", e.system_prompt),
+                allow_outside_root=e.allow_outside_root,
+            )
+        )
     ratios, ratios_name = _ratios(f.ratios)
     if ratios is not None:
         for i, s in enumerate(sources):
             if s.category not in ratios:
-                raise ConfigError(f"sources[{i}].category {s.category!r} has no ratio, so the source would be "
-                                  f"dropped whole{did_you_mean(s.category, ratios)}")
+                raise ConfigError(
+                    f"sources[{i}].category {s.category!r} has no ratio, so the source would be "
+                    f"dropped whole{did_you_mean(s.category, ratios)}"
+                )
         cats = {s.category for s in sources}
         empty = sorted(c for c, w in ratios.items() if w > 0 and c not in cats)
         if empty:
-            raise ConfigError(f"ratios give weight to categories without a source: {', '.join(empty)} (sources' "
-                              f"categories: {', '.join(sorted(cats))}); write a ratios map for the categories you have")
+            raise ConfigError(
+                f"ratios give weight to categories without a source: {', '.join(empty)} (sources' "
+                f"categories: {', '.join(sorted(cats))}); write a ratios map for the categories you have"
+            )
     if f.total is not None and ratios is None:
         raise ConfigError("total needs ratios (without ratios every source keeps min(size, cap))")
     image_root = None
@@ -223,11 +250,22 @@ def _from_dict(data: dict, folder: Path | None) -> CurateRecipe:
         root = os.path.abspath(image_root)
         for i, s in enumerate(sources):
             if not Path(os.path.abspath(s.images)).is_relative_to(root):
-                raise ConfigError(f"sources[{i}].images ({s.images}) is outside image_root ({image_root}); the "
-                                  "output's image paths must stay under one folder")
-    return CurateRecipe(sources=sources, cap=f.cap, ratios=ratios, ratios_name=ratios_name, total=f.total,
-                        system_prompts=f.system_prompts, short_answer_words=f.short_answer_words,
-                        dedup="off" if f.dedup is False else f.dedup, image_root=image_root, seed=f.seed)
+                raise ConfigError(
+                    f"sources[{i}].images ({s.images}) is outside image_root ({image_root}); the "
+                    "output's image paths must stay under one folder"
+                )
+    return CurateRecipe(
+        sources=sources,
+        cap=f.cap,
+        ratios=ratios,
+        ratios_name=ratios_name,
+        total=f.total,
+        system_prompts=f.system_prompts,
+        short_answer_words=f.short_answer_words,
+        dedup="off" if f.dedup is False else f.dedup,
+        image_root=image_root,
+        seed=f.seed,
+    )
 
 
 def load_recipe(path: str | os.PathLike) -> CurateRecipe:

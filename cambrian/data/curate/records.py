@@ -34,12 +34,20 @@ except ImportError:  # pragma: no cover - exercised only without the extra
     def dumps(obj) -> bytes:
         return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
+
 MAX_RECORD_BYTES = 64 << 20  # one record (line / array element) larger than this is skipped and counted
 IMAGE_CACHE_SIZE = 1 << 16  # image content digests remembered (LRU), so shared images are read once
 QUESTION_ROLES = ("human", "user")
 ANSWER_ROLES = ("gpt", "assistant")
-BAD_REASONS = ("record_too_large", "bad_json", "bad_record", "bad_conversation", "bad_image_path",
-               "image_outside_root", "missing_image")
+BAD_REASONS = (
+    "record_too_large",
+    "bad_json",
+    "bad_record",
+    "bad_conversation",
+    "bad_image_path",
+    "image_outside_root",
+    "missing_image",
+)
 # answer-length histogram (words per assistant turn): bin i holds [EDGES[i], EDGES[i+1])
 ANSWER_EDGES = (0, 1, 2, 3, 4, 6, 11, 21, 51, 101, 201)
 ANSWER_LABELS = ("0", "1", "2", "3", "4-5", "6-10", "11-20", "21-50", "51-100", "101-200", ">200")
@@ -120,7 +128,7 @@ class RecordProcessor:
         if self.root == out_root:
             self.out_prefix: str | None = ""
         elif self.root.startswith(out_root.rstrip(os.sep) + os.sep):
-            self.out_prefix = self.root[len(out_root.rstrip(os.sep)) + 1:].replace(os.sep, "/") + "/"
+            self.out_prefix = self.root[len(out_root.rstrip(os.sep)) + 1 :].replace(os.sep, "/") + "/"
         else:
             self.out_prefix = None  # images outside the output root: absolute paths
 

@@ -19,13 +19,24 @@ def build_stats(recipe, tallies, take: dict, timing: dict) -> dict:
     sources = {}
     for t in tallies:
         sources[t.name] = {
-            "category": t.category, "records": t.records, "bad": sum(t.bad.values()),
+            "category": t.category,
+            "records": t.records,
+            "bad": sum(t.bad.values()),
             "bad_by_reason": {r: t.bad[r] for r in BAD_REASONS if t.bad.get(r)},
-            "valid": t.valid, "duplicates": t.duplicates, "available": t.available, "capped": t.capped,
-            "planned": int(take[t.name]), "selected": t.selected,
-            "system_prompts": {"records": t.prompt_records, "share": _pct(t.prompt_records, t.selected),
-                               "turns": dict(sorted(t.prompt_turns.items())), "already_present": t.prompt_present},
-            "answer_words_in": list(t.answers_in), "answer_words_out": list(t.answers_out),
+            "valid": t.valid,
+            "duplicates": t.duplicates,
+            "available": t.available,
+            "capped": t.capped,
+            "planned": int(take[t.name]),
+            "selected": t.selected,
+            "system_prompts": {
+                "records": t.prompt_records,
+                "share": _pct(t.prompt_records, t.selected),
+                "turns": dict(sorted(t.prompt_turns.items())),
+                "already_present": t.prompt_present,
+            },
+            "answer_words_in": list(t.answers_in),
+            "answer_words_out": list(t.answers_out),
         }
     cats: dict[str, dict] = {}
     for s in sources.values():
@@ -51,10 +62,14 @@ def build_stats(recipe, tallies, take: dict, timing: dict) -> dict:
     ans_in = [sum(s["answer_words_in"][i] for s in sources.values()) for i in range(n)]
     ans_out = [sum(s["answer_words_out"][i] for s in sources.values()) for i in range(n)]
     return {
-        "recipe_file": str(recipe.path) if recipe.path else None, "recipe": recipe.to_dict(),
-        "output": "data.jsonl", "image_root": os.path.abspath(recipe.output_image_root()),
-        "totals": tot, "bad_by_reason": {r: bad[r] for r in BAD_REASONS if r in bad},
-        "categories": dict(sorted(cats.items())), "sources": sources,
+        "recipe_file": str(recipe.path) if recipe.path else None,
+        "recipe": recipe.to_dict(),
+        "output": "data.jsonl",
+        "image_root": os.path.abspath(recipe.output_image_root()),
+        "totals": tot,
+        "bad_by_reason": {r: bad[r] for r in BAD_REASONS if r in bad},
+        "categories": dict(sorted(cats.items())),
+        "sources": sources,
         "answer_words": {"bins": list(ANSWER_LABELS), "input": ans_in, "output": ans_out},
         "timing": timing,
         "records_per_s": round(tot["records"] / timing["total_s"], 1) if timing.get("total_s") else None,
@@ -75,34 +90,52 @@ def format_report(stats: dict, plots: bool = True) -> str:
     t = stats["totals"]
     r = stats["recipe"]
     ratios = r["ratios"] if isinstance(r["ratios"], str) or r["ratios"] is None else "custom map"
-    L = ["# Curation report", "",
-         f"- recipe: `{stats['recipe_file']}`; cap {r['cap'] if r['cap'] is not None else 'none'}; ratios "
-         f"{ratios or 'none'}; total {r['total'] or 'auto'}; dedup {r['dedup']}; system prompts "
-         f"{'on' if r['system_prompts'] else 'off'} (short = at most {r['short_answer_words']} words); seed {r['seed']}",
-         f"- {t['records']:,} records read, {t['bad']:,} bad, {t['duplicates']:,} duplicates, {t['available']:,} "
-         f"available, {t['capped']:,} after the cap, **{t['selected']:,} written** to `data.jsonl` "
-         f"(images relative to `{stats['image_root']}`)",
-         f"- {t['prompt_records']:,} written records ({t['prompt_share']}%) got a response-format instruction",
-         f"- time {stats['timing']['total_s']} s ({stats['records_per_s']:,} records/s)", "",
-         "## Sources", "",
-         "| source | category | records | bad | duplicates | available | after cap | selected | with instruction |",
-         "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    L = [
+        "# Curation report",
+        "",
+        f"- recipe: `{stats['recipe_file']}`; cap {r['cap'] if r['cap'] is not None else 'none'}; ratios "
+        f"{ratios or 'none'}; total {r['total'] or 'auto'}; dedup {r['dedup']}; system prompts "
+        f"{'on' if r['system_prompts'] else 'off'} (short = at most {r['short_answer_words']} words); seed {r['seed']}",
+        f"- {t['records']:,} records read, {t['bad']:,} bad, {t['duplicates']:,} duplicates, {t['available']:,} "
+        f"available, {t['capped']:,} after the cap, **{t['selected']:,} written** to `data.jsonl` "
+        f"(images relative to `{stats['image_root']}`)",
+        f"- {t['prompt_records']:,} written records ({t['prompt_share']}%) got a response-format instruction",
+        f"- time {stats['timing']['total_s']} s ({stats['records_per_s']:,} records/s)",
+        "",
+        "## Sources",
+        "",
+        "| source | category | records | bad | duplicates | available | after cap | selected | with instruction |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, s in stats["sources"].items():
         sp = s["system_prompts"]
-        L.append(f"| {name} | {s['category']} | {s['records']:,} | {s['bad']:,} | {s['duplicates']:,} | "
-                 f"{s['available']:,} | {s['capped']:,} | {s['selected']:,} | {sp['records']:,} ({sp['share']}%) |")
-    L += ["", "## Categories", "",
-          "| category | sources | available | share | after cap | share | selected | share | target |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        L.append(
+            f"| {name} | {s['category']} | {s['records']:,} | {s['bad']:,} | {s['duplicates']:,} | "
+            f"{s['available']:,} | {s['capped']:,} | {s['selected']:,} | {sp['records']:,} ({sp['share']}%) |"
+        )
+    L += [
+        "",
+        "## Categories",
+        "",
+        "| category | sources | available | share | after cap | share | selected | share | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, c in stats["categories"].items():
         tgt = f"{c['target_share']}%" if c["target_share"] is not None else "-"
-        L.append(f"| {name} | {c['sources']} | {c['available']:,} | {c['share_available']}% | {c['capped']:,} | "
-                 f"{c['share_capped']}% | {c['selected']:,} | {c['share_selected']}% | {tgt} |")
+        L.append(
+            f"| {name} | {c['sources']} | {c['available']:,} | {c['share_available']}% | {c['capped']:,} | "
+            f"{c['share_capped']}% | {c['selected']:,} | {c['share_selected']}% | {tgt} |"
+        )
     if stats["bad_by_reason"]:
         L += ["", "## Bad records by reason", "", "| reason | records |", "|---|---:|"]
         L += [f"| {k} | {v:,} |" for k, v in stats["bad_by_reason"].items()]
-    L += ["", "## Response-format instructions", "", "| source | added (turns by instruction) | already there |",
-          "|---|---|---:|"]
+    L += [
+        "",
+        "## Response-format instructions",
+        "",
+        "| source | added (turns by instruction) | already there |",
+        "|---|---|---:|",
+    ]
     for name, s in stats["sources"].items():
         sp = s["system_prompts"]
         turns = ", ".join(f"{k} {v:,}" for k, v in sp["turns"].items()) or "-"
@@ -111,8 +144,14 @@ def format_report(stats: dict, plots: bool = True) -> str:
     L += ["", "## Answer length (words per assistant turn)", "", "| words | input | output |", "|---|---:|---:|"]
     L += [f"| {b} | {i:,} | {o:,} |" for b, i, o in zip(a["bins"], a["input"], a["output"])]
     if plots:
-        L += ["", "![categories](categories.png)", "", "![sources](sources.png)", "",
-              "![answer length](answer_length.png)"]
+        L += [
+            "",
+            "![categories](categories.png)",
+            "",
+            "![sources](sources.png)",
+            "",
+            "![answer length](answer_length.png)",
+        ]
     return "\n".join(L) + "\n"
 
 
@@ -132,15 +171,24 @@ def plot_categories(stats: dict, path) -> None:
     cats = list(stats["categories"])
     x = np.arange(len(cats))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(cats) + 2), 3.8))
-    series = (("available", "available (after dedup)"), ("capped", "after cap"), ("selected", "selected (after ratios)"))
+    series = (
+        ("available", "available (after dedup)"),
+        ("capped", "after cap"),
+        ("selected", "selected (after ratios)"),
+    )
     w = 0.27
     for i, (k, label) in enumerate(series):
         v = [stats["categories"][c][k] for c in cats]
         bars = ax.bar(x + (i - 1) * w, v, w, label=label)
         if k == "selected":
             for b, c in zip(bars, cats):
-                ax.annotate(f"{stats['categories'][c]['share_selected']:.1f}%", (b.get_x() + b.get_width() / 2,
-                            b.get_height()), ha="center", va="bottom", fontsize=7)
+                ax.annotate(
+                    f"{stats['categories'][c]['share_selected']:.1f}%",
+                    (b.get_x() + b.get_width() / 2, b.get_height()),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
     ax.set_xticks(x, cats, rotation=20)
     ax.set_ylabel("records")
     ax.set_title("records per category (label: share of the output)")

@@ -33,8 +33,9 @@ class ImageSkip(Exception):
 
 _SVG_HEAD = re.compile(rb"^\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*(?:<!DOCTYPE[^>]*>\s*)?<svg\b", re.S | re.I)
 _SVG_TAG = re.compile(r"<svg\b[^>]*>", re.S | re.I)
-_EXTERNAL = re.compile(r"""(?:href\s*=\s*["']\s*(?!#|data:)[^"'\s])|(?:url\(\s*["']?\s*(?!#)[^)\s])|(?:@import)|(?:<!ENTITY)""",
-                       re.I)
+_EXTERNAL = re.compile(
+    r"""(?:href\s*=\s*["']\s*(?!#|data:)[^"'\s])|(?:url\(\s*["']?\s*(?!#)[^)\s])|(?:@import)|(?:<!ENTITY)""", re.I
+)
 _LENGTH = re.compile(r"^\s*([0-9.]+)\s*(px)?\s*$")
 
 
@@ -83,14 +84,21 @@ def rasterise_svg(data: bytes, max_pixels: int = MAX_PIXELS, max_side: int = MAX
     w, h = size if size and size[0] > 0 and size[1] > 0 else (SVG_DEFAULT_WIDTH, SVG_DEFAULT_WIDTH * 0.75)
     scale = min(1.0, max_side / max(w, h), (max_pixels / (w * h)) ** 0.5)
     try:
-        return bytes(resvg_py.svg_to_bytes(svg_string=svg, background="#ffffff", width=max(1, int(round(w * scale))),
-                                           height=max(1, int(round(h * scale)))))
+        return bytes(
+            resvg_py.svg_to_bytes(
+                svg_string=svg,
+                background="#ffffff",
+                width=max(1, int(round(w * scale))),
+                height=max(1, int(round(h * scale))),
+            )
+        )
     except (ValueError, RuntimeError) as e:
         raise ImageSkip("image_undecodable", f"SVG: {str(e)[:100]}") from None
 
 
-def normalize_image(data: bytes, max_pixels: int = MAX_PIXELS, max_side: int = MAX_SIDE,
-                    min_side: int = MIN_SIDE) -> tuple[bytes, tuple[int, int], str]:
+def normalize_image(
+    data: bytes, max_pixels: int = MAX_PIXELS, max_side: int = MAX_SIDE, min_side: int = MIN_SIDE
+) -> tuple[bytes, tuple[int, int], str]:
     """(PNG bytes, (width, height), source format) or :class:`ImageSkip`."""
     from PIL import Image, UnidentifiedImageError
 

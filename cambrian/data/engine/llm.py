@@ -30,9 +30,18 @@ class OpenAIChat:
     """``chat(system, user) -> str`` with the ``openai`` client (its retries with backoff on 429/5xx), one
     request per ``limiter`` interval."""
 
-    def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", temperature: float = 0.7,
-                 max_tokens: int = 512, timeout: float = 60.0, max_retries: int = 2, rpm: float = 60.0,
-                 limiter: RateLimiter | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str = "OPENAI_API_KEY",
+        temperature: float = 0.7,
+        max_tokens: int = 512,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+        rpm: float = 60.0,
+        limiter: RateLimiter | None = None,
+    ):
         try:
             import openai
         except ImportError:
@@ -46,8 +55,9 @@ class OpenAIChat:
         self.max_tokens = max_tokens
         self.limiter = limiter or RateLimiter.per_minute(rpm)
         # a local server usually wants no key; the client insists on a non-empty string
-        self.client = openai.OpenAI(base_url=base_url, api_key=self._key or "no-key", timeout=timeout,
-                                    max_retries=max_retries)
+        self.client = openai.OpenAI(
+            base_url=base_url, api_key=self._key or "no-key", timeout=timeout, max_retries=max_retries
+        )
 
     def redact(self, text: str) -> str:
         return text.replace(self._key, "***") if self._key else text
@@ -57,11 +67,15 @@ class OpenAIChat:
         self.limiter.wait()
         try:
             r = self.client.chat.completions.create(
-                model=self.model, temperature=self.temperature, max_tokens=self.max_tokens,
-                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}])
+                model=self.model,
+                temperature=self.temperature,
+                max_tokens=self.max_tokens,
+                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+            )
         except oa.AuthenticationError as e:
-            raise LLMAuthError(f"{self.base_url} refused the API key ({self.key_source}): "
-                               f"{self.redact(str(e))[:160]}") from None
+            raise LLMAuthError(
+                f"{self.base_url} refused the API key ({self.key_source}): {self.redact(str(e))[:160]}"
+            ) from None
         except oa.PermissionDeniedError as e:
             raise LLMAuthError(f"{self.base_url}: permission denied: {self.redact(str(e))[:160]}") from None
         except (oa.APITimeoutError, oa.APIConnectionError) as e:

@@ -130,8 +130,16 @@ def generate_topics(llm, fields: list[tuple[str, list[str]]], n: int, stats: Cou
     return out
 
 
-def run_engine(topics: dict, source: PageSource, llm, out_dir: str | os.PathLike, options: EngineOptions | None = None,
-               *, model_name: str = "", progress: bool = True) -> dict:
+def run_engine(
+    topics: dict,
+    source: PageSource,
+    llm,
+    out_dir: str | os.PathLike,
+    options: EngineOptions | None = None,
+    *,
+    model_name: str = "",
+    progress: bool = True,
+) -> dict:
     """Work through ``topics`` ({field: {subfield: [topic]}}); returns (and writes) the run's stats."""
     opt = options or EngineOptions()
     out = Path(out_dir)
@@ -162,8 +170,20 @@ def run_engine(topics: dict, source: PageSource, llm, out_dir: str | os.PathLike
 
             def fail(key, stage, reason, detail, permanent, **where):
                 fails[reason] += 1
-                fail_f.write(json.dumps({"key": key, "stage": stage, "reason": reason, "detail": detail[:200],
-                                         "permanent": permanent, **where}, ensure_ascii=False) + "\n")
+                fail_f.write(
+                    json.dumps(
+                        {
+                            "key": key,
+                            "stage": stage,
+                            "reason": reason,
+                            "detail": detail[:200],
+                            "permanent": permanent,
+                            **where,
+                        },
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
                 fail_f.flush()
 
             for field, subfield, topic in units:
@@ -211,8 +231,14 @@ def run_engine(topics: dict, source: PageSource, llm, out_dir: str | os.PathLike
                                 raw = source.fetch_image(url, opt.max_image_bytes)
                                 png, size, fmt = normalize_image(raw, opt.max_pixels, opt.max_side)
                             except FetchError as e:
-                                fail(key, "image", "image_" + e.reason if not e.reason.startswith("image_") else e.reason,
-                                     e.detail, e.permanent, **where)
+                                fail(
+                                    key,
+                                    "image",
+                                    "image_" + e.reason if not e.reason.startswith("image_") else e.reason,
+                                    e.detail,
+                                    e.permanent,
+                                    **where,
+                                )
                                 continue
                             except ImageSkip as e:
                                 fail(key, "image", e.reason, e.detail, True, **where)
@@ -223,9 +249,12 @@ def run_engine(topics: dict, source: PageSource, llm, out_dir: str | os.PathLike
                             if not (out / "images" / name).exists():
                                 _write_bytes(out / "images" / name, png)
                             try:
-                                reply = llm.chat(QA_SYSTEM.format(n=opt.qa_per_image),
-                                                 qa_user_message(field, subfield, topic, title, sec.title,
-                                                                 img.caption or img.alt, sec.text))
+                                reply = llm.chat(
+                                    QA_SYSTEM.format(n=opt.qa_per_image),
+                                    qa_user_message(
+                                        field, subfield, topic, title, sec.title, img.caption or img.alt, sec.text
+                                    ),
+                                )
                                 pairs = parse_qa(reply, max_pairs=opt.qa_per_image)
                             except LLMError as e:
                                 fail(key, "llm", e.reason, e.detail, e.permanent, **where)
@@ -235,13 +264,30 @@ def run_engine(topics: dict, source: PageSource, llm, out_dir: str | os.PathLike
                                 continue
                             conv = []
                             for i, (q, a) in enumerate(pairs):
-                                conv += [{"from": "human", "value": ("<image>\n" if i == 0 else "") + q},
-                                         {"from": "gpt", "value": a}]
-                            rec = {"id": f"engine-{key}", "image": f"images/{name}", "conversations": conv,
-                                   "provenance": {"key": key, "source": source.name, "page": ref.url, "page_title": title,
-                                                  "section": sec.title, "caption": img.caption, "image_url": url,
-                                                  "image_size": list(size), "image_format": fmt, "field": field,
-                                                  "subfield": subfield, "topic": topic, "model": model_name}}
+                                conv += [
+                                    {"from": "human", "value": ("<image>\n" if i == 0 else "") + q},
+                                    {"from": "gpt", "value": a},
+                                ]
+                            rec = {
+                                "id": f"engine-{key}",
+                                "image": f"images/{name}",
+                                "conversations": conv,
+                                "provenance": {
+                                    "key": key,
+                                    "source": source.name,
+                                    "page": ref.url,
+                                    "page_title": title,
+                                    "section": sec.title,
+                                    "caption": img.caption,
+                                    "image_url": url,
+                                    "image_size": list(size),
+                                    "image_format": fmt,
+                                    "field": field,
+                                    "subfield": subfield,
+                                    "topic": topic,
+                                    "model": model_name,
+                                },
+                            }
                             data_f.write(json.dumps(rec, ensure_ascii=False) + "\n")
                             data_f.flush()
                             c["records"] += 1
@@ -252,14 +298,24 @@ def run_engine(topics: dict, source: PageSource, llm, out_dir: str | os.PathLike
         if bar is not None:
             bar.close()
         stats = _write_stats(out, c, fails, opt, time.perf_counter() - t0)
-    log.info(f"{c['records']} new records ({stats['totals']['records']} in data.jsonl), {c['pages_fetched']} pages, "
+    log.info(
+        f"{c['records']} new records ({stats['totals']['records']} in data.jsonl), {c['pages_fetched']} pages, "
         f"{c['sections_kept']} sections kept, {sum(fails.values())} failures this run "
-        f"({', '.join(f'{k} {v}' for k, v in fails.most_common(6)) or 'none'}); {out / 'data.jsonl'}")
+        f"({', '.join(f'{k} {v}' for k, v in fails.most_common(6)) or 'none'}); {out / 'data.jsonl'}"
+    )
     return stats
 
 
-RUN_COUNTERS = ("topics", "pages_found", "pages_fetched", "sections_kept", "images_seen", "images_ok", "records",
-                "units_already_done")
+RUN_COUNTERS = (
+    "topics",
+    "pages_found",
+    "pages_fetched",
+    "sections_kept",
+    "images_seen",
+    "images_ok",
+    "records",
+    "units_already_done",
+)
 
 
 def _write_stats(out: Path, c: Counter, fails: Counter, opt: EngineOptions, seconds: float) -> dict:
@@ -276,9 +332,16 @@ def _write_stats(out: Path, c: Counter, fails: Counter, opt: EngineOptions, seco
                 last[r.get("key")] = (r.get("reason", "?"), bool(r.get("permanent")))
     still = [v for k, v in last.items() if k not in done]
     run = {k: 0 for k in RUN_COUNTERS} | dict(c)
-    stats = {"run": dict(sorted(run.items())), "failures": dict(fails.most_common()), "seconds": round(seconds, 2),
-             "options": asdict(opt),
-             "totals": {"records": len(done), "failed_units": dict(Counter(r for r, _ in still).most_common()),
-                        "permanent_failures": sum(p for _, p in still)}}
+    stats = {
+        "run": dict(sorted(run.items())),
+        "failures": dict(fails.most_common()),
+        "seconds": round(seconds, 2),
+        "options": asdict(opt),
+        "totals": {
+            "records": len(done),
+            "failed_units": dict(Counter(r for r, _ in still).most_common()),
+            "permanent_failures": sum(p for _, p in still),
+        },
+    }
     atomic_write_json(out / "stats.json", stats)
     return stats

@@ -11,8 +11,9 @@ class RateLimiter:
     """``wait()`` blocks until at least ``interval`` seconds have passed since the previous call returned.
     ``RateLimiter.per_minute(60)`` = one call a second; ``interval <= 0``: no limit."""
 
-    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self, interval: float, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
+    ):
         self.interval = max(0.0, float(interval))
         self.clock = clock
         self.sleep = sleep

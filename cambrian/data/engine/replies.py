@@ -19,16 +19,20 @@ MAX_QUESTION_CHARS = 600
 MAX_ANSWER_CHARS = 3000
 MAX_CONTEXT_WORDS = 700
 
-TOPIC_SYSTEM = ("You are given a field and a list of its subfields. For every subfield, propose {n} distinct, "
-                "specific sub-topics that an encyclopedia would have illustrated articles about. Reply with JSON "
-                "only: an object whose keys are the subfields and whose values are lists of short topic names.")
+TOPIC_SYSTEM = (
+    "You are given a field and a list of its subfields. For every subfield, propose {n} distinct, "
+    "specific sub-topics that an encyclopedia would have illustrated articles about. Reply with JSON "
+    "only: an object whose keys are the subfields and whose values are lists of short topic names."
+)
 
-QA_SYSTEM = ("You create training data for a vision-language assistant. You get the caption of an image from an "
-             "encyclopedia article, the text of the article section around it, and its topic. Write {n} "
-             "question-answer pair(s) about what the image shows: questions a curious reader looking at the image "
-             "would ask, answerable from the image with the help of the caption and the text, with accurate, "
-             "self-contained answers of one to three sentences. Do not mention the caption or the text. Reply "
-             'with JSON only: a list of objects with the keys "question" and "answer".')
+QA_SYSTEM = (
+    "You create training data for a vision-language assistant. You get the caption of an image from an "
+    "encyclopedia article, the text of the article section around it, and its topic. Write {n} "
+    "question-answer pair(s) about what the image shows: questions a curious reader looking at the image "
+    "would ask, answerable from the image with the help of the caption and the text, with accurate, "
+    "self-contained answers of one to three sentences. Do not mention the caption or the text. Reply "
+    'with JSON only: a list of objects with the keys "question" and "answer".'
+)
 
 
 class ReplyError(ValueError):
@@ -40,9 +44,12 @@ class ReplyError(ValueError):
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_-]*)[ \t]*\n(.*?)(?:```|\Z)", re.S)
 _TRAILING_COMMA = re.compile(r",\s*([\]}])")
-_QA_LINES = re.compile(r"(?:^|\n)\s*(?:\*\*)?(?:Q(?:uestion)?\s*\d*)(?:\*\*)?\s*[:.)-]\s*(?:\*\*)?\s*(.+?)\s*\n+"
-                       r"\s*(?:\*\*)?(?:A(?:nswer)?\s*\d*)(?:\*\*)?\s*[:.)-]\s*(?:\*\*)?\s*(.+?)(?=\n\s*(?:\*\*)?Q(?:uestion)?\s*\d*"
-                       r"(?:\*\*)?\s*[:.)-]|\Z)", re.S | re.I)
+_QA_LINES = re.compile(
+    r"(?:^|\n)\s*(?:\*\*)?(?:Q(?:uestion)?\s*\d*)(?:\*\*)?\s*[:.)-]\s*(?:\*\*)?\s*(.+?)\s*\n+"
+    r"\s*(?:\*\*)?(?:A(?:nswer)?\s*\d*)(?:\*\*)?\s*[:.)-]\s*(?:\*\*)?\s*(.+?)(?=\n\s*(?:\*\*)?Q(?:uestion)?\s*\d*"
+    r"(?:\*\*)?\s*[:.)-]|\Z)",
+    re.S | re.I,
+)
 
 
 def _decode_any(text: str):
@@ -84,7 +91,7 @@ def extract_json(reply: str):
         if start >= 0:
             end = max(fixed.rfind("]"), fixed.rfind("}"))
             try:
-                obj = ast.literal_eval(fixed[start:end + 1])
+                obj = ast.literal_eval(fixed[start : end + 1])
                 if isinstance(obj, (list, dict)):
                     return obj
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -193,10 +200,22 @@ def parse_fields(text: str) -> list[tuple[str, list[str]]]:
     return out
 
 
-def qa_user_message(field: str, subfield: str, topic: str, page_title: str, section: str, caption: str, text: str) -> str:
+def qa_user_message(
+    field: str, subfield: str, topic: str, page_title: str, section: str, caption: str, text: str
+) -> str:
     words = text.split()
     if len(words) > MAX_CONTEXT_WORDS:
         text = " ".join(words[:MAX_CONTEXT_WORDS]) + " ..."
-    return json.dumps({"field": field, "subfield": subfield, "topic": topic, "article": page_title,
-                       "section": section, "image_caption": caption, "section_text": text}, ensure_ascii=False,
-                      indent=1)
+    return json.dumps(
+        {
+            "field": field,
+            "subfield": subfield,
+            "topic": topic,
+            "article": page_title,
+            "section": section,
+            "image_caption": caption,
+            "section_text": text,
+        },
+        ensure_ascii=False,
+        indent=1,
+    )

@@ -147,8 +147,15 @@ class MediaWikiSource(PageSource):
 
     name = "mediawiki"
 
-    def __init__(self, api: str = "https://en.wikipedia.org/w/api.php", user_agent: str | None = None,
-                 fetch_interval: float = 1.0, timeout: float = 30.0, limiter: RateLimiter | None = None, **_):
+    def __init__(
+        self,
+        api: str = "https://en.wikipedia.org/w/api.php",
+        user_agent: str | None = None,
+        fetch_interval: float = 1.0,
+        timeout: float = 30.0,
+        limiter: RateLimiter | None = None,
+        **_,
+    ):
         self.api = api
         self.user_agent = user_agent or os.environ.get("USER_AGENT") or DEFAULT_USER_AGENT
         self.timeout = timeout
@@ -186,8 +193,11 @@ class MediaWikiSource(PageSource):
     def search(self, topic: str, limit: int) -> list[PageRef]:
         out = self._api(action="query", list="search", srsearch=topic, srlimit=str(limit), srnamespace="0")
         hits = out.get("query", {}).get("search", [])
-        return [PageRef(h["title"], self.wiki_base + urllib.parse.quote(h["title"].replace(" ", "_"))) for h in hits
-                if isinstance(h, dict) and h.get("title")][:limit]
+        return [
+            PageRef(h["title"], self.wiki_base + urllib.parse.quote(h["title"].replace(" ", "_")))
+            for h in hits
+            if isinstance(h, dict) and h.get("title")
+        ][:limit]
 
     def fetch_page(self, ref: PageRef) -> str:
         out = self._api(action="parse", page=ref.title, prop="text", redirects="1")

@@ -26,13 +26,22 @@ def _camera(d: dict, cfg: SceneConfig) -> Camera:
 
     view = p.computeViewMatrix(d["eye"], d["target"], [0, 0, 1])
     proj = p.computeProjectionMatrixFOV(d["fov_deg"], d["width"] / d["height"], NEAR, FAR)
-    return Camera(eye=list(d["eye"]), target=list(d["target"]), fov=d["fov_deg"], width=d["width"], height=d["height"],
-                  view=list(view), proj=list(proj))
+    return Camera(
+        eye=list(d["eye"]),
+        target=list(d["target"]),
+        fov=d["fov_deg"],
+        width=d["width"],
+        height=d["height"],
+        view=list(view),
+        proj=list(proj),
+    )
 
 
 def _specs(scene: dict) -> list[ObjectSpec]:
-    return [ObjectSpec(o["shape"], o["color"], o["size"], o["position_world"][0], o["position_world"][1], o["yaw"])
-            for o in scene["objects"] + scene["hidden"]]
+    return [
+        ObjectSpec(o["shape"], o["color"], o["size"], o["position_world"][0], o["position_world"][1], o["yaw"])
+        for o in scene["objects"] + scene["hidden"]
+    ]
 
 
 def _moved(objs: list[ObjectSpec], k: int, rng: np.random.Generator, cfg: SceneConfig) -> ObjectSpec | None:
@@ -44,14 +53,18 @@ def _moved(objs: list[ObjectSpec], k: int, rng: np.random.Generator, cfg: SceneC
         x, y = o.x + dist * math.cos(ang), o.y + dist * math.sin(ang)
         if math.hypot(x, y) > cfg.arena_radius:
             continue
-        if all(math.hypot(x - q.x, y - q.y) >= r + _bound_radius(q.shape, q.extent) + cfg.min_gap
-               for m, q in enumerate(objs) if m != k):
+        if all(
+            math.hypot(x - q.x, y - q.y) >= r + _bound_radius(q.shape, q.extent) + cfg.min_gap
+            for m, q in enumerate(objs)
+            if m != k
+        ):
             return ObjectSpec(o.shape, o.color, o.size, x, y, o.yaw)
     return None
 
 
-def render_variant_pool(out_dir: str | os.PathLike, n_base: int, seed: int = 0, size: int = 224,
-                        progress: bool = True) -> list[dict]:
+def render_variant_pool(
+    out_dir: str | os.PathLike, n_base: int, seed: int = 0, size: int = 224, progress: bool = True
+) -> list[dict]:
     """Render ``n_base`` scenes and their colour / position variants; returns (and writes) the pool entries."""
     from PIL import Image
 
@@ -80,13 +93,22 @@ def render_variant_pool(out_dir: str | os.PathLike, n_base: int, seed: int = 0, 
             k = int(rng.integers(visible))
             o = objs[k]
             new_colour = str(rng.choice([c for c in COLORS if c != o.color]))
-            variants = {"colour": (objs[:k] + [ObjectSpec(o.shape, new_colour, o.size, o.x, o.y, o.yaw)] + objs[k + 1:],
-                                   {"object": o.color + " " + o.shape, "from": o.color, "to": new_colour})}
+            variants = {
+                "colour": (
+                    objs[:k] + [ObjectSpec(o.shape, new_colour, o.size, o.x, o.y, o.yaw)] + objs[k + 1 :],
+                    {"object": o.color + " " + o.shape, "from": o.color, "to": new_colour},
+                )
+            }
             moved = _moved(objs, k, rng, cfg)
             if moved is not None:
-                variants["position"] = (objs[:k] + [moved] + objs[k + 1:],
-                                        {"object": o.color + " " + o.shape, "from": [round(o.x, 2), round(o.y, 2)],
-                                         "to": [round(moved.x, 2), round(moved.y, 2)]})
+                variants["position"] = (
+                    objs[:k] + [moved] + objs[k + 1 :],
+                    {
+                        "object": o.color + " " + o.shape,
+                        "from": [round(o.x, 2), round(o.y, 2)],
+                        "to": [round(moved.x, 2), round(moved.y, 2)],
+                    },
+                )
             for kind, (vobjs, change) in variants.items():
                 ren._build(vobjs)
                 rgb, seg, _ = ren._render(cam)

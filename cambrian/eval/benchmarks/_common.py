@@ -14,8 +14,9 @@ import io
 import json
 import os
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..api import Benchmark, EvalSample
 
@@ -162,8 +163,11 @@ class TableBenchmark(Benchmark):
 
     def score(self, samples: Sequence[EvalSample], predictions: dict) -> dict:
         scores = self.item_scores(samples, predictions)
-        out = {self.item_metric: mean(scores), "n": len(samples),
-               "missing": sum(s.idx not in predictions for s in samples)}
+        out = {
+            self.item_metric: mean(scores),
+            "n": len(samples),
+            "missing": sum(s.idx not in predictions for s in samples),
+        }
         by = defaultdict(list)
         for s, v in zip(samples, scores):
             if s.meta.get("category") is not None:

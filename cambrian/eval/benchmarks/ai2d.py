@@ -16,7 +16,6 @@ from ..api import EvalSample, register_benchmark
 from ..extract import mcq_extract, official_mcq
 from ._common import TableBenchmark, lazy_image
 
-
 _INDEX = {"a": "0", "b": "1", "c": "2", "d": "3"}
 
 
@@ -31,8 +30,13 @@ class AI2D(TableBenchmark):
         return with_instruction(str(row["question"]) + option_lines(list(row["options"])), LETTER)
 
     def make_sample(self, i, row, base):
-        return EvalSample(idx=i, prompt=self.build_prompt(row), images=[lazy_image(row["image"], base)],
-                          answer=str(row["answer"]).strip(), meta={"choices": list(row["options"])})
+        return EvalSample(
+            idx=i,
+            prompt=self.build_prompt(row),
+            images=[lazy_image(row["image"], base)],
+            answer=str(row["answer"]).strip(),
+            meta={"choices": list(row["options"])},
+        )
 
     def extract(self, sample, prediction):
         s = official_mcq(prediction, ".:,")

@@ -30,8 +30,13 @@ class ChartQA(TableBenchmark):
         return with_instruction(row["question"], SHORT_NUMBER)
 
     def make_sample(self, i, row, base):
-        return EvalSample(idx=i, prompt=self.build_prompt(row), images=[lazy_image(row["image"], base)],
-                          answer=str(row["answer"]), meta={"category": row.get("type")})
+        return EvalSample(
+            idx=i,
+            prompt=self.build_prompt(row),
+            images=[lazy_image(row["image"], base)],
+            answer=str(row["answer"]),
+            meta={"category": row.get("type")},
+        )
 
     def extract(self, sample, prediction):
         return (prediction or "").strip().lower()  # the official decode strips; the scorer lower-cases

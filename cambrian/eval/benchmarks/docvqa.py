@@ -36,8 +36,13 @@ class DocVQA(TableBenchmark):
     def make_sample(self, i, row, base):
         answers = row.get("answers")
         answers = [answers] if isinstance(answers, str) else list(answers or [])
-        return EvalSample(idx=str(row.get("questionId", i)), prompt=self.build_prompt(row),
-                          images=[lazy_image(row["image"], base)], answer=answers, meta={})
+        return EvalSample(
+            idx=str(row.get("questionId", i)),
+            prompt=self.build_prompt(row),
+            images=[lazy_image(row["image"], base)],
+            answer=answers,
+            meta={},
+        )
 
     def extract(self, sample, prediction):
         return (prediction or "").strip()

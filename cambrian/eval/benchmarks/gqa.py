@@ -39,8 +39,11 @@ class GQA(TableBenchmark):
             images = {r["id"]: r["image"] for r in ims}
             return [({**r, "image": images.get(r["imageId"])}, None) for r in q]
         root = Path(path)
-        qfiles = find_files(root, ("testdev_balanced_instructions*/**/*", "testdev_balanced_instructions*")) \
-            if root.is_dir() else [root]
+        qfiles = (
+            find_files(root, ("testdev_balanced_instructions*/**/*", "testdev_balanced_instructions*"))
+            if root.is_dir()
+            else [root]
+        )
         images = {}
         if root.is_dir() and any(root.glob("testdev_balanced_images*")):
             for f in find_files(root, ("testdev_balanced_images*/**/*", "testdev_balanced_images*")):
@@ -51,8 +54,11 @@ class GQA(TableBenchmark):
             for r in read_table_file(f):
                 im = images.get(str(r.get("imageId")))
                 if im is None:
-                    im = (r["image"], f.parent) if r.get("image") is not None else (
-                        f"images/{r.get('imageId')}.jpg", root if root.is_dir() else f.parent)
+                    im = (
+                        (r["image"], f.parent)
+                        if r.get("image") is not None
+                        else (f"images/{r.get('imageId')}.jpg", root if root.is_dir() else f.parent)
+                    )
                 out.append(({**r, "image": im[0]}, im[1]))
         return out
 
@@ -60,8 +66,13 @@ class GQA(TableBenchmark):
         return with_instruction(row["question"], SHORT)
 
     def make_sample(self, i, row, base):
-        return EvalSample(idx=str(row.get("id", i)), prompt=self.build_prompt(row), images=[lazy_image(row["image"], base)],
-                          answer=str(row["answer"]), meta={"category": None})
+        return EvalSample(
+            idx=str(row.get("id", i)),
+            prompt=self.build_prompt(row),
+            images=[lazy_image(row["image"], base)],
+            answer=str(row["answer"]),
+            meta={"category": None},
+        )
 
     def extract(self, sample, prediction):
         return (prediction or "").strip().lower().rstrip(".")

@@ -51,11 +51,20 @@ class MathVista(TableBenchmark):
         img = row.get("decoded_image") or row.get("image")
         choices = list(row.get("choices") or [])
         answer = str(row["answer"]).strip()
-        meta = {"mc": row.get("question_type") == "multi_choice", "choices": choices, "category": row.get("question_type")}
+        meta = {
+            "mc": row.get("question_type") == "multi_choice",
+            "choices": choices,
+            "category": row.get("question_type"),
+        }
         if meta["mc"] and answer in choices:
             meta["letter"] = chr(ord("a") + choices.index(answer))
-        return EvalSample(idx=str(row.get("pid", i)), prompt=self.build_prompt(row),
-                          images=[lazy_image(img, base)] if img is not None else [], answer=answer, meta=meta)
+        return EvalSample(
+            idx=str(row.get("pid", i)),
+            prompt=self.build_prompt(row),
+            images=[lazy_image(img, base)] if img is not None else [],
+            answer=answer,
+            meta=meta,
+        )
 
     def extract(self, sample, prediction):
         s = (prediction or "").lower().strip()

@@ -56,10 +56,19 @@ class MMBench(TableBenchmark):
 
     def make_sample(self, i, row, base):
         group = row.get("circular_group")
-        meta = {"category": row.get("category"), "question": str(row["question"]),
-                "source": str(row.get("source", "")), "group": None if is_missing(group) else str(group)}
-        return EvalSample(idx=row.get("index", i), prompt=self.build_prompt(row), images=[lazy_image(row["image"], base)],
-                          answer=str(row["answer"]).strip().lower(), meta=meta)
+        meta = {
+            "category": row.get("category"),
+            "question": str(row["question"]),
+            "source": str(row.get("source", "")),
+            "group": None if is_missing(group) else str(group),
+        }
+        return EvalSample(
+            idx=row.get("index", i),
+            prompt=self.build_prompt(row),
+            images=[lazy_image(row["image"], base)],
+            answer=str(row["answer"]).strip().lower(),
+            meta=meta,
+        )
 
     @staticmethod
     def group_of(sample) -> str:

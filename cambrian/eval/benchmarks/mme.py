@@ -42,9 +42,13 @@ class MME(TableBenchmark):
         return with_instruction(row["question"], SHORT)
 
     def make_sample(self, i, row, base):
-        return EvalSample(idx=i, prompt=self.build_prompt(row), images=[lazy_image(row["image"], base)],
-                          answer=str(row["answer"]).strip().lower(),
-                          meta={"category": row["category"], "image_id": str(row.get("question_id", i))})
+        return EvalSample(
+            idx=i,
+            prompt=self.build_prompt(row),
+            images=[lazy_image(row["image"], base)],
+            answer=str(row["answer"]).strip().lower(),
+            meta={"category": row["category"], "image_id": str(row.get("question_id", i))},
+        )
 
     def extract(self, sample, prediction):
         return (prediction or "").strip().lower().rstrip(".")

@@ -75,8 +75,13 @@ class MMMU(TableBenchmark):
         mc = row.get("question_type") == "multiple-choice"
         ans = str(row["answer"])
         ims = [lazy_image(row["image_1"], base)] if has_image(row.get("image_1")) else []
-        return EvalSample(idx=str(row.get("id", i)), prompt=self.build_prompt(row), images=ims, answer=ans,
-                          meta={"mc": mc, "category": row.get("subfield")})
+        return EvalSample(
+            idx=str(row.get("id", i)),
+            prompt=self.build_prompt(row),
+            images=ims,
+            answer=ans,
+            meta={"mc": mc, "category": row.get("subfield")},
+        )
 
     def extract(self, sample, prediction):
         return official_mcq(prediction, ".:,") if sample.meta["mc"] else official_keyword(prediction)

@@ -28,8 +28,13 @@ class MMStar(TableBenchmark):
         return with_instruction(row["question"], LETTER_ONLY)
 
     def make_sample(self, i, row, base):
-        return EvalSample(idx=row.get("index", i), prompt=self.build_prompt(row), images=[lazy_image(row["image"], base)],
-                          answer=str(row["answer"]).strip().lower(), meta={"category": row.get("category")})
+        return EvalSample(
+            idx=row.get("index", i),
+            prompt=self.build_prompt(row),
+            images=[lazy_image(row["image"], base)],
+            answer=str(row["answer"]).strip().lower(),
+            meta={"category": row.get("category")},
+        )
 
     def extract(self, sample, prediction):
         return first_token(prediction)

@@ -58,9 +58,13 @@ class MMVP(TableBenchmark):
         index = int(row["Index"])
         image = row.get("image") or Path("MMVP Images") / f"{index}.jpg"
         letter = str(row["Correct Answer"]).strip().strip("()").lower()
-        return EvalSample(idx=index, prompt=self.build_prompt(row), images=[lazy_image(image, base)],
-                          answer=letter, meta={"options": parse_options(row["Options"]),
-                                               "text_options": official_text_options(row["Options"])})
+        return EvalSample(
+            idx=index,
+            prompt=self.build_prompt(row),
+            images=[lazy_image(image, base)],
+            answer=letter,
+            meta={"options": parse_options(row["Options"]), "text_options": official_text_options(row["Options"])},
+        )
 
     def extract(self, sample, prediction):
         return official_mcq(prediction, ".:,", truncate=False)
@@ -85,6 +89,10 @@ class MMVP(TableBenchmark):
         for s, v in zip(samples, scores):
             pairs[(int(s.idx) - 1) // 2].append(v)
         full = [all(v) for v in pairs.values() if len(v) == 2]
-        return {"accuracy": sum(full) / len(full) if full else 0.0, "pairs": len(full),
-                "question_accuracy": sum(scores) / len(scores) if scores else 0.0, "n": len(samples),
-                "missing": sum(s.idx not in predictions for s in samples)}
+        return {
+            "accuracy": sum(full) / len(full) if full else 0.0,
+            "pairs": len(full),
+            "question_accuracy": sum(scores) / len(scores) if scores else 0.0,
+            "n": len(samples),
+            "missing": sum(s.idx not in predictions for s in samples),
+        }

@@ -32,8 +32,13 @@ class OCRBench(TableBenchmark):
     def make_sample(self, i, row, base):
         ans = row["answer"]
         ans = [ans] if isinstance(ans, str) else list(ans)
-        return EvalSample(idx=i, prompt=self.build_prompt(row), images=[lazy_image(row["image"], base)], answer=ans,
-                          meta={"category": row.get("question_type"), "dataset": row.get("dataset")})
+        return EvalSample(
+            idx=i,
+            prompt=self.build_prompt(row),
+            images=[lazy_image(row["image"], base)],
+            answer=ans,
+            meta={"category": row.get("question_type"), "dataset": row.get("dataset")},
+        )
 
     @staticmethod
     def _norm(text: str, hme: bool) -> str:

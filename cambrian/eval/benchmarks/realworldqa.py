@@ -27,8 +27,13 @@ class RealWorldQA(TableBenchmark):
         return str(row["question"])
 
     def make_sample(self, i, row, base):
-        return EvalSample(idx=i, prompt=self.build_prompt(row), images=[lazy_image(row["image"], base)],
-                          answer=str(row["answer"]), meta={})
+        return EvalSample(
+            idx=i,
+            prompt=self.build_prompt(row),
+            images=[lazy_image(row["image"], base)],
+            answer=str(row["answer"]),
+            meta={},
+        )
 
     def extract(self, sample, prediction):
         words = official_keyword(prediction).split()

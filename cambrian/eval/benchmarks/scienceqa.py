@@ -45,8 +45,13 @@ class ScienceQA(TableBenchmark):
         if not has_image(row.get("image")):
             return None
         choices = list(row["choices"])
-        return EvalSample(idx=i, prompt=self.build_prompt(row), images=[lazy_image(row["image"], base)],
-                          answer=int(row["answer"]), meta={"choices": choices, "category": row.get("subject")})
+        return EvalSample(
+            idx=i,
+            prompt=self.build_prompt(row),
+            images=[lazy_image(row["image"], base)],
+            answer=int(row["answer"]),
+            meta={"choices": choices, "category": row.get("subject")},
+        )
 
     def _correct(self, sample, extracted: str) -> float:
         gt = letter(sample.answer).lower()

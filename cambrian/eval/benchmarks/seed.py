@@ -35,9 +35,13 @@ class SEED(TableBenchmark):
         ims = list(ims) if isinstance(ims, (list, tuple)) else ([ims] if ims is not None else [])
         if len(ims) != 1:
             return None
-        return EvalSample(idx=str(row.get("question_id", i)), prompt=self.build_prompt(row),
-                          images=[lazy_image(ims[0], base)], answer=str(row["answer"]).strip().lower(),
-                          meta={"category": row.get("question_type_id")})
+        return EvalSample(
+            idx=str(row.get("question_id", i)),
+            prompt=self.build_prompt(row),
+            images=[lazy_image(ims[0], base)],
+            answer=str(row["answer"]).strip().lower(),
+            meta={"category": row.get("question_type_id")},
+        )
 
     def extract(self, sample, prediction):
         return official_mcq(prediction, ".")

@@ -38,8 +38,13 @@ class TextVQA(TableBenchmark):
         return with_instruction(q, SHORT)
 
     def make_sample(self, i, row, base):
-        return EvalSample(idx=str(row.get("question_id", i)), prompt=self.build_prompt(row),
-                          images=[lazy_image(row["image"], base)], answer=list(row["answers"]), meta={})
+        return EvalSample(
+            idx=str(row.get("question_id", i)),
+            prompt=self.build_prompt(row),
+            images=[lazy_image(row["image"], base)],
+            answer=list(row["answers"]),
+            meta={},
+        )
 
     def extract(self, sample, prediction):
         return (prediction or "").strip().lower()

@@ -17,7 +17,7 @@ Everything is vectorised over images and tokens; the only Python loops run over 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -112,8 +112,9 @@ def fill_empty_windows(masks: torch.Tensor) -> torch.Tensor:
     return masks | empty
 
 
-def window_masks(image_sizes: Sequence[tuple[int, int]], side: int, query_side: int, device=None,
-                 *, keep_grid: bool = False) -> torch.Tensor:
+def window_masks(
+    image_sizes: Sequence[tuple[int, int]], side: int, query_side: int, device=None, *, keep_grid: bool = False
+) -> torch.Tensor:
     """Letterbox attention masks of one tower (grid ``side`` = s_k) arranged in windows for an L×L query grid:
     ``[N*L*L, r*r]`` (or ``[N, L, L, r*r]`` with ``keep_grid``), all-False windows already reset to True."""
     m = to_windows(valid_mask(image_sizes, side, device=device), query_side, keep_grid=keep_grid)

@@ -67,7 +67,7 @@ def onnx_to_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     sd: dict[str, torch.Tensor] = {}
     for name, t in inits.items():
         if name.startswith("backbone."):
-            sd[_rename(name[len("backbone."):])] = torch.from_numpy(numpy_helper.to_array(t).copy())
+            sd[_rename(name[len("backbone.") :])] = torch.from_numpy(numpy_helper.to_array(t).copy())
     for node in model.graph.node:
         m = re.fullmatch(r"/backbone/(.+)/MatMul", node.name)
         if node.op_type != "MatMul" or not m:
@@ -79,11 +79,19 @@ def onnx_to_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         w = numpy_helper.to_array(inits[weight])
         sd[_rename(module + ".weight")] = torch.from_numpy(np.ascontiguousarray(w.T))
     hidden = sd["embeddings.cls_token"].shape[-1]
-    anon = {n: numpy_helper.to_array(t) for n, t in inits.items() if not n.startswith(("backbone.", "decoder")) and "MatMul" not in n}
+    anon = {
+        n: numpy_helper.to_array(t)
+        for n, t in inits.items()
+        if not n.startswith(("backbone.", "decoder")) and "MatMul" not in n
+    }
     cls_pos = [a for a in anon.values() if a.shape == (1, 1, hidden)]
-    patch_pos = [a for a in anon.values() if a.ndim == 3 and a.shape[0] == 1 and a.shape[2] == hidden and a.shape[1] > 1]
+    patch_pos = [
+        a for a in anon.values() if a.ndim == 3 and a.shape[0] == 1 and a.shape[2] == hidden and a.shape[1] > 1
+    ]
     if len(cls_pos) != 1 or len(patch_pos) != 1:
-        raise ValueError(f"{path}: cannot identify the position-embedding initializers ({len(cls_pos)}, {len(patch_pos)} candidates)")
+        raise ValueError(
+            f"{path}: cannot identify the position-embedding initializers ({len(cls_pos)}, {len(patch_pos)} candidates)"
+        )
     sd["embeddings.position_embeddings"] = torch.from_numpy(np.concatenate([cls_pos[0], patch_pos[0]], axis=1))
     sd["embeddings.mask_token"] = torch.zeros(1, hidden)
     return sd

@@ -21,8 +21,6 @@ Options (``cfg.options``):
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from ...config import EncoderConfig
@@ -161,7 +159,9 @@ class _ConvNeXt(_Adapter):
         if len(maps) == 1:
             return maps[0]
         side = cfg.out_grid
-        return torch.cat([m if m.shape[1] == side and m.shape[2] == side else resize_grid(m, side) for m in maps], dim=-1)
+        return torch.cat(
+            [m if m.shape[1] == side and m.shape[2] == side else resize_grid(m, side) for m in maps], dim=-1
+        )
 
 
 class _Generic(_Adapter):

@@ -3,7 +3,7 @@ resize to R x R (bicubic, PIL's default for RGB), scale to [0, 1], normalise."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

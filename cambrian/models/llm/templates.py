@@ -15,8 +15,9 @@ Template ids: ``llama_3`` (8B), ``vicuna_v1`` (13B), ``chatml`` (34B, official `
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ...constants import IMAGE_TOKEN
 from ...registry import Registry
@@ -164,18 +165,29 @@ class ChatTemplate:
             raise ValueError("add_generation_prompt=True needs the conversation to end with a user turn")
         pieces: list[Part] = []
         sys_head, _, sys_tail = self.system_fmt.partition("{system}")
-        pieces += [(sys_head, False, False), (system if "{system}" in self.system_fmt else "", False, True),
-                   (sys_tail, False, False)]
+        pieces += [
+            (sys_head, False, False),
+            (system if "{system}" in self.system_fmt else "", False, True),
+            (sys_tail, False, False),
+        ]
         user_head, _, user_tail = self.user_fmt.partition("{content}")
         for role, content in turns:
             if role == "user":
                 if self.images_only_user:
                     content = IMAGE_TOKEN * content.count(IMAGE_TOKEN)
-                pieces += [(user_head, False, False), (content if "{content}" in self.user_fmt else "", False, True),
-                           (user_tail, False, False)]
+                pieces += [
+                    (user_head, False, False),
+                    (content if "{content}" in self.user_fmt else "", False, True),
+                    (user_tail, False, False),
+                ]
             else:
-                pieces += [(self.assistant_prefix, False, False), (self.reply_prefix, True, False),
-                           (content, True, True), (self.end_of_turn, True, False), (self.after_turn, False, False)]
+                pieces += [
+                    (self.assistant_prefix, False, False),
+                    (self.reply_prefix, True, False),
+                    (content, True, True),
+                    (self.end_of_turn, True, False),
+                    (self.after_turn, False, False),
+                ]
         if add_generation_prompt:
             pieces.append((self.generation_prompt, False, False))
         return [piece for piece in pieces if piece[0]]
@@ -200,9 +212,16 @@ class ChatTemplate:
     def control_strings(self) -> tuple[str, ...]:
         """The template's own text pieces (role headers, separators, end-of-turn, ...): the only places where
         control tokens may come from."""
-        out = [self.system_fmt.replace("{system}", "\0"), self.user_fmt.replace("{content}", "\0"),
-               self.assistant_prefix, self.reply_prefix, self.end_of_turn, self.after_turn, self.generation_prompt,
-               *self.stop_strings]
+        out = [
+            self.system_fmt.replace("{system}", "\0"),
+            self.user_fmt.replace("{content}", "\0"),
+            self.assistant_prefix,
+            self.reply_prefix,
+            self.end_of_turn,
+            self.after_turn,
+            self.generation_prompt,
+            *self.stop_strings,
+        ]
         return tuple(dict.fromkeys(x for piece in out for x in piece.split("\0") if x))
 
     def render(
@@ -371,4 +390,3 @@ def get_template(template: str | ChatTemplate) -> ChatTemplate:
 def template_ids() -> list[str]:
     """Canonical template ids (aliases excluded)."""
     return sorted({t.name for _, t in TEMPLATES.items()})
-

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import re
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from ...constants import IGNORE_INDEX, IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 from ...utils.quiet import quiet_length_warning
@@ -53,7 +54,7 @@ class _Controls:
     pattern: re.Pattern | None  # matches any control string (longest first)
 
 
-_CONTROLS_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_CONTROLS_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _controls(tokenizer, tmpl: ChatTemplate) -> _Controls:

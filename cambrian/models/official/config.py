@@ -31,8 +31,8 @@ import copy
 import dataclasses
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 from ...config import CambrianConfig, ConnectorConfig, EncoderConfig, LLMConfig
 from ...errors import UserError
@@ -40,11 +40,25 @@ from ...registry import Registry
 
 # keys of the released config that our config represents (everything else is carried verbatim)
 CAMBRIAN_KEYS = (
-    "mm_vision_tower_aux_list", "mm_vision_tower_aux_token_len_list", "vision_tower_aux_list",
-    "vision_tower_aux_token_len_list", "mm_vision_select_layer", "mm_vision_select_feature", "mm_projector_type",
-    "vision_hidden_size", "image_token_len", "query_num_list", "num_query_group", "connector_depth",
-    "connector_only", "num_of_vision_sampler_layers", "start_of_vision_sampler_layers",
-    "stride_of_vision_sampler_layers", "tokenizer_model_max_length", "image_position", "conv_mode",
+    "mm_vision_tower_aux_list",
+    "mm_vision_tower_aux_token_len_list",
+    "vision_tower_aux_list",
+    "vision_tower_aux_token_len_list",
+    "mm_vision_select_layer",
+    "mm_vision_select_feature",
+    "mm_projector_type",
+    "vision_hidden_size",
+    "image_token_len",
+    "query_num_list",
+    "num_query_group",
+    "connector_depth",
+    "connector_only",
+    "num_of_vision_sampler_layers",
+    "start_of_vision_sampler_layers",
+    "stride_of_vision_sampler_layers",
+    "tokenizer_model_max_length",
+    "image_position",
+    "conv_mode",
 )
 OFFICIAL_KEY = "official"  # connector.options[...]: the released config's keys we do not map
 
@@ -91,8 +105,14 @@ def official_tower_name(enc: EncoderConfig) -> str | None:
 TowerOverride = "EncoderConfig | str"
 
 
-def _tower_config(name: str, token_len: int, select_layer: int | None, select_feature: str,
-                  override: EncoderConfig | str | None, where: str) -> EncoderConfig:
+def _tower_config(
+    name: str,
+    token_len: int,
+    select_layer: int | None,
+    select_feature: str,
+    override: EncoderConfig | str | None,
+    where: str,
+) -> EncoderConfig:
     from ...presets.encoders import expand_encoder_entry
 
     try:
@@ -106,15 +126,20 @@ def _tower_config(name: str, token_len: int, select_layer: int | None, select_fe
     else:
         raise ReleaseFormatError(
             f"{where}: tower {name!r} has no mapping to our encoder presets (known: {', '.join(OFFICIAL_TOWERS.names())}); "
-            f"pass a mapping for it (cambrian convert/info --tower '{name}=PRESET[@LOCAL_DIR]')")
+            f"pass a mapping for it (cambrian convert/info --tower '{name}=PRESET[@LOCAL_DIR]')"
+        )
     side = math.isqrt(int(token_len))
     if side * side != int(token_len) or side <= 0:
-        raise ReleaseFormatError(f"{where}: mm_vision_tower_aux_token_len_list entry {token_len} for {name!r} is not a square")
+        raise ReleaseFormatError(
+            f"{where}: mm_vision_tower_aux_token_len_list entry {token_len} for {name!r} is not a square"
+        )
     if enc.out_grid != side:  # the official "-interp{N}": the tower's tokens are resized to N
         enc.grid_size = side
     if select_feature not in ("patch",):
-        raise ReleaseFormatError(f"{where}: mm_vision_select_feature {select_feature!r} is not supported (only 'patch': "
-                                 "our towers output a square grid without the CLS token)")
+        raise ReleaseFormatError(
+            f"{where}: mm_vision_select_feature {select_feature!r} is not supported (only 'patch': "
+            "our towers output a square grid without the CLS token)"
+        )
     reads = spec.reads_select_layer if spec is not None else enc.select_layer is not None
     if reads and select_layer is not None:
         enc.select_layer = int(select_layer)
@@ -163,16 +188,19 @@ def detect_template(cfg: Mapping, where: str = "config.json") -> str:
     for _, fam in FAMILIES.items():
         if fam.model_type == mt and fam.vocab_size == cfg.get("vocab_size"):
             return fam.template
-    raise ReleaseFormatError(f"{where}: cannot tell the chat template of this model (model_type {mt!r}, _name_or_path "
-                             f"{name!r}, vocab_size {cfg.get('vocab_size')}); pass --template (one of "
-                             f"{', '.join(FAMILIES.names())})")
+    raise ReleaseFormatError(
+        f"{where}: cannot tell the chat template of this model (model_type {mt!r}, _name_or_path "
+        f"{name!r}, vocab_size {cfg.get('vocab_size')}); pass --template (one of "
+        f"{', '.join(FAMILIES.names())})"
+    )
 
 
 # ---- detection and mapping ------------------------------------------------------------------------------------
 def is_official_config(cfg: Mapping) -> bool:
     """A released-format config: a Cambrian model_type, or the official tower-list key."""
     return isinstance(cfg, Mapping) and (
-        str(cfg.get("model_type", "")).startswith("cambrian_") or "mm_vision_tower_aux_list" in cfg)
+        str(cfg.get("model_type", "")).startswith("cambrian_") or "mm_vision_tower_aux_list" in cfg
+    )
 
 
 def _need(cfg: Mapping, key: str, kind, where: str):
@@ -184,9 +212,14 @@ def _need(cfg: Mapping, key: str, kind, where: str):
     return v
 
 
-def official_to_config(cfg: Mapping, towers: Mapping[str, EncoderConfig | str] | None = None,
-                       template: str | None = None, source: str | None = None, where: str = "config.json",
-                       tower_weights: Callable[[str], str | None] | None = None) -> CambrianConfig:
+def official_to_config(
+    cfg: Mapping,
+    towers: Mapping[str, EncoderConfig | str] | None = None,
+    template: str | None = None,
+    source: str | None = None,
+    where: str = "config.json",
+    tower_weights: Callable[[str], str | None] | None = None,
+) -> CambrianConfig:
     """Map a released ``config.json`` (a dict) to our ``CambrianConfig``.
 
     ``towers``: official tower name -> an ``EncoderConfig`` or preset entry to use instead of the table's preset
@@ -199,16 +232,20 @@ def official_to_config(cfg: Mapping, towers: Mapping[str, EncoderConfig | str] |
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise ReleaseFormatError(f"{where}: 'mm_vision_tower_aux_list' must be a non-empty list of tower names")
     if not isinstance(lens, list) or len(lens) != len(names) or not all(isinstance(n, int) for n in lens):
-        raise ReleaseFormatError(f"{where}: 'mm_vision_tower_aux_token_len_list' must hold one int per tower "
-                                 f"({len(names)} towers)")
+        raise ReleaseFormatError(
+            f"{where}: 'mm_vision_tower_aux_token_len_list' must hold one int per tower ({len(names)} towers)"
+        )
     unknown_overrides = set(towers) - set(names)
     if unknown_overrides:
-        raise ReleaseFormatError(f"{where}: tower mapping for {sorted(unknown_overrides)} but the model's towers are "
-                                 f"{names}")
+        raise ReleaseFormatError(
+            f"{where}: tower mapping for {sorted(unknown_overrides)} but the model's towers are {names}"
+        )
     ptype = _need(cfg, "mm_projector_type", str, where)
     if ptype != "sva":
-        raise ReleaseFormatError(f"{where}: mm_projector_type {ptype!r} is not supported by the released-format loader "
-                                 "(only 'sva', the projector of every released Cambrian-1 model)")
+        raise ReleaseFormatError(
+            f"{where}: mm_projector_type {ptype!r} is not supported by the released-format loader "
+            "(only 'sva', the projector of every released Cambrian-1 model)"
+        )
     select_layer = cfg.get("mm_vision_select_layer", -2)
     select_feature = str(cfg.get("mm_vision_select_feature", "patch"))
     encoders = [_tower_config(n, t, select_layer, select_feature, towers.get(n), where) for n, t in zip(names, lens)]
@@ -220,29 +257,47 @@ def official_to_config(cfg: Mapping, towers: Mapping[str, EncoderConfig | str] |
 
     queries = _need(cfg, "query_num_list", list, where)
     if "num_query_group" in cfg and cfg["num_query_group"] != len(queries):
-        raise ReleaseFormatError(f"{where}: num_query_group {cfg['num_query_group']} but query_num_list has "
-                                 f"{len(queries)} entries")
+        raise ReleaseFormatError(
+            f"{where}: num_query_group {cfg['num_query_group']} but query_num_list has {len(queries)} entries"
+        )
     connector_only = bool(cfg.get("connector_only", True))
     conn = ConnectorConfig(
-        type="sva", hidden_size=_need(cfg, "vision_hidden_size", int, where),
-        image_token_len=_need(cfg, "image_token_len", int, where), query_num_list=[int(q) for q in queries],
-        depth=_need(cfg, "connector_depth", int, where), num_heads=16,  # hard-coded in the official SVA
+        type="sva",
+        hidden_size=_need(cfg, "vision_hidden_size", int, where),
+        image_token_len=_need(cfg, "image_token_len", int, where),
+        query_num_list=[int(q) for q in queries],
+        depth=_need(cfg, "connector_depth", int, where),
+        num_heads=16,  # hard-coded in the official SVA
         num_llm_layers=0 if connector_only else int(_need(cfg, "num_of_vision_sampler_layers", int, where)),
         llm_start=int(cfg.get("start_of_vision_sampler_layers", 0) or 0),
         llm_stride=int(cfg.get("stride_of_vision_sampler_layers", 1) or 1),
-        newline=True, unpad=True,
-        options={OFFICIAL_KEY: {"image_position": cfg.get("image_position"), "connector_only": connector_only,
-                                "num_of_vision_sampler_layers": cfg.get("num_of_vision_sampler_layers"),
-                                "config": cfg}},
+        newline=True,
+        unpad=True,
+        options={
+            OFFICIAL_KEY: {
+                "image_position": cfg.get("image_position"),
+                "connector_only": connector_only,
+                "num_of_vision_sampler_layers": cfg.get("num_of_vision_sampler_layers"),
+                "config": cfg,
+            }
+        },
     )
     mt = _need(cfg, "model_type", str, where)
     if mt not in LLM_MODEL_TYPES:
-        raise ReleaseFormatError(f"{where}: model_type {mt!r} is not a released Cambrian family "
-                                 f"(known: {', '.join(sorted(k for k in LLM_MODEL_TYPES if k.startswith('cambrian')))})")
+        raise ReleaseFormatError(
+            f"{where}: model_type {mt!r} is not a released Cambrian family "
+            f"(known: {', '.join(sorted(k for k in LLM_MODEL_TYPES if k.startswith('cambrian')))})"
+        )
     hf = llm_hf_config(cfg)
     tmpl = template or detect_template(cfg, where)
-    llm = LLMConfig(backend="hf", name_or_path=source, hf_config=hf, template=tmpl,
-                    max_length=int(cfg.get("tokenizer_model_max_length") or 2048), tokenizer=source)
+    llm = LLMConfig(
+        backend="hf",
+        name_or_path=source,
+        hf_config=hf,
+        template=tmpl,
+        max_length=int(cfg.get("tokenizer_model_max_length") or 2048),
+        tokenizer=source,
+    )
     dtype = str(cfg.get("torch_dtype") or "float32")
     name = (source or "cambrian").rstrip("/").split("/")[-1] or "cambrian"
     return CambrianConfig(name=name, encoders=encoders, connector=conn, llm=llm, dtype=dtype)
@@ -262,8 +317,12 @@ def llm_hf_config(cfg: Mapping) -> dict:
     return hf
 
 
-def config_to_official(config: CambrianConfig, image_position: int | None = None,
-                       tower_names: Mapping[int, str] | None = None, llm_hf: Mapping | None = None) -> dict:
+def config_to_official(
+    config: CambrianConfig,
+    image_position: int | None = None,
+    tower_names: Mapping[int, str] | None = None,
+    llm_hf: Mapping | None = None,
+) -> dict:
     """Our ``CambrianConfig`` -> a released-format ``config.json`` dict (what the official loader and the lmms-eval /
     VLMEvalKit Cambrian adapters read). A config that came from a released file is written back as it was (the
     mapped keys re-derived from ours, so a changed model writes its new values); a model trained here gets the
@@ -275,29 +334,36 @@ def config_to_official(config: CambrianConfig, image_position: int | None = None
     if c.num_heads != 16:
         raise ReleaseFormatError(f"connector.num_heads={c.num_heads}: the official SVA hard-codes 16 heads")
     if not c.newline or not c.unpad:
-        raise ReleaseFormatError("the official model always unpads the token grid and appends newline embeddings "
-                                 "(connector.newline and connector.unpad must be true)")
+        raise ReleaseFormatError(
+            "the official model always unpads the token grid and appends newline embeddings "
+            "(connector.newline and connector.unpad must be true)"
+        )
     official = dict(c.options.get(OFFICIAL_KEY) or {})
     original = official.get("config")
     hf = dict(llm_hf if llm_hf is not None else (config.llm.hf_config or {}))
     mt = hf.get("model_type")
     if mt not in OFFICIAL_MODEL_TYPES:
-        raise ReleaseFormatError(f"LLM model_type {mt!r} has no released-format equivalent "
-                                 f"(known: {', '.join(OFFICIAL_MODEL_TYPES)})")
+        raise ReleaseFormatError(
+            f"LLM model_type {mt!r} has no released-format equivalent (known: {', '.join(OFFICIAL_MODEL_TYPES)})"
+        )
     names, lens, select = [], [], None
     for k, e in enumerate(config.encoders):
         name = (tower_names or {}).get(k) or official_tower_name(e)
         if not name:
-            raise ReleaseFormatError(f"encoder {k} ({e.id!r}) has no official tower name; known presets: "
-                                     + ", ".join(f"{t.preset} -> {n}" for n, t in OFFICIAL_TOWERS.items()))
+            raise ReleaseFormatError(
+                f"encoder {k} ({e.id!r}) has no official tower name; known presets: "
+                + ", ".join(f"{t.preset} -> {n}" for n, t in OFFICIAL_TOWERS.items())
+            )
         names.append(name)
         lens.append(e.token_len)
         spec = OFFICIAL_TOWERS.get(name) if name in OFFICIAL_TOWERS else None
         reads = spec.reads_select_layer if spec is not None else e.select_layer is not None
         if reads and e.select_layer is not None:
             if select is not None and select != e.select_layer:
-                raise ReleaseFormatError(f"towers select different layers ({select} and {e.select_layer}); the "
-                                         "released format has one mm_vision_select_layer")
+                raise ReleaseFormatError(
+                    f"towers select different layers ({select} and {e.select_layer}); the "
+                    "released format has one mm_vision_select_layer"
+                )
             select = e.select_layer
     if original:
         out = dict(original)
@@ -306,10 +372,19 @@ def config_to_official(config: CambrianConfig, image_position: int | None = None
 
         allowed = set(type(AutoConfig.for_model(mt))().to_dict())
         out = {k: v for k, v in hf.items() if k in allowed and k not in ("model_type", "architectures", "dtype")}
-        out.update({"mm_use_im_start_end": False, "mm_use_im_patch_token": False, "mm_patch_merge_type": "flat",
-                    "image_aspect_ratio": "pad", "tokenizer_padding_side": "right", "use_mm_proj": True,
-                    "torch_dtype": config.dtype, "conv_mode": config.llm.template,
-                    "vision_tower_aux_token_len_list": lens})
+        out.update(
+            {
+                "mm_use_im_start_end": False,
+                "mm_use_im_patch_token": False,
+                "mm_patch_merge_type": "flat",
+                "image_aspect_ratio": "pad",
+                "tokenizer_padding_side": "right",
+                "use_mm_proj": True,
+                "torch_dtype": config.dtype,
+                "conv_mode": config.llm.template,
+                "vision_tower_aux_token_len_list": lens,
+            }
+        )
         if config.llm.name_or_path:
             out["_name_or_path"] = config.llm.name_or_path
     fam = FAMILIES.get(config.llm.template) if config.llm.template in FAMILIES else None
@@ -317,27 +392,30 @@ def config_to_official(config: CambrianConfig, image_position: int | None = None
         image_position = official.get("image_position")
     if image_position is None and fam is not None:
         image_position = fam.image_position
-    out.update({
-        "architectures": ["CambrianLlamaForCausalLM" if mt == "llama" else "CambrianPhi3ForCausalLM"],
-        "model_type": OFFICIAL_MODEL_TYPES[mt],
-        "mm_vision_tower_aux_list": names,
-        "mm_vision_tower_aux_token_len_list": lens,
-        "mm_vision_select_layer": select if select is not None else out.get("mm_vision_select_layer", -2),
-        "mm_vision_select_feature": "patch",
-        "mm_projector_type": "sva",
-        "vision_hidden_size": c.hidden_size,
-        "image_token_len": c.image_token_len,
-        "num_query_group": len(c.query_num_list),
-        "query_num_list": list(c.query_num_list),
-        "connector_depth": c.depth,
-        "connector_only": c.num_llm_layers == 0,
-        "num_of_vision_sampler_layers": c.num_llm_layers if c.num_llm_layers else
-        (official.get("num_of_vision_sampler_layers") or 0),
-        "start_of_vision_sampler_layers": c.llm_start,
-        "stride_of_vision_sampler_layers": c.llm_stride,
-        "tokenizer_model_max_length": config.llm.max_length,
-        "image_position": image_position,
-    })
+    out.update(
+        {
+            "architectures": ["CambrianLlamaForCausalLM" if mt == "llama" else "CambrianPhi3ForCausalLM"],
+            "model_type": OFFICIAL_MODEL_TYPES[mt],
+            "mm_vision_tower_aux_list": names,
+            "mm_vision_tower_aux_token_len_list": lens,
+            "mm_vision_select_layer": select if select is not None else out.get("mm_vision_select_layer", -2),
+            "mm_vision_select_feature": "patch",
+            "mm_projector_type": "sva",
+            "vision_hidden_size": c.hidden_size,
+            "image_token_len": c.image_token_len,
+            "num_query_group": len(c.query_num_list),
+            "query_num_list": list(c.query_num_list),
+            "connector_depth": c.depth,
+            "connector_only": c.num_llm_layers == 0,
+            "num_of_vision_sampler_layers": c.num_llm_layers
+            if c.num_llm_layers
+            else (official.get("num_of_vision_sampler_layers") or 0),
+            "start_of_vision_sampler_layers": c.llm_start,
+            "stride_of_vision_sampler_layers": c.llm_stride,
+            "tokenizer_model_max_length": config.llm.max_length,
+            "image_position": image_position,
+        }
+    )
     if "vision_tower_aux_token_len_list" in out:
         out["vision_tower_aux_token_len_list"] = lens
     return out

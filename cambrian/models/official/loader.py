@@ -14,8 +14,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 
@@ -25,8 +25,15 @@ from .config import ReleaseFormatError, config_to_official, is_official_config, 
 from .weights import WEIGHT_FILES, check_keys, iter_shards, list_keys, ours_to_official, write_shards
 
 CONFIG_MAX_BYTES = 4 << 20  # a config.json larger than this is refused before parsing
-TOKENIZER_PATTERNS = ["tokenizer*", "special_tokens_map.json", "added_tokens.json", "*.model", "vocab.json",
-                      "merges.txt", "generation_config.json"]
+TOKENIZER_PATTERNS = [
+    "tokenizer*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "*.model",
+    "vocab.json",
+    "merges.txt",
+    "generation_config.json",
+]
 
 
 def read_config(path: str | os.PathLike) -> dict:
@@ -79,23 +86,42 @@ def resolve_release(spec: str | os.PathLike, weights: bool = True) -> Path | Non
     patterns = ["config.json", *TOKENIZER_PATTERNS]
     if weights:  # one format only: a repository may hold both
         files = set(list_repo_files(str(spec)))
-        patterns += ["*.safetensors", "model.safetensors.index.json"] if any(f.endswith(".safetensors") for f in files) \
+        patterns += (
+            ["*.safetensors", "model.safetensors.index.json"]
+            if any(f.endswith(".safetensors") for f in files)
             else ["*.bin", "pytorch_model.bin.index.json"]
+        )
     return Path(snapshot_download(str(spec), allow_patterns=patterns))
 
 
-def release_config(root: str | os.PathLike, towers: Mapping[str, EncoderConfig | str] | None = None,
-                   template: str | None = None, tower_weights: Mapping[str, str] | None = None) -> CambrianConfig:
+def release_config(
+    root: str | os.PathLike,
+    towers: Mapping[str, EncoderConfig | str] | None = None,
+    template: str | None = None,
+    tower_weights: Mapping[str, str] | None = None,
+) -> CambrianConfig:
     """Our config for a released-format directory (no weights read)."""
     root = Path(root)
     tw = dict(tower_weights or {})
-    return official_to_config(read_config(root), towers=towers, template=template, source=str(root),
-                              where=str(root / "config.json"), tower_weights=tw.get)
+    return official_to_config(
+        read_config(root),
+        towers=towers,
+        template=template,
+        source=str(root),
+        where=str(root / "config.json"),
+        tower_weights=tw.get,
+    )
 
 
-def load_release(root: str | os.PathLike, towers: Mapping[str, EncoderConfig | str] | None = None,
-                 template: str | None = None, dtype: torch.dtype | None = None, force: bool = False,
-                 load_towers: bool = True, tower_weights: Mapping[str, str] | None = None):
+def load_release(
+    root: str | os.PathLike,
+    towers: Mapping[str, EncoderConfig | str] | None = None,
+    template: str | None = None,
+    dtype: torch.dtype | None = None,
+    force: bool = False,
+    load_towers: bool = True,
+    tower_weights: Mapping[str, str] | None = None,
+):
     """A ``CambrianModel`` from a released-format directory (see the module docstring). ``towers``: official tower
     name -> ``EncoderConfig`` / preset entry replacing the table's preset; ``tower_weights``: official tower name ->
     local directory of its weights; ``load_towers=False`` leaves the towers at random init (architecture checks)."""
@@ -111,8 +137,12 @@ def load_release(root: str | os.PathLike, towers: Mapping[str, EncoderConfig | s
     check_model_fits(config, force=force)
     encoders = [build_encoder(e, load_weights=load_towers) for e in config.encoders]
     llm, tokenizer = load_llm(config.llm, load_weights=False)
-    connector = build_connector(config.connector, encoder_dims=[e.hidden_size for e in config.encoders],
-                                encoder_grids=[e.out_grid for e in config.encoders], llm_hidden=llm.config.hidden_size)
+    connector = build_connector(
+        config.connector,
+        encoder_dims=[e.hidden_size for e in config.encoders],
+        encoder_grids=[e.out_grid for e in config.encoders],
+        llm_hidden=llm.config.hidden_size,
+    )
     model = CambrianModel(config, encoders, connector, llm, tokenizer)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.startswith("encoders.")}
     optional = {"llm.lm_head.weight"} if getattr(llm.config, "tie_word_embeddings", False) else set()
@@ -141,19 +171,23 @@ def image_position(template, tokenizer, system: str | None = None) -> int | None
     return ids.index(IMAGE_TOKEN_INDEX)
 
 
-def save_release(model, out: str | os.PathLike, max_shard_bytes: int = 5 << 30,
-                 tower_names: Mapping[int, str] | None = None) -> Path:
+def save_release(
+    model, out: str | os.PathLike, max_shard_bytes: int = 5 << 30, tower_names: Mapping[int, str] | None = None
+) -> Path:
     """Write ``model`` in the released format: ``config.json`` (official keys), sharded safetensors with the official
     tensor names, the tokenizer files. The towers are not written (the released format holds none: the official
     loader takes them from their hub ids), so towers trained here (not frozen) are refused."""
     out = Path(out)
     trained = [e.config.id for e in model.encoders if not e.config.frozen]
     if trained:
-        raise ReleaseFormatError(f"towers {trained} were trained (not frozen); the released format holds no tower "
-                                 "weights, so the official code would load the original ones instead")
+        raise ReleaseFormatError(
+            f"towers {trained} were trained (not frozen); the released format holds no tower "
+            "weights, so the official code would load the original ones instead"
+        )
     pos = image_position(model.template, model.tokenizer)
-    cfg = config_to_official(model.config, image_position=pos, tower_names=tower_names,
-                             llm_hf=model.llm.config.to_dict())
+    cfg = config_to_official(
+        model.config, image_position=pos, tower_names=tower_names, llm_hf=model.llm.config.to_dict()
+    )
     tied = bool(getattr(model.llm.config, "tie_word_embeddings", False))
     tensors = {}
     for k, v in model.state_dict().items():
@@ -180,5 +214,8 @@ def save_release(model, out: str | os.PathLike, max_shard_bytes: int = 5 << 30,
 
 def has_weights(path: str | os.PathLike) -> bool:
     p = Path(path)
-    return any((p / f).exists() for f in WEIGHT_FILES) or any(p.glob("model-*.safetensors")) or any(
-        p.glob("pytorch_model*.bin"))
+    return (
+        any((p / f).exists() for f in WEIGHT_FILES)
+        or any(p.glob("model-*.safetensors"))
+        or any(p.glob("pytorch_model*.bin"))
+    )

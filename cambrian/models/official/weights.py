@@ -27,18 +27,25 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import torch
 
 from .config import ReleaseFormatError
 
-CONNECTOR_PARAM = re.compile(r"^(mm_projector_aux_\d+|vision_sampler_\d+|vision_sampler_layers|mm_projector|vision_query"
-                             r"|image_newline)(\.|$)")
+CONNECTOR_PARAM = re.compile(
+    r"^(mm_projector_aux_\d+|vision_sampler_\d+|vision_sampler_layers|mm_projector|vision_query"
+    r"|image_newline)(\.|$)"
+)
 SKIP_SUFFIXES = (".rotary_emb.inv_freq",)  # non-persistent buffers some releases saved; recomputed on build
 MAX_INDEX_BYTES = 64 << 20  # an index json larger than this is not a weight index
-WEIGHT_FILES = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json", "pytorch_model.bin")
+WEIGHT_FILES = (
+    "model.safetensors.index.json",
+    "model.safetensors",
+    "pytorch_model.bin.index.json",
+    "pytorch_model.bin",
+)
 SAFE_INDEX, BIN_INDEX = "model.safetensors.index.json", "pytorch_model.bin.index.json"
 
 
@@ -50,7 +57,7 @@ def official_to_ours(key: str) -> str | None:
     if key.startswith("lm_head."):
         return "llm." + key
     if key.startswith("model."):
-        rest = key[len("model."):]
+        rest = key[len("model.") :]
         return ("connector." if CONNECTOR_PARAM.match(rest) else "llm.model.") + rest
     return "?" + key  # never one of ours: reported as unexpected
 
@@ -58,18 +65,23 @@ def official_to_ours(key: str) -> str | None:
 def ours_to_official(key: str) -> str | None:
     """The official name of one of our parameters (None: not part of the released format, i.e. the towers)."""
     if key.startswith("connector."):
-        return "model." + key[len("connector."):]
+        return "model." + key[len("connector.") :]
     if key.startswith("llm.model."):
-        return "model." + key[len("llm.model."):]
+        return "model." + key[len("llm.model.") :]
     if key.startswith("llm.lm_head."):
-        return key[len("llm."):]
+        return key[len("llm.") :]
     if key.startswith("encoders."):
         return None
     raise ReleaseFormatError(f"parameter {key!r} has no place in the released format")
 
 
-def check_keys(official_keys, expected: Mapping[str, tuple], shapes: Mapping[str, tuple] | None = None,
-               where: str = "checkpoint", optional: set[str] | frozenset = frozenset()) -> dict[str, str]:
+def check_keys(
+    official_keys,
+    expected: Mapping[str, tuple],
+    shapes: Mapping[str, tuple] | None = None,
+    where: str = "checkpoint",
+    optional: set[str] | frozenset = frozenset(),
+) -> dict[str, str]:
     """Map official names onto ours strictly: every official key lands on exactly one of ``expected`` (our names ->
     shapes) and every expected key is present, else one ``ReleaseFormatError`` lists the missing and unexpected
     names (and shape mismatches). Returns {official: ours}."""
@@ -91,11 +103,17 @@ def check_keys(official_keys, expected: Mapping[str, tuple], shapes: Mapping[str
     if missing or unexpected or mismatched:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} missing: " + ", ".join(_official_name(m) for m in missing[:20])
-                         + (" ..." if len(missing) > 20 else ""))
+            parts.append(
+                f"{len(missing)} missing: "
+                + ", ".join(_official_name(m) for m in missing[:20])
+                + (" ..." if len(missing) > 20 else "")
+            )
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected: " + ", ".join(sorted(unexpected)[:20])
-                         + (" ..." if len(unexpected) > 20 else ""))
+            parts.append(
+                f"{len(unexpected)} unexpected: "
+                + ", ".join(sorted(unexpected)[:20])
+                + (" ..." if len(unexpected) > 20 else "")
+            )
         if mismatched:
             parts.append(f"{len(mismatched)} with another shape: " + "; ".join(mismatched[:10]))
         raise ReleaseFormatError(f"{where}: the weights do not match the model of its config.json ({'; '.join(parts)})")
@@ -131,7 +149,10 @@ def _read_index(path: Path) -> dict[str, str]:
 def weight_files(root: Path) -> tuple[str, list[Path], dict[str, str] | None]:
     """("safetensors" | "bin", shard files in order, weight_map or None) of a checkpoint directory."""
     root = Path(root)
-    for kind, index, single in (("safetensors", SAFE_INDEX, "model.safetensors"), ("bin", BIN_INDEX, "pytorch_model.bin")):
+    for kind, index, single in (
+        ("safetensors", SAFE_INDEX, "model.safetensors"),
+        ("bin", BIN_INDEX, "pytorch_model.bin"),
+    ):
         if (root / index).is_file():
             wm = _read_index(root / index)
             files = sorted({root / v for v in wm.values()})
@@ -164,12 +185,15 @@ def iter_shards(root: Path) -> Iterator[tuple[Path, dict[str, torch.Tensor]]]:
                         raise
                     part = torch.load(str(f), map_location="cpu", weights_only=True)
             except Exception as e:  # noqa: BLE001 - pickle with objects, corrupt file, ...
-                raise ReleaseFormatError(f"{f}: not a plain tensor file readable with weights_only=True "
-                                         f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+                raise ReleaseFormatError(
+                    f"{f}: not a plain tensor file readable with weights_only=True "
+                    f"({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+                ) from None
             if isinstance(part, dict) and "state_dict" in part and isinstance(part["state_dict"], dict):
                 part = part["state_dict"]
-            if not isinstance(part, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                                     for k, v in part.items()):
+            if not isinstance(part, dict) or not all(
+                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in part.items()
+            ):
                 raise ReleaseFormatError(f"{f}: expected a mapping of names to tensors")
         if wm is not None:
             stray = [k for k in part if wm.get(k) != f.name]
@@ -217,8 +241,11 @@ def write_shards(root: Path, tensors: Mapping[str, torch.Tensor], max_shard_byte
             size = 0
         shards[-1][k] = t.detach().to("cpu").contiguous().clone()
         size += n
-    names = ["model.safetensors"] if len(shards) == 1 else [
-        f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    names = (
+        ["model.safetensors"]
+        if len(shards) == 1
+        else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    )
     written = []
     for name, part in zip(names, shards):
         tmp = temp_file_beside(root / name)
@@ -232,7 +259,9 @@ def write_shards(root: Path, tensors: Mapping[str, torch.Tensor], max_shard_byte
         written.append(root / name)
     if len(shards) > 1:
         total = sum(t.numel() * t.element_size() for t in tensors.values())
-        atomic_write_json(root / SAFE_INDEX, {"metadata": {"total_size": total},
-                                              "weight_map": {k: n for n, part in zip(names, shards) for k in part}})
+        atomic_write_json(
+            root / SAFE_INDEX,
+            {"metadata": {"total_size": total}, "weight_map": {k: n for n, part in zip(names, shards) for k in part}},
+        )
         written.append(root / SAFE_INDEX)
     return written
