@@ -1,6 +1,6 @@
 """Scene-engine throughput: prints scenes/s for rendering alone and for render + files + annotations.
 
-    .venv/bin/python benchmarks/scenes.py [--n 100] [--size 256x256] [--workers 1] [--shadow]
+.venv/bin/python benchmarks/scenes.py [--n 100] [--size 256x256] [--workers 1] [--shadow]
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ def main() -> None:
         objs += len(r.render(scene_rng(0, "bench", i))["objects"])
     dt = time.perf_counter() - t
     r.close()
-    print(f"render only     : {a.n / dt:7.1f} scenes/s  ({1000 * dt / a.n:.1f} ms/scene, {objs / a.n:.1f} objects/scene, {w}x{h})")
+    print(
+        f"render only     : {a.n / dt:7.1f} scenes/s  ({1000 * dt / a.n:.1f} ms/scene, {objs / a.n:.1f} objects/scene, {w}x{h})"
+    )
     with tempfile.TemporaryDirectory() as d:
         s = render_scenes(d, a.n, seed=0, split="bench", config=cfg, workers=a.workers, progress=False)
     print(f"render + files  : {s['scenes_per_s']:7.1f} scenes/s  (workers={a.workers}, images+masks+depth+COCO+Omni3D)")

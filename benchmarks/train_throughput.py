@@ -23,9 +23,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cambrian.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX  # noqa: E402
+from cambrian.models.vlm import load_vlm as load_model  # noqa: E402
 from cambrian.train.freeze import apply_freeze, stage_policy  # noqa: E402
 from cambrian.train.metrics import peak_flops, train_flops_per_token  # noqa: E402
-from cambrian.train.trainer import load_model  # noqa: E402
 
 
 def _sync(dev):
@@ -77,7 +77,9 @@ def main(argv=None) -> int:
     labels[:, :2] = IGNORE_INDEX
     batch = dict(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels, image_sizes=[(R[0], R[0])] * B)
     if args.features:
-        batch["features"] = [torch.randn(B, e.config.out_grid, e.config.out_grid, e.config.hidden_size, device=dev) for e in encs]
+        batch["features"] = [
+            torch.randn(B, e.config.out_grid, e.config.out_grid, e.config.hidden_size, device=dev) for e in encs
+        ]
     else:
         batch["pixel_values"] = [torch.randn(B, 3, r, r, device=dev) for r in R]
     T = L - 1 + vis  # LLM sequence length after splicing
@@ -106,7 +108,7 @@ def main(argv=None) -> int:
         no_in_llm_aggregation = None
 
     def bare_fb():
-        with (no_in_llm_aggregation(model) if no_in_llm_aggregation else nullcontext()), amp:
+        with no_in_llm_aggregation(model) if no_in_llm_aggregation else nullcontext(), amp:
             out = model.llm(input_ids=llm_ids, attention_mask=torch.ones_like(llm_ids), labels=llm_ids)
         out.loss.backward()
         model.llm.zero_grad(set_to_none=True)
@@ -115,11 +117,20 @@ def main(argv=None) -> int:
     t_b = _time(bare_fb, args.steps, args.warmup, dev)
     t_s = _time(cambrian_step, max(2, args.steps // 2), 1, dev)
     n_llm = sum(p.numel() for p in model.llm.parameters())
-    res = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "model": args.model, "batch": B,
-           "llm_seq_len": T, "visual_tokens_per_image": vis, "features": args.features,
-           "cambrian_samples_per_s": B / t_c, "cambrian_tokens_per_s": B * T / t_c,
-           "bare_llm_samples_per_s": B / t_b, "bare_llm_tokens_per_s": B * T / t_b,
-           "ratio": t_b / t_c, "full_step_samples_per_s": B / t_s}
+    res = {
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "model": args.model,
+        "batch": B,
+        "llm_seq_len": T,
+        "visual_tokens_per_image": vis,
+        "features": args.features,
+        "cambrian_samples_per_s": B / t_c,
+        "cambrian_tokens_per_s": B * T / t_c,
+        "bare_llm_samples_per_s": B / t_b,
+        "bare_llm_tokens_per_s": B * T / t_b,
+        "ratio": t_b / t_c,
+        "full_step_samples_per_s": B / t_s,
+    }
     peak = peak_flops(dev)
     if peak:
         f = train_flops_per_token(n_llm, n_llm)

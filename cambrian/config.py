@@ -2,46 +2,46 @@
 
 A ``CambrianConfig`` is saved as ``config.json`` next to every checkpoint and is enough to rebuild the
 architecture without any network access (architectures of HF towers/LLMs are embedded as ``hf_config``
-dicts once known). Model presets live in ``configs/models/<name>.yaml``.
+dicts once known). Model presets live in ``cambrian/presets/models/<name>.yaml`` (``cambrian.presets.models``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
 
-import yaml
+from .typed import Bool, Choice, Int, Mapping, Num, OptInt, OptStr, Str, build, typed_config
 
-from .paths import REPO_ROOT
+RGB = tuple[Num(), Num(), Num()]
+PositiveRGB = tuple[Num(gt=0), Num(gt=0), Num(gt=0)]
+Colour = tuple[Int(ge=0, le=255), Int(ge=0, le=255), Int(ge=0, le=255)]
 
-PRESET_DIR = REPO_ROOT / "configs" / "models"
 
-
-@dataclass
+@typed_config
 class EncoderConfig:
-    """One vision tower. ``id`` is a preset id (``cambrian.models.encoders.presets``) or a free name.
+    """One vision tower. ``id`` is a preset id (``cambrian.presets.encoders``) or a free name.
 
     Output of every tower is a spatial grid ``[B, grid_size, grid_size, hidden_size]``.
     """
 
-    id: str
-    backend: str = "hf"  # registry key in cambrian.models.encoders (hf, timm, open_clip, efficientnet_lite0, dinov2_onnx, ...)
-    name_or_path: str | None = None  # hub id or local dir of the pretrained weights (None: random init / packaged asset)
-    image_size: int = 224  # square input side after letterbox + resize
-    hidden_size: int = 768  # channels C of the output grid
-    native_grid: int = 14  # grid side the tower produces at image_size
-    grid_size: int | None = None  # resize the grid to this side (bilinear, fp32); None keeps native_grid
-    select_layer: int | None = None  # hidden_states index (e.g. -2); None: the tower's final output
-    drop_cls: bool = True
-    frozen: bool = True
-    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    pad_color: tuple[int, int, int] | None = None  # letterbox colour; None: int(255 * image_mean)
+    id: Str
+    backend: Str = (
+        "hf"  # registry key in cambrian.models.encoders (hf, timm, open_clip, efficientnet_lite0, dinov2_onnx, ...)
+    )
+    name_or_path: OptStr = None  # hub id or local dir of the pretrained weights (None: random init / packaged asset)
+    image_size: Int(ge=1) = 224  # square input side after letterbox + resize
+    hidden_size: Int(ge=1) = 768  # channels C of the output grid
+    native_grid: Int(ge=1) = 14  # grid side the tower produces at image_size
+    grid_size: OptInt(ge=1) = None  # resize the grid to this side (bilinear, fp32); None keeps native_grid
+    select_layer: OptInt() = None  # hidden_states index (e.g. -2); None: the tower's final output
+    drop_cls: Bool = True
+    frozen: Bool = True
+    image_mean: RGB = (0.5, 0.5, 0.5)
+    image_std: PositiveRGB = (0.5, 0.5, 0.5)
+    pad_color: Colour | None = None  # letterbox colour; None: int(255 * image_mean)
     hf_config: dict | None = None  # architecture dict (HF config.to_dict()) to build without the hub
-    options: dict = field(default_factory=dict)  # backend-specific extras (e.g. multi-stage fusion)
+    options: Mapping = field(default_factory=dict)  # backend-specific extras (e.g. multi-stage fusion)
 
     @property
     def out_grid(self) -> int:
@@ -52,23 +52,23 @@ class EncoderConfig:
         return self.out_grid**2
 
 
-@dataclass
+@typed_config
 class ConnectorConfig:
     """Vision -> LLM connector. ``type`` is a registry key in ``cambrian.models.connectors``."""
 
-    type: str = "sva"  # sva | mlp2x_gelu | mlpNx_gelu | linear | identity | concat | interleave
-    hidden_size: int = 1024  # SVA d (official ``vision_hidden_size``)
-    image_token_len: int = 576  # L_final**2 visual tokens per square image (before newline tokens)
-    query_num_list: list[int] = field(default_factory=lambda: [576])  # per query group Q_g (G = len)
-    depth: int = 3  # SVA layers in the pre-LLM aggregator (``connector_depth``)
-    num_heads: int = 16  # hard-coded to 16 in the official SVA
+    type: Str = "sva"  # sva | mlp2x_gelu | mlpNx_gelu | linear | identity | concat | interleave
+    hidden_size: Int(ge=1) = 1024  # SVA d (official ``vision_hidden_size``)
+    image_token_len: Int(ge=1) = 576  # L_final**2 visual tokens per square image (before newline tokens)
+    query_num_list: list[Int(ge=1)] = field(default_factory=lambda: [576])  # per query group Q_g (G = len)
+    depth: Int(ge=0) = 3  # SVA layers in the pre-LLM aggregator (``connector_depth``)
+    num_heads: Int(ge=1) = 16  # hard-coded to 16 in the official SVA
     # SVA re-applied inside the LLM after layers start + t*stride, t < num_llm_layers (``connector_only`` = 0 layers)
-    num_llm_layers: int = 0
-    llm_start: int = 0
-    llm_stride: int = 1
-    newline: bool = True  # learned newline embedding after each grid row
-    unpad: bool = True  # drop letterbox rows/cols of the token grid (spec §1.5)
-    options: dict = field(default_factory=dict)
+    num_llm_layers: Int(ge=0) = 0
+    llm_start: Int(ge=0) = 0
+    llm_stride: Int(ge=1) = 1
+    newline: Bool = True  # learned newline embedding after each grid row
+    unpad: Bool = True  # drop letterbox rows/cols of the token grid (docs/official-code.md#letterbox)
+    options: Mapping = field(default_factory=dict)
 
     @property
     def grid(self) -> int:
@@ -78,45 +78,40 @@ class ConnectorConfig:
         return side
 
 
-@dataclass
+@typed_config
 class LLMConfig:
     """The causal LM. ``backend``: ``hf`` (hub id or local dir), ``gguf`` (a GGUF file, e.g. the packaged
     SmolLM2), ``random`` (built from ``hf_config`` with random weights: tests and meta-device counting)."""
 
-    backend: str = "hf"
-    name_or_path: str | None = None
-    gguf_file: str | None = None
+    backend: Str = "hf"
+    name_or_path: OptStr = None
+    gguf_file: OptStr = None
     hf_config: dict | None = None  # architecture (HF config.to_dict())
-    template: str = "llama_3"  # chat template id (cambrian.models.llm.templates)
+    template: Str = "llama_3"  # chat template id (cambrian.models.llm.templates)
     system_prompt: str | None = None  # None: the template's official system prompt
-    max_length: int = 2048
-    tokenizer: str | None = None  # tokenizer dir/id when it differs from name_or_path
-    options: dict = field(default_factory=dict)
+    max_length: Int(ge=1) = 2048
+    tokenizer: OptStr = None  # tokenizer dir/id when it differs from name_or_path
+    options: Mapping = field(default_factory=dict)
 
 
-@dataclass
+@typed_config
 class CambrianConfig:
-    name: str = "custom"
+    name: Str = "custom"
     encoders: list[EncoderConfig] = field(default_factory=list)
     connector: ConnectorConfig = field(default_factory=ConnectorConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
-    dtype: str = "float32"
-    format_version: int = 1
+    dtype: Choice("float32", "bfloat16", "float16") = "float32"
+    format_version: Int(ge=1) = 1
 
     # ---- (de)serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CambrianConfig":
-        d = dict(d)
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown CambrianConfig keys: {sorted(unknown)}")
-        encs = [_build(EncoderConfig, e, f"encoders[{i}]") for i, e in enumerate(d.pop("encoders", []))]
-        conn = _build(ConnectorConfig, d.pop("connector", {}), "connector")
-        llm = _build(LLMConfig, d.pop("llm", {}), "llm")
-        return cls(encoders=encs, connector=conn, llm=llm, **d)
+    def from_dict(cls, d: dict, where: str | None = None) -> CambrianConfig:
+        """Every field typed and range-checked at any depth (``encoders[0].image_size``); unknown keys refused with
+        a did-you-mean (``cambrian.typed``)."""
+        return build(cls, d, where)
 
     def save(self, path: str | Path) -> None:
         from .utils.io import atomic_write_json
@@ -124,66 +119,10 @@ class CambrianConfig:
         atomic_write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | Path) -> "CambrianConfig":
+    def load(cls, path: str | Path) -> CambrianConfig:
         path = Path(path)
         if path.is_dir():
             path = path / "config.json"
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping at top level")
-        try:
-            return cls.from_dict(data)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"{path}: {e}") from None
+        from .typed import read_mapping
 
-
-def _build(kind, data: Any, where: str):
-    if isinstance(data, kind):
-        return data
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
-    names = {f.name for f in dataclasses.fields(kind)}
-    unknown = set(data) - names
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {sorted(unknown)} (valid: {sorted(names)})")
-    data = {k: (tuple(v) if isinstance(v, list) and k in ("image_mean", "image_std", "pad_color") else v) for k, v in data.items()}
-    return kind(**data)
-
-
-def list_presets() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-
-
-def load_preset(name: str) -> CambrianConfig:
-    """Load ``configs/models/<name>.yaml``. Encoder entries may be a bare preset id string, or a mapping with
-    ``preset: <id>`` plus overrides; they are expanded through the encoder preset registry."""
-    path = PRESET_DIR / f"{name}.yaml"
-    if not path.exists():
-        from .registry import UnknownKeyError
-
-        raise UnknownKeyError(f"unknown model preset {name!r}; valid presets: {', '.join(list_presets())}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return config_from_mapping(data, where=str(path))
-
-
-def config_from_mapping(data: dict, where: str = "config") -> CambrianConfig:
-    from .models.encoders.presets import expand_encoder_entry
-
-    data = dict(data)
-    data["encoders"] = [dataclasses.asdict(expand_encoder_entry(e)) for e in data.get("encoders", [])]
-    try:
-        return CambrianConfig.from_dict(data)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{where}: {e}") from None
-
-
-def resolve_model_config(preset_or_dir: str) -> CambrianConfig:
-    """A preset name, a checkpoint directory (with config.json), or a YAML/JSON file."""
-    p = Path(preset_or_dir)
-    if p.is_dir() and (p / "config.json").exists():
-        return CambrianConfig.load(p / "config.json")
-    if p.is_file():
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        return config_from_mapping(data, where=str(p))
-    return load_preset(preset_or_dir)
+        return cls.from_dict(read_mapping(path), str(path))

@@ -1,4 +1,4 @@
-"""Constants shared across the package (values follow the official code, spec §1.6)."""
+"""Constants shared across the package (values follow the official code, docs/official-code.md#tokens)."""
 
 IGNORE_INDEX = -100
 # Placeholder id for an image inside token id sequences; never sent to the embedding table.

@@ -6,7 +6,8 @@ substring of its name). Lookups are exact; an unknown key raises a KeyError that
 
 from __future__ import annotations
 
-from typing import Generic, Iterator, TypeVar
+from collections.abc import Iterator
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 

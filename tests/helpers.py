@@ -17,13 +17,47 @@ def toy_train_config(tmp_path, data, **kw):
     return TrainConfig(**base)
 
 
+# A real CambrianModel small enough for trainer tests: two tiny towers, SVA with one in-LLM layer, a random LLM.
+TINY_CAMBRIAN = {
+    "name": "tiny-train-test", "encoders": ["tiny-clip", "tiny-siglip"],
+    "connector": {"type": "sva", "hidden_size": 32, "image_token_len": 16, "query_num_list": [16], "depth": 1,
+                  "num_heads": 2, "num_llm_layers": 1},
+    "llm": {"backend": "random", "tokenizer": "tiny", "template": "llama_3", "max_length": 256},
+}
+
+
+def tiny_cambrian(seed: int = 0):
+    """The ``VLM`` the package ships (``CambrianModel``), built from ``TINY_CAMBRIAN`` with ``seed``."""
+    import torch
+
+    from cambrian.models.cambrian_model import CambrianModel
+    from cambrian.presets.models import config_from_mapping
+
+    torch.manual_seed(seed)
+    return CambrianModel.from_config(config_from_mapping(TINY_CAMBRIAN))
+
+
+def make_vlm(kind: str, seed: int = 0):
+    """One of the two VLM implementations the trainer tests run on: ``toy`` (tests/toy_vlm.py) or ``cambrian``."""
+    if kind == "cambrian":
+        return tiny_cambrian(seed)
+    import torch
+    from toy_vlm import ToyVLM
+
+    torch.manual_seed(seed)
+    return ToyVLM()
+
+
+VLM_KINDS = ["toy", "cambrian"]
+
+
 def sensitive_tiny_model():
     """The random ``tiny`` preset with large random LLM and connector weights, so that the prompt and the image change
     the greedy answer (at its default init the tiny model answers the same whatever it is shown): serving and
     adapter tests can then tell a lost image or a mixed-up request from a right one."""
     import torch
 
-    from cambrian.config import load_preset
+    from cambrian.presets.models import load_preset
     from cambrian.models.cambrian_model import CambrianModel
 
     torch.manual_seed(0)

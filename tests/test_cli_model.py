@@ -36,7 +36,7 @@ def test_info_text_output_for_nano(capsys):
 
 def test_info_unknown_preset_lists_presets(capsys):
     assert main(["info", "no-such-model"]) == 2
-    err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(err) == 1 and err[0].startswith("error: unknown model preset 'no-such-model'"), err
     assert "valid presets: " in err[0] and "cambrian-8b" in err[0]
     with pytest.raises(KeyError, match="valid presets: .*cambrian-8b"):  # --debug: the exception itself
@@ -46,7 +46,24 @@ def test_info_unknown_preset_lists_presets(capsys):
 def test_chat_answers_once_with_tiny_model(tmp_path, capsys):
     img = tmp_path / "x.png"
     Image.fromarray(np.zeros((20, 30, 3), dtype=np.uint8)).save(img)
-    assert main(["chat", "--model", "tiny", "--image", str(img), "--prompt", "what?", "--max-new-tokens", "4", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "chat",
+                "--model",
+                "tiny",
+                "--image",
+                str(img),
+                "--prompt",
+                "what?",
+                "--max-new-tokens",
+                "4",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     cap = capsys.readouterr()
     assert isinstance(cap.out, str)
     # a bare preset: one warning line saying the answers ignore the image
@@ -57,15 +74,31 @@ def test_chat_answers_once_with_tiny_model(tmp_path, capsys):
 def test_chat_with_a_trained_checkpoint_does_not_warn(tmp_path, capsys):
     import torch
 
-    from cambrian.config import load_preset
     from cambrian.models.cambrian_model import CambrianModel
+    from cambrian.presets.models import load_preset
 
     torch.manual_seed(0)
     CambrianModel.from_config(load_preset("tiny")).save_pretrained(tmp_path / "ck")
     img = tmp_path / "x.png"
     Image.fromarray(np.zeros((20, 30, 3), dtype=np.uint8)).save(img)
-    assert main(["chat", "--model", str(tmp_path / "ck"), "--image", str(img), "--prompt", "what?",
-                 "--max-new-tokens", "2", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "chat",
+                "--model",
+                str(tmp_path / "ck"),
+                "--image",
+                str(img),
+                "--prompt",
+                "what?",
+                "--max-new-tokens",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "warning:" not in capsys.readouterr().err
 
 

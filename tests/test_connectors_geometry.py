@@ -1,4 +1,4 @@
-"""Letterbox arithmetic, masks, windows and block assembly (spec §1.4, §1.5)."""
+"""Letterbox arithmetic, masks, windows and block assembly (docs/official-code.md#windows, docs/official-code.md#letterbox)."""
 
 import pytest
 import torch
@@ -66,8 +66,14 @@ def test_to_windows_arange():
     w = to_windows(x, 2)  # L = 2, r = 2
     assert w.shape == (8, 4, 1)
     assert w[..., 0].tolist() == [
-        [0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 12, 13], [10, 11, 14, 15],
-        [16, 17, 20, 21], [18, 19, 22, 23], [24, 25, 28, 29], [26, 27, 30, 31],
+        [0, 1, 4, 5],
+        [2, 3, 6, 7],
+        [8, 9, 12, 13],
+        [10, 11, 14, 15],
+        [16, 17, 20, 21],
+        [18, 19, 22, 23],
+        [24, 25, 28, 29],
+        [26, 27, 30, 31],
     ]
     # r = 1 is the identity layout; masks (no channel dim) work too
     assert torch.equal(to_windows(x, 4).view(-1), x.view(-1))
@@ -97,7 +103,7 @@ def _masked_fraction(size):
 
 
 def test_convnext_partial_mask_percentages():
-    # spec §1.4: after resetting all-False windows, 0 % of keys stay masked for 640x480, 4.2 % for 1000x300
+    # docs/official-code.md#windows: after resetting all-False windows, 0 % of keys stay masked for 640x480, 4.2 % for 1000x300
     assert _masked_fraction((640, 480)) == 0.0
     # 1000x300: valid rows [34, 62); window rows 8 and 15 keep 2 of 4 pixel rows -> 2 * 24 windows * 8 keys
     assert _masked_fraction((1000, 300)) == pytest.approx(384 / 9216)

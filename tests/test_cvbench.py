@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from cambrian.cvbench.builder import (
-    BuildParams, build_cvbench, count_options, depth_order, distance_order, plural, questions_from_coco,
+    BuildParams,
+    build_cvbench,
+    count_options,
+    depth_order,
+    distance_order,
+    plural,
+    questions_from_coco,
     questions_from_omni3d,
 )
 from cambrian.cvbench.extract import extract_choice, extract_letter
@@ -19,17 +25,33 @@ from cambrian.cvbench.score import score_items
 CH = ["left", "right"]
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("B", 1), ("(B)", 1), ("B.", 1), ("b", 1), ("B)", 1), (" (A) ", 0), ("The answer is B", 1),
-    ("The answer is (B).", 1), ("Answer: A", 0), ("**B**", 1), ("right", 1), ("Right.", 1), ("the left", 0),
-    ("(B) right", 1), ("A. left", 0),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("B", 1),
+        ("(B)", 1),
+        ("B.", 1),
+        ("b", 1),
+        ("B)", 1),
+        (" (A) ", 0),
+        ("The answer is B", 1),
+        ("The answer is (B).", 1),
+        ("Answer: A", 0),
+        ("**B**", 1),
+        ("right", 1),
+        ("Right.", 1),
+        ("the left", 0),
+        ("(B) right", 1),
+        ("A. left", 0),
+    ],
+)
 def test_extract_accepts(text, expected):
     assert extract_choice(text, CH) == expected
 
 
-@pytest.mark.parametrize("text", ["B or A", "Bicycle", "C", "(D)", "", "   ", "I cannot tell", "(A) right",
-                                  "left or right", "Below"])
+@pytest.mark.parametrize(
+    "text", ["B or A", "Bicycle", "C", "(D)", "", "   ", "I cannot tell", "(A) right", "left or right", "Below"]
+)
 def test_extract_rejects(text):
     assert extract_choice(text, CH) is None
 
@@ -54,8 +76,17 @@ def test_official_score_differs_from_flat():
         + [_item(20 + i, "3D", "Depth", "Omni3D") for i in range(2)]  # 1/2
         + [_item(30 + i, "3D", "Distance", "Omni3D") for i in range(2)]  # 0/2 (one missing) -> Omni3D 1/4
     )
-    preds = {0: "A", 1: "Bicycle", 10: "B", 11: "(B)", 12: "1", 13: "The answer is B.",
-             20: "A", 21: "B", 30: "right"}  # 31 missing
+    preds = {
+        0: "A",
+        1: "Bicycle",
+        10: "B",
+        11: "(B)",
+        12: "1",
+        13: "The answer is B.",
+        20: "A",
+        21: "B",
+        30: "right",
+    }  # 31 missing
     s = score_items(items, preds)
     # hand-computed: ade 1/2, coco 4/4, omni 1/4; 2D = (0.5 + 1) / 2 = 0.75; 3D = 0.25; overall = 0.5
     assert s["accuracy_2d_ade"] == pytest.approx(0.5)
@@ -86,19 +117,39 @@ def test_synth_sources_generalise_keys_and_str_idx_predictions():
 
 # ------------------------------------------------------------------------------------------------ schema
 def _row(**kw):
-    r = {"idx": 0, "type": "2D", "task": "Relation", "image": None, "question": "Where is the cat?",
-         "choices": ["left", "right"], "answer": "(B)", "prompt": "p", "filename": "img/2D/relation/x_0.png",
-         "source": "COCO", "source_dataset": "COCO", "source_filename": "x.jpg", "target_class": None,
-         "target_size": None, "bbox": None}
+    r = {
+        "idx": 0,
+        "type": "2D",
+        "task": "Relation",
+        "image": None,
+        "question": "Where is the cat?",
+        "choices": ["left", "right"],
+        "answer": "(B)",
+        "prompt": "p",
+        "filename": "img/2D/relation/x_0.png",
+        "source": "COCO",
+        "source_dataset": "COCO",
+        "source_filename": "x.jpg",
+        "target_class": None,
+        "target_size": None,
+        "bbox": None,
+    }
     r.update(kw)
     return r
 
 
-@pytest.mark.parametrize("bad,field", [
-    ({"answer": "B"}, "answer"), ({"answer": "(C)"}, "answer"), ({"type": "3D"}, "type"),
-    ({"task": "Colour"}, "task"), ({"choices": ["only"]}, "choices"), ({"question": ""}, "question"),
-    ({"bbox": "box"}, "bbox"),
-])
+@pytest.mark.parametrize(
+    "bad,field",
+    [
+        ({"answer": "B"}, "answer"),
+        ({"answer": "(C)"}, "answer"),
+        ({"type": "3D"}, "type"),
+        ({"task": "Colour"}, "task"),
+        ({"choices": ["only"]}, "choices"),
+        ({"question": ""}, "question"),
+        ({"bbox": "box"}, "bbox"),
+    ],
+)
 def test_schema_errors_name_row_and_field(bad, field):
     with pytest.raises(SchemaError) as e:
         validate_row(_row(idx=7, **bad), 3)
@@ -134,8 +185,18 @@ def test_loader_parquet_and_jsonl_and_benchmark(tmp_path):
     from cambrian.eval.api import get_benchmark
 
     rows2d = [_row(idx=0, image={"bytes": _png(), "path": "a.png"}, prompt=format_prompt("Where?", ["left", "right"]))]
-    rows3d = [_row(idx=1, type="3D", task="Depth", source="Omni3D", answer="(A)", choices=["lamp", "bed"],
-                   image={"bytes": _png((0, 0, 255)), "path": "b.png"}, bbox=[[0.0, 0.0, 2.0, 2.0]])]
+    rows3d = [
+        _row(
+            idx=1,
+            type="3D",
+            task="Depth",
+            source="Omni3D",
+            answer="(A)",
+            choices=["lamp", "bed"],
+            image={"bytes": _png((0, 0, 255)), "path": "b.png"},
+            bbox=[[0.0, 0.0, 2.0, 2.0]],
+        )
+    ]
     pq.write_table(pa.Table.from_pylist(rows2d), tmp_path / "test_2d.parquet")
     pq.write_table(pa.Table.from_pylist(rows3d), tmp_path / "test_3d.parquet")
     rows = load_cvbench(tmp_path)
@@ -178,16 +239,24 @@ def test_plural_and_count_options():
             for _ in range(10):
                 o = count_options(truth, k, rng)
                 assert len(o) == k and len(set(o)) == k and truth in o and 0 in o and min(o) >= 0
+
     # truth 4, k 5, window starting at 2 -> [2..6] -> farthest (6) replaced by 0
     class FixedRng:
         def integers(self, lo, hi):
             return 2
+
     assert count_options(4, 5, FixedRng()) == [0, 2, 3, 4, 5]
 
 
 def _coco():
-    cats = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 3, "name": "person"},
-            {"id": 4, "name": "bird"}, {"id": 5, "name": "kite"}, {"id": 6, "name": "car"}]
+    cats = [
+        {"id": 1, "name": "cat"},
+        {"id": 2, "name": "dog"},
+        {"id": 3, "name": "person"},
+        {"id": 4, "name": "bird"},
+        {"id": 5, "name": "kite"},
+        {"id": 6, "name": "car"},
+    ]
     anns = [
         {"image_id": 1, "category_id": 1, "bbox": [10, 40, 20, 20], "area": 400},  # cat centre (20, 50)
         {"image_id": 1, "category_id": 2, "bbox": [70, 42, 20, 20], "area": 400},  # dog centre (80, 52)
@@ -195,8 +264,11 @@ def _coco():
         {"image_id": 1, "category_id": 4, "bbox": [50, 50, 3, 3], "area": 9},  # tiny bird: ambiguous
         {"image_id": 1, "category_id": 5, "bbox": [40, 5, 30, 10], "area": 300, "iscrowd": 1},  # crowd
     ]
-    return {"images": [{"id": 1, "file_name": "a.png", "width": 100, "height": 100}], "annotations": anns,
-            "categories": cats}
+    return {
+        "images": [{"id": 1, "file_name": "a.png", "width": 100, "height": 100}],
+        "annotations": anns,
+        "categories": cats,
+    }
 
 
 def test_builder_count_and_relation_rules():
@@ -229,8 +301,9 @@ def test_depth_and_distance_rules_hand_computed():
     import itertools
 
     def corners(cx, cy, cz, d):
-        return np.array([[cx + sx * d / 2, cy + sy * d / 2, cz + sz * d / 2]
-                         for sx, sy, sz in itertools.product([-1, 1], repeat=3)])
+        return np.array(
+            [[cx + sx * d / 2, cy + sy * d / 2, cz + sz * d / 2] for sx, sy, sz in itertools.product([-1, 1], repeat=3)]
+        )
 
     A, B, C = corners(0, 0, 2, 1), corners(0, 0, 5, 1), corners(0.3, 0, 2.8, 1)
     # A's farthest vertex: sqrt(.25 + .25 + 6.25) = 2.598; B's nearest: sqrt(.25 + .25 + 20.25) = 4.555
@@ -252,8 +325,11 @@ def test_builder_omni3d_questions():
         {"image_id": 1, "category_name": "cup", **_box(0.5, 0.5, 3, 0.2)},
         {"image_id": 1, "category_name": "cup", **_box(-0.5, 0.5, 3, 0.2)},  # two cups: never asked
     ]
-    omni = {"images": [{"id": 1, "file_path": "a.png", "width": 100, "height": 100, "K": K}], "annotations": anns,
-            "categories": []}
+    omni = {
+        "images": [{"id": 1, "file_path": "a.png", "width": 100, "height": 100, "K": K}],
+        "annotations": anns,
+        "categories": [],
+    }
     P = BuildParams(max_per_image={"Depth": 99, "Distance": 99}, min_area=1)
     qs = questions_from_omni3d(omni, P, seed=3)
     depth = [q for q in qs if q.task == "Depth"]
@@ -266,8 +342,9 @@ def test_builder_omni3d_questions():
         assert "cup" not in q.question
         assert q.choices[q.answer_index] == min(q.choices, key=z.get)
         assert [c for _, c in q.boxes] == ["red", "blue"]
-        assert q.question.startswith(f"Which object is closer to the camera taking this photo, the {q.choices[0]} "
-                                     "(highlighted by a red box)")
+        assert q.question.startswith(
+            f"Which object is closer to the camera taking this photo, the {q.choices[0]} (highlighted by a red box)"
+        )
         # boxes are the projected corners: lamp at z=2 spans u = 50 + 100*(-0.75)/1.75 ...
     lamp_q = next(q for q in depth if q.choices[0] == "lamp")
     assert lamp_q.boxes[0][0][0] == pytest.approx(50 + 100 * -0.75 / 1.75)
@@ -276,8 +353,9 @@ def test_builder_omni3d_questions():
         assert anchor not in q.choices and [c for _, c in q.boxes] == ["red", "blue", "green"]
     # anchor lamp centre (-0.5, 0, 2): bed vertices lie 3.625..4.872 m from it, chair vertices 4.757..5.275 m;
     # neither 4.872 + 0.1 < 4.757 nor 5.275 + 0.1 < 3.625 holds, so that triple is dropped
-    assert not any(q.question.split("closer to the ")[1].startswith("lamp") and set(q.choices) == {"bed", "chair"}
-                   for q in dist)
+    assert not any(
+        q.question.split("closer to the ")[1].startswith("lamp") and set(q.choices) == {"bed", "chair"} for q in dist
+    )
 
 
 def test_build_writes_official_layout_and_round_trips(tmp_path):
@@ -285,13 +363,32 @@ def test_build_writes_official_layout_and_round_trips(tmp_path):
 
     Image.new("RGB", (100, 100), (200, 200, 200)).save(tmp_path / "a.png")
     K = [[100, 0, 50], [0, 100, 50], [0, 0, 1]]
-    omni = {"images": [{"id": 1, "file_path": "a.png", "width": 100, "height": 100, "K": K}],
-            "annotations": [{"image_id": 1, "category_name": "lamp", **_box(-0.5, 0, 2, 0.5)},
-                            {"image_id": 1, "category_name": "bed", **_box(0.8, 0, 6, 1.0)}], "categories": []}
-    rep = build_cvbench(tmp_path / "out", coco=_coco(), coco_images=str(tmp_path), omni3d=omni,
-                        omni3d_images=str(tmp_path), seed=0, params={"min_area": 1})
+    omni = {
+        "images": [{"id": 1, "file_path": "a.png", "width": 100, "height": 100, "K": K}],
+        "annotations": [
+            {"image_id": 1, "category_name": "lamp", **_box(-0.5, 0, 2, 0.5)},
+            {"image_id": 1, "category_name": "bed", **_box(0.8, 0, 6, 1.0)},
+        ],
+        "categories": [],
+    }
+    rep = build_cvbench(
+        tmp_path / "out",
+        coco=_coco(),
+        coco_images=str(tmp_path),
+        omni3d=omni,
+        omni3d_images=str(tmp_path),
+        seed=0,
+        params={"min_area": 1},
+    )
     out = tmp_path / "out"
-    for f in ("test_2d.parquet", "test_3d.parquet", "test.jsonl", "test_2d.jsonl", "test_3d.jsonl", "build_report.json"):
+    for f in (
+        "test_2d.parquet",
+        "test_3d.parquet",
+        "test.jsonl",
+        "test_2d.jsonl",
+        "test_3d.jsonl",
+        "build_report.json",
+    ):
         assert (out / f).is_file()
     rows = load_cvbench(out)
     assert len(rows) == rep["n"] == sum(rep["per_task"].values())

@@ -9,9 +9,20 @@ import pytest
 from cambrian.data.llava import LlavaSource, estimate_length, record_images
 
 RECS = [
-    {"id": 0, "image": "a.jpg", "conversations": [{"from": "human", "value": "<image>\nWhat {is} \"this\"?"}, {"from": "gpt", "value": "a [cat] \\ }"}]},
+    {
+        "id": 0,
+        "image": "a.jpg",
+        "conversations": [
+            {"from": "human", "value": '<image>\nWhat {is} "this"?'},
+            {"from": "gpt", "value": "a [cat] \\ }"},
+        ],
+    },
     {"id": 1, "conversations": [{"from": "human", "value": "hi there"}, {"from": "gpt", "value": "hello"}]},
-    {"id": 2, "image": ["x.png", "y.png"], "conversations": [{"from": "human", "value": "<image><image> both"}, {"from": "gpt", "value": "ok ✓"}]},
+    {
+        "id": 2,
+        "image": ["x.png", "y.png"],
+        "conversations": [{"from": "human", "value": "<image><image> both"}, {"from": "gpt", "value": "ok ✓"}],
+    },
     {"id": 3, "image": "None", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]},
 ]
 
@@ -22,7 +33,10 @@ def test_jsonl_index_and_random_access(tmp_path):
     src = LlavaSource(p, tmp_path / "imgs", image_tokens=10)
     assert src.format == "jsonl" and len(src) == 4 and src.bad_lines == 1
     assert src[2]["id"] == 2 and src[0]["id"] == 0 and src[-1]["id"] == 3
-    assert [str(x) for x in src.image_paths(src[2])] == [str(tmp_path / "imgs" / "x.png"), str(tmp_path / "imgs" / "y.png")]
+    assert [str(x) for x in src.image_paths(src[2])] == [
+        str(tmp_path / "imgs" / "x.png"),
+        str(tmp_path / "imgs" / "y.png"),
+    ]
     # official lengths: words + image_tokens per image; negative for text-only
     assert src.lengths.tolist() == [4 + 4 + 10, -3, 2 + 2 + 20, -2]
     assert src.offsets.dtype.itemsize == 8  # 8 bytes per record in memory, not the record

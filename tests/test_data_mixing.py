@@ -13,8 +13,12 @@ def test_cap_per_source():
 
 
 def test_ratios_hand_computed():
-    src = {"ocr1": SourceSpec(600, "ocr"), "ocr2": SourceSpec(200, "ocr"), "gen": SourceSpec(1000, "general"),
-           "lang": SourceSpec(50, "language")}
+    src = {
+        "ocr1": SourceSpec(600, "ocr"),
+        "ocr2": SourceSpec(200, "ocr"),
+        "gen": SourceSpec(1000, "general"),
+        "lang": SourceSpec(50, "language"),
+    }
     # caps: ocr1 400, ocr2 200, gen 400, lang 50
     # ratios ocr 2 : general 2 : language 1 -> max total limited by language: 50 * 5 / 1 = 250
     plan = plan_mixture(src, cap=400, ratios={"ocr": 2, "general": 2, "language": 1})

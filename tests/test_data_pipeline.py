@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import pytest
-import torch
+from toy_vlm import ToyVLM
 
 from cambrian.constants import IGNORE_INDEX as IG
 from cambrian.constants import IMAGE_TOKEN_INDEX as IM
 from cambrian.data.collator import Collator
 from cambrian.data.dataset import BadSample, ImagePipeline, SupervisedDataset, normalize_conversation, truncate_sample
 from cambrian.data.llava import LlavaSource
-from cambrian.train.toy import ToyVLM, make_synthetic_data
+from cambrian.data.synthetic import make_synthetic_data
 
-BAD = {"missing_image": 1, "corrupt_image": 1, "wrong_roles": 1, "empty_turn": 1, "image_count_mismatch": 1, "over_length": 1}
+BAD = {
+    "missing_image": 1,
+    "corrupt_image": 1,
+    "wrong_roles": 1,
+    "empty_turn": 1,
+    "image_count_mismatch": 1,
+    "over_length": 1,
+}
 
 
 def _dataset(path, max_length=64):
     m = ToyVLM()
-    return m, SupervisedDataset([LlavaSource(path, path.parent / "images")], m.tokenize_conversation, m.visual_token_count,
-                                ImagePipeline.from_model(m), max_length=max_length)
+    return m, SupervisedDataset(
+        [LlavaSource(path, path.parent / "images")],
+        m.tokenize_conversation,
+        m.visual_token_count,
+        ImagePipeline.from_model(m),
+        max_length=max_length,
+    )
 
 
 def test_every_bad_reason_is_detected(tmp_path):

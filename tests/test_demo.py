@@ -10,8 +10,14 @@ from pathlib import Path
 import pytest
 
 from cambrian.demo.config import QUICK, make_config
-from cambrian.demo.report import (check_targets, cvbench_chance, image_use_accuracy, render_markdown, summary_table,
-                                  write_report)
+from cambrian.demo.report import (
+    check_targets,
+    cvbench_chance,
+    image_use_accuracy,
+    render_markdown,
+    summary_table,
+    write_report,
+)
 from cambrian.eval.api import get_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,8 +30,12 @@ def _easyvqa_fixture(tmp_path: Path) -> Path:
     (tmp_path / "images").mkdir()
     for i, colour in enumerate([(255, 0, 0), (0, 0, 255)]):
         Image.new("RGB", (64, 64), colour).save(tmp_path / "images" / f"{i}.png")
-    qs = [["what color is the shape?", "red", 0], ["is there a circle?", "no", 0], ["what shape is this?", "circle", 1],
-          ["is the shape blue?", "yes", 1]]
+    qs = [
+        ["what color is the shape?", "red", 0],
+        ["is there a circle?", "no", 0],
+        ["what shape is this?", "circle", 1],
+        ["is the shape blue?", "yes", 1],
+    ]
     (tmp_path / "questions.json").write_text(json.dumps(qs))
     return tmp_path
 
@@ -91,7 +101,9 @@ def test_scene_records_pack_cvbench_questions(tmp_path):
     for r in recs:
         conv = r["conversations"]
         assert len(conv) <= 12 and conv[0]["value"].startswith("<image>\n")
-        assert all(t["value"].endswith("Answer with the option's letter from the given choices directly.") for t in conv[::2])
+        assert all(
+            t["value"].endswith("Answer with the option's letter from the given choices directly.") for t in conv[::2]
+        )
         assert all(t["value"] in "ABCDEF" and len(t["value"]) == 1 for t in conv[1::2])
         assert (tmp_path / "train" / r["image"]).is_file()
     info = write_stage2(tmp_path / "s2.jsonl", tmp_path / "train", seed=0)
@@ -102,33 +114,51 @@ def test_scene_records_pack_cvbench_questions(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- report
 def _metrics(count, relation, depth, distance, attr, colour, shape, yesno):
-    cv = {"per_task": {"Count": count, "Relation": relation, "Depth": depth, "Distance": distance},
-          "overall": ((count + relation) / 2 + (depth + distance) / 2) / 2}
-    return {"cvbench-synth": cv,
-            "synth-attribute": {"accuracy": attr, "per_type": {"color": attr, "shape": attr}, "chance": 0.25},
-            "easyvqa": {"per_category": {"color": colour, "shape": shape, "yes/no": yesno},
-                        "n_per_category": {"color": 10, "shape": 30, "yes/no": 60}}}
+    cv = {
+        "per_task": {"Count": count, "Relation": relation, "Depth": depth, "Distance": distance},
+        "overall": ((count + relation) / 2 + (depth + distance) / 2) / 2,
+    }
+    return {
+        "cvbench-synth": cv,
+        "synth-attribute": {"accuracy": attr, "per_type": {"color": attr, "shape": attr}, "chance": 0.25},
+        "easyvqa": {
+            "per_category": {"color": colour, "shape": shape, "yes/no": yesno},
+            "n_per_category": {"color": 10, "shape": 30, "yes/no": 60},
+        },
+    }
 
 
 def _fake_results(quick=False):
-    rows = [{"type": "2D", "task": "Count", "choices": ["0", "1", "2", "3"]},
-            {"type": "2D", "task": "Relation", "choices": ["left", "right"]},
-            {"type": "3D", "task": "Depth", "choices": ["a", "b"]},
-            {"type": "3D", "task": "Distance", "choices": ["a", "b"]}]
+    rows = [
+        {"type": "2D", "task": "Count", "choices": ["0", "1", "2", "3"]},
+        {"type": "2D", "task": "Relation", "choices": ["left", "right"]},
+        {"type": "3D", "task": "Depth", "choices": ["a", "b"]},
+        {"type": "3D", "task": "Distance", "choices": ["a", "b"]},
+    ]
     chance = {"cvbench-synth": cvbench_chance(rows), "synth-attribute": 0.25, "easyvqa": 0.43}
-    metrics = {"own": _metrics(0.6, 0.8, 0.9, 0.7, 0.8, 0.9, 0.95, 0.7),
-               "other": _metrics(0.3, 0.5, 0.5, 0.5, 0.3, 0.1, 0.3, 0.6),
-               "blind": _metrics(0.3, 0.5, 0.5, 0.5, 0.25, 0.0, 0.3, 0.65)}
+    metrics = {
+        "own": _metrics(0.6, 0.8, 0.9, 0.7, 0.8, 0.9, 0.95, 0.7),
+        "other": _metrics(0.3, 0.5, 0.5, 0.5, 0.3, 0.1, 0.3, 0.6),
+        "blind": _metrics(0.3, 0.5, 0.5, 0.5, 0.25, 0.0, 0.3, 0.65),
+    }
     acc = image_use_accuracy(metrics)
-    probes = {"easyvqa": {"n": 8, "nll_matched": 0.2, "nll_shuffled": 1.5, "gap": 1.3},
-              "cvbench-synth": {"n": 8, "nll_matched": 1.0, "nll_shuffled": 1.1, "gap": 0.1}}
+    probes = {
+        "easyvqa": {"n": 8, "nll_matched": 0.2, "nll_shuffled": 1.5, "gap": 1.3},
+        "cvbench-synth": {"n": 8, "nll_matched": 1.0, "nll_shuffled": 1.1, "gap": 0.1},
+    }
     steps = [{"step": i + 1, "loss": 2.0 / (i + 1)} for i in range(5)]
-    return {"image_use_accuracy": acc, "image_use": probes, "chance": chance, "metrics": metrics,
-            "targets": check_targets(acc, probes, chance, quick),
-            "timings": {"scenes": 1.0, "stage2": 2.0, "total": 3.5},
-            "training": {"ground": {"steps": 5, "metrics": steps}, "stage2": {"steps": 5, "metrics": steps}},
-            "chat": {"command": "cambrian chat --model x", "answer": "red", "truth": "red"}, "config": {"quick": quick},
-            "env": {"device": "cpu", "threads": 2, "precision": "fp32"}}
+    return {
+        "image_use_accuracy": acc,
+        "image_use": probes,
+        "chance": chance,
+        "metrics": metrics,
+        "targets": check_targets(acc, probes, chance, quick),
+        "timings": {"scenes": 1.0, "stage2": 2.0, "total": 3.5},
+        "training": {"ground": {"steps": 5, "metrics": steps}, "stage2": {"steps": 5, "metrics": steps}},
+        "chat": {"command": "cambrian chat --model x", "answer": "red", "truth": "red"},
+        "config": {"quick": quick},
+        "env": {"device": "cpu", "threads": 2, "precision": "fp32"},
+    }
 
 
 def test_cvbench_chance_official_formula():
@@ -213,9 +243,24 @@ def test_prepare_out_refuses_foreign_folder(tmp_path):
 
 
 def test_cli_help_explains_stages():
-    out = subprocess.run([sys.executable, "-m", "cambrian.cli.main", "demo", "--help"], capture_output=True, text=True,
-                         cwd=ROOT, check=True).stdout
-    for word in ("--quick", "--out", "--steps", "ground", "stage2", "CV-Bench-Synth", "synth-attribute", "another image", "minutes"):
+    out = subprocess.run(
+        [sys.executable, "-m", "cambrian.cli.main", "demo", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    ).stdout
+    for word in (
+        "--quick",
+        "--out",
+        "--steps",
+        "ground",
+        "stage2",
+        "CV-Bench-Synth",
+        "synth-attribute",
+        "another image",
+        "minutes",
+    ):
         assert word in out
 
 
@@ -232,8 +277,14 @@ def test_demo_quick_end_to_end(tmp_path):
     out = tmp_path / "demo"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("OMP_NUM_THREADS", None)
-    proc = subprocess.run([sys.executable, "-m", "cambrian.cli.main", "demo", "--quick", "--out", str(out), "--no-progress"],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cambrian.cli.main", "demo", "--quick", "--out", str(out), "--no-progress"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=900,
+    )
     print(proc.stdout[-4000:])
     assert proc.returncode == 0, proc.stderr[-4000:]
     r = json.loads((out / "results.json").read_text())
@@ -246,7 +297,14 @@ def test_demo_quick_end_to_end(tmp_path):
     assert cs["own"] - cs["other"] >= 0.15, cs
     assert r["targets"]["quick: easy-VQA colour+shape own - other >= 0.15"]["ok"]
     assert r["timings"]["total"] < 600
-    for f in ("report.md", "loss.png", "accuracy.png", "chat.png", "checkpoint/config.json", "checkpoint/model.safetensors"):
+    for f in (
+        "report.md",
+        "loss.png",
+        "accuracy.png",
+        "chat.png",
+        "checkpoint/config.json",
+        "checkpoint/model.safetensors",
+    ):
         assert (out / f).is_file(), f
     assert "cambrian chat --model" in proc.stdout and r["chat"]["answer"]
 
@@ -254,30 +312,51 @@ def test_demo_quick_end_to_end(tmp_path):
 def test_set_overrides_typed_and_checked():
     from cambrian.demo.config import parse_settings
 
-    got = parse_settings(["stage1_samples=300", "stage2_sva_lr=1e-3", "stage2_max_samples=null", "stage1_lr=1",
-                          "progress=false", "model=configs/x.yaml", "ground_objective=ce"])
-    assert got == {"stage1_samples": 300, "stage2_sva_lr": 1e-3, "stage2_max_samples": None, "stage1_lr": 1.0,
-                   "progress": False, "model": "configs/x.yaml", "ground_objective": "ce"}
+    got = parse_settings(
+        [
+            "stage1_samples=300",
+            "stage2_sva_lr=1e-3",
+            "stage2_max_samples=null",
+            "stage1_lr=1",
+            "progress=false",
+            "model=configs/x.yaml",
+            "ground_objective=ce",
+        ]
+    )
+    assert got == {
+        "stage1_samples": 300,
+        "stage2_sva_lr": 1e-3,
+        "stage2_max_samples": None,
+        "stage1_lr": 1.0,
+        "progress": False,
+        "model": "configs/x.yaml",
+        "ground_objective": "ce",
+    }
     assert isinstance(got["stage1_lr"], float)
-    with pytest.raises(ValueError, match="unknown demo setting"):
+    with pytest.raises(ValueError, match=r"--set stage3_lr: unknown demo setting \(did you mean 'stage2_lr'\?\)"):
         parse_settings(["stage3_lr=1"])
-    with pytest.raises(ValueError, match="expected int"):
+    with pytest.raises(ValueError, match="--set train_scenes must be a whole number, got 'many'"):
         parse_settings(["train_scenes=many"])
-    with pytest.raises(ValueError, match="expected int"):
+    with pytest.raises(ValueError, match="--set train_scenes must be a whole number, got True"):
         parse_settings(["train_scenes=true"])
-    with pytest.raises(ValueError, match="expected float"):
+    with pytest.raises(ValueError, match="--set stage1_lr must be a number, got None"):
         parse_settings(["stage1_lr=null"])
-    with pytest.raises(ValueError, match="KEY=VALUE"):
+    with pytest.raises(ValueError, match="--set warmup_ratio must be >= 0 and <= 1, got 2.0"):
+        parse_settings(["warmup_ratio=2"])
+    with pytest.raises(ValueError, match="--set ground_objective must be one of"):
+        parse_settings(["ground_objective=mse+word"])
+    with pytest.raises(ValueError, match="is not key=value"):
         parse_settings(["stage1_lr"])
 
 
-def test_cli_set_reaches_the_config(monkeypatch):
+def test_cli_set_reaches_the_config(monkeypatch, capsys):
     import cambrian.demo.pipeline as pipeline
     from cambrian.cli.main import main
 
     seen = {}
     monkeypatch.setattr(pipeline, "run_demo", lambda cfg, quick=False: seen.update(cfg=cfg, quick=quick))
+    monkeypatch.setattr(pipeline, "console_summary", lambda results: "")
     assert main(["demo", "--quick", "--out", "o", "--set", "stage2_max_samples=null", "--set", "stage1_samples=5"]) == 0
     assert seen["quick"] and seen["cfg"].stage2_max_samples is None and seen["cfg"].stage1_samples == 5
-    with pytest.raises(SystemExit, match="unknown demo setting"):
-        main(["demo", "--set", "nope=1"])
+    assert main(["demo", "--set", "nope=1"]) == 2  # one `error:` line, no traceback
+    assert "--set nope: unknown demo setting" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import transformers
 from PIL import Image
 
-from cambrian.config import EncoderConfig, config_from_mapping
+from cambrian.config import EncoderConfig
 from cambrian.models.encoders import (
     ENCODER_BACKENDS,
     ENCODER_PRESETS,
@@ -21,6 +21,7 @@ from cambrian.models.encoders import (
     resize_grid,
 )
 from cambrian.models.encoders.preprocess import expand2square, load_image, preprocess_images
+from cambrian.presets.models import config_from_mapping
 from cambrian.registry import UnknownKeyError
 
 TINY_HF = ["tiny-clip", "tiny-siglip", "tiny-dinov2", "tiny-vitmae", "tiny-convnext"]
@@ -49,7 +50,9 @@ def test_tiny_output_shape(preset):
     assert cfg.out_grid == 4 and torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("preset,prefix", [("tiny-clip", 1), ("tiny-dinov2", 1), ("tiny-vitmae", 1), ("tiny-siglip", 0)])
+@pytest.mark.parametrize(
+    "preset,prefix", [("tiny-clip", 1), ("tiny-dinov2", 1), ("tiny-vitmae", 1), ("tiny-siglip", 0)]
+)
 def test_select_layer_and_prefix_tokens(preset, prefix):
     enc = build_encoder(get_encoder_preset(preset), load_weights=False)
     enc_final = _clone(enc, select_layer=None)
@@ -67,7 +70,13 @@ def test_select_layer_and_prefix_tokens(preset, prefix):
 
 def test_dinov2_register_tokens_dropped():
     hf = transformers.Dinov2WithRegistersConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=2, image_size=32, patch_size=8, num_register_tokens=3
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        mlp_ratio=2,
+        image_size=32,
+        patch_size=8,
+        num_register_tokens=3,
     ).to_dict()
     cfg = EncoderConfig(id="reg", backend="hf", image_size=32, hidden_size=32, native_grid=4, hf_config=hf)
     enc = build_encoder(cfg, load_weights=False)
@@ -153,16 +162,27 @@ def test_bf16_tower_takes_fp32_pixels():
 
 # ---- loading through name_or_path (hub id or local dir) ----------------------------------------------------
 def _tiny_hf_models():
-    vit = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8)
+    vit = dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8
+    )
     return {
         "clip": (transformers.CLIPVisionModel(transformers.CLIPVisionConfig(**vit)), "hf_clip", 1),
         "siglip": (transformers.SiglipVisionModel(transformers.SiglipVisionConfig(**vit)), "hf_siglip", 0),
         "dinov2": (
-            transformers.Dinov2Model(transformers.Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=2, image_size=32, patch_size=8)),
-            "hf_dinov2", 1,
+            transformers.Dinov2Model(
+                transformers.Dinov2Config(
+                    hidden_size=32, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=2, image_size=32, patch_size=8
+                )
+            ),
+            "hf_dinov2",
+            1,
         ),
         "vit_mae": (transformers.ViTMAEModel(transformers.ViTMAEConfig(**vit, mask_ratio=0.0)), "hf_vit_mae", 1),
-        "convnext": (transformers.ConvNextModel(transformers.ConvNextConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1])), "hf_convnext", None),
+        "convnext": (
+            transformers.ConvNextModel(transformers.ConvNextConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1])),
+            "hf_convnext",
+            None,
+        ),
     }
 
 
@@ -175,8 +195,12 @@ def test_save_pretrained_roundtrip(tmp_path, kind, backend_style):
     size = 64 if kind == "convnext" else 32
     grid, width = (2, 32) if kind == "convnext" else (4, 32)
     cfg = EncoderConfig(
-        id=f"t-{kind}", backend=backend if backend_style == "family" else "hf", name_or_path=str(tmp_path),
-        image_size=size, hidden_size=width, native_grid=grid,
+        id=f"t-{kind}",
+        backend=backend if backend_style == "family" else "hf",
+        name_or_path=str(tmp_path),
+        image_size=size,
+        hidden_size=width,
+        native_grid=grid,
     )
     enc = build_encoder(cfg, load_weights=True)
     assert cfg.hf_config and cfg.hf_config["model_type"] == model.config.model_type
@@ -195,8 +219,17 @@ def test_save_pretrained_roundtrip(tmp_path, kind, backend_style):
 
 def test_full_clip_checkpoint_loads_vision_tower(tmp_path):
     cfg = transformers.CLIPConfig(
-        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, vocab_size=99),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8),
+        text_config=dict(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, vocab_size=99
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        ),
         projection_dim=16,
     )
     full = transformers.CLIPModel(cfg).eval()
@@ -317,7 +350,7 @@ def test_expand_encoder_entry_errors():
     assert "clip-vit-huge-999" in msg and "clip-vit-l-14-336" in msg and "efficientnet-lite0" in msg
     with pytest.raises(KeyError, match="siglip-so400m-384"):
         expand_encoder_entry({"preset": "nope"})
-    with pytest.raises(ValueError, match="unknown override keys.*colour"):
+    with pytest.raises(ValueError, match=r"unknown override key .colour. \(did you mean .pad_color.\?\)"):
         expand_encoder_entry({"preset": "tiny-clip", "colour": 1})
     with pytest.raises(ValueError, match="needs an 'id'"):
         expand_encoder_entry({"backend": "hf"})
@@ -354,11 +387,17 @@ def test_preprocess_normalisation_by_hand():
     px = preprocess_images([img], 4, mean, std, pad_color=(0, 64, 255))  # size 4: no resampling
     assert px.shape == (1, 3, 4, 4)
     # rows 1-2: image; rows 0 and 3: pad
-    assert torch.allclose(px[0, :, 1, 0], torch.tensor([(1 - 0.5) / 0.5, (0 - 0.25) / 0.25, (0.2 - 0.2) / 0.1]), atol=1e-6)
+    assert torch.allclose(
+        px[0, :, 1, 0], torch.tensor([(1 - 0.5) / 0.5, (0 - 0.25) / 0.25, (0.2 - 0.2) / 0.1]), atol=1e-6
+    )
     assert torch.allclose(px[0, :, 0, 0], torch.tensor([-1.0, (64 / 255 - 0.25) / 0.25, (1 - 0.2) / 0.1]), atol=1e-6)
     # default pad colour truncates 255 * mean
     px = preprocess_images([img], 4, mean, std)
-    assert torch.allclose(px[0, :, 0, 0], torch.tensor([(127 / 255 - 0.5) / 0.5, (63 / 255 - 0.25) / 0.25, (51 / 255 - 0.2) / 0.1]), atol=1e-6)
+    assert torch.allclose(
+        px[0, :, 0, 0],
+        torch.tensor([(127 / 255 - 0.5) / 0.5, (63 / 255 - 0.25) / 0.25, (51 / 255 - 0.2) / 0.1]),
+        atol=1e-6,
+    )
 
 
 def test_preprocess_bicubic_resize_and_inputs(tmp_path):
@@ -388,18 +427,29 @@ def test_unreadable_images_name_the_file(tmp_path):
 
 def test_generic_automodel_backend(tmp_path):
     vit = transformers.ViTModel(
-        transformers.ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8)
+        transformers.ViTConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        )
     ).eval()
     vit.save_pretrained(tmp_path)
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         ref = vit(pixel_values=x).last_hidden_state[:, 1:].reshape(1, 4, 4, 32)
     for backend in ("hf", "hf_auto"):
-        cfg = EncoderConfig(id="vit", backend=backend, name_or_path=str(tmp_path), image_size=32, hidden_size=32, native_grid=4)
+        cfg = EncoderConfig(
+            id="vit", backend=backend, name_or_path=str(tmp_path), image_size=32, hidden_size=32, native_grid=4
+        )
         enc = build_encoder(cfg)
         assert torch.allclose(enc(x), ref, atol=1e-6)
     # a CNN map through the generic path
-    cfg = dataclasses.replace(get_encoder_preset("tiny-convnext"), backend="hf_auto", options={}, hidden_size=32, native_grid=2)
+    cfg = dataclasses.replace(
+        get_encoder_preset("tiny-convnext"), backend="hf_auto", options={}, hidden_size=32, native_grid=2
+    )
     assert build_encoder(cfg, load_weights=False)(torch.randn(1, 3, 64, 64)).shape == (1, 2, 2, 32)
 
 

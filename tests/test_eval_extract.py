@@ -2,8 +2,17 @@
 
 import pytest
 
-from cambrian.eval.extract import (anls, first_token, levenshtein, mcq_extract, normalize_vqa, relaxed_match,
-                                   vqa_accuracy, within, yes_no)
+from cambrian.eval.extract import (
+    anls,
+    first_token,
+    levenshtein,
+    mcq_extract,
+    normalize_vqa,
+    relaxed_match,
+    vqa_accuracy,
+    within,
+    yes_no,
+)
 
 
 def test_mcq_extract():

@@ -12,18 +12,41 @@ import pytest
 from cambrian.eval.plots import correlation_and_pca
 from cambrian.eval.report import write_report
 
-ON = {"mme": {"perception": 1500.0}, "mmbench": {"circular_accuracy": 0.70}, "seed": {"accuracy": 0.65},
-      "gqa": {"accuracy": 0.60}, "scienceqa": {"accuracy": 0.80}, "mmmu": {"accuracy": 0.40},
-      "mathvista": {"accuracy": 0.30}, "ai2d": {"accuracy": 0.70}, "chartqa": {"accuracy": 0.50},
-      "ocrbench": {"accuracy": 0.45}, "textvqa": {"accuracy": 0.55}, "docvqa": {"anls": 0.70},
-      "mmvp": {"accuracy": 0.40}, "realworldqa": {"accuracy": 0.55},
-      "cvbench": {"overall": 0.6, "accuracy_2d": 0.62, "accuracy_3d": 0.58}, "pope": {"accuracy": 0.86}}
-OFF = {"mme": {"perception": 700.0}, "mmbench": {"circular_accuracy": 0.30}, "seed": {"accuracy": 0.35},
-       "gqa": {"accuracy": 0.40}, "scienceqa": {"accuracy": 0.76}, "mmmu": {"accuracy": 0.38},
-       "mathvista": {"accuracy": 0.27}, "ai2d": {"accuracy": 0.66}, "chartqa": {"accuracy": 0.20},
-       "ocrbench": {"accuracy": 0.05}, "textvqa": {"accuracy": 0.25},
-       "mmvp": {"accuracy": 0.10}, "realworldqa": {"accuracy": 0.35},
-       "cvbench": {"overall": 0.4, "accuracy_2d": 0.42, "accuracy_3d": 0.38}, "pope": {"accuracy": 0.50}}
+ON = {
+    "mme": {"perception": 1500.0},
+    "mmbench": {"circular_accuracy": 0.70},
+    "seed": {"accuracy": 0.65},
+    "gqa": {"accuracy": 0.60},
+    "scienceqa": {"accuracy": 0.80},
+    "mmmu": {"accuracy": 0.40},
+    "mathvista": {"accuracy": 0.30},
+    "ai2d": {"accuracy": 0.70},
+    "chartqa": {"accuracy": 0.50},
+    "ocrbench": {"accuracy": 0.45},
+    "textvqa": {"accuracy": 0.55},
+    "docvqa": {"anls": 0.70},
+    "mmvp": {"accuracy": 0.40},
+    "realworldqa": {"accuracy": 0.55},
+    "cvbench": {"overall": 0.6, "accuracy_2d": 0.62, "accuracy_3d": 0.58},
+    "pope": {"accuracy": 0.86},
+}
+OFF = {
+    "mme": {"perception": 700.0},
+    "mmbench": {"circular_accuracy": 0.30},
+    "seed": {"accuracy": 0.35},
+    "gqa": {"accuracy": 0.40},
+    "scienceqa": {"accuracy": 0.76},
+    "mmmu": {"accuracy": 0.38},
+    "mathvista": {"accuracy": 0.27},
+    "ai2d": {"accuracy": 0.66},
+    "chartqa": {"accuracy": 0.20},
+    "ocrbench": {"accuracy": 0.05},
+    "textvqa": {"accuracy": 0.25},
+    "mmvp": {"accuracy": 0.10},
+    "realworldqa": {"accuracy": 0.35},
+    "cvbench": {"overall": 0.4, "accuracy_2d": 0.42, "accuracy_3d": 0.38},
+    "pope": {"accuracy": 0.50},
+}
 
 
 def make_run(root: Path, model: str, vision: str, metrics: dict) -> Path:

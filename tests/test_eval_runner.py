@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from test_eval_benchmarks import mme, pope  # fixture builders (public schema)
 
 from cambrian.eval.api import GenerationOptions, GenerationRequest, get_benchmark
-from cambrian.eval.runner import (merge_shards, read_predictions, repair_jsonl, run_benchmarks, shard_range)
-from test_eval_benchmarks import mme, pope  # fixture builders (public schema)
+from cambrian.eval.runner import merge_shards, read_predictions, repair_jsonl, run_benchmarks, shard_range
 
 HERE = Path(__file__).parent
 
@@ -65,8 +65,9 @@ def test_batch_equals_single(tmp_path):
     out = {}
     for bs in (1, 3, 8):
         m = FakeModel()
-        run_benchmarks(m, [bench], None, tmp_path / f"bs{bs}", batch_size=bs, samples_by_bench={"mme": samples},
-                       progress=False)
+        run_benchmarks(
+            m, [bench], None, tmp_path / f"bs{bs}", batch_size=bs, samples_by_bench={"mme": samples}, progress=False
+        )
         out[bs] = read_predictions(tmp_path / f"bs{bs}" / "mme" / "predictions.jsonl")
         assert max(m.batch_sizes) == min(bs, len(samples))
     assert out[1] == out[3] == out[8]
@@ -84,8 +85,9 @@ def test_resume_after_failure_and_torn_line(tmp_path):
     run_benchmarks(FakeModel(), [bench], None, ref, batch_size=2, samples_by_bench={"mme": samples}, progress=False)
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        run_benchmarks(FakeModel(fail_after=2), [bench], None, run, batch_size=2, samples_by_bench={"mme": samples},
-                       progress=False)
+        run_benchmarks(
+            FakeModel(fail_after=2), [bench], None, run, batch_size=2, samples_by_bench={"mme": samples}, progress=False
+        )
     pred = run / "mme" / "predictions.jsonl"
     assert len(read_predictions(pred)) == 4
     with open(pred, "a") as f:
@@ -152,21 +154,25 @@ def test_resume_after_sigkill(tmp_path):
 
 def test_shards_merge_to_the_unsharded_run(tmp_path):
     bench, samples = _load(tmp_path)
-    run_benchmarks(FakeModel(), [bench], None, tmp_path / "one", batch_size=2, samples_by_bench={"mme": samples},
-                   progress=False)
+    run_benchmarks(
+        FakeModel(), [bench], None, tmp_path / "one", batch_size=2, samples_by_bench={"mme": samples}, progress=False
+    )
     run = tmp_path / "sharded"
     for i in (2, 1):  # non-zero shards first: they only write their file and a .done marker
-        assert run_benchmarks(FakeModel(), [bench], None, run, shard=(i, 3), samples_by_bench={"mme": samples},
-                              progress=False) == {"mme": None}
+        assert run_benchmarks(
+            FakeModel(), [bench], None, run, shard=(i, 3), samples_by_bench={"mme": samples}, progress=False
+        ) == {"mme": None}
     assert not (run / "mme" / "metrics.json").exists()
-    res = run_benchmarks(FakeModel(), [bench], None, run, shard=(0, 3), samples_by_bench={"mme": samples},
-                         progress=False)
+    res = run_benchmarks(
+        FakeModel(), [bench], None, run, shard=(0, 3), samples_by_bench={"mme": samples}, progress=False
+    )
     one = tmp_path / "one" / "mme" / "predictions.jsonl"
     merged = run / "mme" / "predictions.jsonl"
     assert merged.read_text() == one.read_text()  # same lines, same (sample) order
     assert res["mme"] == json.loads((tmp_path / "one" / "mme" / "metrics.json").read_text())["metrics"]
     assert sorted(p.name for p in (run / "mme").glob("predictions.shard*.jsonl")) == [
-        f"predictions.shard{i}of3.jsonl" for i in range(3)]
+        f"predictions.shard{i}of3.jsonl" for i in range(3)
+    ]
     # merge on its own (the `cambrian eval merge` path) is idempotent
     merged.unlink()
     merge_shards(run / "mme", samples)
@@ -185,36 +191,45 @@ def test_torchrun_env_selects_the_shard(tmp_path, monkeypatch):
 def test_vision_disabled_sends_no_images_and_records_setting(tmp_path):
     bench, samples = _load(tmp_path, pope)
     m = FakeModel()
-    run_benchmarks(m, [bench], None, tmp_path / "off", vision="disabled", batch_size=2,
-                   samples_by_bench={"pope": samples}, progress=False)
+    run_benchmarks(
+        m,
+        [bench],
+        None,
+        tmp_path / "off",
+        vision="disabled",
+        batch_size=2,
+        samples_by_bench={"pope": samples},
+        progress=False,
+    )
     assert m.images_seen == [0] * len(samples)
     info = json.loads((tmp_path / "off" / "run.json").read_text())
     assert info["vision"] == "disabled" and info["model"] == "fake" and info["batch_size"] == 2
     assert info["benchmarks"]["pope"]["n"] == len(samples)
     with pytest.raises(ValueError):
-        run_benchmarks(m, [bench], None, tmp_path / "x", vision="off", samples_by_bench={"pope": samples},
-                       progress=False)
+        run_benchmarks(
+            m, [bench], None, tmp_path / "x", vision="off", samples_by_bench={"pope": samples}, progress=False
+        )
 
 
 def test_real_tiny_model_batch_equals_single(tmp_path):
-    cm = pytest.importorskip("cambrian.models.cambrian_model")
-    from cambrian.config import resolve_model_config
     from cambrian.eval.adapters import CambrianEvalModel
+    from cambrian.models.cambrian_model import CambrianModel
+    from cambrian.presets.models import resolve_model_config
 
-    model = None
-    for preset in ("tiny", "nano"):
-        try:
-            model = cm.CambrianModel.from_config(resolve_model_config(preset), load_weights=False).eval()
-            break
-        except Exception as e:  # noqa: BLE001 - the model is written concurrently; skip until it builds
-            err = e
-    if model is None:
-        pytest.skip(f"tiny model not available yet: {err}")
+    model = CambrianModel.from_config(resolve_model_config("tiny"), load_weights=False).eval()
     bench, samples = _load(tmp_path, pope)
     em = CambrianEvalModel(model, name="tiny")
     outs = {}
     for bs in (1, 4):
-        run_benchmarks(em, [bench], None, tmp_path / f"t{bs}", batch_size=bs, max_new_tokens=4,
-                       samples_by_bench={"pope": samples}, progress=False)
+        run_benchmarks(
+            em,
+            [bench],
+            None,
+            tmp_path / f"t{bs}",
+            batch_size=bs,
+            max_new_tokens=4,
+            samples_by_bench={"pope": samples},
+            progress=False,
+        )
         outs[bs] = read_predictions(tmp_path / f"t{bs}" / "pope" / "predictions.jsonl")
     assert outs[1] == outs[4]

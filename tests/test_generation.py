@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cambrian.config import load_preset
+from cambrian.presets.models import load_preset
 from cambrian.models import generation as gen
 from cambrian.models.cambrian_model import CambrianModel
 from cambrian.models.generation import (

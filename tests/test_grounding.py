@@ -59,13 +59,23 @@ def test_scene_grounding_from_a_constructed_scene(tmp_path):
     mask[0:8, 8:16] = 1  # top-right quadrant
     mask[12:16, 0:4] = 2  # a quarter of the bottom-left quadrant (25%)
     Image.fromarray(mask).save(tmp_path / "masks" / "s.png")
-    scene = {"mask": "masks/s.png", "objects": [{"instance_id": 1, "color": "red", "shape": "cube"},
-                                                 {"instance_id": 2, "color": "cyan", "shape": "sphere"}]}
+    scene = {
+        "mask": "masks/s.png",
+        "objects": [
+            {"instance_id": 1, "color": "red", "shape": "cube"},
+            {"instance_id": 2, "color": "cyan", "shape": "sphere"},
+        ],
+    }
     got = scene_grounding(tmp_path, scene, 2)
     assert got["cells"] == ["floor", "red cube", "cyan sphere", "floor"]
     assert got["weights"] == [1.0, 3.0, 3.0, 1.0]
     # count words: how many objects share the cell's shape (one cube, one sphere here)
-    assert scene_grounding(tmp_path, scene, 2, count_words=True)["cells"] == ["floor", "red cube one", "cyan sphere one", "floor"]
+    assert scene_grounding(tmp_path, scene, 2, count_words=True)["cells"] == [
+        "floor",
+        "red cube one",
+        "cyan sphere one",
+        "floor",
+    ]
 
 
 # ---- the objective ---------------------------------------------------------------------------------------------
@@ -117,8 +127,9 @@ def test_loss_uses_only_the_valid_region_of_a_letterboxed_image():
 
 def test_no_target_gives_a_zero_loss_that_keeps_the_graph():
     tok = torch.randn(2, 2, 3, requires_grad=True)
-    loss = grounding_loss(_visual([tok]), GroundingTargets(torch.full((1, 4, 1), -1), torch.ones(1, 4)), torch.eye(3),
-                          [(4, 4)], 2)
+    loss = grounding_loss(
+        _visual([tok]), GroundingTargets(torch.full((1, 4, 1), -1), torch.ones(1, 4)), torch.eye(3), [(4, 4)], 2
+    )
     assert float(loss.detach()) == 0.0 and loss.requires_grad
 
 
@@ -130,11 +141,23 @@ def test_decode_cells_nearest_word():
 
 
 def test_collator_pads_word_lists_and_sums_weights():
-    items = [{"grounding_ids": torch.tensor([[1], [2]]), "grounding_weights": torch.tensor([1.0, 3.0]),
-              "image_sizes": [(4, 4)], "index": 0, "features": [torch.zeros(1, 2, 2, 3)]},
-             {"grounding_ids": torch.tensor([[1, 5], [-1, -1]]), "grounding_weights": torch.tensor([1.0, 0.0]),
-              "image_sizes": [(4, 4)], "index": 1, "features": [torch.ones(1, 2, 2, 3)]},
-             {"bad": "bad_record", "index": 2}]
+    items = [
+        {
+            "grounding_ids": torch.tensor([[1], [2]]),
+            "grounding_weights": torch.tensor([1.0, 3.0]),
+            "image_sizes": [(4, 4)],
+            "index": 0,
+            "features": [torch.zeros(1, 2, 2, 3)],
+        },
+        {
+            "grounding_ids": torch.tensor([[1, 5], [-1, -1]]),
+            "grounding_weights": torch.tensor([1.0, 0.0]),
+            "image_sizes": [(4, 4)],
+            "index": 1,
+            "features": [torch.ones(1, 2, 2, 3)],
+        },
+        {"bad": "bad_record", "index": 2},
+    ]
     b = GroundingCollator("ce", 7.0)(items)
     assert b["grounding"].token_ids.tolist() == [[[1, -1], [2, -1]], [[1, 5], [-1, -1]]]
     assert b["weight"] == 5.0 and b["bad_counts"] == {"bad_record": 1} and b["num_samples"] == 3
@@ -184,8 +207,8 @@ def _decode_accuracy(model, recs, root, images_of):
 
 
 def test_grounding_stage_opens_an_own_vs_other_image_gap(tmp_path):
-    from cambrian.config import load_preset
     from cambrian.models.cambrian_model import CambrianModel
+    from cambrian.presets.models import load_preset
     from cambrian.train.config import TrainConfig
     from cambrian.train.trainer import Trainer
 
@@ -196,11 +219,24 @@ def test_grounding_stage_opens_an_own_vs_other_image_gap(tmp_path):
     n = len(recs)
     other = lambda i: (i + len(recs) // 2) % n  # noqa: E731  (an image of another colour)
     before = _decode_accuracy(model, recs, tmp_path, lambda i: i)
-    cfg = TrainConfig.from_dict({
-        "model": "(in memory)", "stage": "ground", "data": [{"path": str(tmp_path / "ground.jsonl"), "images": str(tmp_path)}],
-        "output_dir": str(tmp_path / "out"), "micro_batch_size": 5, "global_batch_size": 5, "epochs": 25, "lr": 1e-2,
-        "warmup_ratio": 0.0, "num_workers": 0, "save_steps": 0, "report_to": [], "progress": False,
-        "max_bad_fraction": 0.2})
+    cfg = TrainConfig.from_dict(
+        {
+            "model": "(in memory)",
+            "stage": "ground",
+            "data": [{"path": str(tmp_path / "ground.jsonl"), "images": str(tmp_path)}],
+            "output_dir": str(tmp_path / "out"),
+            "micro_batch_size": 5,
+            "global_batch_size": 5,
+            "epochs": 25,
+            "lr": 1e-2,
+            "warmup_ratio": 0.0,
+            "num_workers": 0,
+            "save_steps": 0,
+            "report_to": [],
+            "progress": False,
+            "max_bad_fraction": 0.2,
+        }
+    )
     summary = Trainer(cfg, model=model).train()
     assert summary["bad_counts"] == {"bad_record": 25}  # the record without targets, once per epoch (25 = 5 x 5)
     model.eval()
@@ -227,8 +263,11 @@ def test_stage_ground_config_is_checked():
 
 # ---- synth-attribute -------------------------------------------------------------------------------------------
 def _scene(i, objs):
-    return {"scene_id": f"test_{i:06d}", "image": f"images/test_{i:06d}.png",
-            "objects": [{"instance_id": k + 1, "color": c, "shape": s} for k, (c, s) in enumerate(objs)]}
+    return {
+        "scene_id": f"test_{i:06d}",
+        "image": f"images/test_{i:06d}.png",
+        "objects": [{"instance_id": k + 1, "color": c, "shape": s} for k, (c, s) in enumerate(objs)],
+    }
 
 
 def test_attribute_questions_only_ask_unique_objects():
@@ -246,8 +285,11 @@ def test_synth_attribute_build_balances_answers_and_scores(tmp_path):
 
     sd = tmp_path / "scenes"
     (sd / "images").mkdir(parents=True)
-    scenes = [_scene(0, [("red", "sphere"), ("blue", "cube")]), _scene(1, [("red", "sphere"), ("green", "cylinder")]),
-              _scene(2, [("blue", "sphere"), ("red", "cube")])]
+    scenes = [
+        _scene(0, [("red", "sphere"), ("blue", "cube")]),
+        _scene(1, [("red", "sphere"), ("green", "cylinder")]),
+        _scene(2, [("blue", "sphere"), ("red", "cube")]),
+    ]
     for sc in scenes:
         Image.new("RGB", (8, 8)).save(sd / sc["image"])
     (sd / "scenes.jsonl").write_text("".join(json.dumps(sc) + "\n" for sc in scenes))
@@ -261,7 +303,9 @@ def test_synth_attribute_build_balances_answers_and_scores(tmp_path):
     assert sorted(s.answer for s in samples if s.meta["category"] == "color") == ["blue", "green", "red"]
     assert samples[0].prompt.endswith("\nAnswer the question using a single word or phrase.")
     assert samples[0].load_images()[0].size == (8, 8)
-    preds = {s.idx: (s.answer.upper() + ".") if s.meta["category"] == "color" else f"{s.answer} object" for s in samples}
+    preds = {
+        s.idx: (s.answer.upper() + ".") if s.meta["category"] == "color" else f"{s.answer} object" for s in samples
+    }
     preds[samples[0].idx] = "purple"
     m = bench.score(samples, preds)
     assert m["accuracy"] == pytest.approx(5 / 6) and m["n"] == 6 and m["missing"] == 0
@@ -272,9 +316,9 @@ def test_synth_attribute_build_balances_answers_and_scores(tmp_path):
 
 
 def test_grounding_probe_counts_cells_of_a_constructed_scene(tmp_path):
-    from cambrian.config import load_preset
     from cambrian.demo.grounding_probe import grounding_probe
     from cambrian.models.cambrian_model import CambrianModel
+    from cambrian.presets.models import load_preset
 
     (tmp_path / "masks").mkdir()
     (tmp_path / "images").mkdir()
@@ -282,8 +326,12 @@ def test_grounding_probe_counts_cells_of_a_constructed_scene(tmp_path):
     mask[0:8, 8:16] = 1
     Image.fromarray(mask).save(tmp_path / "masks" / "s.png")
     Image.new("RGB", (16, 16), (200, 30, 30)).save(tmp_path / "images" / "s.png")
-    scene = {"scene_id": "s", "image": "images/s.png", "mask": "masks/s.png",
-             "objects": [{"instance_id": 1, "color": "red", "shape": "cube"}]}
+    scene = {
+        "scene_id": "s",
+        "image": "images/s.png",
+        "mask": "masks/s.png",
+        "objects": [{"instance_id": 1, "color": "red", "shape": "cube"}],
+    }
     (tmp_path / "scenes.jsonl").write_text(json.dumps(scene) + "\n")
     torch.manual_seed(0)
     model = CambrianModel.from_config(load_preset("tiny")).eval()  # 2x2 grid: one object cell, three floor cells
@@ -304,6 +352,7 @@ def test_mse_plus_words_adds_a_distance_softmax_over_the_batch_words():
     def term(t, words):
         logp = torch.log_softmax(-((torch.tensor(t) - cand) ** 2).sum(-1) / tau, -1)
         return -float(sum(logp[k] for k in words)) / len(words)
+
     mse0 = 10.0 * ((0.5 - 1.0) ** 2 + 0.0) / 2
     mse1 = 10.0 * ((1.0 - 1.5) ** 2 + (1.0 - 2.5) ** 2) / 2
     expect = (mse0 + term([0.5, 0.0], [0]) + mse1 + term([1.0, 1.0], [1, 2])) / 2
@@ -323,8 +372,18 @@ def test_stage_ground_on_a_model_without_connector_is_a_clear_error(tmp_path):
 
     recs = _colour_task(tmp_path, n_per_colour=1)
     assert recs
-    cfg = TrainConfig.from_dict({"model": "toy", "stage": "ground", "output_dir": str(tmp_path / "out"),
-                                 "data": [{"path": str(tmp_path / "ground.jsonl"), "images": str(tmp_path)}],
-                                 "num_workers": 0, "report_to": [], "progress": False})
-    with pytest.raises(ValueError, match="stage: ground needs a model with a connector grid"):
+    cfg = TrainConfig.from_dict(
+        {
+            "model": "toy",
+            "stage": "ground",
+            "output_dir": str(tmp_path / "out"),
+            "data": [{"path": str(tmp_path / "ground.jsonl"), "images": str(tmp_path)}],
+            "num_workers": 0,
+            "report_to": [],
+            "progress": False,
+        }
+    )
+    with pytest.raises(
+        ValueError, match="stage: ground needs a model with a one-token-per-cell connector grid; ToyVLM has none"
+    ):
         Trainer(cfg)

@@ -50,8 +50,9 @@ def test_cached_conversion_is_reused(smol, monkeypatch):
     elapsed = time.perf_counter() - t
     print(f"\nSmolLM2 cached load: {elapsed:.2f} s")
     assert elapsed < 30
-    assert cfg.hf_config["hidden_size"] == 576 and cfg.hf_config["num_hidden_layers"] == 30
-    assert cfg.hf_config["vocab_size"] == 49152 and cfg.hf_config["tie_word_embeddings"] is True
+    arch = again.config.to_dict()
+    assert arch["hidden_size"] == 576 and arch["num_hidden_layers"] == 30
+    assert arch["vocab_size"] == 49152 and arch["tie_word_embeddings"] is True
     assert sum(p.numel() for p in again.parameters()) == 134_515_008
     assert next(again.parameters()).dtype == torch.float32
     assert tok.pad_token == "<|im_end|>"  # existing special token, no resize
@@ -68,7 +69,11 @@ def test_smollm2_template_matches_gguf(smol):
     for msgs in (
         [{"role": "user", "content": "What is the capital of France?"}],
         [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
-        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "2+2?"}],
+        [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "2+2?"},
+        ],
     ):
         ref = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
         assert t.render(msgs, add_generation_prompt=True) == ref

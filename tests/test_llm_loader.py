@@ -62,15 +62,18 @@ def test_tiny_llm_config():
     assert d["model_type"] == "llama"
 
 
-def test_random_backend_fills_hf_config():
+def test_random_backend_builds_and_leaves_the_config_alone():
     cfg = LLMConfig(backend="random", template="llama_3")
+    before = copy.deepcopy(cfg)
     model, tok = load_llm(cfg)
+    assert cfg == before  # load_llm never mutates the config it is given
     assert type(model).__name__ == "LlamaForCausalLM"
+    arch = model.config.to_dict()
     assert model.get_input_embeddings().num_embeddings == len(tok) == 640
-    assert cfg.hf_config["vocab_size"] == 640 and cfg.hf_config["hidden_size"] == 64
+    assert arch["vocab_size"] == 640 and arch["hidden_size"] == 64
     assert tok.pad_token_id == 0 and model.config.pad_token_id == 0
     # rebuilding from the recorded architecture gives the same parameter shapes
-    rebuilt, _ = load_llm(LLMConfig(backend="random", hf_config=copy.deepcopy(cfg.hf_config)))
+    rebuilt, _ = load_llm(LLMConfig(backend="random", hf_config=copy.deepcopy(arch)))
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
 
 
@@ -87,12 +90,13 @@ def test_hf_backend_roundtrip_identical_logits(tmp_path):
         a = model(input_ids=ids).logits
         b = loaded(input_ids=ids).logits
     assert torch.equal(a, b)
-    assert cfg.hf_config["num_hidden_layers"] == 3
+    arch_dict = loaded.config.to_dict()
+    assert arch_dict["num_hidden_layers"] == 3 and cfg.hf_config is None  # the given config is not mutated
     # bf16 request
     half, _ = load_llm(LLMConfig(backend="hf", name_or_path=str(tmp_path)), dtype=torch.bfloat16)
     assert next(half.parameters()).dtype == torch.bfloat16
     # load_weights=False: architecture only (from the recorded hf_config), random weights
-    arch, _ = load_llm(LLMConfig(backend="hf", name_or_path=str(tmp_path), hf_config=cfg.hf_config), load_weights=False)
+    arch, _ = load_llm(LLMConfig(backend="hf", name_or_path=str(tmp_path), hf_config=arch_dict), load_weights=False)
     assert sum(p.numel() for p in arch.parameters()) == sum(p.numel() for p in loaded.parameters())
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from cambrian.config import load_preset
 from cambrian.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from cambrian.models.cambrian_model import CambrianModel, no_in_llm_aggregation
+from cambrian.presets.models import load_preset
 
 
 def _img(w, h, seed):
@@ -92,7 +92,7 @@ def test_in_llm_aggregation_changes_the_output(model):
 
 
 def test_text_only_forward_never_sees_stale_image_features(model):
-    """Official bug §9.1 #4: a text-only call after an image call reused cached features."""
+    """Official bug docs/official-code.md#bugs B4: a text-only call after an image call reused cached features."""
     imgs = [[_img(40, 30, 1)]]
     input_ids, mask, pixels, sizes = _batch(model, ["<image>\nA"], imgs)
     t_ids, t_mask, _, _ = _batch(model, ["just text"], [[]])
@@ -104,7 +104,12 @@ def test_text_only_forward_never_sees_stale_image_features(model):
 
 
 def test_batched_generation_equals_batch_size_one(model):
-    texts = ["<image>\nWhat colour?", "<image>\nHow many objects are there in this picture?", "no image here", "<image>\n<image>\ntwo"]
+    texts = [
+        "<image>\nWhat colour?",
+        "<image>\nHow many objects are there in this picture?",
+        "no image here",
+        "<image>\n<image>\ntwo",
+    ]
     images = [[_img(40, 30, 1)], [_img(30, 50, 2)], [], [_img(32, 32, 3), _img(64, 20, 4)]]
     batched = model.generate_text(texts, images, max_new_tokens=12)
     single = [model.generate_text([t], [i], max_new_tokens=12)[0] for t, i in zip(texts, images)]
@@ -185,7 +190,7 @@ def test_unreadable_image_is_a_clear_error(model, tmp_path):
 
 
 def test_unknown_encoder_id_lists_valid_ids():
-    from cambrian.config import config_from_mapping
+    from cambrian.presets.models import config_from_mapping
 
     with pytest.raises(KeyError, match="valid .*clip-vit-l-14-336"):
         config_from_mapping({"encoders": ["clip-vit-xxl-9000"]})
@@ -208,7 +213,7 @@ def test_fast_supervised_loss_equals_full_logits_loss(model):
 
 
 def test_load_accepts_preset_config_file_and_checkpoint_dir(model, tmp_path):
-    from cambrian.config import PRESET_DIR
+    from cambrian.presets.models import PRESET_DIR
 
     assert CambrianModel.load("tiny").config.name == "tiny"
     assert CambrianModel.load(str(PRESET_DIR / "tiny.yaml")).config.name == "tiny"
@@ -219,3 +224,39 @@ def test_load_accepts_preset_config_file_and_checkpoint_dir(model, tmp_path):
         CambrianModel.load("no-such-preset")
     with pytest.raises(FileNotFoundError, match="no config.json"):
         CambrianModel.load(str(tmp_path))
+
+
+def test_in_llm_state_does_not_outlive_forward(model):
+    """After a forward the in-LLM aggregation state is gone: a later direct ``model.llm`` call sees no images."""
+    assert model.connector.in_llm_layers, "the tiny preset must exercise in-LLM SVA for this test to mean anything"
+    ids, mask, pixels, sizes = _batch(model, ["<image>\nWhat colour?"], [[_img(40, 30, 1)]])
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=mask, pixel_values=pixels, image_sizes=sizes)
+    assert model._sva_ctx is None
+
+
+def test_gradient_checkpointing_keeps_in_llm_aggregation_in_backward():
+    """Gradients with gradient checkpointing (layers recomputed in backward, in-LLM SVA included) equal those
+    without; the state is released once backward has reached the input embeddings."""
+    grads = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        m = CambrianModel.from_config(load_preset("tiny")).train()
+        assert m.connector.in_llm_layers
+        if ckpt:
+            from cambrian.train.builder import enable_checkpointing
+
+            enable_checkpointing(m.llm)
+        ids, mask, pixels, sizes = _batch(m, ["<image>\nWhat colour?"], [[_img(40, 30, 1)]])
+        labels = ids.clone()
+        labels[ids < 0] = -100
+        out = m(input_ids=ids, attention_mask=mask, labels=labels, pixel_values=pixels, image_sizes=sizes)
+        assert (m._sva_ctx is not None) == ckpt  # kept for the recompute only
+        out.loss.backward()
+        assert m._sva_ctx is None
+        grads.append(
+            {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None and "vision_sampler_layers" in n}
+        )
+    assert grads[0] and grads[0].keys() == grads[1].keys()
+    for n in grads[0]:
+        assert torch.allclose(grads[0][n], grads[1][n], atol=1e-5), n

@@ -8,14 +8,14 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import toy_train_config
 from PIL import Image
+from test_eval_benchmarks import pope
+from test_eval_runner import FakeModel
 
 from cambrian.cli.main import main
 from cambrian.eval.api import get_benchmark
 from cambrian.eval.runner import RunMismatch, model_identity, read_predictions, run_benchmarks
-from helpers import toy_train_config
-from test_eval_benchmarks import pope
-from test_eval_runner import FakeModel
 
 
 def _pope(tmp_path):
@@ -29,7 +29,7 @@ def _run(model, bench, samples, out, **kw):
 
 
 def _one_error_line(capsys) -> str:
-    err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(err) == 1 and err[0].startswith("error: "), err
     return err[0]
 
@@ -48,16 +48,20 @@ def test_runner_refuses_other_model_vision_data_and_resumes_identical(tmp_path):
     m = FakeModel()
     _run(m, bench, samples, out, identity=a)
     assert m.calls == 0 and json.loads((out / "run.json").read_text())["benchmarks"]["pope"]["resumed"] == len(samples)
-    for kw, what in ((dict(identity={"model": "/ckpt/b", "weights": "2222"}), "model"),
-                     (dict(identity={**a, "weights": "9999"}), "weights"),
-                     (dict(identity=a, vision="disabled"), "vision"),
-                     (dict(identity=a, max_new_tokens=3), "max_new_tokens")):
+    for kw, what in (
+        (dict(identity={"model": "/ckpt/b", "weights": "2222"}), "model"),
+        (dict(identity={**a, "weights": "9999"}), "weights"),
+        (dict(identity=a, vision="disabled"), "vision"),
+        (dict(identity=a, max_new_tokens=3), "max_new_tokens"),
+    ):
         m = FakeModel()
         with pytest.raises(RunMismatch, match=what):
             _run(m, bench, samples, out, **kw)
         assert m.calls == 0
     # other data under the same benchmark name
-    changed = [type(s)(idx=s.idx, prompt=s.prompt + " Really?", images=s.images, answer=s.answer, meta=s.meta) for s in samples]
+    changed = [
+        type(s)(idx=s.idx, prompt=s.prompt + " Really?", images=s.images, answer=s.answer, meta=s.meta) for s in samples
+    ]
     with pytest.raises(RunMismatch, match="data"):
         _run(FakeModel(), bench, changed, out, identity=a)
     # nothing was touched by the refused runs
@@ -151,8 +155,21 @@ def test_cli_eval_run_refuses_a_different_run_in_one_line(tmp_path, capsys, fake
 def test_cli_score_missing_predictions_file_is_an_error(tmp_path, capsys):
     data = tmp_path / "data"
     pope(data)
-    assert main(["eval", "score", "--bench", "pope", "--data", str(data / "pope"),
-                 "--predictions", str(tmp_path / "nope.jsonl")]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "score",
+                "--bench",
+                "pope",
+                "--data",
+                str(data / "pope"),
+                "--predictions",
+                str(tmp_path / "nope.jsonl"),
+            ]
+        )
+        == 2
+    )
     line = _one_error_line(capsys)
     assert "nope.jsonl" in line and "not found" in line
 
@@ -168,14 +185,18 @@ def test_cli_eval_merge_without_predictions_is_an_error(tmp_path, capsys):
 def test_cli_score_counts_bad_lines(tmp_path, capsys):
     data = tmp_path / "data"
     pope(data)
-    good = [json.dumps({"idx": s.idx, "prediction": "Yes" if s.answer == "yes" else "No"})
-            for s in get_benchmark("pope").load(str(data / "pope"))]
+    good = [
+        json.dumps({"idx": s.idx, "prediction": "Yes" if s.answer == "yes" else "No"})
+        for s in get_benchmark("pope").load(str(data / "pope"))
+    ]
     pred = tmp_path / "p.jsonl"
-    pred.write_text("\n".join(good + ["[1, 2]", '"text"', '{"prediction": "no idx"}', "{not json", "42", "null"]) + "\n")
+    pred.write_text(
+        "\n".join(good + ["[1, 2]", '"text"', '{"prediction": "no idx"}', "{not json", "42", "null"]) + "\n"
+    )
     args = ["eval", "score", "--bench", "pope", "--data", str(data / "pope"), "--predictions", str(pred)]
     assert main(args + ["--json"]) == 2
     cap = capsys.readouterr()
-    err = [l for l in cap.err.splitlines() if l.strip()]
+    err = [ln for ln in cap.err.splitlines() if ln.strip()]
     assert len(err) == 1 and err[0].startswith("error: 6 of 10 lines") and "line 5" in err[0], err
     out = json.loads(cap.out)
     assert out["bad_prediction_lines"] == 6 and out["metrics"]["accuracy"] == 1.0  # the good lines still scored
@@ -194,8 +215,15 @@ def _pope_with_paths(tmp_path, missing: int = 1):
     for i, (q, a) in enumerate([("dog", "yes"), ("cat", "no"), ("car", "no"), ("bus", "yes")]):
         if i >= missing:
             Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(d / "imgs" / f"{i}.png")
-        rows.append({"question_id": str(i), "question": f"Is there a {q} in the image?", "answer": a,
-                     "category": "random", "image": f"imgs/{i}.png"})
+        rows.append(
+            {
+                "question_id": str(i),
+                "question": f"Is there a {q} in the image?",
+                "answer": a,
+                "category": "random",
+                "image": f"imgs/{i}.png",
+            }
+        )
     (d / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return d
 
@@ -229,8 +257,24 @@ def test_missing_image_is_skipped_counted_and_scored_wrong(tmp_path, capsys):
 
 def test_cli_run_reports_missing_images(tmp_path, capsys, fake_loader):
     d = _pope_with_paths(tmp_path, missing=2)
-    assert main(["eval", "run", "--model", "m", "--bench", "pope", "--data-root", str(d.parent), "--out",
-                 str(tmp_path / "run"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "run",
+                "--model",
+                "m",
+                "--bench",
+                "pope",
+                "--data-root",
+                str(d.parent),
+                "--out",
+                str(tmp_path / "run"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "2 samples with unreadable images scored wrong" in capsys.readouterr().out
 
 
@@ -239,8 +283,17 @@ def test_sharded_overwrite_never_merges_the_previous_runs_shards(tmp_path):
     out = tmp_path / "run"
     for ident, vision in (({"model": "a"}, "enabled"), ({"model": "b"}, "disabled")):
         for k in (1, 2, 0):  # shard 0 last: it waits for the others' markers of *this* run, then merges
-            _run(FakeModel(), bench, samples, out, identity=ident, vision=vision, shard=(k, 3), overwrite=True,
-                 merge_timeout_s=2)
+            _run(
+                FakeModel(),
+                bench,
+                samples,
+                out,
+                identity=ident,
+                vision=vision,
+                shard=(k, 3),
+                overwrite=True,
+                merge_timeout_s=2,
+            )
         marks = {p.read_text().strip() for p in (out / "pope").glob("*.done")}
         assert len(marks) == 1  # all three markers carry this run's token
     preds = read_predictions(out / "pope" / "predictions.jsonl")
@@ -256,7 +309,7 @@ def test_sharded_overwrite_never_merges_the_previous_runs_shards(tmp_path):
 
 # --- 7. training counts every bad line, with the reader `cambrian data validate` uses ---------------------------
 def _half_garbage(tmp_path, n=8):
-    from cambrian.train.toy import make_synthetic_data
+    from cambrian.data.synthetic import make_synthetic_data
 
     data = make_synthetic_data(tmp_path / "d", n=n)
     good = data.read_text().splitlines()
@@ -291,7 +344,9 @@ def test_validate_and_train_share_the_reader_and_count_bad_lines(tmp_path, capsy
 
 
 def test_train_counts_bad_lines_by_reason_within_the_limit(tmp_path):
-    from cambrian.train.toy import ToyVLM, make_synthetic_data
+    from toy_vlm import ToyVLM
+
+    from cambrian.data.synthetic import make_synthetic_data
     from cambrian.train.trainer import DataQualityError, Trainer
 
     data = make_synthetic_data(tmp_path / "d", n=8)
@@ -299,7 +354,9 @@ def test_train_counts_bad_lines_by_reason_within_the_limit(tmp_path):
     s = Trainer(toy_train_config(tmp_path, data, max_bad_fraction=0.2), model=ToyVLM()).train()
     assert s["bad_counts"] == {"bad_json": 1}
     with pytest.raises(DataQualityError, match=r"1 of 9 data lines .*bad_json=1"):
-        Trainer(toy_train_config(tmp_path, data, max_bad_fraction=0.05, output_dir=str(tmp_path / "o2")), model=ToyVLM())
+        Trainer(
+            toy_train_config(tmp_path, data, max_bad_fraction=0.05, output_dir=str(tmp_path / "o2")), model=ToyVLM()
+        )
 
 
 def test_empty_data_file_is_one_clear_error(tmp_path, capsys):
@@ -320,7 +377,7 @@ def test_json_array_bad_elements_have_line_numbers(tmp_path):
 
     rec = {"id": 1, "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}
     p = tmp_path / "d.json"
-    p.write_text("[\n" + json.dumps(rec) + ",\n{\"id\": 2, \"x\": tru},\n" + json.dumps(rec) + "\n]\n")
+    p.write_text("[\n" + json.dumps(rec) + ',\n{"id": 2, "x": tru},\n' + json.dumps(rec) + "\n]\n")
     src = LlavaSource(p)
     assert len(src) == 2 and src.bad_by_reason == {"bad_json": 1}
     assert src.bad_examples[0][0] == 3 and [src.line_number(i) for i in range(2)] == [2, 4]
@@ -336,7 +393,7 @@ def _recipe(tmp_path, data, **kw):
 
 
 def test_output_dir_with_a_previous_run_is_refused_unless_resume_or_overwrite(tmp_path, capsys):
-    from cambrian.train.toy import make_synthetic_data
+    from cambrian.data.synthetic import make_synthetic_data
 
     data = make_synthetic_data(tmp_path / "d", n=8)
     recipe = _recipe(tmp_path, data, save_steps=1)
@@ -347,7 +404,9 @@ def test_output_dir_with_a_previous_run_is_refused_unless_resume_or_overwrite(tm
     capsys.readouterr()
     assert main(["train", recipe]) == 2
     line = _one_error_line(capsys)
-    assert "holds a previous run" in line and "--resume" in line and "--overwrite" in line and "checkpoint-0000002" in line
+    assert (
+        "holds a previous run" in line and "--resume" in line and "--overwrite" in line and "checkpoint-0000002" in line
+    )
     assert main(["train", recipe, "--overwrite"]) == 0
     assert "removed the previous run" in capsys.readouterr().out
     assert (out / "notes.txt").read_text() == "mine" and len((out / "metrics.jsonl").read_text().splitlines()) == 2
@@ -357,7 +416,7 @@ def test_output_dir_with_a_previous_run_is_refused_unless_resume_or_overwrite(tm
 
 
 def test_resume_refuses_changed_settings_in_one_line(tmp_path, capsys):
-    from cambrian.train.toy import make_synthetic_data
+    from cambrian.data.synthetic import make_synthetic_data
 
     data = make_synthetic_data(tmp_path / "d", n=8)
     recipe = _recipe(tmp_path, data, save_steps=1)
@@ -365,7 +424,12 @@ def test_resume_refuses_changed_settings_in_one_line(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", recipe, "lr=0.5", "micro_batch_size=2", "seed=3", "--resume"]) == 2
     line = _one_error_line(capsys)
-    assert "other settings" in line and "lr (0.01 -> 0.5)" in line and "micro_batch_size (4 -> 2)" in line and "seed" in line
+    assert (
+        "other settings" in line
+        and "lr (0.01 -> 0.5)" in line
+        and "micro_batch_size (4 -> 2)" in line
+        and "seed" in line
+    )
     assert "stage" not in line
     assert main(["train", recipe, "stage=1", "--resume"]) == 2
     assert "stage (2 -> 1)" in _one_error_line(capsys)
@@ -375,13 +439,17 @@ def test_resume_refuses_changed_settings_in_one_line(tmp_path, capsys):
 
 @pytest.mark.parametrize("damage", ["truncate_weights", "drop_state", "garble_state"])
 def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path, capsys, damage):
-    from cambrian.train.toy import ToyVLM, make_synthetic_data
+    from toy_vlm import ToyVLM
+
+    from cambrian.data.synthetic import make_synthetic_data
     from cambrian.train.trainer import Trainer
 
     data = make_synthetic_data(tmp_path / "d", n=16)
     cfg = dict(save_steps=1, save_total_limit=3)
     tr = Trainer(toy_train_config(tmp_path, data, **cfg), model=ToyVLM())
-    tr.stop_after_step = 3
+    from cambrian.train.callbacks import StopAfter
+
+    tr.callbacks.append(StopAfter(3))
     tr.train()
     ck = tmp_path / "out" / "checkpoint-0000003"
     if damage == "truncate_weights":
@@ -394,12 +462,12 @@ def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path, capsys, d
     capsys.readouterr()
     tr2 = Trainer(toy_train_config(tmp_path, data, resume="auto", **cfg), model=ToyVLM())
     assert tr2.state["step"] == 2
-    err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(err) == 1 and err[0].startswith("warning: skipping checkpoint checkpoint-0000003"), err
 
 
 def test_epochs_and_max_steps_ranges_are_config_errors(tmp_path, capsys):
-    from cambrian.train.toy import make_synthetic_data
+    from cambrian.data.synthetic import make_synthetic_data
 
     data = make_synthetic_data(tmp_path / "d", n=8)
     recipe = _recipe(tmp_path, data)
@@ -411,8 +479,10 @@ def test_epochs_and_max_steps_ranges_are_config_errors(tmp_path, capsys):
 
 def test_demo_style_trainer_in_a_fresh_dir_is_not_refused(tmp_path):
     """The demo passes the model in memory (model: "(in memory)") and writes each stage into a fresh dir."""
+    from toy_vlm import ToyVLM
+
+    from cambrian.data.synthetic import make_synthetic_data
     from cambrian.train.config import TrainConfig
-    from cambrian.train.toy import ToyVLM, make_synthetic_data
     from cambrian.train.trainer import Trainer
 
     data = make_synthetic_data(tmp_path / "d", n=8)
@@ -424,7 +494,7 @@ def test_demo_style_trainer_in_a_fresh_dir_is_not_refused(tmp_path):
 
 # --- 11. a user mistake is one `error:` line and exit 2 (the traceback only with --debug) --------------------
 def test_user_mistakes_are_one_error_line(tmp_path, capsys):
-    from cambrian.train.toy import make_synthetic_data
+    from cambrian.data.synthetic import make_synthetic_data
 
     data = make_synthetic_data(tmp_path / "d", n=4)
     bad_yaml = tmp_path / "bad.yaml"
@@ -441,7 +511,10 @@ def test_user_mistakes_are_one_error_line(tmp_path, capsys):
         (["train", str(typo), "notanoverride"], "is not key=value"),
         (["data", "validate", str(tmp_path / "nope.jsonl")], "nope.jsonl"),
         (["data", "validate", str(arr)], "truncated JSON array"),
-        (["eval", "score", "--bench", "no-such-bench", "--data", str(data), "--predictions", str(data)], "no-such-bench"),
+        (
+            ["eval", "score", "--bench", "no-such-bench", "--data", str(data), "--predictions", str(data)],
+            "no-such-bench",
+        ),
     ]
     for argv, needle in cases:
         assert main(argv) == 2, argv
@@ -496,9 +569,33 @@ def _fuzz_record_lines(rng, images: list[str], n: int) -> list[bytes]:
 
     """``n`` non-blank JSONL lines: valid records, records with wrong types / roles / tags / paths, JSON that is not
     an object, truncated or byte-flipped JSON, invalid UTF-8, deep nesting."""
-    weird = [None, True, 0, -1, 1.5, float("nan"), "", "None", "nan", [], {}, [None], [1, [2]], {"a": 1}, "x" * 5000,
-             "\u202e\u0000\ud7ff", "<image>", "<image><image>", "../../etc/passwd", "/etc/passwd", "a\x00b.png",
-             "images/../../x.png", " ", "\n\t", 10**30]
+    weird = [
+        None,
+        True,
+        0,
+        -1,
+        1.5,
+        float("nan"),
+        "",
+        "None",
+        "nan",
+        [],
+        {},
+        [None],
+        [1, [2]],
+        {"a": 1},
+        "x" * 5000,
+        "\u202e\u0000\ud7ff",
+        "<image>",
+        "<image><image>",
+        "../../etc/passwd",
+        "/etc/passwd",
+        "a\x00b.png",
+        "images/../../x.png",
+        " ",
+        "\n\t",
+        10**30,
+    ]
     roles = ["human", "gpt", "user", "assistant", "system", "HUMAN", "bot", "", None, 3, ["human"]]
 
     def pick(seq):  # a fresh copy: shared weird containers would make records refer to themselves
@@ -508,7 +605,13 @@ def _fuzz_record_lines(rng, images: list[str], n: int) -> list[bytes]:
         k = rng.randint(0, 2)
         img = rng.sample(images + ["corrupt.png", "missing.png"] if rng.random() < 0.2 else images, k) if k else None
         q = "<image>\n" * k + rng.choice(["What colour?", "Q", "é漢字 🙂", "describe " * 50])
-        rec = {"id": rng.randint(0, 10**6), "conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": rng.choice(["red", "A", "x" * 400])}]}
+        rec = {
+            "id": rng.randint(0, 10**6),
+            "conversations": [
+                {"from": "human", "value": q},
+                {"from": "gpt", "value": rng.choice(["red", "A", "x" * 400])},
+            ],
+        }
         if img is not None:
             rec["image"] = img[0] if k == 1 and rng.random() < 0.5 else img
         return rec
@@ -577,11 +680,12 @@ def test_fuzz_llava_records_validate_dataset_and_train_counts_add_up(tmp_path):
     import time
     from collections import Counter
 
+    from toy_vlm import ToyVLM
+
     from cambrian.data.collator import Collator
-    from cambrian.data.dataset import BAD_REASONS, ImagePipeline, SupervisedDataset, model_tokenize_fn, model_visual_tokens_fn
+    from cambrian.data.dataset import BAD_REASONS, ImagePipeline, SupervisedDataset
     from cambrian.data.llava import LlavaSource
     from cambrian.data.validate import validate
-    from cambrian.train.toy import ToyVLM
 
     t0 = time.perf_counter()
     rng = random.Random(1234)
@@ -604,8 +708,9 @@ def test_fuzz_llava_records_validate_dataset_and_train_counts_add_up(tmp_path):
     assert rep["samples"] == FUZZ_RECORDS and rep["bad"] == sum(rep["by_reason"].values())
 
     model = ToyVLM()
-    ds = SupervisedDataset([src], model_tokenize_fn(model), model_visual_tokens_fn(model), ImagePipeline.from_model(model),
-                           max_length=256)
+    ds = SupervisedDataset(
+        [src], model.tokenize_conversation, model.visual_token_count, ImagePipeline.from_model(model), max_length=256
+    )
     items = [ds[i] for i in range(len(ds))]
     good = sum("bad" not in x for x in items)
     by_reason = Counter(x["bad"] for x in items if "bad" in x) + Counter(src.bad_by_reason)
@@ -643,8 +748,10 @@ def test_fuzz_prediction_lines_through_eval_score(tmp_path, capsys):
         lines = []
         for _ in range(FUZZ_PREDICTION_LINES // 12):
             kind = rng.random()
-            rec = {"idx": rng.choice(idxs + [str(rng.choice(idxs)), -1, 10**20, None, 1.25, "zz"]),
-                   "prediction": rng.choice(values)}
+            rec = {
+                "idx": rng.choice(idxs + [str(rng.choice(idxs)), -1, 10**20, None, 1.25, "zz"]),
+                "prediction": rng.choice(values),
+            }
             if kind < 0.4:
                 line = json.dumps(rec).encode()
             elif kind < 0.55:
@@ -665,8 +772,24 @@ def test_fuzz_prediction_lines_through_eval_score(tmp_path, capsys):
         total += len(lines)
         rp = read_predictions(pred)
         assert rp.lines == len(lines) and rp.good_lines + rp.bad_lines == rp.lines
-        assert main(["eval", "score", "--bench", "pope", "--data", str(data / "pope"), "--predictions", str(pred),
-                     "--json", "--max-bad-fraction", "1"]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    "score",
+                    "--bench",
+                    "pope",
+                    "--data",
+                    str(data / "pope"),
+                    "--predictions",
+                    str(pred),
+                    "--json",
+                    "--max-bad-fraction",
+                    "1",
+                ]
+            )
+            == 0
+        )
         out = json.loads(capsys.readouterr().out)
         assert out["prediction_lines"] == len(lines) and out["bad_prediction_lines"] == rp.bad_lines
     assert total >= 2000
@@ -674,28 +797,34 @@ def test_fuzz_prediction_lines_through_eval_score(tmp_path, capsys):
 
 
 # --- 10. one typed config: types and ranges named by field, nested typos with a did-you-mean, recipe-relative data
-@pytest.mark.parametrize("override, needle", [
-    ("micro_batch_size=four", "micro_batch_size must be a whole number, got 'four'"),
-    ("epochs=1.5", "epochs must be a whole number, got 1.5"),
-    ("micro_batch_size=0", "micro_batch_size must be a whole number >= 1, got 0"),
-    ("betas=[0.9]", "betas must be two numbers"),
-    ("betas=[0.9, 1.5]", "betas[1] must be >= 0 and < 1"),
-    ("lr=fast", "lr must be a number, got 'fast'"),
-    ("lr=-1", "lr must be > 0"),
-    ("warmup_ratio=2", "warmup_ratio must be >= 0 and <= 1, got 2.0"),
-    ("max_bad_fraction=1.5", "max_bad_fraction must be >= 0 and <= 1"),
-    ("progress=maybe", "progress must be true or false"),
-    ("scheduler=cosin", "did you mean 'cosine'"),
-    ("lora.rank=8", "unknown lora keys ['rank'] (lora.rank) (did you mean 'r'?)"),
-    ("lora.r=0", "lora.r must be a whole number >= 1"),
-    ("grounding.scal=2", "(did you mean 'scale'?)"),
-    ("grounding.scale=big", "grounding.scale must be a number"),
-    ("stage=3", "stage must be 1, 2 or 'ground'"),
-    ("micro_batchsize=4", "unknown TrainConfig keys ['micro_batchsize'] (did you mean 'micro_batch_size'?)"),
-    ("data=[{path: x.jsonl, image: imgs}]", "unknown data[0] keys ['image'] (data[0].image) (did you mean 'images'?)"),
-    ("data=[{images: imgs}]", "data[0] needs a 'path'"),
-    ("report_to=[1]", "report_to must be a list of strings"),
-])
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("micro_batch_size=four", "micro_batch_size must be a whole number, got 'four'"),
+        ("epochs=1.5", "epochs must be a whole number, got 1.5"),
+        ("micro_batch_size=0", "micro_batch_size must be a whole number >= 1, got 0"),
+        ("betas=[0.9]", "betas must be two numbers"),
+        ("betas=[0.9, 1.5]", "betas[1] must be >= 0 and < 1"),
+        ("lr=fast", "lr must be a number, got 'fast'"),
+        ("lr=-1", "lr must be > 0"),
+        ("warmup_ratio=2", "warmup_ratio must be >= 0 and <= 1, got 2.0"),
+        ("max_bad_fraction=1.5", "max_bad_fraction must be >= 0 and <= 1"),
+        ("progress=maybe", "progress must be true or false"),
+        ("scheduler=cosin", "did you mean 'cosine'"),
+        ("lora.rank=8", "unknown lora keys ['rank'] (lora.rank) (did you mean 'r'?)"),
+        ("lora.r=0", "lora.r must be a whole number >= 1"),
+        ("grounding.scal=2", "(did you mean 'scale'?)"),
+        ("grounding.scale=big", "grounding.scale must be a number"),
+        ("stage=3", "stage must be one of 1, 2, 'ground', got 3"),
+        ("micro_batchsize=4", "unknown TrainConfig keys ['micro_batchsize'] (did you mean 'micro_batch_size'?)"),
+        (
+            "data=[{path: x.jsonl, image: imgs}]",
+            "unknown data[0] keys ['image'] (data[0].image) (did you mean 'images'?)",
+        ),
+        ("data=[{images: imgs}]", "data[0] needs a 'path'"),
+        ("report_to=[1]", "report_to must be a list of strings"),
+    ],
+)
 def test_config_mistakes_name_the_field(tmp_path, capsys, override, needle):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("model: toy\nstage: 2\nlr: 1e-3\n")
@@ -709,16 +838,91 @@ def test_config_numbers_from_yaml_and_recipe_relative_data(tmp_path, monkeypatch
 
     sub = tmp_path / "recipes"
     sub.mkdir()
-    (sub / "r.yaml").write_text("lr: 1e-3\neps: 1e-6\nmax_steps: 4.0\n"
-                                "data:\n  - {path: d/x.jsonl, images: d/img}\n  - {path: /abs/y.jsonl}\n  - z.jsonl\n")
+    (sub / "r.yaml").write_text(
+        "lr: 1e-3\neps: 1e-6\nmax_steps: 4.0\n"
+        "data:\n  - {path: d/x.jsonl, images: d/img}\n  - {path: /abs/y.jsonl}\n  - z.jsonl\n"
+    )
     monkeypatch.chdir(tmp_path)
     cfg = TrainConfig.load("recipes/r.yaml")
     assert cfg.lr == 1e-3 and cfg.eps == 1e-6 and cfg.max_steps == 4 and isinstance(cfg.max_steps, int)
-    assert cfg.data == [{"path": "recipes/d/x.jsonl", "images": "recipes/d/img"}, {"path": "/abs/y.jsonl"},
-                        {"path": "recipes/z.jsonl"}]
+    assert cfg.data == [
+        {"path": "recipes/d/x.jsonl", "images": "recipes/d/img"},
+        {"path": "/abs/y.jsonl"},
+        {"path": "recipes/z.jsonl"},
+    ]
     # data given on the command line stays relative to the current dir
     assert TrainConfig.load("recipes/r.yaml", ["data=[{path: mine.jsonl}]"]).data == [{"path": "mine.jsonl"}]
     # the constructor checks too (the demo and tests build configs in code)
     with pytest.raises(ConfigError, match="micro_batch_size must be a whole number >= 1"):
         TrainConfig(micro_batch_size=0)
     assert TrainConfig(lr="2e-5").lr == 2e-5
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--param", "count_maxx=5"], "--param: unknown BuildParams keys ['count_maxx'] (did you mean 'count_max'?)"),
+        (["--param", "count_zero_prob=2"], "--param: count_zero_prob must be >= 0 and <= 1, got 2.0"),
+        (
+            ["--param", "max_per_image.Cout=1"],
+            "unknown max_per_image keys ['Cout'] (max_per_image.Cout) (did you mean 'Count'?)",
+        ),
+        (["--param", "count_num_options=[4, five]"], "count_num_options[1] must be a whole number, got 'five'"),
+        (["--param", "relation_boxes"], "--param 'relation_boxes' is not key=value"),
+    ],
+)
+def test_cvbench_build_params_go_through_the_typed_loader(tmp_path, capsys, argv, needle):
+    assert main(["cvbench", "build", "--scenes", str(tmp_path), "--out", str(tmp_path / "o"), *argv]) == 2
+    line = _one_error_line(capsys)
+    assert needle in line, line
+    assert not (tmp_path / "o").exists()  # refused before any work
+
+
+@pytest.mark.parametrize(
+    "data, needle",
+    [
+        (
+            {"encoders": [{"preset": "tiny-clip", "image_size": "big"}]},
+            "encoder preset 'tiny-clip': image_size must be a whole number, got 'big'",
+        ),
+        ({"connector": {"depht": 2}}, "unknown connector keys ['depht'] (connector.depht) (did you mean 'depth'?)"),
+        ({"llm": {"max_length": 0}}, "llm.max_length must be a whole number >= 1, got 0"),
+        ({"dtype": "fp8"}, "dtype must be one of 'float32', 'bfloat16', 'float16', got 'fp8'"),
+        (
+            {"connector": {"query_num_list": [16, -1]}},
+            "connector.query_num_list[1] must be a whole number >= 1, got -1",
+        ),
+    ],
+)
+def test_model_configs_go_through_the_typed_loader(tmp_path, capsys, data, needle):
+    import yaml
+
+    cfg = tmp_path / "model.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "m", "encoders": ["tiny-clip"], **data}))
+    assert main(["info", str(cfg)]) == 2
+    line = _one_error_line(capsys)
+    assert needle in line and "model.yaml" in line, line
+
+
+@pytest.mark.parametrize(
+    "option, needle",
+    [
+        ("textvqa.ocr_token=false", "benchmark 'textvqa': unknown option 'ocr_token' (did you mean 'ocr_tokens'?)"),
+        ("textvqa.ocr_tokens=maybe", "benchmark 'textvqa': option ocr_tokens must be true or false, got 'maybe'"),
+        ("easyvqa.max_images=0", "benchmark 'easyvqa': option max_images must be a whole number >= 1 or null, got 0"),
+        ("pope.anything=1", "benchmark 'pope': unknown option 'anything' (it has no options)"),
+        ("textvqa=1", "--option expects BENCH.KEY=VALUE"),
+    ],
+)
+def test_benchmark_options_go_through_the_typed_loader(tmp_path, capsys, option, needle):
+    pred = tmp_path / "p.jsonl"
+    pred.write_text('{"idx": 0, "prediction": "yes"}\n')
+    bench = option.split(".")[0].split("=")[0]
+    assert (
+        main(
+            ["eval", "score", "--bench", bench, "--data", str(tmp_path), "--predictions", str(pred), "--option", option]
+        )
+        == 2
+    )
+    line = _one_error_line(capsys)
+    assert needle in line, line

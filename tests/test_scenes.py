@@ -10,7 +10,15 @@ pytest.importorskip("pybullet")
 
 from cambrian.data.scenes.annotations import rle_decode, rle_encode  # noqa: E402
 from cambrian.data.scenes.engine import (  # noqa: E402
-    NEAR, FAR, Camera, ObjectSpec, SceneConfig, SceneRenderer, project, scene_fingerprint, scene_rng,
+    FAR,
+    NEAR,
+    Camera,
+    ObjectSpec,
+    SceneConfig,
+    SceneRenderer,
+    project,
+    scene_fingerprint,
+    scene_rng,
 )
 
 SMALL = SceneConfig(width=128, height=128)
@@ -64,6 +72,7 @@ def test_every_counted_object_is_visible_in_its_mask(scenes):
             assert corners[:, 2].min() - 0.05 <= d.min() and d.max() <= corners[:, 2].max() + 0.05
             # category is what is drawn: the mean colour of the mask is closest to the object's own colour
             from cambrian.data.scenes.engine import COLORS
+
             mean = sc["rgb"][sel].mean(axis=0)
             hue = lambda c: np.asarray(c, float) / (np.linalg.norm(c) + 1e-6)  # noqa: E731
             best = max(COLORS, key=lambda n: float(hue(COLORS[n]) @ hue(mean)))
@@ -73,9 +82,15 @@ def test_every_counted_object_is_visible_in_its_mask(scenes):
 def _camera(eye, target, fov=30.0, size=128):
     import pybullet as p
 
-    return Camera(eye=eye, target=target, fov=fov, width=size, height=size,
-                  view=list(p.computeViewMatrix(eye, target, [0, 0, 1])),
-                  proj=list(p.computeProjectionMatrixFOV(fov, 1.0, NEAR, FAR)))
+    return Camera(
+        eye=eye,
+        target=target,
+        fov=fov,
+        width=size,
+        height=size,
+        view=list(p.computeViewMatrix(eye, target, [0, 0, 1])),
+        proj=list(p.computeProjectionMatrixFOV(fov, 1.0, NEAR, FAR)),
+    )
 
 
 def test_visibility_rule_hidden_and_marginal(renderer):
@@ -84,8 +99,10 @@ def test_visibility_rule_hidden_and_marginal(renderer):
     # a small sphere right behind the big cube: entirely hidden -> not annotated, scene accepted
     objs = [big, ObjectSpec("sphere", "blue", "small", 1.5, 0.0, 0.0)]
     renderer._build(objs)
-    renderer._rgba = {b: list(renderer.p.getVisualShapeData(b, physicsClientId=renderer.client)[0][7])
-                      for b in renderer._bodies + [renderer.plane]}
+    renderer._rgba = {
+        b: list(renderer.p.getVisualShapeData(b, physicsClientId=renderer.client)[0][7])
+        for b in renderer._bodies + [renderer.plane]
+    }
     rej = {"marginal_object": 0, "out_of_frame": 0, "no_visible_object": 0}
     res = renderer._try_camera(objs, cam, rej)
     assert res is not None and [o["category"] for o in res["objects"]] == ["red cube"]
@@ -93,15 +110,19 @@ def test_visibility_rule_hidden_and_marginal(renderer):
     # the same sphere moved sideways so that only a sliver shows: ambiguous -> camera rejected
     objs = [big, ObjectSpec("sphere", "blue", "small", 1.5, 0.42, 0.0)]
     renderer._build(objs)
-    renderer._rgba = {b: list(renderer.p.getVisualShapeData(b, physicsClientId=renderer.client)[0][7])
-                      for b in renderer._bodies + [renderer.plane]}
+    renderer._rgba = {
+        b: list(renderer.p.getVisualShapeData(b, physicsClientId=renderer.client)[0][7])
+        for b in renderer._bodies + [renderer.plane]
+    }
     res = renderer._try_camera(objs, cam, rej)
     assert res is None and rej["marginal_object"] == 1
     # well apart: both visible
     objs = [big, ObjectSpec("sphere", "blue", "small", 1.5, 1.2, 0.0)]
     renderer._build(objs)
-    renderer._rgba = {b: list(renderer.p.getVisualShapeData(b, physicsClientId=renderer.client)[0][7])
-                      for b in renderer._bodies + [renderer.plane]}
+    renderer._rgba = {
+        b: list(renderer.p.getVisualShapeData(b, physicsClientId=renderer.client)[0][7])
+        for b in renderer._bodies + [renderer.plane]
+    }
     res = renderer._try_camera(objs, cam, rej)
     assert res is not None and len(res["objects"]) == 2 and not res["hidden"]
 
@@ -124,7 +145,8 @@ def test_intrinsics_and_camera_frame(renderer):
 def test_render_split_exports_and_cvbench_synth(tmp_path):
     from cambrian.cvbench.builder import build_cvbench_synth
     from cambrian.cvbench.loader import load_cvbench
-    from cambrian.data.scenes import assert_disjoint, make_llava_data, render_scenes
+    from cambrian.cvbench.training_data import make_llava_data
+    from cambrian.data.scenes import assert_disjoint, render_scenes
     from cambrian.data.scenes.render import load_depth, load_mask, read_scenes
     from cambrian.eval.api import get_benchmark
 

@@ -1,4 +1,4 @@
-"""SVA layer, sampler and connector (spec §1.1–§1.4, §1.7, §1.9, §4.2)."""
+"""SVA layer, sampler and connector (docs/official-code.md#forward, docs/official-code.md#in-llm, docs/official-code.md#init, docs/official-code.md#release)."""
 
 import math
 
@@ -15,8 +15,9 @@ SIZES4 = [(336, 336), (640, 480), (480, 640), (1000, 300)]
 
 
 def tiny_cfg(**kw):
-    base = dict(type="sva", hidden_size=16, image_token_len=16, query_num_list=[16], depth=2, num_heads=4,
-                num_llm_layers=0)
+    base = dict(
+        type="sva", hidden_size=16, image_token_len=16, query_num_list=[16], depth=2, num_heads=4, num_llm_layers=0
+    )
     base.update(kw)
     return ConnectorConfig(**base)
 
@@ -29,7 +30,7 @@ def feats(n, dims, grids):
 
 
 def reference_layer(layer, q, c, windows, masks, heads):
-    """The §1.3 formula written out by hand (explicit softmax, -inf masking), per query."""
+    """The docs/official-code.md#sva-layer formula written out by hand (explicit softmax, -inf masking), per query."""
     h = torch.cat([q, c @ layer.proj_context.weight.T], -1) @ layer.proj_in.weight.T  # [M,1,d]
     att = layer.cross_attn
     keys, vals, ms = [], [], []
@@ -57,7 +58,9 @@ def reference_layer(layer, q, c, windows, masks, heads):
 
 def test_layer_matches_hand_formula_with_masks_and_qdim():
     torch.manual_seed(1)
-    layer = VisionCrossAttentionLayer(q_dim=24, context_dim=8, kv_dims=[16, 16, 16], kv_sizes=[1, 2, 4], hidden_dim=16, num_heads=4)
+    layer = VisionCrossAttentionLayer(
+        q_dim=24, context_dim=8, kv_dims=[16, 16, 16], kv_sizes=[1, 2, 4], hidden_dim=16, num_heads=4
+    )
     m = 5
     q, c = torch.randn(m, 1, 24), torch.randn(m, 1, 8)
     windows = [torch.randn(m, r * r, 16) for r in (1, 2, 4)]
@@ -66,9 +69,11 @@ def test_layer_matches_hand_formula_with_masks_and_qdim():
     out = layer(q, c, windows, masks)
     assert out.shape == (m, 1, 24)
     torch.testing.assert_close(out, reference_layer(layer, q, c, windows, masks, 4), atol=1e-5, rtol=1e-5)
-    # parameter names of §1.3: no biases in the Linears, pos_embed only where r > 1
+    # parameter names of docs/official-code.md#sva-layer: no biases in the Linears, pos_embed only where r > 1
     names = dict(layer.named_parameters())
-    assert "pos_embed_0" not in names and names["pos_embed_1"].shape == (4, 16) and names["pos_embed_2"].shape == (16, 16)
+    assert (
+        "pos_embed_0" not in names and names["pos_embed_1"].shape == (4, 16) and names["pos_embed_2"].shape == (16, 16)
+    )
     assert not any(n.endswith(".bias") and ".0." not in n and not n.startswith("norm") for n in names)
     assert names["proj_in.weight"].shape == (16, 24 + 16) and names["proj_out.linear_2.weight"].shape == (24, 16)
 
@@ -77,7 +82,10 @@ def test_masked_keys_do_not_change_output():
     layer = VisionCrossAttentionLayer(16, 16, [16, 16], [1, 2], hidden_dim=16, num_heads=4)
     q, c = torch.randn(3, 1, 16), torch.randn(3, 1, 16)
     w = [torch.randn(3, 1, 16), torch.randn(3, 4, 16)]
-    masks = [torch.ones(3, 1, dtype=torch.bool), torch.tensor([[1, 0, 1, 0], [1, 1, 1, 1], [0, 0, 0, 1]], dtype=torch.bool)]
+    masks = [
+        torch.ones(3, 1, dtype=torch.bool),
+        torch.tensor([[1, 0, 1, 0], [1, 1, 1, 1], [0, 0, 0, 1]], dtype=torch.bool),
+    ]
     out = layer(q, c, w, masks)
     w2 = [w[0], w[1].clone()]
     w2[1][~masks[1]] = 1000.0 * torch.randn(int((~masks[1]).sum()), 16)
@@ -120,7 +128,9 @@ def test_spec_table_through_connector():
     for b, (h, w) in zip(out.blocks, out.grids):
         rows = b.view(h, w + 1, 12)
         assert torch.equal(rows[:, -1], conn.image_newline.detach().expand(h, 12))
-    no_nl = build_connector(tiny_cfg(image_token_len=576, query_num_list=[576], depth=1, newline=False, unpad=False), [8, 6], [24, 48], 12)
+    no_nl = build_connector(
+        tiny_cfg(image_token_len=576, query_num_list=[576], depth=1, newline=False, unpad=False), [8, 6], [24, 48], 12
+    )
     out = no_nl(feats(4, [8, 6], [24, 48]), SIZES4)
     assert [b.shape[0] for b in out.blocks] == [576] * 4 and out.grids == [(24, 24)] * 4
 
@@ -156,12 +166,12 @@ def test_letterbox_content_does_not_leak():
     f = feats(2, [8, 6], [4, 8])
     base = conn(f, sizes).blocks
     g = f[1].clone()
-    t, b, l, r = valid_region(1000, 300, 8)
-    g[0, :t] = 50.0
-    g[0, b:] = -50.0
-    t, b, l, r = valid_region(300, 1000, 8)
-    g[1, :, :l] = 50.0
-    g[1, :, r:] = 7.0
+    top, bottom, _, _ = valid_region(1000, 300, 8)
+    g[0, :top] = 50.0
+    g[0, bottom:] = -50.0
+    _, _, left, right = valid_region(300, 1000, 8)
+    g[1, :, :left] = 50.0
+    g[1, :, right:] = 7.0
     new = conn([f[0], g], sizes).blocks
     for x, y in zip(base, new):
         torch.testing.assert_close(x, y)
@@ -210,9 +220,15 @@ def test_state_dict_keys_tiny():
     cfg = tiny_cfg(image_token_len=4, query_num_list=[4], depth=2, num_llm_layers=2, llm_stride=3)
     conn = build_connector(cfg, [8, 6], [2, 4], 12)
     layer_keys = {
-        "proj_context.weight": (16, 16), "proj_out.linear_1.weight": (16, 16),
-        "norm.weight": (16,), "norm.bias": (16,), "cross_attn.q_proj.0.weight": (16,), "cross_attn.q_proj.0.bias": (16,),
-        "cross_attn.q_proj.1.weight": (16, 16), "cross_attn.o_proj.weight": (16, 16), "pos_embed_1": (4, 16),
+        "proj_context.weight": (16, 16),
+        "proj_out.linear_1.weight": (16, 16),
+        "norm.weight": (16,),
+        "norm.bias": (16,),
+        "cross_attn.q_proj.0.weight": (16,),
+        "cross_attn.q_proj.0.bias": (16,),
+        "cross_attn.q_proj.1.weight": (16, 16),
+        "cross_attn.o_proj.weight": (16, 16),
+        "pos_embed_1": (4, 16),
     }
     for k, c in enumerate([16, 16]):
         for kv in "kv":
@@ -221,9 +237,16 @@ def test_state_dict_keys_tiny():
             layer_keys[f"cross_attn.{kv}_proj_{k}.1.weight"] = (16, c)
     expected = {}
     for k, c in enumerate([8, 6]):
-        expected.update({f"mm_projector_aux_{k}.0.weight": (16, c), f"mm_projector_aux_{k}.0.bias": (16,),
-                         f"mm_projector_aux_{k}.2.weight": (16, 16), f"mm_projector_aux_{k}.2.bias": (16,),
-                         f"mm_projector_aux_{k}.3.weight": (16,), f"mm_projector_aux_{k}.3.bias": (16,)})
+        expected.update(
+            {
+                f"mm_projector_aux_{k}.0.weight": (16, c),
+                f"mm_projector_aux_{k}.0.bias": (16,),
+                f"mm_projector_aux_{k}.2.weight": (16, 16),
+                f"mm_projector_aux_{k}.2.bias": (16,),
+                f"mm_projector_aux_{k}.3.weight": (16,),
+                f"mm_projector_aux_{k}.3.bias": (16,),
+            }
+        )
     for j in range(2):
         for name, shape in layer_keys.items():
             expected[f"vision_sampler_0.layers.{j}.{name}"] = shape
@@ -233,16 +256,33 @@ def test_state_dict_keys_tiny():
             expected[f"vision_sampler_layers.{j}.layers.0.{name}"] = shape
         expected[f"vision_sampler_layers.{j}.layers.0.proj_in.weight"] = (16, 12 + 16)
         expected[f"vision_sampler_layers.{j}.layers.0.proj_out.linear_2.weight"] = (12, 16)
-    expected.update({"mm_projector.0.weight": (12, 16), "mm_projector.0.bias": (12,), "mm_projector.2.weight": (12, 12),
-                     "mm_projector.2.bias": (12,), "vision_query": (1, 16), "image_newline": (12,)})
+    expected.update(
+        {
+            "mm_projector.0.weight": (12, 16),
+            "mm_projector.0.bias": (12,),
+            "mm_projector.2.weight": (12, 12),
+            "mm_projector.2.bias": (12,),
+            "vision_query": (1, 16),
+            "image_newline": (12,),
+        }
+    )
     got = {k: tuple(v.shape) for k, v in conn.state_dict().items()}
     assert got == expected
     assert conn.in_llm_layers == [0, 3]
 
 
 def test_8b_parameter_counts_on_meta():
-    cfg = ConnectorConfig(type="sva", hidden_size=1024, image_token_len=576, query_num_list=[576], depth=3,
-                          num_heads=16, num_llm_layers=10, llm_start=0, llm_stride=3)
+    cfg = ConnectorConfig(
+        type="sva",
+        hidden_size=1024,
+        image_token_len=576,
+        query_num_list=[576],
+        depth=3,
+        num_heads=16,
+        num_llm_layers=10,
+        llm_start=0,
+        llm_stride=3,
+    )
     with torch.device("meta"):
         conn = build_connector(cfg, [1152, 1024, 1536, 6144], [24, 24, 24, 96], 4096)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
@@ -336,8 +376,9 @@ def test_apply_in_llm_touches_only_image_tokens_and_matches_sampler():
     pos = _positions(spans[1], out.grids[1])
     q = hidden[0, pos][:, None]
     rows = slice(st.offsets[1], st.offsets[1] + len(pos))
-    direct = conn.vision_sampler_layers[1](q, st.context[1].expand(len(pos), 1, 16),
-                                           [w[rows] for w in st.windows], [m[rows] for m in st.masks])
+    direct = conn.vision_sampler_layers[1](
+        q, st.context[1].expand(len(pos), 1, 16), [w[rows] for w in st.windows], [m[rows] for m in st.masks]
+    )
     torch.testing.assert_close(new[0, pos], direct[:, 0], atol=1e-5, rtol=1e-5)
     other = conn.apply_in_llm(1, hidden, spans, st)
     assert not torch.allclose(other[0, pos], new[0, pos])

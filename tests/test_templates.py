@@ -1,4 +1,4 @@
-"""Chat templates: golden strings byte-for-byte (spec §3.7), segments/trainable flags, aliases, messages."""
+"""Chat templates: golden strings byte-for-byte (docs/official-code.md#templates), segments/trainable flags, aliases, messages."""
 
 import pytest
 
@@ -43,7 +43,7 @@ def test_llama3_system_string_details():
 
 
 def test_llama3_inference_prompt_golden():
-    # spec §3.7 "The 8B inference prompt for one question" (no "\n\n" after <|end_header_id|>)
+    # docs/official-code.md#templates "The 8B inference prompt for one question" (no "\n\n" after <|end_header_id|>)
     expected = (
         "<|begin_of_text|><|start_header_id|>system<|end_header_id|>" + LLAMA3_SYS + "<|eot_id|>"
         "<|start_header_id|>user<|end_header_id|><image>\nWhat is this?<|eot_id|>"
@@ -65,7 +65,7 @@ def test_llama3_training_multiturn_golden():
 
 
 def test_llama_v3_alias_is_llama3():
-    # spec §9.1 #1: the official --version llama_v3 never selected the llama_3 template
+    # docs/official-code.md#bugs B1: the official --version llama_v3 never selected the llama_3 template
     assert get_template("llama_v3") is get_template("llama_3")
     assert get_template("llama_v3").name == "llama_3"
     assert get_template("chatml_direct") is get_template("chatml")
@@ -127,7 +127,10 @@ def test_segments_trainable_parts():
     assert [s for s, tr in segs if tr] == ["A cube.<|eot_id|>", "Red.<|eot_id|>"]
     assert [tr for _, tr in segs] == [False, True, False, True]
     assert [s for s, tr in get_template("vicuna_v1").render_segments(CONV) if tr] == [" A cube.</s>", " Red.</s>"]
-    assert [s for s, tr in get_template("chatml").render_segments(CONV) if tr] == ["A cube.<|im_end|>", "Red.<|im_end|>"]
+    assert [s for s, tr in get_template("chatml").render_segments(CONV) if tr] == [
+        "A cube.<|im_end|>",
+        "Red.<|im_end|>",
+    ]
     assert [s for s, tr in get_template("phi3").render_segments(CONV) if tr] == ["A cube.<|end|>", "Red.<|end|>"]
     smol = get_template("smollm2").render_segments(CONV)
     assert [s for s, tr in smol if tr] == ["A cube.<|im_end|>", "Red.<|im_end|>"]
@@ -136,7 +139,9 @@ def test_segments_trainable_parts():
         t = get_template(name)
         for gen in (False, True):
             msgs = CONV if not gen else CONV[:3]
-            assert t.render(msgs, add_generation_prompt=gen) == "".join(s for s, _ in t.render_segments(msgs, None, gen))
+            assert t.render(msgs, add_generation_prompt=gen) == "".join(
+                s for s, _ in t.render_segments(msgs, None, gen)
+            )
 
 
 def test_template_ids_and_unknown():
@@ -154,8 +159,10 @@ def test_system_precedence():
     assert t.render(in_msgs, system="ignored", add_generation_prompt=True).startswith(
         "<|begin_of_text|><|start_header_id|>system<|end_header_id|>S<|eot_id|>"
     )
-    assert get_template("chatml").render(Q, system="X", add_generation_prompt=True).startswith(
-        "<|im_start|>system\nX<|im_end|><|im_start|>user\n"
+    assert (
+        get_template("chatml")
+        .render(Q, system="X", add_generation_prompt=True)
+        .startswith("<|im_start|>system\nX<|im_end|><|im_start|>user\n")
     )
 
 

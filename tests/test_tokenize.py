@@ -47,7 +47,7 @@ def test_tiny_tokenizer_ids(tok):
 
 
 def test_image_placeholder_and_newline_kept(tok):
-    # spec §9.1 #3: the "\n" after <image> must survive (the official inference path dropped it)
+    # docs/official-code.md#bugs B3: the "\n" after <image> must survive (the official inference path dropped it)
     assert tokenize_with_images("<image>\nWhat is this?", tok, add_bos=False) == [IMG, NL] + WHAT_IS_THIS
     assert tokenize_with_images("Hi<image>", tok, add_bos=False) == HI + [IMG]
     # several images, adjacent images, nothing dropped around them

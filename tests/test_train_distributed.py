@@ -9,9 +9,10 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
+from helpers import VLM_KINDS, make_vlm
 
+from cambrian.data.synthetic import make_synthetic_data
 from cambrian.train.config import TrainConfig
-from cambrian.train.toy import ToyVLM, make_synthetic_data
 from cambrian.train.trainer import Trainer
 
 TOL = 1e-5  # losses are token means over the same global batch; only the float summation order differs
@@ -28,17 +29,32 @@ def _free_port() -> int:
 
 
 def _cfg(root, out, micro, accum, strategy):
-    return TrainConfig(model="toy", stage=2, data=[{"path": str(root / "data.jsonl"), "images": str(root / "images")}],
-                       output_dir=str(out), micro_batch_size=micro, grad_accum=accum, epochs=2, lr=1e-2, warmup_ratio=0.0,
-                       num_workers=0, save_steps=0, report_to=[], progress=False, distributed=strategy, sampler="modality_length",
-                       eps=EPS)
+    return TrainConfig(
+        model="toy",
+        stage=2,
+        data=[{"path": str(root / "data.jsonl"), "images": str(root / "images")}],
+        output_dir=str(out),
+        micro_batch_size=micro,
+        grad_accum=accum,
+        epochs=2,
+        lr=1e-2,
+        warmup_ratio=0.0,
+        num_workers=0,
+        save_steps=0,
+        report_to=[],
+        progress=False,
+        distributed=strategy,
+        sampler="modality_length",
+        eps=EPS,
+    )
 
 
-def _worker(rank, world, port, root, strategy):
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _worker(rank, world, port, root, strategy, kind="toy"):
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = ToyVLM()
+    model = make_vlm(kind, 0)
     from pathlib import Path
 
     root = Path(root)
@@ -47,20 +63,22 @@ def _worker(rank, world, port, root, strategy):
     if rank == 0:
         from safetensors.torch import save_file
 
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(root / f"dist-{strategy}.safetensors"))
+        save_file(
+            {k: v.contiguous() for k, v in model.state_dict().items()}, str(root / f"dist-{strategy}.safetensors")
+        )
     torch.distributed.destroy_process_group()
 
 
 def _losses(out):
-    return [json.loads(l)["loss"] for l in (out / "metrics.jsonl").read_text().splitlines()]
+    return [json.loads(ln)["loss"] for ln in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one(tmp_path):
+@pytest.mark.parametrize("kind", VLM_KINDS)
+def test_two_gloo_processes_match_one(tmp_path, kind):
     make_synthetic_data(tmp_path, n=16, text_only=8)
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), "ddp"), nprocs=2, join=True)
-    torch.manual_seed(0)
-    single = ToyVLM()
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), "ddp", kind), nprocs=2, join=True)
+    single = make_vlm(kind, 0)
     Trainer(_cfg(tmp_path, tmp_path / "single", 8, 1, "none"), model=single).train()
     l1, l2 = _losses(tmp_path / "single"), _losses(tmp_path / "dist-ddp")
     assert len(l1) == len(l2) == 6

@@ -7,30 +7,30 @@ import json
 
 import pytest
 import torch
+from helpers import tiny_cambrian  # noqa: E402
 
-pytest.importorskip("cambrian.models.cambrian_model")
-
+from cambrian.data.synthetic import make_synthetic_data  # noqa: E402
+from cambrian.models.vlm import load_vlm as load_model  # noqa: E402
 from cambrian.train.config import TrainConfig  # noqa: E402
-from cambrian.train.toy import make_synthetic_data  # noqa: E402
-from cambrian.train.trainer import Trainer, load_model  # noqa: E402
-
-TINY = {"name": "tiny-train-test", "encoders": ["tiny-clip", "tiny-siglip"],
-        "connector": {"type": "sva", "hidden_size": 32, "image_token_len": 16, "query_num_list": [16], "depth": 1,
-                      "num_heads": 2, "num_llm_layers": 1},
-        "llm": {"backend": "random", "tokenizer": "tiny", "template": "llama_3", "max_length": 256}}
+from cambrian.train.trainer import Trainer  # noqa: E402
 
 
 def _tiny_model():
-    from cambrian.config import config_from_mapping
-    from cambrian.models.cambrian_model import CambrianModel
-
-    torch.manual_seed(0)
-    return CambrianModel.from_config(config_from_mapping(TINY))
+    return tiny_cambrian(0)
 
 
 def _cfg(tmp_path, data, out, **kw):
-    base = dict(model="unused", data=[{"path": str(data), "images": str(tmp_path / "images")}], output_dir=str(out),
-                micro_batch_size=4, epochs=1, num_workers=0, report_to=[], progress=False, warmup_ratio=0.0)
+    base = dict(
+        model="unused",
+        data=[{"path": str(data), "images": str(tmp_path / "images")}],
+        output_dir=str(out),
+        micro_batch_size=4,
+        epochs=1,
+        num_workers=0,
+        report_to=[],
+        progress=False,
+        warmup_ratio=0.0,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -59,8 +59,21 @@ def test_feature_cache_and_loss_falls(tmp_path):
     data = make_synthetic_data(tmp_path, n=8, image_size=32)
     m = _tiny_model()
     out = tmp_path / "o"
-    Trainer(_cfg(tmp_path, data, out, stage=2, lr=3e-3, micro_batch_size=8, epochs=25, scheduler="constant",
-                 feature_cache=str(tmp_path / "cache"), save_steps=0), model=m).train()
+    Trainer(
+        _cfg(
+            tmp_path,
+            data,
+            out,
+            stage=2,
+            lr=3e-3,
+            micro_batch_size=8,
+            epochs=25,
+            scheduler="constant",
+            feature_cache=str(tmp_path / "cache"),
+            save_steps=0,
+        ),
+        model=m,
+    ).train()
     assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 8
-    losses = [json.loads(l)["loss"] for l in (out / "metrics.jsonl").read_text().splitlines()]
+    losses = [json.loads(ln)["loss"] for ln in (out / "metrics.jsonl").read_text().splitlines()]
     assert losses[-1] < 0.5 * losses[0], losses

@@ -15,16 +15,6 @@ import argparse
 import json
 
 
-def _param(s: str) -> tuple[str, object]:
-    if "=" not in s:
-        raise argparse.ArgumentTypeError(f"--param needs key=value, got {s!r}")
-    k, v = s.split("=", 1)
-    try:
-        return k.strip(), json.loads(v)
-    except json.JSONDecodeError:
-        return k.strip(), v
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="cvbench_command", metavar="SUBCOMMAND", required=True)
     b = sub.add_parser("build", help="build CV-Bench-style questions (official schema) from annotations")
@@ -37,20 +27,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--source-3d", default="Omni3D", help="source column for 3D rows")
     b.add_argument("--scenes", help="a scene dir from `cambrian data scenes` (builds CV-Bench-Synth)")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--param", type=_param, action="append", default=[], help="rule parameter key=value (JSON)")
+    b.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="rule parameter (fields of cambrian.cvbench.builder.BuildParams; values read as YAML), e.g. "
+        "--param count_max=5 --param max_per_image.Count=3",
+    )
     b.add_argument("--json", action="store_true", help="print the build report as JSON")
 
 
 def run(args) -> int:
-    from ..cvbench.builder import build_cvbench, build_cvbench_synth
+    from ..cvbench.builder import SYNTH_PARAMS, BuildParams, build_cvbench, build_cvbench_synth
+    from ..typed import apply_overrides
 
-    params = dict(args.param)
-    if args.scenes:
-        report = build_cvbench_synth(args.scenes, args.out, seed=args.seed, params=params, progress=True)
+    raw = apply_overrides({}, args.param, what="--param")
+    params = BuildParams.from_dict(raw, "--param")  # every mistake is one line before any work
+    if args.scenes:  # the synthetic scenes' defaults, then --param
+        report = build_cvbench_synth(
+            args.scenes,
+            args.out,
+            seed=args.seed,
+            params=BuildParams.from_dict({**SYNTH_PARAMS, **raw}, "--param"),
+            progress=True,
+        )
     elif args.coco or args.omni3d:
-        report = build_cvbench(args.out, coco=args.coco, coco_images=args.coco_images, omni3d=args.omni3d,
-                               omni3d_images=args.omni3d_images, source_2d=args.source_2d,
-                               source_3d=args.source_3d, seed=args.seed, params=params, progress=True)
+        report = build_cvbench(
+            args.out,
+            coco=args.coco,
+            coco_images=args.coco_images,
+            omni3d=args.omni3d,
+            omni3d_images=args.omni3d_images,
+            source_2d=args.source_2d,
+            source_3d=args.source_3d,
+            seed=args.seed,
+            params=params,
+            progress=True,
+        )
     else:
         print("cambrian cvbench build: give --coco and/or --omni3d, or --scenes")
         return 2

@@ -6,8 +6,30 @@ import argparse
 import importlib
 
 SUBCOMMANDS = {
-    "validate": ("cambrian.data.validate", "check a LLaVA-format JSON/JSONL file and its images; report bad samples by reason"),
-    "scenes": ("cambrian.data.scenes.cli", "render synthetic 3D scenes (pybullet) with exact annotations, CV-Bench-Synth and training data"),
+    "validate": (
+        "cambrian.cli.data_validate",
+        "check a LLaVA-format JSON/JSONL file and its images; report bad samples by reason",
+    ),
+    "synthetic": (
+        "cambrian.cli.data_synthetic",
+        "write a small synthetic LLaVA dataset (smoke tests, the tiny recipe)",
+    ),
+    "scenes": (
+        "cambrian.cli.data_scenes",
+        "render synthetic 3D scenes (pybullet) with exact annotations, CV-Bench-Synth and training data",
+    ),
+    "curate": (
+        "cambrian.cli.data_curate",
+        "curate a data mix from a YAML recipe: dedup, per-source cap, category ratios, response-format instructions, report",
+    ),
+    "engine": (
+        "cambrian.cli.data_engine",
+        "data engine: topics -> pages -> sections with images -> VQA through an OpenAI-compatible LLM",
+    ),
+    "mmvp-pairs": (
+        "cambrian.cli.data_mmvp",
+        "mine 'A-blind' image pairs (MMVP): similar for encoder A, different for encoder B",
+    ),
 }
 
 

@@ -38,18 +38,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = DESCRIPTION
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--quick", action="store_true", help="short smoke run (< 4 min on 2 CPU cores)")
-    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo; a previous demo folder is reused)")
+    p.add_argument(
+        "--out", default="runs/demo", help="output folder (default runs/demo; a previous demo folder is reused)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1 ...")
     p.add_argument("--train-scenes", type=int, default=None, help="training scenes to render")
     p.add_argument("--test-scenes", type=int, default=None, help="test scenes (CV-Bench-Synth is built from them)")
-    p.add_argument("--steps", type=int, default=None, help="cap on stage-2 optimizer steps (default: one pass over the data)")
+    p.add_argument(
+        "--steps", type=int, default=None, help="cap on stage-2 optimizer steps (default: one pass over the data)"
+    )
     p.add_argument("--stage2-lr", type=float, default=None, help="stage-2 learning rate (LLM and connector)")
     p.add_argument("--easyvqa-test-images", type=int, default=None, help="easy-VQA test images (all their questions)")
-    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                   help="any demo setting (repeatable), e.g. --set stage1_samples=600 --set scene_variants=4 to "
-                        "scale the run up on a GPU; the settings are the fields of cambrian.demo.config.DemoConfig "
-                        "and are saved in results.json")
+    p.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any demo setting (repeatable), e.g. --set stage1_samples=600 --set scene_variants=4 to "
+        "scale the run up on a GPU; the settings are the fields of cambrian.demo.config.DemoConfig "
+        "and are saved in results.json",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -57,19 +67,22 @@ def run(args) -> int:
     from ..demo.config import make_config, parse_settings
     from ..demo.pipeline import run_demo
 
-    over = {"out": args.out, "seed": args.seed, "device": args.device, "train_scenes": args.train_scenes,
-            "test_scenes": args.test_scenes, "stage2_lr": args.stage2_lr,
-            "easyvqa_test_images": args.easyvqa_test_images}
-    try:
-        settings = parse_settings(args.settings)
-        cfg = make_config(quick=args.quick, **over)
-    except ValueError as e:
-        raise SystemExit(f"cambrian demo: {e}") from None
-    for key, value in settings.items():  # --set wins over the preset and the named flags (null included)
-        setattr(cfg, key, value)
+    over = {
+        "out": args.out,
+        "seed": args.seed,
+        "device": args.device,
+        "train_scenes": args.train_scenes,
+        "test_scenes": args.test_scenes,
+        "stage2_lr": args.stage2_lr,
+        "easyvqa_test_images": args.easyvqa_test_images,
+    }
+    # --set wins over the preset and the named flags (null included); mistakes are one `error:` line (ConfigError)
+    cfg = make_config(quick=args.quick, settings=parse_settings(args.settings), **over)
     if args.steps is not None:
         cfg.stage2_max_samples = args.steps * cfg.stage2_batch
     if args.no_progress:
         cfg.progress = False
-    run_demo(cfg, quick=args.quick)
+    from ..demo.pipeline import console_summary
+
+    print(console_summary(run_demo(cfg, quick=args.quick)))
     return 0

@@ -8,6 +8,11 @@
     cambrian eval report RUN_DIR... [--out DIR] [--no-plots]
 
 ``--model``: a preset name, a checkpoint directory, or ``openai:<base_url>#<model_name>``.
+
+Scoring: every benchmark uses its **official** scorer by default (the rules of the Cambrian-1 evaluation scripts,
+comparable with the paper). ``--scorer lenient`` (or ``--option BENCH.scorer=lenient`` for one benchmark) uses the
+forgiving variant where a benchmark has one; its metrics are named ``*_lenient``, written to
+``metrics.lenient.json`` and listed apart from the paper-style table by ``eval report``.
 """
 
 from __future__ import annotations
@@ -18,27 +23,17 @@ import sys
 from pathlib import Path
 
 
-def _parse_value(v: str):
-    low = v.lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    try:
-        return json.loads(v)
-    except ValueError:
-        return v
-
-
 def parse_options(items: list[str] | None) -> dict[str, dict]:
-    """["textvqa.ocr_tokens=false"] -> {"textvqa": {"ocr_tokens": False}}"""
+    """``["textvqa.ocr_tokens=false"]`` -> ``{"textvqa": {"ocr_tokens": False}}``: values read as YAML like every
+    other override; each benchmark checks its options' names and types (``Benchmark.option_types``)."""
+    from ..typed import ConfigError, apply_overrides
+
+    raw = apply_overrides({}, list(items or []), what="--option")
     out: dict[str, dict] = {}
-    for it in items or []:
-        key, eq, val = it.partition("=")
-        bench, dot, opt = key.partition(".")
-        if not eq or not dot:
-            raise SystemExit(f"--option expects BENCH.KEY=VALUE, got {it!r}")
-        out.setdefault(bench, {})[opt] = _parse_value(val)
+    for bench, opts in raw.items():
+        if not isinstance(opts, dict) or not opts:
+            raise ConfigError(f"--option expects BENCH.KEY=VALUE, got {bench!r}")
+        out[bench] = opts
     return out
 
 
@@ -55,13 +50,33 @@ def parse_shard(s: str | None) -> tuple[int, int] | None:
     return i, n
 
 
-def _benches(names: str, options: dict):
+def _benches(names: str, options: dict, scorer: str = "official"):
+    """Benchmarks by name with their options. ``scorer`` applies to each benchmark that has it (the others keep
+    their official scorer, with a note); a per-benchmark ``scorer`` option wins."""
     from ..eval.api import get_benchmark
 
     out = []
     for name in [n.strip() for n in names.split(",") if n.strip()]:
-        out.append(get_benchmark(name, **options.get(name, {})))
+        opts = dict(options.get(name, {}))
+        bench = get_benchmark(name, **opts)  # unknown names, options and per-benchmark scorers fail here
+        if "scorer" not in opts and scorer != bench.scorer:
+            if scorer in bench.scorers():
+                bench = get_benchmark(name, **opts, scorer=scorer)
+            else:
+                print(f"note: {name} has no {scorer} scorer; it is scored with the official one", file=sys.stderr)
+        out.append(bench)
     return out
+
+
+def _add_scorer(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scorer",
+        choices=["official", "lenient"],
+        default="official",
+        help="official (default): the rules of the Cambrian-1 evaluation scripts, comparable with the paper; "
+        'lenient: forgiving variants ("45%%" = 45, "(B)" = B, ...) reported as *_lenient metrics '
+        "outside the paper-style table",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,21 +86,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r = sub.add_parser("run", help="generate predictions and score them")
     r.add_argument("--model", required=True, help="preset name, checkpoint dir, or openai:<base_url>#<model_name>")
     r.add_argument("--bench", required=True, help="comma-separated benchmark names (see `cambrian eval list`)")
-    r.add_argument("--data-root", default=None, help="each benchmark reads DATA_ROOT/<bench>; omit to use the hub (online)")
+    r.add_argument(
+        "--data-root", default=None, help="each benchmark reads DATA_ROOT/<bench>; omit to use the hub (online)"
+    )
     r.add_argument("--out", required=True, help="run directory")
-    r.add_argument("--vision", choices=["enabled", "disabled"], default="enabled",
-                   help="disabled = the paper's vision-disabled setting (same prompts, no image)")
+    r.add_argument(
+        "--vision",
+        choices=["enabled", "disabled"],
+        default="enabled",
+        help="disabled = the paper's vision-disabled setting (same prompts, no image)",
+    )
     r.add_argument("--batch-size", type=int, default=1)
     r.add_argument("--shard", default=None, help="i/n: run the i-th of n contiguous shards (torchrun sets it too)")
     r.add_argument("--limit", type=int, default=None, help="only the first K samples of each benchmark")
     r.add_argument("--max-new-tokens", type=int, default=None, help="override the benchmarks' official values")
     r.add_argument("--option", action="append", default=[], help="benchmark option BENCH.KEY=VALUE (repeatable)")
+    _add_scorer(r)
     r.add_argument("--device", default=None, help="torch device for our models (default: the model's own)")
     r.add_argument("--name", default=None, help="model name recorded in run.json (default: preset / dir name)")
     r.add_argument("--no-progress", action="store_true")
-    r.add_argument("--overwrite", action="store_true",
-                   help="replace the outputs of these benchmarks in --out when they come from another model, weights, "
-                        "vision setting, options or data (default: refuse; an identical rerun resumes)")
+    r.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the outputs of these benchmarks in --out when they come from another model, weights, "
+        "vision setting, options or data (default: refuse; an identical rerun resumes)",
+    )
 
     m = sub.add_parser("merge", help="merge shard prediction files and score")
     m.add_argument("run_dir")
@@ -93,16 +118,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--data-root", default=None)
     m.add_argument("--option", action="append", default=[])
     m.add_argument("--limit", type=int, default=None)
+    _add_scorer(m)
 
     s = sub.add_parser("score", help="score a predictions JSONL against a benchmark's data")
     s.add_argument("--bench", required=True)
     s.add_argument("--data", default=None, help="the benchmark's data file or directory (omit = hub, online)")
     s.add_argument("--predictions", required=True)
     s.add_argument("--option", action="append", default=[])
+    _add_scorer(s)
     s.add_argument("--json", action="store_true", help="print the full metrics as JSON")
-    s.add_argument("--max-bad-fraction", type=float, default=0.01,
-                   help="fail (exit 2) when more than this share of the predictions file's lines are not prediction "
-                        "objects (default 0.01)")
+    s.add_argument(
+        "--max-bad-fraction",
+        type=float,
+        default=0.01,
+        help="fail (exit 2) when more than this share of the predictions file's lines are not prediction "
+        "objects (default 0.01)",
+    )
 
     p = sub.add_parser("report", help="paper-style table (markdown + CSV) and plots from run directories")
     p.add_argument("run_dirs", nargs="+")
@@ -113,10 +144,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _cmd_list() -> int:
     from ..eval.api import get_benchmark, list_benchmarks
 
-    print(f"{'benchmark':<14} {'group':<15} {'max_new':>7}  metric")
+    print(f"{'benchmark':<14} {'group':<15} {'max_new':>7}  {'scorers':<17} metric")
     for n in list_benchmarks():
         b = get_benchmark(n)
-        print(f"{n:<14} {b.category:<15} {b.max_new_tokens:>7}  {getattr(b, 'metric_name', b.primary_metric)}")
+        print(
+            f"{n:<14} {b.category:<15} {b.max_new_tokens:>7}  {','.join(b.scorers()):<17} "
+            f"{getattr(b, 'metric_name', b.primary_metric)}"
+        )
     return 0
 
 
@@ -124,18 +158,32 @@ def _cmd_run(args) -> int:
     from ..eval.adapters import load_eval_model
     from ..eval.runner import model_identity, precheck_run, run_benchmarks
 
-    benches = _benches(args.bench, parse_options(args.option))
+    benches = _benches(args.bench, parse_options(args.option), args.scorer)
     identity = model_identity(args.model)
     precheck_run(args.out, benches, identity, args.vision, args.max_new_tokens, args.overwrite)  # before loading
     model = load_eval_model(args.model, device=args.device, name=args.name)
-    results = run_benchmarks(model, benches, args.data_root, args.out, batch_size=args.batch_size,
-                             vision=args.vision, shard=parse_shard(args.shard), limit=args.limit,
-                             max_new_tokens=args.max_new_tokens, progress=not args.no_progress,
-                             identity=identity, overwrite=args.overwrite)
+    results = run_benchmarks(
+        model,
+        benches,
+        args.data_root,
+        args.out,
+        batch_size=args.batch_size,
+        vision=args.vision,
+        shard=parse_shard(args.shard),
+        limit=args.limit,
+        max_new_tokens=args.max_new_tokens,
+        progress=not args.no_progress,
+        identity=identity,
+        overwrite=args.overwrite,
+    )
     for b in benches:
         m = results.get(b.name)
         if m is not None:
-            extra = f" ({m['missing_images']} samples with unreadable images scored wrong)" if m.get("missing_images") else ""
+            extra = (
+                f" ({m['missing_images']} samples with unreadable images scored wrong)"
+                if m.get("missing_images")
+                else ""
+            )
             print(f"{b.name}: {b.primary_metric} = {m.get(b.primary_metric)}{extra}")
     return 0
 
@@ -143,7 +191,7 @@ def _cmd_run(args) -> int:
 def _cmd_merge(args) -> int:
     from ..eval.runner import merge_shards, score_run
 
-    for b in _benches(args.bench, parse_options(args.option)):
+    for b in _benches(args.bench, parse_options(args.option), args.scorer):
         samples = b.load(str(Path(args.data_root) / b.name) if args.data_root else None)
         if args.limit:
             samples = samples[: args.limit]
@@ -159,7 +207,7 @@ def _cmd_merge(args) -> int:
 def _cmd_score(args) -> int:
     from ..eval.runner import align_predictions, read_predictions
 
-    (bench,) = _benches(args.bench, parse_options(args.option))
+    (bench,) = _benches(args.bench, parse_options(args.option), args.scorer)
     pred_path = Path(args.predictions)
     if not pred_path.is_file():
         raise FileNotFoundError(f"predictions file {pred_path} not found")
@@ -168,16 +216,31 @@ def _cmd_score(args) -> int:
     preds = align_predictions(samples, raw)
     metrics = bench.score(samples, preds)
     if args.json:
-        print(json.dumps({"benchmark": bench.name, "primary_metric": bench.primary_metric, "metrics": metrics,
-                          "prediction_lines": raw.lines, "bad_prediction_lines": raw.bad_lines},
-                         indent=2, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "benchmark": bench.name,
+                    "primary_metric": bench.primary_metric,
+                    "scorer": bench.scorer,
+                    "metrics": metrics,
+                    "prediction_lines": raw.lines,
+                    "bad_prediction_lines": raw.bad_lines,
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
     else:
-        print(f"{bench.name}: {bench.primary_metric} = {metrics.get(bench.primary_metric)} "
-              f"(n={metrics.get('n', len(samples))}, predictions={len(preds)})")
+        print(
+            f"{bench.name}: {bench.primary_metric} = {metrics.get(bench.primary_metric)} "
+            f"(n={metrics.get('n', len(samples))}, predictions={len(preds)})"
+        )
     if raw.bad_lines:
         share = raw.bad_lines / max(raw.lines, 1)
-        msg = (f"{raw.bad_lines} of {raw.lines} lines of {pred_path} ({100 * share:.2f}%) are not prediction objects "
-               f"{{\"idx\": ..., \"prediction\": ...}} (first: line {raw.first_bad}); they were skipped")
+        msg = (
+            f"{raw.bad_lines} of {raw.lines} lines of {pred_path} ({100 * share:.2f}%) are not prediction objects "
+            f'{{"idx": ..., "prediction": ...}} (first: line {raw.first_bad}); they were skipped'
+        )
         if share > args.max_bad_fraction:
             print(f"error: {msg}, more than --max-bad-fraction {args.max_bad_fraction:g}", file=sys.stderr)
             return 2
@@ -202,8 +265,13 @@ def run(args) -> int:
         print(__doc__)
         return 0
     try:
-        return {"list": lambda: _cmd_list(), "run": lambda: _cmd_run(args), "merge": lambda: _cmd_merge(args),
-                "score": lambda: _cmd_score(args), "report": lambda: _cmd_report(args)}[cmd]()
+        return {
+            "list": lambda: _cmd_list(),
+            "run": lambda: _cmd_run(args),
+            "merge": lambda: _cmd_merge(args),
+            "score": lambda: _cmd_score(args),
+            "report": lambda: _cmd_report(args),
+        }[cmd]()
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "info": ("cambrian.cli.info", "parameter counts per component and visual tokens of a preset or checkpoint (no weights loaded)"),
+    "info": ("cambrian.cli.info", "parameter counts per component and visual tokens of a preset or checkpoint, ours or "
+                                  "released-format (no weights loaded)"),
+    "convert": ("cambrian.cli.convert", "convert a checkpoint between our format and the released Cambrian-1 format"),
     "chat": ("cambrian.cli.chat", "chat with a model about images (one streamed answer with --prompt, else a multi-turn loop)"),
     "serve": ("cambrian.cli.serve", "serve a model over an OpenAI-compatible HTTP API (chat completions, streaming, batching)"),
     "train": ("cambrian.cli.train", "train stage 1 (connector) or stage 2 (connector + LLM) from a YAML recipe"),
     "eval": ("cambrian.cli.eval", "run benchmarks, score a predictions file, render report tables and plots"),
     "cvbench": ("cambrian.cli.cvbench", "build CV-Bench-style questions from COCO/Omni3D-style annotations"),
-    "data": ("cambrian.cli.data", "validate LLaVA-format data, render synthetic 3D scenes"),
+    "data": ("cambrian.cli.data", "validate and curate LLaVA-format data, render 3D scenes, data engine, MMVP pairs"),
     "demo": ("cambrian.cli.demo", "train and evaluate Cambrian-nano end to end on this machine (offline)"),
 }
 
@@ -47,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     mod = importlib.import_module(COMMANDS[args.command][0])
+    from ..utils.log import console_logging
+
+    console_logging(logging.DEBUG if args.debug else logging.INFO)
     if args.debug:
         return int(mod.run(args) or 0)
     try:

@@ -12,11 +12,24 @@ import sys
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="training recipe YAML (TrainConfig fields)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="override recipe fields, dotted keys allowed (lr=2e-5 lora.enabled=true)")
-    parser.add_argument("--resume", nargs="?", const="auto", default=None,
-                        help="continue from the latest checkpoint in output_dir (or the given checkpoint dir)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="output_dir holds a previous run: delete its metrics, checkpoints, config and model first")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="override recipe fields, dotted keys allowed (lr=2e-5 lora.enabled=true)",
+    )
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        help="continue from the latest checkpoint in output_dir (or the given checkpoint dir)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="output_dir holds a previous run: delete its metrics, checkpoints, config and model first",
+    )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
@@ -29,7 +42,9 @@ def run(args) -> int:
         args.overrides.append(args.resume)  # `--resume lr=2e-5`: an override, not a checkpoint path
         args.resume = "auto"
     if args.resume and args.overwrite:
-        raise ValueError("--resume and --overwrite exclude each other (--overwrite deletes the checkpoints --resume reads)")
+        raise ValueError(
+            "--resume and --overwrite exclude each other (--overwrite deletes the checkpoints --resume reads)"
+        )
     cfg = TrainConfig.load(args.config, args.overrides)
     if args.resume:
         cfg.resume = args.resume
@@ -53,6 +68,8 @@ def run(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if trainer.env.is_main:
-        print(f"[cambrian train] done: {trainer.state['step']} steps, final loss {summary.get('loss', float('nan')):.4f}, "
-              f"bad samples {summary.get('bad_counts', {})}; model saved to {cfg.output_dir}")
+        print(
+            f"[cambrian train] done: {trainer.state['step']} steps, final loss {summary.get('loss', float('nan')):.4f}, "
+            f"bad samples {summary.get('bad_counts', {})}; model saved to {cfg.output_dir}"
+        )
     return 0

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..eval.api import Benchmark, EvalSample, register_benchmark
 from .extract import extract_letter

@@ -9,7 +9,7 @@ Inputs
   category_id | category_name, bbox3D_cam (8 x 3) | center_cam + dimensions + R_cam, bbox2D_tight |
   bbox2D_proj}], "categories": [...]}``; metres, camera frame.
 
-Rules (paper.md §1.2; the values the paper leaves open are parameters, defaults in :class:`BuildParams`)
+Rules (docs/official-code.md#cvbench; the values the paper leaves open are parameters, defaults in :class:`BuildParams`)
 ------------------------------------------------------------------------------------------------------------
 - **Count**: one question per counted category; the truth is the number of its instances. A category is skipped
   when any of its instances is crowd (``iscrowd``) or smaller than ``min_area`` pixels (the count would be
@@ -54,44 +54,67 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pydantic import ConfigDict, with_config
+from typing_extensions import TypedDict
 
+from ..typed import Bool, ConfigError, Int, Num, OptInt, build, typed_config
 from ..utils.io import atomic_write_json, atomic_write_text
 from .schema import COLUMNS, format_prompt, letter, validate_rows
 
 BOX_RGB = {"red": (255, 0, 0), "blue": (0, 0, 255), "green": (0, 255, 0)}
 
 T_COUNT = "How many {objects} are in the image?"
-T_RELATION = ("Considering the relative positions of the {a} and the {b} in the image provided, "
-              "where is the {a} located with respect to the {b}?")
-T_DEPTH = ("Which object is closer to the camera taking this photo, the {a} (highlighted by a red box) or the "
-           "{b} (highlighted by a blue box)?")
-T_DISTANCE = ("Estimate the real-world distances between objects in this image. Which object is closer to the "
-              "{anchor} (highlighted by a red box), the {a} (highlighted by a blue box) or the {b} (highlighted "
-              "by a green box)?")
+T_RELATION = (
+    "Considering the relative positions of the {a} and the {b} in the image provided, "
+    "where is the {a} located with respect to the {b}?"
+)
+T_DEPTH = (
+    "Which object is closer to the camera taking this photo, the {a} (highlighted by a red box) or the "
+    "{b} (highlighted by a blue box)?"
+)
+T_DISTANCE = (
+    "Estimate the real-world distances between objects in this image. Which object is closer to the "
+    "{anchor} (highlighted by a red box), the {a} (highlighted by a blue box) or the {b} (highlighted "
+    "by a green box)?"
+)
 
 
-@dataclass
+TASKS = ("Count", "Relation", "Depth", "Distance")
+PER_IMAGE_DEFAULTS = {"Count": 2, "Relation": 1, "Depth": 1, "Distance": 1}
+
+
+@with_config(ConfigDict(extra="forbid"))
+class PerImage(TypedDict, total=False):
+    Count: Int(ge=0)
+    Relation: Int(ge=0)
+    Depth: Int(ge=0)
+    Distance: Int(ge=0)
+
+
+@typed_config
 class BuildParams:
-    count_num_options: tuple = (4, 5, 6)
-    count_max: int = 6
-    count_zero_prob: float = 0.3
-    count_supercategories: bool = False
-    min_area: float = 50.0  # pixels
-    relation_margin: float = 0.05  # fraction of the image side
-    relation_boxes: bool = False
-    depth_offset: float = 0.1  # metres
-    distance_offset: float = 0.1  # metres
-    max_per_image: dict = field(default_factory=lambda: {"Count": 2, "Relation": 1, "Depth": 1, "Distance": 1})
-    box_width: int | None = None
+    """The rule parameters (``cambrian cvbench build --param key=value``), checked by the typed loader."""
+
+    count_num_options: tuple[Int(ge=2), ...] = (4, 5, 6)
+    count_max: Int(ge=1) = 6
+    count_zero_prob: Num(ge=0, le=1) = 0.3
+    count_supercategories: Bool = False
+    min_area: Num(ge=0) = 50.0  # pixels
+    relation_margin: Num(ge=0, le=1) = 0.05  # fraction of the image side
+    relation_boxes: Bool = False
+    depth_offset: Num(ge=0) = 0.1  # metres
+    distance_offset: Num(ge=0) = 0.1  # metres
+    max_per_image: PerImage | None = field(default_factory=lambda: dict(PER_IMAGE_DEFAULTS))
+    box_width: OptInt(ge=1) = None
+
+    def __post_init__(self):
+        if not self.count_num_options:
+            raise ConfigError("count_num_options needs at least one option count")
+        self.max_per_image = {**PER_IMAGE_DEFAULTS, **(self.max_per_image or {})}
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "BuildParams":
-        d = dict(d or {})
-        if "count_num_options" in d:
-            d["count_num_options"] = tuple(d["count_num_options"])
-        if "max_per_image" in d:
-            d["max_per_image"] = {**cls().max_per_image, **d["max_per_image"]}
-        return cls(**d)
+    def from_dict(cls, d: dict | None, where: str | None = None) -> BuildParams:
+        return build(cls, dict(d or {}), where)
 
 
 @dataclass
@@ -119,8 +142,17 @@ class Question:
 def plural(name: str) -> str:
     """Plural of a category name, on its last word ("red cube" -> "red cubes")."""
     head, _, last = name.rpartition(" ")
-    irregular = {"person": "people", "man": "men", "woman": "women", "child": "children", "mouse": "mice",
-                 "foot": "feet", "sheep": "sheep", "glasses": "glasses", "scissors": "scissors"}
+    irregular = {
+        "person": "people",
+        "man": "men",
+        "woman": "women",
+        "child": "children",
+        "mouse": "mice",
+        "foot": "feet",
+        "sheep": "sheep",
+        "glasses": "glasses",
+        "scissors": "scissors",
+    }
     if last in irregular:
         p = irregular[last]
     elif re.search(r"(s|x|z|ch|sh)$", last):
@@ -157,15 +189,24 @@ def _center_xywh(b) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------------------------------------------- 2D
-def questions_from_coco(coco: dict, params: BuildParams | None = None, seed: int = 0, *, source: str = "COCO",
-                        source_dataset: str | None = None, image_root: str | os.PathLike | None = None,
-                        stats: Counter | None = None) -> list[Question]:
+def questions_from_coco(
+    coco: dict,
+    params: BuildParams | None = None,
+    seed: int = 0,
+    *,
+    source: str = "COCO",
+    source_dataset: str | None = None,
+    image_root: str | os.PathLike | None = None,
+    stats: Counter | None = None,
+) -> list[Question]:
     """Count and Relation questions from COCO-style instance annotations."""
     P = params or BuildParams()
     stats = stats if stats is not None else Counter()
     rng = np.random.default_rng(seed)
     cats = {c["id"]: c for c in coco["categories"]}
-    supers = sorted({c.get("supercategory") for c in cats.values() if c.get("supercategory")} - {c["name"] for c in cats.values()})
+    supers = sorted(
+        {c.get("supercategory") for c in cats.values() if c.get("supercategory")} - {c["name"] for c in cats.values()}
+    )
     by_image = defaultdict(list)
     for a in coco["annotations"]:
         by_image[a["image_id"]].append(a)
@@ -174,8 +215,12 @@ def questions_from_coco(coco: dict, params: BuildParams | None = None, seed: int
         anns = by_image.get(img["id"], [])
         W, H = img["width"], img["height"]
         path = str(Path(image_root) / img["file_name"]) if image_root else img["file_name"]
-        common = dict(image=path, source=source, source_dataset=source_dataset or source,
-                      source_filename=os.path.basename(img["file_name"]))
+        common = dict(
+            image=path,
+            source=source,
+            source_dataset=source_dataset or source,
+            source_filename=os.path.basename(img["file_name"]),
+        )
         per_cat = defaultdict(list)
         per_super = defaultdict(list)
         for a in anns:
@@ -185,8 +230,9 @@ def questions_from_coco(coco: dict, params: BuildParams | None = None, seed: int
                 per_super[sc].append(a)
 
         def clean(group):
-            return all(not a.get("iscrowd", 0) and a.get("area", a["bbox"][2] * a["bbox"][3]) >= P.min_area
-                       for a in group)
+            return all(
+                not a.get("iscrowd", 0) and a.get("area", a["bbox"][2] * a["bbox"][3]) >= P.min_area for a in group
+            )
 
         # ---- Count
         groups = dict(per_cat)
@@ -217,9 +263,19 @@ def questions_from_coco(coco: dict, params: BuildParams | None = None, seed: int
             base = count_options(truth, k, rng)
             opts, ans = _shuffled([str(v) for v in base], base.index(truth), rng)
             sizes = [a.get("area", a["bbox"][2] * a["bbox"][3]) for a in g]
-            out.append(Question(task="Count", type="2D", question=T_COUNT.format(objects=plural(name)), choices=opts,
-                                answer_index=ans, target_class=name,
-                                target_size=float(np.mean(sizes)) if sizes else None, truth=truth, **common))
+            out.append(
+                Question(
+                    task="Count",
+                    type="2D",
+                    question=T_COUNT.format(objects=plural(name)),
+                    choices=opts,
+                    answer_index=ans,
+                    target_class=name,
+                    target_size=float(np.mean(sizes)) if sizes else None,
+                    truth=truth,
+                    **common,
+                )
+            )
 
         # ---- Relation
         singles = sorted(n for n, g in per_cat.items() if len(g) == 1 and clean(g))
@@ -246,8 +302,18 @@ def questions_from_coco(coco: dict, params: BuildParams | None = None, seed: int
             if P.relation_boxes:
                 x, y, w, h = per_cat[a_name][0]["bbox"]
                 boxes = [([x, y, x + w, y + h], "red")]
-            out.append(Question(task="Relation", type="2D", question=T_RELATION.format(a=a_txt, b=b_name),
-                                choices=choices, answer_index=ans, boxes=boxes, truth=(neg, pos)[which], **common))
+            out.append(
+                Question(
+                    task="Relation",
+                    type="2D",
+                    question=T_RELATION.format(a=a_txt, b=b_name),
+                    choices=choices,
+                    answer_index=ans,
+                    boxes=boxes,
+                    truth=(neg, pos)[which],
+                    **common,
+                )
+            )
     return out
 
 
@@ -282,8 +348,9 @@ def depth_order(a_corners: np.ndarray, b_corners: np.ndarray, offset: float) -> 
     return None
 
 
-def distance_order(anchor_corners: np.ndarray, a_corners: np.ndarray, b_corners: np.ndarray,
-                   offset: float) -> int | None:
+def distance_order(
+    anchor_corners: np.ndarray, a_corners: np.ndarray, b_corners: np.ndarray, offset: float
+) -> int | None:
     """0 if A is closer to the anchor (max over A's vertices of the distance to the anchor's centre + offset <
     min over B's vertices), 1 if B is, else None."""
     c = anchor_corners.mean(axis=0)
@@ -295,9 +362,16 @@ def distance_order(anchor_corners: np.ndarray, a_corners: np.ndarray, b_corners:
     return None
 
 
-def questions_from_omni3d(omni: dict, params: BuildParams | None = None, seed: int = 0, *, source: str = "Omni3D",
-                          source_dataset: str | None = None, image_root: str | os.PathLike | None = None,
-                          stats: Counter | None = None) -> list[Question]:
+def questions_from_omni3d(
+    omni: dict,
+    params: BuildParams | None = None,
+    seed: int = 0,
+    *,
+    source: str = "Omni3D",
+    source_dataset: str | None = None,
+    image_root: str | os.PathLike | None = None,
+    stats: Counter | None = None,
+) -> list[Question]:
     """Depth and Distance questions from Omni3D-style 3D boxes."""
     P = params or BuildParams()
     stats = stats if stats is not None else Counter()
@@ -312,8 +386,12 @@ def questions_from_omni3d(omni: dict, params: BuildParams | None = None, seed: i
     for img in sorted(omni["images"], key=lambda im: im["id"]):
         fp = img.get("file_path") or img.get("file_name")
         path = str(Path(image_root) / fp) if image_root else fp
-        common = dict(image=path, source=source, source_dataset=source_dataset or img.get("dataset_name") or source,
-                      source_filename=os.path.basename(fp))
+        common = dict(
+            image=path,
+            source=source,
+            source_dataset=source_dataset or img.get("dataset_name") or source,
+            source_filename=os.path.basename(fp),
+        )
         per_cat = defaultdict(list)
         for a in by_image.get(img["id"], []):
             per_cat[a.get("category_name") or cat_names[a["category_id"]]].append(a)
@@ -337,10 +415,18 @@ def questions_from_omni3d(omni: dict, params: BuildParams | None = None, seed: i
             a_name, b_name, o = pairs[i]
             if rng.random() < 0.5:  # random mention order
                 a_name, b_name, o = b_name, a_name, 1 - o
-            out.append(Question(task="Depth", type="3D", question=T_DEPTH.format(a=a_name, b=b_name),
-                                choices=[a_name, b_name], answer_index=o,
-                                boxes=[(boxes[a_name], "red"), (boxes[b_name], "blue")],
-                                truth=(a_name, b_name)[o], **common))
+            out.append(
+                Question(
+                    task="Depth",
+                    type="3D",
+                    question=T_DEPTH.format(a=a_name, b=b_name),
+                    choices=[a_name, b_name],
+                    answer_index=o,
+                    boxes=[(boxes[a_name], "red"), (boxes[b_name], "blue")],
+                    truth=(a_name, b_name)[o],
+                    **common,
+                )
+            )
 
         # ---- Distance
         triples = []
@@ -355,11 +441,18 @@ def questions_from_omni3d(omni: dict, params: BuildParams | None = None, seed: i
             anchor, a_name, b_name, o = triples[i]
             if rng.random() < 0.5:
                 a_name, b_name, o = b_name, a_name, 1 - o
-            out.append(Question(task="Distance", type="3D",
-                                question=T_DISTANCE.format(anchor=anchor, a=a_name, b=b_name),
-                                choices=[a_name, b_name], answer_index=o,
-                                boxes=[(boxes[anchor], "red"), (boxes[a_name], "blue"), (boxes[b_name], "green")],
-                                truth=(a_name, b_name)[o], **common))
+            out.append(
+                Question(
+                    task="Distance",
+                    type="3D",
+                    question=T_DISTANCE.format(anchor=anchor, a=a_name, b=b_name),
+                    choices=[a_name, b_name],
+                    answer_index=o,
+                    boxes=[(boxes[anchor], "red"), (boxes[a_name], "blue"), (boxes[b_name], "green")],
+                    truth=(a_name, b_name)[o],
+                    **common,
+                )
+            )
     return out
 
 
@@ -390,8 +483,14 @@ def letter_balance(rows: list[dict]) -> dict:
     return {t: dict(sorted(c.items())) for t, c in sorted(out.items())}
 
 
-def write_cvbench(questions: list[Question], out_dir: str | os.PathLike, *, params: BuildParams | None = None,
-                  extra_report: dict | None = None, progress: bool = False) -> dict:
+def write_cvbench(
+    questions: list[Question],
+    out_dir: str | os.PathLike,
+    *,
+    params: BuildParams | None = None,
+    extra_report: dict | None = None,
+    progress: bool = False,
+) -> dict:
     """Write rows in the official schema: ``test_2d.parquet``, ``test_3d.parquet`` (images embedded),
     ``test.jsonl`` / ``test_2d.jsonl`` / ``test_3d.jsonl`` (image = path) and ``img/{2D|3D}/{task}/{source}_{n}.png``.
     Returns the build report (also written to ``build_report.json``)."""
@@ -426,25 +525,47 @@ def write_cvbench(questions: list[Question], out_dir: str | os.PathLike, *, para
         im.save(buf, format="PNG", compress_level=1)
         data = buf.getvalue()
         (out / filename).write_bytes(data)
-        rows.append({
-            "idx": idx, "type": q.type, "task": q.task, "image": filename, "question": q.question,
-            "choices": [str(c) for c in q.choices], "answer": q.answer, "prompt": format_prompt(q.question, q.choices),
-            "filename": filename, "source": q.source, "source_dataset": q.source_dataset,
-            "source_filename": q.source_filename, "target_class": q.target_class,
-            "target_size": q.target_size,
-            "bbox": [[float(v) for v in b] for b, _ in q.boxes] if q.boxes else None,
-        })
+        rows.append(
+            {
+                "idx": idx,
+                "type": q.type,
+                "task": q.task,
+                "image": filename,
+                "question": q.question,
+                "choices": [str(c) for c in q.choices],
+                "answer": q.answer,
+                "prompt": format_prompt(q.question, q.choices),
+                "filename": filename,
+                "source": q.source,
+                "source_dataset": q.source_dataset,
+                "source_filename": q.source_filename,
+                "target_class": q.target_class,
+                "target_size": q.target_size,
+                "bbox": [[float(v) for v in b] for b, _ in q.boxes] if q.boxes else None,
+            }
+        )
         blobs.append(data)
     validate_rows(rows)  # what we write must load
 
-    schema = pa.schema([
-        ("idx", pa.int64()), ("type", pa.string()), ("task", pa.string()),
-        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-        ("question", pa.string()), ("choices", pa.list_(pa.string())), ("answer", pa.string()),
-        ("prompt", pa.string()), ("filename", pa.string()), ("source", pa.string()),
-        ("source_dataset", pa.string()), ("source_filename", pa.string()), ("target_class", pa.string()),
-        ("target_size", pa.float64()), ("bbox", pa.list_(pa.list_(pa.float64()))),
-    ])
+    schema = pa.schema(
+        [
+            ("idx", pa.int64()),
+            ("type", pa.string()),
+            ("task", pa.string()),
+            ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+            ("question", pa.string()),
+            ("choices", pa.list_(pa.string())),
+            ("answer", pa.string()),
+            ("prompt", pa.string()),
+            ("filename", pa.string()),
+            ("source", pa.string()),
+            ("source_dataset", pa.string()),
+            ("source_filename", pa.string()),
+            ("target_class", pa.string()),
+            ("target_size", pa.float64()),
+            ("bbox", pa.list_(pa.list_(pa.float64()))),
+        ]
+    )
     out.mkdir(parents=True, exist_ok=True)
     for typ in ("2D", "3D"):
         sel = [i for i, r in enumerate(rows) if r["type"] == typ]
@@ -453,8 +574,9 @@ def write_cvbench(questions: list[Question], out_dir: str | os.PathLike, *, para
         tmp = out / f".test_{typ.lower()}.parquet.tmp"
         pq.write_table(table, tmp)
         os.replace(tmp, out / f"test_{typ.lower()}.parquet")
-        atomic_write_text(out / f"test_{typ.lower()}.jsonl",
-                          "".join(json.dumps({k: rows[i][k] for k in COLUMNS}) + "\n" for i in sel))
+        atomic_write_text(
+            out / f"test_{typ.lower()}.jsonl", "".join(json.dumps({k: rows[i][k] for k in COLUMNS}) + "\n" for i in sel)
+        )
     atomic_write_text(out / "test.jsonl", "".join(json.dumps({k: r[k] for k in COLUMNS}) + "\n" for r in rows))
 
     report = {
@@ -473,11 +595,21 @@ def write_cvbench(questions: list[Question], out_dir: str | os.PathLike, *, para
     return report
 
 
-def build_cvbench(out_dir: str | os.PathLike, *, coco: dict | str | None = None, coco_images: str | None = None,
-                  omni3d: dict | str | None = None, omni3d_images: str | None = None, source_2d: str = "COCO",
-                  source_3d: str = "Omni3D", source_dataset_2d: str | None = None,
-                  source_dataset_3d: str | None = None, seed: int = 0, params: BuildParams | dict | None = None,
-                  progress: bool = False) -> dict:
+def build_cvbench(
+    out_dir: str | os.PathLike,
+    *,
+    coco: dict | str | None = None,
+    coco_images: str | None = None,
+    omni3d: dict | str | None = None,
+    omni3d_images: str | None = None,
+    source_2d: str = "COCO",
+    source_3d: str = "Omni3D",
+    source_dataset_2d: str | None = None,
+    source_dataset_3d: str | None = None,
+    seed: int = 0,
+    params: BuildParams | dict | None = None,
+    progress: bool = False,
+) -> dict:
     """Questions from COCO-style (2D) and/or Omni3D-style (3D) annotations, written in the official layout.
 
     ``coco`` / ``omni3d`` are dicts or JSON paths; image paths in them are relative to ``coco_images`` /
@@ -495,29 +627,47 @@ def build_cvbench(out_dir: str | os.PathLike, *, coco: dict | str | None = None,
 
     if coco is not None:
         data, root = _load(coco, coco_images)
-        qs += questions_from_coco(data, P, seed, source=source_2d, source_dataset=source_dataset_2d,
-                                  image_root=root, stats=stats)
+        qs += questions_from_coco(
+            data, P, seed, source=source_2d, source_dataset=source_dataset_2d, image_root=root, stats=stats
+        )
     if omni3d is not None:
         data, root = _load(omni3d, omni3d_images)
-        qs += questions_from_omni3d(data, P, seed, source=source_3d, source_dataset=source_dataset_3d,
-                                    image_root=root, stats=stats)
+        qs += questions_from_omni3d(
+            data, P, seed, source=source_3d, source_dataset=source_dataset_3d, image_root=root, stats=stats
+        )
     if not qs:
         raise ValueError("no questions: give COCO-style and/or Omni3D-style annotations with usable objects")
-    return write_cvbench(qs, out_dir, params=P, extra_report={"seed": seed, "dropped": dict(stats)},
-                         progress=progress)
+    return write_cvbench(qs, out_dir, params=P, extra_report={"seed": seed, "dropped": dict(stats)}, progress=progress)
 
 
-SYNTH_PARAMS = {"count_supercategories": True, "min_area": 50.0,
-                "max_per_image": {"Count": 2, "Relation": 1, "Depth": 1, "Distance": 1}}
+SYNTH_PARAMS = {
+    "count_supercategories": True,
+    "min_area": 50.0,
+    "max_per_image": {"Count": 2, "Relation": 1, "Depth": 1, "Distance": 1},
+}
 
 
-def build_cvbench_synth(scene_dir: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0,
-                        params: BuildParams | dict | None = None, progress: bool = False) -> dict:
+def build_cvbench_synth(
+    scene_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    params: BuildParams | dict | None = None,
+    progress: bool = False,
+) -> dict:
     """CV-Bench-Synth from a directory rendered by :func:`cambrian.data.scenes.render_scenes` (its
     ``annotations/coco.json`` and ``annotations/omni3d.json``): sources ``Synth2D`` / ``Synth3D``, same four tasks
     and schema. Shapes are counted too (``count_supercategories``)."""
     sd = Path(scene_dir)
     P = params if isinstance(params, BuildParams) else BuildParams.from_dict({**SYNTH_PARAMS, **(params or {})})
-    return build_cvbench(out_dir, coco=str(sd / "annotations" / "coco.json"), coco_images=str(sd),
-                         omni3d=str(sd / "annotations" / "omni3d.json"), omni3d_images=str(sd),
-                         source_2d="Synth2D", source_3d="Synth3D", seed=seed, params=P, progress=progress)
+    return build_cvbench(
+        out_dir,
+        coco=str(sd / "annotations" / "coco.json"),
+        coco_images=str(sd),
+        omni3d=str(sd / "annotations" / "omni3d.json"),
+        omni3d_images=str(sd),
+        source_2d="Synth2D",
+        source_3d="Synth3D",
+        seed=seed,
+        params=P,
+        progress=progress,
+    )

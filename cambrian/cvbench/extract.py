@@ -49,7 +49,7 @@ def extract_choice(prediction: str | None, choices: list[str]) -> int | None:
         return None
     leads = list(_LEAD_RE.finditer(text))
     if leads:
-        text = text[leads[-1].end():]
+        text = text[leads[-1].end() :]
     text = _clean(text)
     if not text:
         return None

@@ -134,8 +134,9 @@ def _rows_from_hub(hub_id: str) -> tuple[list[dict], Path | None, bool]:
     return _rows_from_local(Path(local))
 
 
-def load_cvbench(path: str | os.PathLike | None = None, *, types: tuple[str, ...] | None = None,
-                 limit: int | None = None) -> list[CVBenchRow]:
+def load_cvbench(
+    path: str | os.PathLike | None = None, *, types: tuple[str, ...] | None = None, limit: int | None = None
+) -> list[CVBenchRow]:
     """Load and validate CV-Bench rows from ``path`` (see module doc). ``types`` keeps only "2D"/"3D" rows."""
     path = HUB_ID if path is None else path
     p = Path(path)

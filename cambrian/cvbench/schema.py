@@ -1,4 +1,4 @@
-"""The CV-Bench row schema (HF ``nyu-visionx/CV-Bench``, paper.md §1.6) and its validation.
+"""The CV-Bench row schema (HF ``nyu-visionx/CV-Bench``, docs/official-code.md#cvbench) and its validation.
 
 One row per question. Columns, in the official order:
 
@@ -29,9 +29,24 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..prompts import LETTER, LETTERS, SELECT_SUFFIX, letter, paren_option_lines, with_instruction  # noqa: F401
+
 COLUMNS = [
-    "idx", "type", "task", "image", "question", "choices", "answer", "prompt", "filename",
-    "source", "source_dataset", "source_filename", "target_class", "target_size", "bbox",
+    "idx",
+    "type",
+    "task",
+    "image",
+    "question",
+    "choices",
+    "answer",
+    "prompt",
+    "filename",
+    "source",
+    "source_dataset",
+    "source_filename",
+    "target_class",
+    "target_size",
+    "bbox",
 ]
 REQUIRED = ["idx", "type", "task", "question", "choices", "answer", "prompt", "filename", "source"]
 NULLABLE = ["image", "source_dataset", "source_filename", "target_class", "target_size", "bbox"]
@@ -40,18 +55,13 @@ TASKS_2D = ("Count", "Relation")
 TASKS_3D = ("Depth", "Distance")
 TASKS = TASKS_2D + TASKS_3D
 
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-ANSWER_SUFFIX = "Answer with the option's letter from the given choices directly."  # paper.md §1.4
-SELECT_SUFFIX = " Select from the following choices."
+# the answer-format instruction, letters and option lines live in cambrian.prompts (re-exported here)
+ANSWER_SUFFIX = LETTER
 _ANSWER_RE = re.compile(r"^\(([A-Z])\)$")
 
 
 class SchemaError(ValueError):
     """A CV-Bench row does not follow the schema; the message names the row and the field."""
-
-
-def letter(i: int) -> str:
-    return LETTERS[i]
 
 
 def answer_index(answer: str) -> int:
@@ -64,14 +74,12 @@ def answer_index(answer: str) -> int:
 
 def format_prompt(question: str, choices: list[str]) -> str:
     """The ``prompt`` column: question, the official 'Select from the following choices.' and one option per line."""
-    lines = [question.rstrip() + SELECT_SUFFIX]
-    lines += [f"({letter(i)}) {c}" for i, c in enumerate(choices)]
-    return "\n".join(lines)
+    return question.rstrip() + SELECT_SUFFIX + paren_option_lines(choices)
 
 
 def model_prompt(row_prompt: str) -> str:
     """What the model is asked (CODE ``*_eval.py``): the row's prompt + ``"\\n"`` + the answer-format instruction."""
-    return row_prompt + "\n" + ANSWER_SUFFIX
+    return with_instruction(row_prompt, ANSWER_SUFFIX)
 
 
 def _where(pos: int, row: dict) -> str:

@@ -1,4 +1,4 @@
-"""CV-Bench scoring with the official formula (paper.md §1.5).
+"""CV-Bench scoring with the official formula (docs/official-code.md#cvbench).
 
 - per-source accuracy = micro accuracy inside the source;
 - ``accuracy_2d`` = mean of the 2D sources' accuracies (ADE20K and COCO in the real set);
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from .extract import extract_choice
 from .schema import answer_index

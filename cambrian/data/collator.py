@@ -2,14 +2,14 @@
 images of the batch, in sample order, into one tensor per encoder (the Model API forward kwargs,
 docs/ARCHITECTURE.md). Bad samples (``{"bad": reason}`` from the dataset) are dropped and counted.
 
-Unlike the official XLA collator (spec §3.4) nothing is padded to a fixed 2048 and no dummy image is inserted for
+Unlike the official XLA collator (docs/official-code.md#collator) nothing is padded to a fixed 2048 and no dummy image is inserted for
 text-only samples: the model splices variable-length image blocks itself.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -24,8 +24,12 @@ class Collator:
     def __call__(self, items: Sequence[dict]) -> dict:
         bad = Counter(x["bad"] for x in items if "bad" in x)
         good = [x for x in items if "bad" not in x]
-        batch: dict = {"bad_counts": dict(bad), "num_samples": len(items), "indices": [x["index"] for x in good],
-                       "empty": not good}
+        batch: dict = {
+            "bad_counts": dict(bad),
+            "num_samples": len(items),
+            "indices": [x["index"] for x in good],
+            "empty": not good,
+        }
         if not good:
             batch["input_ids"] = None
             return batch

@@ -1,7 +1,7 @@
 """Supervised multimodal dataset: LLaVA records -> token ids with labels (loss on assistant replies only) and
 preprocessed images (or cached tower features).
 
-Bad samples are never replaced by another sample (the official code returns ``self[0]``, spec §3.3); they come
+Bad samples are never replaced by another sample (the official code returns ``self[0]``, docs/official-code.md#data); they come
 back as ``{"bad": reason}``, the collator drops them and the trainer counts them by reason and stops when more
 than ``max_bad_fraction`` of the samples seen are bad. ``cambrian data validate`` runs the same checks.
 
@@ -15,17 +15,15 @@ trainer adds them to its bad counts and checks them against ``max_bad_fraction``
 
 from __future__ import annotations
 
-import math
-from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from ..constants import IGNORE_INDEX, IMAGE_TOKEN, IMAGE_TOKEN_INDEX
-from .llava import ImageOutsideRoot, LlavaSource, record_images
+from .llava import ImageOutsideRoot, LlavaSource
 
 BAD_REASONS = (
     "missing_image",
@@ -99,8 +97,10 @@ def record_image_paths(source: LlavaSource, record: dict, index: int | None = No
     except ImageOutsideRoot as e:
         rid = record.get("id") if isinstance(record, dict) else None
         where = f"{source.path.name} record {index}" if index is not None else str(source.path.name)
-        raise BadSample("image_outside_root", f"{where} (id={rid!r}): {e} (set allow_outside_root: true on the "
-                                              "data entry if this is intended)") from None
+        raise BadSample(
+            "image_outside_root",
+            f"{where} (id={rid!r}): {e} (set allow_outside_root: true on the data entry if this is intended)",
+        ) from None
 
 
 def open_images(paths: Sequence[Path]):
@@ -128,38 +128,6 @@ def open_images(paths: Sequence[Path]):
 TokenizeFn = Callable[[list], dict]  # messages -> {"input_ids": list[int], "labels": list[int]} (no truncation)
 
 
-def model_tokenize_fn(model) -> TokenizeFn:
-    """The model's chat template through ``cambrian.models.llm.tokenize.tokenize_conversation``; a model may also
-    provide its own ``tokenize_conversation(messages)`` (test stand-ins do)."""
-    if hasattr(model, "tokenize_conversation"):
-        return model.tokenize_conversation
-    from ..models.llm.tokenize import tokenize_conversation
-
-    tok, template = model.tokenizer, model.template
-    system = getattr(getattr(getattr(model, "config", None), "llm", None), "system_prompt", None)
-
-    def fn(messages):
-        # no limit here: truncate_sample cuts image-aware with the real per-image token counts
-        if system is not None and not any(m["role"] == "system" for m in messages):
-            return tokenize_conversation(messages, template, tok, None, system=system)
-        return tokenize_conversation(messages, template, tok, None)
-
-    return fn
-
-
-def model_visual_tokens_fn(model) -> Callable[[tuple[int, int]], int]:
-    """``model.visual_token_count((W, H))``; fallback: the full L x (L+1) grid of the connector (an upper bound
-    when the connector unpads)."""
-    if hasattr(model, "visual_token_count"):
-        return model.visual_token_count
-    cfg = getattr(getattr(model, "config", None), "connector", None)
-    n = getattr(cfg, "image_token_len", 576)
-    side = int(round(math.sqrt(n)))
-    per = side * (side + 1) if getattr(cfg, "newline", True) else n
-
-    return lambda size: per
-
-
 def truncate_sample(ids: list[int], labels: list[int], image_lens: Sequence[int], max_length: int):
     """Cut ``ids``/``labels`` so the LLM sequence (each -200 expanded to its image's token count) fits
     ``max_length``; raises BadSample("over_length") when the cut would fall inside or before an image block or
@@ -182,7 +150,7 @@ def truncate_sample(ids: list[int], labels: list[int], image_lens: Sequence[int]
     if img_pos and k <= img_pos[-1]:
         raise BadSample("over_length", f"{total} > {max_length} tokens and the cut would split an image")
     ids, labels = ids[:k], labels[:k]
-    if all(l == IGNORE_INDEX for l in labels[1:]):
+    if all(lab == IGNORE_INDEX for lab in labels[1:]):
         raise BadSample("over_length", f"{total} > {max_length} tokens and no answer token would remain")
     return ids, labels, expanded
 
@@ -196,8 +164,9 @@ class ImagePipeline:
     feature_cache: object | None = None
 
     @classmethod
-    def from_model(cls, model, feature_cache=None) -> "ImagePipeline":
-        return cls(processors=[enc.preprocess for enc in getattr(model, "encoders", [])], feature_cache=feature_cache)
+    def from_model(cls, model, feature_cache=None) -> ImagePipeline:
+        """The preprocessing of every tower of a ``VLM`` (``model.encoders``), or its feature cache."""
+        return cls(processors=[enc.preprocess for enc in model.encoders], feature_cache=feature_cache)
 
     def inputs(self, paths: Sequence, pil: Sequence) -> dict:
         """``{"features": [per encoder [n, s, s, C]]}`` from the cache, else ``{"pixel_values": [per encoder
@@ -211,8 +180,11 @@ class ImagePipeline:
 def selection_of(sources: Sequence[LlavaSource], selection: np.ndarray | None = None) -> np.ndarray:
     """``[M, 2]`` (source, record) pairs: ``selection`` as given, or every record of every source in order."""
     if selection is None:
-        selection = np.concatenate([np.stack([np.full(len(s), k), np.arange(len(s))], 1) for k, s in enumerate(sources)]) \
-            if sources else np.zeros((0, 2), dtype=np.int64)
+        selection = (
+            np.concatenate([np.stack([np.full(len(s), k), np.arange(len(s))], 1) for k, s in enumerate(sources)])
+            if sources
+            else np.zeros((0, 2), dtype=np.int64)
+        )
     return np.asarray(selection, dtype=np.int64).reshape(-1, 2)
 
 
@@ -234,8 +206,15 @@ class SupervisedDataset(EncodedDataset):
     """Samples from one or more ``LlavaSource``s; ``selection`` (``[M, 2]`` array of (source, record) pairs, e.g.
     from ``mixing.build_mixture``) picks and orders them, default = everything in order."""
 
-    def __init__(self, sources: Sequence[LlavaSource], tokenize: TokenizeFn, visual_tokens: Callable, images: ImagePipeline,
-                 max_length: int = 2048, selection: np.ndarray | None = None):
+    def __init__(
+        self,
+        sources: Sequence[LlavaSource],
+        tokenize: TokenizeFn,
+        visual_tokens: Callable,
+        images: ImagePipeline,
+        max_length: int = 2048,
+        selection: np.ndarray | None = None,
+    ):
         self.sources = list(sources)
         self.tokenize = tokenize
         self.visual_tokens = visual_tokens
@@ -272,14 +251,15 @@ class SupervisedDataset(EncodedDataset):
         except ValueError as e:
             raise BadSample("over_length", str(e)) from None
         ids, labels, n = truncate_sample(list(tok["input_ids"]), list(tok["labels"]), image_lens, self.max_length)
-        if all(l == IGNORE_INDEX for l in labels):
+        if all(lab == IGNORE_INDEX for lab in labels):
             raise BadSample("no_labels")
-        out = {"input_ids": torch.tensor(ids, dtype=torch.long), "labels": torch.tensor(labels, dtype=torch.long),
-               "image_sizes": sizes, "num_tokens": n, "index": i}
+        out = {
+            "input_ids": torch.tensor(ids, dtype=torch.long),
+            "labels": torch.tensor(labels, dtype=torch.long),
+            "image_sizes": sizes,
+            "num_tokens": n,
+            "index": i,
+        }
         if pil and load_pixels:
             out.update(self.images.inputs(paths, pil))
         return out
-
-
-def count_reasons(items: Sequence[dict]) -> Counter:
-    return Counter(x["bad"] for x in items if "bad" in x)

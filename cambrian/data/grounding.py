@@ -15,7 +15,7 @@ foreground mask) and words per instance.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -25,8 +25,16 @@ from .dataset import BadSample, EncodedDataset, ImagePipeline, open_images, sele
 from .llava import LlavaSource
 
 
-def cells_from_mask(mask: np.ndarray, words: dict[int, str], grid: int, *, background: str = "floor",
-                    min_cover: float = 0.15, object_weight: float = 3.0, split_words: bool = False) -> dict:
+def cells_from_mask(
+    mask: np.ndarray,
+    words: dict[int, str],
+    grid: int,
+    *,
+    background: str = "floor",
+    min_cover: float = 0.15,
+    object_weight: float = 3.0,
+    split_words: bool = False,
+) -> dict:
     """Per-cell targets from an instance mask ``[H, W]`` (0 = background, k = instance k; ``words[k]`` its words).
 
     The mask is letterboxed to a square like the towers' input (centred; padding has no target), then cut into
@@ -75,8 +83,10 @@ def resolve_cells(grounding: dict, side: int) -> tuple[list[str], list[float]]:
         g = int(grounding.get("grid", 0))
         cells = grounding["cells"]
         if g <= 0 or not isinstance(cells, list) or len(cells) != g * g:
-            raise ValueError(f"grounding.cells must be a list of grid*grid strings (grid={g}, got "
-                             f"{len(cells) if isinstance(cells, list) else type(cells).__name__})")
+            raise ValueError(
+                f"grounding.cells must be a list of grid*grid strings (grid={g}, got "
+                f"{len(cells) if isinstance(cells, list) else type(cells).__name__})"
+            )
         weights = grounding.get("weights") or [1.0] * (g * g)
         if len(weights) != g * g:
             raise ValueError(f"grounding.weights has {len(weights)} entries, expected {g * g}")
@@ -114,8 +124,14 @@ class GroundingDataset(EncodedDataset):
     """One sample per record with ``grounding`` and exactly one image: its features (or pixels) and per-cell target
     token ids / weights on the model's ``side`` x ``side`` grid. Bad records come back as ``{"bad": reason}``."""
 
-    def __init__(self, sources: Sequence[LlavaSource], tokenizer, images: ImagePipeline, side: int,
-                 selection: np.ndarray | None = None):
+    def __init__(
+        self,
+        sources: Sequence[LlavaSource],
+        tokenizer,
+        images: ImagePipeline,
+        side: int,
+        selection: np.ndarray | None = None,
+    ):
         self.sources = list(sources)
         self.words = WordIds(tokenizer)
         self.images = images
@@ -151,8 +167,12 @@ class GroundingDataset(EncodedDataset):
         for c, x in enumerate(ids):
             tid[c, : len(x)] = torch.tensor(x, dtype=torch.long)
         pil = open_images(paths)
-        out = {"grounding_ids": tid, "grounding_weights": torch.tensor(weights, dtype=torch.float32),
-               "image_sizes": [pil[0].size], "index": i}
+        out = {
+            "grounding_ids": tid,
+            "grounding_weights": torch.tensor(weights, dtype=torch.float32),
+            "image_sizes": [pil[0].size],
+            "index": i,
+        }
         out.update(self.images.inputs(paths, pil))
         return out
 
@@ -170,8 +190,13 @@ class GroundingCollator:
         from ..models.grounding import GroundingTargets
 
         good = [x for x in items if "bad" not in x]
-        batch: dict = {"bad_counts": dict(Counter(x["bad"] for x in items if "bad" in x)), "num_samples": len(items),
-                       "indices": [x["index"] for x in good], "empty": not good, "num_tokens": 0}
+        batch: dict = {
+            "bad_counts": dict(Counter(x["bad"] for x in items if "bad" in x)),
+            "num_samples": len(items),
+            "indices": [x["index"] for x in good],
+            "empty": not good,
+            "num_tokens": 0,
+        }
         if not good:
             return batch
         width = max(x["grounding_ids"].shape[1] for x in good)

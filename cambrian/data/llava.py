@@ -1,6 +1,6 @@
 """Lazy reading of LLaVA-format data (JSONL or a JSON array).
 
-Record format (spec §3.3)::
+Record format (docs/official-code.md#data)::
 
     {"id": ..., "image": "rel/path.jpg" | ["a.jpg", "b.jpg"] | absent,
      "conversations": [{"from": "human", "value": "<image>\\nQ"}, {"from": "gpt", "value": "A"}, ...]}
@@ -30,9 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..constants import IMAGE_TOKEN
-
-TEXT_ONLY_VALUES = ("", "None", "none", "nan")  # spec §3.3: these mean "no image"
+TEXT_ONLY_VALUES = ("", "None", "none", "nan")  # docs/official-code.md#data: these mean "no image"
 _CHUNK = 4 << 20
 
 
@@ -50,7 +48,7 @@ def record_images(record: dict) -> list[str]:
 
 def estimate_length(record: dict, image_tokens: int) -> int:
     """The official sampler length: whitespace words over all turns, plus ``image_tokens`` per image; negative for
-    text-only samples (the sign carries the modality, spec §3.3/§3.5)."""
+    text-only samples (the sign carries the modality, docs/official-code.md#data/docs/official-code.md#sampler)."""
     words = 0
     conv = record.get("conversations")
     for turn in conv if isinstance(conv, list) else []:
@@ -64,7 +62,12 @@ def estimate_length(record: dict, image_tokens: int) -> int:
 
 def _scan_json_array(path: Path) -> list[tuple[int, int]]:
     """(start, end) byte spans of the top-level objects of a JSON array file, streaming."""
-    spans: list[tuple[int, int]] = []
+    return list(iter_json_array_spans(path))
+
+
+def iter_json_array_spans(path: Path):
+    """Yield the (start, end) byte spans of a JSON array file's top-level objects as the scan finds them (memory
+    flat in the number of elements); a truncated / unbalanced file raises DataFileError when reached."""
     special = re.compile(rb'["\\{}\[\]]')
     depth = 0  # 0 = outside the array, 1 = inside the array, >=2 inside an element
     in_str = False
@@ -107,13 +110,12 @@ def _scan_json_array(path: Path) -> list[tuple[int, int]]:
                 elif c in (b"}", b"]"):
                     depth -= 1
                     if depth == 1:
-                        spans.append((start, pos + j + 1))
+                        yield start, pos + j + 1
                     elif depth < 0:
                         raise DataFileError(f"{path}: unbalanced brackets at byte {pos + j}")
             pos += len(chunk)
     if depth != 0 or in_str:
         raise DataFileError(f"{path}: truncated JSON array")
-    return spans
 
 
 class ImageOutsideRoot(ValueError):
@@ -179,16 +181,24 @@ class LlavaSource:
     ``image_tokens``: visual tokens counted per image in :attr:`lengths` (sampler lengths only).
     """
 
-    def __init__(self, path: str | os.PathLike, image_root: str | os.PathLike | None = None, image_tokens: int = 576,
-                 index_cache: str | os.PathLike | None = None, name: str | None = None, allow_outside_root: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        image_root: str | os.PathLike | None = None,
+        image_tokens: int = 576,
+        index_cache: str | os.PathLike | None = None,
+        name: str | None = None,
+        allow_outside_root: bool = False,
+    ):
         self.path = Path(path)
         self.image_root = Path(image_root) if image_root is not None else self.path.parent
         self.confine = image_root is not None and not allow_outside_root
         self.image_tokens = image_tokens
         self.name = name or self.path.stem
         self.format = "json" if self._is_json_array() else "jsonl"
-        (self.offsets, self.ends, self.lengths, self.line_numbers, self.bad_by_reason,
-         self.bad_examples) = self._load_index(index_cache)
+        (self.offsets, self.ends, self.lengths, self.line_numbers, self.bad_by_reason, self.bad_examples) = (
+            self._load_index(index_cache)
+        )
         if len(self.offsets) == 0 and not self.bad_lines:
             raise DataFileError(f"{self.path}: no records")
         self._fh = None
@@ -210,15 +220,22 @@ class LlavaSource:
         key = None
         if index_cache is not None:
             st = self.path.stat()
-            h = hashlib.sha1(f"{self.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{self.image_tokens}|v{_INDEX_VERSION}"
-                             .encode()).hexdigest()[:16]
+            h = hashlib.sha1(
+                f"{self.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{self.image_tokens}|v{_INDEX_VERSION}".encode()
+            ).hexdigest()[:16]
             key = Path(index_cache) / f"{self.path.stem}-{h}.npz"
             if key.exists():
                 try:
                     z = np.load(key)
                     meta = json.loads(str(z["meta"]))
-                    return (z["offsets"], z["ends"], z["lengths"], z["line_numbers"], dict(meta["bad_by_reason"]),
-                            [tuple(x) for x in meta["bad_examples"]])
+                    return (
+                        z["offsets"],
+                        z["ends"],
+                        z["lengths"],
+                        z["line_numbers"],
+                        dict(meta["bad_by_reason"]),
+                        [tuple(x) for x in meta["bad_examples"]],
+                    )
                 except Exception:  # noqa: BLE001 - a stale / damaged cache is rebuilt
                     pass
         offsets, ends, lengths, line_nos = [], [], [], []
@@ -250,8 +267,14 @@ class LlavaSource:
         line_arr = np.asarray(line_nos, dtype=np.int64)
         if self.format == "json" and len(line_arr):  # line numbers of the array elements, one pass
             line_arr = _lines_of_offsets(self.path, np.asarray(offsets, dtype=np.int64))
-        out = (np.asarray(offsets, dtype=np.int64), np.asarray(ends, dtype=np.int64), np.asarray(lengths, dtype=np.int32),
-               line_arr, bad, examples)
+        out = (
+            np.asarray(offsets, dtype=np.int64),
+            np.asarray(ends, dtype=np.int64),
+            np.asarray(lengths, dtype=np.int32),
+            line_arr,
+            bad,
+            examples,
+        )
         if key is not None:
             key.parent.mkdir(parents=True, exist_ok=True)
             tmp = key.with_suffix(f".{os.getpid()}.tmp.npz")
@@ -330,7 +353,3 @@ def _lines_of_offsets(path: Path, offsets: np.ndarray) -> np.ndarray:
             pos = end
     out[k:] = line
     return out
-
-
-def count_image_tags(text: str) -> int:
-    return text.count(IMAGE_TOKEN)

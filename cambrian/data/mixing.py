@@ -1,4 +1,4 @@
-"""Data mixing (paper §4 "Data"): cap every source at ``t`` samples (data balancing; ``t = 350k`` in the official
+"""Data mixing (docs/official-code.md#data-mix "Data"): cap every source at ``t`` samples (data balancing; ``t = 350k`` in the official
 README, 250k-350k best in the paper), then optionally re-weight categories to target ratios (e.g. the Cambrian-7M
 ratio table) at a fixed total.
 
@@ -8,13 +8,21 @@ ratio table) at a fixed total.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
-# Cambrian-7M category ratios (official README "optimal ratio", spec §8.4), in percent.
-CAMBRIAN_7M_RATIOS = {"language": 21.00, "general": 34.52, "ocr": 27.22, "counting": 8.71, "math": 7.20, "code": 0.87, "science": 0.88}
+# Cambrian-7M category ratios (official README "optimal ratio", docs/official-code.md#data-mix), in percent.
+CAMBRIAN_7M_RATIOS = {
+    "language": 21.00,
+    "general": 34.52,
+    "ocr": 27.22,
+    "counting": 8.71,
+    "math": 7.20,
+    "code": 0.87,
+    "science": 0.88,
+}
 DEFAULT_CAP = 350_000
 
 
@@ -29,8 +37,12 @@ def cap_counts(sizes: Mapping[str, int], t: int | None = DEFAULT_CAP) -> dict[st
     return {k: (int(v) if t is None else min(int(v), int(t))) for k, v in sizes.items()}
 
 
-def plan_mixture(sources: Mapping[str, SourceSpec], cap: int | None = DEFAULT_CAP, ratios: Mapping[str, float] | None = None,
-                 total: int | None = None) -> dict[str, int]:
+def plan_mixture(
+    sources: Mapping[str, SourceSpec],
+    cap: int | None = DEFAULT_CAP,
+    ratios: Mapping[str, float] | None = None,
+    total: int | None = None,
+) -> dict[str, int]:
     """How many samples to take from each source.
 
     1. cap every source at ``cap``;

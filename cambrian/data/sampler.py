@@ -6,7 +6,7 @@ resumed run continues at ``(epoch, step)`` exactly.
 
 Grouping modes:
 
-* ``modality_length`` (official ``group_by_modality_length``, spec §3.5): image and text-only samples are
+* ``modality_length`` (official ``group_by_modality_length``, docs/official-code.md#sampler): image and text-only samples are
   permuted separately, cut into megabatches of ``G``, each megabatch is sorted by length (longest first); the
   full megabatches of both modalities are shuffled together and the leftovers are merged at the end.
   A megabatch therefore never mixes modalities, and samples of similar length share a micro-batch.
@@ -20,7 +20,7 @@ accumulation step ``k // world``, so the ranks of one accumulation step get simi
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -29,8 +29,16 @@ MODES = ("modality_length", "length", "random")
 
 
 class StepPlanner:
-    def __init__(self, lengths: Sequence[int], micro_batch: int, grad_accum: int = 1, world_size: int = 1, seed: int = 0,
-                 mode: str = "modality_length", drop_last: bool = True):
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        micro_batch: int,
+        grad_accum: int = 1,
+        world_size: int = 1,
+        seed: int = 0,
+        mode: str = "modality_length",
+        drop_last: bool = True,
+    ):
         if mode not in MODES:
             raise ValueError(f"unknown sampler mode {mode!r}; valid: {', '.join(MODES)}")
         self.lengths = np.asarray(lengths, dtype=np.int64)

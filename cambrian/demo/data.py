@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ..cvbench.builder import BuildParams, draw_boxes, questions_from_coco, questions_from_omni3d
-from ..cvbench.schema import ANSWER_SUFFIX, format_prompt, letter
-from ..eval.benchmarks._common import SHORT
+from ..cvbench.schema import format_prompt
+from ..prompts import LETTER, SHORT, letter, with_instruction
 from ..utils.io import atomic_write_text
 
 # The demo's scene world (the scene config is the demo's choice; the CV-Bench rules stay the official ones):
@@ -32,9 +32,14 @@ from ..utils.io import atomic_write_text
 # fewer duplicated colour+shape pairs (dup_prob 0.2) so more objects are unique, which Relation / Depth / Distance
 # questions need.
 SCENE_CONFIG = {
-    "width": 256, "height": 256, "min_objects": 3, "max_objects": 6,
+    "width": 256,
+    "height": 256,
+    "min_objects": 3,
+    "max_objects": 6,
     "colors": ["red", "blue", "green", "yellow", "purple", "cyan"],
-    "arena_radius": 2.2, "cam_distance": [5.5, 7.0], "dup_prob": 0.2,
+    "arena_radius": 2.2,
+    "cam_distance": [5.5, 7.0],
+    "dup_prob": 0.2,
 }
 
 # Training questions per image and task (more than CV-Bench-Synth's 2/1/1/1 per image: the extra questions cost
@@ -54,9 +59,16 @@ def _conversation(turns: list[tuple[str, str]]) -> list[dict]:
     return conv
 
 
-def scene_question_records(scene_dir: str | os.PathLike, seed: int = 0, variants: int = 1, box_prob: float = 0.6,
-                           max_turns: int = 10, per_task: dict | None = None, attribute_turns: int = 0,
-                           colors: tuple | None = None) -> tuple[list[dict], dict]:
+def scene_question_records(
+    scene_dir: str | os.PathLike,
+    seed: int = 0,
+    variants: int = 1,
+    box_prob: float = 0.6,
+    max_turns: int = 10,
+    per_task: dict | None = None,
+    attribute_turns: int = 0,
+    colors: tuple | None = None,
+) -> tuple[list[dict], dict]:
     """Packed multi-turn records from a *train* scene dir: up to ``attribute_turns`` lookup questions (the colour of
     the only sphere, ...: the synth-attribute templates, short answers) first, then CV-Bench-style questions, at most
     ``max_turns`` in all. ``variants`` records per scene (each with its own question draw). Images are relative to
@@ -70,14 +82,14 @@ def scene_question_records(scene_dir: str | os.PathLike, seed: int = 0, variants
     sd = Path(scene_dir)
     coco = json.loads((sd / "annotations" / "coco.json").read_text(encoding="utf-8"))
     omni = json.loads((sd / "annotations" / "omni3d.json").read_text(encoding="utf-8"))
-    params = BuildParams.from_dict({"count_supercategories": True,
-                                    "max_per_image": dict(per_task or TRAIN_QUESTIONS)})
+    params = BuildParams.from_dict({"count_supercategories": True, "max_per_image": dict(per_task or TRAIN_QUESTIONS)})
     (sd / "boxed_demo").mkdir(exist_ok=True)
     rng = np.random.default_rng([seed, 11])
     records, counts = [], defaultdict(int)
     for v in range(variants):
-        qs = questions_from_coco(coco, params, seed * 1000 + v, source="Synth2D") + \
-            questions_from_omni3d(omni, params, seed * 1000 + v, source="Synth3D")
+        qs = questions_from_coco(coco, params, seed * 1000 + v, source="Synth2D") + questions_from_omni3d(
+            omni, params, seed * 1000 + v, source="Synth3D"
+        )
         by_image = defaultdict(list)
         for q in qs:
             by_image[q.image].append(q)
@@ -93,7 +105,9 @@ def scene_question_records(scene_dir: str | os.PathLike, seed: int = 0, variants
             attr = attribute_questions(scenes[image], colors) if attribute_turns and image in scenes else []
             attr = [attr[i] for i in rng.permutation(len(attr))][:attribute_turns]
             turns = [(f"{a['question']}\n{SHORT}", a["answer"]) for a in attr]
-            turns += [(format_prompt(q.question, q.choices) + "\n" + ANSWER_SUFFIX, letter(q.answer_index)) for q in mine]
+            turns += [
+                (with_instruction(format_prompt(q.question, q.choices), LETTER), letter(q.answer_index)) for q in mine
+            ]
             turns = turns[:max_turns]
             for a in attr:
                 counts[f"attribute_{a['type']}"] += 1
@@ -132,20 +146,37 @@ def easyvqa_records(n_images: int, seed: int = 0, max_turns: int = 6, offset: in
         pick = other + [yes[j] for j in rng.permutation(len(yes))[:k]] + [no[j] for j in rng.permutation(len(no))[:k]]
         pick = [pick[j] for j in rng.permutation(len(pick))][:max_turns]
         for _, a in pick:
-            counts["yes/no" if a in ("yes", "no") else "shape" if a in ("circle", "rectangle", "triangle") else "color"] += 1
-        records.append({"id": f"easyvqa-{int(i)}", "image": paths[int(i)],
-                        "conversations": _conversation([(f"{q}\n{SHORT}", a) for q, a in pick])})
+            counts[
+                "yes/no" if a in ("yes", "no") else "shape" if a in ("circle", "rectangle", "triangle") else "color"
+            ] += 1
+        records.append(
+            {
+                "id": f"easyvqa-{int(i)}",
+                "image": paths[int(i)],
+                "conversations": _conversation([(f"{q}\n{SHORT}", a) for q, a in pick]),
+            }
+        )
     return records, dict(counts)
 
 
-def write_stage2(out_path: str | os.PathLike, scene_dir: str | os.PathLike, *, seed: int = 0, variants: int = 1,
-                 easyvqa_images: int = 0, box_prob: float = 0.6, max_turns: int = 10, attribute_turns: int = 0,
-                 easyvqa_offset: int = 0) -> dict:
+def write_stage2(
+    out_path: str | os.PathLike,
+    scene_dir: str | os.PathLike,
+    *,
+    seed: int = 0,
+    variants: int = 1,
+    easyvqa_images: int = 0,
+    box_prob: float = 0.6,
+    max_turns: int = 10,
+    attribute_turns: int = 0,
+    easyvqa_offset: int = 0,
+) -> dict:
     """Stage-2 JSONL: scene records (images relative to ``scene_dir``; written as absolute paths so one file can
     mix sources) + easy-VQA records, shuffled. Returns counts."""
     sd = Path(scene_dir).resolve()
-    recs, counts = scene_question_records(sd, seed, variants, box_prob, max_turns, attribute_turns=attribute_turns,
-                                          colors=tuple(SCENE_CONFIG["colors"]))
+    recs, counts = scene_question_records(
+        sd, seed, variants, box_prob, max_turns, attribute_turns=attribute_turns, colors=tuple(SCENE_CONFIG["colors"])
+    )
     for r in recs:
         r["image"] = str(sd / r["image"])
     ev, ev_counts = easyvqa_records(easyvqa_images, seed, offset=easyvqa_offset) if easyvqa_images else ([], {})
@@ -153,12 +184,17 @@ def write_stage2(out_path: str | os.PathLike, scene_dir: str | os.PathLike, *, s
     rng = np.random.default_rng([seed, 17])
     allr = [allr[i] for i in rng.permutation(len(allr))]
     _write_jsonl(Path(out_path), allr)
-    return {"records": len(allr), "scene_records": len(recs), "easyvqa_records": len(ev),
-            "answers": {**counts, **{f"easyvqa_{k}": v for k, v in ev_counts.items()}}}
+    return {
+        "records": len(allr),
+        "scene_records": len(recs),
+        "easyvqa_records": len(ev),
+        "answers": {**counts, **{f"easyvqa_{k}": v for k, v in ev_counts.items()}},
+    }
 
 
-def easyvqa_grounding_records(n_images: int, grid: int, seed: int = 0, background: str = "background",
-                              split_words: bool = False) -> list[dict]:
+def easyvqa_grounding_records(
+    n_images: int, grid: int, seed: int = 0, background: str = "background", split_words: bool = False
+) -> list[dict]:
     """Grounding records for the first ``n_images`` easy-VQA *train* images (in the seed's order) whose questions name
     both their colour and shape: the shape's cells (pixels away from the
     uniform background colour) get "<colour> <shape>" (from the image's own answers), the others ``background``."""
@@ -178,14 +214,23 @@ def easyvqa_grounding_records(n_images: int, grid: int, seed: int = 0, backgroun
         with Image.open(paths[i]) as im:
             px = np.asarray(im.convert("RGB")).astype(np.int16)
         fg = (np.abs(px - px[0, 0]).max(-1) > 40).astype(np.int64)  # 1 = the shape
-        cells = cells_from_mask(fg, {1: f"{kinds['color']} {kinds['shape']}"}, grid, background=background,
-                                split_words=split_words)
+        cells = cells_from_mask(
+            fg, {1: f"{kinds['color']} {kinds['shape']}"}, grid, background=background, split_words=split_words
+        )
         out.append({"id": f"ground-easyvqa-{i}", "image": paths[i], "grounding": cells})
     return out
 
 
-def write_grounding(out_path: str | os.PathLike, scene_dir: str | os.PathLike, grid: int, *, seed: int = 0,
-                    easyvqa_images: int = 0, split_words: bool = False, count_words: bool = False) -> dict:
+def write_grounding(
+    out_path: str | os.PathLike,
+    scene_dir: str | os.PathLike,
+    grid: int,
+    *,
+    seed: int = 0,
+    easyvqa_images: int = 0,
+    split_words: bool = False,
+    count_words: bool = False,
+) -> dict:
     """Grounding JSONL: one record per train scene (object words per cell, "floor" elsewhere) + easy-VQA train
     images (colour and shape words on the shape's cells), shuffled."""
     from ..data.scenes.grounding import scene_grounding_records
@@ -196,13 +241,21 @@ def write_grounding(out_path: str | os.PathLike, scene_dir: str | os.PathLike, g
     allr = [allr[i] for i in np.random.default_rng([seed, 19]).permutation(len(allr))]
     _write_jsonl(Path(out_path), allr)
     cells = [c for r in allr for c, w in zip(r["grounding"]["cells"], r["grounding"]["weights"]) if w > 0]
-    return {"records": len(allr), "scene_records": len(recs), "easyvqa_records": len(ev), "grid": grid,
-            "object_cells": sum(1 for r in allr for w in r["grounding"]["weights"] if w > 1), "target_cells": len(cells)}
+    return {
+        "records": len(allr),
+        "scene_records": len(recs),
+        "easyvqa_records": len(ev),
+        "grid": grid,
+        "object_cells": sum(1 for r in allr for w in r["grounding"]["weights"] if w > 1),
+        "target_cells": len(cells),
+    }
 
 
-def write_stage1(out_path: str | os.PathLike, scene_dir: str | os.PathLike, *, seed: int = 0, n: int | None = None) -> dict:
+def write_stage1(
+    out_path: str | os.PathLike, scene_dir: str | os.PathLike, *, seed: int = 0, n: int | None = None
+) -> dict:
     """Stage-1 caption JSONL (``make_llava_data(stage=1)``) with absolute image paths, first ``n`` records."""
-    from ..data.scenes import make_llava_data
+    from ..cvbench.training_data import make_llava_data
     from ..utils.io import read_jsonl
 
     sd = Path(scene_dir).resolve()

@@ -9,15 +9,21 @@ and the background word: an object cell is right on colour when its nearest colo
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
 
 @torch.no_grad()
-def grounding_probe(model, scene_dir: str | os.PathLike, colors: Sequence[str], shapes: Sequence[str],
-                    background: str = "floor", max_scenes: int = 40) -> dict:
+def grounding_probe(
+    model,
+    scene_dir: str | os.PathLike,
+    colors: Sequence[str],
+    shapes: Sequence[str],
+    background: str = "floor",
+    max_scenes: int = 40,
+) -> dict:
     """``{"scenes", "object_cells", "background_cells", "colour", "shape", "background"}`` (accuracies in [0, 1])."""
     from PIL import Image
 
@@ -56,6 +62,11 @@ def grounding_probe(model, scene_dir: str | os.PathLike, colors: Sequence[str], 
                 n_obj += 1
                 hits["colour"] += int(colors[int(col[c])] == colour)
                 hits["shape"] += int(shapes[int(shp[c])] == shape)
-    return {"scenes": len(scenes), "object_cells": n_obj, "background_cells": n_bg,
-            "colour": hits["colour"] / max(1, n_obj), "shape": hits["shape"] / max(1, n_obj),
-            "background": hits["background"] / max(1, n_bg)}
+    return {
+        "scenes": len(scenes),
+        "object_cells": n_obj,
+        "background_cells": n_bg,
+        "colour": hits["colour"] / max(1, n_obj),
+        "shape": hits["shape"] / max(1, n_obj),
+        "background": hits["background"] / max(1, n_bg),
+    }

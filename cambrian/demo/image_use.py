@@ -10,7 +10,7 @@ derangement), and the negative log-likelihood of the gold letter is averaged. A 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -39,7 +39,9 @@ def other_scene_pairing(scenes: Sequence[str], seed: int = 0) -> list[int]:
 
 
 @torch.no_grad()
-def gold_nll(model, prompts: Sequence[str], images: Sequence, golds: Sequence[str], batch_size: int = 16) -> list[float]:
+def gold_nll(
+    model, prompts: Sequence[str], images: Sequence, golds: Sequence[str], batch_size: int = 16
+) -> list[float]:
     """NLL of the first token of each gold answer after ``<image>\\n`` + prompt (the generation prompt of the
     model's template), one image per prompt, batched like generation (``model.next_token_logits``)."""
     tok = model.tokenizer
@@ -76,8 +78,9 @@ def cvbench_gold(sample) -> str:
     return str(sample.answer).strip("()")
 
 
-def image_use(model, samples: Sequence, max_items: int = 96, seed: int = 0, batch_size: int = 16,
-              gold=cvbench_gold) -> dict:
+def image_use(
+    model, samples: Sequence, max_items: int = 96, seed: int = 0, batch_size: int = 16, gold=cvbench_gold
+) -> dict:
     """``samples``: eval samples with one image each (``prompt``, ``images``, ``answer``; the scene from
     :func:`scene_key`); ``gold(sample)``: the answer text whose first token is scored (CV-Bench: the letter).
     Returns ``{"n", "nll_matched", "nll_shuffled", "gap"}`` (nats; gap = shuffled - matched, > 0 when the image

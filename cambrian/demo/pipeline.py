@@ -33,7 +33,8 @@ import shutil
 import time
 from pathlib import Path
 
-from ..utils.io import atomic_write_json, read_jsonl
+from ..utils.io import read_jsonl
+from ..utils.log import get_logger
 from .config import DemoConfig
 
 MARKER = ".cambrian-demo"
@@ -42,7 +43,7 @@ CHAT_MAX_NEW_TOKENS = 64
 
 
 def log(msg: str) -> None:
-    print(f"[cambrian demo] {msg}", flush=True)
+    get_logger("demo").info(msg)
 
 
 class Timer:
@@ -89,35 +90,68 @@ def count_answers(jsonl: Path) -> int:
 
 
 def make_data(cfg: DemoConfig, out: Path, progress: bool, grid: int) -> dict:
+    from ..cvbench.builder import build_cvbench_synth
     from ..cvbench.loader import load_cvbench
-    from ..data.scenes import assert_disjoint, build_cvbench_synth, render_scenes
+    from ..data.scenes import assert_disjoint, render_scenes
     from ..eval.benchmarks.synth_attribute import build_synth_attribute
     from .data import SCENE_CONFIG, write_grounding, write_stage1, write_stage2
 
     d = out / "data"
     info: dict = {"scene_config": SCENE_CONFIG}
-    info["train_scenes"] = render_scenes(d / "scenes" / "train", cfg.train_scenes, seed=cfg.seed, split="train",
-                                         config=SCENE_CONFIG, progress=progress, save_depth=False)["scenes_per_s"]
-    info["test_scenes"] = render_scenes(d / "scenes" / "test", cfg.test_scenes, seed=cfg.seed, split="test",
-                                        config=SCENE_CONFIG, progress=progress, save_depth=False)["scenes_per_s"]
+    info["train_scenes"] = render_scenes(
+        d / "scenes" / "train",
+        cfg.train_scenes,
+        seed=cfg.seed,
+        split="train",
+        config=SCENE_CONFIG,
+        progress=progress,
+        save_depth=False,
+    )["scenes_per_s"]
+    info["test_scenes"] = render_scenes(
+        d / "scenes" / "test",
+        cfg.test_scenes,
+        seed=cfg.seed,
+        split="test",
+        config=SCENE_CONFIG,
+        progress=progress,
+        save_depth=False,
+    )["scenes_per_s"]
     assert_disjoint(d / "scenes" / "train", d / "scenes" / "test")
     rep = build_cvbench_synth(d / "scenes" / "test", d / "cvbench-synth", seed=cfg.seed)
     info["cvbench_synth"] = {"n": rep["n"], "per_task": rep["per_task"], "letter_balance": rep["letter_balance"]}
-    info["synth_attribute"] = build_synth_attribute(d / "scenes" / "test", d / "synth-attribute", seed=cfg.seed,
-                                                    colors=SCENE_CONFIG["colors"])
-    info["grounding"] = write_grounding(d / "ground.jsonl", d / "scenes" / "train", grid, seed=cfg.seed,
-                                        easyvqa_images=cfg.ground_easyvqa_images, split_words=cfg.ground_split_words,
-                                        count_words=cfg.ground_count_words)
+    info["synth_attribute"] = build_synth_attribute(
+        d / "scenes" / "test", d / "synth-attribute", seed=cfg.seed, colors=SCENE_CONFIG["colors"]
+    )
+    info["grounding"] = write_grounding(
+        d / "ground.jsonl",
+        d / "scenes" / "train",
+        grid,
+        seed=cfg.seed,
+        easyvqa_images=cfg.ground_easyvqa_images,
+        split_words=cfg.ground_split_words,
+        count_words=cfg.ground_count_words,
+    )
     if cfg.stage1_samples:
         info["stage1"] = write_stage1(d / "stage1.jsonl", d / "scenes" / "train", seed=cfg.seed, n=cfg.stage1_samples)
-    info["stage2"] = write_stage2(d / "stage2.jsonl", d / "scenes" / "train", seed=cfg.seed, variants=cfg.scene_variants,
-                                  easyvqa_images=cfg.easyvqa_train_images, box_prob=cfg.box_prob, max_turns=cfg.max_turns,
-                                  attribute_turns=cfg.attribute_turns)
-    info["cvbench_rows"] = [{"type": r["type"], "task": r["task"], "choices": list(r["choices"])}
-                            for r in load_cvbench(str(d / "cvbench-synth"))]
-    log(f"    CV-Bench-Synth: {rep['n']} questions {rep['per_task']}; synth-attribute: {info['synth_attribute']['n']} "
+    info["stage2"] = write_stage2(
+        d / "stage2.jsonl",
+        d / "scenes" / "train",
+        seed=cfg.seed,
+        variants=cfg.scene_variants,
+        easyvqa_images=cfg.easyvqa_train_images,
+        box_prob=cfg.box_prob,
+        max_turns=cfg.max_turns,
+        attribute_turns=cfg.attribute_turns,
+    )
+    info["cvbench_rows"] = [
+        {"type": r["type"], "task": r["task"], "choices": list(r["choices"])}
+        for r in load_cvbench(str(d / "cvbench-synth"))
+    ]
+    log(
+        f"    CV-Bench-Synth: {rep['n']} questions {rep['per_task']}; synth-attribute: {info['synth_attribute']['n']} "
         f"{info['synth_attribute']['per_type']}; grounding: {info['grounding']['records']} images; stage 2: "
-        f"{info['stage2']['records']} records, answers {info['stage2']['answers']}")
+        f"{info['stage2']['records']} records, answers {info['stage2']['answers']}"
+    )
     return info
 
 
@@ -129,46 +163,61 @@ def evaluate(model, cfg: DemoConfig, out: Path, device: str, progress: bool) -> 
     the same prompt, and with no image; plus the gold-answer loss probe (own vs other image)."""
     import torch
 
+    from ..data.scenes.engine import SceneConfig
     from ..eval.adapters import CambrianEvalModel
     from ..eval.api import get_benchmark
     from ..eval.runner import run_benchmarks
-    from ..data.scenes.engine import SceneConfig
     from .data import SCENE_CONFIG
-    from .features import cache_eval_features, uncache_eval_features
+    from .features import EvalFeatureMemo
     from .grounding_probe import grounding_probe
     from .image_use import image_use, with_other_images
 
-    benches = [get_benchmark("cvbench-synth"), get_benchmark("synth-attribute"),
-               get_benchmark("easyvqa", max_images=cfg.easyvqa_test_images, seed=cfg.seed)]
+    benches = [
+        get_benchmark("cvbench-synth"),
+        get_benchmark("synth-attribute"),
+        get_benchmark("easyvqa", max_images=cfg.easyvqa_test_images, seed=cfg.seed),
+    ]
     own = {b.name: b.load(None if b.name == "easyvqa" else str(out / "data" / b.name)) for b in benches}  # loaded once
     samples = {"own": own, "blind": own, "other": {k: with_other_images(v, cfg.seed) for k, v in own.items()}}
-    memo = cache_eval_features(model)
+    memo = EvalFeatureMemo()
     em = CambrianEvalModel(model, name="cambrian-nano-demo")
     res: dict = {"metrics": {}, "seconds": {}}
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else contextlib.nullcontext()
-    try:
-        with ctx:
+    with model.features_from(memo), ctx:
+        t = time.perf_counter()
+        world = SceneConfig.from_dict(SCENE_CONFIG)
+        res["grounding_probe"] = grounding_probe(model, out / "data" / "scenes" / "test", world.colors, world.shapes)
+        res["seconds"]["grounding_probe"] = round(time.perf_counter() - t, 2)
+        for cond in CONDITIONS:
             t = time.perf_counter()
-            world = SceneConfig.from_dict(SCENE_CONFIG)
-            res["grounding_probe"] = grounding_probe(model, out / "data" / "scenes" / "test", world.colors, world.shapes)
-            res["seconds"]["grounding_probe"] = round(time.perf_counter() - t, 2)
-            for cond in CONDITIONS:
-                t = time.perf_counter()
-                res["metrics"][cond] = run_benchmarks(
-                    em, benches, str(out / "data"), out / "eval" / cond, batch_size=cfg.eval_batch,
-                    vision="disabled" if cond == "blind" else "enabled", max_new_tokens=cfg.max_new_tokens,
-                    progress=progress, samples_by_bench=samples[cond])
-                res["seconds"][cond] = round(time.perf_counter() - t, 2)
-            t = time.perf_counter()
-            res["image_use"] = {
-                "cvbench-synth": image_use(model, own["cvbench-synth"], max_items=cfg.probe_items, seed=cfg.seed,
-                                           batch_size=cfg.eval_batch),
-                "easyvqa": image_use(model, own["easyvqa"], max_items=cfg.probe_items, seed=cfg.seed,
-                                     batch_size=cfg.eval_batch, gold=lambda s: str(s.answer))}
-            res["seconds"]["image_use"] = round(time.perf_counter() - t, 2)
-    finally:
-        uncache_eval_features(model)
-    res["feature_memo"] = memo["stats"]
+            res["metrics"][cond] = run_benchmarks(
+                em,
+                benches,
+                str(out / "data"),
+                out / "eval" / cond,
+                batch_size=cfg.eval_batch,
+                vision="disabled" if cond == "blind" else "enabled",
+                max_new_tokens=cfg.max_new_tokens,
+                progress=progress,
+                samples_by_bench=samples[cond],
+            )
+            res["seconds"][cond] = round(time.perf_counter() - t, 2)
+        t = time.perf_counter()
+        res["image_use"] = {
+            "cvbench-synth": image_use(
+                model, own["cvbench-synth"], max_items=cfg.probe_items, seed=cfg.seed, batch_size=cfg.eval_batch
+            ),
+            "easyvqa": image_use(
+                model,
+                own["easyvqa"],
+                max_items=cfg.probe_items,
+                seed=cfg.seed,
+                batch_size=cfg.eval_batch,
+                gold=lambda s: str(s.answer),
+            ),
+        }
+        res["seconds"]["image_use"] = round(time.perf_counter() - t, 2)
+    res["feature_memo"] = memo.stats
     res["easyvqa_samples"] = own["easyvqa"]  # for the chat step (not part of the results)
     res["chance"] = {b.name: b.score(own[b.name], {}).get("chance") for b in benches if b.name != "cvbench-synth"}
     return res
@@ -177,7 +226,7 @@ def evaluate(model, cfg: DemoConfig, out: Path, device: str, progress: bool) -> 
 def chat_once(model, out: Path, samples: list) -> dict:
     """One answer about a held-out easy-VQA test image whose answer is visible (its colour), and the command to ask
     more."""
-    from ..eval.benchmarks._common import SHORT
+    from ..prompts import SHORT
 
     s = next((x for x in samples if x.meta.get("category") == "color"), samples[0])
     path = out / "chat.png"
@@ -185,15 +234,22 @@ def chat_once(model, out: Path, samples: list) -> dict:
     question = "What color is the shape?" if s.meta.get("category") == "color" else s.prompt.split("\n")[0]
     prompt = f"{question}\n{SHORT}"
     answer = model.chat(prompt, [str(path)], max_new_tokens=CHAT_MAX_NEW_TOKENS)
-    cmd = (f"cambrian chat --model {out / 'checkpoint'} --image {path} --prompt $'{question}\\n{SHORT}' "
-           f"--max-new-tokens {CHAT_MAX_NEW_TOKENS}")
-    return {"command": cmd, "image": str(path), "prompt": prompt, "answer": answer,
-            "truth": s.answer if s.meta.get("category") == "color" else None}
+    cmd = (
+        f"cambrian chat --model {out / 'checkpoint'} --image {path} --prompt $'{question}\\n{SHORT}' "
+        f"--max-new-tokens {CHAT_MAX_NEW_TOKENS}"
+    )
+    return {
+        "command": cmd,
+        "image": str(path),
+        "prompt": prompt,
+        "answer": answer,
+        "truth": s.answer if s.meta.get("category") == "color" else None,
+    }
 
 
 def build_model(cfg: DemoConfig, device: str):
-    from ..config import resolve_model_config
     from ..models.cambrian_model import CambrianModel
+    from ..presets.models import resolve_model_config
     from .features import speed_up_towers
 
     mc = resolve_model_config(cfg.model)
@@ -212,7 +268,7 @@ def run_demo(cfg: DemoConfig, quick: bool = False) -> dict:
 
     from ..train.features import FeatureCache
     from .data import image_paths
-    from .report import check_targets, cvbench_chance, image_use_accuracy, summary_table, write_report
+    from .report import check_targets, cvbench_chance, image_use_accuracy, write_report
     from .train import run_stage, stage_config
 
     out = Path(cfg.out)
@@ -226,8 +282,11 @@ def run_demo(cfg: DemoConfig, quick: bool = False) -> dict:
     with timer.step("model", f"build Cambrian-nano ({cfg.model}) from the packaged weights"):
         model = build_model(cfg, device)
     grid = model.connector.config.grid
-    with timer.step("scenes", f"render {cfg.train_scenes} train + {cfg.test_scenes} test scenes, CV-Bench-Synth, "
-                              "synth-attribute, grounding targets, training data"):
+    with timer.step(
+        "scenes",
+        f"render {cfg.train_scenes} train + {cfg.test_scenes} test scenes, CV-Bench-Synth, "
+        "synth-attribute, grounding targets, training data",
+    ):
         data = make_data(cfg, out, progress, grid)
     d = out / "data"
     files = {"ground": d / "ground.jsonl", "stage1": d / "stage1.jsonl", "stage2": d / "stage2.jsonl"}
@@ -240,34 +299,66 @@ def run_demo(cfg: DemoConfig, quick: bool = False) -> dict:
     training = {}
     common = dict(seed=cfg.seed, feature_cache=str(cache_root), progress=progress)
     with timer.step("ground", "grounding: connector only, visual tokens -> the LLM's embeddings of the words per cell"):
-        cg = stage_config("ground", files["ground"], out / "train" / "ground", lr=cfg.ground_lr, sva_lr=cfg.ground_sva_lr,
-                          micro_batch=cfg.ground_batch, global_batch=cfg.ground_batch, epochs=cfg.ground_epochs,
-                          max_steps=None, warmup_ratio=cfg.warmup_ratio,
-                          grounding={"objective": cfg.ground_objective}, **common)
+        cg = stage_config(
+            "ground",
+            files["ground"],
+            out / "train" / "ground",
+            lr=cfg.ground_lr,
+            sva_lr=cfg.ground_sva_lr,
+            micro_batch=cfg.ground_batch,
+            global_batch=cfg.ground_batch,
+            epochs=cfg.ground_epochs,
+            max_steps=None,
+            warmup_ratio=cfg.warmup_ratio,
+            grounding={"objective": cfg.ground_objective},
+            **common,
+        )
         training["ground"] = run_stage(model, cg)
         (out / "train" / "ground" / "model.safetensors").unlink(missing_ok=True)  # continues in memory
     if cfg.stage1_samples:
         with timer.step("stage1", "connector only (LLM frozen), scene captions"):
-            c1 = stage_config(1, files["stage1"], out / "train" / "stage1", lr=cfg.stage1_lr, sva_lr=cfg.stage1_sva_lr,
-                              micro_batch=cfg.stage1_batch, global_batch=cfg.stage1_batch, epochs=1, max_steps=None,
-                              warmup_ratio=cfg.warmup_ratio, **common)
+            c1 = stage_config(
+                1,
+                files["stage1"],
+                out / "train" / "stage1",
+                lr=cfg.stage1_lr,
+                sva_lr=cfg.stage1_sva_lr,
+                micro_batch=cfg.stage1_batch,
+                global_batch=cfg.stage1_batch,
+                epochs=1,
+                max_steps=None,
+                warmup_ratio=cfg.warmup_ratio,
+                **common,
+            )
             training["stage1"] = run_stage(model, c1)
             training["stage1"]["answers"] = count_answers(files["stage1"])
             (out / "train" / "stage1" / "model.safetensors").unlink(missing_ok=True)
     with timer.step("stage2", "LLM on packed scene and easy-VQA questions, reading the grounded tokens"):
         cap = cfg.stage2_max_samples
-        c2 = stage_config(2, files["stage2"], out / "checkpoint", lr=cfg.stage2_lr, sva_lr=cfg.stage2_sva_lr,
-                          micro_batch=cfg.stage2_micro_batch, global_batch=cfg.stage2_batch, epochs=1,
-                          max_steps=(cap // cfg.stage2_batch) if cap else None, warmup_ratio=cfg.warmup_ratio,
-                          trainable=None if cfg.stage2_train_connector else ["llm."], **common)
+        c2 = stage_config(
+            2,
+            files["stage2"],
+            out / "checkpoint",
+            lr=cfg.stage2_lr,
+            sva_lr=cfg.stage2_sva_lr,
+            micro_batch=cfg.stage2_micro_batch,
+            global_batch=cfg.stage2_batch,
+            epochs=1,
+            max_steps=(cap // cfg.stage2_batch) if cap else None,
+            warmup_ratio=cfg.warmup_ratio,
+            trainable=None if cfg.stage2_train_connector else ["llm."],
+            **common,
+        )
         training["stage2"] = run_stage(model, c2)
         total = count_answers(files["stage2"])
         n_rec = data["stage2"]["records"]
         # answers seen: exact when every record was used, else pro rata (records have similar turn counts)
         training["stage2"]["answers"] = int(round(total * min(1.0, training["stage2"]["samples"] / max(1, n_rec))))
 
-    with timer.step("eval", "CV-Bench-Synth, synth-attribute, easy-VQA with the own image, another image, no image; "
-                            "gold-answer loss probe"):
+    with timer.step(
+        "eval",
+        "CV-Bench-Synth, synth-attribute, easy-VQA with the own image, another image, no image; gold-answer loss probe",
+    ):
         ev = evaluate(model, cfg, out, device, progress)
     with timer.step("chat", "one answer about a held-out easy-VQA image"):
         chat = chat_once(model, out, ev.pop("easyvqa_samples"))
@@ -277,28 +368,53 @@ def run_demo(cfg: DemoConfig, quick: bool = False) -> dict:
     timings = dict(timer.timings)
     timings.update({f"eval_{k}": v for k, v in ev["seconds"].items()})
     results = {
-        "image_use_accuracy": acc, "image_use": ev["image_use"], "grounding_probe": ev["grounding_probe"], "chance": chance,
-        "metrics": ev["metrics"], "targets": check_targets(acc, ev["image_use"], chance, quick),
-        "timings": {}, "training": training, "data": data, "chat": chat,
+        "image_use_accuracy": acc,
+        "image_use": ev["image_use"],
+        "grounding_probe": ev["grounding_probe"],
+        "chance": chance,
+        "metrics": ev["metrics"],
+        "targets": check_targets(acc, ev["image_use"], chance, quick),
+        "timings": {},
+        "training": training,
+        "data": data,
+        "chat": chat,
         "eval": {"feature_memo": ev["feature_memo"], "max_new_tokens": cfg.max_new_tokens},
         "config": {**cfg.to_dict(), "quick": quick},
-        "env": {"device": device, "threads": torch.get_num_threads(), "precision": "bf16 autocast" if device.startswith("cuda") else "fp32",
-                "torch": torch.__version__, "python": platform.python_version(), "cpu_count": os.cpu_count()},
+        "env": {
+            "device": device,
+            "threads": torch.get_num_threads(),
+            "precision": "bf16 autocast" if device.startswith("cuda") else "fp32",
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+        },
     }
     with timer.step("report", "results.json, report.md, PNGs"):
         results["timings"] = {**timings, "total": timer.total()}
         paths = write_report(out, results)
     results["timings"]["report"] = timer.timings["report"]
     results["timings"]["total"] = timer.total()
-    paths = write_report(out, results, plots=False)  # final timings
-    print()
-    print(summary_table(results))
-    print()
-    for name, t in results["targets"].items():
-        print(f"target {'OK  ' if t['ok'] else 'MISS'} {name}: {t['value'] if t['value'] is None else round(t['value'], 4)}")
-    print()
-    print(f"report: {paths['report']}  results: {paths['results']}  plots: {paths['loss_png']}, {paths['accuracy_png']}")
-    print("try the trained model:")
-    print(f"  {chat['command']}")
-    print(f"  -> {chat['answer']}" + (f"   (truth: {chat['truth']})" if chat.get("truth") else ""))
+    results["paths"] = {k: str(v) for k, v in write_report(out, results, plots=False).items()}  # final timings
     return results
+
+
+def console_summary(results: dict) -> str:
+    """What ``cambrian demo`` prints at the end: the accuracy table, the targets, where the report is, and the
+    chat command with its answer."""
+    from .report import summary_table
+
+    paths, chat = results["paths"], results["chat"]
+    lines = ["", summary_table(results), ""]
+    for name, t in results["targets"].items():
+        lines.append(
+            f"target {'OK  ' if t['ok'] else 'MISS'} {name}: "
+            f"{t['value'] if t['value'] is None else round(t['value'], 4)}"
+        )
+    lines += [
+        "",
+        f"report: {paths['report']}  results: {paths['results']}  plots: {paths['loss_png']}, {paths['accuracy_png']}",
+        "try the trained model:",
+        f"  {chat['command']}",
+        f"  -> {chat['answer']}" + (f"   (truth: {chat['truth']})" if chat.get("truth") else ""),
+    ]
+    return "\n".join(lines)

@@ -39,8 +39,12 @@ def cvbench_chance(rows: list[dict]) -> dict:
         by_type.setdefault(r["type"], []).append(c)
     mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
     a2, a3 = mean(by_type.get("2D", [])), mean(by_type.get("3D", []))
-    return {"overall": mean([a for a in (a2, a3) if a is not None]), "accuracy_2d": a2, "accuracy_3d": a3,
-            "per_task": {t: mean(v) for t, v in sorted(by_task.items())}}
+    return {
+        "overall": mean([a for a in (a2, a3) if a is not None]),
+        "accuracy_2d": a2,
+        "accuracy_3d": a3,
+        "per_task": {t: mean(v) for t, v in sorted(by_task.items())},
+    }
 
 
 def _bench_tasks(bench: str, m: dict) -> dict:
@@ -142,27 +146,41 @@ def probe_lines(results: dict) -> list[str]:
     out = []
     for bench, iu in (results.get("image_use") or {}).items():
         if iu.get("gap") is not None:
-            out.append(f"gold-answer loss on {bench} ({iu['n']} questions), own image vs another: {iu['nll_matched']:.3f} "
-                       f"vs {iu['nll_shuffled']:.3f} nats (gap {iu['gap']:+.3f}; > 0 = the image is used)")
+            out.append(
+                f"gold-answer loss on {bench} ({iu['n']} questions), own image vs another: {iu['nll_matched']:.3f} "
+                f"vs {iu['nll_shuffled']:.3f} nats (gap {iu['gap']:+.3f}; > 0 = the image is used)"
+            )
     gp = results.get("grounding_probe")
     if gp:
-        out.append(f"grounded tokens of {gp['scenes']} held-out scenes, nearest word: colour {_pct(gp['colour'])}%, "
-                   f"shape {_pct(gp['shape'])}% of {gp['object_cells']} object cells; floor {_pct(gp['background'])}% "
-                   f"of {gp['background_cells']} floor cells")
+        out.append(
+            f"grounded tokens of {gp['scenes']} held-out scenes, nearest word: colour {_pct(gp['colour'])}%, "
+            f"shape {_pct(gp['shape'])}% of {gp['object_cells']} object cells; floor {_pct(gp['background'])}% "
+            f"of {gp['background_cells']} floor cells"
+        )
     return out
 
 
 def render_markdown(results: dict) -> str:
     L = [f"# Cambrian-nano demo{' (--quick)' if results['config'].get('quick') else ''}", ""]
     env = results.get("env", {})
-    L += [f"Device: {env.get('device')} ({env.get('threads')} threads, {env.get('precision')}); "
-          f"total wall time {results['timings'].get('total', 0) / 60:.1f} min.", ""]
-    L += ["## Does the model use the image? Accuracy % with its own image, another image, no image", "",
-          "\"other\": the visual tokens of an image of another scene under the same prompt; \"blind\": no image. "
-          "CV-Bench-Synth `overall` uses the official formula (mean of 2D and 3D).", "",
-          "| benchmark | task | own | other | blind | chance |", "|---|---|---|---|---|---|"]
+    L += [
+        f"Device: {env.get('device')} ({env.get('threads')} threads, {env.get('precision')}); "
+        f"total wall time {results['timings'].get('total', 0) / 60:.1f} min.",
+        "",
+    ]
+    L += [
+        "## Does the model use the image? Accuracy % with its own image, another image, no image",
+        "",
+        '"other": the visual tokens of an image of another scene under the same prompt; "blind": no image. '
+        "CV-Bench-Synth `overall` uses the official formula (mean of 2D and 3D).",
+        "",
+        "| benchmark | task | own | other | blind | chance |",
+        "|---|---|---|---|---|---|",
+    ]
     for bench, task, v, c in accuracy_rows(results):
-        L.append(f"| {bench} | {task} | {_pct(v.get('own'))} | {_pct(v.get('other'))} | {_pct(v.get('blind'))} | {_pct(c)} |")
+        L.append(
+            f"| {bench} | {task} | {_pct(v.get('own'))} | {_pct(v.get('other'))} | {_pct(v.get('blind'))} | {_pct(c)} |"
+        )
     L += ["", "Probes:", ""] + [f"- {line}" for line in probe_lines(results)]
     L += ["", "## Targets", "", "| target | value | threshold | ok |", "|---|---|---|---|"]
     for name, t in results.get("targets", {}).items():
@@ -175,19 +193,36 @@ def render_markdown(results: dict) -> str:
     L += ["", "## Training", ""]
     for st, d in tr.items():
         fl = d.get("final_loss")
-        L.append(f"- {st}: {d.get('steps')} steps, {d.get('samples')} samples, "
-                 + (f"{d.get('answers', '?')} supervised answers, {d.get('tokens')} LLM tokens, " if st != "ground" else "")
-                 + f"{d.get('seconds')} s, final loss {fl if fl is None else round(fl, 4)}")
+        L.append(
+            f"- {st}: {d.get('steps')} steps, {d.get('samples')} samples, "
+            + (f"{d.get('answers', '?')} supervised answers, {d.get('tokens')} LLM tokens, " if st != "ground" else "")
+            + f"{d.get('seconds')} s, final loss {fl if fl is None else round(fl, 4)}"
+        )
     ch = results.get("chat")
     if ch:
-        L += ["", "## Chat (a held-out image)", "", "```", ch["command"], "```", "",
-              f"> {ch['answer']}" + (f"  (truth: {ch['truth']})" if ch.get("truth") else "")]
-    L += ["", "Plots: `loss.png` (loss per step of each stage), `accuracy.png` (own / other / blind per task, chance marks).", ""]
+        L += [
+            "",
+            "## Chat (a held-out image)",
+            "",
+            "```",
+            ch["command"],
+            "```",
+            "",
+            f"> {ch['answer']}" + (f"  (truth: {ch['truth']})" if ch.get("truth") else ""),
+        ]
+    L += [
+        "",
+        "Plots: `loss.png` (loss per step of each stage), `accuracy.png` (own / other / blind per task, chance marks).",
+        "",
+    ]
     return "\n".join(L)
 
 
-STAGE_TITLES = {"ground": "grounding (connector; tokens -> word embeddings)", "stage1": "stage 1: connector, captions",
-                "stage2": "stage 2: LLM, questions"}
+STAGE_TITLES = {
+    "ground": "grounding (connector; tokens -> word embeddings)",
+    "stage1": "stage 1: connector, captions",
+    "stage2": "stage 2: LLM, questions",
+}
 
 
 def plot_losses(training: dict, path: Path) -> None:
@@ -225,7 +260,13 @@ def plot_accuracy(results: dict, path: Path) -> None:
     colours = {"own": "#3a7bd5", "other": "#f0a030", "blind": "#bbbbbb"}
     labels = {"own": "own image", "other": "another image's tokens", "blind": "no image"}
     for k, cond in enumerate(CONDITIONS):
-        ax.bar(x + (k - 1) * 0.27, [v.get(cond) or 0.0 for _, _, v, _ in rows], 0.27, label=labels[cond], color=colours[cond])
+        ax.bar(
+            x + (k - 1) * 0.27,
+            [v.get(cond) or 0.0 for _, _, v, _ in rows],
+            0.27,
+            label=labels[cond],
+            color=colours[cond],
+        )
     for i, (_, _, _, ch) in enumerate(rows):
         if ch is not None:
             ax.hlines(ch, i - 0.45, i + 0.45, colors="red", linestyles="--", lw=1, label="chance" if i == 0 else None)
@@ -243,8 +284,12 @@ def write_report(out: str | Path, results: dict, plots: bool = True) -> dict:
     """Write results.json, report.md and (``plots``) the PNGs into ``out``; returns the paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"results": out / "results.json", "report": out / "report.md", "loss_png": out / "loss.png",
-             "accuracy_png": out / "accuracy.png"}
+    paths = {
+        "results": out / "results.json",
+        "report": out / "report.md",
+        "loss_png": out / "loss.png",
+        "accuracy_png": out / "accuracy.png",
+    }
     atomic_write_json(paths["results"], results)
     atomic_write_text(paths["report"], render_markdown(results))
     if plots:
@@ -256,7 +301,10 @@ def write_report(out: str | Path, results: dict, plots: bool = True) -> dict:
 def summary_table(results: dict) -> str:
     """The final console table: own / other / blind / chance per benchmark task, probes, timings."""
     rows = [("", "", "own", "other", "blind", "chance")]
-    rows += [(b, t, _pct(v.get("own")), _pct(v.get("other")), _pct(v.get("blind")), _pct(c)) for b, t, v, c in accuracy_rows(results)]
+    rows += [
+        (b, t, _pct(v.get("own")), _pct(v.get("other")), _pct(v.get("blind")), _pct(c))
+        for b, t, v, c in accuracy_rows(results)
+    ]
     w0, w1 = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
     lines = [f"{r[0]:<{w0}}  {r[1]:<{w1}}  {r[2]:>6}  {r[3]:>6}  {r[4]:>6}  {r[5]:>6}" for r in rows]
     lines += probe_lines(results)

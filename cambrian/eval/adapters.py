@@ -17,9 +17,9 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 from ..constants import IMAGE_TOKEN
 from .api import GenerationOptions, GenerationRequest
@@ -36,11 +36,11 @@ def apply_stop(text: str, stop: Sequence[str]) -> str:
 
 
 class CambrianEvalModel:
-    """EvalModel over our ``CambrianModel`` (greedy decoding; ``temperature`` must be 0)."""
+    """EvalModel over any ``VLM`` (``cambrian.models.vlm``; greedy decoding, ``temperature`` must be 0)."""
 
     def __init__(self, model, name: str | None = None, system: str | None = None):
         self.model = model
-        self.name = name or getattr(model, "name", None) or type(model).__name__
+        self.name = name or type(model).__name__
         self.system = system
 
     @staticmethod
@@ -66,8 +66,16 @@ class OpenAIChatModel:
     """EvalModel over an OpenAI-compatible chat endpoint. ``api_key`` defaults to ``$OPENAI_API_KEY`` (may be
     empty for local servers). Retries transient HTTP/connection errors ``retries`` times with backoff."""
 
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 120.0,
-                 concurrency: int = 4, retries: int = 2, system: str | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        concurrency: int = 4,
+        retries: int = 2,
+        system: str | None = None,
+    ):
         base = base_url.rstrip("/")
         if base.endswith("/chat/completions"):
             self.url = base
@@ -84,9 +92,14 @@ class OpenAIChatModel:
         content = [{"type": "image_url", "image_url": {"url": image_to_data_url(im)}} for im in req.images]
         content.append({"type": "text", "text": req.prompt})
         messages = ([{"role": "system", "content": self.system}] if self.system else []) + [
-            {"role": "user", "content": content}]
-        body = {"model": self.model, "messages": messages, "max_tokens": options.max_new_tokens,
-                "temperature": options.temperature}
+            {"role": "user", "content": content}
+        ]
+        body = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": options.max_new_tokens,
+            "temperature": options.temperature,
+        }
         if options.stop:
             body["stop"] = list(options.stop)
         return body
@@ -123,17 +136,18 @@ def load_eval_model(spec: str, device: str | None = None, name: str | None = Non
     """``openai:<base_url>#<model>`` → OpenAIChatModel; anything else (checkpoint dir, preset name, config
     file, hub id) → ``CambrianModel.load(spec)`` wrapped in CambrianEvalModel."""
     if spec.startswith("openai:"):
-        rest = spec[len("openai:"):]
+        rest = spec[len("openai:") :]
         base, _, model = rest.partition("#")
         if not base or not model:
-            raise ValueError("expected openai:<base_url>#<model_name>, e.g. openai:http://127.0.0.1:8000/v1#cambrian-8b")
+            raise ValueError(
+                "expected openai:<base_url>#<model_name>, e.g. openai:http://127.0.0.1:8000/v1#cambrian-8b"
+            )
         return OpenAIChatModel(base, model)
-    from ..models.cambrian_model import CambrianModel  # lazy: heavy imports
+    from ..models.vlm import load_vlm  # lazy: heavy imports
 
-    model = CambrianModel.load(spec)
+    model = load_vlm(spec)  # any VLM: a CambrianModel, or a registered model source's
     label = name or (Path(spec).resolve().name if Path(spec).is_dir() else spec)
     if device:
         model = model.to(device)
-    if hasattr(model, "eval"):
-        model.eval()
+    model.eval()
     return CambrianEvalModel(model, name=label)

@@ -8,6 +8,12 @@ applies the chat template and puts one ``<image>`` placeholder per image in fron
 (``"<image>\\n" + prompt``, the official protocol), so the same benchmark works for any model, including an
 OpenAI-compatible endpoint (see ``cambrian.eval.adapters``).
 
+Scorers: every benchmark scores with the **official** rules by default (what the Cambrian-1 evaluation scripts
+compute, so a table is comparable with the paper's). Benchmarks that also have a forgiving variant define
+``extract_lenient`` / ``is_correct_lenient`` / ``score_lenient``; ``get_benchmark(name, scorer="lenient")`` uses
+them, and every metric it returns carries the ``_lenient`` suffix (``accuracy_lenient``), so a lenient number can
+never be mistaken for a paper-comparable one or land in the paper-style table.
+
 Units: every metric a benchmark returns is a fraction in [0, 1] unless its docstring says otherwise (MME's
 ``perception``/``cognition`` are raw scores out of 2000/800, as in the paper's table). ``table_value`` turns the
 primary metric into the number printed in the paper's table (percent, MME-P raw) and ``average_value`` into the
@@ -17,8 +23,9 @@ number used in the group averages (MME-P / 20).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..registry import Registry
 
@@ -55,10 +62,28 @@ class EvalModel(Protocol):
     def generate(self, requests: Sequence[GenerationRequest], options: GenerationOptions) -> list[str]: ...
 
 
+OFFICIAL = "official"
+LENIENT = "lenient"
+SCORERS = (OFFICIAL, LENIENT)
+# metric keys that count things rather than score them: never renamed by a non-official scorer
+COUNT_KEYS = frozenset({"n", "missing", "groups", "pairs", "missing_images", "scorer"})
+
+
+def label_metrics(metrics: dict, scorer: str) -> dict:
+    """Metrics of a non-official scorer: every score key gets the ``_<scorer>`` suffix, and ``scorer`` is recorded."""
+    if scorer == OFFICIAL:
+        return metrics
+    out = {k if k in COUNT_KEYS else f"{k}_{scorer}": v for k, v in metrics.items()}
+    out["scorer"] = scorer
+    return out
+
+
 class Benchmark(ABC):
     """Subclass, set ``name``/``max_new_tokens``/``category`` and register with ``@register_benchmark``.
 
-    Options (e.g. TextVQA's ``ocr_tokens``) are constructor keyword arguments; unknown ones raise.
+    Options (e.g. TextVQA's ``ocr_tokens``) are constructor keyword arguments; unknown ones raise. ``scorer``
+    (``"official"``, the default, or ``"lenient"`` where the benchmark has a lenient variant) picks the scoring
+    rules; it is not an option, so predictions made for one scorer are rescored with the other.
     """
 
     name: str = ""
@@ -69,13 +94,28 @@ class Benchmark(ABC):
     metric_name: str = "accuracy"  # human-readable description of the primary metric (docs / report)
     chance: float | None = None  # random-guess level of the primary metric (vision-disabled plot), if known
     options: dict = {}  # option name -> default value
+    option_types: dict = {}  # option name -> field type (cambrian.typed); default: the default value's type
 
-    def __init__(self, **options):
-        unknown = set(options) - set(self.options)
-        if unknown:
-            valid = ", ".join(sorted(self.options)) or "(none)"
-            raise ValueError(f"benchmark {self.name!r}: unknown option(s) {sorted(unknown)}; valid: {valid}")
-        self.opts = {**self.options, **options}
+    def __init__(self, scorer: str = OFFICIAL, **options):
+        self.opts = {**self.options, **check_options(self, options)}
+        if scorer not in self.scorers():
+            raise ValueError(f"benchmark {self.name!r}: no {scorer!r} scorer; available: {', '.join(self.scorers())}")
+        self.scorer = scorer
+        if scorer != OFFICIAL:
+            # the variant's methods replace the official ones on this instance; its metrics carry the suffix
+            for method in ("extract", "is_correct", "score"):
+                variant = getattr(self, f"{method}_{scorer}", None)
+                if variant is not None:
+                    setattr(self, method, variant)
+            self.primary_metric = f"{type(self).primary_metric}_{scorer}"
+            inner = self.score
+            self.score = lambda samples, predictions: label_metrics(inner(samples, predictions), scorer)
+
+    @classmethod
+    def scorers(cls) -> tuple[str, ...]:
+        """The scorers this benchmark has: always ``official``; ``lenient`` when it defines a lenient variant."""
+        lenient = any(hasattr(cls, f"{m}_{LENIENT}") for m in ("extract", "is_correct", "score"))
+        return (OFFICIAL, LENIENT) if lenient else (OFFICIAL,)
 
     @abstractmethod
     def load(self, path: str | None) -> list[EvalSample]:
@@ -102,6 +142,22 @@ class Benchmark(ABC):
     def table_columns(self, metrics: dict) -> dict[str, float | None]:
         """Paper column name -> table value. Most benchmarks give one column; CV-Bench gives 2D and 3D."""
         return {self.name: self.table_value(metrics)}
+
+
+def check_options(bench: Benchmark, given: dict) -> dict:
+    """The benchmark's options through the typed loader: unknown names refused with a did-you-mean, each value
+    checked against ``option_types[name]`` (default: the type of its default value)."""
+    from ..typed import Bool, ConfigError, Int, Num, Str, check_value, did_you_mean
+
+    by_default = {bool: Bool, int: Int(), float: Num(), str: Str}
+    out = {}
+    for name, value in given.items():
+        if name not in bench.options:
+            valid = did_you_mean(name, bench.options) if bench.options else " (it has no options)"
+            raise ConfigError(f"benchmark {bench.name!r}: unknown option {name!r}{valid}")
+        tp = bench.option_types.get(name) or by_default.get(type(bench.options[name]))
+        out[name] = check_value(tp, value, f"benchmark {bench.name!r}: option {name}") if tp is not None else value
+    return out
 
 
 BENCHMARKS: Registry[type[Benchmark]] = Registry("benchmark")

@@ -9,17 +9,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ..utils.io import atomic_save_figure
-
 from .report import PAPER_TABLE, Run, column_matrix, label_runs
 
-GROUP_COLORS = {"General": "#1f77b4", "Knowledge": "#2ca02c", "OCR & Chart": "#ff7f0e", "Vision-Centric": "#d62728",
-                "Other": "#7f7f7f"}
+GROUP_COLORS = {
+    "General": "#1f77b4",
+    "Knowledge": "#2ca02c",
+    "OCR & Chart": "#ff7f0e",
+    "Vision-Centric": "#d62728",
+    "Other": "#7f7f7f",
+}
 
 
 def _plt():
@@ -60,8 +64,17 @@ def plot_vision(runs: Sequence[Run], path: str | Path) -> Path | None:
         on = np.array([np.nan if v is None else v for v in vals[0]], dtype=float)
         off = np.array([np.nan if v is None else v for v in vals[1]], dtype=float)
         ax.bar(x - 0.2, on, 0.4, label="vision enabled", color=[GROUP_COLORS[g] for g in grp])
-        ax.bar(x + 0.2, off, 0.4, label="vision disabled", color=[GROUP_COLORS[g] for g in grp], alpha=0.35,
-               hatch="//", edgecolor="black", linewidth=0.5)
+        ax.bar(
+            x + 0.2,
+            off,
+            0.4,
+            label="vision disabled",
+            color=[GROUP_COLORS[g] for g in grp],
+            alpha=0.35,
+            hatch="//",
+            edgecolor="black",
+            linewidth=0.5,
+        )
         ch = [(_chance(c)) for c in cols]
         cx = [i for i, c in enumerate(ch) if c is not None]
         if cx:
@@ -129,8 +142,11 @@ def plot_clustering(runs: Sequence[Run], path: str | Path) -> Path | None:
         t.set_color(GROUP_COLORS[g])
     for t, g in zip(a1.get_yticklabels(), grp):
         t.set_color(GROUP_COLORS[g])
-    a1.set_title(f"benchmark correlation across {len(runs)} runs (grey = constant)"
-                 + (f"\nleft out (missing in some run): {', '.join(dropped)}" if dropped else ""), fontsize=10)
+    a1.set_title(
+        f"benchmark correlation across {len(runs)} runs (grey = constant)"
+        + (f"\nleft out (missing in some run): {', '.join(dropped)}" if dropped else ""),
+        fontsize=10,
+    )
     a1.set_facecolor("#dddddd")
     fig.colorbar(im, ax=a1, fraction=0.046, pad=0.04)
     for g in dict.fromkeys(grp):
@@ -142,8 +158,11 @@ def plot_clustering(runs: Sequence[Run], path: str | Path) -> Path | None:
     a2.axvline(0, color="#cccccc", lw=0.8)
     a2.set_xlabel(f"PC1 ({100 * ratio[0]:.0f}% var)")
     a2.set_ylabel(f"PC2 ({100 * ratio[1]:.0f}% var)")
-    a2.set_title("PCA of benchmarks (features: z-scored results per run)"
-                 + ("\nfewer than 3 runs: the PCA is degenerate" if len(runs) < 3 else ""), fontsize=10)
+    a2.set_title(
+        "PCA of benchmarks (features: z-scored results per run)"
+        + ("\nfewer than 3 runs: the PCA is degenerate" if len(runs) < 3 else ""),
+        fontsize=10,
+    )
     a2.legend(fontsize=8)
     fig.tight_layout()
     return atomic_save_figure(fig, path)

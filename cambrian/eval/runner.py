@@ -5,7 +5,9 @@ Run directory layout::
     RUN_DIR/run.json                         model, vision setting, batch size, per-benchmark timings
     RUN_DIR/<bench>/predictions.jsonl        {"idx": ..., "prediction": raw text} per sample
     RUN_DIR/<bench>/predictions.shard{i}of{n}.jsonl  (+ .done markers) when sharded; merged into the above
-    RUN_DIR/<bench>/metrics.json             {"benchmark", "primary_metric", "metrics": {...}, ...}
+    RUN_DIR/<bench>/metrics.json             {"benchmark", "primary_metric", "metrics": {...}, ...} (official scorer)
+    RUN_DIR/<bench>/metrics.lenient.json     the same with ``--scorer lenient`` (``*_lenient`` keys; not in the
+                                             paper-style table)
     RUN_DIR/<bench>/run_identity.json        model (+ weights fingerprint), vision, benchmark + options,
                                              max_new_tokens and a fingerprint of the benchmark data
     RUN_DIR/<bench>/missing_images*.json     idx of the samples whose image could not be read (scored wrong)
@@ -32,13 +34,15 @@ import hashlib
 import json
 import math
 import os
-import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..utils.io import append_jsonl, atomic_write_json
+from ..utils.log import get_logger
 from .api import Benchmark, EvalSample, GenerationOptions, GenerationRequest
+
+log = get_logger("eval")
 
 VISION_SETTINGS = ("enabled", "disabled")
 
@@ -162,7 +166,9 @@ def _diff(old: dict, new: dict, keys) -> dict:
     return {k: (old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)}
 
 
-def check_run_identity(run_dir: Path, model_ident: dict, vision: str, overwrite: bool, label: str | None = None) -> None:
+def check_run_identity(
+    run_dir: Path, model_ident: dict, vision: str, overwrite: bool, label: str | None = None
+) -> None:
     """Refuse a run directory whose run.json names another model / weights / vision setting (unless overwrite).
     run.json of an older version (no identity) is compared by model label and vision."""
     path = run_dir / "run.json"
@@ -176,17 +182,28 @@ def check_run_identity(run_dir: Path, model_ident: dict, vision: str, overwrite:
     if isinstance(info.get("identity"), dict):
         diff = _diff(info["identity"], want, sorted(set(info["identity"]) | set(want)))
     else:
-        diff = _diff({"model": info.get("model"), "vision": info.get("vision")},
-                     {"model": label, "vision": vision}, ("model", "vision"))
+        diff = _diff(
+            {"model": info.get("model"), "vision": info.get("vision")},
+            {"model": label, "vision": vision},
+            ("model", "vision"),
+        )
     if diff:
-        raise RunMismatch(f"{run_dir} holds a different run ({_describe(diff)}); use another --out, or --overwrite "
-                          "to replace the outputs of the benchmarks run now")
+        raise RunMismatch(
+            f"{run_dir} holds a different run ({_describe(diff)}); use another --out, or --overwrite "
+            "to replace the outputs of the benchmarks run now"
+        )
 
 
-def _bench_identity(model_ident: dict, vision: str, bench: Benchmark, max_new_tokens: int | None, data: str | None) -> dict:
-    out = {**model_ident, "vision": vision, "benchmark": bench.name,
-           "options": json.loads(json.dumps(getattr(bench, "opts", {}), default=str)),
-           "max_new_tokens": int(max_new_tokens or bench.max_new_tokens)}
+def _bench_identity(
+    model_ident: dict, vision: str, bench: Benchmark, max_new_tokens: int | None, data: str | None
+) -> dict:
+    out = {
+        **model_ident,
+        "vision": vision,
+        "benchmark": bench.name,
+        "options": json.loads(json.dumps(getattr(bench, "opts", {}), default=str)),
+        "max_new_tokens": int(max_new_tokens or bench.max_new_tokens),
+    }
     if data is not None:
         out["data"] = data
     return out
@@ -205,15 +222,20 @@ def check_bench_identity(bench_dir: Path, ident: dict, label: str | None = None,
         diff = _diff(old, ident, keys)
     elif any(bench_dir.glob("predictions*.jsonl")):  # outputs of an older version: compare run.json's labels
         info = run_info or {}
-        diff = _diff({"model": info.get("model"), "vision": info.get("vision")},
-                     {"model": label, "vision": ident.get("vision")}, ("model", "vision"))
+        diff = _diff(
+            {"model": info.get("model"), "vision": info.get("vision")},
+            {"model": label, "vision": ident.get("vision")},
+            ("model", "vision"),
+        )
         if not info:
             diff = {"identity": ("unknown (no run.json)", ident.get("model"))}
     else:
         return
     if diff:
-        raise RunMismatch(f"{bench_dir} holds predictions of a different run ({_describe(diff)}); use another --out, "
-                          "or --overwrite to replace this benchmark's outputs")
+        raise RunMismatch(
+            f"{bench_dir} holds predictions of a different run ({_describe(diff)}); use another --out, "
+            "or --overwrite to replace this benchmark's outputs"
+        )
 
 
 def clear_bench_outputs(bench_dir: Path, shard: tuple[int, int] | None = None) -> None:
@@ -222,13 +244,24 @@ def clear_bench_outputs(bench_dir: Path, shard: tuple[int, int] | None = None) -
     if not bench_dir.is_dir():
         return
     if shard and shard[1] > 1:
-        mine = [predictions_path(bench_dir, shard), predictions_path(bench_dir, shard).with_suffix(".done"),
-                bench_dir / f"missing_images.shard{shard[0]}of{shard[1]}.json"]
+        mine = [
+            predictions_path(bench_dir, shard),
+            predictions_path(bench_dir, shard).with_suffix(".done"),
+            bench_dir / f"missing_images.shard{shard[0]}of{shard[1]}.json",
+        ]
         if shard[0] == 0:
-            mine += [bench_dir / "predictions.jsonl", bench_dir / "metrics.json", bench_dir / "missing_images.json"]
+            mine += [
+                bench_dir / "predictions.jsonl",
+                *bench_dir.glob("metrics*.json"),
+                bench_dir / "missing_images.json",
+            ]
     else:
-        mine = [*bench_dir.glob("predictions*.jsonl"), *bench_dir.glob("predictions*.done"),
-                *bench_dir.glob("missing_images*.json"), bench_dir / "metrics.json"]
+        mine = [
+            *bench_dir.glob("predictions*.jsonl"),
+            *bench_dir.glob("predictions*.done"),
+            *bench_dir.glob("missing_images*.json"),
+            *bench_dir.glob("metrics*.json"),
+        ]
     for f in mine:
         if f.is_file():
             f.unlink()
@@ -244,8 +277,17 @@ def _batches(items: list, size: int):
         yield items[k : k + size]
 
 
-def generate_predictions(model, bench: Benchmark, samples: Sequence[EvalSample], path: Path, *, batch_size: int = 1,
-                         vision: str = "enabled", max_new_tokens: int | None = None, progress: bool = True) -> dict:
+def generate_predictions(
+    model,
+    bench: Benchmark,
+    samples: Sequence[EvalSample],
+    path: Path,
+    *,
+    batch_size: int = 1,
+    vision: str = "enabled",
+    max_new_tokens: int | None = None,
+    progress: bool = True,
+) -> dict:
     """Generate answers for the samples not yet in ``path`` and append them. Returns timing stats."""
     if vision not in VISION_SETTINGS:
         raise ValueError(f"vision must be one of {VISION_SETTINGS}, got {vision!r}")
@@ -291,8 +333,13 @@ def generate_predictions(model, bench: Benchmark, samples: Sequence[EvalSample],
         record.unlink()
     dt = time.perf_counter() - t0
     done_now = len(pending) - len(missing)
-    return {"generated": done_now, "resumed": len(samples) - len(pending), "missing_images": len(missing),
-            "seconds": round(dt, 3), "samples_per_s": round(done_now / dt, 3) if dt > 0 and done_now else None}
+    return {
+        "generated": done_now,
+        "resumed": len(samples) - len(pending),
+        "missing_images": len(missing),
+        "seconds": round(dt, 3),
+        "samples_per_s": round(done_now / dt, 3) if dt > 0 and done_now else None,
+    }
 
 
 def missing_images_path(predictions: Path) -> Path:
@@ -311,9 +358,14 @@ def read_missing_images(bench_dir: Path) -> set[str]:
     return out
 
 
+def metrics_path(bench_dir: Path, scorer: str = "official") -> Path:
+    """``metrics.json`` for the official scorer, ``metrics.<scorer>.json`` for another one."""
+    return Path(bench_dir) / ("metrics.json" if scorer == "official" else f"metrics.{scorer}.json")
+
+
 def score_run(bench: Benchmark, samples: Sequence[EvalSample], bench_dir: Path) -> dict:
-    """Score ``bench_dir/predictions.jsonl``. Samples without a prediction count as wrong; those whose image could
-    not be read are reported as ``missing_images`` in the metrics."""
+    """Score ``bench_dir/predictions.jsonl`` into ``metrics_path(bench_dir, bench.scorer)``. Samples without a
+    prediction count as wrong; those whose image could not be read are reported as ``missing_images``."""
     path = bench_dir / "predictions.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found")
@@ -324,10 +376,20 @@ def score_run(bench: Benchmark, samples: Sequence[EvalSample], bench_dir: Path) 
     metrics = bench.score(samples, preds)
     if n_missing_images:
         metrics["missing_images"] = n_missing_images
-    atomic_write_json(bench_dir / "metrics.json", {
-        "benchmark": bench.name, "primary_metric": bench.primary_metric, "metrics": metrics,
-        "options": getattr(bench, "opts", {}), "n_predictions": len(preds), "missing_images": n_missing_images,
-        "bad_prediction_lines": raw.bad_lines})
+    scorer = getattr(bench, "scorer", "official")
+    atomic_write_json(
+        metrics_path(bench_dir, scorer),
+        {
+            "benchmark": bench.name,
+            "primary_metric": bench.primary_metric,
+            "scorer": scorer,
+            "metrics": metrics,
+            "options": getattr(bench, "opts", {}),
+            "n_predictions": len(preds),
+            "missing_images": n_missing_images,
+            "bad_prediction_lines": raw.bad_lines,
+        },
+    )
     return metrics
 
 
@@ -344,7 +406,9 @@ def merge_shards(bench_dir: Path, samples: Sequence[EvalSample] | None = None, c
     for k, v in read_predictions(bench_dir / "predictions.jsonl").items():  # an earlier unsharded partial run
         merged.setdefault(str(k), (k, v))
     order = [str(s.idx) for s in samples] if samples is not None else list(merged)
-    lines = [json.dumps({"idx": merged[k][0], "prediction": merged[k][1]}, ensure_ascii=False) for k in order if k in merged]
+    lines = [
+        json.dumps({"idx": merged[k][0], "prediction": merged[k][1]}, ensure_ascii=False) for k in order if k in merged
+    ]
     from ..utils.io import atomic_write_text
 
     out = bench_dir / "predictions.jsonl"
@@ -359,8 +423,9 @@ def env_shard() -> tuple[int, int] | None:
     return None
 
 
-def _update_run_json(run_dir: Path, info: dict, bench: str | None = None, stats: dict | None = None,
-                     replace_bench: bool = False) -> None:
+def _update_run_json(
+    run_dir: Path, info: dict, bench: str | None = None, stats: dict | None = None, replace_bench: bool = False
+) -> None:
     path = run_dir / "run.json"
     try:
         data = json.loads(path.read_text()) if path.exists() else {}
@@ -375,11 +440,23 @@ def _update_run_json(run_dir: Path, info: dict, bench: str | None = None, stats:
     atomic_write_json(path, data)
 
 
-def run_benchmarks(model, benches: Sequence[Benchmark], data_root: str | None, run_dir: str | os.PathLike, *,
-                   batch_size: int = 1, vision: str = "enabled", shard: tuple[int, int] | None = None,
-                   limit: int | None = None, max_new_tokens: int | None = None, progress: bool = True,
-                   merge_timeout_s: float = 24 * 3600, samples_by_bench: dict | None = None,
-                   identity: dict | None = None, overwrite: bool = False) -> dict:
+def run_benchmarks(
+    model,
+    benches: Sequence[Benchmark],
+    data_root: str | None,
+    run_dir: str | os.PathLike,
+    *,
+    batch_size: int = 1,
+    vision: str = "enabled",
+    shard: tuple[int, int] | None = None,
+    limit: int | None = None,
+    max_new_tokens: int | None = None,
+    progress: bool = True,
+    merge_timeout_s: float = 24 * 3600,
+    samples_by_bench: dict | None = None,
+    identity: dict | None = None,
+    overwrite: bool = False,
+) -> dict:
     """Run each benchmark; returns {bench: metrics (or None for a non-zero shard)}.
 
     ``data_root``: each benchmark reads ``data_root/<bench>`` (None = the hub id, online).
@@ -393,17 +470,24 @@ def run_benchmarks(model, benches: Sequence[Benchmark], data_root: str | None, r
     shard = shard if shard is not None else env_shard()
     label = getattr(model, "name", "model")
     model_ident = dict(identity) if identity else {"model": label}
-    info = {"model": label, "vision": vision, "batch_size": batch_size,
-            "data_root": str(data_root) if data_root else None, "limit": limit,
-            "shards": shard[1] if shard else 1, "identity": {**model_ident, "vision": vision}}
+    info = {
+        "model": label,
+        "vision": vision,
+        "batch_size": batch_size,
+        "data_root": str(data_root) if data_root else None,
+        "limit": limit,
+        "shards": shard[1] if shard else 1,
+        "identity": {**model_ident, "vision": vision},
+    }
     # refuse a mismatch before any work: the run as a whole, then every benchmark without its data fingerprint
     check_run_identity(run_dir, model_ident, vision, overwrite, label)
     run_json = run_dir / "run.json"
     run_info = json.loads(run_json.read_text(encoding="utf-8")) if run_json.exists() else None
     if not overwrite:
         for bench in benches:
-            check_bench_identity(run_dir / bench.name, _bench_identity(model_ident, vision, bench, max_new_tokens, None),
-                                 label, run_info)
+            check_bench_identity(
+                run_dir / bench.name, _bench_identity(model_ident, vision, bench, max_new_tokens, None), label, run_info
+            )
     if overwrite:
         _warn_foreign_benches(run_dir, benches, model_ident, vision)
     results = {}
@@ -424,19 +508,30 @@ def run_benchmarks(model, benches: Sequence[Benchmark], data_root: str | None, r
             samples = samples[:limit]
         mine = [samples[k] for k in shard_range(len(samples), *shard)] if shard and shard[1] > 1 else list(samples)
         path = predictions_path(bench_dir, shard)
-        stats = generate_predictions(model, bench, mine, path, batch_size=batch_size, vision=vision,
-                                     max_new_tokens=max_new_tokens, progress=progress)
+        stats = generate_predictions(
+            model,
+            bench,
+            mine,
+            path,
+            batch_size=batch_size,
+            vision=vision,
+            max_new_tokens=max_new_tokens,
+            progress=progress,
+        )
         if stats["missing_images"]:
-            print(f"[cambrian eval] {bench.name}: {stats['missing_images']} sample(s) with an unreadable image "
-                  f"skipped (scored wrong); see {missing_images_path(path)}", file=sys.stderr)
+            log.warning(
+                f"{bench.name}: {stats['missing_images']} sample(s) with an unreadable image skipped (scored "
+                f"wrong); see {missing_images_path(path)}"
+            )
         if shard and shard[1] > 1:
             path.with_suffix(".done").write_text(token + "\n")
             if shard[0] != 0:
                 results[bench.name] = None
                 continue
             deadline = time.time() + merge_timeout_s
-            while not all(_done(predictions_path(bench_dir, (k, shard[1])).with_suffix(".done"), token)
-                          for k in range(shard[1])):
+            while not all(
+                _done(predictions_path(bench_dir, (k, shard[1])).with_suffix(".done"), token) for k in range(shard[1])
+            ):
                 if time.time() > deadline:
                     raise TimeoutError(f"{bench.name}: shards did not finish within {merge_timeout_s}s")
                 time.sleep(1.0)
@@ -455,8 +550,14 @@ def run_benchmarks(model, benches: Sequence[Benchmark], data_root: str | None, r
     return results
 
 
-def precheck_run(run_dir: str | os.PathLike, benches: Sequence[Benchmark], identity: dict, vision: str,
-                 max_new_tokens: int | None = None, overwrite: bool = False) -> None:
+def precheck_run(
+    run_dir: str | os.PathLike,
+    benches: Sequence[Benchmark],
+    identity: dict,
+    vision: str,
+    max_new_tokens: int | None = None,
+    overwrite: bool = False,
+) -> None:
     """The identity checks that need neither the model nor the data (the CLI runs them before loading a model);
     records of older versions are left to ``run_benchmarks``."""
     run_dir = Path(run_dir)
@@ -487,8 +588,10 @@ def _warn_foreign_benches(run_dir: Path, benches: Sequence[Benchmark], model_ide
         if any(old.get(k) != v for k, v in want.items()):
             foreign.append(f.parent.name)
     if foreign:
-        print(f"[cambrian eval] warning: {run_dir}: {', '.join(foreign)} still hold results of another model or vision "
-              "setting; rerun them with --overwrite or remove them before `cambrian eval report`", file=sys.stderr)
+        log.warning(
+            f"{run_dir}: {', '.join(foreign)} still hold results of another model or vision setting; rerun "
+            "them with --overwrite or remove them before `cambrian eval report`"
+        )
 
 
 def _done(marker: Path, token: str) -> bool:

@@ -21,6 +21,7 @@ def build_components(config: CambrianConfig, load_weights: bool = True):
         raise ValueError("a Cambrian model needs at least one vision encoder (config.encoders is empty)")
     encoders = [build_encoder(e, load_weights=load_weights) for e in config.encoders]
     llm, tokenizer = load_llm(config.llm, load_weights=load_weights)
+    config.llm.hf_config = llm.config.to_dict()  # the caller's own copy (from_config deep-copies): rebuilds offline
     connector = build_connector(
         config.connector,
         encoder_dims=[e.hidden_size for e in config.encoders],
@@ -96,8 +97,18 @@ def count_parameters(config: CambrianConfig) -> ParamCounts:
 
 # ---- resource guard --------------------------------------------------------------------------------------------
 SKIP_MEMORY_ENV = "CAMBRIAN_SKIP_MEMORY_CHECK"
-_DTYPE_BYTES = {"float32": 4, "fp32": 4, "float": 4, "float16": 2, "fp16": 2, "half": 2, "bfloat16": 2, "bf16": 2,
-                "float64": 8, "double": 8}
+_DTYPE_BYTES = {
+    "float32": 4,
+    "fp32": 4,
+    "float": 4,
+    "float16": 2,
+    "fp16": 2,
+    "half": 2,
+    "bfloat16": 2,
+    "bf16": 2,
+    "float64": 8,
+    "double": 8,
+}
 
 
 def _unique_param_bytes(module) -> int:
@@ -123,8 +134,12 @@ def estimate_parameter_bytes(config: CambrianConfig) -> int:
         total = sum(_unique_param_bytes(build_encoder(e, load_weights=False)) for e in config.encoders)
         llm = build_architecture(config.llm)
         total += _unique_param_bytes(llm)
-        conn = build_connector(config.connector, encoder_dims=[e.hidden_size for e in config.encoders],
-                               encoder_grids=[e.out_grid for e in config.encoders], llm_hidden=llm.config.hidden_size)
+        conn = build_connector(
+            config.connector,
+            encoder_dims=[e.hidden_size for e in config.encoders],
+            encoder_grids=[e.out_grid for e in config.encoders],
+            llm_hidden=llm.config.hidden_size,
+        )
         total += _unique_param_bytes(conn)
     return total
 
@@ -172,10 +187,15 @@ def check_memory(need: int, what: str, device: str | torch.device | None = None,
         return
     avail = available_memory_bytes(device)
     if avail is not None and need > avail:
-        where = f"{torch.device(device).type} device memory" if device is not None and torch.device(device).type != "cpu" \
+        where = (
+            f"{torch.device(device).type} device memory"
+            if device is not None and torch.device(device).type != "cpu"
             else "available memory"
-        raise ResourceError(f"{what} needs about {_gib(need)} for its parameters, more than the {_gib(avail)} of "
-                            f"{where}; refusing to allocate (set {SKIP_MEMORY_ENV}=1 or pass force=True to try anyway)")
+        )
+        raise ResourceError(
+            f"{what} needs about {_gib(need)} for its parameters, more than the {_gib(avail)} of "
+            f"{where}; refusing to allocate (set {SKIP_MEMORY_ENV}=1 or pass force=True to try anyway)"
+        )
 
 
 def check_model_fits(config: CambrianConfig, device: str | torch.device | None = None, force: bool = False) -> None:

@@ -1,15 +1,15 @@
 """CambrianModel: vision encoders + connector + a HF causal LM.
 
-Forward path (spec §1.2, §1.6, §1.7):
+Forward path (docs/official-code.md#forward, docs/official-code.md#tokens, docs/official-code.md#in-llm):
 1. every encoder turns the N images of the batch into a grid ``[N, s_k, s_k, C_k]`` (or cached ``features``);
 2. the connector turns the grids into one block of LLM-space tokens per image (unpadded grid + newlines);
 3. each ``IMAGE_TOKEN_INDEX`` placeholder in ``input_ids`` is replaced by its image's block (labels -100),
    padding is rebuilt on the requested side, positions are renumbered contiguously per row;
 4. after the decoder layers listed in ``connector.in_llm_layers`` the connector re-aggregates the image
    positions (in-LLM SVA). The spans come from the token ids of *this* call — never from a constant
-   ``image_position`` (official bug, spec §9.1 #2) — and the hooks run in training too (the official GPU
-   path silently skips them, §9.1 #5) and in the generation prefill, never on decode steps. The context is
-   replaced on every forward, so a text-only call can never see stale image features (§9.1 #4).
+   ``image_position`` (official bug, docs/official-code.md#bugs B2) — and the hooks run in training too (the official GPU
+   path silently skips them, docs/official-code.md#bugs B5) and in the generation prefill, never on decode steps. The context is
+   replaced on every forward, so a text-only call can never see stale image features (docs/official-code.md#bugs B4).
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class CambrianModel(nn.Module):
         self.tokenizer = tokenizer
         self.template = TEMPLATES.get(config.llm.template)
         self._sva_ctx: tuple[list[ImageSpan], Any] | None = None
+        self._feature_provider = None  # set only inside ``with model.features_from(fn)``
         # False for a model built from a config/preset (pretrained towers and LLM, connector at its random init);
         # True once weights are loaded from a checkpoint (from_pretrained)
         self.connector_trained = False
@@ -84,10 +85,16 @@ class CambrianModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, dtype: torch.dtype | None = None, force: bool = False) -> "CambrianModel":
-        """Load a directory written by ``save_pretrained`` (or a hub repo id holding one). No pickle. The memory
+        """Load a directory written by ``save_pretrained`` (or a hub repo id holding one), or a released Cambrian-1
+        checkpoint (``nyu-visionx/cambrian-8b`` or its local copy: ``cambrian.models.official``). No pickle. The memory
         check of ``from_config`` runs first (``force`` skips it)."""
         from safetensors.torch import load_model
 
+        from .official import load_release, resolve_release
+
+        release = resolve_release(path)
+        if release is not None:
+            return load_release(release, dtype=dtype, force=force)
         path = _resolve_checkpoint(path)
         config = CambrianConfig.load(path / "config.json")
         config.llm.tokenizer = str(path)
@@ -106,7 +113,7 @@ class CambrianModel(nn.Module):
     def load(cls, spec: str | os.PathLike, load_weights: bool = True, force: bool = False) -> "CambrianModel":
         """What every ``--model`` argument accepts: a checkpoint directory (``from_pretrained``), a model preset
         name or a YAML/JSON config file (``from_config``), or a hub repo id holding a saved checkpoint."""
-        from ..config import resolve_model_config
+        from ..presets.models import resolve_model_config
 
         p = Path(spec)
         if p.is_dir():
@@ -194,6 +201,27 @@ class CambrianModel(nn.Module):
         """LLM positions an image of original size (W, H) occupies (unpadded grid + newline tokens)."""
         return self.connector.num_tokens(image_size)
 
+    @property
+    def max_length(self) -> int:
+        """The LLM context the training datasets truncate to (``config.llm.max_length``)."""
+        return int(self.config.llm.max_length)
+
+    @property
+    def grounding_grid(self) -> int | None:
+        """L of the L x L one-token-per-cell grid ``stage: ground`` trains (the connector's output grid)."""
+        return self.connector.config.grid
+
+    def tokenize_conversation(self, messages: list[dict]) -> dict:
+        """A LLaVA conversation -> ``{"input_ids", "labels"}`` with this model's chat template; the config's
+        ``llm.system_prompt`` is used when the conversation has no system turn. No truncation (the dataset cuts
+        image-aware with the real per-image token counts)."""
+        from .llm.tokenize import tokenize_conversation
+
+        system = self.config.llm.system_prompt
+        if system is not None and not any(m["role"] == "system" for m in messages):
+            return tokenize_conversation(messages, self.template, self.tokenizer, None, system=system)
+        return tokenize_conversation(messages, self.template, self.tokenizer, None)
+
     # ------------------------------------------------------------------------------------------------------
     # vision
     # ------------------------------------------------------------------------------------------------------
@@ -205,7 +233,25 @@ class CambrianModel(nn.Module):
         pixels = [enc.preprocess(pil) for enc in self.encoders]
         return pixels, [im.size for im in pil]
 
+    @contextlib.contextmanager
+    def features_from(self, provider):
+        """Inside the block, tower features come from ``provider(pixel_values, compute) -> list[[n, s, s, C]]``
+        (``compute`` is the towers' own forward), e.g. a memo that runs each tower once per distinct image during an
+        evaluation. Outside it the towers run as usual; nothing is patched on the object."""
+        if self._feature_provider is not None:
+            raise RuntimeError("features_from blocks do not nest")
+        self._feature_provider = provider
+        try:
+            yield self
+        finally:
+            self._feature_provider = None
+
     def image_features(self, pixel_values: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        if self._feature_provider is not None:
+            return self._feature_provider(pixel_values, self._tower_features)
+        return self._tower_features(pixel_values)
+
+    def _tower_features(self, pixel_values: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         if len(pixel_values) != len(self.encoders):
             raise ValueError(f"got pixel values for {len(pixel_values)} encoders, the model has {len(self.encoders)}")
         feats = []
@@ -328,18 +374,39 @@ class CambrianModel(nn.Module):
             raise ValueError("forward needs input_ids (or grounding targets, for the grounding loss)")
         visual = self._visual(pixel_values, image_sizes, features)
         sp = self.splice(input_ids, attention_mask, labels, visual, padding_side=padding_side)
-        # Stays set after the call (until the next forward replaces it) so that gradient checkpointing can
-        # recompute the decoder layers, in-LLM aggregation included, during backward.
-        self._sva_ctx = (sp.spans, visual.state) if (visual is not None and sp.spans) else None
-        if sp.labels is not None and not llm_kwargs and self._fast_loss_ok():
-            return self._supervised_loss(sp)
-        return self.llm(
-            inputs_embeds=sp.inputs_embeds,
-            attention_mask=sp.attention_mask,
-            position_ids=sp.position_ids,
-            labels=sp.labels,
-            **llm_kwargs,
-        )
+        # The in-LLM aggregation hooks read (spans, state) while the LLM runs; outside this call it is None, so a
+        # later direct ``model.llm(...)`` call never aggregates stale images. One exception, bounded: under gradient
+        # checkpointing the decoder layers are recomputed during backward, so the state lives until backward
+        # reaches the spliced input embeddings (every layer has been recomputed by then).
+        ctx = (sp.spans, visual.state) if (visual is not None and sp.spans) else None
+        recompute = (ctx is not None and self.training and torch.is_grad_enabled()
+                     and self._llm_checkpointing())
+        self._sva_ctx = ctx
+        try:
+            if sp.labels is not None and not llm_kwargs and self._fast_loss_ok():
+                out = self._supervised_loss(sp)
+            else:
+                out = self.llm(inputs_embeds=sp.inputs_embeds, attention_mask=sp.attention_mask,
+                               position_ids=sp.position_ids, labels=sp.labels, **llm_kwargs)
+        finally:
+            if not recompute:
+                self._sva_ctx = None
+        if recompute and sp.inputs_embeds.requires_grad:
+            sp.inputs_embeds.register_hook(self._end_recompute)
+        # (embeddings without gradient, e.g. LoRA on a frozen connector: the layers are still recomputed, so the
+        # state stays until the next forward replaces it)
+        return out
+
+    def _llm_checkpointing(self) -> bool:
+        """Whether the HF LLM recomputes its layers in backward (transformers 5 renamed the flag)."""
+        for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+            if name in type(self.llm).__dict__ or any(name in vars(c) for c in type(self.llm).__mro__):
+                return bool(getattr(self.llm, name))
+        return False
+
+    def _end_recompute(self, grad):
+        self._sva_ctx = None
+        return grad
 
     def _grounding_loss(self, pixel_values, image_sizes, features, targets):
         from transformers.modeling_outputs import CausalLMOutputWithPast
@@ -513,7 +580,9 @@ def _resolve_checkpoint(path) -> Path:
         return p
     if p.exists():
         raise ValueError(f"{p} is a file; expected a checkpoint directory")
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or "/" not in str(path):
+    from ..hub import looks_like_repo_id, offline
+
+    if offline() or not looks_like_repo_id(str(path)):
         raise FileNotFoundError(f"checkpoint {path!r} not found locally (and hub access is off or it is not a repo id)")
     from huggingface_hub import snapshot_download
 

@@ -26,8 +26,8 @@ Both are a weighted mean over cells (``weights``; 0 = no target), so a batch's l
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -50,36 +50,50 @@ class GroundingTargets:
     kind: str = "mse+words"
     scale: float = 100.0
 
-    def to(self, device) -> "GroundingTargets":
+    def to(self, device) -> GroundingTargets:
         return GroundingTargets(self.token_ids.to(device), self.weights.to(device), self.kind, self.scale)
 
 
-def grid_tokens(visual: VisualTokens, image_sizes: Sequence[tuple[int, int]], side: int, unpad: bool,
-                newline: bool) -> list[tuple[torch.Tensor, tuple[int, int, int, int]]]:
+def grid_tokens(
+    visual: VisualTokens, image_sizes: Sequence[tuple[int, int]], side: int, unpad: bool, newline: bool
+) -> list[tuple[torch.Tensor, tuple[int, int, int, int]]]:
     """Per image: the ``[h', w', D]`` grid tokens of its block (newline column dropped) and the valid region
     ``(top, bottom, left, right)`` of the L x L grid they cover."""
     out = []
     for block, (h, w), size in zip(visual.blocks, visual.grids, image_sizes):
         region = valid_region(size[0], size[1], side) if unpad else (0, side, 0, side)
         if (region[1] - region[0], region[3] - region[2]) != (h, w):
-            raise ValueError(f"grounding needs one token per grid cell; the connector's block layout is {h}x{w} "
-                             f"for a {region[1] - region[0]}x{region[3] - region[2]} valid grid (interleaved "
-                             f"connectors are not supported)")
+            raise ValueError(
+                f"grounding needs one token per grid cell; the connector's block layout is {h}x{w} "
+                f"for a {region[1] - region[0]}x{region[3] - region[2]} valid grid (interleaved "
+                f"connectors are not supported)"
+            )
         cells = block.view(h, w + (1 if newline else 0), -1)[:, :w]
         out.append((cells, region))
     return out
 
 
-def grounding_loss(visual: VisualTokens, targets: GroundingTargets, embedding: torch.Tensor,
-                   image_sizes: Sequence[tuple[int, int]], side: int, *, unpad: bool = True, newline: bool = True,
-                   kind: str = "mse+words", scale: float = 100.0) -> torch.Tensor:
+def grounding_loss(
+    visual: VisualTokens,
+    targets: GroundingTargets,
+    embedding: torch.Tensor,
+    image_sizes: Sequence[tuple[int, int]],
+    side: int,
+    *,
+    unpad: bool = True,
+    newline: bool = True,
+    kind: str = "mse+words",
+    scale: float = 100.0,
+) -> torch.Tensor:
     """Weighted mean grounding loss over the target cells of the batch (see the module docstring).
     ``embedding``: the LLM's input-embedding matrix ``[V, D]`` (treated as a constant)."""
     if kind not in KINDS:
         raise ValueError(f"grounding objective must be one of {KINDS}, got {kind!r}")
     n = len(visual.blocks)
     if targets.token_ids.shape[:2] != (n, side * side):
-        raise ValueError(f"grounding targets have shape {tuple(targets.token_ids.shape)}, expected [{n}, {side * side}, W]")
+        raise ValueError(
+            f"grounding targets have shape {tuple(targets.token_ids.shape)}, expected [{n}, {side * side}, W]"
+        )
     emb = embedding.detach()
     toks, ids, wts = [], [], []
     for i, (cells, (top, bottom, left, right)) in enumerate(grid_tokens(visual, image_sizes, side, unpad, newline)):
@@ -119,8 +133,16 @@ def grounding_loss(visual: VisualTokens, targets: GroundingTargets, embedding: t
 
 
 @torch.no_grad()
-def cell_distances(visual: VisualTokens, image_sizes: Sequence[tuple[int, int]], side: int, embedding: torch.Tensor,
-                   candidates: torch.Tensor, *, unpad: bool = True, newline: bool = True) -> list[torch.Tensor]:
+def cell_distances(
+    visual: VisualTokens,
+    image_sizes: Sequence[tuple[int, int]],
+    side: int,
+    embedding: torch.Tensor,
+    candidates: torch.Tensor,
+    *,
+    unpad: bool = True,
+    newline: bool = True,
+) -> list[torch.Tensor]:
     """Per image, ``[L*L, C]`` euclidean distances from every cell's visual token to ``embedding[candidates]`` (row-major
     cells; ``inf`` outside the valid region)."""
     cand = embedding[candidates].float()
@@ -140,12 +162,22 @@ def nearest(dist: torch.Tensor, side: int) -> torch.Tensor:
     return idx.view(side, side)
 
 
-def decode_cells(visual: VisualTokens, image_sizes: Sequence[tuple[int, int]], side: int, embedding: torch.Tensor,
-                 candidates: torch.Tensor, *, unpad: bool = True, newline: bool = True) -> list[torch.Tensor]:
+def decode_cells(
+    visual: VisualTokens,
+    image_sizes: Sequence[tuple[int, int]],
+    side: int,
+    embedding: torch.Tensor,
+    candidates: torch.Tensor,
+    *,
+    unpad: bool = True,
+    newline: bool = True,
+) -> list[torch.Tensor]:
     """For every valid cell, the index of the nearest (euclidean) row of ``embedding[candidates]``; per image an
     ``[L, L]`` long tensor (-1 outside the valid region). A probe of what the grounded tokens say."""
-    return [nearest(d, side) for d in cell_distances(visual, image_sizes, side, embedding, candidates, unpad=unpad,
-                                                     newline=newline)]
+    return [
+        nearest(d, side)
+        for d in cell_distances(visual, image_sizes, side, embedding, candidates, unpad=unpad, newline=newline)
+    ]
 
 
 def connector_geometry(connector: nn.Module) -> dict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import queue
 import threading
 import time
@@ -24,9 +23,10 @@ from dataclasses import dataclass, field
 
 from ..constants import IMAGE_TOKEN_INDEX
 from ..models.generation import SamplingParams
+from ..utils.log import get_logger
 from .errors import APIError, bad_request, busy, server_error, shutting_down
 
-log = logging.getLogger("cambrian.serve")
+log = get_logger("serve")
 
 STARTED = "started"  # sent to streaming jobs once their prefill succeeded
 

@@ -42,8 +42,11 @@ def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
     d = Path(output_dir)
     if not d.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in d.iterdir() if p.is_dir() and (m := CKPT_RE.match(p.name))
-             and (p / "trainer_state.json").exists()]
+    found = [
+        (int(m.group(1)), p)
+        for p in d.iterdir()
+        if p.is_dir() and (m := CKPT_RE.match(p.name)) and (p / "trainer_state.json").exists()
+    ]
     return [p for _, p in sorted(found)]
 
 
@@ -109,12 +112,22 @@ def save_rng_state(directory: str | os.PathLike, rank: int, st: dict | None = No
     st = rng_state() if st is None else st
     version, internal, gauss = st["python"]
     kind, keys, pos, has_gauss, cached = st["numpy"]
-    meta = {"format": 1,
-            "python": {"version": int(version), "state": [int(x) for x in internal],
-                       "gauss_next": None if gauss is None else float(gauss)},
-            "numpy": {"kind": str(kind), "keys": np.asarray(keys).astype(np.uint32).tolist(), "pos": int(pos),
-                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-            "cuda_devices": len(st.get("cuda", []))}
+    meta = {
+        "format": 1,
+        "python": {
+            "version": int(version),
+            "state": [int(x) for x in internal],
+            "gauss_next": None if gauss is None else float(gauss),
+        },
+        "numpy": {
+            "kind": str(kind),
+            "keys": np.asarray(keys).astype(np.uint32).tolist(),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "cuda_devices": len(st.get("cuda", [])),
+    }
     tensors = {"torch": st["torch"].detach().cpu().contiguous()}
     for i, t in enumerate(st.get("cuda", [])):
         tensors[f"cuda.{i}"] = t.detach().cpu().contiguous()
@@ -135,21 +148,42 @@ def load_rng_state(directory: str | os.PathLike, rank: int) -> dict | None:
         meta = json.loads(jpath.read_text(encoding="utf-8"))
         tensors = load_file(str(tpath))
         py, npy = meta["python"], meta["numpy"]
-        st = {"python": (int(py["version"]), tuple(int(x) for x in py["state"]),
-                         None if py["gauss_next"] is None else float(py["gauss_next"])),
-              "numpy": (str(npy["kind"]), np.asarray(npy["keys"], dtype=np.uint32), int(npy["pos"]),
-                        int(npy["has_gauss"]), float(npy["cached_gaussian"])),
-              "torch": tensors["torch"].to(torch.uint8)}
+        st = {
+            "python": (
+                int(py["version"]),
+                tuple(int(x) for x in py["state"]),
+                None if py["gauss_next"] is None else float(py["gauss_next"]),
+            ),
+            "numpy": (
+                str(npy["kind"]),
+                np.asarray(npy["keys"], dtype=np.uint32),
+                int(npy["pos"]),
+                int(npy["has_gauss"]),
+                float(npy["cached_gaussian"]),
+            ),
+            "torch": tensors["torch"].to(torch.uint8),
+        }
         n_cuda = int(meta.get("cuda_devices", 0))
         if n_cuda:
             st["cuda"] = [tensors[f"cuda.{i}"].to(torch.uint8) for i in range(n_cuda)]
     except Exception as e:  # noqa: BLE001 - any malformed content is the same user-facing problem
-        raise CheckpointError(f"{jpath.parent}: unreadable RNG state for rank {rank} ({type(e).__name__}: {e})") from None
+        raise CheckpointError(
+            f"{jpath.parent}: unreadable RNG state for rank {rank} ({type(e).__name__}: {e})"
+        ) from None
     return st
 
 
-def save_checkpoint(output_dir, step: int, engine, model, optimizer, trainer_state: dict, env: DistEnv,
-                    train_config=None, save_total_limit: int | None = 1) -> Path:
+def save_checkpoint(
+    output_dir,
+    step: int,
+    engine,
+    model,
+    optimizer,
+    trainer_state: dict,
+    env: DistEnv,
+    train_config=None,
+    save_total_limit: int | None = 1,
+) -> Path:
     out = Path(output_dir)
     final = out / f"checkpoint-{step:07d}"
     tmp = out / f".tmp-checkpoint-{step:07d}"
@@ -192,7 +226,9 @@ def load_checkpoint(path, engine, model, optimizer, env: DistEnv) -> dict:
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     missing = names - set(msd)
     if missing:
-        raise CheckpointError(f"{path}: checkpoint lacks trainable parameters {sorted(missing)[:5]} (different freeze policy?)")
+        raise CheckpointError(
+            f"{path}: checkpoint lacks trainable parameters {sorted(missing)[:5]} (different freeze policy?)"
+        )
     opts = StateDictOptions(full_state_dict=True, strict=False)
     set_model_state_dict(engine, msd, options=opts)
     osd = load_optimizer_state(path / "optimizer.pt")
@@ -202,8 +238,11 @@ def load_checkpoint(path, engine, model, optimizer, env: DistEnv) -> dict:
         if st is not None:
             set_rng_state(st)
         elif (path / f"rng_state_rank{env.rank}.pt").exists():
-            warnings.warn(f"{path}: ignoring rng_state_rank{env.rank}.pt (pickle, written by an older version; "
-                          "never loaded): the resumed run continues with fresh RNG states", stacklevel=2)
+            warnings.warn(
+                f"{path}: ignoring rng_state_rank{env.rank}.pt (pickle, written by an older version; "
+                "never loaded): the resumed run continues with fresh RNG states",
+                stacklevel=2,
+            )
     return state
 
 

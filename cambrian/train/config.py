@@ -1,274 +1,197 @@
 """``TrainConfig``: every knob of a training run, loaded from a YAML recipe plus ``key=value`` overrides
 (dotted keys reach into mappings, values parsed as YAML: ``lr=2e-5``, ``lora.enabled=true``,
-``data=[{path: x.jsonl}]``). Saved as ``train_config.yaml`` next to every checkpoint."""
+``data=[{path: x.jsonl}]``). Saved as ``train_config.yaml`` next to every checkpoint.
+
+Checked by the project's one typed loader (``cambrian.typed``): on construction, from a file or in code, every
+field's type and range, unknown keys at any depth (with a did-you-mean), and the values that mean nothing
+(``warmup_ratio=2``, ``resume`` with ``overwrite``)."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
-import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
 import yaml
+from pydantic import BeforeValidator, ConfigDict, with_config
+from typing_extensions import NotRequired, TypedDict
+
+from ..typed import (  # noqa: F401
+    Bool,
+    Choice,
+    ConfigError,
+    Int,
+    Num,
+    OptInt,
+    OptNum,
+    OptStr,
+    OptStrList,
+    Str,
+    StrList,
+    _fail,
+    apply_overrides,
+    build,
+    did_you_mean,
+    read_mapping,
+    typed_config,
+)
 
 DISTRIBUTED = ("auto", "none", "ddp", "fsdp_full", "fsdp_grad_op")
 SAMPLERS = ("modality_length", "length", "random")
-LORA_DEFAULTS = {"enabled": False, "r": 16, "alpha": 32, "dropout": 0.05,
-                 "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
-DATA_KEYS = ("path", "images", "category", "name", "allow_outside_root")
-
-
-class ConfigError(ValueError):
-    """A recipe / override mistake; the message names the field."""
-
-
-def did_you_mean(key: str, valid) -> str:
-    """`` (did you mean 'lr'?)`` for the closest valid key, else the list of valid keys."""
-    valid = sorted(str(v) for v in valid)
-    close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
-    if not close:  # an abbreviation or a longer spelling: rank -> r, lr_rate -> lr
-        close = [v for v in valid if str(key).startswith(v) or v.startswith(str(key))][:1]
-    return f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(valid)})"
-
-
-def _mapping(name: str, value, valid) -> dict:
-    """``value`` as a dict; with ``valid`` keys given, an unknown key is an error with a did-you-mean."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{name} must be a mapping, got {value!r}")
-    if valid is not None:
-        for k in value:
-            if k not in valid:
-                raise ConfigError(f"unknown {name} keys [{k!r}] ({name}.{k}){did_you_mean(k, valid)}")
-    return dict(value)
-
-
-def _data_entries(data) -> list[dict]:
-    if data is None:
-        return []
-    if isinstance(data, (dict, str)):
-        data = [data]
-    if not isinstance(data, (list, tuple)):
-        raise ConfigError(f"data must be a list of {{path: ..., images: ...}} entries, got {data!r}")
-    out = []
-    v = _Check()
-    for i, d in enumerate(data):
-        if isinstance(d, str):
-            d = {"path": d}
-        d = _mapping(f"data[{i}]", d, DATA_KEYS)
-        if "path" not in d:
-            raise ConfigError(f"data[{i}] needs a 'path'")
-        d["path"] = v.str_(f"data[{i}].path", d["path"])
-        if d.get("images") is not None:
-            d["images"] = v.str_(f"data[{i}].images", d["images"])
-        if "allow_outside_root" in d:
-            d["allow_outside_root"] = v.bool_(f"data[{i}].allow_outside_root", d["allow_outside_root"])
-        out.append(d)
-    return out
-
-
-class _Check:
-    """Type / range checks that name the field: ``int_``, ``float_``, ``bool_``, ``str_``, ``str_list``, ``choice``."""
-
-    @staticmethod
-    def int_(name, value, low=None, optional=False, none_means=None):
-        if value is None and optional:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            else:
-                null = f" or null ({none_means})" if none_means else (" or null" if optional else "")
-                raise ConfigError(f"{name} must be a whole number{null}, got {value!r}")
-        if low is not None and value < low:
-            null = f" or null ({none_means})" if none_means else ""
-            raise ConfigError(f"{name} must be a whole number >= {low}{null}, got {value!r}")
-        return value
-
-    @staticmethod
-    def float_(name, value, low=None, high=None, low_open=False, high_open=False, optional=False):
-        if value is None and optional:
-            return None
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string; numbers only
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(f"{name} must be a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name} must be a number{' or null' if optional else ''}, got {value!r}")
-        value = float(value)
-        bad = value != value or (low is not None and (value <= low if low_open else value < low)) or \
-            (high is not None and (value >= high if high_open else value > high))
-        if bad:
-            lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
-            hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
-            raise ConfigError(f"{name} must be {' and '.join(x for x in (lo, hi) if x) or 'a number'}, got {value!r}")
-        return value
-
-    @staticmethod
-    def bool_(name, value):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name} must be true or false, got {value!r}")
-        return value
-
-    @staticmethod
-    def str_(name, value, optional=False):
-        if value is None and optional:
-            return None
-        if isinstance(value, os.PathLike):
-            value = os.fspath(value)
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{name} must be a non-empty string{' or null' if optional else ''}, got {value!r}")
-        return value
-
-    @staticmethod
-    def str_list(name, value):
-        if not isinstance(value, (list, tuple)) or not all(isinstance(x, str) for x in value):
-            raise ConfigError(f"{name} must be a list of strings, got {value!r}")
-        return list(value)
-
-    @staticmethod
-    def choice(name, value, choices):
-        if value not in choices:
-            raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}"
-                              + (did_you_mean(value, choices) if isinstance(value, str) else ""))
-        return value
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULERS = ("cosine", "linear", "constant")
+REPORTERS = ("tensorboard", "wandb")
+GROUNDING_OBJECTIVES = ("mse", "ce", "mse+words")  # cambrian.models.grounding.KINDS (a test keeps them equal)
+LORA_DEFAULTS = {
+    "enabled": False,
+    "r": 16,
+    "alpha": 32,
+    "dropout": 0.05,
+    "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+}
+GROUNDING_DEFAULTS = {"objective": "mse+words", "scale": 100.0}
+FORBID = ConfigDict(extra="forbid")
 
 
-@dataclass
+@with_config(FORBID)
+class DataEntry(TypedDict):
+    """One training source: a LLaVA-format file and the root its image paths resolve against."""
+
+    path: Str
+    images: NotRequired[OptStr]
+    category: NotRequired[Str]  # for mixing_ratios (default "general")
+    name: NotRequired[OptStr]
+    allow_outside_root: NotRequired[Bool]  # accept image paths outside ``images`` (default: counted bad)
+
+
+@with_config(FORBID)
+class LoraSpec(TypedDict, total=False):
+    enabled: Bool
+    r: Int(ge=1)
+    alpha: Num(gt=0)
+    dropout: Num(ge=0, lt=1)
+    target_modules: StrList
+
+
+@with_config(FORBID)
+class GroundingSpec(TypedDict, total=False):
+    objective: Choice(*GROUNDING_OBJECTIVES)
+    scale: Num(gt=0)
+
+
+def _data_list(v):
+    """``data:`` as a list of entries; a bare path or a single entry is a one-element list."""
+    if v is None:
+        return []
+    if isinstance(v, (dict, str)):
+        v = [v]
+    if not isinstance(v, (list, tuple)):
+        _fail("must be a list of {path: ..., images: ...} entries", v)
+    return [{"path": d} if isinstance(d, str) else d for d in v]
+
+
+def _betas(v):
+    if not isinstance(v, (list, tuple)) or len(v) != 2:
+        _fail("must be two numbers [beta1, beta2]", v)
+    return tuple(v)
+
+
+def _reporters(v):
+    v = [v] if isinstance(v, str) else (v or [])
+    if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
+        _fail("must be a list of strings", v)
+    for x in v:
+        if x not in REPORTERS:
+            _fail(f"entries must be among {', '.join(REPORTERS)}{did_you_mean(x, REPORTERS)}", x)
+    return list(v)
+
+
+Beta = Num(ge=0, lt=1)
+
+
+@typed_config
 class TrainConfig:
     # ---- what -------------------------------------------------------------------------------------------
-    model: str = "tiny"  # model preset, YAML file, or a saved model dir (stage 2: the stage-1 output dir)
-    stage: int | str = 1  # 1: connector only; 2: connector + LLM; "ground": connector only, grounding objective
+    # model preset, YAML file, or a saved model dir (stage 2: the stage-1 output dir); None: the caller passes the
+    # model object to Trainer (the demo trains the model it holds)
+    model: OptStr = "tiny"
+    stage: Choice(1, 2, "ground") = (
+        1  # 1: connector only; 2: connector + LLM; "ground": connector only, grounding objective
+    )
     # stage "ground": records carry per-cell word targets (``grounding``, see cambrian.data.grounding); the
     # connector's tokens are pulled onto the LLM's input embeddings of those words ("mse+words": regression x scale
     # plus a distance softmax over the batch's target words; "mse"; or
     # "ce" classification over the vocabulary); the LLM does not run
-    grounding: dict = field(default_factory=lambda: {"objective": "mse+words", "scale": 100.0})
-    unfreeze_vision: bool = False  # stage 2 option: train the vision towers too (with vision_lr)
-    trainable: list[str] | None = None  # explicit trainable name prefixes; overrides the stage policy
-    data: list[dict] = field(default_factory=list)  # [{path, images, category, name}]
-    mixing_cap: int | None = None  # per-source cap t (paper: 350k); None: no cap
-    mixing_ratios: dict | None = None  # category -> weight
-    mixing_total: int | None = None
-    max_length: int | None = None  # None: the model's llm.max_length
-    output_dir: str = "runs/train"
+    grounding: GroundingSpec | None = field(default_factory=lambda: dict(GROUNDING_DEFAULTS))
+    unfreeze_vision: Bool = False  # stage 2 option: train the vision towers too (with vision_lr)
+    trainable: OptStrList = None  # explicit trainable name prefixes; overrides the stage policy
+    data: Annotated[list[DataEntry], BeforeValidator(_data_list)] = field(
+        default_factory=list
+    )  # [{path, images, category, name}]
+    mixing_cap: OptInt(ge=1) = None  # per-source cap t (paper: 350k); None: no cap
+    mixing_ratios: dict[str, Num(ge=0)] | None = None  # category -> weight
+    mixing_total: OptInt(ge=1) = None
+    max_length: OptInt(ge=1) = None  # None: the model's llm.max_length
+    output_dir: Str = "runs/train"
     # ---- optimisation -----------------------------------------------------------------------------------
-    micro_batch_size: int = 8  # per device and forward
-    global_batch_size: int | None = None  # if set, grad_accum = global / (micro * world)
-    grad_accum: int = 1
-    epochs: int = 1
-    max_steps: int | None = None  # cap on optimizer steps (None or 0: whole epochs; negative: an error)
-    lr: float = 1e-3  # base lr (projector, newline, LLM)
-    sva_lr: float | None = None  # names containing vision_sampler / vision_query (official stage 1: 1e-4)
-    vision_lr: float | None = None  # vision towers when unfrozen (None: lr)
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    scheduler: str = "cosine"
-    warmup_ratio: float = 0.03
-    max_grad_norm: float | None = 1.0
-    seed: int = 0
+    micro_batch_size: Int(ge=1) = 8  # per device and forward
+    global_batch_size: OptInt(ge=1) = None  # if set, grad_accum = global / (micro * world)
+    grad_accum: Int(ge=1) = 1
+    epochs: Int(ge=1) = 1
+    max_steps: OptInt(ge=0, none_means="no cap") = (
+        None  # cap on optimizer steps (None or 0: whole epochs; negative: an error)
+    )
+    lr: Num(gt=0) = 1e-3  # base lr (projector, newline, LLM)
+    sva_lr: OptNum(gt=0) = None  # names containing vision_sampler / vision_query (official stage 1: 1e-4)
+    vision_lr: OptNum(gt=0) = None  # vision towers when unfrozen (None: lr)
+    weight_decay: Num(ge=0) = 0.0
+    betas: Annotated[tuple[Beta, Beta], BeforeValidator(_betas)] = (0.9, 0.999)
+    eps: Num(gt=0) = 1e-8
+    scheduler: Choice(*SCHEDULERS) = "cosine"
+    warmup_ratio: Num(ge=0, le=1) = 0.03
+    max_grad_norm: OptNum(gt=0) = 1.0
+    seed: Int(ge=0) = 0
     # ---- execution --------------------------------------------------------------------------------------
-    precision: str = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
-    gradient_checkpointing: bool = False
-    compile: bool = False  # torch.compile the LLM
-    lora: dict = field(default_factory=lambda: copy.deepcopy(LORA_DEFAULTS))
-    distributed: str = "auto"  # auto: ddp under torchrun (world > 1), else none
-    sampler: str = "modality_length"  # modality_length | length | random
-    num_workers: int = 2
-    feature_cache: str | None = None  # dir (or "auto") for cached frozen-tower features; None: run the towers
+    precision: Choice(*PRECISIONS) = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    gradient_checkpointing: Bool = False
+    compile: Bool = False  # torch.compile the LLM
+    lora: LoraSpec | None = field(default_factory=lambda: copy.deepcopy(LORA_DEFAULTS))
+    distributed: Choice(*DISTRIBUTED) = "auto"  # auto: ddp under torchrun (world > 1), else none
+    sampler: Choice(*SAMPLERS) = "modality_length"  # modality_length | length | random
+    num_workers: Int(ge=0) = 2
+    feature_cache: OptStr = None  # dir (or "auto") for cached frozen-tower features; None: run the towers
     # ---- bookkeeping ------------------------------------------------------------------------------------
-    save_steps: int = 1000
-    save_total_limit: int = 1
-    log_steps: int = 1
-    max_bad_fraction: float = 0.01
-    bad_check_after: int = 1000  # samples seen before the bad-sample share is enforced (always at the end)
-    report_to: list[str] = field(default_factory=lambda: ["tensorboard", "wandb"])  # used when installed
-    wandb_project: str = "cambrian"
-    progress: bool = True
-    resume: str | None = None  # "auto" (latest checkpoint in output_dir), a checkpoint dir, or None
-    overwrite: bool = False  # output_dir holds a previous run: delete that run's files first (else refused)
+    save_steps: Int(ge=0) = 1000
+    save_total_limit: OptInt(ge=0) = 1
+    log_steps: Int(ge=1) = 1
+    max_bad_fraction: Num(ge=0, le=1) = 0.01
+    bad_check_after: Int(ge=0) = 1000  # samples seen before the bad-sample share is enforced (always at the end)
+    # metrics.jsonl is always written; "tensorboard" / "wandb" here must be able to start (else a clear error)
+    report_to: Annotated[list[str], BeforeValidator(_reporters)] = field(default_factory=list)
+    wandb_project: Str = "cambrian"
+    progress: Bool = True
+    resume: OptStr = None  # "auto" (latest checkpoint in output_dir), a checkpoint dir, or None
+    overwrite: Bool = False  # output_dir holds a previous run: delete that run's files first (else refused)
 
     def __post_init__(self):
-        """Every field checked for type and range; the error names the field (``ConfigError``, a ValueError)."""
-        from ..models.grounding import KINDS
-
-        v = _Check()
-        self.model = v.str_("model", self.model)
-        if self.stage not in (1, 2, "ground") or isinstance(self.stage, bool):
-            raise ConfigError(f"stage must be 1, 2 or 'ground', got {self.stage!r}")
-        g = {"objective": "mse+words", "scale": 100.0}
-        g.update(_mapping("grounding", self.grounding, g))
-        if g["objective"] not in KINDS:
-            raise ConfigError(f"grounding.objective must be one of {KINDS}, got {g['objective']!r}")
-        g["scale"] = v.float_("grounding.scale", g["scale"], low=0.0, low_open=True)
+        """Types and ranges are checked by the field types; here: defaults of the nested mappings and the values
+        that only mean something together."""
+        g = dict(GROUNDING_DEFAULTS)
+        g.update(self.grounding or {})
         self.grounding = g
-        self.unfreeze_vision = v.bool_("unfreeze_vision", self.unfreeze_vision)
-        if self.trainable is not None:
-            self.trainable = v.str_list("trainable", self.trainable)
-        self.data = _data_entries(self.data)
-        self.mixing_cap = v.int_("mixing_cap", self.mixing_cap, low=1, optional=True)
-        if self.mixing_ratios is not None:
-            ratios = _mapping("mixing_ratios", self.mixing_ratios, None)
-            self.mixing_ratios = {str(k): v.float_(f"mixing_ratios.{k}", r, low=0.0) for k, r in ratios.items()}
-        self.mixing_total = v.int_("mixing_total", self.mixing_total, low=1, optional=True)
-        self.max_length = v.int_("max_length", self.max_length, low=1, optional=True)
-        self.output_dir = v.str_("output_dir", self.output_dir)
-        self.micro_batch_size = v.int_("micro_batch_size", self.micro_batch_size, low=1)
-        self.global_batch_size = v.int_("global_batch_size", self.global_batch_size, low=1, optional=True)
-        self.grad_accum = v.int_("grad_accum", self.grad_accum, low=1)
-        self.epochs = v.int_("epochs", self.epochs, low=1)
-        self.max_steps = v.int_("max_steps", self.max_steps, low=0, optional=True, none_means="no cap") or None  # 0: no cap
-        self.lr = v.float_("lr", self.lr, low=0.0, low_open=True)
-        self.sva_lr = v.float_("sva_lr", self.sva_lr, low=0.0, low_open=True, optional=True)
-        self.vision_lr = v.float_("vision_lr", self.vision_lr, low=0.0, low_open=True, optional=True)
-        self.weight_decay = v.float_("weight_decay", self.weight_decay, low=0.0)
-        if not isinstance(self.betas, (list, tuple)) or len(self.betas) != 2:
-            raise ConfigError(f"betas must be two numbers [beta1, beta2], got {self.betas!r}")
-        self.betas = tuple(v.float_(f"betas[{i}]", b, low=0.0, high=1.0, high_open=True) for i, b in enumerate(self.betas))
-        self.eps = v.float_("eps", self.eps, low=0.0, low_open=True)
-        self.scheduler = v.choice("scheduler", self.scheduler, SCHEDULERS)
-        self.warmup_ratio = v.float_("warmup_ratio", self.warmup_ratio, low=0.0, high=1.0)
-        self.max_grad_norm = v.float_("max_grad_norm", self.max_grad_norm, low=0.0, low_open=True, optional=True)
-        self.seed = v.int_("seed", self.seed, low=0)
-        self.precision = v.choice("precision", self.precision, PRECISIONS)
-        self.gradient_checkpointing = v.bool_("gradient_checkpointing", self.gradient_checkpointing)
-        self.compile = v.bool_("compile", self.compile)
-        lora = dict(LORA_DEFAULTS)
-        lora.update(_mapping("lora", self.lora, LORA_DEFAULTS))
-        lora["enabled"] = v.bool_("lora.enabled", lora["enabled"])
-        lora["r"] = v.int_("lora.r", lora["r"], low=1)
-        lora["alpha"] = v.float_("lora.alpha", lora["alpha"], low=0.0, low_open=True)
+        lora = copy.deepcopy(LORA_DEFAULTS)
+        lora.update(self.lora or {})
         if float(lora["alpha"]).is_integer():
             lora["alpha"] = int(lora["alpha"])
-        lora["dropout"] = v.float_("lora.dropout", lora["dropout"], low=0.0, high=1.0, high_open=True)
-        lora["target_modules"] = v.str_list("lora.target_modules", lora["target_modules"])
         self.lora = lora
-        self.distributed = v.choice("distributed", self.distributed, DISTRIBUTED)
-        self.sampler = v.choice("sampler", self.sampler, SAMPLERS)
-        self.num_workers = v.int_("num_workers", self.num_workers, low=0)
-        self.feature_cache = v.str_("feature_cache", self.feature_cache, optional=True)
-        self.save_steps = v.int_("save_steps", self.save_steps, low=0)
-        self.save_total_limit = v.int_("save_total_limit", self.save_total_limit, low=0, optional=True)
-        self.log_steps = v.int_("log_steps", self.log_steps, low=1)
-        self.max_bad_fraction = v.float_("max_bad_fraction", self.max_bad_fraction, low=0.0, high=1.0)
-        self.bad_check_after = v.int_("bad_check_after", self.bad_check_after, low=0)
-        if isinstance(self.report_to, str):
-            self.report_to = [self.report_to]
-        self.report_to = v.str_list("report_to", self.report_to or [])
-        self.wandb_project = v.str_("wandb_project", self.wandb_project)
-        self.progress = v.bool_("progress", self.progress)
-        self.resume = v.str_("resume", self.resume, optional=True)
-        self.overwrite = v.bool_("overwrite", self.overwrite)
+        self.data = [dict(d) for d in self.data]
+        self.max_steps = self.max_steps or None  # 0: no cap
         if self.resume and self.overwrite:
-            raise ConfigError("resume and overwrite exclude each other (overwrite deletes the checkpoints resume reads)")
+            raise ConfigError(
+                "resume and overwrite exclude each other (overwrite deletes the checkpoints resume reads)"
+            )
 
     # ---- (de)serialisation ------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -277,14 +200,8 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        if not isinstance(d, dict):
-            raise ConfigError(f"a training config must be a mapping, got {type(d).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        for k in d:
-            if k not in names:
-                raise ConfigError(f"unknown TrainConfig keys [{k!r}]{did_you_mean(k, names)}")
-        return cls(**d)
+    def from_dict(cls, d: dict, where: str | None = None) -> TrainConfig:
+        return build(cls, d, where)
 
     def save(self, path: str | Path) -> None:
         from ..utils.io import atomic_write_text
@@ -292,27 +209,34 @@ class TrainConfig:
         atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
-    def load(cls, path: str | Path, overrides: list[str] | None = None) -> "TrainConfig":
+    def load(cls, path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+        """A recipe file, or the name of a shipped recipe (``tiny``, ``nano-stage1``, ``cambrian-8b-stage2``; see
+        ``cambrian.presets.models.list_recipes``). A recipe file's relative data paths resolve against its folder;
+        a shipped recipe's against the current directory (its own folder is inside the installed package)."""
+        from ..presets.models import RECIPE_DIR, list_recipes, recipe_path
+
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            raise ValueError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping at top level")
-        data = dict(data)
-        if data.get("data") is not None:  # the recipe's own data paths are relative to the recipe's folder
+        if not path.exists():
+            shipped = recipe_path(str(path))
+            if shipped is None:
+                raise FileNotFoundError(
+                    f"{path}: no such recipe file, and not a shipped recipe name (shipped: {', '.join(list_recipes())})"
+                )
+            path = shipped
+        relative_base = None if path.resolve().parent == RECIPE_DIR else path.parent
+        data = read_mapping(path)
+        if data.get("data") is not None and relative_base is not None:  # a recipe file's data: relative to its folder
             try:
-                data["data"] = [_relative_to(e, path.parent) for e in _data_entries(data["data"])]
-            except ConfigError as e:
-                raise ConfigError(f"{path}: {e}") from None
-        data = apply_overrides(data, overrides or [])
+                entries = _data_list(data["data"])
+            except Exception:
+                entries = None  # malformed: the typed check below names the problem
+            if entries is not None:
+                data["data"] = [_relative_to(e, relative_base) if isinstance(e, dict) else e for e in entries]
         try:
-            return cls.from_dict(data)
-        except (TypeError, ValueError) as e:
+            data = apply_overrides(data, overrides or [])
+        except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
+        return build(cls, data, str(path))
 
 
 def _relative_to(entry: dict, folder: Path) -> dict:
@@ -320,27 +244,7 @@ def _relative_to(entry: dict, folder: Path) -> dict:
     ``~`` expanded)."""
     entry = dict(entry)
     for k in ("path", "images"):
-        if entry.get(k) is not None:
+        if isinstance(entry.get(k), str):
             p = Path(entry[k]).expanduser()
             entry[k] = str(p if p.is_absolute() else folder / p)
     return entry
-
-
-
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """``["lr=2e-5", "lora.enabled=true"]`` -> nested update of ``data`` (values parsed as YAML)."""
-    data = dict(data)
-    for ov in overrides:
-        if "=" not in ov:
-            raise ValueError(f"override {ov!r} is not key=value")
-        key, raw = ov.split("=", 1)
-        value: Any = yaml.safe_load(raw) if raw != "" else None
-        parts = key.strip().split(".")
-        cur = data
-        for p in parts[:-1]:
-            nxt = cur.get(p)
-            nxt = dict(nxt) if isinstance(nxt, dict) else {}
-            cur[p] = nxt
-            cur = nxt
-        cur[parts[-1]] = value
-    return data

@@ -12,8 +12,8 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -60,8 +60,15 @@ class FeatureCache:
         os.replace(tmp, f)
 
     @torch.no_grad()
-    def build(self, image_paths: Sequence, device: torch.device | str = "cpu", batch_size: int = 16,
-              rank: int = 0, world_size: int = 1, progress: bool = False) -> int:
+    def build(
+        self,
+        image_paths: Sequence,
+        device: torch.device | str = "cpu",
+        batch_size: int = 16,
+        rank: int = 0,
+        world_size: int = 1,
+        progress: bool = False,
+    ) -> int:
         """Compute and store the features of every image not cached yet (this rank's share); returns how many
         were computed. Unreadable images are skipped (the dataset reports them as bad samples)."""
         from PIL import Image
@@ -70,7 +77,9 @@ class FeatureCache:
         todo = [p for i, p in enumerate(sorted(set(map(str, image_paths)))) if i % world_size == rank]
         todo = [p for p in todo if Path(p).is_file() and not self.has(p)]
         done = 0
-        bar = tqdm(total=len(todo), desc="tower features", unit="img", disable=not progress or not todo, dynamic_ncols=True)
+        bar = tqdm(
+            total=len(todo), desc="tower features", unit="img", disable=not progress or not todo, dynamic_ncols=True
+        )
         for s in range(0, len(todo), batch_size):
             bar.update(min(batch_size, len(todo) - s))
             chunk, ims = [], []

@@ -1,4 +1,4 @@
-"""Declarative freeze policy and optimizer parameter groups (spec §3.1).
+"""Declarative freeze policy and optimizer parameter groups (docs/official-code.md#stages).
 
 Parameters are selected by name prefixes of ``CambrianModel`` (``connector.``, ``llm.``, ``encoders.``):
 
@@ -14,8 +14,6 @@ no-decay (biases and 1-D norm weights get no weight decay).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch.nn as nn
 
@@ -56,13 +54,6 @@ def apply_freeze(model: nn.Module, trainable: list[str]) -> dict[str, int]:
     return {"trainable": n_train, "frozen": n_frozen}
 
 
-@dataclass
-class GroupSpec:
-    name: str
-    lr: float
-    weight_decay: float
-
-
 def lr_group_name(name: str) -> str:
     if name.startswith("encoders."):
         return "vision"
@@ -73,12 +64,17 @@ def lr_group_name(name: str) -> str:
     return "llm"
 
 
-def param_groups(model: nn.Module, lr: float, sva_lr: float | None = None, vision_lr: float | None = None,
-                 weight_decay: float = 0.0) -> list[dict]:
+def param_groups(
+    model: nn.Module, lr: float, sva_lr: float | None = None, vision_lr: float | None = None, weight_decay: float = 0.0
+) -> list[dict]:
     """AdamW groups over the trainable parameters: one per (lr group, decay) that is non-empty. Each dict carries
     ``name`` (e.g. ``sva``, ``projector/no_decay``) and ``names`` (parameter names) for logging/tests."""
-    lrs = {"sva": sva_lr if sva_lr is not None else lr, "vision": vision_lr if vision_lr is not None else lr,
-           "projector": lr, "llm": lr}
+    lrs = {
+        "sva": sva_lr if sva_lr is not None else lr,
+        "vision": vision_lr if vision_lr is not None else lr,
+        "projector": lr,
+        "llm": lr,
+    }
     no_decay_modules = set()
     for mname, mod in model.named_modules():
         if isinstance(mod, (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d)) or "norm" in type(mod).__name__.lower():
@@ -92,7 +88,13 @@ def param_groups(model: nn.Module, lr: float, sva_lr: float | None = None, visio
         decay = weight_decay > 0 and not (name.endswith("bias") or mod in no_decay_modules or p.ndim < 2)
         key = g if decay or weight_decay == 0 else f"{g}/no_decay"
         if key not in groups:
-            groups[key] = {"name": key, "params": [], "names": [], "lr": lrs[g], "weight_decay": weight_decay if decay else 0.0}
+            groups[key] = {
+                "name": key,
+                "params": [],
+                "names": [],
+                "lr": lrs[g],
+                "weight_decay": weight_decay if decay else 0.0,
+            }
         groups[key]["params"].append(p)
         groups[key]["names"].append(name)
     return list(groups.values())

@@ -8,8 +8,18 @@ from pathlib import Path
 
 import torch
 
+from ..errors import UserError
+
 # dense bf16 peak FLOP/s per device (vendor datasheets); unknown devices: no MFU
-PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12, "4090": 165e12}
+PEAK_BF16 = {
+    "H200": 989e12,
+    "H100": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "A10G": 125e12,
+    "L4": 121e12,
+    "4090": 165e12,
+}
 
 
 def peak_flops(device: torch.device) -> float | None:
@@ -29,6 +39,10 @@ def train_flops_per_token(n_llm: int, n_llm_trainable: int) -> float:
     return 4.0 * n_llm + 2.0 * n_llm_trainable
 
 
+class ReporterError(UserError, RuntimeError):
+    """A reporter named in ``report_to`` (tensorboard, wandb) could not start."""
+
+
 class MetricsLogger:
     def __init__(self, out_dir: Path, cfg, enabled: bool = True, total: int = 0, initial: int = 0):
         self.enabled = enabled
@@ -44,15 +58,25 @@ class MetricsLogger:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.tb = SummaryWriter(str(out_dir / "tensorboard"))
-            except Exception:  # tensorboard not installed
-                self.tb = None
+            except Exception as e:  # asked for and unavailable: say so instead of training without it
+                raise ReporterError(
+                    f"report_to: tensorboard could not start ({type(e).__name__}: {e}); install "
+                    "tensorboard or remove it from report_to"
+                ) from None
         if "wandb" in report:
             try:
                 import wandb  # type: ignore
 
-                self.wandb = wandb.init(project=cfg.wandb_project, config=cfg.to_dict(), dir=str(out_dir), resume="allow")
-            except Exception:
-                self.wandb = None
+                self.wandb = wandb.init(
+                    project=cfg.wandb_project, config=cfg.to_dict(), dir=str(out_dir), resume="allow"
+                )
+            except Exception as e:
+                if self.tb is not None:
+                    self.tb.close()
+                raise ReporterError(
+                    f"report_to: wandb could not start ({type(e).__name__}: {e}); install and log in "
+                    "to wandb or remove it from report_to"
+                ) from None
         if cfg.progress:
             try:
                 from tqdm.auto import tqdm
@@ -66,8 +90,12 @@ class MetricsLogger:
             return
         if self.bar is not None:
             lr = next(iter(rec["lr"].values())) if rec.get("lr") else 0.0
-            post = {"loss": f"{rec['loss']:.4f}", "lr": f"{lr:.2e}", "samples/s": f"{rec['samples_per_s']:.1f}",
-                    "tok/s": f"{rec['tokens_per_s']:.0f}"}
+            post = {
+                "loss": f"{rec['loss']:.4f}",
+                "lr": f"{lr:.2e}",
+                "samples/s": f"{rec['samples_per_s']:.1f}",
+                "tok/s": f"{rec['tokens_per_s']:.0f}",
+            }
             if "mfu" in rec:
                 post["mfu"] = f"{100 * rec['mfu']:.1f}%"
             self.bar.set_postfix(post, refresh=False)
@@ -76,8 +104,12 @@ class MetricsLogger:
             return
         self.f.write(json.dumps(rec) + "\n")
         self.f.flush()
-        flat = {"train/loss": rec["loss"], "train/grad_norm": rec["grad_norm"], "perf/samples_per_s": rec["samples_per_s"],
-                "perf/tokens_per_s": rec["tokens_per_s"]}
+        flat = {
+            "train/loss": rec["loss"],
+            "train/grad_norm": rec["grad_norm"],
+            "perf/samples_per_s": rec["samples_per_s"],
+            "perf/tokens_per_s": rec["tokens_per_s"],
+        }
         flat.update({f"lr/{k}": v for k, v in rec.get("lr", {}).items()})
         if "mfu" in rec:
             flat["perf/mfu"] = rec["mfu"]

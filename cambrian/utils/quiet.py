@@ -35,7 +35,9 @@ def quiet_cache_deprecation():
         t.addFilter(_FILTER)
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"`(past_key_values|cache_params)` is deprecated", category=FutureWarning)
+            warnings.filterwarnings(
+                "ignore", message=r"`(past_key_values|cache_params)` is deprecated", category=FutureWarning
+            )
             yield
     finally:
         for t in targets:

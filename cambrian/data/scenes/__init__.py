@@ -1,8 +1,11 @@
-"""Synthetic CLEVR-like 3D scenes (pybullet) with exact annotations, CV-Bench-Synth and LLaVA training data.
+"""Synthetic CLEVR-like 3D scenes (pybullet) with exact annotations. CV-Bench-Synth and the LLaVA training data
+made from them live one layer up, in ``cambrian.cvbench`` (they share CV-Bench's question programs).
 
 Python API (no CLI needed)::
 
-    from cambrian.data.scenes import render_scenes, make_llava_data, build_cvbench_synth, assert_disjoint
+    from cambrian.data.scenes import render_scenes, assert_disjoint
+    from cambrian.cvbench.builder import build_cvbench_synth
+    from cambrian.cvbench.training_data import make_llava_data
     render_scenes("scenes/train", n=2000, seed=0, split="train")           # images, masks, depth, annotations
     render_scenes("scenes/test", n=300, seed=0, split="test")
     assert_disjoint("scenes/train", "scenes/test")
@@ -11,7 +14,8 @@ Python API (no CLI needed)::
     make_llava_data("scenes/train", "stage2.jsonl", stage=2)               # instructions (image folder = scenes/train)
 
 Modules: ``engine`` (pybullet rendering, visibility rule), ``annotations`` (COCO / Omni3D export), ``render``
-(split on disk), ``export`` (LLaVA JSONL), ``cli`` (``cambrian data scenes``).
+(split on disk), ``attributes`` (colour/shape questions), ``grounding`` (per-cell words); the command is
+``cambrian data scenes`` (``cambrian.cli.data_scenes``).
 """
 
 from __future__ import annotations
@@ -23,22 +27,10 @@ def render_scenes(*args, **kwargs):
     return f(*args, **kwargs)
 
 
-def make_llava_data(*args, **kwargs):
-    from .export import make_llava_data as f
-
-    return f(*args, **kwargs)
-
-
-def build_cvbench_synth(*args, **kwargs):
-    from ...cvbench.builder import build_cvbench_synth as f
-
-    return f(*args, **kwargs)
-
-
 def assert_disjoint(*args, **kwargs):
     from .render import assert_disjoint as f
 
     return f(*args, **kwargs)
 
 
-__all__ = ["render_scenes", "make_llava_data", "build_cvbench_synth", "assert_disjoint"]
+__all__ = ["render_scenes", "assert_disjoint"]

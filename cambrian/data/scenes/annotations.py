@@ -51,7 +51,7 @@ def rle_decode(rle: dict) -> np.ndarray:
     pos, val = 0, False
     for r in rle["counts"]:
         if val:
-            flat[pos:pos + r] = True
+            flat[pos : pos + r] = True
         pos += r
         val = not val
     return flat.reshape((h, w), order="F")
@@ -66,18 +66,37 @@ def to_coco(scenes: list[dict], masks: dict | None = None, colors=tuple(COLORS),
     images, anns = [], []
     for img_id, sc in enumerate(scenes, 1):
         cam = sc["camera"]
-        images.append({"id": img_id, "file_name": sc["image"], "width": cam["width"], "height": cam["height"],
-                       "scene_id": sc["scene_id"], "split": sc["split"]})
+        images.append(
+            {
+                "id": img_id,
+                "file_name": sc["image"],
+                "width": cam["width"],
+                "height": cam["height"],
+                "scene_id": sc["scene_id"],
+                "split": sc["split"],
+            }
+        )
         m = None if masks is None else masks.get(sc["scene_id"])
         for o in sc["objects"]:
-            a = {"id": len(anns) + 1, "image_id": img_id, "category_id": cat_id[o["category"]],
-                 "bbox": [float(v) for v in o["bbox"]], "area": float(o["pixels"]), "iscrowd": 0,
-                 "instance_id": o["instance_id"], "size": o["size"]}
+            a = {
+                "id": len(anns) + 1,
+                "image_id": img_id,
+                "category_id": cat_id[o["category"]],
+                "bbox": [float(v) for v in o["bbox"]],
+                "area": float(o["pixels"]),
+                "iscrowd": 0,
+                "instance_id": o["instance_id"],
+                "size": o["size"],
+            }
             if m is not None:
                 a["segmentation"] = rle_encode(m == o["instance_id"])
             anns.append(a)
-    return {"info": {"description": "cambrian synthetic scenes (pybullet)", "version": "1"},
-            "images": images, "annotations": anns, "categories": cats}
+    return {
+        "info": {"description": "cambrian synthetic scenes (pybullet)", "version": "1"},
+        "images": images,
+        "annotations": anns,
+        "categories": cats,
+    }
 
 
 def to_omni3d(scenes: list[dict], dataset_name: str = "Synth3D", colors=tuple(COLORS), shapes=SHAPES) -> dict:
@@ -87,22 +106,47 @@ def to_omni3d(scenes: list[dict], dataset_name: str = "Synth3D", colors=tuple(CO
     for img_id, sc in enumerate(scenes, 1):
         cam = sc["camera"]
         K = np.asarray(cam["K"])
-        images.append({"id": img_id, "dataset_id": 0, "file_path": sc["image"], "width": cam["width"],
-                       "height": cam["height"], "K": cam["K"], "scene_id": sc["scene_id"], "split": sc["split"],
-                       "depth_path": sc.get("depth")})
+        images.append(
+            {
+                "id": img_id,
+                "dataset_id": 0,
+                "file_path": sc["image"],
+                "width": cam["width"],
+                "height": cam["height"],
+                "K": cam["K"],
+                "scene_id": sc["scene_id"],
+                "split": sc["split"],
+                "depth_path": sc.get("depth"),
+            }
+        )
         for o in sc["objects"]:
             b = o["box3d"]
             uv = project(np.asarray(b["bbox3D_cam"]), K)
             x, y, w, h = o["bbox"]
-            anns.append({
-                "id": len(anns) + 1, "image_id": img_id, "dataset_id": 0,
-                "category_id": cat_id[o["category"]], "category_name": o["category"],
-                "bbox2D_tight": [float(x), float(y), float(x + w), float(y + h)],
-                "bbox2D_proj": [float(uv[:, 0].min()), float(uv[:, 1].min()), float(uv[:, 0].max()), float(uv[:, 1].max())],
-                "center_cam": b["center_cam"], "dimensions": b["dimensions"], "R_cam": b["R_cam"],
-                "bbox3D_cam": b["bbox3D_cam"], "depth": b["center_cam"][2],
-                "visibility": o["visible_fraction"],  # null = not measured (known >= the threshold)
-                "truncation": 0.0, "valid3D": True, "behind_camera": False,
-                "instance_id": o["instance_id"],
-            })
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": img_id,
+                    "dataset_id": 0,
+                    "category_id": cat_id[o["category"]],
+                    "category_name": o["category"],
+                    "bbox2D_tight": [float(x), float(y), float(x + w), float(y + h)],
+                    "bbox2D_proj": [
+                        float(uv[:, 0].min()),
+                        float(uv[:, 1].min()),
+                        float(uv[:, 0].max()),
+                        float(uv[:, 1].max()),
+                    ],
+                    "center_cam": b["center_cam"],
+                    "dimensions": b["dimensions"],
+                    "R_cam": b["R_cam"],
+                    "bbox3D_cam": b["bbox3D_cam"],
+                    "depth": b["center_cam"][2],
+                    "visibility": o["visible_fraction"],  # null = not measured (known >= the threshold)
+                    "truncation": 0.0,
+                    "valid3D": True,
+                    "behind_camera": False,
+                    "instance_id": o["instance_id"],
+                }
+            )
     return {"info": {"name": dataset_name, "id": 0}, "images": images, "annotations": anns, "categories": cats}

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from collections import Counter
 
+NUMBER_WORDS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+
 COLOR_Q = "What color is the {shape}?"
 SHAPE_Q = "What shape is the {color} object?"
 TYPES = ("color", "shape")
 
 
-def attribute_questions(scene: dict, colors: tuple[str, ...] | None = None, shapes: tuple[str, ...] | None = None) -> list[dict]:
+def attribute_questions(
+    scene: dict, colors: tuple[str, ...] | None = None, shapes: tuple[str, ...] | None = None
+) -> list[dict]:
     """``[{"type", "question", "answer", "choices", "instance_id"}]`` for one scene record (its visible objects).
     ``choices``: the possible answers of the type (the scene world's colours / shapes; defaults: the engine's)."""
     from .engine import COLORS, SHAPES
@@ -24,9 +28,23 @@ def attribute_questions(scene: dict, colors: tuple[str, ...] | None = None, shap
     out = []
     for o in objs:
         if n_shape[o["shape"]] == 1:
-            out.append({"type": "color", "question": COLOR_Q.format(shape=o["shape"]), "answer": o["color"],
-                        "choices": list(colors), "instance_id": o.get("instance_id")})
+            out.append(
+                {
+                    "type": "color",
+                    "question": COLOR_Q.format(shape=o["shape"]),
+                    "answer": o["color"],
+                    "choices": list(colors),
+                    "instance_id": o.get("instance_id"),
+                }
+            )
         if n_color[o["color"]] == 1:
-            out.append({"type": "shape", "question": SHAPE_Q.format(color=o["color"]), "answer": o["shape"],
-                        "choices": list(shapes), "instance_id": o.get("instance_id")})
+            out.append(
+                {
+                    "type": "shape",
+                    "question": SHAPE_Q.format(color=o["color"]),
+                    "answer": o["shape"],
+                    "choices": list(shapes),
+                    "instance_id": o.get("instance_id"),
+                }
+            )
     return out

@@ -74,7 +74,7 @@ class SceneConfig:
     layout_tries: int = 50
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "SceneConfig":
+    def from_dict(cls, d: dict | None) -> SceneConfig:
         d = dict(d or {})
         for k in ("shapes", "colors", "sizes", "cam_distance", "cam_elevation_deg", "fov_deg"):
             if k in d:
@@ -94,8 +94,8 @@ def shape_dims(shape: str, extent: float) -> tuple[float, float, float]:
 
 
 def _bound_radius(shape: str, extent: float) -> float:
-    w, l, _ = shape_dims(shape, extent)
-    return 0.5 * math.hypot(w, l) if shape == "cube" else 0.5 * max(w, l)
+    w, length, _ = shape_dims(shape, extent)
+    return 0.5 * math.hypot(w, length) if shape == "cube" else 0.5 * max(w, length)
 
 
 @dataclass
@@ -171,8 +171,15 @@ def sample_camera(rng: np.random.Generator, cfg: SceneConfig) -> Camera:
     eye = [target[0] + d * math.cos(el) * math.cos(az), target[1] + d * math.cos(el) * math.sin(az), d * math.sin(el)]
     view = p.computeViewMatrix(eye, target, [0, 0, 1])
     proj = p.computeProjectionMatrixFOV(fov, cfg.width / cfg.height, NEAR, FAR)
-    return Camera(eye=[float(v) for v in eye], target=target, fov=float(fov), width=cfg.width, height=cfg.height,
-                  view=list(view), proj=list(proj))
+    return Camera(
+        eye=[float(v) for v in eye],
+        target=target,
+        fov=float(fov),
+        width=cfg.width,
+        height=cfg.height,
+        view=list(view),
+        proj=list(proj),
+    )
 
 
 def object_box3d(o: ObjectSpec, cam: Camera) -> dict:
@@ -181,7 +188,7 @@ def object_box3d(o: ObjectSpec, cam: Camera) -> dict:
     Object frame: x = width (along yaw), y = height pointing down (world -z), z = length; corners are ordered
     by the sign pattern (x, y, z) in itertools.product([-1, 1], repeat=3) order.
     """
-    w, l, h = shape_dims(o.shape, o.extent)
+    w, length, h = shape_dims(o.shape, o.extent)
     c, s = math.cos(o.yaw), math.sin(o.yaw)
     # columns: object x, y, z axes expressed in world coordinates
     R_wo = np.array([[c, 0.0, -s], [s, 0.0, c], [0.0, -1.0, 0.0]])
@@ -189,7 +196,7 @@ def object_box3d(o: ObjectSpec, cam: Camera) -> dict:
     centre_w = np.array([o.x, o.y, h / 2])
     R_cam = R_cw @ R_wo
     centre = R_cw @ centre_w + t_cw
-    dims = np.array([w, h, l])
+    dims = np.array([w, h, length])
     signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
     corners = centre + (signs * dims / 2) @ R_cam.T
     return {
@@ -233,9 +240,11 @@ class SceneRenderer:
         self._bodies = []
         for o in objs:
             rgba = [v / 255 for v in COLORS[o.color]] + [1]
-            w, l, h = shape_dims(o.shape, o.extent)
+            w, length, h = shape_dims(o.shape, o.extent)
             if o.shape == "cube":
-                v = p.createVisualShape(p.GEOM_BOX, halfExtents=[w / 2, l / 2, h / 2], rgbaColor=rgba, physicsClientId=c)
+                v = p.createVisualShape(
+                    p.GEOM_BOX, halfExtents=[w / 2, length / 2, h / 2], rgbaColor=rgba, physicsClientId=c
+                )
             elif o.shape == "sphere":
                 v = p.createVisualShape(p.GEOM_SPHERE, radius=w / 2, rgbaColor=rgba, physicsClientId=c)
             elif o.shape == "cylinder":
@@ -250,9 +259,17 @@ class SceneRenderer:
     def _render(self, cam: Camera, shadow: bool | None = None):
         p = self.p
         w, h, rgba, zbuf, seg = p.getCameraImage(
-            cam.width, cam.height, cam.view, cam.proj, renderer=p.ER_TINY_RENDERER,
-            shadow=int(self.cfg.shadow if shadow is None else shadow), lightDirection=[0.6, -0.4, 1.0],
-            lightAmbientCoeff=0.55, lightDiffuseCoeff=0.5, lightSpecularCoeff=0.05, physicsClientId=self.client,
+            cam.width,
+            cam.height,
+            cam.view,
+            cam.proj,
+            renderer=p.ER_TINY_RENDERER,
+            shadow=int(self.cfg.shadow if shadow is None else shadow),
+            lightDirection=[0.6, -0.4, 1.0],
+            lightAmbientCoeff=0.55,
+            lightDiffuseCoeff=0.5,
+            lightSpecularCoeff=0.05,
+            physicsClientId=self.client,
         )
         rgb = np.asarray(rgba, dtype=np.uint8).reshape(h, w, 4)[:, :, :3]
         seg = np.asarray(seg, dtype=np.int64).reshape(h, w)
@@ -281,8 +298,10 @@ class SceneRenderer:
         for _layout in range(cfg.layout_tries):
             objs = sample_layout(rng, cfg)
             self._build(objs)
-            self._rgba = {b: list(self.p.getVisualShapeData(b, physicsClientId=self.client)[0][7])
-                          for b in self._bodies + [self.plane]}
+            self._rgba = {
+                b: list(self.p.getVisualShapeData(b, physicsClientId=self.client)[0][7])
+                for b in self._bodies + [self.plane]
+            }
             for _cam in range(cfg.camera_tries):
                 cam = sample_camera(rng, cfg)
                 result = self._try_camera(objs, cam, rejected)
@@ -299,13 +318,18 @@ class SceneRenderer:
         # every object (even one that ends up hidden) must be whole in the frame
         for b in boxes:
             uv = project(np.asarray(b["bbox3D_cam"]), K)
-            if (uv[:, 0].min() < m or uv[:, 1].min() < m or uv[:, 0].max() > cam.width - m
-                    or uv[:, 1].max() > cam.height - m or min(c[2] for c in b["bbox3D_cam"]) <= NEAR):
+            if (
+                uv[:, 0].min() < m
+                or uv[:, 1].min() < m
+                or uv[:, 0].max() > cam.width - m
+                or uv[:, 1].max() > cam.height - m
+                or min(c[2] for c in b["bbox3D_cam"]) <= NEAR
+            ):
                 rejected["out_of_frame"] += 1
                 return None
         rgb, seg, depth = self._render(cam)
         records = []
-        for k, (o, b) in enumerate(zip(objs, boxes)):
+        for k, (_o, b) in enumerate(zip(objs, boxes)):
             px = int((seg == self._bodies[k]).sum())
             if px == 0:
                 records.append(None)  # entirely hidden: not annotated, not counted
@@ -329,9 +353,15 @@ class SceneRenderer:
         mask = np.zeros(seg.shape, dtype=np.uint8)
         objects, hidden = [], []
         for k, (o, b, r) in enumerate(zip(objs, boxes, records)):
-            base = {"shape": o.shape, "color": o.color, "size": o.size, "category": o.category,
-                    "position_world": [o.x, o.y, shape_dims(o.shape, o.extent)[2] / 2], "yaw": o.yaw,
-                    "extent": o.extent}
+            base = {
+                "shape": o.shape,
+                "color": o.color,
+                "size": o.size,
+                "category": o.category,
+                "position_world": [o.x, o.y, shape_dims(o.shape, o.extent)[2] / 2],
+                "yaw": o.yaw,
+                "extent": o.extent,
+            }
             if r is None:
                 hidden.append(base)
                 continue
@@ -341,22 +371,42 @@ class SceneRenderer:
             mask[sel] = inst
             ys, xs = np.nonzero(sel)
             x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-            objects.append({
-                **base, "instance_id": inst, "pixels": px,
-                "visible_fraction": None if frac is None else round(frac, 4),
-                "unoccluded_pixels": solo,
-                "bbox": [x0, y0, x1 - x0, y1 - y0],  # COCO xywh, pixel edges
-                "box3d": b,
-            })
-        return {"rgb": rgb, "mask": mask, "depth": depth, "objects": objects, "hidden": hidden,
-                "camera": {"eye": cam.eye, "target": cam.target, "fov_deg": cam.fov, "width": cam.width,
-                           "height": cam.height, "K": K.tolist(), "near": NEAR, "far": FAR}}
+            objects.append(
+                {
+                    **base,
+                    "instance_id": inst,
+                    "pixels": px,
+                    "visible_fraction": None if frac is None else round(frac, 4),
+                    "unoccluded_pixels": solo,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],  # COCO xywh, pixel edges
+                    "box3d": b,
+                }
+            )
+        return {
+            "rgb": rgb,
+            "mask": mask,
+            "depth": depth,
+            "objects": objects,
+            "hidden": hidden,
+            "camera": {
+                "eye": cam.eye,
+                "target": cam.target,
+                "fov_deg": cam.fov,
+                "width": cam.width,
+                "height": cam.height,
+                "K": K.tolist(),
+                "near": NEAR,
+                "far": FAR,
+            },
+        }
 
 
 def scene_fingerprint(scene: dict) -> str:
     """Hash of the layout and camera (rounded), for train/test disjointness checks."""
-    objs = sorted((o["category"], o["size"], round(o["position_world"][0], 3), round(o["position_world"][1], 3))
-                  for o in scene["objects"] + scene.get("hidden", []))
+    objs = sorted(
+        (o["category"], o["size"], round(o["position_world"][0], 3), round(o["position_world"][1], 3))
+        for o in scene["objects"] + scene.get("hidden", [])
+    )
     cam = scene["camera"]
     key = repr((objs, [round(v, 3) for v in cam["eye"]], [round(v, 3) for v in cam["target"]]))
     return hashlib.sha1(key.encode()).hexdigest()[:16]

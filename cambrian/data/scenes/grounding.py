@@ -12,29 +12,52 @@ from .render import load_mask, read_scenes
 
 
 def object_words(obj: dict, count: int | None = None) -> str:
-    """"red cube", or with ``count`` (objects of that shape in the scene) "red cube two"."""
-    from .export import NUMBER_WORDS
+    """ "red cube", or with ``count`` (objects of that shape in the scene) "red cube two"."""
+    from .attributes import NUMBER_WORDS
 
     words = f"{obj['color']} {obj['shape']}"
     return words if count is None else f"{words} {NUMBER_WORDS[count] if count < len(NUMBER_WORDS) else count}"
 
 
-def scene_grounding(scene_dir: str | os.PathLike, scene: dict, grid: int, *, background: str = "floor",
-                    min_cover: float = 0.15, object_weight: float = 3.0, split_words: bool = False,
-                    count_words: bool = False) -> dict:
+def scene_grounding(
+    scene_dir: str | os.PathLike,
+    scene: dict,
+    grid: int,
+    *,
+    background: str = "floor",
+    min_cover: float = 0.15,
+    object_weight: float = 3.0,
+    split_words: bool = False,
+    count_words: bool = False,
+) -> dict:
     """``grounding`` targets of one scene record on a ``grid`` x ``grid`` query grid. ``count_words``: each object's
     cells also carry the number of objects of its shape ("red cube two"), so a count becomes a look-up."""
     from collections import Counter
 
     mask = load_mask(scene_dir, scene)
     shapes = Counter(o["shape"] for o in scene["objects"])
-    words = {int(o["instance_id"]): object_words(o, shapes[o["shape"]] if count_words else None) for o in scene["objects"]}
-    return cells_from_mask(mask, words, grid, background=background, min_cover=min_cover, object_weight=object_weight,
-                           split_words=split_words)
+    words = {
+        int(o["instance_id"]): object_words(o, shapes[o["shape"]] if count_words else None) for o in scene["objects"]
+    }
+    return cells_from_mask(
+        mask,
+        words,
+        grid,
+        background=background,
+        min_cover=min_cover,
+        object_weight=object_weight,
+        split_words=split_words,
+    )
 
 
 def scene_grounding_records(scene_dir: str | os.PathLike, grid: int, **kwargs) -> list[dict]:
     """One record per scene: ``{"id", "image" (absolute path), "grounding"}``."""
     sd = Path(scene_dir).resolve()
-    return [{"id": f"ground-{s['scene_id']}", "image": str(sd / s["image"]), "grounding": scene_grounding(sd, s, grid, **kwargs)}
-            for s in read_scenes(sd)]
+    return [
+        {
+            "id": f"ground-{s['scene_id']}",
+            "image": str(sd / s["image"]),
+            "grounding": scene_grounding(sd, s, grid, **kwargs),
+        }
+        for s in read_scenes(sd)
+    ]

@@ -34,8 +34,13 @@ _WORKER: dict = {}
 
 def _init_worker(cfg_dict: dict, out_dir: str, seed: int, split: str, save_depth: bool) -> None:
     _WORKER.clear()
-    _WORKER.update(renderer=SceneRenderer(SceneConfig.from_dict(cfg_dict)), out_dir=Path(out_dir), seed=seed,
-                   split=split, save_depth=save_depth)
+    _WORKER.update(
+        renderer=SceneRenderer(SceneConfig.from_dict(cfg_dict)),
+        out_dir=Path(out_dir),
+        seed=seed,
+        split=split,
+        save_depth=save_depth,
+    )
 
 
 def _render_one(index: int) -> dict:
@@ -45,9 +50,18 @@ def _render_one(index: int) -> dict:
     out, split = w["out_dir"], w["split"]
     sc = w["renderer"].render(scene_rng(w["seed"], split, index))
     sid = f"{split}_{index:06d}"
-    rec = {"scene_id": sid, "split": split, "index": index, "image": f"images/{sid}.png", "mask": f"masks/{sid}.png",
-           "depth": f"depth/{sid}.png" if w["save_depth"] else None, "camera": sc["camera"],
-           "objects": sc["objects"], "hidden": sc["hidden"], "rejections": sc["rejections"]}
+    rec = {
+        "scene_id": sid,
+        "split": split,
+        "index": index,
+        "image": f"images/{sid}.png",
+        "mask": f"masks/{sid}.png",
+        "depth": f"depth/{sid}.png" if w["save_depth"] else None,
+        "camera": sc["camera"],
+        "objects": sc["objects"],
+        "hidden": sc["hidden"],
+        "rejections": sc["rejections"],
+    }
     rec["fingerprint"] = scene_fingerprint(rec)
     Image.fromarray(sc["rgb"]).save(out / rec["image"], optimize=False, compress_level=1)
     Image.fromarray(sc["mask"]).save(out / rec["mask"], compress_level=1)
@@ -75,9 +89,18 @@ def read_scenes(scene_dir: str | os.PathLike) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def render_scenes(out_dir: str | os.PathLike, n: int, seed: int = 0, split: str = "train",
-                  config: SceneConfig | dict | None = None, *, workers: int = 1, progress: bool = True,
-                  save_depth: bool = True, coco_segmentation: bool = True) -> dict:
+def render_scenes(
+    out_dir: str | os.PathLike,
+    n: int,
+    seed: int = 0,
+    split: str = "train",
+    config: SceneConfig | dict | None = None,
+    *,
+    workers: int = 1,
+    progress: bool = True,
+    save_depth: bool = True,
+    coco_segmentation: bool = True,
+) -> dict:
     """Render ``n`` scenes of ``split`` into ``out_dir``; returns a summary (n, seconds, scenes_per_s, ...)."""
     cfg = config if isinstance(config, SceneConfig) else SceneConfig.from_dict(config)
     out = Path(out_dir)
@@ -124,11 +147,17 @@ def render_scenes(out_dir: str | os.PathLike, n: int, seed: int = 0, split: str 
         for k, v in r["rejections"].items():
             rej[k] = rej.get(k, 0) + v
     summary = {
-        "n": n, "seed": seed, "split": split, "workers": workers,
-        "render_seconds": round(render_s, 3), "total_seconds": round(total_s, 3),
+        "n": n,
+        "seed": seed,
+        "split": split,
+        "workers": workers,
+        "render_seconds": round(render_s, 3),
+        "total_seconds": round(total_s, 3),
         "scenes_per_s": round(n / total_s, 2) if total_s > 0 else None,
-        "objects": sum(len(r["objects"]) for r in recs), "hidden_objects": sum(len(r["hidden"]) for r in recs),
-        "rejections": rej, "config": config_dict(cfg),
+        "objects": sum(len(r["objects"]) for r in recs),
+        "hidden_objects": sum(len(r["hidden"]) for r in recs),
+        "rejections": rej,
+        "config": config_dict(cfg),
     }
     atomic_write_json(out / "meta.json", summary)
     return summary

@@ -14,8 +14,9 @@ import io
 import json
 import os
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..api import Benchmark, EvalSample
 
@@ -162,8 +163,11 @@ class TableBenchmark(Benchmark):
 
     def score(self, samples: Sequence[EvalSample], predictions: dict) -> dict:
         scores = self.item_scores(samples, predictions)
-        out = {self.item_metric: mean(scores), "n": len(samples),
-               "missing": sum(s.idx not in predictions for s in samples)}
+        out = {
+            self.item_metric: mean(scores),
+            "n": len(samples),
+            "missing": sum(s.idx not in predictions for s in samples),
+        }
         by = defaultdict(list)
         for s, v in zip(samples, scores):
             if s.meta.get("category") is not None:
@@ -175,21 +179,3 @@ class TableBenchmark(Benchmark):
 
 def mean(xs: Sequence[float]) -> float:
     return float(sum(xs) / len(xs)) if len(xs) else 0.0
-
-
-def letters(n: int) -> list[str]:
-    return [chr(ord("A") + i) for i in range(n)]
-
-
-def options_block(choices: Sequence[str]) -> str:
-    """"A. c0\\nB. c1..." (no leading newline)."""
-    return "\n".join(f"{l}. {c}" for l, c in zip(letters(len(choices)), choices))
-
-
-# The answer-format instructions used by the official scripts (spec §6.2).
-SHORT = "Answer the question using a single word or phrase."
-SHORT_NUMBER = "Answer the question using a single number or phrase."
-LETTER = "Answer with the option's letter from the given choices directly."
-LETTER_ONLY = "Please answer directly with only the letter of the correct option and nothing else."
-SHORT_DIRECT = "Give the short answer directly."
-COT = "First show your reasoning process and then give the final answer."

@@ -20,13 +20,15 @@ answers would give 1/13, but every question states its type.)
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
+from ...prompts import SHORT
+from ...typed import Int, OptInt
 from ..api import Benchmark, EvalSample, register_benchmark
-from ._common import SHORT, lazy_image, mean
+from ._common import lazy_image, mean
 
 SHAPES = ("circle", "rectangle", "triangle")
 YES_NO = ("yes", "no")
@@ -43,8 +45,9 @@ def package_test_dir() -> Path:
     try:
         import easy_vqa
     except ImportError as e:
-        raise FileNotFoundError("easyvqa: no data path given and the `easy-vqa` package is not installed "
-                                "(pip install easy-vqa)") from e
+        raise FileNotFoundError(
+            "easyvqa: no data path given and the `easy-vqa` package is not installed (pip install easy-vqa)"
+        ) from e
     return Path(easy_vqa.__file__).parent / "data" / "test"
 
 
@@ -74,6 +77,7 @@ class EasyVQA(Benchmark):
     metric_name = "exact match"
     chance = 0.43
     options = {"max_images": None, "seed": 0}
+    option_types = {"max_images": OptInt(ge=1), "seed": Int(ge=0)}
 
     def load(self, path: str | None) -> list[EvalSample]:
         root = Path(path) if path is not None else package_test_dir()
@@ -87,8 +91,15 @@ class EasyVQA(Benchmark):
         for k, (q, a, image_id) in enumerate(rows):
             if keep is not None and image_id not in keep:
                 continue
-            out.append(EvalSample(idx=k, prompt=f"{q}\n{SHORT}", images=[lazy_image(f"images/{image_id}.png", root)],
-                                  answer=a, meta={"category": answer_type(a), "image_id": image_id}))
+            out.append(
+                EvalSample(
+                    idx=k,
+                    prompt=f"{q}\n{SHORT}",
+                    images=[lazy_image(f"images/{image_id}.png", root)],
+                    answer=a,
+                    meta={"category": answer_type(a), "image_id": image_id},
+                )
+            )
         if not out:
             raise ValueError(f"easyvqa: no questions loaded from {root}")
         return out

@@ -7,15 +7,18 @@ Expected files under ``DIR/gqa``:
   Without it, an ``image`` column on the question rows or ``images/<imageId>.jpg`` is used.
 
 Prompt: ``question + "\\nAnswer the question using a single word or phrase."``; max_new_tokens 128.
-Answer: lower-case, strip, rstrip "."; exact match against the lower-cased ground truth.
+Official scorer (default): the prediction (stripped, as the official decode does) lower-cased and ``rstrip(".")``,
+exact match with the lower-cased ground truth ("yes ." is wrong). Lenient scorer (``accuracy_lenient``): also
+strips spaces around the answer and the ground truth.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from ...prompts import SHORT, with_instruction
 from ..api import EvalSample, register_benchmark
-from ._common import SHORT, TableBenchmark, find_files, lazy_image, read_table_file
+from ._common import TableBenchmark, find_files, lazy_image, read_table_file
 
 
 @register_benchmark("gqa")
@@ -36,8 +39,11 @@ class GQA(TableBenchmark):
             images = {r["id"]: r["image"] for r in ims}
             return [({**r, "image": images.get(r["imageId"])}, None) for r in q]
         root = Path(path)
-        qfiles = find_files(root, ("testdev_balanced_instructions*/**/*", "testdev_balanced_instructions*")) \
-            if root.is_dir() else [root]
+        qfiles = (
+            find_files(root, ("testdev_balanced_instructions*/**/*", "testdev_balanced_instructions*"))
+            if root.is_dir()
+            else [root]
+        )
         images = {}
         if root.is_dir() and any(root.glob("testdev_balanced_images*")):
             for f in find_files(root, ("testdev_balanced_images*/**/*", "testdev_balanced_images*")):
@@ -48,17 +54,34 @@ class GQA(TableBenchmark):
             for r in read_table_file(f):
                 im = images.get(str(r.get("imageId")))
                 if im is None:
-                    im = (r["image"], f.parent) if r.get("image") is not None else (
-                        f"images/{r.get('imageId')}.jpg", root if root.is_dir() else f.parent)
+                    im = (
+                        (r["image"], f.parent)
+                        if r.get("image") is not None
+                        else (f"images/{r.get('imageId')}.jpg", root if root.is_dir() else f.parent)
+                    )
                 out.append(({**r, "image": im[0]}, im[1]))
         return out
 
     def build_prompt(self, row):
-        return f"{row['question']}\n{SHORT}"
+        return with_instruction(row["question"], SHORT)
 
     def make_sample(self, i, row, base):
-        return EvalSample(idx=str(row.get("id", i)), prompt=self.build_prompt(row), images=[lazy_image(row["image"], base)],
-                          answer=str(row["answer"]), meta={"category": None})
+        return EvalSample(
+            idx=str(row.get("id", i)),
+            prompt=self.build_prompt(row),
+            images=[lazy_image(row["image"], base)],
+            answer=str(row["answer"]),
+            meta={"category": None},
+        )
 
     def extract(self, sample, prediction):
+        return (prediction or "").strip().lower().rstrip(".")
+
+    def is_correct(self, sample, extracted):
+        return float(extracted == sample.answer.lower())
+
+    def extract_lenient(self, sample, prediction):
         return (prediction or "").strip().lower().rstrip(".").strip()
+
+    def is_correct_lenient(self, sample, extracted):
+        return float(extracted == sample.answer.strip().lower())

@@ -7,11 +7,14 @@ options) are rows of their own, as in the public dev file.
 
 Prompt: ``(hint + "\\n" if hint) + question + " Options:" + "\\nA. …"`` for each present option
 ``+ "\\nAnswer with the option's letter from the given choices directly."``; max_new_tokens 512.
-Answer: MCQ extract (strip ".:,"), exact letter.
+Official scorer (default): MCQ extract (``rstrip(".:,")``), exact letter.
 Metrics: ``accuracy`` per row; ``circular_accuracy`` (primary, the paper's MMB) = groups whose rows are all
-correct / groups. A group is (question, image, source) like the official scorer, except that the image key is
-the SHA-1 of the encoded image bytes (the official code uses mmh3 of the image resized to 256², and mmh3 is not a
-dependency of ours); a ``circular_group`` column, when present, takes precedence.
+correct / groups. A group is, within a category, (question, image, source) as in the official scorer, where the
+image is its *decoded* content (RGB, resized to 256x256 with PIL's default filter, raw pixel bytes): two copies
+of one picture stored as different files (PNG and JPEG, other metadata) fall in one group. The official code hashes
+those bytes with mmh3; we use SHA-1 of the same bytes, which groups identically (mmh3 is not a dependency).
+A ``circular_group`` column, when present, takes precedence. Lenient scorer (``*_lenient``): the extraction also
+strips spaces around a bracketed letter.
 """
 
 from __future__ import annotations
@@ -19,18 +22,21 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 
+from ...prompts import LETTER, with_instruction
 from ..api import EvalSample, register_benchmark
-from ..extract import mcq_extract
-from ._common import LETTER, TableBenchmark, is_missing, lazy_image
+from ..extract import mcq_extract, official_mcq
+from ._common import TableBenchmark, is_missing, lazy_image
 
 
-def image_key(value) -> str:
-    """Stable hash of an image cell without decoding it (bytes, hub struct or path)."""
-    if isinstance(value, dict):
-        value = value.get("bytes") or value.get("path")
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return hashlib.sha1(bytes(value)).hexdigest()
-    return hashlib.sha1(str(value).encode()).hexdigest()
+def image_key(image) -> str:
+    """Hash of an image's decoded content as the official grouping sees it (RGB, resized to 256x256 with PIL's
+    default filter); ``image`` is a PIL image or a hub cell / bytes / path."""
+    from PIL import Image
+
+    from ._common import open_image
+
+    im = image if isinstance(image, Image.Image) else open_image(image)
+    return hashlib.sha1(im.convert("RGB").resize((256, 256)).tobytes()).hexdigest()
 
 
 @register_benchmark("mmbench")
@@ -45,25 +51,44 @@ class MMBench(TableBenchmark):
     def build_prompt(self, row):
         hint = row.get("hint")
         head = f"{hint}\n" if not is_missing(hint) else ""
-        opts = "".join(f"\n{l}. {row[l]}" for l in "ABCD" if l in row and not is_missing(row[l]))
-        return f"{head}{row['question']} Options:{opts}\n{LETTER}"
+        opts = "".join(f"\n{k}. {row[k]}" for k in "ABCD" if k in row and not is_missing(row[k]))
+        return with_instruction(f"{head}{row['question']} Options:{opts}", LETTER)
 
     def make_sample(self, i, row, base):
         group = row.get("circular_group")
-        if is_missing(group):
-            group = f"{row['question']} {image_key(row.get('image'))} {row.get('source', '')}"
-        return EvalSample(idx=row.get("index", i), prompt=self.build_prompt(row), images=[lazy_image(row["image"], base)],
-                          answer=str(row["answer"]).strip().lower(),
-                          meta={"category": row.get("category"), "group": str(group)})
+        meta = {
+            "category": row.get("category"),
+            "question": str(row["question"]),
+            "source": str(row.get("source", "")),
+            "group": None if is_missing(group) else str(group),
+        }
+        return EvalSample(
+            idx=row.get("index", i),
+            prompt=self.build_prompt(row),
+            images=[lazy_image(row["image"], base)],
+            answer=str(row["answer"]).strip().lower(),
+            meta=meta,
+        )
+
+    @staticmethod
+    def group_of(sample) -> str:
+        """The circular group of a sample (decodes its image once, then cached in ``meta``)."""
+        if sample.meta.get("group") is None:
+            key = image_key(sample.images[0]()) if sample.images else ""
+            sample.meta["group"] = f"{sample.meta['question']} {key} {sample.meta['source']}"
+        return sample.meta["group"]
 
     def extract(self, sample, prediction):
+        return official_mcq(prediction, ".:,")
+
+    def extract_lenient(self, sample, prediction):
         return mcq_extract(prediction, strip_chars=".:,")
 
     def score(self, samples, predictions):
-        out = super().score(samples, predictions)
+        out = TableBenchmark.score(self, samples, predictions)
         groups = defaultdict(list)
         for s, v in zip(samples, self.item_scores(samples, predictions)):
-            groups[s.meta["group"]].append(v)
+            groups[(str(s.meta.get("category")), self.group_of(s))].append(v)
         out["circular_accuracy"] = sum(all(v) for v in groups.values()) / len(groups) if groups else 0.0
         out["groups"] = len(groups)
         return out

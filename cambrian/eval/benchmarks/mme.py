@@ -5,23 +5,26 @@ Expected files under ``DIR/mme``: ``*.parquet``/``*.jsonl`` with columns ``quest
 ``category``, ``image``. Every image has two questions (one "Yes", one "No").
 
 Prompt: ``question + "\\nAnswer the question using a single word or phrase."``; max_new_tokens 32.
-Answer: the MME toolkit rule (exact yes/no, else "yes"/"no" in the first four characters, else "other").
+Official scorer (default): the prediction lower-cased and ``rstrip(".")`` must equal "yes" / "no" exactly ("Yes, there
+is" is wrong). Lenient scorer (``*_lenient``): the MME toolkit rule (exact yes/no, else "yes"/"no" in the first
+four characters, else "other").
 Per category: acc = correct / questions; acc+ = images whose questions are all correct / images;
 score = 100·(acc + acc+). ``perception`` = sum over the ten perception categories (max 2000) and
 ``cognition`` over the four cognition categories (max 800): **raw scores, not fractions**. The table shows
 MME-P raw; group averages use MME-P / 20.
 
 acc+ pairs questions by (category, question_id) — the image — not by the global line parity of the answers
-file as the official scorer does (spec §9.1 item 8), so it does not depend on file order or sharding.
+file as the official scorer does (docs/official-code.md#bugs B8), so it does not depend on file order or sharding.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 
+from ...prompts import SHORT, with_instruction
 from ..api import EvalSample, register_benchmark
 from ..extract import yes_no
-from ._common import SHORT, TableBenchmark, lazy_image
+from ._common import TableBenchmark, lazy_image
 
 PERCEPTION = ["existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR"]
 COGNITION = ["commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning"]
@@ -36,14 +39,21 @@ class MME(TableBenchmark):
     metric_name = "perception score (acc + acc+, max 2000)"
 
     def build_prompt(self, row):
-        return f"{row['question']}\n{SHORT}"
+        return with_instruction(row["question"], SHORT)
 
     def make_sample(self, i, row, base):
-        return EvalSample(idx=i, prompt=self.build_prompt(row), images=[lazy_image(row["image"], base)],
-                          answer=str(row["answer"]).strip().lower(),
-                          meta={"category": row["category"], "image_id": str(row.get("question_id", i))})
+        return EvalSample(
+            idx=i,
+            prompt=self.build_prompt(row),
+            images=[lazy_image(row["image"], base)],
+            answer=str(row["answer"]).strip().lower(),
+            meta={"category": row["category"], "image_id": str(row.get("question_id", i))},
+        )
 
     def extract(self, sample, prediction):
+        return (prediction or "").strip().lower().rstrip(".")
+
+    def extract_lenient(self, sample, prediction):
         return yes_no(prediction)
 
     def score(self, samples, predictions):
@@ -69,9 +79,9 @@ class MME(TableBenchmark):
         }
 
     def table_value(self, metrics):
-        v = metrics.get("perception")
+        v = metrics.get(self.primary_metric)
         return None if v is None else float(v)
 
     def average_value(self, metrics):
-        v = metrics.get("perception")
+        v = metrics.get(self.primary_metric)
         return None if v is None else float(v) / 20.0

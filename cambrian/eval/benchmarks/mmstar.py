@@ -10,9 +10,10 @@ official IndexError); exact letter.
 
 from __future__ import annotations
 
+from ...prompts import LETTER_ONLY, with_instruction
 from ..api import EvalSample, register_benchmark
 from ..extract import first_token
-from ._common import LETTER_ONLY, TableBenchmark, lazy_image
+from ._common import TableBenchmark, lazy_image
 
 
 @register_benchmark("mmstar")
@@ -24,11 +25,16 @@ class MMStar(TableBenchmark):
     chance = 0.25
 
     def build_prompt(self, row):
-        return f"{row['question']}\n{LETTER_ONLY}"
+        return with_instruction(row["question"], LETTER_ONLY)
 
     def make_sample(self, i, row, base):
-        return EvalSample(idx=row.get("index", i), prompt=self.build_prompt(row), images=[lazy_image(row["image"], base)],
-                          answer=str(row["answer"]).strip().lower(), meta={"category": row.get("category")})
+        return EvalSample(
+            idx=row.get("index", i),
+            prompt=self.build_prompt(row),
+            images=[lazy_image(row["image"], base)],
+            answer=str(row["answer"]).strip().lower(),
+            meta={"category": row.get("category")},
+        )
 
     def extract(self, sample, prediction):
         return first_token(prediction)

@@ -12,8 +12,9 @@ score out of 1000 divided by 10, i.e. the same number in percent); ``score`` = t
 
 from __future__ import annotations
 
+from ...prompts import SHORT_DIRECT, with_instruction
 from ..api import EvalSample, register_benchmark
-from ._common import SHORT_DIRECT, TableBenchmark, lazy_image
+from ._common import TableBenchmark, lazy_image
 
 HME = "Handwritten Mathematical Expression Recognition"
 
@@ -26,13 +27,18 @@ class OCRBench(TableBenchmark):
     metric_name = "accuracy (gt substring of answer)"
 
     def build_prompt(self, row):
-        return f"{row['question']}\n{SHORT_DIRECT}"
+        return with_instruction(row["question"], SHORT_DIRECT)
 
     def make_sample(self, i, row, base):
         ans = row["answer"]
         ans = [ans] if isinstance(ans, str) else list(ans)
-        return EvalSample(idx=i, prompt=self.build_prompt(row), images=[lazy_image(row["image"], base)], answer=ans,
-                          meta={"category": row.get("question_type"), "dataset": row.get("dataset")})
+        return EvalSample(
+            idx=i,
+            prompt=self.build_prompt(row),
+            images=[lazy_image(row["image"], base)],
+            answer=ans,
+            meta={"category": row.get("question_type"), "dataset": row.get("dataset")},
+        )
 
     @staticmethod
     def _norm(text: str, hme: bool) -> str:

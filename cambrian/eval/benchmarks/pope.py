@@ -11,9 +11,10 @@ yes ratio (the usual POPE companions), which the official script omits.
 
 from __future__ import annotations
 
+from ...prompts import SHORT, with_instruction
 from ..api import EvalSample, register_benchmark
 from ..extract import first_token
-from ._common import SHORT, TableBenchmark, lazy_image
+from ._common import TableBenchmark, lazy_image
 
 
 @register_benchmark("pope")
@@ -24,12 +25,16 @@ class POPE(TableBenchmark):
     chance = 0.5
 
     def build_prompt(self, row):
-        return f"{row['question']}\n{SHORT}"
+        return with_instruction(row["question"], SHORT)
 
     def make_sample(self, i, row, base):
-        return EvalSample(idx=str(row.get("question_id", i)), prompt=self.build_prompt(row),
-                          images=[lazy_image(row["image"], base)], answer=str(row["answer"]).strip().lower(),
-                          meta={"category": row.get("category")})
+        return EvalSample(
+            idx=str(row.get("question_id", i)),
+            prompt=self.build_prompt(row),
+            images=[lazy_image(row["image"], base)],
+            answer=str(row["answer"]).strip().lower(),
+            meta={"category": row.get("category")},
+        )
 
     def extract(self, sample, prediction):
         return first_token(prediction)
@@ -42,6 +47,10 @@ class POPE(TableBenchmark):
         fn = sum(p != "yes" and s.answer == "yes" for p, s in zip(preds, samples))
         prec = tp / (tp + fp) if tp + fp else 0.0
         rec = tp / (tp + fn) if tp + fn else 0.0
-        out.update(precision=prec, recall=rec, f1=2 * prec * rec / (prec + rec) if prec + rec else 0.0,
-                   yes_ratio=sum(p == "yes" for p in preds) / len(preds) if preds else 0.0)
+        out.update(
+            precision=prec,
+            recall=rec,
+            f1=2 * prec * rec / (prec + rec) if prec + rec else 0.0,
+            yes_ratio=sum(p == "yes" for p in preds) / len(preds) if preds else 0.0,
+        )
         return out

@@ -1,17 +1,19 @@
-"""RealWorldQA (``lmms-lab/RealWorldQA`` test), exact match.
+"""RealWorldQA (``lmms-lab/RealWorldQA`` test, 765 questions).
 
-Expected files under ``DIR/realworldqa``: ``*.parquet``/``*.jsonl`` with columns ``question`` (already carries
-its own answer instruction), ``answer``, ``image``.
+Expected files under ``DIR/realworldqa``: ``*.parquet``/``*.jsonl`` with columns ``question`` (already holding
+its options and answer instruction), ``answer``, ``image``.
 
-Prompt: the question as is (the official script defines no extension for it); max_new_tokens 512.
-Answer: keyword extract ("answer is"/"answer:"), rstrip ".", first word (empty text → "" instead of the
-official IndexError, spec §9.1 item 8), exact vs the lower-cased ground truth.
+Prompt: the question as given (the official script appends nothing); max_new_tokens 512.
+Official scorer (default): after the answer keywords, strip, ``rstrip(".")`` of the whole answer, then its first
+word — "A." is "a", but "A. Left" is "a." and wrong; compared with the lower-cased ground truth. An empty
+prediction is wrong (the official ``split()[0]`` raises IndexError there, docs/official-code.md#bugs B8).
+Lenient scorer (``accuracy_lenient``): also strips "." from the first word and from the ground truth.
 """
 
 from __future__ import annotations
 
 from ..api import EvalSample, register_benchmark
-from ..extract import keyword_extract
+from ..extract import keyword_extract, official_keyword
 from ._common import TableBenchmark, lazy_image
 
 
@@ -25,9 +27,24 @@ class RealWorldQA(TableBenchmark):
         return str(row["question"])
 
     def make_sample(self, i, row, base):
-        return EvalSample(idx=i, prompt=self.build_prompt(row), images=[lazy_image(row["image"], base)],
-                          answer=str(row["answer"]).strip().lower().rstrip("."), meta={})
+        return EvalSample(
+            idx=i,
+            prompt=self.build_prompt(row),
+            images=[lazy_image(row["image"], base)],
+            answer=str(row["answer"]),
+            meta={},
+        )
 
     def extract(self, sample, prediction):
+        words = official_keyword(prediction).split()
+        return words[0] if words else ""
+
+    def is_correct(self, sample, extracted):
+        return float(extracted == sample.answer.lower())
+
+    def extract_lenient(self, sample, prediction):
         words = keyword_extract(prediction).split()
         return words[0].rstrip(".") if words else ""
+
+    def is_correct_lenient(self, sample, extracted):
+        return float(extracted == sample.answer.strip().lower().rstrip("."))

@@ -15,20 +15,27 @@ import json
 import os
 import shutil
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
+from ...prompts import SHORT
 from ...utils.io import atomic_write_text, read_jsonl
 from ..api import Benchmark, EvalSample, register_benchmark
-from ._common import SHORT, lazy_image, mean
+from ._common import lazy_image, mean
 
 QUESTIONS = "questions.jsonl"
 
 
-def build_synth_attribute(scene_dir: str | os.PathLike, out_dir: str | os.PathLike, *, seed: int = 0,
-                          colors: Sequence[str] | None = None, shapes: Sequence[str] | None = None) -> dict:
+def build_synth_attribute(
+    scene_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    seed: int = 0,
+    colors: Sequence[str] | None = None,
+    shapes: Sequence[str] | None = None,
+) -> dict:
     """Write the benchmark from a (test) scene split; returns ``{"n", "per_type", "answers"}``."""
     from ...data.scenes.attributes import TYPES, attribute_questions
     from ...data.scenes.render import read_scenes
@@ -54,8 +61,20 @@ def build_synth_attribute(scene_dir: str | os.PathLike, out_dir: str | os.PathLi
         name = Path(r["src"]).name
         if not (out / "images" / name).exists():
             shutil.copyfile(sd / r["src"], out / "images" / name)
-        lines.append(json.dumps({"id": k, "image": f"images/{name}", "question": r["question"], "answer": r["answer"],
-                                 "type": r["type"], "choices": r["choices"], "scene": r["scene"]}) + "\n")
+        lines.append(
+            json.dumps(
+                {
+                    "id": k,
+                    "image": f"images/{name}",
+                    "question": r["question"],
+                    "answer": r["answer"],
+                    "type": r["type"],
+                    "choices": r["choices"],
+                    "scene": r["scene"],
+                }
+            )
+            + "\n"
+        )
     atomic_write_text(out / QUESTIONS, "".join(lines))
     per_type = {t: sum(1 for r in rows if r["type"] == t) for t in TYPES}
     return {"n": len(rows), "per_type": per_type, "answers": answers}
@@ -80,7 +99,9 @@ class SynthAttribute(Benchmark):
 
     def load(self, path: str | None) -> list[EvalSample]:
         if path is None:
-            raise FileNotFoundError("synth-attribute: give the directory written by build_synth_attribute (no hub copy)")
+            raise FileNotFoundError(
+                "synth-attribute: give the directory written by build_synth_attribute (no hub copy)"
+            )
         root = Path(path)
         f = root / QUESTIONS
         if not f.is_file():
@@ -90,9 +111,15 @@ class SynthAttribute(Benchmark):
             missing = [x for x in ("id", "image", "question", "answer", "type", "choices") if x not in r]
             if missing:
                 raise ValueError(f"synth-attribute: {f} line {k + 1} lacks {missing}")
-            out.append(EvalSample(idx=r["id"], prompt=f"{r['question']}\n{SHORT}", images=[lazy_image(r["image"], root)],
-                                  answer=r["answer"], meta={"category": r["type"], "choices": r["choices"],
-                                                           "scene": r.get("scene")}))
+            out.append(
+                EvalSample(
+                    idx=r["id"],
+                    prompt=f"{r['question']}\n{SHORT}",
+                    images=[lazy_image(r["image"], root)],
+                    answer=r["answer"],
+                    meta={"category": r["type"], "choices": r["choices"], "scene": r.get("scene")},
+                )
+            )
         if not out:
             raise ValueError(f"synth-attribute: no questions in {f}")
         return out
@@ -106,8 +133,13 @@ class SynthAttribute(Benchmark):
             ok = float(is_correct(predictions.get(s.idx), s.answer)) if s.idx in predictions else 0.0
             scores.append(ok)
             by[s.meta["category"]].append(ok)
-        return {"accuracy": mean(scores), "per_type": {k: mean(v) for k, v in sorted(by.items())},
-                "chance": mean([1.0 / len(s.meta["choices"]) for s in samples]),
-                "chance_per_type": {k: mean([1.0 / len(s.meta["choices"]) for s in samples if s.meta["category"] == k])
-                                    for k in sorted(by)},
-                "n": len(samples), "missing": sum(s.idx not in predictions for s in samples)}
+        return {
+            "accuracy": mean(scores),
+            "per_type": {k: mean(v) for k, v in sorted(by.items())},
+            "chance": mean([1.0 / len(s.meta["choices"]) for s in samples]),
+            "chance_per_type": {
+                k: mean([1.0 / len(s.meta["choices"]) for s in samples if s.meta["category"] == k]) for k in sorted(by)
+            },
+            "n": len(samples),
+            "missing": sum(s.idx not in predictions for s in samples),
+        }

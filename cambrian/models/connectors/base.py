@@ -7,8 +7,9 @@ for connectors with ``in_llm_layers``, calls ``apply_in_llm`` after those LLM de
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -39,7 +40,9 @@ class Connector(nn.Module):
     ``encoder_dims[k]`` / ``encoder_grids[k]``: channels C_k and grid side s_k of encoder k's output.
     """
 
-    def __init__(self, config: ConnectorConfig, encoder_dims: Sequence[int], encoder_grids: Sequence[int], llm_hidden: int):
+    def __init__(
+        self, config: ConnectorConfig, encoder_dims: Sequence[int], encoder_grids: Sequence[int], llm_hidden: int
+    ):
         super().__init__()
         self.config = config
         self.encoder_dims = list(encoder_dims)
@@ -68,7 +71,9 @@ class Connector(nn.Module):
         from .geometry import valid_region
 
         side = self.config.grid
-        top, bottom, left, right = valid_region(image_size[0], image_size[1], side) if self.config.unpad else (0, side, 0, side)
+        top, bottom, left, right = (
+            valid_region(image_size[0], image_size[1], side) if self.config.unpad else (0, side, 0, side)
+        )
         h, w = bottom - top, right - left
         return h * (w + 1) if self.config.newline else h * w
 
@@ -77,7 +82,9 @@ class Connector(nn.Module):
         """LLM decoder-layer indices after which ``apply_in_llm`` runs (empty: none)."""
         return []
 
-    def apply_in_llm(self, layer_idx: int, hidden: torch.Tensor, spans: Sequence[ImageSpan], state: Any) -> torch.Tensor:
+    def apply_in_llm(
+        self, layer_idx: int, hidden: torch.Tensor, spans: Sequence[ImageSpan], state: Any
+    ) -> torch.Tensor:
         """Return ``hidden`` ``[B, T, D]`` with the image blocks at ``spans`` re-aggregated (SVA only)."""
         return hidden
 

@@ -1,11 +1,11 @@
-"""Letterbox geometry shared by every connector (spec §1.4, §1.5).
+"""Letterbox geometry shared by every connector (docs/official-code.md#windows, docs/official-code.md#letterbox).
 
 Images are letterboxed to a square before the towers see them (``expand2square``), so every S×S grid derived
 from an image (a tower's s_k×s_k feature map, the connector's L×L token grid) carries padding rows (landscape
 images) or columns (portrait images). This module computes, bit-for-bit like the reference:
 
 * ``valid_region(W, H, S)``: the rows/columns of an S×S grid that hold image content;
-* ``valid_mask``: the same as a boolean ``[N, S, S]`` grid (the letterbox attention masks of §1.4);
+* ``valid_mask``: the same as a boolean ``[N, S, S]`` grid (the letterbox attention masks of docs/official-code.md#windows);
 * ``to_windows``: ``[N, L*r, L*r, ...] -> [N*L*L, r*r, ...]`` non-overlapping r×r windows, row-major inside the
   window (so window index ``i*r + j`` is also the ``pos_embed`` row);
 * ``fill_empty_windows``: all-False window masks become all-True (SDPA never sees a fully masked row);
@@ -17,7 +17,7 @@ Everything is vectorised over images and tokens; the only Python loops run over 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -112,8 +112,9 @@ def fill_empty_windows(masks: torch.Tensor) -> torch.Tensor:
     return masks | empty
 
 
-def window_masks(image_sizes: Sequence[tuple[int, int]], side: int, query_side: int, device=None,
-                 *, keep_grid: bool = False) -> torch.Tensor:
+def window_masks(
+    image_sizes: Sequence[tuple[int, int]], side: int, query_side: int, device=None, *, keep_grid: bool = False
+) -> torch.Tensor:
     """Letterbox attention masks of one tower (grid ``side`` = s_k) arranged in windows for an L×L query grid:
     ``[N*L*L, r*r]`` (or ``[N, L, L, r*r]`` with ``keep_grid``), all-False windows already reset to True."""
     m = to_windows(valid_mask(image_sizes, side, device=device), query_side, keep_grid=keep_grid)

@@ -37,7 +37,9 @@ class InterleaveConnector(GridConnector):
     def num_tokens(self, image_size: tuple[int, int]) -> int:
         """LLM positions of one image: ``h' * (K*w' + 1)`` with newline, ``h' * K*w'`` without."""
         side = self.final_side
-        top, bottom, left, right = valid_region(image_size[0], image_size[1], side) if self.config.unpad else (0, side, 0, side)
+        top, bottom, left, right = (
+            valid_region(image_size[0], image_size[1], side) if self.config.unpad else (0, side, 0, side)
+        )
         h, w = bottom - top, (right - left) * len(self.encoder_dims)
         return h * (w + 1) if self.config.newline else h * w
 

@@ -1,4 +1,4 @@
-"""Non-SVA projectors (spec §1.8) and the connectors built on them.
+"""Non-SVA projectors (docs/official-code.md#projectors) and the connectors built on them.
 
 ``build_projector(type, in_dim, out_dim)``:
 
@@ -60,7 +60,9 @@ class GridConnector(Connector):
     def __init__(self, config: ConnectorConfig, encoder_dims, encoder_grids, llm_hidden: int):
         super().__init__(config, encoder_dims, encoder_grids, llm_hidden)
         if len(self.encoder_dims) == 0 or len(self.encoder_dims) != len(self.encoder_grids):
-            raise ValueError(f"connector needs one (dim, grid) per encoder, got dims {self.encoder_dims} grids {self.encoder_grids}")
+            raise ValueError(
+                f"connector needs one (dim, grid) per encoder, got dims {self.encoder_dims} grids {self.encoder_grids}"
+            )
         if config.num_llm_layers:
             raise ValueError(f"connector type {config.type!r} has no in-LLM layers; set connector.num_llm_layers = 0")
         self.final_side = config.grid

@@ -1,4 +1,4 @@
-"""Spatial Vision Aggregator (SVA) connector (spec §1.1–§1.4, §1.7, §1.9; state-dict layout §4.2).
+"""Spatial Vision Aggregator (SVA) connector (docs/official-code.md#forward, docs/official-code.md#in-llm, docs/official-code.md#init; state-dict layout docs/official-code.md#release).
 
 Module tree and parameter names follow the released checkpoints, so a Cambrian-1 connector state dict (with the
 ``model.`` prefix stripped) loads with ``strict=True``:
@@ -16,8 +16,8 @@ image_newline             (D,)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -27,7 +27,14 @@ from ...config import ConnectorConfig
 from .base import CONNECTORS, Connector, ImageSpan, VisualTokens
 from .geometry import assemble_blocks, resize_grid, to_windows, valid_mask, window_masks
 
-__all__ = ["MLP", "MultiKVCrossAttention", "VisionCrossAttentionLayer", "VisionTokenSampler", "SVAConnector", "SVAState"]
+__all__ = [
+    "MLP",
+    "MultiKVCrossAttention",
+    "VisionCrossAttentionLayer",
+    "VisionTokenSampler",
+    "SVAConnector",
+    "SVAState",
+]
 
 
 class MLP(nn.Module):
@@ -66,7 +73,9 @@ class MultiKVCrossAttention(nn.Module):
             setattr(self, f"v_proj_{k}", _ln_linear(kv_dim, hidden_dim))
         self.o_proj = nn.Linear(hidden_dim, q_dim, bias=False)
 
-    def forward(self, queries: torch.Tensor, latents: Sequence[torch.Tensor], masks: Sequence[torch.Tensor | None]) -> torch.Tensor:
+    def forward(
+        self, queries: torch.Tensor, latents: Sequence[torch.Tensor], masks: Sequence[torch.Tensor | None]
+    ) -> torch.Tensor:
         """``queries`` ``[M, q, q_dim]``; ``latents[k]`` ``[M, n_k, kv_dim_k]``; ``masks[k]`` bool ``[M, n_k]`` (True =
         attend) or None. Returns ``[M, q, q_dim]``."""
         m, q_len, _ = queries.shape
@@ -93,15 +102,22 @@ class MultiKVCrossAttention(nn.Module):
 
 
 class VisionCrossAttentionLayer(nn.Module):
-    """One SVA layer (spec §1.3)::
+    """One SVA layer (docs/official-code.md#sva-layer)::
 
-        h   = proj_in([q ; proj_context(c)])
-        a   = cross_attn(h, X_k + pos_embed_k, masks)         # all towers, one softmax
-        out = proj_out(norm(h + a)) + q                        # residual adds the *original* query
+    h   = proj_in([q ; proj_context(c)])
+    a   = cross_attn(h, X_k + pos_embed_k, masks)         # all towers, one softmax
+    out = proj_out(norm(h + a)) + q                        # residual adds the *original* query
     """
 
-    def __init__(self, q_dim: int, context_dim: int, kv_dims: Sequence[int], kv_sizes: Sequence[int],
-                 hidden_dim: int = 1024, num_heads: int = 16):
+    def __init__(
+        self,
+        q_dim: int,
+        context_dim: int,
+        kv_dims: Sequence[int],
+        kv_sizes: Sequence[int],
+        hidden_dim: int = 1024,
+        num_heads: int = 16,
+    ):
         super().__init__()
         if len(kv_dims) != len(kv_sizes):
             raise ValueError(f"kv_dims {list(kv_dims)} and kv_sizes {list(kv_sizes)} differ in length")
@@ -117,11 +133,16 @@ class VisionCrossAttentionLayer(nn.Module):
         for k, r in enumerate(self.kv_sizes):
             if r < 1:
                 raise ValueError(f"kv size r_{k} must be >= 1, got {r}")
-            if r > 1:  # N(0, 1), unscaled (spec §1.9)
+            if r > 1:  # N(0, 1), unscaled (docs/official-code.md#init)
                 setattr(self, f"pos_embed_{k}", nn.Parameter(torch.randn(r * r, hidden_dim)))
 
-    def forward(self, queries: torch.Tensor, context: torch.Tensor, windows: Sequence[torch.Tensor],
-                masks: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        queries: torch.Tensor,
+        context: torch.Tensor,
+        windows: Sequence[torch.Tensor],
+        masks: Sequence[torch.Tensor | None] | None = None,
+    ) -> torch.Tensor:
         """``queries`` ``[M, 1, q_dim]``, ``context`` ``[M, 1, context_dim]``, ``windows[k]`` ``[M, r_k^2, kv_dim_k]``,
         ``masks[k]`` bool ``[M, r_k^2]`` (True = attend; no all-False rows) -> ``[M, 1, q_dim]``."""
         if len(windows) != self.num_kvs:
@@ -148,13 +169,22 @@ class VisionCrossAttentionLayer(nn.Module):
 class VisionTokenSampler(nn.Module):
     """``num_layers`` SVA layers applied in sequence; every layer sees the same context, windows and masks."""
 
-    def __init__(self, q_dim: int, context_dim: int, kv_dims: Sequence[int], kv_sizes: Sequence[int],
-                 hidden_dim: int = 1024, num_layers: int = 1, num_heads: int = 16):
+    def __init__(
+        self,
+        q_dim: int,
+        context_dim: int,
+        kv_dims: Sequence[int],
+        kv_sizes: Sequence[int],
+        hidden_dim: int = 1024,
+        num_layers: int = 1,
+        num_heads: int = 16,
+    ):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"VisionTokenSampler needs at least one layer, got {num_layers}")
         self.layers = nn.ModuleList(
-            VisionCrossAttentionLayer(q_dim, context_dim, kv_dims, kv_sizes, hidden_dim, num_heads) for _ in range(num_layers)
+            VisionCrossAttentionLayer(q_dim, context_dim, kv_dims, kv_sizes, hidden_dim, num_heads)
+            for _ in range(num_layers)
         )
 
     def forward(self, queries, context, windows, masks=None):
@@ -165,7 +195,7 @@ class VisionTokenSampler(nn.Module):
 
 @dataclass
 class SVAState:
-    """What ``apply_in_llm`` needs, built once per forward (spec §1.2 step 6).
+    """What ``apply_in_llm`` needs, built once per forward (docs/official-code.md#forward step 6).
 
     ``windows[k]`` ``[M, r_k^2, d]`` and ``masks[k]`` ``[M, r_k^2]`` hold, image after image, the windows of the
     *kept* (unpadded) cells of each image's L×L query grid, row-major (r_k = s_k / L). ``offsets[i]`` is image i's
@@ -195,7 +225,9 @@ class SVAConnector(Connector):
     def __init__(self, config: ConnectorConfig, encoder_dims, encoder_grids, llm_hidden: int):
         super().__init__(config, encoder_dims, encoder_grids, llm_hidden)
         if len(self.encoder_dims) == 0 or len(self.encoder_dims) != len(self.encoder_grids):
-            raise ValueError(f"SVA needs one (dim, grid) per encoder, got dims {self.encoder_dims} grids {self.encoder_grids}")
+            raise ValueError(
+                f"SVA needs one (dim, grid) per encoder, got dims {self.encoder_dims} grids {self.encoder_grids}"
+            )
         d, D, heads = int(config.hidden_size), int(llm_hidden), int(config.num_heads)
         if heads <= 0 or d % heads != 0:
             raise ValueError(f"connector.hidden_size={d} must be divisible by connector.num_heads={heads}")
@@ -206,7 +238,9 @@ class SVAConnector(Connector):
         if config.num_llm_layers < 0 or config.llm_start < 0 or config.llm_stride < 1:
             raise ValueError("connector.num_llm_layers/llm_start must be >= 0 and llm_stride >= 1")
         self.final_side = config.grid
-        self.group_sides = [_square_side(q, f"connector.query_num_list[{g}]") for g, q in enumerate(config.query_num_list)]
+        self.group_sides = [
+            _square_side(q, f"connector.query_num_list[{g}]") for g, q in enumerate(config.query_num_list)
+        ]
         K, G = len(self.encoder_dims), len(self.group_sides)
 
         def reductions(side: int, where: str) -> list[int]:
@@ -221,7 +255,11 @@ class SVAConnector(Connector):
             return out
 
         for k, c in enumerate(self.encoder_dims):
-            setattr(self, f"mm_projector_aux_{k}", nn.Sequential(nn.Linear(c, d), nn.GELU(), nn.Linear(d, d), nn.LayerNorm(d)))
+            setattr(
+                self,
+                f"mm_projector_aux_{k}",
+                nn.Sequential(nn.Linear(c, d), nn.GELU(), nn.Linear(d, d), nn.LayerNorm(d)),
+            )
         for g, side in enumerate(self.group_sides):
             sizes = reductions(side, f"query group {g} (L_g={side})")
             setattr(self, f"vision_sampler_{g}", VisionTokenSampler(d, d, [d] * K, sizes, d, config.depth, heads))
@@ -231,7 +269,7 @@ class SVAConnector(Connector):
                 VisionTokenSampler(D, d, [d] * K, sizes, d, 1, heads) for _ in range(config.num_llm_layers)
             )
         self.mm_projector = nn.Sequential(nn.Linear(d * G, D), nn.GELU(), nn.Linear(D, D))
-        # spec §1.9: vision_query ~ N(0,1)/sqrt(d), image_newline ~ N(0,1)/sqrt(D)
+        # docs/official-code.md#init: vision_query ~ N(0,1)/sqrt(d), image_newline ~ N(0,1)/sqrt(D)
         self.vision_query = nn.Parameter(torch.randn(G, d) / math.sqrt(d))
         self.image_newline = nn.Parameter(torch.randn(D) / math.sqrt(D))
 
@@ -250,7 +288,7 @@ class SVAConnector(Connector):
         dtype = self.mm_projector[0].weight.dtype
         d, L = self.config.hidden_size, self.final_side
         projected = [getattr(self, f"mm_projector_aux_{k}")(f.to(dtype)) for k, f in enumerate(features)]  # [N,s,s,d]
-        # global context: mean over *all* tokens (padding included) of the first encoder (spec §1.2 step 3)
+        # global context: mean over *all* tokens (padding included) of the first encoder (docs/official-code.md#forward step 3)
         context = projected[0].flatten(1, 2).mean(dim=1)  # [N, d]
         device = context.device
         groups = []
@@ -277,26 +315,34 @@ class SVAConnector(Connector):
         else:
             keep = torch.ones(n, L, L, dtype=torch.bool, device=context.device)
         windows = [to_windows(p, L, keep_grid=True)[keep] for p in projected]
-        masks = [window_masks(image_sizes, s, L, device=context.device, keep_grid=True)[keep] for s in self.encoder_grids]
+        masks = [
+            window_masks(image_sizes, s, L, device=context.device, keep_grid=True)[keep] for s in self.encoder_grids
+        ]
         counts = keep.flatten(1).sum(dim=1).tolist()
         rows = keep.any(dim=2).sum(dim=1).tolist()
         grids = [(h, c // h) for h, c in zip(rows, counts)]
         offsets = [0]
         for c in counts[:-1]:
             offsets.append(offsets[-1] + c)
-        return SVAState(windows=windows, masks=masks, context=context, grids=grids, offsets=offsets,
-                        newline=bool(self.config.newline))
+        return SVAState(
+            windows=windows,
+            masks=masks,
+            context=context,
+            grids=grids,
+            offsets=offsets,
+            newline=bool(self.config.newline),
+        )
 
     # ---- in-LLM ----------------------------------------------------------------------------------------------
     def apply_in_llm(self, layer_idx: int, hidden: torch.Tensor, spans: Sequence[ImageSpan], state) -> torch.Tensor:
-        """Re-aggregate the image tokens after decoder layer ``layer_idx`` (spec §1.7).
+        """Re-aggregate the image tokens after decoder layer ``layer_idx`` (docs/official-code.md#in-llm).
 
         Each span's block starts at ``span.start`` of row ``span.row`` (computed by the model from the token ids,
-        not the reference's constant ``image_position``, spec §9.1 #2); its ``h'*w'`` grid tokens are the queries
+        not the reference's constant ``image_position``, docs/official-code.md#bugs B2); its ``h'*w'`` grid tokens are the queries
         of ``vision_sampler_layers[(layer_idx - start) // stride]``, the newline column is left unchanged. All
         spans of the batch run in one call; the result is written back out of place (autograd-safe).
 
-        Unlike the reference GPU path, which silently skips the in-LLM SVA in training (spec §9.1 #5), this runs
+        Unlike the reference GPU path, which silently skips the in-LLM SVA in training (docs/official-code.md#bugs B5), this runs
         in every forward the model calls it for (training and generation prefill).
         """
         layers = self.in_llm_layers
@@ -306,7 +352,9 @@ class SVAConnector(Connector):
         if not spans:
             return hidden
         if not isinstance(state, SVAState):
-            raise ValueError("apply_in_llm needs the SVAState returned by this connector's forward (VisualTokens.state)")
+            raise ValueError(
+                "apply_in_llm needs the SVAState returned by this connector's forward (VisualTokens.state)"
+            )
         sampler = self.vision_sampler_layers[(layer_idx - self.config.llm_start) // self.config.llm_stride]
         b, t, dim = hidden.shape
         dev = hidden.device

@@ -20,15 +20,24 @@ from ...utils.torchvision_shim import ensure_torchvision_importable
 ensure_torchvision_importable()
 
 from ...config import EncoderConfig  # noqa: E402
-from . import dinov2_onnx, efficientnet_lite, hf, open_clip_backend, timm_backend  # noqa: F401  (register backends)
+from ...presets.encoders import ENCODER_PRESETS, expand_encoder_entry, get_encoder_preset, list_encoder_presets  # noqa: E402
+from . import dinov2_onnx, efficientnet_lite, hf, open_clip_backend, timm_backend  # noqa: E402, F401 (register backends)
 from .base import ENCODER_BACKENDS, VisionEncoder, resize_grid, tokens_to_grid  # noqa: E402
-from .presets import ENCODER_PRESETS, expand_encoder_entry, get_encoder_preset, list_encoder_presets  # noqa: E402
 from .preprocess import expand2square, load_image, preprocess_images  # noqa: E402
 
 __all__ = [
-    "ENCODER_BACKENDS", "ENCODER_PRESETS", "VisionEncoder", "build_encoder", "expand_encoder_entry",
-    "get_encoder_preset", "list_encoder_presets", "preprocess_images", "expand2square", "load_image",
-    "resize_grid", "tokens_to_grid",
+    "ENCODER_BACKENDS",
+    "ENCODER_PRESETS",
+    "VisionEncoder",
+    "build_encoder",
+    "expand_encoder_entry",
+    "get_encoder_preset",
+    "list_encoder_presets",
+    "preprocess_images",
+    "expand2square",
+    "load_image",
+    "resize_grid",
+    "tokens_to_grid",
 ]
 
 

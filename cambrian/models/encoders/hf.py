@@ -21,16 +21,11 @@ Options (``cfg.options``):
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from ...config import EncoderConfig
+from ...hub import offline
 from .base import ENCODER_BACKENDS, VisionEncoder, resize_grid, tokens_to_grid
-
-
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def config_from_dict(d: dict):
@@ -117,7 +112,7 @@ class _SigLIP(_Adapter):
     config_class = "SiglipVisionConfig"
     interpolate_kw = True
 
-    # no CLS token; last_hidden_state is after post_layernorm (= timm trunk.forward_features, spec §2.2)
+    # no CLS token; last_hidden_state is after post_layernorm (= timm trunk.forward_features, docs/official-code.md#towers)
     def num_prefix(self, model, cfg):
         return 0
 
@@ -125,7 +120,7 @@ class _SigLIP(_Adapter):
 class _DINOv2(_Adapter):
     model_types = ("dinov2", "dinov2_with_registers")
     model_class = "AutoModel"
-    # last_hidden_state is after the final layernorm (spec §2.2); position table interpolated automatically
+    # last_hidden_state is after the final layernorm (docs/official-code.md#towers); position table interpolated automatically
 
     def num_prefix(self, model, cfg):
         return 1 + int(getattr(model.config, "num_register_tokens", 0) or 0)
@@ -164,7 +159,9 @@ class _ConvNeXt(_Adapter):
         if len(maps) == 1:
             return maps[0]
         side = cfg.out_grid
-        return torch.cat([m if m.shape[1] == side and m.shape[2] == side else resize_grid(m, side) for m in maps], dim=-1)
+        return torch.cat(
+            [m if m.shape[1] == side and m.shape[2] == side else resize_grid(m, side) for m in maps], dim=-1
+        )
 
 
 class _Generic(_Adapter):
@@ -248,7 +245,7 @@ def _load_pretrained(cfg: EncoderConfig, family: str | None):
     from transformers import AutoConfig
 
     path = cfg.name_or_path
-    kw = {"local_files_only": True} if hub_offline() else {}
+    kw = {"local_files_only": True} if offline() else {}
     try:
         if family:
             adapter = ADAPTERS[family]
@@ -263,7 +260,7 @@ def _load_pretrained(cfg: EncoderConfig, family: str | None):
     except OSError as e:
         hint = (
             " HF_HUB_OFFLINE is set: only a local directory or a hub id already in the HF cache can load."
-            if hub_offline()
+            if offline()
             else ""
         )
         raise OSError(f"cannot load weights of encoder {cfg.id!r} from {path!r}: {e}.{hint}") from None

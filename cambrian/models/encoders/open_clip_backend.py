@@ -1,7 +1,7 @@
 """open_clip towers (optional extra: ``pip install -c constraints.txt torchvision==0.28.0 open_clip_torch``).
 
 Cambrian's ConvNeXt towers are open_clip models whose image trunk is a timm ConvNeXt
-(``hf-hub:laion/CLIP-convnext_xxlarge-laion2B-s34B-b82K-augreg-soup``, spec §2.2). Backend ``open_clip``:
+(``hf-hub:laion/CLIP-convnext_xxlarge-laion2B-s34B-b82K-augreg-soup``, docs/official-code.md#towers). Backend ``open_clip``:
 
 - with weights: open_clip loads the model, and the timm trunk's state dict is renamed into an HF
   ``ConvNextModel`` built from the same dims (:func:`timm_convnext_to_hf`), so the tower is always the HF
@@ -42,11 +42,11 @@ _BLOCK = {"conv_dw": "dwconv", "norm": "layernorm", "mlp.fc1": "pwconv1", "mlp.f
 def timm_convnext_key(key: str) -> str | None:
     """timm ConvNeXt trunk key -> HF ConvNextModel key (None: not part of the HF backbone, e.g. the head fc)."""
     if key.startswith("stem.0."):
-        return "embeddings.patch_embeddings." + key[len("stem.0."):]
+        return "embeddings.patch_embeddings." + key[len("stem.0.") :]
     if key.startswith("stem.1."):
-        return "embeddings.layernorm." + key[len("stem.1."):]
+        return "embeddings.layernorm." + key[len("stem.1.") :]
     if key.startswith("head.norm."):
-        return "layernorm." + key[len("head.norm."):]
+        return "layernorm." + key[len("head.norm.") :]
     m = re.fullmatch(r"stages\.(\d+)\.downsample\.(\d+)\.(\w+)", key)
     if m:
         return f"encoder.stages.{m.group(1)}.downsampling_layer.{m.group(2)}.{m.group(3)}"
@@ -86,7 +86,9 @@ def build_open_clip(cfg: EncoderConfig, load_weights: bool = True):
     missing, unexpected = enc.model.load_state_dict(sd, strict=False)
     missing = [k for k in missing if not k.startswith("layernorm.")]  # final norm: unused by the tower
     if missing or unexpected:
-        raise ValueError(f"encoder {cfg.id!r}: timm->HF ConvNeXt mismatch missing={missing[:8]} unexpected={unexpected[:8]}")
+        raise ValueError(
+            f"encoder {cfg.id!r}: timm->HF ConvNeXt mismatch missing={missing[:8]} unexpected={unexpected[:8]}"
+        )
     return enc
 
 

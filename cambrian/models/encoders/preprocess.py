@@ -1,9 +1,9 @@
-"""Image preprocessing shared by every tower (spec §2.4): letterbox to a square with the tower's mean colour,
+"""Image preprocessing shared by every tower (docs/official-code.md#towers): letterbox to a square with the tower's mean colour,
 resize to R x R (bicubic, PIL's default for RGB), scale to [0, 1], normalise."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

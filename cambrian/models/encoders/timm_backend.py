@@ -54,7 +54,9 @@ def build_timm(cfg: EncoderConfig, load_weights: bool = True) -> TimmVisionEncod
     name = cfg.name_or_path or cfg.options.get("model")
     if not name:
         raise ValueError(f"encoder {cfg.id!r}: the timm backend needs name_or_path or options.model")
-    model = timm.create_model(name, pretrained=bool(load_weights and cfg.name_or_path), num_classes=0, **cfg.options.get("kwargs", {}))
+    model = timm.create_model(
+        name, pretrained=bool(load_weights and cfg.name_or_path), num_classes=0, **cfg.options.get("kwargs", {})
+    )
     return TimmVisionEncoder(cfg, model.eval())
 
 

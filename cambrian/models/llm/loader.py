@@ -23,8 +23,9 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -40,19 +41,19 @@ LLM_BACKENDS: Registry[LoadFn] = Registry("llm backend")
 TINY_TOKENIZER_NAME = "tiny"  # LLMConfig.tokenizer value selecting the built-in tiny tokenizer
 
 
-def hf_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def _hub_kwargs() -> dict:
-    return {"local_files_only": hf_offline(), "trust_remote_code": False}
+    from ...hub import hub_kwargs
+
+    return hub_kwargs()
 
 
 # ---- public entry point -----------------------------------------------------------------------------------
 
 
 def load_llm(cfg: LLMConfig, load_weights: bool = True, dtype: torch.dtype = torch.float32):
-    """Build/load the LLM described by ``cfg``; returns ``(model, tokenizer)`` and fills ``cfg.hf_config``.
+    """Build/load the LLM described by ``cfg``; returns ``(model, tokenizer)``. ``cfg`` is not changed: the
+    architecture that was built is ``model.config.to_dict()`` (``CambrianModel.from_config`` records it in its own
+    copy of the config so a checkpoint rebuilds offline).
 
     The tokenizer always has a pad token afterwards (an existing special token when possible). With
     ``load_weights=False`` the tokenizer may be ``None`` if it cannot be found offline (a warning is logged).
@@ -61,7 +62,6 @@ def load_llm(cfg: LLMConfig, load_weights: bool = True, dtype: torch.dtype = tor
     model, tokenizer = backend(cfg, load_weights, dtype)
     if tokenizer is not None:
         ensure_pad_token(tokenizer, model)
-    cfg.hf_config = model.config.to_dict()
     return model, tokenizer
 
 

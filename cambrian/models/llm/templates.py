@@ -1,4 +1,4 @@
-"""Chat templates (spec §3.7) rendered as *segments*: ``(text, trainable)`` pieces.
+"""Chat templates (docs/official-code.md#templates) rendered as *segments*: ``(text, trainable)`` pieces.
 
 Training and inference share one rendering: ``render_segments`` splits a conversation into text pieces, and
 ``cambrian.models.llm.tokenize`` tokenises each piece on its own and concatenates the ids. Labels therefore
@@ -15,8 +15,9 @@ Template ids: ``llama_3`` (8B), ``vicuna_v1`` (13B), ``chatml`` (34B, official `
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ...constants import IMAGE_TOKEN
 from ...registry import Registry
@@ -24,7 +25,7 @@ from ...registry import Registry
 Segment = tuple[str, bool]
 Part = tuple[str, bool, bool]  # (text, trainable, is_data)
 
-# ---- official system strings (spec §3.7, byte-for-byte) ------------------------------------------------
+# ---- official system strings (docs/official-code.md#templates, byte-for-byte) ------------------------------------------------
 
 # conv_llama_3.system: note the space before each "\n", the 4-space indents and the trailing space.
 LLAMA_3_SYSTEM = (
@@ -164,18 +165,29 @@ class ChatTemplate:
             raise ValueError("add_generation_prompt=True needs the conversation to end with a user turn")
         pieces: list[Part] = []
         sys_head, _, sys_tail = self.system_fmt.partition("{system}")
-        pieces += [(sys_head, False, False), (system if "{system}" in self.system_fmt else "", False, True),
-                   (sys_tail, False, False)]
+        pieces += [
+            (sys_head, False, False),
+            (system if "{system}" in self.system_fmt else "", False, True),
+            (sys_tail, False, False),
+        ]
         user_head, _, user_tail = self.user_fmt.partition("{content}")
         for role, content in turns:
             if role == "user":
                 if self.images_only_user:
                     content = IMAGE_TOKEN * content.count(IMAGE_TOKEN)
-                pieces += [(user_head, False, False), (content if "{content}" in self.user_fmt else "", False, True),
-                           (user_tail, False, False)]
+                pieces += [
+                    (user_head, False, False),
+                    (content if "{content}" in self.user_fmt else "", False, True),
+                    (user_tail, False, False),
+                ]
             else:
-                pieces += [(self.assistant_prefix, False, False), (self.reply_prefix, True, False),
-                           (content, True, True), (self.end_of_turn, True, False), (self.after_turn, False, False)]
+                pieces += [
+                    (self.assistant_prefix, False, False),
+                    (self.reply_prefix, True, False),
+                    (content, True, True),
+                    (self.end_of_turn, True, False),
+                    (self.after_turn, False, False),
+                ]
         if add_generation_prompt:
             pieces.append((self.generation_prompt, False, False))
         return [piece for piece in pieces if piece[0]]
@@ -200,9 +212,16 @@ class ChatTemplate:
     def control_strings(self) -> tuple[str, ...]:
         """The template's own text pieces (role headers, separators, end-of-turn, ...): the only places where
         control tokens may come from."""
-        out = [self.system_fmt.replace("{system}", "\0"), self.user_fmt.replace("{content}", "\0"),
-               self.assistant_prefix, self.reply_prefix, self.end_of_turn, self.after_turn, self.generation_prompt,
-               *self.stop_strings]
+        out = [
+            self.system_fmt.replace("{system}", "\0"),
+            self.user_fmt.replace("{content}", "\0"),
+            self.assistant_prefix,
+            self.reply_prefix,
+            self.end_of_turn,
+            self.after_turn,
+            self.generation_prompt,
+            *self.stop_strings,
+        ]
         return tuple(dict.fromkeys(x for piece in out for x in piece.split("\0") if x))
 
     def render(
@@ -222,7 +241,7 @@ class ChatTemplate:
         """Ids that end a reply: the template's end-of-turn token(s) first, then the tokenizer's EOS.
 
         For llama_3 this is ``<|eot_id|>`` (the model is trained to end turns with it), not only the config's
-        ``eos_token_id`` ``<|end_of_text|>`` (spec §5.1)."""
+        ``eos_token_id`` ``<|end_of_text|>`` (docs/official-code.md#templates)."""
         ids: list[int] = []
         for s in self.stop_strings:
             tid = _single_token_id(tokenizer, s)
@@ -276,7 +295,7 @@ LLAMA_3 = _register(
         add_bos=False,  # the literal <|begin_of_text|> of the template is the BOS
         description="Cambrian-8B (LLaMA-3-Instruct), Cambrian's variant without '\\n\\n' after the headers",
     ),
-    # FIX (spec §9.1 #1): the official train_fsdp.py handles ``--version llama_v3`` by setting the pad token
+    # FIX (docs/official-code.md#bugs B1): the official train_fsdp.py handles ``--version llama_v3`` by setting the pad token
     # only, leaving default_conversation = vicuna_v1; the released 8B was evidently trained with conv_llama_3
     # (image_position 91 only matches it). Here ``llama_v3`` selects the llama_3 template.
     "llama_v3",
@@ -371,7 +390,3 @@ def get_template(template: str | ChatTemplate) -> ChatTemplate:
 def template_ids() -> list[str]:
     """Canonical template ids (aliases excluded)."""
     return sorted({t.name for _, t in TEMPLATES.items()})
-
-
-def count_images(text: str) -> int:
-    return text.count(IMAGE_TOKEN)

@@ -4,7 +4,7 @@ Every ``<image>`` tag becomes one ``IMAGE_TOKEN_INDEX`` (-200) id; the model lat
 block of visual tokens. Text around the tags is tokenised without special-token insertion and **nothing is
 dropped**.
 
-FIX (spec §1.6 / §9.1 #3): the official inference helper ``tokenizer_image_token`` drops the first token of
+FIX (docs/official-code.md#tokens / docs/official-code.md#bugs B3): the official inference helper ``tokenizer_image_token`` drops the first token of
 every chunk after an image when the tokenizer does not auto-prepend BOS, i.e. the ``"\\n"`` after ``<image>``,
 while training (``tokenizer_image_token_llama3``) kept it. Here inference and training tokenise identically,
 so the ``"\\n"`` after ``<image>`` is kept in both.
@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import re
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from ...constants import IGNORE_INDEX, IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 from ...utils.quiet import quiet_length_warning
@@ -53,7 +54,7 @@ class _Controls:
     pattern: re.Pattern | None  # matches any control string (longest first)
 
 
-_CONTROLS_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_CONTROLS_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _controls(tokenizer, tmpl: ChatTemplate) -> _Controls:

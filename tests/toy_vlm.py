@@ -1,0 +1,230 @@
+"""A second implementation of the ``VLM`` contract (``cambrian.models.vlm``), deliberately unlike
+``CambrianModel``: a character tokenizer and chat format, a conv tower, a linear connector, a small
+``nn.TransformerEncoder`` "LLM". The trainer tests run on it and on a tiny ``CambrianModel``, so the loop is shown to depend only on the
+contract. ``conftest.py`` registers it as the model source ``toy`` (``model: toy`` in a recipe, or a directory
+it saved).
+
+Parameter names follow the freeze policy's groups (``vision_sampler`` / ``vision_query`` / ``mm_projector`` /
+``image_newline`` in the connector, ``llm``), so stage 1 / stage 2 select the same kinds of weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from cambrian.constants import IGNORE_INDEX, IMAGE_TOKEN, IMAGE_TOKEN_INDEX
+
+PAD, BOS, EOS = 0, 1, 2
+
+
+class CharTokenizer:
+    pad_token_id, bos_token_id, eos_token_id = PAD, BOS, EOS
+    vocab_size = 128
+
+    def encode(self, text: str) -> list[int]:
+        return [min(ord(c), 127) if ord(c) >= 3 else 3 for c in text]
+
+
+class ToyEncoder(nn.Module):
+    def __init__(self, channels: int = 8, size: int = 8, grid: int = 2):
+        super().__init__()
+        self.config = SimpleNamespace(frozen=True, image_size=size, grid=grid, hidden_size=channels)
+        self.size, self.grid = size, grid
+        self.conv = nn.Conv2d(3, channels, kernel_size=size // grid, stride=size // grid)
+
+    def preprocess(self, images) -> torch.Tensor:
+        import numpy as np
+
+        out = []
+        for im in images:
+            im = im.convert("RGB").resize((self.size, self.size))
+            out.append(torch.from_numpy(np.asarray(im, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1))
+        return torch.stack(out)
+
+    def forward(self, px: torch.Tensor) -> torch.Tensor:
+        return self.conv(px).permute(0, 2, 3, 1)  # [N, g, g, C]
+
+
+class ToyConnector(nn.Module):
+    def __init__(self, channels: int, hidden: int):
+        super().__init__()
+        self.vision_query = nn.Parameter(torch.randn(1, channels) / channels**0.5)
+        self.vision_sampler = nn.Linear(channels, channels)
+        self.mm_projector = nn.Linear(channels, hidden)
+        self.image_newline = nn.Parameter(torch.randn(hidden) / hidden**0.5)
+
+    def forward(self, feats: torch.Tensor) -> list[torch.Tensor]:
+        x = self.vision_sampler(feats + self.vision_query).relu()
+        x = self.mm_projector(x)  # [N, g, g, D]
+        N, g, _, D = x.shape
+        nl = self.image_newline.view(1, 1, 1, D).expand(N, g, 1, D)
+        return list(torch.cat([x, nl], 2).reshape(N, g * (g + 1), D))
+
+
+class ToyLLM(nn.Module):
+    def __init__(self, vocab: int = 128, hidden: int = 32, layers: int = 1, max_len: int = 512):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(vocab, hidden)
+        self.pos = nn.Embedding(max_len, hidden)
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(hidden, 2, 2 * hidden, dropout=0.0, batch_first=True) for _ in range(layers)
+        )
+        self.norm = nn.LayerNorm(hidden)
+        self.lm_head = nn.Linear(hidden, vocab, bias=False)
+
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        T = inputs_embeds.shape[1]
+        h = inputs_embeds + self.pos(torch.arange(T, device=inputs_embeds.device))
+        causal = torch.triu(torch.ones(T, T, dtype=torch.bool, device=h.device), 1)
+        for layer in self.layers:
+            h = layer(h, src_mask=causal, src_key_padding_mask=attention_mask == 0, is_causal=False)
+        return self.lm_head(self.norm(h))
+
+
+class ToyVLM(nn.Module):
+    def __init__(self, channels: int = 8, hidden: int = 32, layers: int = 1, image_size: int = 8, grid: int = 2):
+        super().__init__()
+        self.config = SimpleNamespace(
+            channels=channels,
+            hidden=hidden,
+            layers=layers,
+            image_size=image_size,
+            grid=grid,
+            llm=SimpleNamespace(max_length=256),
+        )
+        self.tokenizer = CharTokenizer()
+        self.template = "toy"
+        self.encoders = nn.ModuleList([ToyEncoder(channels, image_size, grid)])
+        self.encoders.requires_grad_(False)
+        self.connector = ToyConnector(channels, hidden)
+        self.llm = ToyLLM(self.tokenizer.vocab_size, hidden, layers)
+
+    def visual_token_count(self, size) -> int:
+        g = self.config.grid
+        return g * (g + 1)
+
+    @property
+    def max_length(self) -> int:
+        return self.config.llm.max_length
+
+    grounding_grid = None  # its connector adds newline tokens: no one-token-per-cell grid to ground
+
+    @torch.no_grad()
+    def generate_text(self, texts, images, max_new_tokens: int = 16, system=None) -> list[str]:
+        """Greedy, one sample at a time, no cache (a stand-in: correct, not fast)."""
+        out = []
+        for text, ims in zip(texts, images):
+            msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+            ids = self.tokenize_conversation(msgs)["input_ids"] + self.tokenizer.encode("A:")
+            px = [enc.preprocess(list(ims)) for enc in self.encoders] if ims else None
+            new = []
+            for _ in range(max_new_tokens):
+                x = torch.tensor([ids + new])
+                logits = self(x, pixel_values=px).logits[0, -1]
+                t = int(logits.argmax())
+                if t == EOS:
+                    break
+                new.append(t)
+            out.append("".join(chr(t) for t in new))
+        return out
+
+    def tokenize_conversation(self, messages: list[dict]) -> dict:
+        ids, labels = [BOS], [IGNORE_INDEX]
+        for m in messages:
+            if m["role"] == "assistant":
+                t = self.tokenizer.encode("A:")
+                body = self.tokenizer.encode(m["content"]) + [EOS]
+                ids += t + body
+                labels += [IGNORE_INDEX] * len(t) + body
+            else:
+                head = "S:" if m["role"] == "system" else "U:"
+                parts = m["content"].split(IMAGE_TOKEN)
+                seq = self.tokenizer.encode(head)
+                for k, p in enumerate(parts):
+                    if k:
+                        seq.append(IMAGE_TOKEN_INDEX)
+                    seq += self.tokenizer.encode(p)
+                ids += seq
+                labels += [IGNORE_INDEX] * len(seq)
+        return {"input_ids": ids, "labels": labels}
+
+    def forward(self, input_ids, attention_mask=None, labels=None, pixel_values=None, image_sizes=None, features=None):
+        if features is None and pixel_values is not None:
+            features = [enc(px) for enc, px in zip(self.encoders, pixel_values)]
+        blocks = self.connector(features[0]) if features is not None else []
+        B = input_ids.shape[0]
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        rows_e, rows_l = [], []
+        k = 0
+        emb = self.llm.embed_tokens
+        for b in range(B):
+            ids = input_ids[b][attention_mask[b].bool()]
+            lab = labels[b][attention_mask[b].bool()] if labels is not None else torch.full_like(ids, IGNORE_INDEX)
+            pieces_e, pieces_l = [], []
+            start = 0
+            for pos in (ids == IMAGE_TOKEN_INDEX).nonzero().flatten().tolist():
+                pieces_e += [emb(ids[start:pos]), blocks[k]]
+                pieces_l += [
+                    lab[start:pos],
+                    torch.full((blocks[k].shape[0],), IGNORE_INDEX, dtype=lab.dtype, device=lab.device),
+                ]
+                k += 1
+                start = pos + 1
+            pieces_e.append(emb(ids[start:]))
+            pieces_l.append(lab[start:])
+            rows_e.append(torch.cat(pieces_e))
+            rows_l.append(torch.cat(pieces_l))
+        T = max(r.shape[0] for r in rows_e)
+        D = rows_e[0].shape[1]
+        x = torch.zeros(B, T, D, dtype=rows_e[0].dtype, device=input_ids.device)
+        y = torch.full((B, T), IGNORE_INDEX, dtype=torch.long, device=input_ids.device)
+        m = torch.zeros(B, T, dtype=torch.long, device=input_ids.device)
+        for b, (e, lab) in enumerate(zip(rows_e, rows_l)):
+            x[b, : e.shape[0]] = e
+            y[b, : lab.shape[0]] = lab
+            m[b, : e.shape[0]] = 1
+        logits = self.llm(x, m)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]).float(), y[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX
+            )
+        return SimpleNamespace(loss=loss, logits=logits)
+
+    # ---- persistence --------------------------------------------------------------------------------------
+    def save_pretrained(self, out) -> None:
+        from safetensors.torch import save_file
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        c = self.config
+        (out / "toy_config.json").write_text(
+            json.dumps(
+                {
+                    "channels": c.channels,
+                    "hidden": c.hidden,
+                    "layers": c.layers,
+                    "image_size": c.image_size,
+                    "grid": c.grid,
+                }
+            )
+        )
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(out / "model.safetensors")
+        )
+
+    @classmethod
+    def from_pretrained(cls, d) -> ToyVLM:
+        from safetensors.torch import load_file
+
+        d = Path(d)
+        m = cls(**json.loads((d / "toy_config.json").read_text()))
+        m.load_state_dict(load_file(str(d / "model.safetensors")))
+        return m
