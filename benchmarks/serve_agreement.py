@@ -59,8 +59,15 @@ def main(argv=None) -> int:
 
     def run(m, sub):
         t = time.perf_counter()
-        metrics = run_benchmarks(m, [get_benchmark(b) for b in names], args.data_root, out / sub,
-                                 batch_size=args.batch_size, limit=args.limit, progress=False)
+        metrics = run_benchmarks(
+            m,
+            [get_benchmark(b) for b in names],
+            args.data_root,
+            out / sub,
+            batch_size=args.batch_size,
+            limit=args.limit,
+            progress=False,
+        )
         return metrics, time.perf_counter() - t
 
     local_metrics, local_s = run(CambrianEvalModel(model, name=label), "in-process")
@@ -78,12 +85,16 @@ def main(argv=None) -> int:
         agree = sum(1 for k in a if r.get(k) == a[k])
         total, same = total + len(a), same + agree
         bench = get_benchmark(b)
-        print(f"{b:<18} {agree}/{len(a)} identical predictions; {bench.primary_metric}: in-process "
-              f"{local_metrics[b].get(bench.primary_metric)} served {remote_metrics[b].get(bench.primary_metric)}")
+        print(
+            f"{b:<18} {agree}/{len(a)} identical predictions; {bench.primary_metric}: in-process "
+            f"{local_metrics[b].get(bench.primary_metric)} served {remote_metrics[b].get(bench.primary_metric)}"
+        )
         for k in [k for k in a if r.get(k) != a[k]][:3]:
             print(f"    idx {k}: in-process {a[k]!r} served {r.get(k)!r}")
-    print(f"\nagreement: {same}/{total} ({100.0 * same / max(1, total):.1f}%); wall in-process {local_s:.1f} s, "
-          f"served {remote_s:.1f} s (batch / concurrency {args.batch_size}); runs in {out}")
+    print(
+        f"\nagreement: {same}/{total} ({100.0 * same / max(1, total):.1f}%); wall in-process {local_s:.1f} s, "
+        f"served {remote_s:.1f} s (batch / concurrency {args.batch_size}); runs in {out}"
+    )
     return 0 if same == total else 1
 
 

@@ -101,10 +101,15 @@ def main(argv=None) -> int:
     ap.add_argument("--max-batch-size", type=int, default=16)
     ap.add_argument("--batch-window-ms", type=float, default=10.0)
     ap.add_argument("--image-size", type=int, default=256, help="side of the square test images (0 = text only)")
-    ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")),
-                    help="torch CPU threads (default $OMP_NUM_THREADS or 1)")
-    ap.add_argument("--no-batching-baseline", dest="off", action="store_false",
-                    help="skip the 16-clients run with batching off")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("OMP_NUM_THREADS", "1")),
+        help="torch CPU threads (default $OMP_NUM_THREADS or 1)",
+    )
+    ap.add_argument(
+        "--no-batching-baseline", dest="off", action="store_false", help="skip the 16-clients run with batching off"
+    )
     ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args(argv)
 
@@ -121,38 +126,65 @@ def main(argv=None) -> int:
     load0 = os.getloadavg()
     t = time.perf_counter()
     model = load_model(args.model, "cpu")
-    print(f"model {args.model} loaded in {time.perf_counter() - t:.1f} s; torch threads {args.threads}; "
-          f"load average before: {load0[0]:.2f} (the machine may be shared)", flush=True)
+    print(
+        f"model {args.model} loaded in {time.perf_counter() - t:.1f} s; torch threads {args.threads}; "
+        f"load average before: {load0[0]:.2f} (the machine may be shared)",
+        flush=True,
+    )
 
     # a mix of short and open-ended questions: answers from a few tokens to max_tokens, as a chat workload has
-    questions = ["Describe this picture in a few sentences.", "What colour is it?",
-                 "What could this image be used for? Explain.", "Is it bright or dark?",
-                 "Write a caption and then a longer description of the image.", "What is in this picture?",
-                 "What colours do you see, and where?", "Describe the image."]
+    questions = [
+        "Describe this picture in a few sentences.",
+        "What colour is it?",
+        "What could this image be used for? Explain.",
+        "Is it bright or dark?",
+        "Write a caption and then a longer description of the image.",
+        "What is in this picture?",
+        "What colours do you see, and where?",
+        "Describe the image.",
+    ]
     imgs = _images(args.requests, args.image_size) if args.image_size else [None] * args.requests
 
     def body(i):
         q = questions[i % len(questions)]
-        content = q if imgs[i] is None else [{"type": "image_url", "image_url": {"url": image_to_data_url(imgs[i])}},
-                                             {"type": "text", "text": q}]
+        content = (
+            q
+            if imgs[i] is None
+            else [{"type": "image_url", "image_url": {"url": image_to_data_url(imgs[i])}}, {"type": "text", "text": q}]
+        )
         return {"messages": [{"role": "user", "content": content}], "max_tokens": args.max_tokens, "temperature": 0}
 
     bodies = [body(i) for i in range(args.requests)]
-    settings = dict(model_name="bench", max_tokens_cap=max(args.max_tokens, 1), max_concurrency=1024,
-                    batch_window_ms=args.batch_window_ms)
+    settings = dict(
+        model_name="bench",
+        max_tokens_cap=max(args.max_tokens, 1),
+        max_concurrency=1024,
+        batch_window_ms=args.batch_window_ms,
+    )
     rows = []
 
     def report(row):
         rows.append(row)
-        print(f"{row['setting']:<28} {row['requests']:>4} req  {row['wall_s']:7.1f} s  {row['requests_per_s']:6.2f} req/s  "
-              f"{row['tokens_per_s']:7.1f} tok/s  p50 {row['p50_s']:6.2f} s  p95 {row['p95_s']:6.2f} s  "
-              f"mean batch {row['mean_batch']:.1f}", flush=True)
+        print(
+            f"{row['setting']:<28} {row['requests']:>4} req  {row['wall_s']:7.1f} s  {row['requests_per_s']:6.2f} req/s  "
+            f"{row['tokens_per_s']:7.1f} tok/s  p50 {row['p50_s']:6.2f} s  p95 {row['p95_s']:6.2f} s  "
+            f"mean batch {row['mean_batch']:.1f}",
+            flush=True,
+        )
 
     def row_of(label, clients, wall, lat, toks, sizes):
-        return {"setting": label, "clients": clients, "requests": len(lat), "wall_s": wall,
-                "requests_per_s": len(lat) / wall, "tokens_per_s": sum(toks) / wall,
-                "p50_s": statistics.median(lat), "p95_s": _percentile(lat, 0.95),
-                "mean_batch": sum(sizes) / max(1, len(sizes)), "completion_tokens": sum(toks)}
+        return {
+            "setting": label,
+            "clients": clients,
+            "requests": len(lat),
+            "wall_s": wall,
+            "requests_per_s": len(lat) / wall,
+            "tokens_per_s": sum(toks) / wall,
+            "p50_s": statistics.median(lat),
+            "p95_s": _percentile(lat, 0.95),
+            "mean_batch": sum(sizes) / max(1, len(sizes)),
+            "completion_tokens": sum(toks),
+        }
 
     # in-process, one request at a time: what the HTTP layer adds shows against this
     from cambrian.serve.messages import build_conversation, sampling_from_request
@@ -188,19 +220,29 @@ def main(argv=None) -> int:
     seq = seq_row["requests_per_s"]
     top = next(r for r in rows if r["setting"].startswith(f"clients={max(levels)}") and "off" not in r["setting"])
     ratio = top["requests_per_s"] / seq
-    print(f"\nspeed-up of {max(levels)} concurrent clients over sequential requests: {ratio:.2f}x "
-          f"(goal >= 2x; tokens/s ratio {top['tokens_per_s'] / seq_row['tokens_per_s']:.2f}x)")
-    print(f"HTTP + queue overhead of a sequential request: "
-          f"{(seq_row['p50_s'] - rows[0]['p50_s']) * 1000:.0f} ms at the median")
+    print(
+        f"\nspeed-up of {max(levels)} concurrent clients over sequential requests: {ratio:.2f}x "
+        f"(goal >= 2x; tokens/s ratio {top['tokens_per_s'] / seq_row['tokens_per_s']:.2f}x)"
+    )
+    print(
+        f"HTTP + queue overhead of a sequential request: "
+        f"{(seq_row['p50_s'] - rows[0]['p50_s']) * 1000:.0f} ms at the median"
+    )
     if args.off:
         off = rows[-1]["requests_per_s"]
-        print(f"the same {max(levels)} clients with batching off: {off / seq:.2f}x sequential "
-              f"(batching alone: {top['requests_per_s'] / off:.2f}x)")
+        print(
+            f"the same {max(levels)} clients with batching off: {off / seq:.2f}x sequential "
+            f"(batching alone: {top['requests_per_s'] / off:.2f}x)"
+        )
     load1 = os.getloadavg()
     print(f"load average after: {load1[0]:.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": args.model, "rows": rows, "speedup": ratio,
-                                               "load_before": load0[0], "load_after": load1[0]}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {"model": args.model, "rows": rows, "speedup": ratio, "load_before": load0[0], "load_after": load1[0]},
+                indent=1,
+            )
+        )
     return 0
 
 

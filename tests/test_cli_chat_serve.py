@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from helpers import sensitive_tiny_model
+from PIL import Image
 
 import cambrian.cli.chat as chat_cli
 from cambrian.cli.main import main
@@ -51,9 +50,13 @@ def test_conversation_keeps_history_and_images_in_their_turns(model):
     a1 = "".join(conv.stream_reply(model, "What is it?", sampling=SamplingParams(max_new_tokens=6)))
     a2 = "".join(conv.stream_reply(model, "Compare.", images=[blue], sampling=SamplingParams(max_new_tokens=6)))
     msgs, ims = conv.prompt()
-    assert msgs == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "<image>\nWhat is it?"},
-                    {"role": "assistant", "content": a1}, {"role": "user", "content": "<image>\nCompare."},
-                    {"role": "assistant", "content": a2}]
+    assert msgs == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "<image>\nWhat is it?"},
+        {"role": "assistant", "content": a1},
+        {"role": "user", "content": "<image>\nCompare."},
+        {"role": "assistant", "content": a2},
+    ]
     assert ims == [red, blue]
     assert a2 == model.generate_text([msgs[:4]], [[red, blue]], max_new_tokens=6)[0]
     # stopping early drops the question again
@@ -73,11 +76,43 @@ def test_chat_loop_history_image_reset_and_streaming(model, tmp_path, monkeypatc
     first, second = tmp_path / "first.png", tmp_path / "second.png"
     Image.new("RGB", (40, 30), (255, 0, 0)).save(first)
     Image.new("RGB", (40, 30), (0, 255, 0)).save(second)
-    lines = ["What is it?", f"/image {second}", "/image missing.png", "And this one?", "", "/reset", "again",
-             "/bogus", "/quit", "never asked"]
+    lines = [
+        "What is it?",
+        f"/image {second}",
+        "/image missing.png",
+        "And this one?",
+        "",
+        "/reset",
+        "again",
+        "/bogus",
+        "/quit",
+        "never asked",
+    ]
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
-    assert main(["chat", "--model", "tiny", "--image", str(first), "--max-new-tokens", "6", "--system", "S",
-                 "--temperature", "0.7", "--top-k", "5", "--seed", "3", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "chat",
+                "--model",
+                "tiny",
+                "--image",
+                str(first),
+                "--max-new-tokens",
+                "6",
+                "--system",
+                "S",
+                "--temperature",
+                "0.7",
+                "--top-k",
+                "5",
+                "--seed",
+                "3",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     assert [len(c[0]) for c in rec.calls] == [2, 4, 2]  # system + turns: history kept, then reset
     (m1, i1, kw1), (m2, i2, _), (m3, i3, _) = rec.calls
@@ -102,12 +137,15 @@ def test_chat_prompt_once_streams_and_bad_sampling_is_one_error_line(model, monk
     assert err == ["error: sampling: top_p must be a number in (0, 1], got 0.0"]
 
 
-@pytest.mark.parametrize("flags,words", [
-    (["--port", "70000"], "--port must be in 0..65535"),
-    (["--max-batch-size", "0"], "max_batch_size must be an integer >= 1"),
-    (["--allow-local-images", "/no/such/dir"], "is not a directory"),
-    (["--default-temperature", "5"], "default_temperature must be in [0, 2]"),
-])
+@pytest.mark.parametrize(
+    "flags,words",
+    [
+        (["--port", "70000"], "--port must be in 0..65535"),
+        (["--max-batch-size", "0"], "max_batch_size must be an integer >= 1"),
+        (["--allow-local-images", "/no/such/dir"], "is not a directory"),
+        (["--default-temperature", "5"], "default_temperature must be in [0, 2]"),
+    ],
+)
 def test_serve_flag_errors_are_one_line_before_loading(flags, words, monkeypatch, capsys):
     monkeypatch.setattr(chat_cli, "load_model", lambda *a, **k: pytest.fail("the model must not load"))
     assert main(["serve", "--model", "tiny", *flags]) == 2
@@ -128,12 +166,33 @@ def test_serve_busy_port_fails_before_loading(monkeypatch, capsys):
 
 def test_serve_process_answers_and_stops_on_ctrl_c(tmp_path):
     openai = pytest.importorskip("openai")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}  # this checkout's cambrian
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+    }  # this checkout's cambrian
     err_path = tmp_path / "err.txt"
     with open(err_path, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "cambrian.cli.main", "serve", "--model", "tiny", "--port", "0",
-                                 "--default-temperature", "0", "--max-tokens", "8"], stderr=err, env=env)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cambrian.cli.main",
+                "serve",
+                "--model",
+                "tiny",
+                "--port",
+                "0",
+                "--default-temperature",
+                "0",
+                "--max-tokens",
+                "8",
+            ],
+            stderr=err,
+            env=env,
+        )
     try:
         url = None
         t0 = time.monotonic()

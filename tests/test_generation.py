@@ -11,7 +11,6 @@ import pytest
 import torch
 from PIL import Image
 
-from cambrian.presets.models import load_preset
 from cambrian.models import generation as gen
 from cambrian.models.cambrian_model import CambrianModel
 from cambrian.models.generation import (
@@ -22,6 +21,7 @@ from cambrian.models.generation import (
     top_k_mask,
     top_p_mask,
 )
+from cambrian.presets.models import load_preset
 
 INF = float("-inf")
 
@@ -43,9 +43,21 @@ def model():
 # ---- SamplingParams ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("field,value", [("temperature", -0.1), ("top_p", 0.0), ("top_p", 1.5), ("top_k", -1),
-                                         ("max_new_tokens", 0), ("repetition_penalty", 0.0), ("seed", -3),
-                                         ("temperature", float("nan")), ("stop", ("",)), ("top_k", 1.5)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("temperature", -0.1),
+        ("top_p", 0.0),
+        ("top_p", 1.5),
+        ("top_k", -1),
+        ("max_new_tokens", 0),
+        ("repetition_penalty", 0.0),
+        ("seed", -3),
+        ("temperature", float("nan")),
+        ("stop", ("",)),
+        ("top_k", 1.5),
+    ],
+)
 def test_sampling_params_reject_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=f"sampling: {field} must be"):
         SamplingParams(**{field: value})
@@ -95,8 +107,11 @@ def test_top_k_per_row_and_zero_is_off():
 
 def test_choose_tokens_greedy_rows_argmax_and_sampled_rows_follow_their_generator():
     logits = torch.tensor([[0.0, 3.0, 1.0], [2.0, 0.0, 1.0], [0.0, 0.0, 9.0]])
-    params = [SamplingParams(), SamplingParams(temperature=1.0, top_k=1, seed=5),
-              SamplingParams(temperature=2.0, top_p=0.2, seed=1)]
+    params = [
+        SamplingParams(),
+        SamplingParams(temperature=1.0, top_k=1, seed=5),
+        SamplingParams(temperature=2.0, top_p=0.2, seed=1),
+    ]
     rs = gen._RowSampling(params, "cpu")
     assert choose_tokens(logits, rs, None).tolist() == [1, 0, 2]  # top-k 1 / tiny top-p leave one token
     # a uniform distribution: the draws come from the row's seeded generator
@@ -174,7 +189,9 @@ def test_top_k_one_equals_greedy_batched(model):
     texts = ["<image>\nWhat colour?", "no image here", "<image>\n<image>\ntwo"]
     images = [[_img(40, 30, 1)], [], [_img(32, 32, 3), _img(64, 20, 4)]]
     greedy = model.generate_text(texts, images, max_new_tokens=12)
-    k1 = model.generate_text(texts, images, sampling=SamplingParams(temperature=1.3, top_k=1, seed=9, max_new_tokens=12))
+    k1 = model.generate_text(
+        texts, images, sampling=SamplingParams(temperature=1.3, top_k=1, seed=9, max_new_tokens=12)
+    )
     assert k1 == greedy
 
 
@@ -184,8 +201,11 @@ def test_seed_reproduces_and_does_not_depend_on_the_batch(model):
     assert model.generate_text(["tell me"], sampling=sp)[0] == a
     others = [model.generate_text(["tell me"], sampling=sp.replace(seed=s))[0] for s in (1, 2, 3)]
     assert len({a, *others}) > 1, "different seeds should give different samples"
-    batch = model.generate_text(["<image>\nsomething else first", "tell me", "x"], [[_img(40, 30, 2)], [], []],
-                                sampling=[SamplingParams(max_new_tokens=4), sp, sp.replace(seed=7)])
+    batch = model.generate_text(
+        ["<image>\nsomething else first", "tell me", "x"],
+        [[_img(40, 30, 2)], [], []],
+        sampling=[SamplingParams(max_new_tokens=4), sp, sp.replace(seed=7)],
+    )
     assert batch[1] == a
     assert model.generate_text(["tell me"], sampling=SamplingParams(temperature=1.0, max_new_tokens=15))[0] != ""
 
@@ -195,8 +215,9 @@ def test_stop_strings_cut_and_streaming_adds_up(model):
     assert len(full) > 12
     stop = full[6:9]
     k = full.find(stop)
-    run = model.generate_events(["hello there"], sampling=SamplingParams(max_new_tokens=30, stop=(stop, "@@@")),
-                                stream=True)
+    run = model.generate_events(
+        ["hello there"], sampling=SamplingParams(max_new_tokens=30, stop=(stop, "@@@")), stream=True
+    )
     events = list(run)
     final = events[-1]
     assert final.finish_reason == "stop" and final.text == full[:k].strip()
@@ -226,8 +247,11 @@ def test_finished_rows_leave_the_batch_and_answers_stay_equal(model):
     full = model.generate_text(texts, images, max_new_tokens=16)
     # row 0 stops early through a stop string; the others run to the end
     stop0 = full[0][3:6]
-    params = [SamplingParams(max_new_tokens=16, stop=(stop0,)), SamplingParams(max_new_tokens=16),
-              SamplingParams(max_new_tokens=8)]
+    params = [
+        SamplingParams(max_new_tokens=16, stop=(stop0,)),
+        SamplingParams(max_new_tokens=16),
+        SamplingParams(max_new_tokens=8),
+    ]
     sizes = []
     layer = model._decoder_layers()[0]
     h = layer.register_forward_hook(lambda m, a, o: sizes.append(o.shape[0]))
@@ -262,7 +286,10 @@ def test_cancel_ends_one_row(model):
         if ev.finished:
             finals[ev.row] = ev
     assert finals[0].finish_reason == "cancelled" and finals[0].completion_tokens < 12
-    assert finals[1].finish_reason == "length" and finals[1].text == model.generate_text(["beta gamma"], max_new_tokens=12)[0]
+    assert (
+        finals[1].finish_reason == "length"
+        and finals[1].text == model.generate_text(["beta gamma"], max_new_tokens=12)[0]
+    )
 
 
 def test_generation_stops_at_the_context_length(model):
@@ -293,8 +320,11 @@ def test_repetition_penalty_in_the_loop_avoids_seen_tokens(model):
 
 def test_conversation_prompt_carries_history_and_images_in_their_turn(model):
     im = _img(40, 30, 1)
-    msgs = [{"role": "user", "content": "<image>\nWhat is it?"}, {"role": "assistant", "content": "A cat."},
-            {"role": "user", "content": "And its colour?"}]
+    msgs = [
+        {"role": "user", "content": "<image>\nWhat is it?"},
+        {"role": "assistant", "content": "A cat."},
+        {"role": "user", "content": "And its colour?"},
+    ]
     ids = model.prompt_ids(msgs)
     reply_ids = model.tokenizer("A cat.", add_special_tokens=False)["input_ids"]
     at = [i for i in range(len(ids)) if ids[i : i + len(reply_ids)] == reply_ids]
@@ -343,15 +373,25 @@ def sensitive():
 def test_rows_joining_mid_run_get_their_solo_answers(sensitive):
     model = sensitive
     red, blue = _img(40, 30, 1), _img(30, 50, 2)
-    first = (["alpha", "<image>\nbeta"], [[], [red]], [SamplingParams(max_new_tokens=14), SamplingParams(max_new_tokens=6)])
-    later = (["a much longer prompt than any of the first ones, to make the joined cache longer", "<image>\ndelta"],
-             [[], [blue]], [SamplingParams(max_new_tokens=9), SamplingParams(temperature=1.0, seed=5, max_new_tokens=8)])
+    first = (
+        ["alpha", "<image>\nbeta"],
+        [[], [red]],
+        [SamplingParams(max_new_tokens=14), SamplingParams(max_new_tokens=6)],
+    )
+    later = (
+        ["a much longer prompt than any of the first ones, to make the joined cache longer", "<image>\ndelta"],
+        [[], [blue]],
+        [SamplingParams(max_new_tokens=9), SamplingParams(temperature=1.0, seed=5, max_new_tokens=8)],
+    )
     last = (["x"], [[]], [SamplingParams(max_new_tokens=4)])
     run = model.generate_events(first[0], first[1], sampling=first[2], stream=True, step_events=True)
     assert run.joinable()
-    joins = {3: lambda: [model.generate_events(later[0], later[1], sampling=later[2], stream=[False, True],
-                                               step_events=True)],
-             8: lambda: [model.generate_events(last[0], last[1], sampling=last[2], step_events=True)]}
+    joins = {
+        3: lambda: [
+            model.generate_events(later[0], later[1], sampling=later[2], stream=[False, True], step_events=True)
+        ],
+        8: lambda: [model.generate_events(last[0], last[1], sampling=last[2], step_events=True)],
+    }
     finals, deltas = _drive(run, joins)
     texts, ims, params = first[0] + later[0] + last[0], first[1] + later[1] + last[1], first[2] + later[2] + last[2]
     solo = [model.generate_text([t], [i], sampling=p)[0] for t, i, p in zip(texts, ims, params)]
@@ -369,8 +409,10 @@ def test_cache_is_trimmed_when_the_rows_that_needed_its_columns_leave(sensitive)
         long_prompt = "a long prompt " * 12
         run = model.generate_events([long_prompt], sampling=SamplingParams(max_new_tokens=3), step_events=True)
         n_short = len(model.prompt_ids("hi"))
-        finals, _ = _drive(run, {1: lambda: [model.generate_events(["hi"], sampling=SamplingParams(max_new_tokens=12),
-                                                                   step_events=True)]})
+        finals, _ = _drive(
+            run,
+            {1: lambda: [model.generate_events(["hi"], sampling=SamplingParams(max_new_tokens=12), step_events=True)]},
+        )
     finally:
         h.remove()
     assert finals[1].text == model.generate_text(["hi"], max_new_tokens=12)[0]

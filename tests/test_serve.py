@@ -33,8 +33,15 @@ COLOURS = [(0, 0, 0), (255, 255, 255), (255, 0, 0), (0, 0, 255), (0, 255, 0)]
 
 
 def _settings(**kw) -> ServeSettings:
-    base = dict(model_name="tiny", api_key=KEY, max_tokens_cap=64, max_image_pixels=100 * 100,
-                max_body_bytes=256 * 1024, max_concurrency=32, batch_window_ms=20.0)
+    base = dict(
+        model_name="tiny",
+        api_key=KEY,
+        max_tokens_cap=64,
+        max_image_pixels=100 * 100,
+        max_body_bytes=256 * 1024,
+        max_concurrency=32,
+        batch_window_ms=20.0,
+    )
     base.update(kw)
     return ServeSettings(**base)
 
@@ -121,27 +128,42 @@ def test_image_reaches_the_model(client, model):
     for c in COLOURS:
         img = Image.new("RGB", (40, 30), c)
         r = _ask(client, _image_content(img))
-        assert r.choices[0].message.content == model.generate_text(["<image>\nWhat is it?"], [[img]], max_new_tokens=12)[0]
+        assert (
+            r.choices[0].message.content == model.generate_text(["<image>\nWhat is it?"], [[img]], max_new_tokens=12)[0]
+        )
         answers.append(r.choices[0].message.content)
     assert len(set(answers)) >= 3, "different images should give different answers"
-    assert r.usage.prompt_tokens == len(model.prompt_ids("<image>\nWhat is it?")) - 1 + model.visual_token_count((40, 30))
+    assert r.usage.prompt_tokens == len(model.prompt_ids("<image>\nWhat is it?")) - 1 + model.visual_token_count(
+        (40, 30)
+    )
 
 
 def test_multi_turn_with_system_and_image_in_the_first_turn(client, model):
     img = Image.new("RGB", (40, 30), (255, 0, 0))
-    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": _image_content(img, "What is it?")},
-            {"role": "assistant", "content": "A red square."}, {"role": "user", "content": "And the colour?"}]
+    msgs = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": _image_content(img, "What is it?")},
+        {"role": "assistant", "content": "A red square."},
+        {"role": "user", "content": "And the colour?"},
+    ]
     r = client.chat.completions.create(model="tiny", messages=msgs, temperature=0, max_tokens=10)
-    ours = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "<image>\nWhat is it?"},
-            {"role": "assistant", "content": "A red square."}, {"role": "user", "content": "And the colour?"}]
+    ours = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "<image>\nWhat is it?"},
+        {"role": "assistant", "content": "A red square."},
+        {"role": "user", "content": "And the colour?"},
+    ]
     assert r.choices[0].message.content == model.generate_text([ours], [[img]], max_new_tokens=10)[0]
 
 
 def test_sampling_seed_and_stop_over_the_api(client, model):
     a = _ask(client, "hello there", temperature=1.0, seed=7, max_tokens=15).choices[0].message.content
     b = _ask(client, "hello there", temperature=1.0, seed=7, max_tokens=15).choices[0].message.content
-    assert a == b == model.generate_text(["hello there"], sampling=SamplingParams(temperature=1.0, seed=7,
-                                                                                  max_new_tokens=15))[0]
+    assert (
+        a
+        == b
+        == model.generate_text(["hello there"], sampling=SamplingParams(temperature=1.0, seed=7, max_new_tokens=15))[0]
+    )
     full = _ask(client, "hello there", max_tokens=30).choices[0].message.content
     stop = full[5:8]
     r = _ask(client, "hello there", max_tokens=30, stop=[stop])
@@ -215,8 +237,12 @@ def _error(excinfo, status):
 
 def test_wrong_or_missing_api_key_is_401(server):
     for key in ("sk-wrong", ""):
-        c = openai.OpenAI(base_url=server.base_url, api_key=key or "x", max_retries=0,
-                          default_headers={} if key else {"Authorization": ""})
+        c = openai.OpenAI(
+            base_url=server.base_url,
+            api_key=key or "x",
+            max_retries=0,
+            default_headers={} if key else {"Authorization": ""},
+        )
         with pytest.raises(openai.AuthenticationError) as ei:
             _ask(c, "hi")
         assert _error(ei, 401)["code"] == "invalid_api_key"
@@ -279,8 +305,7 @@ def _png_header_only(w: int, h: int) -> bytes:
         return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
 
     ihdr = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
-            + chunk(b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
 
 
 def test_body_over_the_limit_is_413(server, client):
@@ -289,17 +314,22 @@ def test_body_over_the_limit_is_413(server, client):
     assert _error(ei, 413)["code"] == "request_too_large"
     # chunked upload without Content-Length: counted while read
     data = iter([b'{"model": "tiny", "messages": [{"role": "user", "content": "', b"y" * (300 * 1024), b'"}]}'])
-    req = urllib.request.Request(server.base_url + "/chat/completions", data=data, method="POST",
-                                 headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json",
-                                          "Transfer-Encoding": "chunked"})
+    req = urllib.request.Request(
+        server.base_url + "/chat/completions",
+        data=data,
+        method="POST",
+        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+    )
     with pytest.raises(urllib.error.HTTPError) as ei:
         urllib.request.urlopen(req, timeout=30)
     assert ei.value.code == 413 and json.loads(ei.value.read())["error"]["code"] == "request_too_large"
     # a body declared far over the limit is refused from its header, before anything is read
     host, port = server.url.rsplit("/", 1)[1].split(":")
     with socket.create_connection((host, int(port)), timeout=30) as s:
-        s.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
-                  f"Content-Type: application/json\r\nContent-Length: {10**9}\r\n\r\n".encode())
+        s.sendall(
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {10**9}\r\n\r\n".encode()
+        )
         reply = b""
         while b"\r\n\r\n" not in reply:
             reply += s.recv(4096)
@@ -325,7 +355,7 @@ def test_read_body_counts_chunks_and_stops_reading_far_over_the_limit():
     ok = FakeRequest([b"ab", b"cd"])
     assert asyncio.run(read_body(ok, 4)) == b"abcd"
     for chunks, reads in (([b"abc", b"de"], 2), ([b"abcdefghij", b"k", b"l"], 1)):  # 5 > 4: read to the end;
-        r = FakeRequest(chunks)                                                      # 10 > 2 x 4: stop at once
+        r = FakeRequest(chunks)  # 10 > 2 x 4: stop at once
         with pytest.raises(APIError) as ei:
             asyncio.run(read_body(r, 4))
         assert ei.value.status == 413 and r.read == reads
@@ -335,16 +365,27 @@ def test_read_body_counts_chunks_and_stops_reading_far_over_the_limit():
     assert r.read == 0
 
 
-@pytest.mark.parametrize("messages,kw,param,words", [
-    ([{"role": "assistant", "content": "hi"}], {}, "messages", "end with a user turn"),
-    ([{"role": "user", "content": "a <image> tag"}], {}, "messages[0].content", "reserved tag"),
-    ([{"role": "user", "content": "hi"}], {"n": 2}, "n", "n=1"),
-    ([{"role": "user", "content": "hi"}], {"presence_penalty": 0.5}, "presence_penalty", "not supported"),
-    ([{"role": "user", "content": "hi"}], {"temperature": 3}, "temperature", "less than or equal to 2"),
-    ([{"role": "user", "content": "hi"}, {"role": "system", "content": "late"}, {"role": "user", "content": "?"}], {},
-     "messages", "only allowed first"),
-    ([{"role": "user", "content": "word " * 600}], {}, "messages", "context"),
-])
+@pytest.mark.parametrize(
+    "messages,kw,param,words",
+    [
+        ([{"role": "assistant", "content": "hi"}], {}, "messages", "end with a user turn"),
+        ([{"role": "user", "content": "a <image> tag"}], {}, "messages[0].content", "reserved tag"),
+        ([{"role": "user", "content": "hi"}], {"n": 2}, "n", "n=1"),
+        ([{"role": "user", "content": "hi"}], {"presence_penalty": 0.5}, "presence_penalty", "not supported"),
+        ([{"role": "user", "content": "hi"}], {"temperature": 3}, "temperature", "less than or equal to 2"),
+        (
+            [
+                {"role": "user", "content": "hi"},
+                {"role": "system", "content": "late"},
+                {"role": "user", "content": "?"},
+            ],
+            {},
+            "messages",
+            "only allowed first",
+        ),
+        ([{"role": "user", "content": "word " * 600}], {}, "messages", "context"),
+    ],
+)
 def test_bad_requests_are_400_naming_the_field(client, messages, kw, param, words):
     with pytest.raises(openai.BadRequestError) as ei:
         client.chat.completions.create(model="tiny", messages=messages, max_tokens=5, **kw)
@@ -355,12 +396,22 @@ def test_bad_requests_are_400_naming_the_field(client, messages, kw, param, word
 def test_image_in_an_assistant_turn_and_bad_json_are_400(server, client):
     img = Image.new("RGB", (20, 20))
     with pytest.raises(openai.BadRequestError) as ei:
-        client.chat.completions.create(model="tiny", messages=[
-            {"role": "user", "content": "hi"}, {"role": "assistant", "content": _image_content(img)},
-            {"role": "user", "content": "and?"}], max_tokens=5)
+        client.chat.completions.create(
+            model="tiny",
+            messages=[
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": _image_content(img)},
+                {"role": "user", "content": "and?"},
+            ],
+            max_tokens=5,
+        )
     assert "user messages only" in _error(ei, 400)["message"]
-    req = urllib.request.Request(server.base_url + "/chat/completions", data=b"{not json", method="POST",
-                                 headers={"Authorization": f"Bearer {KEY}"})
+    req = urllib.request.Request(
+        server.base_url + "/chat/completions",
+        data=b"{not json",
+        method="POST",
+        headers={"Authorization": f"Bearer {KEY}"},
+    )
     with pytest.raises(urllib.error.HTTPError) as ei:
         urllib.request.urlopen(req, timeout=30)
     assert ei.value.code == 400 and "not valid JSON" in json.loads(ei.value.read())["error"]["message"]
@@ -385,8 +436,12 @@ def test_local_images_only_under_the_root(model, tmp_path):
         for url in ("blue.png", str(root / "blue.png"), f"file://{root / 'blue.png'}"):
             content = [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "What is it?"}]
             assert _ask(c, content).choices[0].message.content == want
-        for url, words in (("../outside.png", "outside"), (str(tmp_path / "outside.png"), "outside"),
-                           ("link.png", "outside"), ("missing.png", "no such file")):
+        for url, words in (
+            ("../outside.png", "outside"),
+            (str(tmp_path / "outside.png"), "outside"),
+            ("link.png", "outside"),
+            ("missing.png", "no such file"),
+        ):
             with pytest.raises(openai.BadRequestError) as ei:
                 _ask(c, [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "?"}])
             assert words in _error(ei, 400)["message"]
@@ -412,7 +467,9 @@ def test_decoded_pixels_in_flight_are_bounded(model):
     img = Image.new("RGB", (60, 50), (9, 90, 200))  # 3000 pixels; the budget holds two such images
     with ServerThread(gated, _settings(max_image_pixels=3000, max_pixels_in_flight=6000)) as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key=KEY, max_retries=0, timeout=60)
-        two = [{"type": "image_url", "image_url": {"url": image_to_data_url(img)}}] * 2 + [{"type": "text", "text": "?"}]
+        two = [{"type": "image_url", "image_url": {"url": image_to_data_url(img)}}] * 2 + [
+            {"type": "text", "text": "?"}
+        ]
         with ThreadPoolExecutor(2) as ex:
             first = ex.submit(_ask, c, two)
             assert gated.entered.wait(30)
@@ -434,15 +491,23 @@ def test_graceful_shutdown_finishes_requests_in_flight(model):
     c = openai.OpenAI(base_url=srv.base_url, api_key=KEY, max_retries=0, timeout=60)
     with ThreadPoolExecutor(2) as ex:
         plain = ex.submit(_ask, c, "in flight", max_tokens=8)
-        streamed = ex.submit(lambda: "".join(ch.choices[0].delta.content or "" for ch in
-                                             _ask(c, "in flight too", max_tokens=8, stream=True) if ch.choices))
+        streamed = ex.submit(
+            lambda: "".join(
+                ch.choices[0].delta.content or ""
+                for ch in _ask(c, "in flight too", max_tokens=8, stream=True)
+                if ch.choices
+            )
+        )
         assert gated.entered.wait(30)
         _wait_for(lambda: srv.app.state.scheduler.inflight == 2)  # both requests queued or running
         stopper = threading.Thread(target=srv.stop)
         stopper.start()
         time.sleep(0.3)  # the server is shutting down while the requests wait for the model
         gated.gate.set()
-        assert plain.result(timeout=60).choices[0].message.content == model.generate_text(["in flight"], max_new_tokens=8)[0]
+        assert (
+            plain.result(timeout=60).choices[0].message.content
+            == model.generate_text(["in flight"], max_new_tokens=8)[0]
+        )
         assert streamed.result(timeout=60) == model.generate_text(["in flight too"], max_new_tokens=8)[0]
     stopper.join(60)
     assert not srv._thread.is_alive()
@@ -480,8 +545,10 @@ def test_eval_openai_adapter_through_the_server_equals_in_process(server, model,
     for label, m, bs in (("local", local, 3), ("remote", remote, 3)):
         benches = [get_benchmark("pope"), get_benchmark("mmstar")]
         run_benchmarks(m, benches, str(data), tmp_path / label, batch_size=bs, max_new_tokens=16, progress=False)
-        preds[label] = {b: [json.loads(x) for x in (tmp_path / label / b / "predictions.jsonl").read_text().splitlines()]
-                        for b in ("pope", "mmstar")}
+        preds[label] = {
+            b: [json.loads(x) for x in (tmp_path / label / b / "predictions.jsonl").read_text().splitlines()]
+            for b in ("pope", "mmstar")
+        }
     assert preds["remote"] == preds["local"]
     assert len(preds["local"]["pope"]) == 4 and len(preds["local"]["mmstar"]) == 3
     assert len({p["prediction"] for b in preds["local"].values() for p in b}) > 1

@@ -9,14 +9,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = ("commands: /image PATH (an image for the next question), /reset (new conversation), /quit (or Ctrl-D); "
-        "Ctrl-C stops an answer")
+HELP = (
+    "commands: /image PATH (an image for the next question), /reset (new conversation), /quit (or Ctrl-D); "
+    "Ctrl-C stops an answer"
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="checkpoint directory, hub id, or model preset name (e.g. nano)")
-    p.add_argument("--image", action="append", default=[],
-                   help="image file for the first question (repeat for several images)")
+    p.add_argument(
+        "--image", action="append", default=[], help="image file for the first question (repeat for several images)"
+    )
     p.add_argument("--prompt", help="question; without it an interactive loop reads questions from stdin")
     p.add_argument("--system", default=None, help="system prompt (default: the chat template's)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
@@ -28,11 +31,19 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sampling (default: greedy)")
     g.add_argument("--max-new-tokens", type=int, default=256, help="longest answer in tokens (default 256)")
     g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); e.g. 0.7 to sample")
-    g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: keep the most probable tokens up to "
-                                                             "this total probability (default 1 = off)")
+    g.add_argument(
+        "--top-p",
+        type=float,
+        default=1.0,
+        help="nucleus sampling: keep the most probable tokens up to this total probability (default 1 = off)",
+    )
     g.add_argument("--top-k", type=int, default=0, help="sample among the k most probable tokens (default 0 = off)")
-    g.add_argument("--repetition-penalty", type=float, default=1.0,
-                   help="> 1 discourages tokens already in the conversation (default 1 = off)")
+    g.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=1.0,
+        help="> 1 discourages tokens already in the conversation (default 1 = off)",
+    )
     g.add_argument("--seed", type=int, default=None, help="seed for sampling (reproducible answers)")
     g.add_argument("--stop", action="append", default=[], help="stop before this string (repeat for several)")
 
@@ -40,9 +51,15 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
 def sampling_from_args(args):
     from ..models.generation import SamplingParams
 
-    return SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-                          top_k=args.top_k, repetition_penalty=args.repetition_penalty, seed=args.seed,
-                          stop=tuple(args.stop))
+    return SamplingParams(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        repetition_penalty=args.repetition_penalty,
+        seed=args.seed,
+        stop=tuple(args.stop),
+    )
 
 
 def load_model(name: str, device: str | None = None):
@@ -64,8 +81,11 @@ def load_model(name: str, device: str | None = None):
 
 def warn_if_bare(model, name: str) -> None:
     if not model.connector_trained:
-        print(f"warning: {name} is a bare preset: its connector was never trained, so its answers ignore the image "
-              f"(pass a trained checkpoint directory, e.g. runs/demo/checkpoint after `make demo`)", file=sys.stderr)
+        print(
+            f"warning: {name} is a bare preset: its connector was never trained, so its answers ignore the image "
+            f"(pass a trained checkpoint directory, e.g. runs/demo/checkpoint after `make demo`)",
+            file=sys.stderr,
+        )
 
 
 def _answer(conv, model, text: str, sampling, stream: bool, out=None) -> None:
@@ -119,7 +139,7 @@ def run(args) -> int:
             print(HELP, file=sys.stderr)
             continue
         if q.startswith("/image"):
-            path = q[len("/image"):].strip()
+            path = q[len("/image") :].strip()
             try:
                 conv.attach(load_image(path))
             except (FileNotFoundError, ValueError) as e:

@@ -12,37 +12,79 @@ from pathlib import Path
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="checkpoint directory, hub id, or model preset name (e.g. nano)")
-    p.add_argument("--model-name", default=None,
-                   help="the id clients send as \"model\" (default: the preset name or the checkpoint directory's name)")
+    p.add_argument(
+        "--model-name",
+        default=None,
+        help='the id clients send as "model" (default: the preset name or the checkpoint directory\'s name)',
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    p.add_argument("--api-key", default=os.environ.get("CAMBRIAN_API_KEY"),
-                   help="require 'Authorization: Bearer KEY' on /v1 requests (default: $CAMBRIAN_API_KEY, else none)")
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get("CAMBRIAN_API_KEY"),
+        help="require 'Authorization: Bearer KEY' on /v1 requests (default: $CAMBRIAN_API_KEY, else none)",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     g = p.add_argument_group("batching")
     g.add_argument("--max-batch-size", type=int, default=16, help="requests decoded together (default 16)")
-    g.add_argument("--batch-window-ms", type=float, default=10.0,
-                   help="how long a request waits for others to batch with (default 10 ms; 0 = no wait)")
+    g.add_argument(
+        "--batch-window-ms",
+        type=float,
+        default=10.0,
+        help="how long a request waits for others to batch with (default 10 ms; 0 = no wait)",
+    )
     g = p.add_argument_group("limits")
-    g.add_argument("--max-tokens", type=int, default=1024,
-                   help="largest max_tokens a request may ask for; also the default (default 1024)")
-    g.add_argument("--max-concurrency", type=int, default=64,
-                   help="requests queued or running at once; more get HTTP 429 (default 64)")
+    g.add_argument(
+        "--max-tokens",
+        type=int,
+        default=1024,
+        help="largest max_tokens a request may ask for; also the default (default 1024)",
+    )
+    g.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=64,
+        help="requests queued or running at once; more get HTTP 429 (default 64)",
+    )
     g.add_argument("--max-body-mb", type=float, default=20.0, help="request body limit in MiB (default 20)")
-    g.add_argument("--max-image-pixels", type=int, default=4096 * 4096,
-                   help="width x height limit of one image, checked before decoding (default 4096x4096)")
+    g.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=4096 * 4096,
+        help="width x height limit of one image, checked before decoding (default 4096x4096)",
+    )
     g.add_argument("--max-images", type=int, default=8, help="images per request (default 8)")
-    g.add_argument("--max-pixels-in-flight", type=int, default=2**28,
-                   help="decoded image pixels of all queued and running requests together; more get HTTP 429 "
-                        "(default 2^28, about 0.8 GB as RGB)")
-    g.add_argument("--allow-local-images", metavar="ROOT", default=None,
-                   help="accept image_url file paths / file:// URLs under ROOT (default: data: URLs only)")
-    g.add_argument("--default-temperature", type=float, default=1.0,
-                   help="temperature for requests that send none (default 1.0, as OpenAI's API; 0 = greedy)")
-    g.add_argument("--graceful-timeout", type=float, default=60.0,
-                   help="on Ctrl-C / SIGTERM, seconds in-flight requests may still run (default 60)")
-    p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
-                   help="uvicorn log level (info logs every request; default warning)")
+    g.add_argument(
+        "--max-pixels-in-flight",
+        type=int,
+        default=2**28,
+        help="decoded image pixels of all queued and running requests together; more get HTTP 429 "
+        "(default 2^28, about 0.8 GB as RGB)",
+    )
+    g.add_argument(
+        "--allow-local-images",
+        metavar="ROOT",
+        default=None,
+        help="accept image_url file paths / file:// URLs under ROOT (default: data: URLs only)",
+    )
+    g.add_argument(
+        "--default-temperature",
+        type=float,
+        default=1.0,
+        help="temperature for requests that send none (default 1.0, as OpenAI's API; 0 = greedy)",
+    )
+    g.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=60.0,
+        help="on Ctrl-C / SIGTERM, seconds in-flight requests may still run (default 60)",
+    )
+    p.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn log level (info logs every request; default warning)",
+    )
 
 
 def default_model_name(spec: str) -> str:
@@ -66,23 +108,34 @@ def run(args) -> int:
     except ImportError as e:
         from ..errors import UserError
 
-        raise UserError(f"cambrian serve needs FastAPI and uvicorn ({e.name} is missing): pip install -e '.[serve]'") from None
+        raise UserError(
+            f"cambrian serve needs FastAPI and uvicorn ({e.name} is missing): pip install -e '.[serve]'"
+        ) from None
     from ..serve.settings import ServeSettings
     from .chat import load_model, warn_if_bare
 
     settings = ServeSettings(
-        model_name=args.model_name or default_model_name(args.model), api_key=args.api_key or None,
-        max_batch_size=args.max_batch_size, batch_window_ms=args.batch_window_ms, max_tokens_cap=args.max_tokens,
-        max_concurrency=args.max_concurrency, max_body_bytes=int(args.max_body_mb * 2**20),
-        max_image_pixels=args.max_image_pixels, max_images=args.max_images,
+        model_name=args.model_name or default_model_name(args.model),
+        api_key=args.api_key or None,
+        max_batch_size=args.max_batch_size,
+        batch_window_ms=args.batch_window_ms,
+        max_tokens_cap=args.max_tokens,
+        max_concurrency=args.max_concurrency,
+        max_body_bytes=int(args.max_body_mb * 2**20),
+        max_image_pixels=args.max_image_pixels,
+        max_images=args.max_images,
         max_pixels_in_flight=args.max_pixels_in_flight,
         local_image_root=Path(args.allow_local_images) if args.allow_local_images else None,
-        default_temperature=args.default_temperature, graceful_timeout_s=args.graceful_timeout)
+        default_temperature=args.default_temperature,
+        graceful_timeout_s=args.graceful_timeout,
+    )
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
     if not _is_loopback(args.host) and not settings.api_key:
-        print(f"warning: listening on {args.host} without --api-key: anyone who can reach this port can use the model",
-              file=sys.stderr)
+        print(
+            f"warning: listening on {args.host} without --api-key: anyone who can reach this port can use the model",
+            file=sys.stderr,
+        )
     from ..serve.app import bind_socket, run_server
 
     sock = bind_socket(args.host, args.port)  # a busy port fails now, not after loading the model
@@ -90,12 +143,15 @@ def run(args) -> int:
     warn_if_bare(model, args.model)
 
     def ready(url: str) -> None:
-        print(f"serving {settings.model_name!r} on {url}/v1 (OpenAI-compatible; Ctrl-C stops after the requests in "
-              f"flight)", file=sys.stderr, flush=True)
+        print(
+            f"serving {settings.model_name!r} on {url}/v1 (OpenAI-compatible; Ctrl-C stops after the requests in "
+            f"flight)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     try:
-        run_server(model, settings, host=args.host, port=args.port, log_level=args.log_level, sock=sock,
-                   on_ready=ready)
+        run_server(model, settings, host=args.host, port=args.port, log_level=args.log_level, sock=sock, on_ready=ready)
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled, after the graceful shutdown
         pass
     print("stopped", file=sys.stderr)

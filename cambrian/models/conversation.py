@@ -7,7 +7,7 @@ official CLI, an image given before the first question goes with the first turn 
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from ..constants import IMAGE_TOKEN
 
@@ -56,8 +56,9 @@ class Conversation:
         if n_images:
             del self.images[-n_images:]
 
-    def stream_reply(self, model, text: str, images: Sequence = (), sampling=None,
-                     max_new_tokens: int | None = None) -> Iterator[str]:
+    def stream_reply(
+        self, model, text: str, images: Sequence = (), sampling=None, max_new_tokens: int | None = None
+    ) -> Iterator[str]:
         """Ask ``text`` and yield the answer's text deltas. The reply joins the history once complete; when the
         generation fails or the caller stops early the question is dropped again (the history is unchanged)."""
         before = len(self.images)

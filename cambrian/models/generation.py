@@ -21,8 +21,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import secrets
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -49,24 +49,47 @@ class SamplingParams:
     def __post_init__(self):
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
         object.__setattr__(self, "stop", stop)
-        _check(isinstance(self.max_new_tokens, int) and not isinstance(self.max_new_tokens, bool)
-               and self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens, "an integer >= 1")
-        _check(_is_number(self.temperature) and 0.0 <= self.temperature <= 100.0, "temperature", self.temperature,
-               "a number in [0, 100] (0 = greedy)")
+        _check(
+            isinstance(self.max_new_tokens, int)
+            and not isinstance(self.max_new_tokens, bool)
+            and self.max_new_tokens >= 1,
+            "max_new_tokens",
+            self.max_new_tokens,
+            "an integer >= 1",
+        )
+        _check(
+            _is_number(self.temperature) and 0.0 <= self.temperature <= 100.0,
+            "temperature",
+            self.temperature,
+            "a number in [0, 100] (0 = greedy)",
+        )
         _check(_is_number(self.top_p) and 0.0 < self.top_p <= 1.0, "top_p", self.top_p, "a number in (0, 1]")
-        _check(isinstance(self.top_k, int) and not isinstance(self.top_k, bool) and self.top_k >= 0, "top_k",
-               self.top_k, "an integer >= 0 (0 = off)")
-        _check(_is_number(self.repetition_penalty) and 0.0 < self.repetition_penalty <= 100.0, "repetition_penalty",
-               self.repetition_penalty, "a number in (0, 100] (1 = off)")
-        _check(self.seed is None or (isinstance(self.seed, int) and not isinstance(self.seed, bool)
-                                     and 0 <= self.seed < 2**63), "seed", self.seed, "an integer in [0, 2^63)")
+        _check(
+            isinstance(self.top_k, int) and not isinstance(self.top_k, bool) and self.top_k >= 0,
+            "top_k",
+            self.top_k,
+            "an integer >= 0 (0 = off)",
+        )
+        _check(
+            _is_number(self.repetition_penalty) and 0.0 < self.repetition_penalty <= 100.0,
+            "repetition_penalty",
+            self.repetition_penalty,
+            "a number in (0, 100] (1 = off)",
+        )
+        _check(
+            self.seed is None
+            or (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**63),
+            "seed",
+            self.seed,
+            "an integer in [0, 2^63)",
+        )
         _check(all(isinstance(s, str) and s for s in stop), "stop", self.stop, "non-empty strings")
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0
 
-    def replace(self, **changes) -> "SamplingParams":
+    def replace(self, **changes) -> SamplingParams:
         return dataclasses.replace(self, **changes)
 
 
@@ -154,7 +177,7 @@ class _RowSampling:
         self.all_greedy = bool(self.greedy.all())
         self.any_penalty = bool((self.penalty != 1.0).any())
 
-    def extend(self, other: "_RowSampling") -> None:
+    def extend(self, other: _RowSampling) -> None:
         self.greedy = torch.cat([self.greedy, other.greedy])
         self.temperature = torch.cat([self.temperature, other.temperature])
         self.top_k, self.top_p = torch.cat([self.top_k, other.top_k]), torch.cat([self.top_p, other.top_p])
@@ -318,12 +341,23 @@ class DecodeRun:
 
     Row ids are stable for the whole run (rows that joined get the next ids), whatever rows left the batch."""
 
-    def __init__(self, llm, tokenizer, stop_token_ids: Sequence[int], logits: torch.Tensor, past,
-                 attention_mask: torch.Tensor, position_ids: torch.Tensor, params: Sequence[SamplingParams],
-                 stream: bool | Sequence[bool] = False, prompt_ids: Sequence[Sequence[int]] | None = None,
-                 max_positions: int | None = None, pad_token_id: int = 0,
-                 step_context: Callable[[], contextlib.AbstractContextManager] | None = None,
-                 step_events: bool = False):
+    def __init__(
+        self,
+        llm,
+        tokenizer,
+        stop_token_ids: Sequence[int],
+        logits: torch.Tensor,
+        past,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        params: Sequence[SamplingParams],
+        stream: bool | Sequence[bool] = False,
+        prompt_ids: Sequence[Sequence[int]] | None = None,
+        max_positions: int | None = None,
+        pad_token_id: int = 0,
+        step_context: Callable[[], contextlib.AbstractContextManager] | None = None,
+        step_events: bool = False,
+    ):
         B = logits.shape[0]
         if len(params) != B:
             raise ValueError(f"{B} prompts but {len(params)} sampling settings")
@@ -339,8 +373,10 @@ class DecodeRun:
         self.prompt_tokens = [int(n) for n in attention_mask.sum(-1).tolist()]
         self.rows = [RowText(tokenizer, p.stop, track=s or bool(p.stop)) for p, s in zip(self.params, streams)]
         self.streams = streams
-        self.budget = [p.max_new_tokens if max_positions is None else max(0, min(p.max_new_tokens, max_positions - n))
-                       for p, n in zip(self.params, self.prompt_tokens)]
+        self.budget = [
+            p.max_new_tokens if max_positions is None else max(0, min(p.max_new_tokens, max_positions - n))
+            for p, n in zip(self.params, self.prompt_tokens)
+        ]
         self._rs = _RowSampling(self.params, logits.device)
         self._seen = None
         if self._rs.any_penalty:
@@ -354,7 +390,7 @@ class DecodeRun:
         self._cancelled: set[int] = set()
         self._started = False
         self.step_events = step_events
-        self._pending: list[tuple[int, "DecodeRun"]] = []  # joined runs waiting to be merged, with their first row id
+        self._pending: list[tuple[int, DecodeRun]] = []  # joined runs waiting to be merged, with their first row id
 
     def cancel(self, row: int) -> None:
         """Stop generating for ``row`` (its final event says ``cancelled``); thread-safe."""
@@ -362,8 +398,14 @@ class DecodeRun:
 
     def _finish(self, b: int, reason: str) -> GenerationEvent:
         text, rest = self.rows[b].final()
-        return GenerationEvent(b, delta=rest if self.streams[b] else "", finish_reason=reason, text=text,
-                               prompt_tokens=self.prompt_tokens[b], completion_tokens=len(self.rows[b].ids))
+        return GenerationEvent(
+            b,
+            delta=rest if self.streams[b] else "",
+            finish_reason=reason,
+            text=text,
+            prompt_tokens=self.prompt_tokens[b],
+            completion_tokens=len(self.rows[b].ids),
+        )
 
     def __iter__(self) -> Iterator[GenerationEvent]:
         if self._started:
@@ -398,8 +440,9 @@ class DecodeRun:
                 elif self.streams[b]:
                     d = row.delta()
                     if d:
-                        yield GenerationEvent(b, delta=d, prompt_tokens=self.prompt_tokens[b],
-                                              completion_tokens=len(row.ids))
+                        yield GenerationEvent(
+                            b, delta=d, prompt_tokens=self.prompt_tokens[b], completion_tokens=len(row.ids)
+                        )
             if len(done) == len(active):
                 break
             if done:
@@ -412,8 +455,13 @@ class DecodeRun:
             self._attn = torch.cat([self._attn, torch.ones_like(self._attn[:, :1])], dim=1)
             self._pos = self._pos + 1
             with torch.no_grad(), self._step_context():
-                out = self.llm(input_ids=toks[:, None], attention_mask=self._attn, position_ids=self._pos,
-                               past_key_values=self._past, use_cache=True)
+                out = self.llm(
+                    input_ids=toks[:, None],
+                    attention_mask=self._attn,
+                    position_ids=self._pos,
+                    past_key_values=self._past,
+                    use_cache=True,
+                )
             self._past = out.past_key_values
             logits = out.logits[:, -1]
             if self.step_events:
@@ -435,7 +483,7 @@ class DecodeRun:
         """Whether prefilled runs can join this one (its KV cache is plain per-layer key/value tensors)."""
         return self.step_events and _plain_cache(self._past)
 
-    def join(self, other: "DecodeRun") -> list[int]:
+    def join(self, other: DecodeRun) -> list[int]:
         """Add the rows of ``other`` (prefilled, not iterated) to this run at the current step boundary; returns
         their row ids here. Their KV caches are left-padded to a common length (masked), so each row's answer is
         the one it would get alone. Call only while this run is suspended at a step-boundary event."""
@@ -467,10 +515,16 @@ class DecodeRun:
             logits = torch.cat([logits, other._logits.to(logits.dtype)])
             self._rs.extend(other._rs)
             if self._seen is not None or other._seen is not None:
-                mine = self._seen if self._seen is not None else torch.zeros(len(active), logits.shape[-1],
-                                                                             dtype=torch.bool, device=logits.device)
-                theirs = other._seen if other._seen is not None else torch.zeros(n, logits.shape[-1], dtype=torch.bool,
-                                                                                 device=logits.device)
+                mine = (
+                    self._seen
+                    if self._seen is not None
+                    else torch.zeros(len(active), logits.shape[-1], dtype=torch.bool, device=logits.device)
+                )
+                theirs = (
+                    other._seen
+                    if other._seen is not None
+                    else torch.zeros(n, logits.shape[-1], dtype=torch.bool, device=logits.device)
+                )
                 self._seen = torch.cat([mine, theirs])
             active = active + list(range(base, base + n))
             other._past = other._logits = None

@@ -77,8 +77,13 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": settings.model_name, "in_flight": scheduler.inflight,
-                "running": scheduler.running, "image_pixels_in_flight": budget.used}
+        return {
+            "status": "ok",
+            "model": settings.model_name,
+            "in_flight": scheduler.inflight,
+            "running": scheduler.running,
+            "image_pixels_in_flight": budget.used,
+        }
 
     @app.get("/v1/models")
     async def list_models(request: Request):
@@ -142,8 +147,11 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
             raise
         if isinstance(first, APIError):
             raise first
-        return StreamingResponse(sse_events(job, first, cid, now, settings.model_name, include_usage),
-                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return StreamingResponse(
+            sse_events(job, first, cid, now, settings.model_name, include_usage),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
+        )
 
     return app
 
@@ -168,21 +176,41 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _usage(ev) -> dict:
-    return {"prompt_tokens": ev.prompt_tokens, "completion_tokens": ev.completion_tokens,
-            "total_tokens": ev.prompt_tokens + ev.completion_tokens}
+    return {
+        "prompt_tokens": ev.prompt_tokens,
+        "completion_tokens": ev.completion_tokens,
+        "total_tokens": ev.prompt_tokens + ev.completion_tokens,
+    }
 
 
 def completion_body(cid: str, created: int, model: str, ev) -> dict:
-    return {"id": cid, "object": "chat.completion", "created": created, "model": model, "system_fingerprint": None,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": ev.text}, "logprobs": None,
-                         "finish_reason": ev.finish_reason}],
-            "usage": _usage(ev)}
+    return {
+        "id": cid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "system_fingerprint": None,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": ev.text},
+                "logprobs": None,
+                "finish_reason": ev.finish_reason,
+            }
+        ],
+        "usage": _usage(ev),
+    }
 
 
 def _chunk(cid: str, created: int, model: str, delta: dict, finish_reason=None) -> str:
-    body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "system_fingerprint": None,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
+    body = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "system_fingerprint": None,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+    }
     return f"data: {json.dumps(body)}\n\n"
 
 
@@ -202,8 +230,14 @@ async def sse_events(job: Job, first, cid: str, created: int, model: str, includ
                 if item.finished:
                     yield _chunk(cid, created, model, {}, item.finish_reason)
                     if include_usage:
-                        body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                                "choices": [], "usage": _usage(item)}
+                        body = {
+                            "id": cid,
+                            "object": "chat.completion.chunk",
+                            "created": created,
+                            "model": model,
+                            "choices": [],
+                            "usage": _usage(item),
+                        }
                         yield f"data: {json.dumps(body)}\n\n"
                     break
             item = await job.events.get()
@@ -233,15 +267,28 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def make_server(app: FastAPI, host: str, port: int, settings: ServeSettings, log_level: str = "warning",
-                sock: socket.socket | None = None):
+def make_server(
+    app: FastAPI,
+    host: str,
+    port: int,
+    settings: ServeSettings,
+    log_level: str = "warning",
+    sock: socket.socket | None = None,
+):
     """(uvicorn.Server, bound socket); ``sock``: one bound already (``bind_socket``)."""
     import uvicorn
 
     # connections beyond twice the request limit get uvicorn's 503 before their body is read (bounded memory)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on", server_header=False,
-                            timeout_graceful_shutdown=settings.graceful_timeout_s,
-                            limit_concurrency=2 * settings.max_concurrency + 8)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=settings.graceful_timeout_s,
+        limit_concurrency=2 * settings.max_concurrency + 8,
+    )
     return uvicorn.Server(config), (sock if sock is not None else bind_socket(host, port))
 
 
@@ -250,12 +297,20 @@ def socket_url(sock: socket.socket) -> str:
     return f"http://{f'[{h}]' if ':' in h else h}:{p}"
 
 
-def run_server(model, settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
-               log_level: str = "warning", sock: socket.socket | None = None, on_ready=None) -> None:
+def run_server(
+    model,
+    settings: ServeSettings,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "warning",
+    sock: socket.socket | None = None,
+    on_ready=None,
+) -> None:
     """Serve until Ctrl-C / SIGTERM (in-flight requests finish first). ``sock``: a socket from ``bind_socket`` (bind
     before loading the model to fail fast on a busy port); ``on_ready(url)`` is called once the app has started."""
     server, sock = make_server(create_app(model, settings), host, port, settings, log_level, sock)
     if on_ready is not None:
+
         def announce():
             while not server.started and not server.should_exit:
                 time.sleep(0.02)
@@ -270,15 +325,16 @@ class ServerThread:
     """The server in a background thread (tests, benchmarks): ``with ServerThread(model, settings) as srv:`` then
     ``srv.base_url`` (".../v1"). Leaving the block shuts down gracefully."""
 
-    def __init__(self, model, settings: ServeSettings, host: str = "127.0.0.1", port: int = 0,
-                 log_level: str = "warning"):
+    def __init__(
+        self, model, settings: ServeSettings, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+    ):
         self.app = create_app(model, settings)
         self.server, self._sock = make_server(self.app, host, port, settings, log_level)
         self.url = socket_url(self._sock)
         self.base_url = self.url + "/v1"
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 
-    def start(self, timeout: float = 30.0) -> "ServerThread":
+    def start(self, timeout: float = 30.0) -> ServerThread:
         self._thread.start()
         t0 = time.monotonic()
         while not self.server.started:
@@ -291,7 +347,7 @@ class ServerThread:
         self.server.should_exit = True
         self._thread.join(timeout)
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 
 class APIError(Exception):
-    def __init__(self, status: int, message: str, type: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
 
@@ -18,13 +24,15 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
 
 
 def unauthorized() -> APIError:
-    return APIError(401, "Incorrect API key provided (send it as 'Authorization: Bearer <key>').",
-                    code="invalid_api_key")
+    return APIError(
+        401, "Incorrect API key provided (send it as 'Authorization: Bearer <key>').", code="invalid_api_key"
+    )
 
 
 def model_not_found(name: str, served: str) -> APIError:
-    return APIError(404, f"The model '{name}' does not exist; this server serves '{served}'.", param="model",
-                    code="model_not_found")
+    return APIError(
+        404, f"The model '{name}' does not exist; this server serves '{served}'.", param="model", code="model_not_found"
+    )
 
 
 def too_large(limit: int) -> APIError:
@@ -32,8 +40,12 @@ def too_large(limit: int) -> APIError:
 
 
 def busy(limit: int) -> APIError:
-    return APIError(429, f"Server busy: {limit} requests are already queued or running; retry later.",
-                    type="rate_limit_exceeded", code="rate_limit_exceeded")
+    return APIError(
+        429,
+        f"Server busy: {limit} requests are already queued or running; retry later.",
+        type="rate_limit_exceeded",
+        code="rate_limit_exceeded",
+    )
 
 
 def shutting_down() -> APIError:

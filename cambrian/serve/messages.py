@@ -29,16 +29,26 @@ def build_conversation(req: ChatCompletionRequest, settings: ServeSettings, rese
             if isinstance(part, str) or part.type == "text":
                 text = part if isinstance(part, str) else part.text
                 if IMAGE_TOKEN in text:
-                    raise bad_request(f"{where}: the text contains the reserved tag {IMAGE_TOKEN}; send images as "
-                                      f"image_url parts", param=where)
+                    raise bad_request(
+                        f"{where}: the text contains the reserved tag {IMAGE_TOKEN}; send images as image_url parts",
+                        param=where,
+                    )
                 pieces.append(text)
                 continue
             if role != "user":
                 raise bad_request(f"{where}: images are accepted in user messages only", param=where)
             if len(images) >= settings.max_images:
                 raise bad_request(f"{where}: at most {settings.max_images} images per request", param=where)
-            images.append(load_image_url(part.image_url.url, settings.max_image_pixels, settings.max_body_bytes,
-                                         settings.local_image_root, param=where, reserve=reserve))
+            images.append(
+                load_image_url(
+                    part.image_url.url,
+                    settings.max_image_pixels,
+                    settings.max_body_bytes,
+                    settings.local_image_root,
+                    param=where,
+                    reserve=reserve,
+                )
+            )
             pieces.append(IMAGE_TOKEN)
         messages.append({"role": role, "content": "\n".join(pieces)})
     if req.messages[-1].role != "user":

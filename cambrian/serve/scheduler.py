@@ -174,8 +174,11 @@ class BatchScheduler:
         positions = len(ids) - n_img + sum(model.visual_token_count(im.size) for im in job.images)
         limit = model.config.llm.max_length
         if limit and positions >= limit:
-            raise bad_request(f"the prompt takes {positions} positions (images included); the model's context is "
-                              f"{limit}", param="messages", code="context_length_exceeded")
+            raise bad_request(
+                f"the prompt takes {positions} positions (images included); the model's context is {limit}",
+                param="messages",
+                code="context_length_exceeded",
+            )
 
     def _prefill(self, jobs: list[Job]) -> list[tuple[list[Job], object]]:
         """Validate and prefill ``jobs`` together: ``[(jobs, DecodeRun)]``. When the joint prefill fails, each job is
@@ -194,9 +197,13 @@ class BatchScheduler:
         if not live:
             return []
         try:
-            run = self.model.generate_events([j.messages for j in live], [j.images for j in live],
-                                             sampling=[j.params for j in live], stream=[j.stream for j in live],
-                                             step_events=True)
+            run = self.model.generate_events(
+                [j.messages for j in live],
+                [j.images for j in live],
+                sampling=[j.params for j in live],
+                stream=[j.stream for j in live],
+                step_events=True,
+            )
         except Exception as e:
             if len(live) > 1:
                 return [group for j in live for group in self._prefill([j])]

@@ -17,20 +17,31 @@ class ServeSettings:
     max_body_bytes: int = 20 * 2**20  # request body limit (HTTP 413)
     max_image_pixels: int = 4096 * 4096  # width x height of one image, checked before decoding (image bombs)
     max_images: int = 8  # images in one request
-    max_pixels_in_flight: int = 2**28  # decoded image pixels of all requests queued or running (~0.8 GB as RGB); 429 over
+    max_pixels_in_flight: int = (
+        2**28
+    )  # decoded image pixels of all requests queued or running (~0.8 GB as RGB); 429 over
     local_image_root: Path | None = None  # when set, image_url may be a file path / file:// URL under this root
     default_temperature: float = 1.0  # for requests without "temperature" (OpenAI's default); 0 = greedy
     graceful_timeout_s: float | None = 60.0  # on shutdown, how long in-flight requests may still run
 
     def __post_init__(self):
-        for name in ("max_batch_size", "max_tokens_cap", "max_concurrency", "max_body_bytes", "max_image_pixels",
-                     "max_images", "max_pixels_in_flight"):
+        for name in (
+            "max_batch_size",
+            "max_tokens_cap",
+            "max_concurrency",
+            "max_body_bytes",
+            "max_image_pixels",
+            "max_images",
+            "max_pixels_in_flight",
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"serve: {name} must be an integer >= 1, got {v!r}")
         if self.max_pixels_in_flight < self.max_image_pixels:
-            raise ValueError(f"serve: max_pixels_in_flight ({self.max_pixels_in_flight}) must be at least "
-                             f"max_image_pixels ({self.max_image_pixels})")
+            raise ValueError(
+                f"serve: max_pixels_in_flight ({self.max_pixels_in_flight}) must be at least "
+                f"max_image_pixels ({self.max_image_pixels})"
+            )
         if not 0.0 <= self.default_temperature <= 2.0:
             raise ValueError(f"serve: default_temperature must be in [0, 2], got {self.default_temperature}")
         if self.batch_window_ms < 0:
