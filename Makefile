@@ -4,7 +4,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo demo-quick test test-fast
+.PHONY: setup demo demo-quick test test-fast lint format
 
 setup:
 	@bash scripts/setup_env.sh
@@ -15,8 +15,17 @@ demo: setup
 demo-quick: setup
 	$(PY) -m cambrian.cli.main demo --quick $(ARGS)
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -n 2 --durations=15 $(PYTEST_ARGS)
+
+# ruff: lint rules and formatting from pyproject.toml ([tool.ruff]); `make format` applies both
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+format: setup
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
 
 test-fast: setup
 	$(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)

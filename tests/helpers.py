@@ -9,19 +9,41 @@ def toy_train_config(tmp_path, data, **kw):
     one epoch, micro-batch 4, no warmup, no periodic checkpoints, no loggers; ``kw`` overrides any field."""
     from cambrian.train.config import TrainConfig
 
-    base = dict(model="toy", stage=2, data=[{"path": str(data), "images": str(data.parent / "images")}],
-                output_dir=str(tmp_path / "out"), micro_batch_size=4, grad_accum=1, epochs=1, lr=1e-2,
-                warmup_ratio=0.0, num_workers=0, save_steps=0, save_total_limit=1, report_to=[], progress=False,
-                bad_check_after=0, sampler="random")
+    base = dict(
+        model="toy",
+        stage=2,
+        data=[{"path": str(data), "images": str(data.parent / "images")}],
+        output_dir=str(tmp_path / "out"),
+        micro_batch_size=4,
+        grad_accum=1,
+        epochs=1,
+        lr=1e-2,
+        warmup_ratio=0.0,
+        num_workers=0,
+        save_steps=0,
+        save_total_limit=1,
+        report_to=[],
+        progress=False,
+        bad_check_after=0,
+        sampler="random",
+    )
     base.update(kw)
     return TrainConfig(**base)
 
 
 # A real CambrianModel small enough for trainer tests: two tiny towers, SVA with one in-LLM layer, a random LLM.
 TINY_CAMBRIAN = {
-    "name": "tiny-train-test", "encoders": ["tiny-clip", "tiny-siglip"],
-    "connector": {"type": "sva", "hidden_size": 32, "image_token_len": 16, "query_num_list": [16], "depth": 1,
-                  "num_heads": 2, "num_llm_layers": 1},
+    "name": "tiny-train-test",
+    "encoders": ["tiny-clip", "tiny-siglip"],
+    "connector": {
+        "type": "sva",
+        "hidden_size": 32,
+        "image_token_len": 16,
+        "query_num_list": [16],
+        "depth": 1,
+        "num_heads": 2,
+        "num_llm_layers": 1,
+    },
     "llm": {"backend": "random", "tokenizer": "tiny", "template": "llama_3", "max_length": 256},
 }
 
@@ -57,8 +79,8 @@ def sensitive_tiny_model():
     adapter tests can then tell a lost image or a mixed-up request from a right one."""
     import torch
 
-    from cambrian.presets.models import load_preset
     from cambrian.models.cambrian_model import CambrianModel
+    from cambrian.presets.models import load_preset
 
     torch.manual_seed(0)
     model = CambrianModel.from_config(load_preset("tiny")).eval()

@@ -12,11 +12,20 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "info": ("cambrian.cli.info", "parameter counts per component and visual tokens of a preset or checkpoint, ours or "
-                                  "released-format (no weights loaded)"),
+    "info": (
+        "cambrian.cli.info",
+        "parameter counts per component and visual tokens of a preset or checkpoint, ours or "
+        "released-format (no weights loaded)",
+    ),
     "convert": ("cambrian.cli.convert", "convert a checkpoint between our format and the released Cambrian-1 format"),
-    "chat": ("cambrian.cli.chat", "chat with a model about images (one streamed answer with --prompt, else a multi-turn loop)"),
-    "serve": ("cambrian.cli.serve", "serve a model over an OpenAI-compatible HTTP API (chat completions, streaming, batching)"),
+    "chat": (
+        "cambrian.cli.chat",
+        "chat with a model about images (one streamed answer with --prompt, else a multi-turn loop)",
+    ),
+    "serve": (
+        "cambrian.cli.serve",
+        "serve a model over an OpenAI-compatible HTTP API (chat completions, streaming, batching)",
+    ),
     "train": ("cambrian.cli.train", "train stage 1 (connector) or stage 2 (connector + LLM) from a YAML recipe"),
     "eval": ("cambrian.cli.eval", "run benchmarks, score a predictions file, render report tables and plots"),
     "cvbench": ("cambrian.cli.cvbench", "build CV-Bench-style questions from COCO/Omni3D-style annotations"),
@@ -30,8 +39,11 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
         prog="cambrian",
         description="Cambrian: vision-centric multimodal LLMs (SVA connector, multi-encoder, CV-Bench, training, evaluation).",
     )
-    parser.add_argument("--debug", action="store_true",
-                        help="show the full traceback of a user error (bad config, missing file, bad data) instead of one line")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the full traceback of a user error (bad config, missing file, bad data) instead of one line",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (mod, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
@@ -67,8 +79,15 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ..errors import UserError
     from ..registry import UnknownKeyError
 
-    types: list[type[BaseException]] = [UserError, UnknownKeyError, FileNotFoundError, IsADirectoryError,
-                                        NotADirectoryError, PermissionError, ValueError]
+    types: list[type[BaseException]] = [
+        UserError,
+        UnknownKeyError,
+        FileNotFoundError,
+        IsADirectoryError,
+        NotADirectoryError,
+        PermissionError,
+        ValueError,
+    ]
     try:
         import yaml
 

@@ -19,22 +19,33 @@ import copy
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 from ..config import CambrianConfig
 from ..constants import IGNORE_INDEX, IMAGE_TOKEN, IMAGE_TOKEN_INDEX
-from .connectors.base import ImageSpan, VisualTokens, build_connector
+from .connectors.base import ImageSpan, VisualTokens
 
 WEIGHTS_NAME = "model.safetensors"
 # files a tokenizer's save_pretrained may write: the tokenizer part of a saved model directory
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                   "tokenizer.model", "spiece.model", "vocab.json", "merges.txt", "vocab.txt", "chat_template.jinja",
-                   "chat_template.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "tokenizer.model",
+    "spiece.model",
+    "vocab.json",
+    "merges.txt",
+    "vocab.txt",
+    "chat_template.jinja",
+    "chat_template.json",
+)
 
 
 @dataclass
@@ -47,7 +58,9 @@ class _SpliceResult:
 
 
 class CambrianModel(nn.Module):
-    def __init__(self, config: CambrianConfig, encoders: Sequence[nn.Module], connector: nn.Module, llm: nn.Module, tokenizer):
+    def __init__(
+        self, config: CambrianConfig, encoders: Sequence[nn.Module], connector: nn.Module, llm: nn.Module, tokenizer
+    ):
         super().__init__()
         from .llm.templates import TEMPLATES
 
@@ -69,8 +82,9 @@ class CambrianModel(nn.Module):
     # construction / persistence
     # ------------------------------------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: CambrianConfig, load_weights: bool = True, dtype: torch.dtype | None = None,
-                    force: bool = False) -> "CambrianModel":
+    def from_config(
+        cls, config: CambrianConfig, load_weights: bool = True, dtype: torch.dtype | None = None, force: bool = False
+    ) -> CambrianModel:
         """Build the model; refused up front (``ResourceError``) when its parameters would not fit in the available
         memory, estimated on the meta device (``force=True`` or ``CAMBRIAN_SKIP_MEMORY_CHECK=1`` skips the check)."""
         from .builder import build_components, check_model_fits
@@ -84,7 +98,9 @@ class CambrianModel(nn.Module):
         return model
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, dtype: torch.dtype | None = None, force: bool = False) -> "CambrianModel":
+    def from_pretrained(
+        cls, path: str | os.PathLike, dtype: torch.dtype | None = None, force: bool = False
+    ) -> CambrianModel:
         """Load a directory written by ``save_pretrained`` (or a hub repo id holding one), or a released Cambrian-1
         checkpoint (``nyu-visionx/cambrian-8b`` or its local copy: ``cambrian.models.official``). No pickle. The memory
         check of ``from_config`` runs first (``force`` skips it)."""
@@ -110,7 +126,7 @@ class CambrianModel(nn.Module):
         return model
 
     @classmethod
-    def load(cls, spec: str | os.PathLike, load_weights: bool = True, force: bool = False) -> "CambrianModel":
+    def load(cls, spec: str | os.PathLike, load_weights: bool = True, force: bool = False) -> CambrianModel:
         """What every ``--model`` argument accepts: a checkpoint directory (``from_pretrained``), a model preset
         name or a YAML/JSON config file (``from_config``), or a hub repo id holding a saved checkpoint."""
         from ..presets.models import resolve_model_config
@@ -167,7 +183,9 @@ class CambrianModel(nn.Module):
         decoder = self.llm.get_decoder() if hasattr(self.llm, "get_decoder") else self.llm.model
         layers = getattr(decoder, "layers", None)
         if layers is None:
-            raise TypeError(f"cannot find decoder layers in {type(self.llm).__name__}; in-LLM aggregation needs `.layers`")
+            raise TypeError(
+                f"cannot find decoder layers in {type(self.llm).__name__}; in-LLM aggregation needs `.layers`"
+            )
         return layers
 
     def _register_hooks(self) -> None:
@@ -175,7 +193,9 @@ class CambrianModel(nn.Module):
         layers = self._decoder_layers()
         for idx in getattr(self.connector, "in_llm_layers", []):
             if idx >= len(layers):
-                raise ValueError(f"connector wants in-LLM aggregation after layer {idx} but the LLM has {len(layers)} layers")
+                raise ValueError(
+                    f"connector wants in-LLM aggregation after layer {idx} but the LLM has {len(layers)} layers"
+                )
             self._hooks.append(layers[idx].register_forward_hook(self._make_hook(idx)))
 
     def _make_hook(self, layer_idx: int):
@@ -308,7 +328,10 @@ class CambrianModel(nn.Module):
                 spans.append(ImageSpan(row=b, start=length, image=img_i))
                 pieces_e.append(block.to(emb_b.dtype))
                 if lab_b is not None:
-                    pieces_l += [lab_b[prev:c], torch.full((block.shape[0],), IGNORE_INDEX, dtype=lab_b.dtype, device=device)]
+                    pieces_l += [
+                        lab_b[prev:c],
+                        torch.full((block.shape[0],), IGNORE_INDEX, dtype=lab_b.dtype, device=device),
+                    ]
                 length += block.shape[0]
                 prev = c + 1
                 img_i += 1
@@ -379,15 +402,19 @@ class CambrianModel(nn.Module):
         # checkpointing the decoder layers are recomputed during backward, so the state lives until backward
         # reaches the spliced input embeddings (every layer has been recomputed by then).
         ctx = (sp.spans, visual.state) if (visual is not None and sp.spans) else None
-        recompute = (ctx is not None and self.training and torch.is_grad_enabled()
-                     and self._llm_checkpointing())
+        recompute = ctx is not None and self.training and torch.is_grad_enabled() and self._llm_checkpointing()
         self._sva_ctx = ctx
         try:
             if sp.labels is not None and not llm_kwargs and self._fast_loss_ok():
                 out = self._supervised_loss(sp)
             else:
-                out = self.llm(inputs_embeds=sp.inputs_embeds, attention_mask=sp.attention_mask,
-                               position_ids=sp.position_ids, labels=sp.labels, **llm_kwargs)
+                out = self.llm(
+                    inputs_embeds=sp.inputs_embeds,
+                    attention_mask=sp.attention_mask,
+                    position_ids=sp.position_ids,
+                    labels=sp.labels,
+                    **llm_kwargs,
+                )
         finally:
             if not recompute:
                 self._sva_ctx = None
@@ -416,8 +443,15 @@ class CambrianModel(nn.Module):
         visual = self._visual(pixel_values, image_sizes, features)
         if visual is None:
             raise ValueError("grounding needs images")
-        loss = grounding_loss(visual, targets.to(self.device), self.llm.get_input_embeddings().weight, image_sizes,
-                              kind=targets.kind, scale=targets.scale, **connector_geometry(self.connector))
+        loss = grounding_loss(
+            visual,
+            targets.to(self.device),
+            self.llm.get_input_embeddings().weight,
+            image_sizes,
+            kind=targets.kind,
+            scale=targets.scale,
+            **connector_geometry(self.connector),
+        )
         return CausalLMOutputWithPast(loss=loss, logits=None)
 
     def _fast_loss_ok(self) -> bool:
@@ -439,7 +473,10 @@ class CambrianModel(nn.Module):
         from transformers.modeling_outputs import CausalLMOutputWithPast
 
         hidden = self.llm.get_decoder()(
-            inputs_embeds=sp.inputs_embeds, attention_mask=sp.attention_mask, position_ids=sp.position_ids, use_cache=False
+            inputs_embeds=sp.inputs_embeds,
+            attention_mask=sp.attention_mask,
+            position_ids=sp.position_ids,
+            use_cache=False,
         ).last_hidden_state
         target = sp.labels[:, 1:]
         sel = target != IGNORE_INDEX
@@ -457,8 +494,9 @@ class CambrianModel(nn.Module):
         user turn; ``<image>`` tags in the turns that carry the images)."""
         from .llm.tokenize import tokenize_prompt
 
-        return tokenize_prompt(text if isinstance(text, str) else list(text), self.template, self.tokenizer,
-                               system=system)
+        return tokenize_prompt(
+            text if isinstance(text, str) else list(text), self.template, self.tokenizer, system=system
+        )
 
     def _prefill(self, texts: Sequence[str], images: Sequence[Sequence] | None, system: str | None, use_cache: bool):
         """Left-padded batch of prompts (each ending with the template's generation prompt) through the LLM, in-LLM
@@ -490,21 +528,30 @@ class CambrianModel(nn.Module):
             if self._fast_loss_ok():
                 # logits are needed at the last position only: the vocabulary projection of every prompt
                 # position would cost about a tenth of the prefill for a small LLM with a large vocabulary
-                dec = self.llm.get_decoder()(inputs_embeds=sp.inputs_embeds, attention_mask=sp.attention_mask,
-                                             position_ids=sp.position_ids, use_cache=use_cache)
+                dec = self.llm.get_decoder()(
+                    inputs_embeds=sp.inputs_embeds,
+                    attention_mask=sp.attention_mask,
+                    position_ids=sp.position_ids,
+                    use_cache=use_cache,
+                )
                 logits = self.llm.get_output_embeddings()(dec.last_hidden_state[:, -1])
                 past = dec.past_key_values if use_cache else None
             else:
-                out = self.llm(inputs_embeds=sp.inputs_embeds, attention_mask=sp.attention_mask,
-                               position_ids=sp.position_ids, use_cache=use_cache)
+                out = self.llm(
+                    inputs_embeds=sp.inputs_embeds,
+                    attention_mask=sp.attention_mask,
+                    position_ids=sp.position_ids,
+                    use_cache=use_cache,
+                )
                 logits, past = out.logits[:, -1], (out.past_key_values if use_cache else None)
         finally:
             self._sva_ctx = None  # decode steps never re-run the in-LLM aggregation
         return logits, past, sp
 
     @torch.no_grad()
-    def next_token_logits(self, texts: Sequence[str], images: Sequence[Sequence] | None = None,
-                          system: str | None = None) -> torch.Tensor:
+    def next_token_logits(
+        self, texts: Sequence[str], images: Sequence[Sequence] | None = None, system: str | None = None
+    ) -> torch.Tensor:
         """Logits ``[B, V]`` of the first answer token for each prompt (scoring, probes); same batching as
         :meth:`generate_text`."""
         return self._prefill(texts, images, system, use_cache=False)[0]
@@ -527,8 +574,16 @@ class CambrianModel(nn.Module):
         return collect_texts(self.generate_events(texts, images, max_new_tokens, system, sampling), len(texts))
 
     @torch.no_grad()
-    def generate_events(self, texts, images=None, max_new_tokens: int | None = None, system: str | None = None,
-                        sampling=None, stream: bool | Sequence[bool] = False, step_events: bool = False):
+    def generate_events(
+        self,
+        texts,
+        images=None,
+        max_new_tokens: int | None = None,
+        system: str | None = None,
+        sampling=None,
+        stream: bool | Sequence[bool] = False,
+        step_events: bool = False,
+    ):
         """Prefill now (errors raise here), then a :class:`~cambrian.models.generation.DecodeRun`: an iterator of
         per-row events (text deltas for the ``stream`` rows, then each row's final text and finish reason;
         ``step_events``: step boundaries too, where other prefilled runs may join)."""
@@ -538,38 +593,68 @@ class CambrianModel(nn.Module):
         params = resolve_sampling(sampling, max_new_tokens, len(texts))
         with quiet_cache_deprecation():  # the KV cache is passed / read as past_key_values (works on all versions)
             logits, past, sp = self._prefill(texts, images, system, use_cache=True)
-        prompt_ids = [self.prompt_ids(t, system) for t in texts] if any(p.repetition_penalty != 1 for p in params) else None
+        prompt_ids = (
+            [self.prompt_ids(t, system) for t in texts] if any(p.repetition_penalty != 1 for p in params) else None
+        )
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        return DecodeRun(self.llm, self.tokenizer, self.template.stop_token_ids(self.tokenizer), logits, past,
-                         sp.attention_mask, sp.position_ids, params, stream=stream, prompt_ids=prompt_ids,
-                         max_positions=self.config.llm.max_length or None, pad_token_id=pad,
-                         step_context=quiet_cache_deprecation, step_events=step_events)
+        return DecodeRun(
+            self.llm,
+            self.tokenizer,
+            self.template.stop_token_ids(self.tokenizer),
+            logits,
+            past,
+            sp.attention_mask,
+            sp.position_ids,
+            params,
+            stream=stream,
+            prompt_ids=prompt_ids,
+            max_positions=self.config.llm.max_length or None,
+            pad_token_id=pad,
+            step_context=quiet_cache_deprecation,
+            step_events=step_events,
+        )
 
-    def stream_text(self, text: str | Sequence[dict], images: Sequence = (), max_new_tokens: int | None = None,
-                    system: str | None = None, sampling=None):
+    def stream_text(
+        self,
+        text: str | Sequence[dict],
+        images: Sequence = (),
+        max_new_tokens: int | None = None,
+        system: str | None = None,
+        sampling=None,
+    ):
         """Yield the answer to one prompt as text deltas while it is generated (their concatenation is what
         :meth:`generate_text` returns)."""
         for ev in self.generate_events([text], [list(images)], max_new_tokens, system, sampling, stream=True):
             if ev.delta:
                 yield ev.delta
 
-    def chat(self, text: str, images: Sequence = (), max_new_tokens: int | None = None, system: str | None = None,
-             sampling=None) -> str:
+    def chat(
+        self,
+        text: str,
+        images: Sequence = (),
+        max_new_tokens: int | None = None,
+        system: str | None = None,
+        sampling=None,
+    ) -> str:
         """One answer; prepends one ``<image>\\n`` per image when the text has no placeholders. ``max_new_tokens``:
         256 by default, or the sampling params' own."""
         if sampling is None and max_new_tokens is None:
             max_new_tokens = 256
         if images and IMAGE_TOKEN not in text:
             text = (IMAGE_TOKEN + "\n") * len(images) + text
-        return self.generate_text([text], [list(images)], max_new_tokens=max_new_tokens, system=system,
-                                  sampling=sampling)[0]
+        return self.generate_text(
+            [text], [list(images)], max_new_tokens=max_new_tokens, system=system, sampling=sampling
+        )[0]
 
 
 def _count_image_tags(prompt) -> int:
     if isinstance(prompt, str):
         return prompt.count(IMAGE_TOKEN)
-    return sum(m.get("content", m.get("value")).count(IMAGE_TOKEN) for m in prompt
-               if isinstance(m, dict) and isinstance(m.get("content", m.get("value")), str))
+    return sum(
+        m.get("content", m.get("value")).count(IMAGE_TOKEN)
+        for m in prompt
+        if isinstance(m, dict) and isinstance(m.get("content", m.get("value")), str)
+    )
 
 
 def _resolve_checkpoint(path) -> Path:
