@@ -194,3 +194,14 @@ def test_a_wheel_ships_the_presets_and_recipes(tmp_path):
     shipped = {f"cambrian/presets/{p.parent.name}/{p.name}" for p in (PKG / "presets").glob("*/*.yaml")}
     assert len(shipped) >= 15 and shipped <= names
     assert not any(n.startswith(("tests/", ".cache/")) for n in names)
+
+
+def test_no_citations_of_documents_outside_the_repository():
+    """Comments cite docs/official-code.md (in the repository), not section numbers of reference files that are not."""
+    found = [
+        f"{p.relative_to(PKG)}:{i}"
+        for p in sorted(PKG.rglob("*.py"))
+        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if "§" in line
+    ]
+    assert not found, found

@@ -1,4 +1,4 @@
-"""Data curation at Cambrian-10M scale (paper §4 "Data", App. G): stream LLaVA-format sources, drop exact
+"""Data curation at Cambrian-10M scale (the paper's data section and its appendix G): stream LLaVA-format sources, drop exact
 duplicates (conversation + image content), cap each source and rebalance categories
 (:func:`cambrian.data.mixing.plan_mixture`), add response-format instructions against the "answer machine", write
 one JSONL with provenance plus statistics, a report and charts.

@@ -50,7 +50,9 @@ PROMPT_WHEN = ("short", "always")
 
 # named category-ratio tables (percent or any scale)
 RATIO_PRESETS: Registry[dict] = Registry("ratio preset")
-RATIO_PRESETS.register("cambrian-7m", dict(CAMBRIAN_7M_RATIOS))  # official README "optimal ratio" (spec §8.4)
+RATIO_PRESETS.register(
+    "cambrian-7m", dict(CAMBRIAN_7M_RATIOS)
+)  # official README "optimal ratio" (docs/official-code.md#data-mix)
 
 
 # ---- the file's schema (cambrian.typed: types, ranges, unknown keys with a did-you-mean) -------------------------

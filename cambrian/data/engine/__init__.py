@@ -1,4 +1,4 @@
-"""The data engine (paper §4.1, spec §7): topics -> pages -> sections with images -> VQA pairs from an LLM.
+"""The data engine (docs/official-code.md#data-engine): topics -> pages -> sections with images -> VQA pairs from an LLM.
 
 Pluggable parts: page sources (``PAGE_SOURCES``: ``local`` HTML folder offline, ``mediawiki`` online), any
 OpenAI-compatible chat endpoint for topic and question generation (:class:`OpenAIChat`, key from an environment

@@ -1,8 +1,8 @@
-"""Article HTML -> sections with text and captioned images (spec §7 step 4, the official ``wikiflow.py`` rules).
+"""Article HTML -> sections with text and captioned images (docs/official-code.md#data-engine step 3, the official ``wikiflow.py`` rules).
 
 * Sections start at ``h2``-``h6`` headings. The title comes from the heading's ``.mw-headline`` span in the
   pre-2024 MediaWiki markup and from the heading text itself in the current markup (``div.mw-heading > h2``),
-  which the official parser does not understand (spec §9.2: it yields empty sections on today's pages). Text
+  which the official parser does not understand (it yields empty sections on today's pages). Text
   before the first heading is the lead section (title ``""``).
 * A section whose title contains "history" is skipped, and so is everything after it until the next ``h2``.
 * Text: the section's ``<p>`` paragraphs (citation markers like ``[12]`` removed). Images: ``<figure>`` (caption

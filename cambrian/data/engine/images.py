@@ -1,4 +1,4 @@
-"""Image bytes -> a bounded RGB PNG (spec §7 step 5.2: the official code writes everything as ``.png``).
+"""Image bytes -> a bounded RGB PNG (docs/official-code.md#data-engine step 5: the official code writes everything as ``.png``).
 
 * Raster formats Pillow reads (JPEG, PNG, GIF, WebP, BMP, TIFF, ...): the first frame, transparency composited
   on white (the official GIF rule, applied to every format with alpha), converted to RGB, downscaled so the
@@ -137,7 +137,7 @@ def normalize_image(
 
 def original_image_url(url: str) -> str:
     """A Wikimedia thumbnail URL -> the original file's URL (drop ``/thumb/`` and the ``NNNpx-name`` tail);
-    protocol-relative URLs get ``https:``. Other URLs are returned unchanged (spec §7 step 5.1)."""
+    protocol-relative URLs get ``https:``. Other URLs are returned unchanged (docs/official-code.md#data-engine step 5)."""
     if url.startswith("//"):
         url = "https:" + url
     if "/thumb/" in url:

@@ -1,4 +1,4 @@
-"""The data engine run: topics -> pages -> sections with images -> VQA records (spec §7).
+"""The data engine run: topics -> pages -> sections with images -> VQA records (docs/official-code.md#data-engine).
 
 Output folder::
 
@@ -109,7 +109,7 @@ def _read_keys(path: Path, permanent_only: bool = False) -> set[str]:
 
 
 def generate_topics(llm, fields: list[tuple[str, list[str]]], n: int, stats: Counter | None = None) -> dict:
-    """{field: {subfield: [topics]}}: one LLM call per field line (spec §7 step 2)."""
+    """{field: {subfield: [topics]}}: one LLM call per field line (docs/official-code.md#data-engine step 2)."""
     stats = stats if stats is not None else Counter()
     out: dict[str, dict[str, list[str]]] = {}
     for field, subfields in fields:

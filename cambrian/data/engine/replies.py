@@ -184,7 +184,7 @@ def parse_topics(reply: str, subfields: list[str], n: int) -> dict[str, list[str
 
 
 def parse_fields(text: str) -> list[tuple[str, list[str]]]:
-    """Lines ``"Field: Subfield 1, Subfield 2"`` (spec §7 step 1); blank lines and ``#`` comments ignored."""
+    """Lines ``"Field: Subfield 1, Subfield 2"`` (docs/official-code.md#data-engine step 1); blank lines and ``#`` comments ignored."""
     out = []
     for i, line in enumerate(text.splitlines(), 1):
         line = line.strip()
