@@ -17,10 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,33 +25,10 @@ import torch
 import torch.nn as nn
 
 from ..config import CambrianConfig
-from ..constants import IGNORE_INDEX, IMAGE_TOKEN, IMAGE_TOKEN_INDEX
+from ..constants import IGNORE_INDEX, IMAGE_TOKEN
 from .connectors.base import ImageSpan, VisualTokens
-
-WEIGHTS_NAME = "model.safetensors"
-# files a tokenizer's save_pretrained may write: the tokenizer part of a saved model directory
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "tokenizer.model",
-    "spiece.model",
-    "vocab.json",
-    "merges.txt",
-    "vocab.txt",
-    "chat_template.jinja",
-    "chat_template.json",
-)
-
-
-@dataclass
-class _SpliceResult:
-    inputs_embeds: torch.Tensor
-    attention_mask: torch.Tensor
-    position_ids: torch.Tensor
-    labels: torch.Tensor | None
-    spans: list[ImageSpan]
+from .persistence import WEIGHTS_NAME, resolve_checkpoint, save_model_dir
+from .splice import SpliceResult, splice_images
 
 
 class CambrianModel(nn.Module):
@@ -111,7 +85,7 @@ class CambrianModel(nn.Module):
         release = resolve_release(path)
         if release is not None:
             return load_release(release, dtype=dtype, force=force)
-        path = _resolve_checkpoint(path)
+        path = resolve_checkpoint(path)
         config = CambrianConfig.load(path / "config.json")
         config.llm.tokenizer = str(path)
         model = cls.from_config(config, load_weights=False, force=force)
@@ -129,52 +103,20 @@ class CambrianModel(nn.Module):
     def load(cls, spec: str | os.PathLike, load_weights: bool = True, force: bool = False) -> CambrianModel:
         """What every ``--model`` argument accepts: a checkpoint directory (``from_pretrained``), a model preset
         name or a YAML/JSON config file (``from_config``), or a hub repo id holding a saved checkpoint."""
+        from ..hub import looks_like_repo_id
         from ..presets.models import resolve_model_config
 
         p = Path(spec)
         if p.is_dir():
             return cls.from_pretrained(p, force=force)
-        if p.exists() or "/" not in str(spec):  # a config file, or a preset name (unknown ones list the presets)
+        if p.exists() or not looks_like_repo_id(str(spec)):  # a config file, or a preset name (unknown ones list them)
             return cls.from_config(resolve_model_config(str(spec)), load_weights=load_weights, force=force)
         return cls.from_pretrained(spec, force=force)
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
-        """Write config.json + model.safetensors + tokenizer files into ``path`` (created if needed).
-
-        Only these files are replaced, each atomically (a temp file in the same directory, then ``os.replace``),
-        with ``config.json`` last; other files in ``path`` are left alone. Tokenizer files of an earlier save that
-        this one does not write are removed, so the directory never mixes two tokenizers. Files and directories
-        get the usual permissions (umask), not those of a private temp file."""
-        from safetensors.torch import save_model
-
-        from ..utils.io import default_file_mode, temp_file_beside
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        written: list[Path] = []
-        weights = temp_file_beside(path / WEIGHTS_NAME)
-        try:
-            save_model(self, str(weights))
-            os.chmod(weights, default_file_mode())  # safetensors may recreate the file private
-            os.replace(weights, path / WEIGHTS_NAME)
-        except BaseException:
-            weights.unlink(missing_ok=True)
-            raise
-        if self.tokenizer is not None:
-            tmp = Path(tempfile.mkdtemp(dir=path, prefix=".tokenizer.tmp"))
-            try:
-                self.tokenizer.save_pretrained(str(tmp))
-                for f in sorted(tmp.iterdir()):
-                    if f.is_file():
-                        os.replace(f, path / f.name)
-                        written.append(path / f.name)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        for name in TOKENIZER_FILES:
-            stale = path / name
-            if stale not in written and stale.is_file():
-                stale.unlink()
-        self.config.save(path / "config.json")
+        """Write config.json + model.safetensors + tokenizer files into ``path``, each replaced atomically, other
+        files left alone (``persistence.save_model_dir``)."""
+        save_model_dir(self, path)
 
     # ------------------------------------------------------------------------------------------------------
     # helpers
@@ -295,73 +237,17 @@ class CambrianModel(nn.Module):
         labels: torch.Tensor | None,
         visual: VisualTokens | None,
         padding_side: str = "right",
-    ) -> _SpliceResult:
-        """Replace every IMAGE_TOKEN_INDEX by its image block (images numbered in row-major order over the
-        batch), drop the old padding, re-pad on ``padding_side`` and renumber positions contiguously."""
-        device = input_ids.device
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        attention_mask = attention_mask.bool()
-        is_img = input_ids == IMAGE_TOKEN_INDEX
-        n_img = int(is_img.sum())
-        n_blocks = 0 if visual is None else len(visual.blocks)
-        if n_img != n_blocks:
-            raise ValueError(f"the batch has {n_img} {IMAGE_TOKEN} placeholders but {n_blocks} images")
-        if bool((is_img & ~attention_mask).any()):
-            raise ValueError(f"an {IMAGE_TOKEN} placeholder sits in a padded position")
-        embed = self.llm.get_input_embeddings()
-        text_embeds = embed(input_ids.clamp(min=0).masked_fill(is_img, 0))
-
-        rows_e, rows_l, spans = [], [], []
-        img_i = 0
-        for b in range(input_ids.shape[0]):
-            keep = attention_mask[b]
-            ids_b = input_ids[b][keep]
-            emb_b = text_embeds[b][keep]
-            lab_b = labels[b][keep] if labels is not None else None
-            cuts = torch.nonzero(ids_b == IMAGE_TOKEN_INDEX).flatten().tolist()
-            pieces_e, pieces_l, prev, length = [], [], 0, 0
-            for c in cuts:
-                pieces_e.append(emb_b[prev:c])
-                length += c - prev
-                block = visual.blocks[img_i]
-                spans.append(ImageSpan(row=b, start=length, image=img_i))
-                pieces_e.append(block.to(emb_b.dtype))
-                if lab_b is not None:
-                    pieces_l += [
-                        lab_b[prev:c],
-                        torch.full((block.shape[0],), IGNORE_INDEX, dtype=lab_b.dtype, device=device),
-                    ]
-                length += block.shape[0]
-                prev = c + 1
-                img_i += 1
-            pieces_e.append(emb_b[prev:])
-            if lab_b is not None:
-                pieces_l.append(lab_b[prev:])
-            rows_e.append(torch.cat(pieces_e))
-            rows_l.append(torch.cat(pieces_l) if lab_b is not None else None)
-
-        max_len = max(e.shape[0] for e in rows_e)
-        max_model = self.config.llm.max_length
-        if max_model and max_len > max_model:
-            raise ValueError(f"sequence of {max_len} positions (images included) exceeds llm.max_length={max_model}")
-        B, D = len(rows_e), text_embeds.shape[-1]
-        out_e = text_embeds.new_zeros(B, max_len, D)
-        out_m = torch.zeros(B, max_len, dtype=torch.long, device=device)
-        out_l = torch.full((B, max_len), IGNORE_INDEX, dtype=torch.long, device=device) if labels is not None else None
-        for b, e in enumerate(rows_e):
-            n = e.shape[0]
-            off = max_len - n if padding_side == "left" else 0
-            out_e[b, off : off + n] = e
-            out_m[b, off : off + n] = 1
-            if out_l is not None:
-                out_l[b, off : off + n] = rows_l[b]
-            if off:
-                for s in spans:
-                    if s.row == b:
-                        s.start += off
-        position_ids = (out_m.cumsum(-1) - 1).clamp(min=0)
-        return _SpliceResult(out_e, out_m, position_ids, out_l, spans)
+    ) -> SpliceResult:
+        """The text embedded by the LLM with every image placeholder replaced by its block (``splice.py``)."""
+        return splice_images(
+            self.llm.get_input_embeddings(),
+            input_ids,
+            attention_mask,
+            labels,
+            visual,
+            padding_side,
+            self.config.llm.max_length,
+        )
 
     # ------------------------------------------------------------------------------------------------------
     # forward
@@ -466,7 +352,7 @@ class CambrianModel(nn.Module):
             and not self.config.llm.options.get("full_logits", False)
         )
 
-    def _supervised_loss(self, sp: _SpliceResult):
+    def _supervised_loss(self, sp: SpliceResult):
         """Next-token cross-entropy (mean over supervised tokens, as HF computes it) with the LM head applied
         only where the next token carries a label: on short-answer data the vocabulary projection over every
         position is a large share of the step."""
@@ -655,23 +541,6 @@ def _count_image_tags(prompt) -> int:
         for m in prompt
         if isinstance(m, dict) and isinstance(m.get("content", m.get("value")), str)
     )
-
-
-def _resolve_checkpoint(path) -> Path:
-    p = Path(path)
-    if p.is_dir():
-        if not (p / "config.json").exists():
-            raise FileNotFoundError(f"{p} has no config.json (not a cambrian checkpoint)")
-        return p
-    if p.exists():
-        raise ValueError(f"{p} is a file; expected a checkpoint directory")
-    from ..hub import looks_like_repo_id, offline
-
-    if offline() or not looks_like_repo_id(str(path)):
-        raise FileNotFoundError(f"checkpoint {path!r} not found locally (and hub access is off or it is not a repo id)")
-    from huggingface_hub import snapshot_download
-
-    return Path(snapshot_download(str(path), allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
 
 
 @contextlib.contextmanager
