@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from helpers import VLM_KINDS, make_vlm
+from helpers import VLM_KINDS, make_vlm, toy_train_config
 
 from cambrian.data.synthetic import make_synthetic_data
 from cambrian.train.config import TrainConfig, apply_overrides
@@ -16,27 +16,7 @@ from cambrian.train.freeze import apply_freeze, param_groups, stage_policy
 from cambrian.train.schedule import lr_lambda
 from cambrian.train.trainer import DataQualityError, Trainer
 
-
-def _cfg(tmp_path, data, **kw):
-    base = dict(
-        model="toy",
-        stage=2,
-        data=[{"path": str(data), "images": str(data.parent / "images")}],
-        output_dir=str(tmp_path / "out"),
-        micro_batch_size=4,
-        grad_accum=1,
-        epochs=1,
-        lr=1e-2,
-        warmup_ratio=0.0,
-        num_workers=0,
-        save_steps=0,
-        report_to=[],
-        progress=False,
-        bad_check_after=0,
-        sampler="random",
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+_cfg = toy_train_config  # the toy-model recipe shared with the security / robustness tests
 
 
 def _model(seed=0, kind="toy"):
