@@ -54,6 +54,13 @@ def official_keyword(text: str | None) -> str:
     return _after_keywords(text).strip().rstrip(".")
 
 
+def close_number(extracted, gt, rel: float = 0.05) -> bool:
+    """Both parse as numbers (:func:`is_float`) and ``extracted`` is within ``rel`` of the ground truth. The official
+    MMMU / MathVista code takes the tolerance of the prediction (docs/official-code.md#bugs B8); this takes it of the
+    ground truth."""
+    return is_float(gt) and is_float(extracted) and abs(float(extracted) - float(gt)) <= abs(float(gt)) * rel
+
+
 def is_float(text) -> bool:
     """What the official ``is_number`` accepts: anything Python's ``float()`` parses ("12", " 1e3 ", "1_000", "nan");
     not "45%", "1,234" or "$5"."""

@@ -48,20 +48,28 @@ def save_model_dir(model, path: str | os.PathLike) -> None:
         weights.unlink(missing_ok=True)
         raise
     if model.tokenizer is not None:
-        tmp = Path(tempfile.mkdtemp(dir=path, prefix=".tokenizer.tmp"))
-        try:
-            model.tokenizer.save_pretrained(str(tmp))
-            for f in sorted(tmp.iterdir()):
-                if f.is_file():
-                    os.replace(f, path / f.name)
-                    written.append(path / f.name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        written += save_tokenizer(model.tokenizer, path)
     for name in TOKENIZER_FILES:
         stale = path / name
         if stale not in written and stale.is_file():
             stale.unlink()
     model.config.save(path / "config.json")
+
+
+def save_tokenizer(tokenizer, path: Path) -> list[Path]:
+    """``tokenizer.save_pretrained`` into a temp dir beside ``path``, then each file moved in (``os.replace``): a
+    reader never sees half a tokenizer. Returns the files written."""
+    written = []
+    tmp = Path(tempfile.mkdtemp(dir=path, prefix=".tokenizer.tmp"))
+    try:
+        tokenizer.save_pretrained(str(tmp))
+        for f in sorted(tmp.iterdir()):
+            if f.is_file():
+                os.replace(f, path / f.name)
+                written.append(path / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return written
 
 
 def resolve_checkpoint(path) -> Path:

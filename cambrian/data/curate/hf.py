@@ -23,7 +23,7 @@ import numpy as np
 from ...errors import UserError
 from ...utils.io import temp_file_beside
 from .dedup import duplicate_indices
-from .pipeline import SourceTally, log, plan, prepare_out, selection
+from .pipeline import SourceTally, count_duplicates, log, plan, prepare_out, selection
 from .recipe import CurateRecipe
 from .records import RecordProcessor, iter_raw_records
 
@@ -131,10 +131,7 @@ def curate_with_datasets(
             else:
                 dups = np.zeros(0, dtype=np.uint64)
             del all_keys, all_index
-            edges = np.asarray(bases[1:] + [g], dtype=np.uint64)
-            per_src = np.bincount(np.searchsorted(edges, dups, side="right"), minlength=len(tallies))
-            for t, d in zip(tallies, per_src.tolist()):
-                t.duplicates = int(d)
+            count_duplicates(tallies, dups, bases, g)
             take = plan(recipe, tallies)
             t_plan = time.perf_counter() - t0 - t_scan
             dup_sorted = np.sort(dups)

@@ -82,6 +82,15 @@ class SourceTally:
             hist[answer_bin(w)] += 1
 
 
+def count_duplicates(tallies, dups: np.ndarray, bases: list[int], end: int) -> None:
+    """Each source's number of duplicates: ``dups`` are global record indices, source k spans
+    ``[bases[k], bases[k + 1])`` (the last one ends at ``end``)."""
+    edges = np.asarray(bases[1:] + [end], dtype=np.uint64)
+    per_src = np.bincount(np.searchsorted(edges, dups, side="right"), minlength=len(tallies))
+    for t, d in zip(tallies, per_src.tolist()):
+        t.duplicates = int(d)
+
+
 def selection(n: int, k: int, seed: int, name: str) -> Iterator[bool]:
     """Algorithm S: ``n`` flags, exactly ``k`` True, every k-subset equally likely; seeded by (seed, source)."""
     if not 0 <= k <= n:
@@ -163,11 +172,7 @@ def curate(
                 bar.close()
         t_scan = time.perf_counter() - t0
         dups = spool.duplicates() if recipe.dedup != "off" else np.zeros(0, dtype=np.uint64)
-    # duplicates per source
-    edges = np.asarray(bases[1:] + [g], dtype=np.uint64)
-    per_src = np.bincount(np.searchsorted(edges, dups, side="right"), minlength=len(tallies))
-    for t, d in zip(tallies, per_src.tolist()):
-        t.duplicates = int(d)
+    count_duplicates(tallies, dups, bases, g)
     take = plan(recipe, tallies)
     t_plan = time.perf_counter() - t0 - t_scan
     skip = np.union1d(np.asarray(bad_index, dtype=np.uint64), dups)

@@ -30,7 +30,7 @@ import re
 
 from ...prompts import COT, SHORT, with_instruction
 from ..api import EvalSample, register_benchmark
-from ..extract import is_float, keyword_extract, to_number, within
+from ..extract import close_number, keyword_extract, to_number, within
 from ._common import TableBenchmark, lazy_image
 
 _NUM = re.compile(r"-?\d[\d,]*\.?\d*")
@@ -76,9 +76,7 @@ class MathVista(TableBenchmark):
             return 0.0
         if extracted == gt:
             return 1.0
-        if is_float(gt) and is_float(extracted):
-            return float(abs(float(extracted) - float(gt)) <= abs(float(gt)) * 0.05)
-        return 0.0
+        return float(close_number(extracted, gt))
 
     def extract_lenient(self, sample, prediction):
         phrase = keyword_extract(prediction)

@@ -27,7 +27,7 @@ import re
 
 from ...prompts import LETTER, SHORT, option_lines, with_instruction
 from ..api import EvalSample, register_benchmark
-from ..extract import is_float, keyword_extract, mcq_extract, official_keyword, official_mcq, within
+from ..extract import close_number, keyword_extract, mcq_extract, official_keyword, official_mcq, within
 from ._common import TableBenchmark, has_image, lazy_image
 
 _TAG = re.compile(r"<image \d+>")
@@ -90,9 +90,7 @@ class MMMU(TableBenchmark):
         gt = sample.answer.lower()
         if extracted == gt:
             return 1.0
-        if is_float(gt) and is_float(extracted):
-            return float(abs(float(extracted) - float(gt)) <= abs(float(gt)) * 0.05)
-        return 0.0
+        return float(close_number(extracted, gt))
 
     def extract_lenient(self, sample, prediction):
         return mcq_extract(prediction) if sample.meta["mc"] else keyword_extract(prediction)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -198,14 +196,9 @@ def save_release(
     out.mkdir(parents=True, exist_ok=True)
     write_shards(out, tensors, max_shard_bytes=max_shard_bytes)
     if model.tokenizer is not None:
-        tmp = Path(tempfile.mkdtemp(dir=out, prefix=".tokenizer.tmp"))
-        try:
-            model.tokenizer.save_pretrained(str(tmp))
-            for f in sorted(tmp.iterdir()):
-                if f.is_file():
-                    os.replace(f, out / f.name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        from ..persistence import save_tokenizer
+
+        save_tokenizer(model.tokenizer, out)
     from ...utils.io import atomic_write_json
 
     atomic_write_json(out / "config.json", cfg)
