@@ -334,14 +334,16 @@ def read_mapping(path: str | Path) -> dict:
     return data
 
 
-def parse_value(raw: str):
-    """An override's value, read as YAML (``2e-5``, ``true``, ``[a, b]``, ``{path: x}``); empty means null."""
+def parse_value(raw: str, where: str = "value"):
+    """An override's value, read as YAML (``2e-5``, ``true``, ``[a, b]``, ``{path: x}``); empty means null. Text
+    that is not valid YAML (``[{path: x``) is an error, never silently taken as a string."""
     if raw == "":
         return None
     try:
         return yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw  # not YAML: the plain string (the field's type check decides)
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}: {raw!r} is not a valid YAML value ({problem})") from None
 
 
 def apply_overrides(data: dict, overrides: list[str], what: str = "override") -> dict:
@@ -354,7 +356,7 @@ def apply_overrides(data: dict, overrides: list[str], what: str = "override") ->
         parts = [p.strip() for p in key.strip().split(".")]
         if not all(parts):
             raise ConfigError(f"{what} {ov!r}: empty key")
-        value = parse_value(raw)
+        value = parse_value(raw, f"{what} {key.strip()}")
         cur = data
         for p in parts[:-1]:
             nxt = cur.get(p)

@@ -926,3 +926,21 @@ def test_benchmark_options_go_through_the_typed_loader(tmp_path, capsys, option,
     )
     line = _one_error_line(capsys)
     assert needle in line, line
+
+
+def test_an_override_that_is_not_yaml_is_an_error_not_a_string(tmp_path, capsys):
+    """``data=[{path: x`` once became a data path named "[{path: x"; now it is one error line naming the override."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model: toy\nstage: 2\n")
+    assert main(["train", str(recipe), "data=[{path: x.jsonl"]) == 2
+    line = _one_error_line(capsys)
+    assert "override data: '[{path: x.jsonl' is not a valid YAML value" in line, line
+
+
+def test_a_recipe_without_a_model_is_a_config_error(tmp_path):
+    from cambrian.train.config import ConfigError, TrainConfig
+    from cambrian.train.trainer import Trainer
+
+    cfg = TrainConfig(model=None, data=[{"path": str(tmp_path / "x.jsonl")}], output_dir=str(tmp_path / "o"))
+    with pytest.raises(ConfigError, match="no model: set model:"):
+        Trainer(cfg)

@@ -43,7 +43,7 @@ from .builder import (
 )
 from .callbacks import Callback, default_callbacks
 from .checkpoint import CheckpointError, all_checkpoint_dirs, load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 from .distributed import DistEnv, all_reduce_sum, barrier, init_distributed
 from .lora import merge_lora
 from .metrics import peak_flops, train_flops_per_token
@@ -81,7 +81,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         if model is None:
             if cfg.model is None:
-                raise OutputDirError("no model: set model: (a preset, a checkpoint dir or a config file) in the recipe")
+                raise ConfigError("no model: set model: (a preset, a checkpoint dir or a config file) in the recipe")
             model = load_vlm(str(cfg.model))
         check_vlm(model, "training")
         self.model = model
