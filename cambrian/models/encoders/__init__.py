@@ -8,8 +8,13 @@ Public API::
     grid = enc(enc.preprocess(images))                      # [B, cfg.out_grid, cfg.out_grid, cfg.hidden_size]
 
 Backends (``EncoderConfig.backend``): ``hf`` (dispatch on model_type), ``hf_clip``, ``hf_siglip``, ``hf_dinov2``,
-``hf_convnext``, ``hf_vit_mae``, ``hf_auto``, ``efficientnet_lite0``, ``dinov2_onnx``, ``open_clip``, ``timm``
-(the last two need the optional extras; importing this package never imports them).
+``hf_convnext``, ``hf_vit_mae``, ``hf_auto``, ``efficientnet_lite0``, ``dinov2_onnx``, ``craft_vgg16_bn``,
+``ppocr_onnx``, ``open_clip``, ``timm`` (the last two need the optional extras; importing this package never
+imports them).
+
+``options: {init: random, init_seed: N}`` on any tower with trainable weights builds its architecture with random
+weights drawn from a generator seeded with ``N`` (default 0) instead of loading the pretrained ones: the control
+tower of an encoder study. The same seed gives the same tower (so its cached features stay valid).
 """
 
 from __future__ import annotations
@@ -19,9 +24,19 @@ from ...utils.torchvision_shim import ensure_torchvision_importable
 # a CUDA torchvision wheel next to the CPU torch breaks every transformers model class unless shimmed first
 ensure_torchvision_importable()
 
+import torch  # noqa: E402
+
 from ...config import EncoderConfig  # noqa: E402
 from ...presets.encoders import ENCODER_PRESETS, expand_encoder_entry, get_encoder_preset, list_encoder_presets  # noqa: E402
-from . import dinov2_onnx, efficientnet_lite, hf, open_clip_backend, timm_backend  # noqa: E402, F401 (register backends)
+from . import (  # noqa: E402, F401 (register backends)
+    craft_vgg,
+    dinov2_onnx,
+    efficientnet_lite,
+    hf,
+    open_clip_backend,
+    ppocr_onnx,
+    timm_backend,
+)
 from .base import ENCODER_BACKENDS, VisionEncoder, resize_grid, tokens_to_grid  # noqa: E402
 from .preprocess import expand2square, load_image, preprocess_images  # noqa: E402
 
@@ -51,7 +66,17 @@ def build_encoder(cfg: EncoderConfig | str | dict, load_weights: bool = True) ->
     """
     if not isinstance(cfg, EncoderConfig):
         cfg = expand_encoder_entry(cfg)
-    enc = ENCODER_BACKENDS.get(cfg.backend)(cfg, load_weights=load_weights)
+    init = cfg.options.get("init", "pretrained")
+    if init not in ("pretrained", "random"):
+        raise ValueError(f"encoder {cfg.id!r}: options.init={init!r}; valid: 'pretrained', 'random'")
+    if init == "random":
+        if cfg.backend == "ppocr_onnx":
+            raise ValueError(f"encoder {cfg.id!r}: an onnxruntime tower has no random initialisation")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(cfg.options.get("init_seed", 0)))
+            enc = ENCODER_BACKENDS.get(cfg.backend)(cfg, load_weights=False)
+    else:
+        enc = ENCODER_BACKENDS.get(cfg.backend)(cfg, load_weights=load_weights)
     enc.freeze(cfg.frozen)
     _check_dims(enc)
     return enc
