@@ -1,9 +1,11 @@
-"""Optional cache of frozen vision-tower outputs.
+"""Optional cache of frozen vision-tower outputs, one store per tower.
 
-With frozen towers an image always yields the same features, so they can be computed once and stored. Files:
-``<root>/<encoders-hash>/<aa>/<image-hash>.safetensors`` holding ``enc{k}`` = ``[s_k, s_k, C_k]`` per encoder
-(fp16 on disk to halve the size; fp32 when loaded). The encoders hash covers every ``EncoderConfig`` field, the
-image hash the absolute path, size and mtime, so a changed file or tower config never hits a stale entry.
+With frozen towers an image always yields the same features, so they can be computed once and stored. Each tower
+has its own store, so runs that share a tower share its features (an encoder study trains one run per tower set):
+``<root>/<tower-hash>/<aa>/<image-hash>.safetensors`` holding ``features`` = ``[s, s, C]`` (fp16 on disk to halve
+the size; fp32 when loaded). The tower hash covers every ``EncoderConfig`` field (weights source, resolution,
+options such as a random-init seed), the image hash the absolute path, size and mtime, so a changed file or tower
+config never hits a stale entry.
 """
 
 from __future__ import annotations
@@ -18,46 +20,58 @@ from pathlib import Path
 import torch
 
 
-def encoders_hash(encoders) -> str:
-    cfgs = []
-    for enc in encoders:
-        c = getattr(enc, "config", None)
-        cfgs.append(dataclasses.asdict(c) if dataclasses.is_dataclass(c) else repr(c))
-    return hashlib.sha1(json.dumps(cfgs, sort_keys=True, default=str).encode()).hexdigest()[:12]
+def tower_hash(encoder) -> str:
+    """12 hex digits naming one tower's configuration (every field of its ``EncoderConfig``)."""
+    c = getattr(encoder, "config", None)
+    desc = dataclasses.asdict(c) if dataclasses.is_dataclass(c) else repr(c)
+    return hashlib.sha1(json.dumps([desc], sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _store(path: Path, tensors: dict) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, path)
 
 
 class FeatureCache:
     def __init__(self, root: str | os.PathLike, encoders: Sequence, dtype: torch.dtype = torch.float16):
         self.encoders = list(encoders)
-        self.root = Path(root) / encoders_hash(self.encoders)
+        self.root = Path(root)
+        self.roots = [self.root / tower_hash(e) for e in self.encoders]  # one store per tower
         self.dtype = dtype
 
-    def key(self, image_path: str | os.PathLike) -> Path:
+    def _image_hash(self, image_path: str | os.PathLike) -> str:
         p = Path(image_path).resolve()
         st = p.stat()
-        h = hashlib.sha1(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
-        return self.root / h[:2] / f"{h}.safetensors"
+        return hashlib.sha1(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+
+    def key(self, image_path: str | os.PathLike, tower: int = 0) -> Path:
+        h = self._image_hash(image_path)
+        return self.roots[tower] / h[:2] / f"{h}.safetensors"
 
     def has(self, image_path) -> bool:
-        return self.key(image_path).exists()
+        return all(self.key(image_path, k).exists() for k in range(len(self.encoders)))
 
     def load(self, image_path, pil=None) -> list[torch.Tensor]:
         from safetensors.torch import load_file
 
-        f = self.key(image_path)
-        if not f.exists():
-            raise FileNotFoundError(f"no cached features for {image_path} (run the feature pre-computation first)")
-        d = load_file(str(f))
-        return [d[f"enc{k}"].float() for k in range(len(d))]
+        out = []
+        for k in range(len(self.encoders)):
+            f = self.key(image_path, k)
+            if not f.exists():
+                raise FileNotFoundError(
+                    f"no cached features for {image_path} (tower {k}; run the feature pre-computation first)"
+                )
+            out.append(load_file(str(f))["features"].float())
+        return out
 
     def store(self, image_path, feats: Sequence[torch.Tensor]) -> None:
-        from safetensors.torch import save_file
-
-        f = self.key(image_path)
-        f.parent.mkdir(parents=True, exist_ok=True)
-        tmp = f.with_suffix(f".{os.getpid()}.tmp")
-        save_file({f"enc{k}": t.detach().to("cpu", self.dtype).contiguous() for k, t in enumerate(feats)}, str(tmp))
-        os.replace(tmp, f)
+        for k, t in enumerate(feats):
+            if t is not None:
+                _store(self.key(image_path, k), {"features": t.detach().to("cpu", self.dtype).contiguous()})
 
     @torch.no_grad()
     def build(
@@ -69,8 +83,9 @@ class FeatureCache:
         world_size: int = 1,
         progress: bool = False,
     ) -> int:
-        """Compute and store the features of every image not cached yet (this rank's share); returns how many
-        were computed. Unreadable images are skipped (the dataset reports them as bad samples)."""
+        """Compute and store every tower's features of every image it has not cached yet (this rank's share; a
+        tower already cached for an image is not run again); returns how many images needed any tower.
+        Unreadable images are skipped (the dataset reports them as bad samples)."""
         from PIL import Image
         from tqdm import tqdm
 
@@ -92,12 +107,13 @@ class FeatureCache:
                     continue
             if not chunk:
                 continue
-            outs = []
-            for enc in self.encoders:
-                px = enc.preprocess(ims).to(device)
-                outs.append(enc(px).float().cpu())
-            for j, p in enumerate(chunk):
-                self.store(p, [o[j] for o in outs])
-                done += 1
+            for k, enc in enumerate(self.encoders):
+                need = [j for j, p in enumerate(chunk) if not self.key(p, k).exists()]
+                if not need:
+                    continue
+                out = enc(enc.preprocess([ims[j] for j in need]).to(device)).float().cpu()
+                for i, j in enumerate(need):
+                    _store(self.key(chunk[j], k), {"features": out[i].to(self.dtype).contiguous()})
+            done += len(chunk)
         bar.close()
         return done
