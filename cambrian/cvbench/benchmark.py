@@ -18,9 +18,13 @@ from ..eval.api import Benchmark, EvalSample, register_benchmark
 from .extract import extract_letter
 from .loader import HUB_ID, load_cvbench
 from .schema import model_prompt
-from .score import score_items
+from .score import item_correct, score_items
 
 META_KEYS = ("type", "task", "source", "source_dataset", "source_filename", "choices", "filename", "question")
+
+
+def _item(s: EvalSample) -> dict:
+    return {"idx": s.idx, "answer": s.answer, **{k: s.meta[k] for k in ("type", "task", "source", "choices")}}
 
 
 def row_to_sample(row) -> EvalSample:
@@ -48,12 +52,15 @@ class CVBench(Benchmark):
     def extract(self, sample: EvalSample, prediction: str):
         return extract_letter(prediction, sample.meta["choices"])
 
+    def question_scores(self, samples: Sequence[EvalSample], predictions: dict) -> list[float]:
+        """Per-question correctness; the official overall / 2D / 3D combine them through ``formula_strata``."""
+        return [item_correct(_item(s), predictions.get(s.idx)) for s in samples]
+
+    def question_chance(self, sample: EvalSample) -> float:
+        return 1.0 / len(sample.meta["choices"])
+
     def score(self, samples: Sequence[EvalSample], predictions: dict) -> dict:
-        items = [
-            {"idx": s.idx, "answer": s.answer, **{k: s.meta[k] for k in ("type", "task", "source", "choices")}}
-            for s in samples
-        ]
-        return score_items(items, predictions)
+        return score_items([_item(s) for s in samples], predictions)
 
 
 @register_benchmark("cvbench-synth")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from .extract import extract_choice
 from .schema import answer_index
@@ -99,3 +99,37 @@ def score_items(items: Iterable[Mapping], predictions: Mapping) -> dict:
     }
     out["parse_failures"] = failures
     return out
+
+
+def item_correct(item: Mapping, prediction: str | None) -> float:
+    """1.0 when ``prediction`` (raw text, None = missing) picks the item's gold option, else 0.0 (as ``score_items``)."""
+    if prediction is None:
+        return 0.0
+    k = extract_choice(prediction, list(item["choices"]))
+    return float(k is not None and k == answer_index(item["answer"]))
+
+
+def formula_strata(items: Sequence[Mapping], key: str) -> tuple[dict[str, list[int]], Callable[[Mapping], float]]:
+    """The official formula of ``score_items``'s ``key`` (``accuracy_2d``, ``accuracy_3d`` or ``overall``) as strata
+    of item indices (one per ``type:source``) and the function of their mean scores that gives the metric: a 2D /
+    3D accuracy is the mean of its sources' accuracies, ``overall`` the mean of the two (or the one present). With
+    ``cambrian.eval.stats.bootstrap_stratified`` this gives the metric's interval (sources resampled within
+    themselves)."""
+    if key not in ("accuracy_2d", "accuracy_3d", "overall"):
+        raise ValueError(f"no stratified formula for CV-Bench metric {key!r}")
+    strata: dict[str, list[int]] = defaultdict(list)
+    for i, it in enumerate(items):
+        typ = str(it["type"])
+        if key == "overall" or typ.lower() == key[-2:]:
+            strata[f"{typ}:{it['source']}"].append(i)
+    if not strata:
+        raise ValueError(f"no CV-Bench items for {key}")
+
+    def combine(means: Mapping[str, float]) -> float:
+        by_type: dict[str, list[float]] = defaultdict(list)
+        for name, m in means.items():
+            by_type[name.split(":", 1)[0]].append(m)
+        per_type = [sum(v) / len(v) for _, v in sorted(by_type.items())]
+        return sum(per_type) / len(per_type)
+
+    return dict(strata), combine

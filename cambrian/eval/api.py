@@ -143,6 +143,17 @@ class Benchmark(ABC):
         """Paper column name -> table value. Most benchmarks give one column; CV-Bench gives 2D and 3D."""
         return {self.name: self.table_value(metrics)}
 
+    # --- per-question scores (95% intervals, ``cambrian.eval.stats``) ------------------------------------------
+    def question_scores(self, samples: Sequence[EvalSample], predictions: dict) -> list[float] | None:
+        """Each question's score in [0, 1], such that the primary metric is their mean (for CV-Bench: the official
+        formula over its sources' means, ``cambrian.cvbench.score.formula_strata``). None where the primary metric
+        is not built that way (pairs, circular groups, F1, MME's sums): such a benchmark gets no interval."""
+        return None
+
+    def question_chance(self, sample: EvalSample) -> float | None:
+        """The random-guess score of one question (1 / its options), or None when unknown."""
+        return None
+
 
 def check_options(bench: Benchmark, given: dict) -> dict:
     """The benchmark's options through the typed loader: unknown names refused with a did-you-mean, each value

@@ -21,6 +21,8 @@ _MODULES = [
     "cambrian.eval.benchmarks.mmstar",
     "cambrian.eval.benchmarks.easyvqa",
     "cambrian.eval.benchmarks.synth_attribute",
+    "cambrian.eval.benchmarks.synth_text",
+    "cambrian.eval.benchmarks.synth_chart",
     "cambrian.cvbench.benchmark",
 ]
 

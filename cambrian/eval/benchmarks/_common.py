@@ -161,6 +161,12 @@ class TableBenchmark(Benchmark):
     def item_scores(self, samples: Sequence[EvalSample], predictions: dict) -> list[float]:
         return [float(self.is_correct(s, self.extract(s, predictions.get(s.idx, "") or ""))) for s in samples]
 
+    def question_scores(self, samples: Sequence[EvalSample], predictions: dict) -> list[float] | None:
+        """The per-item scores, when the primary metric is their plain mean (this class's ``score``)."""
+        if type(self).score is not TableBenchmark.score or type(self).primary_metric != self.item_metric:
+            return None
+        return self.item_scores(samples, predictions)
+
     def score(self, samples: Sequence[EvalSample], predictions: dict) -> dict:
         scores = self.item_scores(samples, predictions)
         out = {

@@ -107,17 +107,24 @@ class EasyVQA(Benchmark):
     def extract(self, sample: EvalSample, prediction: str):
         return normalize(prediction)
 
+    def question_scores(self, samples: Sequence[EvalSample], predictions: dict) -> list[float]:
+        return [
+            float(normalize(predictions.get(s.idx)) == normalize(s.answer)) if s.idx in predictions else 0.0
+            for s in samples
+        ]
+
+    def question_chance(self, sample: EvalSample) -> float:
+        return TYPE_CHANCE[sample.meta["category"]]
+
     def score(self, samples: Sequence[EvalSample], predictions: dict) -> dict:
-        scores, by = [], {}
-        for s in samples:
-            ok = float(normalize(predictions.get(s.idx)) == normalize(s.answer)) if s.idx in predictions else 0.0
-            scores.append(ok)
+        scores, by = self.question_scores(samples, predictions), {}
+        for s, ok in zip(samples, scores):
             by.setdefault(s.meta["category"], []).append(ok)
         return {
             "accuracy": mean(scores),
             "per_category": {k: mean(v) for k, v in sorted(by.items())},
             "n_per_category": {k: len(v) for k, v in sorted(by.items())},
-            "chance": mean([TYPE_CHANCE[s.meta["category"]] for s in samples]),
+            "chance": mean([self.question_chance(s) for s in samples]),
             "n": len(samples),
             "missing": sum(s.idx not in predictions for s in samples),
         }

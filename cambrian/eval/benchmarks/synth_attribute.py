@@ -2,11 +2,10 @@
 red object), built by :func:`build_synth_attribute` from a scene split (``cambrian.data.scenes``). Reported next to
 CV-Bench-Synth, never mixed into its official score.
 
-Layout: ``questions.jsonl`` (``{"id", "image", "question", "answer", "type", "choices", "scene"}``, ``image``
-relative to the file) + ``images/``. Answers are balanced within each type (every answer that occurs is kept
-as often as the rarest one). Prompt: ``question + "\\nAnswer the question using a single word or phrase."``.
-Scoring: lower-case, strip, rstrip "."; correct when the answer equals the truth or its first word does ("red
-sphere" answers "What color is the sphere?"). ``chance`` = mean of 1 / len(choices).
+Layout and prompt: the synthetic short-answer form (``_synth.py``): ``questions.jsonl`` + ``images/``. Answers are
+balanced within each type (every answer that occurs is kept as often as the rarest one). Scoring: lower-case, strip,
+rstrip "."; correct when the answer equals the truth or its first word does ("red sphere" answers "What color is
+the sphere?"). ``chance`` = mean of 1 / len(choices).
 """
 
 from __future__ import annotations
@@ -20,12 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...prompts import SHORT
-from ...utils.io import atomic_write_text, read_jsonl
-from ..api import Benchmark, EvalSample, register_benchmark
-from ._common import lazy_image, mean
-
-QUESTIONS = "questions.jsonl"
+from ...utils.io import atomic_write_text
+from ..api import EvalSample, register_benchmark
+from ._synth import QUESTIONS, SynthQA, normalize
 
 
 def build_synth_attribute(
@@ -80,66 +76,15 @@ def build_synth_attribute(
     return {"n": len(rows), "per_type": per_type, "answers": answers}
 
 
-def normalize(text: str | None) -> str:
-    return (text or "").strip().lower().rstrip(".").strip()
-
-
 def is_correct(prediction: str | None, answer: str) -> bool:
     p, a = normalize(prediction), normalize(answer)
     return p == a or (p.split()[:1] == [a])
 
 
 @register_benchmark("synth-attribute")
-class SynthAttribute(Benchmark):
+class SynthAttribute(SynthQA):
     category = "Vision-Centric"
-    max_new_tokens = 8
-    primary_metric = "accuracy"
     metric_name = "exact match (first word)"
-    chance = None
 
-    def load(self, path: str | None) -> list[EvalSample]:
-        if path is None:
-            raise FileNotFoundError(
-                "synth-attribute: give the directory written by build_synth_attribute (no hub copy)"
-            )
-        root = Path(path)
-        f = root / QUESTIONS
-        if not f.is_file():
-            raise FileNotFoundError(f"synth-attribute: {f} not found")
-        out = []
-        for k, r in enumerate(read_jsonl(f)):
-            missing = [x for x in ("id", "image", "question", "answer", "type", "choices") if x not in r]
-            if missing:
-                raise ValueError(f"synth-attribute: {f} line {k + 1} lacks {missing}")
-            out.append(
-                EvalSample(
-                    idx=r["id"],
-                    prompt=f"{r['question']}\n{SHORT}",
-                    images=[lazy_image(r["image"], root)],
-                    answer=r["answer"],
-                    meta={"category": r["type"], "choices": r["choices"], "scene": r.get("scene")},
-                )
-            )
-        if not out:
-            raise ValueError(f"synth-attribute: no questions in {f}")
-        return out
-
-    def extract(self, sample: EvalSample, prediction: str):
-        return normalize(prediction)
-
-    def score(self, samples: Sequence[EvalSample], predictions: dict) -> dict:
-        scores, by = [], defaultdict(list)
-        for s in samples:
-            ok = float(is_correct(predictions.get(s.idx), s.answer)) if s.idx in predictions else 0.0
-            scores.append(ok)
-            by[s.meta["category"]].append(ok)
-        return {
-            "accuracy": mean(scores),
-            "per_type": {k: mean(v) for k, v in sorted(by.items())},
-            "chance": mean([1.0 / len(s.meta["choices"]) for s in samples]),
-            "chance_per_type": {
-                k: mean([1.0 / len(s.meta["choices"]) for s in samples if s.meta["category"] == k]) for k in sorted(by)
-            },
-            "n": len(samples),
-            "missing": sum(s.idx not in predictions for s in samples),
-        }
+    def is_correct(self, sample: EvalSample, prediction: str | None) -> bool:
+        return is_correct(prediction, sample.answer)
