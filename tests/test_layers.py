@@ -19,8 +19,11 @@ LAYERS = [
     {"eval", "cvbench"},
     {"serve"},
     {"demo"},
+    {"study"},
     {"cli"},
 ]
+# study sits above demo (it builds its nano data with the demo's builders, so it follows the demo recipe) and
+# drives train/ and eval/ in-process; only cli/ is above it.
 # eval and cvbench share a layer: cvbench registers its benchmark with eval's registry and eval's report reads
 # CV-Bench's scorer; neither may import train/demo/cli.
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}

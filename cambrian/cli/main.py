@@ -31,6 +31,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cvbench": ("cambrian.cli.cvbench", "build CV-Bench-style questions from COCO/Omni3D-style annotations"),
     "data": ("cambrian.cli.data", "validate and curate LLaVA-format data, render 3D scenes, data engine, MMVP pairs"),
     "demo": ("cambrian.cli.demo", "train and evaluate Cambrian-nano end to end on this machine (offline)"),
+    "study": (
+        "cambrian.cli.study",
+        "an encoder study: train and evaluate one run per tower set (and connector, frozen, adapter data, seed), "
+        "then tabulate it with 95% intervals",
+    ),
 }
 
 
