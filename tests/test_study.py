@@ -312,3 +312,27 @@ def test_column_chance_uses_the_column_formula():
     s = results.column_strata(col, CVBench(), _cv_samples(), [0.5] * 9)
     assert s.point() == pytest.approx(50.0)
     assert not math.isnan(s.point())
+
+
+def test_every_gpu_run_builds_its_connector_and_recipes(tmp_path):
+    """The untested GPU study at least holds together: each run's model config loads, its connector accepts its
+    towers' grids (built on the meta device), and its stage recipes are valid TrainConfigs."""
+    import torch
+
+    from cambrian.models.connectors.base import build_connector
+    from cambrian.presets.models import config_from_mapping
+    from cambrian.study.runner import stage_recipes
+    from cambrian.train.config import TrainConfig
+
+    spec = load_study("paper-encoders", [f"data_root={tmp_path}"])
+    (tmp_path / "adapter.jsonl").write_text('{"id": 0}\n' * 20)
+    runs, _ = expand(spec)
+    assert len(runs) == 34
+    for run in runs:
+        cfg = config_from_mapping(run.model, where=run.id)
+        with torch.device("meta"):
+            build_connector(
+                cfg.connector, [e.hidden_size for e in cfg.encoders], [e.out_grid for e in cfg.encoders], 4096
+            )
+        for name, r in stage_recipes(spec, run, tmp_path / "out", str(tmp_path)):
+            TrainConfig.from_dict(r, f"{run.id}: {name}")

@@ -17,9 +17,9 @@ STUDY is a shipped study (nano-encoders: offline on a CPU; paper-encoders: the p
 untested here) or a YAML file (docs/study.md describes the format).
 
 Rerunning the same command resumes: complete runs are skipped, an interrupted stage starts over, evaluation
-resumes per question. Split the work with --shard i/n (several machines or processes) or --max-runs N (a bounded
-piece; run the command again for the next), or hand --print-commands' lines to a scheduler (one line per run:
-its `cambrian train` stages and `cambrian eval run` evaluations), then --report-only.
+resumes per question. Split the work with --shard i/n (several machines or processes), --max-runs N or
+--max-minutes M (a bounded piece; run the command again for the next), or hand --print-commands' lines to a
+scheduler (one line per run: its `cambrian train` stages and `cambrian eval run` evaluations), then --report-only.
 """
 
 
@@ -39,6 +39,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--shard", default=None, help="i/n: only the runs whose index mod n is i")
     p.add_argument("--max-runs", type=int, default=None, help="train / evaluate at most N missing runs, then stop")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="start a run only if it should end within M minutes of the command's start (estimate: the median "
+        "wall time of the complete runs), then stop; the next command continues",
+    )
     p.add_argument("--report-only", action="store_true", help="only tabulate the runs that are complete")
     p.add_argument("--plan", action="store_true", help="list the runs (and skipped combinations) and exit")
     p.add_argument(
@@ -94,7 +101,9 @@ def run(args) -> int:
         print(rep["markdown"])
         print(_paths(rep["paths"]))
         return 0
-    res = run_study(spec, out, shard=shard, max_runs=args.max_runs, progress=not args.no_progress)
+    res = run_study(
+        spec, out, shard=shard, max_runs=args.max_runs, max_minutes=args.max_minutes, progress=not args.no_progress
+    )
     rep = res.get("report") or {}
     if rep:
         print(rep["markdown"])

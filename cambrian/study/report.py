@@ -277,20 +277,15 @@ def supported_markdown(res: dict) -> list[str]:
     ch = res["chance"]
     for r in done.values():
         on = r["results"].get("enabled", {})
-        above = [
-            k for k in cats if on.get(k, {}).get("low") is not None and ch.get(k) is not None and on[k]["low"] > ch[k]
-        ]
-        at = [
-            k
-            for k in cats
-            if on.get(k, {}).get("low") is not None and ch.get(k) is not None and on[k]["low"] <= ch[k] <= on[k]["high"]
-        ]
+        known = [k for k in cats if on.get(k, {}).get("low") is not None and ch.get(k) is not None]
+        above = [k for k in known if on[k]["low"] > ch[k]]
+        at = [k for k in known if on[k]["low"] <= ch[k]]  # the interval reaches chance: no support for more
         dl = r.get("vision_delta") or {}
         helps = [k for k in cats if dl.get(k) and dl[k]["low"] > 0]
         hurts = [k for k in cats if dl.get(k) and dl[k]["high"] < 0]
         out.append(
             f"- **{r['label']}{_axes_note(r)}**: above chance in {', '.join(above) or 'no category'}; "
-            f"chance inside the interval in {', '.join(at) or 'no category'}; the image helps (enabled > disabled) "
+            f"not above chance in {', '.join(at) or 'no category'}; the image helps (enabled > disabled) "
             f"in {', '.join(helps) or 'no category'}" + (f"; hurts in {', '.join(hurts)}" if hurts else "") + "."
         )
     ctrl = res.get("control")

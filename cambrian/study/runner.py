@@ -263,11 +263,15 @@ def run_study(
     *,
     shard: tuple[int, int] | None = None,
     max_runs: int | None = None,
+    max_minutes: float | None = None,
     progress: bool = True,
     report: bool = True,
 ) -> dict:
-    """Train and evaluate the study's missing runs (this shard's; at most ``max_runs`` of them), then write the
-    report over every complete run. Returns ``{"runs", "skipped", "done_now", "pending", "report"}``."""
+    """Train and evaluate the study's missing runs (this shard's; at most ``max_runs`` of them; with
+    ``max_minutes``, a run is started only when it is expected to end within that many minutes of the start, the
+    expectation being the median wall time of the study's complete runs), then write the report over every
+    complete run. Returns ``{"runs", "skipped", "done_now", "pending", "stopped", "report"}``."""
+    t_start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "study.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
@@ -278,8 +282,15 @@ def run_study(
     mine = select(runs, shard)
     todo = [r for r in mine if not run_complete(spec, r, out)]
     log.info(f"{len(runs)} runs ({len(mine)} in this shard), {len(todo)} to train or evaluate")
-    done_now = []
+    done_now, stopped = [], None
     for plan in todo[: max_runs if max_runs is not None else None]:
+        if max_minutes is not None:
+            elapsed = (time.perf_counter() - t_start) / 60
+            est = expected_run_minutes(runs, out)
+            if elapsed + est > max_minutes:
+                stopped = f"--max-minutes {max_minutes:g}: {elapsed:.1f} min used, a run takes about {est:.1f}"
+                log.info(f"stopping: {stopped}")
+                break
         t0 = time.perf_counter()
         execute_run(spec, plan, out, root, progress)
         done_now.append({"id": plan.id, "seconds": round(time.perf_counter() - t0, 2)})
@@ -289,12 +300,22 @@ def run_study(
         "skipped": [{"axes": s.axes, "reason": s.reason} for s in skipped],
         "done_now": done_now,
         "pending": [r.id for r in runs if not run_complete(spec, r, out)],
+        "stopped": stopped,
     }
     if report:
         from .report import write_study_report
 
         result["report"] = write_study_report(spec, out, runs, skipped)
     return result
+
+
+def expected_run_minutes(runs: list[RunPlan], out: Path) -> float:
+    """The median wall time of the runs that recorded one (0 when none has: the first run always starts)."""
+    import statistics
+
+    ts = [read_run_json(run_dir(out, r)).get("timings", {}).get("total") for r in runs]
+    ts = [t for t in ts if t]
+    return statistics.median(ts) / 60 if ts else 0.0
 
 
 # ---- the equivalent commands -----------------------------------------------------------------------------------
