@@ -6,7 +6,9 @@ easy-VQA, the grounding targets and the packed stage-2 questions) plus the two O
 - ``synth-text/`` and ``synth-chart/``: the benchmarks (test splits); ``easyvqa/``: the easy-VQA package's test
   split (a link);
 - ``synth-train/{text,chart}/``: their training splits, whose per-cell grounding targets (the word, the digit, "red
-  7" on a bar) are added to ``ground.jsonl`` and whose questions are added to ``stage2.jsonl`` (both reshuffled).
+  7" on a bar) are added to ``ground.jsonl`` and whose questions are added to ``stage2.jsonl`` (both reshuffled);
+- text-only copies of ``text_only_share`` of the stage-2 records (the vision-disabled condition is then a prompt the
+  model has seen, as with the paper's instruction data).
 
 ``data_settings`` are the fields of :class:`NanoData` and any field of the demo's ``DemoConfig`` that shapes its
 data (``train_scenes``, ``ground_easyvqa_images``, ...; the demo's defaults otherwise, so the study follows the demo
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..typed import ConfigError, Int, build, did_you_mean, typed_config
+from ..typed import ConfigError, Int, Num, build, did_you_mean, typed_config
 from ..utils.io import atomic_write_json, read_jsonl
 from ..utils.log import get_logger
 
@@ -40,6 +42,10 @@ class NanoData:
     synth_chart_train: Int(ge=0) = 240
     synth_chart_test: Int(ge=1) = 64
     synth_max_turns: Int(ge=1) = 6
+    # text-only copies of this share of the stage-2 records (their questions without the image), so a question
+    # without its image is not out of distribution: the paper's instruction data holds text-only samples, which is
+    # what makes its vision-disabled comparison measure the image and not a broken prompt
+    text_only_share: Num(ge=0, le=1) = 0.1
 
 
 def split_settings(settings: dict) -> tuple[NanoData, dict]:
@@ -59,6 +65,21 @@ def split_settings(settings: dict) -> tuple[NanoData, dict]:
     nano = build(NanoData, mine, "data_settings")
     demo["seed"] = nano.seed
     return nano, demo
+
+
+def text_only_copies(records: list[dict], share: float, seed: int) -> list[dict]:
+    """``round(share * len(records))`` records (a seeded choice) as text-only records: no image, the ``<image>``
+    placeholder removed from the first human turn, the same questions and answers."""
+    k = int(round(share * len(records)))
+    pick = sorted(int(i) for i in np.random.default_rng([seed, 61]).permutation(len(records))[:k])
+    out = []
+    for i in pick:
+        r = records[i]
+        conv = [dict(t) for t in r["conversations"]]
+        for t in conv:
+            t["value"] = t["value"].replace("<image>\n", "").replace("<image>", "")
+        out.append({"id": f"{r['id']}-text-only", "conversations": conv})
+    return out
 
 
 @contextlib.contextmanager
@@ -146,7 +167,10 @@ def build_nano_data(out: str | os.PathLike, settings: dict, grid: int, progress:
             counts.update(c)
         info["grounding"]["records"] = _shuffle_into(d / "ground.jsonl", ground, seed, 53)
         info["grounding"]["synth_records"] = len(ground)
-        info["stage2"]["records"] = _shuffle_into(d / "stage2.jsonl", qa, seed, 59)
+        base = list(read_jsonl(d / "stage2.jsonl")) + qa
+        text_only = text_only_copies(base, nano.text_only_share, seed)
+        info["stage2"]["records"] = _shuffle_into(d / "stage2.jsonl", qa + text_only, seed, 59)
+        info["stage2"]["text_only_records"] = len(text_only)
         info["stage2"]["synth_records"] = len(qa)
         info["stage2"]["answers"].update(counts)
         record = {**want, "info": info, "nano": dataclasses.asdict(nano), "demo": demo}

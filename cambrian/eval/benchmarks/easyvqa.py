@@ -5,7 +5,8 @@ layout: ``questions.json`` (a list of ``[question, answer, image_id]``) and ``im
 
 Options: ``max_images`` (default None = all) keeps every question of that many images, drawn with ``seed``
 (default 0) — a smaller test set whose images are shared by ~10 questions each, so tower features are computed
-once per image.
+once per image. ``types`` (default None = all) keeps only questions of those answer types (``color``, ``shape``,
+``yes/no``): ``[color, shape]`` is the part a text prior cannot answer.
 
 Prompt: ``question + "\\nAnswer the question using a single word or phrase."``; max_new_tokens 16 (every answer is
 one word). Answer: lower-case, strip, rstrip "."; exact match. ``meta["category"]`` is the answer type
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ...prompts import SHORT
-from ...typed import Int, OptInt
+from ...typed import Int, OptInt, OptStrList
 from ..api import Benchmark, EvalSample, register_benchmark
 from ._common import lazy_image, mean
 
@@ -76,8 +77,8 @@ class EasyVQA(Benchmark):
     primary_metric = "accuracy"
     metric_name = "exact match"
     chance = 0.43
-    options = {"max_images": None, "seed": 0}
-    option_types = {"max_images": OptInt(ge=1), "seed": Int(ge=0)}
+    options = {"max_images": None, "seed": 0, "types": None}
+    option_types = {"max_images": OptInt(ge=1), "seed": Int(ge=0), "types": OptStrList}
 
     def load(self, path: str | None) -> list[EvalSample]:
         root = Path(path) if path is not None else package_test_dir()
@@ -87,9 +88,15 @@ class EasyVQA(Benchmark):
             ids = sorted({r[2] for r in rows})
             rng = np.random.default_rng(int(self.opts.get("seed") or 0))
             keep = set(int(i) for i in rng.permutation(ids)[: int(self.opts["max_images"])])
+        types = self.opts.get("types")
+        unknown = sorted(set(types or ()) - set(TYPE_CHANCE))
+        if unknown:
+            raise ValueError(f"easyvqa: option types: unknown answer types {unknown} (valid: {sorted(TYPE_CHANCE)})")
         out = []
         for k, (q, a, image_id) in enumerate(rows):
             if keep is not None and image_id not in keep:
+                continue
+            if types and answer_type(a) not in types:
                 continue
             out.append(
                 EvalSample(
