@@ -85,8 +85,9 @@ class Killed(BaseException):
 @pytest.mark.slow
 def test_a_killed_study_finishes_only_the_missing_runs(tmp_path, monkeypatch):
     from cambrian.study.runner import run_study
-    from cambrian.study.spec import StudySpec, build
+    from cambrian.study.spec import StudySpec, expand
     from cambrian.train import trainer as trainer_mod
+    from cambrian.typed import build
 
     spec = build(StudySpec, json.loads(json.dumps(TINY_STUDY)))
     out = tmp_path / "study"
@@ -142,6 +143,11 @@ def test_a_killed_study_finishes_only_the_missing_runs(tmp_path, monkeypatch):
     assert "## What the intervals support" in md and "Knowledge" in md
     for png in ("categories.png", "vision.png", "ranking.png"):
         assert (out / png).stat().st_size > 10_000
+
+    # the folder remembers its study: --report-only needs no study argument
+    from cambrian.study.spec import load_resolved
+
+    assert [r.id for r in expand(load_resolved(out))[0]] == [rnd.name, clip.name]
 
     # the same runs as commands: one line per run, then the tabulation; the recipes they name load as they are
     from cambrian.study.runner import print_commands

@@ -46,7 +46,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="start a run only if it should end within M minutes of the command's start (estimate: the median "
         "wall time of the complete runs), then stop; the next command continues",
     )
-    p.add_argument("--report-only", action="store_true", help="only tabulate the runs that are complete")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only tabulate the runs that are complete (without STUDY: the study OUT/study.yaml was run with)",
+    )
     p.add_argument("--plan", action="store_true", help="list the runs (and skipped combinations) and exit")
     p.add_argument(
         "--print-commands",
@@ -72,9 +76,14 @@ def run(args) -> int:
         for name in list_studies():
             print(name)
         return 0
-    if not args.study:
+    if args.report_only and not args.study and args.out:
+        from ..study.spec import load_resolved
+
+        spec = load_resolved(args.out)  # the study this folder was run with
+    elif not args.study:
         raise ValueError("give a study (a shipped name or a YAML file); --list shows the shipped ones")
-    spec = load_study(args.study, args.settings, quick=args.quick)
+    else:
+        spec = load_study(args.study, args.settings, quick=args.quick)
     out = args.out or f"runs/study-{spec.name}{'-quick' if args.quick else ''}"
     shard = parse_shard(args.shard)
     if args.plan:

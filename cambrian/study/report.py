@@ -462,41 +462,72 @@ def plot_vision(res: dict, path: Path) -> Path | None:
     return atomic_save_figure(fig, path)
 
 
+def _rank(values: dict[str, float | None]) -> dict[str, int]:
+    """Competition ranks (1, 2, 2, 4) of the values shown (rounded to 0.1); None ranks last."""
+    shown = {k: (round(v, 1) if v is not None else None) for k, v in values.items()}
+    ordered = sorted(shown.values(), key=lambda v: -1e9 if v is None else -v)
+    return {k: 1 + ordered.index(v) for k, v in shown.items()}
+
+
 def ranking(res: dict) -> list[dict]:
+    """The complete runs by their average (best first): each category's cell with its rank, and the paired
+    difference of the average to the next run (``gap``, supported when its interval excludes 0)."""
     done = [r for r in res["runs"] if r["status"] == "complete"]
     keys = res["categories"] + [AVERAGE]
-    ranks = {}
-    for k in keys:
-        order = sorted(done, key=lambda r: -(r["results"]["enabled"].get(k, {}).get("value") or -1e9))
-        ranks[k] = {r["id"]: i + 1 for i, r in enumerate(order)}
-    order = sorted(done, key=lambda r: -(r["results"]["enabled"].get(AVERAGE, {}).get("value") or -1e9))
-    return [
-        {
-            "id": r["id"],
-            "label": r["label"] + _axes_note(r),
-            **{k: (r["results"]["enabled"].get(k), ranks[k][r["id"]]) for k in keys},
-        }
-        for r in order
-    ]
+    ranks = {k: _rank({r["id"]: r["results"]["enabled"].get(k, {}).get("value") for r in done}) for k in keys}
+    order = sorted(done, key=lambda r: ranks[AVERAGE][r["id"]])
+    pairs = {(c["a"], c["b"]): c for c in res["comparisons"] if c["what"] == AVERAGE}
+    out = []
+    for i, r in enumerate(order):
+        gap = None
+        if i + 1 < len(order):
+            nxt = order[i + 1]["id"]
+            c = pairs.get((r["id"], nxt))
+            if c is None and (nxt, r["id"]) in pairs:
+                c0 = pairs[(nxt, r["id"])]
+                c = {**c0, "value": -c0["value"], "low": -c0["high"], "high": -c0["low"]}
+            gap = None if c is None else {k: c[k] for k in ("value", "low", "high", "supported")}
+        out.append(
+            {
+                "id": r["id"],
+                "label": r["label"] + _axes_note(r),
+                "cells": {k: {**(r["results"]["enabled"].get(k) or {}), "rank": ranks[k][r["id"]]} for k in keys},
+                "gap_to_next": gap,
+            }
+        )
+    return out
 
 
 def plot_ranking(res: dict, path: Path) -> Path | None:
-    rows = ranking(res)
+    rows = res.get("ranking") or ranking(res)
     if not rows:
         return None
     plt = _plt()
     keys = res["categories"] + [AVERAGE]
-    cell = [[str(i + 1), r["label"]] + [f"{_ci(r[k][0])}  (#{r[k][1]})" for k in keys] for i, r in enumerate(rows)]
-    fig, ax = plt.subplots(figsize=(4.5 + 2.7 * len(keys), 0.9 + 0.42 * len(rows)))
+    cell = []
+    for r in rows:
+        g = r["gap_to_next"]
+        gap = (
+            "-"
+            if g is None
+            else f"{g['value']:+.1f} [{g['low']:+.1f}, {g['high']:+.1f}]{'*' if g['supported'] else ''}"
+        )
+        cell.append(
+            [str(r["cells"][AVERAGE]["rank"]), r["label"]]
+            + [f"{_ci(r['cells'][k])} (#{r['cells'][k]['rank']})" for k in keys]
+            + [gap]
+        )
+    fig, ax = plt.subplots(figsize=(3.2 + 2.3 * (len(keys) + 1), 0.7 + 0.32 * (len(rows) + 1)))
     ax.axis("off")
-    t = ax.table(cellText=cell, colLabels=["rank", "run"] + keys, loc="center", cellLoc="left")
+    t = ax.table(cellText=cell, colLabels=["rank", "run"] + keys + ["average − next run"], loc="center", cellLoc="left")
     t.auto_set_font_size(False)
     t.set_fontsize(8)
-    t.auto_set_column_width(list(range(len(keys) + 2)))
-    t.scale(1.0, 1.35)
+    t.auto_set_column_width(list(range(len(keys) + 3)))
+    t.scale(1.0, 1.3)
     ax.set_title(
-        f"{res['study']}: runs ranked by the average over benchmarks (value [95% interval] (#rank per column))",
-        fontsize=10,
+        f"{res['study']}: runs ranked by their average (value [95% interval] (#rank); * = the gap to the next run "
+        "is supported)",
+        fontsize=9,
     )
     fig.tight_layout()
     return atomic_save_figure(fig, path)
@@ -507,14 +538,7 @@ def write_study_report(
 ) -> dict:
     out = Path(out)
     res = collect(spec, out, runs, skipped)
-    res["ranking"] = [
-        {
-            "id": r["id"],
-            "label": r["label"],
-            **{k: {"rank": v[1], **(v[0] or {})} for k, v in r.items() if isinstance(v, tuple)},
-        }
-        for r in ranking(res)
-    ]
+    res["ranking"] = ranking(res)
     atomic_write_json(out / "study.json", res)
     atomic_write_text(out / "study.csv", to_csv(res))
     md = to_markdown(res)

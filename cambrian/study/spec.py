@@ -94,7 +94,7 @@ class TowerSpec:
     encoder: Any = None  # an encoder entry (preset id or mapping); None: no preset here (listed, skipped)
     label: OptStr = None
     supervision: Str = "-"  # the paper's grouping: language, SSL, class labels, OCR, none (random) ...
-    note: Str = ""
+    note: OptStr = None
 
 
 @typed_config
@@ -214,6 +214,14 @@ def load_study(name: str, overrides: list[str] | None = None, quick: bool = Fals
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     return build(StudySpec, data, str(path))
+
+
+def load_resolved(out: str | Path) -> StudySpec:
+    """The study an output folder was run with (``OUT/study.yaml``, written by every run of ``cambrian study``)."""
+    path = Path(out) / "study.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: give the study (a name or a file) as well as --out")
+    return build(StudySpec, read_mapping(path), str(path))
 
 
 def _quick_stages(data: dict, quick: dict) -> dict:
