@@ -92,3 +92,18 @@ def sensitive_tiny_model():
             if p.dim() >= 2 or "newline" in name:
                 p.normal_(0, 0.5)
     return model
+
+
+def sensitive_toy_model():
+    """The second implementation (tests/toy_vlm.py) with large random weights, so that prompts and images change its
+    greedy answer (as :func:`sensitive_tiny_model` for ``CambrianModel``)."""
+    import torch
+    from toy_vlm import ToyVLM
+
+    torch.manual_seed(0)
+    model = ToyVLM().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.normal_(0, 0.5)
+    return model

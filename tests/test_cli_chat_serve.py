@@ -20,7 +20,7 @@ from PIL import Image
 import cambrian.cli.chat as chat_cli
 from cambrian.cli.main import main
 from cambrian.models.conversation import Conversation
-from cambrian.models.generation import SamplingParams
+from cambrian.models.generate import SamplingParams
 
 
 @pytest.fixture(scope="module")

@@ -83,6 +83,27 @@ def test_no_module_imports_a_higher_layer():
     assert not bad, "layer violations:\n" + "\n".join(bad)
 
 
+# what the server may import from the model layer: the generation contract (and the VLM contract's loader)
+SERVE_MAY_IMPORT = {"cambrian.models.generate", "cambrian.models.vlm"}
+
+
+def contract_violations() -> list[str]:
+    """serve/ imports from ``cambrian.models`` only the contracts, never a concrete model or the engine's insides."""
+    bad = []
+    for path in sorted((PKG / "serve").rglob("*.py")):
+        for ln, mod in imported(path):
+            if mod.startswith("cambrian.models") and mod not in SERVE_MAY_IMPORT:
+                bad.append(
+                    f"{path.relative_to(PKG)}:{ln} imports {mod} (serve/ may use only {sorted(SERVE_MAY_IMPORT)})"
+                )
+    return bad
+
+
+def test_serve_depends_only_on_the_contracts():
+    bad = contract_violations()
+    assert not bad, "\n".join(bad)
+
+
 def test_the_checker_sees_a_violation(tmp_path, monkeypatch):
     """A planted upward import (models -> train) is reported: the test above can fail."""
     fake = tmp_path / "cambrian"

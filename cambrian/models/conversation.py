@@ -1,4 +1,4 @@
-"""A multi-turn conversation for :class:`~cambrian.models.cambrian_model.CambrianModel`.
+"""A multi-turn conversation for any model with the generation contract (``stream_text``, ``cambrian.models.generate``).
 
 Turns are ``{"role", "content"}`` messages rendered by the model's chat template; an image belongs to the user turn
 it was given with (``<image>`` tags at the start of that turn), and the images are kept in tag order. As in the

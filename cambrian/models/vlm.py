@@ -79,14 +79,18 @@ class NotAVLMError(TypeError):
     """A model object that misses members of the ``VLM`` contract."""
 
 
+def require_members(model, members: Sequence[str], purpose: str, contract: str, error: type[TypeError]) -> None:
+    """Raise ``error`` naming every member of ``members`` that ``model`` lacks."""
+    missing = [m for m in members if not hasattr(model, m)]
+    if missing:
+        raise error(
+            f"{type(model).__name__} cannot be used for {purpose}: it lacks {', '.join(missing)} of the {contract}"
+        )
+
+
 def check_vlm(model, purpose: str = "this") -> None:
     """Raise :class:`NotAVLMError` naming every ``VLM`` member ``model`` lacks."""
-    missing = [m for m in MEMBERS if not hasattr(model, m)]
-    if missing:
-        raise NotAVLMError(
-            f"{type(model).__name__} cannot be used for {purpose}: it lacks {', '.join(missing)} of the "
-            "VLM contract (cambrian.models.vlm)"
-        )
+    require_members(model, MEMBERS, purpose, "VLM contract (cambrian.models.vlm)", NotAVLMError)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""``cambrian serve``: an OpenAI-compatible HTTP server (FastAPI + uvicorn) for a :class:`CambrianModel`.
+"""``cambrian serve``: an OpenAI-compatible HTTP server (FastAPI + uvicorn) for any model with the generation
+contract (``cambrian.models.generate.GenerativeVLM``).
 
 - ``settings.py``  ServeSettings: model name, limits, batching, API key, local-image root
 - ``errors.py``    APIError and the OpenAI error JSON shape

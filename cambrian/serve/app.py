@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import UserError
+from ..models.generate import check_generative
 from .errors import APIError, bad_request, model_not_found, server_error, too_large, unauthorized
 from .images import PixelBudget, PixelReservation
 from .messages import build_conversation, sampling_from_request
@@ -37,6 +38,8 @@ from .settings import ServeSettings
 
 
 def create_app(model, settings: ServeSettings) -> FastAPI:
+    """The app serving ``model``: anything with the generation contract (``cambrian.models.generate.GenerativeVLM``)."""
+    check_generative(model, "serving")
     scheduler = BatchScheduler(model, settings.max_batch_size, settings.batch_window_ms, settings.max_concurrency)
     budget = PixelBudget(settings.max_pixels_in_flight)
     created = int(time.time())

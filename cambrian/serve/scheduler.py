@@ -1,10 +1,10 @@
 """The batching queue. Requests become :class:`Job`\\ s in a FIFO; one worker thread takes the first waiting job, waits
 at most ``batch_window_ms`` for more while other requests are still being parsed (a lone request does not wait),
-takes at once whatever is already queued, up to ``max_batch_size``, and decodes them together
-(``CambrianModel.generate_events``: one prefill, then one token per row per step). Batching is continuous: rows leave
-the batch as they finish, and at every step boundary requests that arrived meanwhile are prefilled and join the
-running batch (up to ``max_batch_size`` rows), so a long answer never holds the queue. Events go back to each
-request's asyncio queue on the server's event loop.
+takes at once whatever is already queued, up to ``max_batch_size``, and decodes them together (the generation
+contract's ``generate_events``, ``cambrian.models.generate``: one prefill, then one token per row per step). Batching
+is continuous: rows leave the batch as they finish, and at every step boundary requests that arrived meanwhile are
+prefilled and join the running batch (up to ``max_batch_size`` rows), so a long answer never holds the queue. Events
+go back to each request's asyncio queue on the server's event loop.
 
 All model and tokenizer work happens on the worker thread (a request's prompt is checked there too, just before its
 batch), so the event loop only parses JSON and decodes images. Jobs that fail alone (a prompt over the context
@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..constants import IMAGE_TOKEN_INDEX
-from ..models.generation import SamplingParams
+from ..models.generate import SamplingParams
 from ..utils.log import get_logger
 from .errors import APIError, bad_request, busy, server_error, shutting_down
 
@@ -172,7 +172,7 @@ class BatchScheduler:
         if n_img != len(job.images):
             raise bad_request(f"messages: {n_img} image places but {len(job.images)} images", param="messages")
         positions = len(ids) - n_img + sum(model.visual_token_count(im.size) for im in job.images)
-        limit = model.config.llm.max_length
+        limit = model.context_length
         if limit and positions >= limit:
             raise bad_request(
                 f"the prompt takes {positions} positions (images included); the model's context is {limit}",
