@@ -30,6 +30,7 @@ def _register_toy_model() -> None:
             "toy",
             matches=lambda spec: spec == "toy" or (Path(spec) / "toy_config.json").is_file(),
             load=lambda spec: ToyVLM() if spec == "toy" else ToyVLM.from_pretrained(spec),
+            files=ToyVLM.saved_files,
         )
     )
 

@@ -83,25 +83,116 @@ def test_no_module_imports_a_higher_layer():
     assert not bad, "layer violations:\n" + "\n".join(bad)
 
 
-# what the server may import from the model layer: the generation contract (and the VLM contract's loader)
-SERVE_MAY_IMPORT = {"cambrian.models.generate", "cambrian.models.vlm"}
+# What train/ and serve/ may import from the model layer: the contracts (the trainer asks the model what trains, its
+# lr groups and FSDP units; the server uses the generation contract), never a concrete model. models.builder: the
+# memory guard (check_memory) only.
+MAY_IMPORT = {
+    "train": {"cambrian.models.vlm", "cambrian.models.training", "cambrian.models.builder"},
+    "serve": {"cambrian.models.vlm", "cambrian.models.generate"},
+}
+CONCRETE_MODELS = {"CambrianModel", "ToyVLM"}
 
 
-def contract_violations() -> list[str]:
-    """serve/ imports from ``cambrian.models`` only the contracts, never a concrete model or the engine's insides."""
+def parameter_name_parts() -> set[str]:
+    """Every part of a parameter or module name of the two VLM implementations (``connector``, ``vision_sampler``,
+    ``mm_projector``, ``bridge``, ``layers``, ...; numbered suffixes dropped) and peft's adapter names."""
+    import re
+
+    from helpers import make_vlm
+
+    parts = {"lora_A", "lora_B", "lora"}
+    for kind in ("cambrian", "toy"):
+        model = make_vlm(kind)
+        for name, _ in [*model.named_parameters(), *model.named_modules()]:
+            parts |= {re.sub(r"_\d+$", "", p) for p in name.split(".") if p and not p.isdigit()}
+    return parts
+
+
+def _name_parts(text: str) -> list[str]:
+    import re
+
+    return [re.sub(r"_\d+$", "", p) for p in text.strip("*").strip(".").split(".") if p]
+
+
+def _mentions_class_name(node) -> bool:
+    return any(isinstance(n, ast.Attribute) and n.attr == "__name__" for n in ast.walk(node))
+
+
+def contract_violations(parts: set[str]) -> list[str]:
+    """train/ and serve/ use a model through its contracts: they import no concrete model and do not name one, and
+    they select nothing by parameter name (a literal name part tested with ``startswith`` / ``endswith`` / ``in``)
+    or by class name (``__name__`` compared or tested)."""
     bad = []
-    for path in sorted((PKG / "serve").rglob("*.py")):
-        for ln, mod in imported(path):
-            if mod.startswith("cambrian.models") and mod not in SERVE_MAY_IMPORT:
-                bad.append(
-                    f"{path.relative_to(PKG)}:{ln} imports {mod} (serve/ may use only {sorted(SERVE_MAY_IMPORT)})"
-                )
+    for top_name, allowed in MAY_IMPORT.items():
+        for path in sorted((PKG / top_name).rglob("*.py")):
+            rel = path.relative_to(PKG)
+            for ln, mod in imported(path):
+                if mod.startswith("cambrian.models") and mod not in allowed:
+                    bad.append(f"{rel}:{ln} imports {mod} ({top_name}/ may use only {sorted(allowed)} of the models)")
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                lit: list[str] = []
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                    if node.func.attr in ("startswith", "endswith"):
+                        if _mentions_class_name(node.func.value):
+                            bad.append(f"{rel}:{node.lineno} selects by class name")
+                        for a in node.args:
+                            elts = a.elts if isinstance(a, ast.Tuple) else [a]
+                            lit += [e.value for e in elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+                elif isinstance(node, ast.Compare):
+                    if any(_mentions_class_name(x) for x in (node.left, *node.comparators)):
+                        bad.append(f"{rel}:{node.lineno} selects by class name")
+                    if any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops):
+                        if isinstance(node.left, ast.Constant) and isinstance(node.left.value, str):
+                            lit.append(node.left.value)
+                elif isinstance(node, ast.Name) and node.id in CONCRETE_MODELS:
+                    bad.append(f"{rel}:{node.lineno} names the concrete model {node.id}")
+                for text in lit:
+                    if any(p in parts for p in _name_parts(text)):
+                        bad.append(f"{rel}:{node.lineno} reads the parameter name part {text!r}")
     return bad
 
 
-def test_serve_depends_only_on_the_contracts():
-    bad = contract_violations()
+@pytest.fixture(scope="module")
+def name_parts():
+    return parameter_name_parts()
+
+
+def test_train_and_serve_use_the_model_contracts_only(name_parts):
+    bad = contract_violations(name_parts)
     assert not bad, "\n".join(bad)
+
+
+def test_the_contract_checker_sees_planted_lines(tmp_path, monkeypatch, name_parts):
+    """Each kind of guess the model's declarations replaced, planted in a fake train/ and serve/, is reported."""
+    fake = tmp_path / "cambrian"
+    (fake / "train").mkdir(parents=True)
+    (fake / "serve").mkdir()
+    (fake / "train" / "freeze.py").write_text(
+        "def policy(model):\n"
+        "    return [p for n, p in model.named_parameters() if n.startswith(('connector.', 'llm.'))]\n"
+        "def lr(name):\n"
+        "    return 'sva' if 'vision_sampler' in name else 'lr'\n"
+        "def units(model):\n"
+        "    return {type(m) for m in model.modules() if type(m).__name__.endswith('DecoderLayer')}\n"
+    )
+    (fake / "serve" / "app.py").write_text(
+        "from ..models.cambrian_model import CambrianModel\n"
+        "def limit(model):\n"
+        "    assert isinstance(model, CambrianModel)\n"
+    )
+    monkeypatch.setattr(__import__(__name__), "PKG", fake)
+    found = contract_violations(name_parts)
+    assert sorted(found) == sorted(
+        [
+            "train/freeze.py:2 reads the parameter name part 'connector.'",
+            "train/freeze.py:2 reads the parameter name part 'llm.'",
+            "train/freeze.py:4 reads the parameter name part 'vision_sampler'",
+            "train/freeze.py:6 selects by class name",
+            "serve/app.py:1 imports cambrian.models.cambrian_model (serve/ may use only "
+            "['cambrian.models.generate', 'cambrian.models.vlm'] of the models)",
+            "serve/app.py:3 names the concrete model CambrianModel",
+        ]
+    ), found
 
 
 def test_the_checker_sees_a_violation(tmp_path, monkeypatch):

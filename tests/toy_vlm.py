@@ -5,13 +5,14 @@ whole sequence). The trainer tests run on it and on a tiny ``CambrianModel``, so
 the contract; the server is tested on it too. ``conftest.py`` registers it as the model source ``toy`` (``model: toy``
 in a recipe, or a directory it saved).
 
-Parameter names follow the freeze policy's groups (``vision_sampler`` / ``vision_query`` / ``mm_projector`` /
-``image_newline`` in the connector, ``llm``), so stage 1 / stage 2 select the same kinds of weights.
+Its parameter names are its own (``bridge.query``, ``bridge.mixer``, ...): it declares what trains in a stage, its
+learning-rate groups and its FSDP units, and the trainer asks.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 
 from cambrian.constants import IGNORE_INDEX, IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 from cambrian.models.generate import GenerationMixin, Prefill
+from cambrian.models.training import adapter_parameters
 
 PAD, BOS, EOS = 0, 1, 2
 
@@ -56,19 +58,22 @@ class ToyEncoder(nn.Module):
         return self.conv(px).permute(0, 2, 3, 1)  # [N, g, g, C]
 
 
-class ToyConnector(nn.Module):
+class ToyBridge(nn.Module):
+    """The toy's connector: a learnt query and a mixer (its "SVA" part, declared as such), a projection and a
+    row-end token."""
+
     def __init__(self, channels: int, hidden: int):
         super().__init__()
-        self.vision_query = nn.Parameter(torch.randn(1, channels) / channels**0.5)
-        self.vision_sampler = nn.Linear(channels, channels)
-        self.mm_projector = nn.Linear(channels, hidden)
-        self.image_newline = nn.Parameter(torch.randn(hidden) / hidden**0.5)
+        self.query = nn.Parameter(torch.randn(1, channels) / channels**0.5)
+        self.mixer = nn.Linear(channels, channels)
+        self.proj = nn.Linear(channels, hidden)
+        self.row_end = nn.Parameter(torch.randn(hidden) / hidden**0.5)
 
     def forward(self, feats: torch.Tensor) -> list[torch.Tensor]:
-        x = self.vision_sampler(feats + self.vision_query).relu()
-        x = self.mm_projector(x)  # [N, g, g, D]
+        x = self.mixer(feats + self.query).relu()
+        x = self.proj(x)  # [N, g, g, D]
         N, g, _, D = x.shape
-        nl = self.image_newline.view(1, 1, 1, D).expand(N, g, 1, D)
+        nl = self.row_end.view(1, 1, 1, D).expand(N, g, 1, D)
         return list(torch.cat([x, nl], 2).reshape(N, g * (g + 1), D))
 
 
@@ -93,23 +98,29 @@ class ToyLLM(nn.Module):
         return self.lm_head(self.norm(h))
 
 
+@dataclass
+class ToyConfig:
+    channels: int = 8
+    hidden: int = 32
+    layers: int = 1
+    image_size: int = 8
+    grid: int = 2
+    max_length: int = 256
+
+    def save(self, path) -> None:
+        Path(path).write_text(json.dumps(asdict(self)))
+
+
 class ToyVLM(GenerationMixin, nn.Module):
-    def __init__(self, channels: int = 8, hidden: int = 32, layers: int = 1, image_size: int = 8, grid: int = 2):
+    def __init__(self, **config):
         super().__init__()
-        self.config = SimpleNamespace(
-            channels=channels,
-            hidden=hidden,
-            layers=layers,
-            image_size=image_size,
-            grid=grid,
-            llm=SimpleNamespace(max_length=256),
-        )
+        self.config = c = ToyConfig(**config)
         self.tokenizer = CharTokenizer()
         self.template = "toy"
-        self.encoders = nn.ModuleList([ToyEncoder(channels, image_size, grid)])
+        self.encoders = nn.ModuleList([ToyEncoder(c.channels, c.image_size, c.grid)])
         self.encoders.requires_grad_(False)
-        self.connector = ToyConnector(channels, hidden)
-        self.llm = ToyLLM(self.tokenizer.vocab_size, hidden, layers)
+        self.bridge = ToyBridge(c.channels, c.hidden)
+        self.llm = ToyLLM(self.tokenizer.vocab_size, c.hidden, c.layers)
 
     def visual_token_count(self, size) -> int:
         g = self.config.grid
@@ -117,14 +128,34 @@ class ToyVLM(GenerationMixin, nn.Module):
 
     @property
     def max_length(self) -> int:
-        return self.config.llm.max_length
+        return self.config.max_length
 
-    grounding_grid = None  # its connector adds newline tokens: no one-token-per-cell grid to ground
+    grounding_grid = None  # its bridge adds row-end tokens: no one-token-per-cell grid to ground
+
+    # ---- training declarations (its own structure, its own names) -----------------------------------------
+    def trainable_parameters(self, stage, unfreeze_vision=False, lora=False) -> list:
+        params = list(self.bridge.parameters())
+        if stage in (1, "ground"):
+            return params
+        params += adapter_parameters(self.llm) if lora else list(self.llm.parameters())
+        return params + (list(self.encoders.parameters()) if unfreeze_vision else [])
+
+    def lr_groups(self) -> dict[str, list]:
+        b = self.bridge
+        return {
+            "sva": [b.query, *b.mixer.parameters()],
+            "projector": [*b.proj.parameters(), b.row_end],
+            "llm": list(self.llm.parameters()),
+            "vision": list(self.encoders.parameters()),
+        }
+
+    def fsdp_units(self) -> list:
+        return list(self.llm.layers)
 
     # ---- the generation contract's model side (GenerationMixin builds the rest) ----------------------------
     @property
     def context_length(self) -> int:
-        return self.config.llm.max_length
+        return self.config.max_length
 
     stop_token_ids = (EOS,)
 
@@ -171,7 +202,7 @@ class ToyVLM(GenerationMixin, nn.Module):
 
     def _embed_rows(self, ids_rows, label_rows, features):
         """Per row: the token embeddings with each image placeholder replaced by its block, and the labels."""
-        blocks = self.connector(features[0]) if features is not None else []
+        blocks = self.bridge(features[0]) if features is not None else []
         emb = self.llm.embed_tokens
         rows_e, rows_l, k = [], [], 0
         for b, ids in enumerate(ids_rows):
@@ -216,26 +247,17 @@ class ToyVLM(GenerationMixin, nn.Module):
         return SimpleNamespace(loss=loss, logits=logits)
 
     # ---- persistence --------------------------------------------------------------------------------------
+    saved_files = ("model.safetensors", "toy_config.json")
+
     def save_pretrained(self, out) -> None:
         from safetensors.torch import save_file
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        c = self.config
-        (out / "toy_config.json").write_text(
-            json.dumps(
-                {
-                    "channels": c.channels,
-                    "hidden": c.hidden,
-                    "layers": c.layers,
-                    "image_size": c.image_size,
-                    "grid": c.grid,
-                }
-            )
-        )
         save_file(
             {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(out / "model.safetensors")
         )
+        self.config.save(out / "toy_config.json")
 
     @classmethod
     def from_pretrained(cls, d) -> ToyVLM:

@@ -38,6 +38,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..models.vlm import saved_model_files
 from ..utils.io import append_jsonl, atomic_write_json
 from ..utils.log import get_logger
 from .api import Benchmark, EvalSample, GenerationOptions, GenerationRequest
@@ -138,8 +139,8 @@ def model_identity(spec: str) -> dict:
     files on disk, a fingerprint of their size and modification time (the weights changed = another model)."""
     p = Path(spec)
     if p.is_dir():
-        files = [p / n for n in ("model.safetensors", "config.json", "tokenizer.json", "toy_config.json")]
-        files += sorted(f for f in p.glob("*.safetensors") if f.name != "model.safetensors")
+        named = saved_model_files(spec)
+        files = [p / n for n in named] + sorted(f for f in p.glob("*.safetensors") if f.name not in named)
     elif p.is_file():
         files = [p]
     else:

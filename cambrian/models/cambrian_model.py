@@ -29,8 +29,9 @@ from ..constants import IGNORE_INDEX, IMAGE_TOKEN
 from ..utils.quiet import quiet_cache_deprecation
 from .connectors.base import ImageSpan, VisualTokens
 from .generate import GenerationMixin, KVCacheState, Prefill
-from .persistence import WEIGHTS_NAME, resolve_checkpoint, save_model_dir
+from .persistence import MODEL_FILES, WEIGHTS_NAME, resolve_checkpoint, save_model_dir
 from .splice import SpliceResult, splice_images
+from .training import adapter_parameters, split_off
 
 
 class CambrianModel(GenerationMixin, nn.Module):
@@ -115,9 +116,13 @@ class CambrianModel(GenerationMixin, nn.Module):
             return cls.from_config(resolve_model_config(str(spec)), load_weights=load_weights, force=force)
         return cls.from_pretrained(spec, force=force)
 
+    saved_files = MODEL_FILES  # what save_pretrained writes that identifies the model; config.json (last) marks it
+
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write config.json + model.safetensors + tokenizer files into ``path``, each replaced atomically, other
-        files left alone (``persistence.save_model_dir``)."""
+        files left alone (``persistence.save_model_dir``). The config records which towers were trained."""
+        for enc in self.encoders:
+            enc.config.frozen = enc.frozen
         save_model_dir(self, path)
 
     # ------------------------------------------------------------------------------------------------------
@@ -185,6 +190,33 @@ class CambrianModel(GenerationMixin, nn.Module):
         if system is not None and not any(m["role"] == "system" for m in messages):
             return tokenize_conversation(messages, self.template, self.tokenizer, None, system=system)
         return tokenize_conversation(messages, self.template, self.tokenizer, None)
+
+    # ------------------------------------------------------------------------------------------------------
+    # training declarations (cambrian.models.training; docs/official-code.md#stages)
+    # ------------------------------------------------------------------------------------------------------
+    def trainable_parameters(self, stage: int | str, unfreeze_vision: bool = False, lora: bool = False) -> list:
+        """Stage 1 and ``ground``: the connector (only its pre-LLM path gets gradients in ``ground``); stage 2: the
+        connector and the LLM (its LoRA adapters instead with ``lora``), plus the towers with ``unfreeze_vision``."""
+        params = list(self.connector.parameters())
+        if stage in (1, "ground"):
+            return params
+        params += adapter_parameters(self.llm) if lora else list(self.llm.parameters())
+        if unfreeze_vision:
+            params += list(self.encoders.parameters())
+        return params
+
+    def lr_groups(self) -> dict[str, list]:
+        sva = self.connector.sva_parameters()
+        return {
+            "sva": sva,
+            "projector": split_off(self.connector.parameters(), sva),
+            "llm": list(self.llm.parameters()),
+            "vision": list(self.encoders.parameters()),
+        }
+
+    def fsdp_units(self) -> list[nn.Module]:
+        """The LLM's decoder layers (the towers are not sharded: frozen, or small next to the LLM)."""
+        return list(self._decoder_layers())
 
     # ------------------------------------------------------------------------------------------------------
     # vision

@@ -9,6 +9,10 @@ import tempfile
 from pathlib import Path
 
 WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+# the files that identify a saved model (run fingerprints), in the order they are written: config.json last, so a
+# directory only looks loadable once complete
+MODEL_FILES = (WEIGHTS_NAME, "tokenizer.json", CONFIG_NAME)
 # files a tokenizer's save_pretrained may write: the tokenizer part of a saved model directory
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -53,7 +57,7 @@ def save_model_dir(model, path: str | os.PathLike) -> None:
         stale = path / name
         if stale not in written and stale.is_file():
             stale.unlink()
-    model.config.save(path / "config.json")
+    model.config.save(path / CONFIG_NAME)
 
 
 def save_tokenizer(tokenizer, path: Path) -> list[Path]:

@@ -9,7 +9,7 @@
                            bad samples by reason)
 * ``rng_state_rank<r>.json`` + ``rng_state_rank<r>.safetensors``  python / numpy RNG states (JSON) and torch CPU /
                            CUDA RNG states (uint8 tensors) of every rank
-* ``train_config.yaml``, ``config.json`` (the run's TrainConfig and the model's CambrianConfig)
+* ``train_config.yaml``, ``config.json`` (the run's TrainConfig and the model's config)
 
 A checkpoint is written into ``.tmp-checkpoint-<step>`` and renamed when complete, so a crash never leaves a
 half checkpoint that ``--resume`` could pick up; only the last ``save_total_limit`` are kept.
@@ -202,9 +202,7 @@ def save_checkpoint(
         atomic_write_json(tmp / "trainer_state.json", trainer_state)
         if train_config is not None:
             train_config.save(tmp / "train_config.yaml")
-        cfg = getattr(model, "config", None)
-        if cfg is not None and hasattr(cfg, "save"):
-            cfg.save(tmp / "config.json")
+        model.config.save(tmp / "config.json")
     barrier(env)
     if env.is_main:
         if final.exists():

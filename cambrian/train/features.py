@@ -21,7 +21,7 @@ import torch
 def encoders_hash(encoders) -> str:
     cfgs = []
     for enc in encoders:
-        c = getattr(enc, "config", None)
+        c = enc.config
         cfgs.append(dataclasses.asdict(c) if dataclasses.is_dataclass(c) else repr(c))
     return hashlib.sha1(json.dumps(cfgs, sort_keys=True, default=str).encode()).hexdigest()[:12]
 

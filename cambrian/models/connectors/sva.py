@@ -279,6 +279,14 @@ class SVAConnector(Connector):
         c = self.config
         return [c.llm_start + t * c.llm_stride for t in range(c.num_llm_layers)]
 
+    def sva_parameters(self) -> list[nn.Parameter]:
+        """The query samplers (pre-LLM per group, and in-LLM) and their learnable queries (official
+        ``mm_vision_sampler_lr``: ``vision_sampler*`` and ``vision_query``, docs/official-code.md#stages)."""
+        samplers = [getattr(self, f"vision_sampler_{g}") for g in range(len(self.group_sides))]
+        if self.config.num_llm_layers > 0:
+            samplers.append(self.vision_sampler_layers)
+        return [p for m in samplers for p in m.parameters()] + [self.vision_query]
+
     # ---- pre-LLM ---------------------------------------------------------------------------------------------
     def forward(self, features: list[torch.Tensor], image_sizes) -> VisualTokens:
         n = self._check_inputs(features, image_sizes)

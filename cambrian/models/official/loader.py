@@ -176,7 +176,7 @@ def save_release(
     tensor names, the tokenizer files. The towers are not written (the released format holds none: the official
     loader takes them from their hub ids), so towers trained here (not frozen) are refused."""
     out = Path(out)
-    trained = [e.config.id for e in model.encoders if not e.config.frozen]
+    trained = [e.config.id for e in model.encoders if not e.frozen]
     if trained:
         raise ReleaseFormatError(
             f"towers {trained} were trained (not frozen); the released format holds no tower "
