@@ -117,7 +117,7 @@ def main(argv=None) -> int:
 
     from cambrian.cli.chat import load_model
     from cambrian.eval.adapters import image_to_data_url
-    from cambrian.serve.app import ServerThread
+    from cambrian.serve.server import ServerThread
     from cambrian.serve.settings import ServeSettings
 
     torch.set_num_threads(args.threads)

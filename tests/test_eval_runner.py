@@ -16,7 +16,9 @@ import pytest
 from test_eval_benchmarks import mme, pope  # fixture builders (public schema)
 
 from cambrian.eval.api import GenerationOptions, GenerationRequest, get_benchmark
-from cambrian.eval.runner import merge_shards, read_predictions, repair_jsonl, run_benchmarks, shard_range
+from cambrian.eval.predictions import merge_shards, read_predictions, shard_range
+from cambrian.eval.runner import run_benchmarks
+from cambrian.utils.io import repair_jsonl
 
 HERE = Path(__file__).parent
 

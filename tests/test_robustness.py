@@ -15,7 +15,9 @@ from test_eval_runner import FakeModel
 
 from cambrian.cli.main import main
 from cambrian.eval.api import get_benchmark
-from cambrian.eval.runner import RunMismatch, model_identity, read_predictions, run_benchmarks
+from cambrian.eval.identity import RunMismatch, model_identity
+from cambrian.eval.predictions import read_predictions
+from cambrian.eval.runner import run_benchmarks
 
 
 def _pope(tmp_path):
@@ -77,20 +79,24 @@ def test_runner_refuses_other_model_vision_data_and_resumes_identical(tmp_path):
     assert json.loads((out / "pope" / "run_identity.json").read_text())["vision"] == "disabled"
 
 
-def test_runner_checks_older_run_dirs_by_their_labels(tmp_path):
-    """A run directory of an older version (no identity files): run.json's model label and vision decide."""
+def test_runner_refuses_outputs_without_a_run_identity(tmp_path):
+    """Predictions or a run.json without their identity record come from an unknown run: refused, never resumed
+    (there is no older format to read); --overwrite starts anew."""
     bench, samples = _pope(tmp_path)
-    out = tmp_path / "old"
+    out = tmp_path / "unknown"
     _run(FakeModel(), bench, samples[:2], out)
     (out / "pope" / "run_identity.json").unlink()
+    with pytest.raises(RunMismatch, match="run_identity.json 'missing' there"):
+        _run(FakeModel(), bench, samples, out)
     info = json.loads((out / "run.json").read_text())
     del info["identity"]
     (out / "run.json").write_text(json.dumps(info))
-    with pytest.raises(RunMismatch, match="vision"):
-        _run(FakeModel(), bench, samples, out, vision="disabled")
-    m = FakeModel()  # same label and vision: resumed as before
-    _run(m, bench, samples, out)
-    assert sum(m.batch_sizes) == len(samples) - 2
+    with pytest.raises(RunMismatch, match="without a run identity"):
+        _run(FakeModel(), bench, samples, out)
+    m = FakeModel()
+    _run(m, bench, samples, out, overwrite=True)
+    assert sum(m.batch_sizes) == len(samples)
+    assert json.loads((out / "pope" / "run_identity.json").read_text())["benchmark"] == "pope"
 
 
 def test_model_identity_of_a_checkpoint_dir_follows_its_weights(tmp_path):

@@ -25,7 +25,7 @@ from helpers import sensitive_tiny_model, sensitive_toy_model  # noqa: E402
 
 from cambrian.eval.adapters import CambrianEvalModel, image_to_data_url, load_eval_model  # noqa: E402
 from cambrian.models.generate import NotGenerativeError, SamplingParams  # noqa: E402
-from cambrian.serve.app import ServerThread  # noqa: E402
+from cambrian.serve.server import ServerThread  # noqa: E402
 from cambrian.serve.settings import ServeSettings  # noqa: E402
 
 KEY = "sk-test-key"
@@ -241,7 +241,7 @@ def test_listening_socket_is_tcp_so_connections_get_nodelay(server):
     # IPPROTO_TCP sockets), and each kept-alive request of the openai client waited ~40 ms
     import socket
 
-    from cambrian.serve.app import bind_socket
+    from cambrian.serve.server import bind_socket
 
     s = bind_socket("127.0.0.1", 0)
     try:

@@ -136,7 +136,7 @@ def run(args) -> int:
             f"warning: listening on {args.host} without --api-key: anyone who can reach this port can use the model",
             file=sys.stderr,
         )
-    from ..serve.app import bind_socket, run_server
+    from ..serve.server import bind_socket, run_server
 
     sock = bind_socket(args.host, args.port)  # a busy port fails now, not after loading the model
     model = load_model(args.model, args.device)

@@ -33,8 +33,9 @@ from ..data.scenes.attributes import NUMBER_WORDS, attribute_questions
 from ..data.scenes.render import read_scenes
 from ..prompts import LETTER, SHORT, letter, with_instruction
 from ..utils.io import atomic_write_text
-from .builder import BuildParams, draw_boxes, plural, questions_from_coco, questions_from_omni3d
+from .builder import BuildParams, plural, questions_from_coco, questions_from_omni3d
 from .schema import format_prompt
+from .writer import draw_boxes
 
 CAPTION_PROMPTS = [
     "Describe the image briefly.",

@@ -6,5 +6,7 @@ contract (``cambrian.models.generate.GenerativeVLM``).
 - ``schema.py``    the request body (pydantic)
 - ``messages.py``  OpenAI messages -> a conversation with ``<image>`` tags + decoded images (``images.py``)
 - ``scheduler.py`` the batching queue: one worker thread runs generation for batches of requests
-- ``app.py``       the FastAPI app (routes, auth, limits, SSE streaming) and ``run_server``
+- ``app.py``       the FastAPI app: routes, auth, body limit, the order of checks
+- ``responses.py`` OpenAI response bodies and server-sent events from generation events
+- ``server.py``    running it: socket, uvicorn, graceful shutdown, ``run_server``, ``ServerThread``
 """

@@ -83,6 +83,38 @@ def append_jsonl(f, obj: Any) -> None:
     f.flush()
 
 
+def repair_jsonl(path: str | os.PathLike, window: int = 1 << 20) -> int:
+    """Cut what a killed writer left at the end of a JSONL file: an unterminated last line and any trailing lines
+    that are not JSON. Reads only the tail (``window`` bytes, grown while it holds no valid line). Returns the
+    number of bytes removed."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    size = path.stat().st_size
+    with open(path, "rb+") as f:
+        while True:
+            start = max(0, size - window)
+            f.seek(start)
+            tail = f.read()
+            first = tail.find(b"\n") + 1 if start else 0  # the window's first line may be cut: never judged
+            lines = tail[first:].split(b"\n")
+            end = size - len(lines[-1])  # an unterminated last line goes
+            for line in reversed(lines[:-1]):
+                try:
+                    json.loads(line)
+                    break
+                except (ValueError, RecursionError):
+                    end -= len(line) + 1
+            else:
+                if start > 0:
+                    window *= 2
+                    continue
+            break
+        if end < size:
+            f.truncate(end)
+    return size - end
+
+
 def atomic_save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     """Save a matplotlib figure as PNG through a temp file + rename, then close it."""
     import matplotlib.pyplot as plt

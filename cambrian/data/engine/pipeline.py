@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ...utils.io import atomic_write_json, temp_file_beside
+from ...utils.io import atomic_write_json, repair_jsonl, temp_file_beside
 from ...utils.log import get_logger
 from .html import page_title, parse_sections
 from .images import MAX_PIXELS, MAX_SIDE, ImageSkip, normalize_image
@@ -62,30 +62,6 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 def unit_key(page_url: str, section: str, image_url: str) -> str:
     return hashlib.sha1(f"{page_url}\n{section}\n{image_url}".encode()).hexdigest()[:20]
-
-
-def _repair_tail(path: Path) -> int:
-    """Cut a last line left incomplete by a crash (no newline, or not JSON); returns bytes removed."""
-    if not path.exists() or path.stat().st_size == 0:
-        return 0
-    with open(path, "rb+") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        back = min(size, 1 << 20)
-        f.seek(size - back)
-        tail = f.read()
-        if tail.endswith(b"\n"):
-            last = tail[:-1].rsplit(b"\n", 1)[-1]
-            try:
-                json.loads(last)
-                return 0
-            except ValueError:
-                cut = size - len(last) - 1
-        else:
-            nl = tail.rfind(b"\n")
-            cut = size - back + nl + 1 if nl >= 0 else (0 if back == size else size)
-        f.truncate(cut)
-        return size - cut
 
 
 def _read_keys(path: Path, permanent_only: bool = False) -> set[str]:
@@ -145,7 +121,7 @@ def run_engine(
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     data_path, fail_path = out / "data.jsonl", out / "failures.jsonl"
-    cut = _repair_tail(data_path) + _repair_tail(fail_path)
+    cut = repair_jsonl(data_path) + repair_jsonl(fail_path)
     if cut:
         log.warning(f"{data_path.parent}: removed an incomplete last line ({cut} bytes) left by an interrupted run")
     done = _read_keys(data_path)

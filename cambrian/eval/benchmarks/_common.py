@@ -159,7 +159,7 @@ class TableBenchmark(Benchmark):
         return float(extracted is not None and str(extracted) == str(sample.answer).strip().lower())
 
     def item_scores(self, samples: Sequence[EvalSample], predictions: dict) -> list[float]:
-        return [float(self.is_correct(s, self.extract(s, predictions.get(s.idx, "") or ""))) for s in samples]
+        return [float(self.correct(s, self.answer(s, predictions.get(s.idx, "") or ""))) for s in samples]
 
     def score(self, samples: Sequence[EvalSample], predictions: dict) -> dict:
         scores = self.item_scores(samples, predictions)

@@ -4,62 +4,32 @@ prompt from what a caller passes (:func:`resolve_sampling`)."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+
+from ...typed import Int, Num, OptInt, StrTuple, typed_config
 
 
-@dataclass(frozen=True)
+@typed_config(label="sampling", frozen=True)
 class SamplingParams:
-    """How to pick each next token. ``temperature=0`` is greedy (the evaluation default); ``top_k=0`` and
-    ``top_p=1`` switch those filters off; ``repetition_penalty=1`` is off (>1 discourages tokens already in the
-    prompt or the answer: a positive logit is divided by it, a negative one multiplied); ``seed`` makes sampling
-    reproducible; generation stops before the first occurrence of any ``stop`` string (not included in the text)."""
+    """How to pick each next token, checked on construction (one ``ConfigError`` naming the field).
 
-    max_new_tokens: int = 128
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 0
-    repetition_penalty: float = 1.0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
+    Args:
+        max_new_tokens: the longest answer in tokens.
+        temperature: 0 is greedy (the evaluation default); sampled rows divide their logits by it.
+        top_p: nucleus filter (1 = off).
+        top_k: keep the k most probable tokens (0 = off).
+        repetition_penalty: 1 = off; > 1 discourages tokens already in the prompt or the answer (a positive logit
+            is divided by it, a negative one multiplied).
+        seed: makes sampling reproducible, whatever else is in the batch.
+        stop: generation stops before the first occurrence of any of these strings (not included in the text).
+    """
 
-    def __post_init__(self):
-        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
-        object.__setattr__(self, "stop", stop)
-        _check(
-            isinstance(self.max_new_tokens, int)
-            and not isinstance(self.max_new_tokens, bool)
-            and self.max_new_tokens >= 1,
-            "max_new_tokens",
-            self.max_new_tokens,
-            "an integer >= 1",
-        )
-        _check(
-            _is_number(self.temperature) and 0.0 <= self.temperature <= 100.0,
-            "temperature",
-            self.temperature,
-            "a number in [0, 100] (0 = greedy)",
-        )
-        _check(_is_number(self.top_p) and 0.0 < self.top_p <= 1.0, "top_p", self.top_p, "a number in (0, 1]")
-        _check(
-            isinstance(self.top_k, int) and not isinstance(self.top_k, bool) and self.top_k >= 0,
-            "top_k",
-            self.top_k,
-            "an integer >= 0 (0 = off)",
-        )
-        _check(
-            _is_number(self.repetition_penalty) and 0.0 < self.repetition_penalty <= 100.0,
-            "repetition_penalty",
-            self.repetition_penalty,
-            "a number in (0, 100] (1 = off)",
-        )
-        _check(
-            self.seed is None
-            or (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**63),
-            "seed",
-            self.seed,
-            "an integer in [0, 2^63)",
-        )
-        _check(all(isinstance(s, str) and s for s in stop), "stop", self.stop, "non-empty strings")
+    max_new_tokens: Int(ge=1) = 128
+    temperature: Num(ge=0, le=100) = 0.0
+    top_p: Num(gt=0, le=1) = 1.0
+    top_k: Int(ge=0) = 0
+    repetition_penalty: Num(gt=0, le=100) = 1.0
+    seed: OptInt(ge=0, lt=2**63) = None
+    stop: StrTuple = ()
 
     @property
     def greedy(self) -> bool:
@@ -67,15 +37,6 @@ class SamplingParams:
 
     def replace(self, **changes) -> SamplingParams:
         return dataclasses.replace(self, **changes)
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x  # not NaN
-
-
-def _check(ok: bool, name: str, value, what: str) -> None:
-    if not ok:
-        raise ValueError(f"sampling: {name} must be {what}, got {value!r}")
 
 
 def resolve_sampling(sampling, max_new_tokens: int | None, n: int) -> list[SamplingParams]:
