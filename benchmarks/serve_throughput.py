@@ -72,7 +72,7 @@ def run_level(base_url, model_name, bodies, clients):
             t = time.perf_counter()
             try:
                 r = c.chat.completions.create(model=model_name, **bodies[i])
-            except Exception as e:  # reported, not hidden
+            except Exception as e:  # noqa: BLE001 - reported, not hidden
                 errors.append(repr(e))
                 continue
             dt = time.perf_counter() - t

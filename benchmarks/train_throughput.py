@@ -22,10 +22,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cambrian.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX  # noqa: E402
-from cambrian.models.vlm import load_vlm as load_model  # noqa: E402
-from cambrian.train.freeze import apply_freeze  # noqa: E402
-from cambrian.train.metrics import peak_flops, train_flops_per_token  # noqa: E402
+from cambrian.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from cambrian.models.vlm import load_vlm as load_model
+from cambrian.train.freeze import apply_freeze
+from cambrian.train.metrics import peak_flops, train_flops_per_token
 
 
 def _sync(dev):

@@ -262,7 +262,7 @@ def _hints(tp) -> dict | None:
     if dataclasses.is_dataclass(tp) or typing_extensions.is_typeddict(tp):
         try:
             return typing_extensions.get_type_hints(tp, include_extras=True)
-        except Exception:  # an annotation that does not evaluate here: fall back to the names
+        except Exception:  # noqa: BLE001 - an annotation that does not evaluate here: fall back to the names
             return dict.fromkeys(getattr(tp, "__annotations__", {}))
     return None
 

@@ -4,6 +4,13 @@ sys.path)."""
 from __future__ import annotations
 
 
+def one_error_line(capsys) -> str:
+    """The single ``error: ...`` line a user mistake prints on stderr (asserts there is exactly one)."""
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
 def toy_train_config(tmp_path, data, **kw):
     """A ``TrainConfig`` for the toy model on a synthetic LLaVA file ``data`` (images in ``data.parent/images``):
     one epoch, micro-batch 4, no warmup, no periodic checkpoints, no loggers; ``kw`` overrides any field."""

@@ -1,6 +1,7 @@
 """Generation: sampling settings and their logit processing (hand-computed), incremental detokenisation and stop
 strings (a byte-level toy tokenizer), and the decode loop on the random ``tiny`` model (top-k=1 is greedy, seeds
-reproduce, streaming adds up to the batch answer, finished rows leave the batch, cancel, context limit)."""
+reproduce, streaming adds up to the batch answer, finished rows leave the batch, cancel, context limit), its plug-ins
+(per-row processors, option likelihood), and no library noise on the console."""
 
 from __future__ import annotations
 
@@ -512,3 +513,38 @@ def test_score_options_equals_teacher_forced_likelihood_on_both_implementations(
     assert [len(s) for s in batched] == [2, 3]
     for b, s in zip(batched, solo):
         assert b == pytest.approx(s, abs=1e-4)
+
+
+def test_generation_and_long_tokenisation_do_not_print_library_noise(tmp_path):
+    import logging
+    import warnings
+
+    from cambrian.models.cambrian_model import CambrianModel
+    from cambrian.models.llm.tokenize import tokenize_conversation
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    h = Keep()
+    tlog = logging.getLogger("transformers")
+    tlog.addHandler(h)
+    try:
+        m = CambrianModel.load("tiny")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            m.generate_text(["<image>\nhi"], [[Image.new("RGB", (8, 8))]], max_new_tokens=3)
+            tok = m.tokenizer
+            tok.model_max_length = 8
+            tok.deprecation_warnings.pop("sequence-length-is-longer-than-the-specified-maximum", None)
+            msgs = [{"role": "user", "content": "red " * 40}, {"role": "assistant", "content": "blue " * 40}]
+            ids = tokenize_conversation(msgs, m.template, tok, None)["input_ids"]
+        assert len(ids) > 8
+    finally:
+        tlog.removeHandler(h)
+    noisy = [str(w.message) for w in caught if "past_key_values" in str(w.message) or "cache_params" in str(w.message)]
+    assert not noisy, noisy
+    logged = [r.getMessage() for r in records]
+    assert not [x for x in logged if "are deprecated" in x or "Token indices sequence length" in x], logged

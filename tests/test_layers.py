@@ -1,5 +1,7 @@
 """The import layers of docs/ARCHITECTURE.md, checked on the source: a module may import its own layer and the
-layers below it, never one above (function-level imports count too: a lazy import is still a dependency)."""
+layers below it, never one above (function-level imports count too: a lazy import is still a dependency); train/ and
+serve/ use the model contracts only; the config layer loads no torch; nothing unpickles, prints or cites documents
+outside the repository."""
 
 from __future__ import annotations
 
@@ -35,11 +37,7 @@ def top(module: Path) -> str:
 def imported(path: Path) -> list[tuple[int, str]]:
     """(line, absolute dotted module) for every import in ``path`` that targets the cambrian package."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    pkg_parts = ["cambrian", *path.relative_to(PKG).with_suffix("").parts]
-    if path.name == "__init__.py":
-        pkg_parts = pkg_parts[:-1]
-    else:
-        pkg_parts = pkg_parts[:-1]
+    pkg_parts = ["cambrian", *path.relative_to(PKG).with_suffix("").parts][:-1]  # the package holding the module
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
@@ -207,22 +205,28 @@ def test_the_checker_sees_a_violation(tmp_path, monkeypatch):
     assert found == ["models/m.py:2 (models) imports cambrian.train.trainer (train, a higher layer)"]
 
 
-@pytest.mark.parametrize("name", sorted(TORCH_FREE))
-def test_low_layers_do_not_import_torch(name):
-    """The config layer (configs, presets, prompts) is data: importing it and resolving a preset loads no torch."""
+def test_low_layers_do_not_import_torch():
+    """The config layer (configs, presets, prompts) is data: importing all of it and resolving a preset loads no
+    torch (one interpreter; when it does, each module is tried alone to name the culprit)."""
     import subprocess
     import sys
 
-    code = (
-        f"import sys, importlib; importlib.import_module('cambrian.{name}'); "
-        "from cambrian.presets.models import resolve_model_config; resolve_model_config('cambrian-8b'); "
-        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
-    )
-    if not (PKG / f"{name}.py").exists() and not (PKG / name).is_dir():
-        pytest.fail(f"cambrian.{name} is listed as torch-free but does not exist")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    missing = [n for n in sorted(TORCH_FREE) if not (PKG / f"{n}.py").exists() and not (PKG / n).is_dir()]
+    assert not missing, f"listed as torch-free but missing: {missing}"
+
+    def heavy_modules_after(names) -> str:
+        code = (
+            f"import sys, importlib; [importlib.import_module('cambrian.' + n) for n in {sorted(names)!r}]; "
+            "from cambrian.presets.models import resolve_model_config; resolve_model_config('cambrian-8b'); "
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    if heavy_modules_after(TORCH_FREE) != "[]":
+        culprits = {n: heavy_modules_after([n]) for n in sorted(TORCH_FREE)}
+        pytest.fail(f"the config layer imports torch / transformers: {culprits}")
 
 
 @pytest.mark.parametrize(
@@ -309,11 +313,29 @@ def test_a_wheel_ships_the_presets_and_recipes(tmp_path):
 
 
 def test_no_citations_of_documents_outside_the_repository():
-    """Comments cite docs/official-code.md (in the repository), not section numbers of reference files that are not."""
+    """Comments cite docs/official-code.md (in the repository), not section numbers of reference files that are not:
+    in the code and in the preset and recipe YAMLs."""
+    files = sorted([*PKG.rglob("*.py"), *(PKG / "presets").rglob("*.yaml")])
     found = [
         f"{p.relative_to(PKG)}:{i}"
-        for p in sorted(PKG.rglob("*.py"))
+        for p in files
         for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
-        if "§" in line
+        if "§" in line or "the issue's" in line
     ]
     assert not found, found
+
+
+def test_citations_of_the_official_code_notes_name_existing_sections():
+    """Every ``docs/official-code.md#anchor`` in the code, the presets and the docs names a section of that page."""
+    import re
+
+    docs = PKG.parent / "docs"
+    headings = re.findall(r"^#+ (.+)$", (docs / "official-code.md").read_text(encoding="utf-8"), re.M)
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+    files = [*PKG.rglob("*.py"), *(PKG / "presets").rglob("*.yaml"), *docs.rglob("*.md"), PKG.parent / "README.md"]
+    cited = {
+        (f"{p.relative_to(PKG.parent)}", a)
+        for p in files
+        for a in re.findall(r"official-code\.md#([\w-]+)", p.read_text(encoding="utf-8"))
+    }
+    assert cited and not [c for c in cited if c[1] not in anchors], sorted(c for c in cited if c[1] not in anchors)

@@ -127,3 +127,12 @@ def test_fsdp_wraps_exactly_the_units_the_8b_shaped_model_declares():
         assert torch.isfinite(loss)
     finally:
         dist.destroy_process_group()
+
+
+def test_the_recipe_choices_are_the_registered_strategies():
+    """train/config.py lists the strategies without importing torch (the config layer stays light); they must be
+    exactly the registry's (plus auto)."""
+    from cambrian.train.config import DISTRIBUTED
+    from cambrian.train.strategies import STRATEGIES
+
+    assert set(DISTRIBUTED) == {"auto", *STRATEGIES.names()}

@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cambrian.constants import IGNORE_INDEX, IMAGE_TOKEN, IMAGE_TOKEN_INDEX
+from cambrian.errors import InputError
 from cambrian.models.generate import GenerationMixin, Prefill
 from cambrian.models.training import adapter_parameters
 
@@ -174,7 +175,7 @@ class ToyVLM(GenerationMixin, nn.Module):
         flat = [im for ims in images for im in ims]
         n_tags = sum(t == IMAGE_TOKEN_INDEX for s in ids for t in s)
         if n_tags != len(flat):
-            raise ValueError(f"{n_tags} {IMAGE_TOKEN} placeholders but {len(flat)} images")
+            raise InputError(f"{n_tags} {IMAGE_TOKEN} placeholders but {len(flat)} images")
         features = [enc(enc.preprocess(flat)) for enc in self.encoders] if flat else None
         rows, _ = self._embed_rows([torch.tensor(s) for s in ids], None, features)
         state = ToyDecoderState(self.llm, rows)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import InputError
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", help="checkpoint directory (ours or released format), or a hub id (online)")
@@ -46,7 +48,7 @@ def parse_towers(items: list[str]) -> tuple[dict, dict]:
     for it in items or []:
         name, eq, rest = it.rpartition("=")
         if not eq or not name or not rest:
-            raise ValueError(f"--tower expects NAME=PRESET[@DIR], got {it!r}")
+            raise InputError(f"--tower expects NAME=PRESET[@DIR], got {it!r}")
         preset, at, d = rest.partition("@")
         presets[name] = preset
         if at:
@@ -68,7 +70,7 @@ def parse_size(text: str) -> int:
     try:
         return int(t)
     except ValueError:
-        raise ValueError(f"--max-shard-size {text!r}: expected a size such as 5GB or 500MB") from None
+        raise InputError(f"--max-shard-size {text!r}: expected a size such as 5GB or 500MB") from None
 
 
 def run(args) -> int:
@@ -88,7 +90,7 @@ def run(args) -> int:
         if src.is_dir() and not (src / "config.json").is_file():
             raise FileNotFoundError(f"{src} has no config.json (not a checkpoint)")
         if presets or dirs or args.template:
-            raise ValueError("--tower / --template apply to released-format sources only")
+            raise InputError("--tower / --template apply to released-format sources only")
         model = CambrianModel.from_pretrained(args.src, force=args.force)
     if args.to == "official":
         save_release(model, out, max_shard_bytes=parse_size(args.max_shard_size))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..errors import InputError
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -66,7 +68,7 @@ def run(args) -> int:
         cfg = release.pop("config")
     else:
         if args.tower or args.template:
-            raise ValueError("--tower / --template apply to released-format checkpoints only")
+            raise InputError("--tower / --template apply to released-format checkpoints only")
         cfg = resolve_model_config(args.model)
     counts = count_parameters(cfg)
     d = {"name": cfg.name, "connector_type": cfg.connector.type, "llm_template": cfg.llm.template, **counts.to_dict()}

@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from ..errors import InputError
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="checkpoint directory, hub id, or model preset name (e.g. nano)")
@@ -130,7 +132,7 @@ def run(args) -> int:
         graceful_timeout_s=args.graceful_timeout,
     )
     if not 0 <= args.port <= 65535:
-        raise ValueError(f"--port must be in 0..65535, got {args.port}")
+        raise InputError(f"--port must be in 0..65535, got {args.port}")
     if not _is_loopback(args.host) and not settings.api_key:
         print(
             f"warning: listening on {args.host} without --api-key: anyone who can reach this port can use the model",

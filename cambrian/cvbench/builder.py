@@ -56,6 +56,7 @@ import numpy as np
 from pydantic import ConfigDict, with_config
 from typing_extensions import TypedDict
 
+from ..errors import InputError
 from ..typed import Bool, ConfigError, Int, Num, OptInt, build, typed_config
 from .schema import letter
 from .writer import write_cvbench
@@ -76,6 +77,7 @@ T_DISTANCE = (
 )
 
 
+OMNI3D_SEED_OFFSET = 1_000_003  # the 3D questions draw from their own random stream (same seed, other draws)
 PER_IMAGE_DEFAULTS = {"Count": 2, "Relation": 1, "Depth": 1, "Distance": 1}
 
 
@@ -385,7 +387,7 @@ def questions_from_omni3d(
     """Depth and Distance questions from Omni3D-style 3D boxes."""
     params = params or BuildParams()
     stats = stats if stats is not None else Counter()
-    rng = np.random.default_rng(seed + 1_000_003)
+    rng = np.random.default_rng(seed + OMNI3D_SEED_OFFSET)
     cat_names = {c["id"]: c["name"] for c in omni.get("categories", [])}
     by_image = defaultdict(list)
     for a in omni["annotations"]:
@@ -507,7 +509,7 @@ def build_cvbench(
             data, params, seed, source=source_3d, source_dataset=source_dataset_3d, image_root=root, stats=stats
         )
     if not qs:
-        raise ValueError("no questions: give COCO-style and/or Omni3D-style annotations with usable objects")
+        raise InputError("no questions: give COCO-style and/or Omni3D-style annotations with usable objects")
     report = {"params": asdict(params), "seed": seed, "dropped": dict(stats)}
     return write_cvbench(qs, out_dir, box_width=params.box_width, extra_report=report, progress=progress)
 

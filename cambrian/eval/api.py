@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from ..errors import InputError
 from ..registry import Registry
 
 
@@ -101,7 +102,7 @@ class Benchmark(ABC):
     def __init__(self, scorer: str = OFFICIAL, **options):
         self.opts = {**self.options, **check_options(self, options)}
         if scorer not in self.scorers():
-            raise ValueError(f"benchmark {self.name!r}: no {scorer!r} scorer; available: {', '.join(self.scorers())}")
+            raise InputError(f"benchmark {self.name!r}: no {scorer!r} scorer; available: {', '.join(self.scorers())}")
         self.scorer = scorer
         if scorer != OFFICIAL:
             self.primary_metric = f"{type(self).primary_metric}_{scorer}"

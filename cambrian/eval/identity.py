@@ -10,6 +10,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import InputError
 from ..models.vlm import saved_model_files
 from ..utils.log import get_logger
 from .api import Benchmark, EvalSample
@@ -19,7 +20,7 @@ log = get_logger("eval")
 IDENTITY_NAME = "run_identity.json"
 
 
-class RunMismatch(ValueError):
+class RunMismatch(InputError):
     """The output directory holds results of a different run (model, weights, vision, options or data)."""
 
 

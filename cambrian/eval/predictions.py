@@ -11,13 +11,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import InputError
 from ..utils.io import atomic_write_text
 from .api import EvalSample
 
 
 def shard_range(n: int, index: int, count: int) -> range:
     if not 0 <= index < count:
-        raise ValueError(f"shard index {index} out of range for {count} shards")
+        raise InputError(f"shard index {index} out of range for {count} shards")
     size = math.ceil(n / count) if n else 0
     return range(min(n, index * size), min(n, (index + 1) * size))
 

@@ -36,8 +36,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import InputError
 from ..utils.io import append_jsonl, atomic_write_json, repair_jsonl
 from ..utils.log import get_logger
+from ..utils.progress import progress_bar
 from .api import Benchmark, EvalSample, GenerationOptions, GenerationRequest
 from .identity import (
     IDENTITY_NAME,
@@ -84,7 +86,7 @@ def generate_predictions(
 ) -> dict:
     """Generate answers for the samples not yet in ``path`` and append them. Returns timing stats."""
     if vision not in VISION_SETTINGS:
-        raise ValueError(f"vision must be one of {VISION_SETTINGS}, got {vision!r}")
+        raise InputError(f"vision must be one of {VISION_SETTINGS}, got {vision!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     repair_jsonl(path)  # a torn last line from a kill
     done = {str(k) for k in read_predictions(path)}
@@ -92,11 +94,7 @@ def generate_predictions(
     pending.sort(key=lambda s: (len(s.images), len(s.prompt)))
     options = GenerationOptions(max_new_tokens=max_new_tokens or bench.max_new_tokens)
     t0 = time.perf_counter()
-    bar = None
-    if progress and pending:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(pending), desc=bench.name, unit="sample", dynamic_ncols=True)
+    bar = progress_bar(total=len(pending), desc=bench.name, unit="sample", enabled=progress and bool(pending))
     missing: list[dict] = []
     with open(path, "a", encoding="utf-8") as f:
         for batch in _batches(pending, max(1, batch_size)):
@@ -116,10 +114,8 @@ def generate_predictions(
                 raise RuntimeError(f"model returned {len(outs)} answers for {len(ready)} requests")
             for s, o in zip(ready, outs):
                 append_jsonl(f, {"idx": s.idx, "prediction": o})
-            if bar is not None:
-                bar.update(len(batch))
-    if bar is not None:
-        bar.close()
+            bar.update(len(batch))
+    bar.close()
     record = missing_images_path(path)
     if missing:
         atomic_write_json(record, {"missing_images": missing})
@@ -220,7 +216,7 @@ def run_benchmarks(
     of a different model / weights / vision / options / data raise ``RunMismatch`` unless ``overwrite``, which
     replaces the outputs of the benchmarks run now (other benchmarks' directories are left as they are)."""
     if vision not in VISION_SETTINGS:
-        raise ValueError(f"vision must be one of {VISION_SETTINGS}, got {vision!r}")
+        raise InputError(f"vision must be one of {VISION_SETTINGS}, got {vision!r}")
     run_dir = Path(run_dir)
     shard = shard if shard is not None else env_shard()
     label = getattr(model, "name", "model")

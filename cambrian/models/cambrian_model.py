@@ -26,6 +26,8 @@ import torch.nn as nn
 
 from ..config import CambrianConfig
 from ..constants import IGNORE_INDEX, IMAGE_TOKEN
+from ..errors import InputError
+from ..typed import ConfigError
 from ..utils.quiet import quiet_cache_deprecation
 from .connectors.base import ImageSpan, VisualTokens
 from .generate import GenerationMixin, KVCacheState, Prefill
@@ -94,9 +96,9 @@ class CambrianModel(GenerationMixin, nn.Module):
         model = cls.from_config(config, load_weights=False, force=force)
         missing, unexpected = load_model(model, str(path / WEIGHTS_NAME), strict=False)
         if unexpected:
-            raise ValueError(f"{path / WEIGHTS_NAME}: unexpected tensors {sorted(unexpected)[:5]}...")
+            raise InputError(f"{path / WEIGHTS_NAME}: unexpected tensors {sorted(unexpected)[:5]}...")
         if missing:
-            raise ValueError(f"{path / WEIGHTS_NAME}: missing tensors {sorted(missing)[:5]}...")
+            raise InputError(f"{path / WEIGHTS_NAME}: missing tensors {sorted(missing)[:5]}...")
         model.connector_trained = True
         if dtype is not None:
             model.to(dtype)
@@ -142,7 +144,7 @@ class CambrianModel(GenerationMixin, nn.Module):
         layers = self._decoder_layers()
         for idx in getattr(self.connector, "in_llm_layers", []):
             if idx >= len(layers):
-                raise ValueError(
+                raise ConfigError(
                     f"connector wants in-LLM aggregation after layer {idx} but the LLM has {len(layers)} layers"
                 )
             self._hooks.append(layers[idx].register_forward_hook(self._make_hook(idx)))
@@ -448,7 +450,7 @@ class CambrianModel(GenerationMixin, nn.Module):
         for i, (t, ims) in enumerate(zip(texts, images)):
             n_tags = _count_image_tags(t)
             if n_tags != len(ims):
-                raise ValueError(f"prompt {i} has {n_tags} {IMAGE_TOKEN} placeholders but {len(ims)} images")
+                raise InputError(f"prompt {i} has {n_tags} {IMAGE_TOKEN} placeholders but {len(ims)} images")
         seqs = [self.prompt_ids(t, system) for t in texts]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         T = max(len(s) for s in seqs)

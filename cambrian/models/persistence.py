@@ -8,6 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..errors import InputError
+
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 # the files that identify a saved model (run fingerprints), in the order they are written: config.json last, so a
@@ -84,7 +86,7 @@ def resolve_checkpoint(path) -> Path:
             raise FileNotFoundError(f"{p} has no config.json (not a cambrian checkpoint)")
         return p
     if p.exists():
-        raise ValueError(f"{p} is a file; expected a checkpoint directory")
+        raise InputError(f"{p} is a file; expected a checkpoint directory")
     from ..hub import looks_like_repo_id, offline
 
     if offline() or not looks_like_repo_id(str(path)):

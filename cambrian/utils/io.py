@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
+
 
 def current_umask() -> int:
     """The process umask, read without changing it where the OS allows (``/proc/self/status``)."""
@@ -74,7 +76,7 @@ def read_jsonl(path: str | os.PathLike) -> Iterable[dict]:
             try:
                 yield json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+                raise InputError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
 
 
 def append_jsonl(f, obj: Any) -> None:

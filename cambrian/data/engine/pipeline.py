@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ...utils.io import atomic_write_json, repair_jsonl, temp_file_beside
 from ...utils.log import get_logger
+from ...utils.progress import progress_bar
 from .html import page_title, parse_sections
 from .images import MAX_PIXELS, MAX_SIDE, ImageSkip, normalize_image
 from .llm import LLMError
@@ -132,14 +133,7 @@ def run_engine(
     t0 = time.perf_counter()
     units = [(f, sf, t) for f, subs in topics.items() for sf, ts in subs.items() for t in ts]
     seen_pages: set[str] = set()
-    bar = None
-    if progress:
-        try:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(units), desc="engine topics", unit="topic", dynamic_ncols=True)
-        except ImportError:  # pragma: no cover
-            bar = None
+    bar = progress_bar(total=len(units), desc="engine topics", unit="topic", enabled=progress)
     stop = False
     try:
         with open(data_path, "a", encoding="utf-8") as data_f, open(fail_path, "a", encoding="utf-8") as fail_f:
@@ -165,8 +159,7 @@ def run_engine(
             for field, subfield, topic in units:
                 if stop:
                     break
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
                 c["topics"] += 1
                 try:
                     refs = source.search(topic, opt.pages_per_topic)
@@ -271,8 +264,7 @@ def run_engine(
                                 stop = True
                                 break
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
         stats = _write_stats(out, c, fails, opt, time.perf_counter() - t0)
     log.info(
         f"{c['records']} new records ({stats['totals']['records']} in data.jsonl), {c['pages_fetched']} pages, "

@@ -20,7 +20,7 @@ import torch
 from ...config import CambrianConfig, EncoderConfig
 from ...constants import IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 from .config import ReleaseFormatError, config_to_official, is_official_config, official_to_config
-from .weights import WEIGHT_FILES, check_keys, iter_shards, list_keys, ours_to_official, write_shards
+from .weights import check_keys, iter_shards, list_keys, ours_to_official, write_shards
 
 CONFIG_MAX_BYTES = 4 << 20  # a config.json larger than this is refused before parsing
 TOKENIZER_PATTERNS = [
@@ -203,12 +203,3 @@ def save_release(
 
     atomic_write_json(out / "config.json", cfg)
     return out
-
-
-def has_weights(path: str | os.PathLike) -> bool:
-    p = Path(path)
-    return (
-        any((p / f).exists() for f in WEIGHT_FILES)
-        or any(p.glob("model-*.safetensors"))
-        or any(p.glob("pytorch_model*.bin"))
-    )
