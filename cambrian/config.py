@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import field
 from pathlib import Path
 
-from .typed import Bool, Choice, Int, Mapping, Num, OptInt, OptStr, Str, build, typed_config
+from .typed import Bool, Choice, ConfigError, Int, Mapping, Num, OptInt, OptStr, Str, build, typed_config
 
 RGB = tuple[Num(), Num(), Num()]
 PositiveRGB = tuple[Num(gt=0), Num(gt=0), Num(gt=0)]
@@ -74,7 +74,7 @@ class ConnectorConfig:
     def grid(self) -> int:
         side = int(round(self.image_token_len**0.5))
         if side * side != self.image_token_len:
-            raise ValueError(f"connector.image_token_len={self.image_token_len} is not a square number")
+            raise ConfigError(f"connector.image_token_len={self.image_token_len} is not a square number")
         return side
 
 

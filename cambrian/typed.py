@@ -39,8 +39,11 @@ class ConfigError(UserError, ValueError):
     """A config / override mistake; the message names the field."""
 
 
-def typed_config(cls=None, **kwargs):
-    """``@typed_config`` on a dataclass body: construction validates every field (unknown keywords refused)."""
+def typed_config(cls=None, *, label: str | None = None, **kwargs):
+    """``@typed_config`` on a dataclass body: construction validates every field (unknown keywords refused).
+    ``label``: prefix of the error messages (``sampling: top_p must be ...``); ``kwargs`` go to pydantic's
+    dataclass (``frozen=True``)."""
+    prefix = f"{label}: " if label else ""
 
     def wrap(c):
         c = _pydantic_dataclass(c, config=STRICT, **kwargs)
@@ -50,7 +53,7 @@ def typed_config(cls=None, **kwargs):
             try:
                 init(self, *args, **kw)
             except ValidationError as e:
-                raise ConfigError(format_error(e, c)) from None
+                raise ConfigError(prefix + format_error(e, c)) from None
 
         __init__.__doc__ = init.__doc__
         c.__init__ = __init__
@@ -74,16 +77,11 @@ def _fail(message: str, value) -> None:
 
 
 def _range_text(ge=None, gt=None, le=None, lt=None) -> str:
-    parts = []
-    if gt is not None:
-        parts.append(f"> {gt:g}")
-    if ge is not None:
-        parts.append(f">= {ge:g}")
-    if lt is not None:
-        parts.append(f"< {lt:g}")
-    if le is not None:
-        parts.append(f"<= {le:g}")
-    return " and ".join(parts)
+    def num(v) -> str:
+        return str(v) if isinstance(v, int) else f"{v:g}"
+
+    ops = ((">", gt), (">=", ge), ("<", lt), ("<=", le))
+    return " and ".join(f"{op} {num(v)}" for op, v in ops if v is not None)
 
 
 def _in_range(v, ge=None, gt=None, le=None, lt=None) -> bool:
@@ -179,6 +177,14 @@ def _opt_str_list(v):
     return None if v is None else _str_list(v)
 
 
+def _nonempty_str_tuple(v):
+    if isinstance(v, str):
+        v = (v,)
+    if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) and x for x in v):
+        _fail("must be non-empty strings", v)
+    return tuple(v)
+
+
 def Choice(*choices):
     def check(v):
         if v not in choices or isinstance(v, bool):
@@ -204,6 +210,7 @@ Str = Annotated[str, BeforeValidator(_str(False))]
 OptStr = Annotated[str | None, BeforeValidator(_str(True))]
 StrList = Annotated[list[str], BeforeValidator(_str_list)]
 OptStrList = Annotated[list[str] | None, BeforeValidator(_opt_str_list)]
+StrTuple = Annotated[tuple[str, ...], BeforeValidator(_nonempty_str_tuple)]  # one string or several, none empty
 Mapping = Annotated[dict, BeforeValidator(_mapping)]
 
 
@@ -255,7 +262,7 @@ def _hints(tp) -> dict | None:
     if dataclasses.is_dataclass(tp) or typing_extensions.is_typeddict(tp):
         try:
             return typing_extensions.get_type_hints(tp, include_extras=True)
-        except Exception:  # an annotation that does not evaluate here: fall back to the names
+        except Exception:  # noqa: BLE001 - an annotation that does not evaluate here: fall back to the names
             return dict.fromkeys(getattr(tp, "__annotations__", {}))
     return None
 

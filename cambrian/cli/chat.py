@@ -52,7 +52,7 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def sampling_from_args(args):
-    from ..models.generation import SamplingParams
+    from ..models.generate import SamplingParams
 
     return SamplingParams(
         max_new_tokens=args.max_new_tokens,

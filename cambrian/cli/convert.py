@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import InputError
 from .tower_flag import add_tower_argument, towers_from_args
 
 
@@ -47,7 +48,7 @@ def parse_size(text: str) -> int:
     try:
         return int(t)
     except ValueError:
-        raise ValueError(f"--max-shard-size {text!r}: expected a size such as 5GB or 500MB") from None
+        raise InputError(f"--max-shard-size {text!r}: expected a size such as 5GB or 500MB") from None
 
 
 def run(args) -> int:
@@ -69,7 +70,7 @@ def run(args) -> int:
         if src.is_dir() and not (src / "config.json").is_file():
             raise FileNotFoundError(f"{src} has no config.json (not a checkpoint)")
         if towers or args.template:
-            raise ValueError("--tower / --template apply to released-format sources only")
+            raise InputError("--tower / --template apply to released-format sources only")
         model = CambrianModel.from_pretrained(args.src, force=args.force)
     if args.to == "official":
         save_release(model, out, max_shard_bytes=parse_size(args.max_shard_size))

@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..errors import InputError
 from .tower_flag import add_tower_argument, towers_from_args
 
 
@@ -133,13 +134,13 @@ def run(args) -> int:
         graceful_timeout_s=args.graceful_timeout,
     )
     if not 0 <= args.port <= 65535:
-        raise ValueError(f"--port must be in 0..65535, got {args.port}")
+        raise InputError(f"--port must be in 0..65535, got {args.port}")
     if not _is_loopback(args.host) and not settings.api_key:
         print(
             f"warning: listening on {args.host} without --api-key: anyone who can reach this port can use the model",
             file=sys.stderr,
         )
-    from ..serve.app import bind_socket, run_server
+    from ..serve.server import bind_socket, run_server
 
     sock = bind_socket(args.host, args.port)  # a busy port fails now, not after loading the model
     model = load_model(args.model, args.device, towers_from_args(args))

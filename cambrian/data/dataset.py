@@ -119,7 +119,7 @@ def open_images(paths: Sequence[Path]):
             with Image.open(p) as im:
                 im.load()
                 out.append(im.convert("RGB"))
-        except Exception as e:  # UnidentifiedImageError, truncated file, decompression bomb, ...
+        except Exception as e:  # noqa: BLE001 - UnidentifiedImageError, truncated file, decompression bomb, ...
             raise BadSample("corrupt_image", f"{p}: {e}") from None
     return out
 

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
+
 TEXT_ONLY_VALUES = ("", "None", "none", "nan")  # docs/official-code.md#data: these mean "no image"
 _CHUNK = 4 << 20
 
@@ -118,7 +120,7 @@ def iter_json_array_spans(path: Path):
         raise DataFileError(f"{path}: truncated JSON array")
 
 
-class ImageOutsideRoot(ValueError):
+class ImageOutsideRoot(InputError):
     """A record's image path (``../..``, absolute) points outside the source's image root."""
 
     def __init__(self, rel: str, root: Path):
@@ -136,7 +138,7 @@ def inside_root(path: Path, root: Path) -> bool:
     return Path(os.path.realpath(path)).is_relative_to(Path(os.path.realpath(root_abs)))
 
 
-class DataFileError(ValueError):
+class DataFileError(InputError):
     """A data file that cannot be used at all (empty: no records)."""
 
 
@@ -325,9 +327,6 @@ class LlavaSource:
         if self.confine and not inside_root(full, self.image_root):
             raise ImageOutsideRoot(rel, self.image_root)
         return full
-
-    def is_multimodal(self) -> np.ndarray:
-        return self.lengths > 0
 
     def __getstate__(self) -> dict[str, Any]:
         d = dict(self.__dict__)

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..constants import IMAGE_TOKEN
+from ..errors import InputError
 from .api import GenerationOptions, GenerationRequest
 
 
@@ -139,7 +140,7 @@ def load_eval_model(spec: str, device: str | None = None, name: str | None = Non
         rest = spec[len("openai:") :]
         base, _, model = rest.partition("#")
         if not base or not model:
-            raise ValueError(
+            raise InputError(
                 "expected openai:<base_url>#<model_name>, e.g. openai:http://127.0.0.1:8000/v1#cambrian-8b"
             )
         return OpenAIChatModel(base, model)

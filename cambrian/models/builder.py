@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import CambrianConfig
+from ..typed import ConfigError
 
 
 def build_components(config: CambrianConfig, load_weights: bool = True):
@@ -18,7 +19,7 @@ def build_components(config: CambrianConfig, load_weights: bool = True):
     from .llm.loader import load_llm
 
     if not config.encoders:
-        raise ValueError("a Cambrian model needs at least one vision encoder (config.encoders is empty)")
+        raise ConfigError("a Cambrian model needs at least one vision encoder (config.encoders is empty)")
     encoders = [build_encoder(e, load_weights=load_weights) for e in config.encoders]
     llm, tokenizer = load_llm(config.llm, load_weights=load_weights)
     config.llm.hf_config = llm.config.to_dict()  # the caller's own copy (from_config deep-copies): rebuilds offline

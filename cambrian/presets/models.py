@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from ..config import CambrianConfig
+from ..typed import ConfigError
 from .encoders import expand_encoder_entry
 
 PRESET_DIR = Path(__file__).resolve().parent / "models"
@@ -49,16 +50,16 @@ def load_preset(name: str) -> CambrianConfig:
 def config_from_mapping(data: dict, where: str = "config") -> CambrianConfig:
     """A model-config mapping whose encoder entries may be preset ids -> ``CambrianConfig`` (errors name ``where``)."""
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping at top level, got {type(data).__name__}")
+        raise ConfigError(f"{where}: expected a mapping at top level, got {type(data).__name__}")
     data = dict(data)
     encs = data.get("encoders", [])
     if not isinstance(encs, list):
-        raise ValueError(f"{where}: encoders must be a list of preset ids or mappings")
+        raise ConfigError(f"{where}: encoders must be a list of preset ids or mappings")
     try:
         data["encoders"] = [dataclasses.asdict(expand_encoder_entry(e)) for e in encs]
         return CambrianConfig.from_dict(data)
     except (TypeError, ValueError) as e:  # an unknown preset id stays a KeyError listing the valid ids
-        raise ValueError(f"{where}: {e}") from None
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def resolve_model_config(preset_or_dir: str) -> CambrianConfig:
@@ -70,6 +71,6 @@ def resolve_model_config(preset_or_dir: str) -> CambrianConfig:
         try:
             data = yaml.safe_load(p.read_text(encoding="utf-8"))
         except yaml.YAMLError as e:
-            raise ValueError(f"{p}: not valid YAML: {e}") from None
+            raise ConfigError(f"{p}: not valid YAML: {e}") from None
         return config_from_mapping(data, where=str(p))
     return load_preset(preset_or_dir)

@@ -78,7 +78,7 @@ def decode_image(raw: bytes, max_pixels: int, param: str | None = None, reserve=
             im = Image.open(io.BytesIO(raw), formats=FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # PIL's own, looser limit
         raise _too_large("the image is too large;", max_pixels, param) from None
-    except Exception:
+    except Exception:  # noqa: BLE001 - untrusted bytes: any decoding failure is the client's 400
         raise bad_request(
             f"image_url: not a readable image ({', '.join(FORMATS)})", param=param, code="invalid_image"
         ) from None
@@ -91,7 +91,7 @@ def decode_image(raw: bytes, max_pixels: int, param: str | None = None, reserve=
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return im.convert("RGB")
-    except Exception:
+    except Exception:  # noqa: BLE001 - untrusted bytes: any decoding failure is the client's 400
         raise bad_request(
             "image_url: the image data is corrupt or truncated", param=param, code="invalid_image"
         ) from None

@@ -5,7 +5,7 @@ protocol does), plus the decoded images in tag order; and the request's sampling
 from __future__ import annotations
 
 from ..constants import IMAGE_TOKEN
-from ..models.generation import SamplingParams
+from ..models.generate import SamplingParams
 from .errors import bad_request
 from .images import load_image_url
 from .schema import ChatCompletionRequest

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import UserError
+from ...errors import InputError, UserError
 from ...utils.io import temp_file_beside
 from ...utils.log import get_logger
+from ...utils.progress import progress_bar
 from ..mixing import SourceSpec, plan_mixture
 from .dedup import DigestSpool
 from .recipe import CurateRecipe
@@ -94,7 +95,7 @@ def count_duplicates(tallies, dups: np.ndarray, bases: list[int], end: int) -> N
 def selection(n: int, k: int, seed: int, name: str) -> Iterator[bool]:
     """Algorithm S: ``n`` flags, exactly ``k`` True, every k-subset equally likely; seeded by (seed, source)."""
     if not 0 <= k <= n:
-        raise ValueError(f"cannot select {k} of {n}")
+        raise InputError(f"cannot select {k} of {n}")
     rand = random.Random(f"cambrian-curate:{seed}:{name}").random
     need, left = k, n
     while left:
@@ -249,10 +250,5 @@ def curate(
 
 
 def _bar(progress: bool, total: int, desc: str, unit: str):
-    if not progress:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        return None
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True, leave=False)
+    """A bar, or None without ``progress`` (the scan then skips its byte counting)."""
+    return progress_bar(total=total, desc=desc, unit=unit, unit_scale=True, leave=False) if progress else None

@@ -168,7 +168,7 @@ class MediaWikiSource(PageSource):
         self.limiter.wait()
         req = urllib.request.Request(url, headers={"User-Agent": self.user_agent})
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:  # noqa: S310 - http(s) URLs only
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:  # http(s) URLs only
                 data = r.read(max_bytes + 1)
         except urllib.error.HTTPError as e:
             transient = e.code == 429 or e.code >= 500

@@ -82,6 +82,11 @@ class Connector(nn.Module):
         """LLM decoder-layer indices after which ``apply_in_llm`` runs (empty: none)."""
         return []
 
+    def sva_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the connector's SVA (spatial vision aggregation) modules, trained with ``sva_lr``;
+        the rest of the connector is the ``projector`` group. None by default."""
+        return []
+
     def apply_in_llm(
         self, layer_idx: int, hidden: torch.Tensor, spans: Sequence[ImageSpan], state: Any
     ) -> torch.Tensor:

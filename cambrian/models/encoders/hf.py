@@ -25,6 +25,7 @@ import torch
 
 from ...config import EncoderConfig
 from ...hub import offline
+from ...typed import ConfigError
 from .base import ENCODER_BACKENDS, VisionEncoder, resize_grid, tokens_to_grid
 
 
@@ -35,7 +36,7 @@ def config_from_dict(d: dict):
     d = dict(d)
     model_type = d.pop("model_type", None)
     if not model_type:
-        raise ValueError("encoder hf_config has no 'model_type'; cannot tell which architecture to build")
+        raise ConfigError("encoder hf_config has no 'model_type'; cannot tell which architecture to build")
     for k in ("transformers_version", "_name_or_path", "architectures"):
         d.pop(k, None)
     return AutoConfig.for_model(model_type, **d)
@@ -86,7 +87,7 @@ class _Adapter:
         if prefix is None:
             prefix = self.num_prefix(model, cfg)
         if not cfg.drop_cls and prefix:
-            raise ValueError(
+            raise ConfigError(
                 f"encoder {cfg.id!r}: drop_cls=False cannot give a square grid ({prefix} prefix token(s)); "
                 "the grid contract [B, s, s, C] needs them dropped"
             )
@@ -221,7 +222,7 @@ def build_hf_encoder(cfg: EncoderConfig, load_weights: bool = True, family: str 
         cfg.hf_config = hf
     else:
         if not cfg.hf_config:
-            raise ValueError(
+            raise ConfigError(
                 f"encoder {cfg.id!r}: no weights to load (load_weights={load_weights}, name_or_path="
                 f"{cfg.name_or_path!r}) and no hf_config architecture to build a random tower from"
             )

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ...errors import InputError
+
 
 def default_pad_color(mean: Sequence[float]) -> tuple[int, int, int]:
     # The official code truncates: tuple(int(x * 255) for x in image_mean).
@@ -36,8 +38,8 @@ def load_image(img) -> Image.Image:
             return im.convert("RGB")
     except FileNotFoundError:
         raise FileNotFoundError(f"image file not found: {img}") from None
-    except Exception as e:  # PIL.UnidentifiedImageError, truncated files, ...
-        raise ValueError(f"cannot read image {img}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - PIL.UnidentifiedImageError, truncated files, ...
+        raise InputError(f"cannot read image {img}: {e}") from None
 
 
 def preprocess_images(images: Sequence, size: int, mean, std, pad_color=None) -> torch.Tensor:

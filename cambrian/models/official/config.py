@@ -28,7 +28,6 @@ same ``config.json`` (its mapped keys re-derived from our config, so a changed m
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -415,7 +414,3 @@ def mapping_rows(config: CambrianConfig) -> list[tuple[str, str, str]]:
             feat += f", hidden_states[{e.select_layer}]"
         rows.append((official_tower_name(e) or "?", e.id, feat))
     return rows
-
-
-def as_dict(config: CambrianConfig) -> dict:
-    return dataclasses.asdict(config)
