@@ -53,6 +53,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=4096 * 4096,
         help="width x height limit of one image, checked before decoding (default 4096x4096)",
     )
+    g.add_argument(
+        "--max-image-aspect",
+        type=float,
+        default=64.0,
+        help="longer side / shorter side limit of one image, checked before decoding (default 64)",
+    )
     g.add_argument("--max-images", type=int, default=8, help="images per request (default 8)")
     g.add_argument(
         "--max-pixels-in-flight",
@@ -123,6 +129,7 @@ def run(args) -> int:
         max_concurrency=args.max_concurrency,
         max_body_bytes=int(args.max_body_mb * 2**20),
         max_image_pixels=args.max_image_pixels,
+        max_image_aspect=args.max_image_aspect,
         max_images=args.max_images,
         max_pixels_in_flight=args.max_pixels_in_flight,
         local_image_root=Path(args.allow_local_images) if args.allow_local_images else None,

@@ -188,10 +188,11 @@ class CambrianModel(nn.Module):
     # vision
     # ------------------------------------------------------------------------------------------------------
     def encode_images(self, images: Sequence) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
-        """PIL images (or paths) -> per-encoder pixel tensors and original sizes (W, H)."""
+        """PIL images (or paths) -> per-encoder pixel tensors and original sizes (W, H). Any aspect ratio: the letterbox
+        is linear in the image (front ends such as ``chat`` and the server limit it)."""
         from .encoders.preprocess import load_image
 
-        pil = [load_image(im) for im in images]
+        pil = [load_image(im, max_aspect=None) for im in images]
         pixels = [enc.preprocess(pil) for enc in self.encoders]
         return pixels, [im.size for im in pil]
 

@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import UserError
 from .errors import APIError, bad_request, model_not_found, server_error, too_large, unauthorized
-from .images import PixelBudget, PixelReservation
+from .images import PixelBudget, PixelReservation, image_cost
 from .messages import build_conversation, sampling_from_request
 from .scheduler import STARTED, BatchScheduler, Job
 from .schema import parse_request
@@ -39,6 +39,7 @@ from .settings import ServeSettings
 def create_app(model, settings: ServeSettings) -> FastAPI:
     scheduler = BatchScheduler(model, settings.max_batch_size, settings.batch_window_ms, settings.max_concurrency)
     budget = PixelBudget(settings.max_pixels_in_flight)
+    side = max((e.config.image_size for e in getattr(model, "encoders", ())), default=0)
     created = int(time.time())
 
     @contextlib.asynccontextmanager
@@ -118,7 +119,7 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         check_auth(request)
-        pixels = PixelReservation(budget)
+        pixels = PixelReservation(budget, lambda w, h: image_cost(w, h, side))
         try:
             with scheduler.arriving():
                 body = await read_body(request, settings.max_body_bytes)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..models.encoders.preprocess import MAX_ASPECT
+
 
 @dataclass
 class ServeSettings:
@@ -16,6 +18,9 @@ class ServeSettings:
     max_concurrency: int = 64  # requests queued or running; more get HTTP 429
     max_body_bytes: int = 20 * 2**20  # request body limit (HTTP 413)
     max_image_pixels: int = 4096 * 4096  # width x height of one image, checked before decoding (image bombs)
+    max_image_aspect: float = (
+        MAX_ASPECT  # longer side / shorter side of one image, checked before decoding (image bombs)
+    )
     max_images: int = 8  # images in one request
     max_pixels_in_flight: int = (
         2**28
@@ -42,6 +47,8 @@ class ServeSettings:
                 f"serve: max_pixels_in_flight ({self.max_pixels_in_flight}) must be at least "
                 f"max_image_pixels ({self.max_image_pixels})"
             )
+        if not self.max_image_aspect >= 1.0:
+            raise ValueError(f"serve: max_image_aspect must be >= 1, got {self.max_image_aspect}")
         if not 0.0 <= self.default_temperature <= 2.0:
             raise ValueError(f"serve: default_temperature must be in [0, 2], got {self.default_temperature}")
         if self.batch_window_ms < 0:
