@@ -89,7 +89,7 @@ def build_from_config(hf_config: dict, dtype: torch.dtype = torch.float32, **kwa
     """Random-init causal LM from an architecture dict (respects an enclosing ``torch.device`` context)."""
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_config(config_from_dict(hf_config), dtype=dtype, **kwargs)
+    return AutoModelForCausalLM.from_config(config_from_dict(hf_config), dtype=dtype, trust_remote_code=False, **kwargs)
 
 
 def ensure_pad_token(tokenizer, model=None) -> None:
