@@ -11,3 +11,7 @@ class UserError(Exception):
 
 class ResourceError(UserError, MemoryError):
     """Refused before allocating: the model would not fit in the available memory."""
+
+
+class WeightsUnavailable(UserError, OSError):
+    """Pretrained weights that cannot be read (offline and not cached, a missing local directory)."""

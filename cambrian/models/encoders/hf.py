@@ -24,7 +24,9 @@ from __future__ import annotations
 import torch
 
 from ...config import EncoderConfig
+from ...errors import WeightsUnavailable
 from ...hub import hub_kwargs, offline
+from ..buildable import architecture_errors
 from .base import ENCODER_BACKENDS, VisionEncoder, resize_grid, tokens_to_grid
 
 
@@ -225,11 +227,12 @@ def build_hf_encoder(cfg: EncoderConfig, load_weights: bool = True, family: str 
                 f"encoder {cfg.id!r}: no weights to load (load_weights={load_weights}, name_or_path="
                 f"{cfg.name_or_path!r}) and no hf_config architecture to build a random tower from"
             )
-        hf_cfg = config_from_dict(cfg.hf_config)
-        adapter = ADAPTERS[family] if family else adapter_for_model_type(hf_cfg.model_type)
-        if isinstance(adapter, _ViTMAE):
-            hf_cfg.mask_ratio = 0.0
-        model = adapter.model_cls()(hf_cfg) if adapter.model_class != "AutoModel" else _auto_from_config(hf_cfg)
+        with architecture_errors(f"encoder {cfg.id!r} hf_config"):
+            hf_cfg = config_from_dict(cfg.hf_config)
+            adapter = ADAPTERS[family] if family else adapter_for_model_type(hf_cfg.model_type)
+            if isinstance(adapter, _ViTMAE):
+                hf_cfg.mask_ratio = 0.0
+            model = adapter.model_cls()(hf_cfg) if adapter.model_class != "AutoModel" else _auto_from_config(hf_cfg)
     _apply_options(model, cfg)
     enc = HFVisionEncoder(cfg, model, adapter)
     return enc
@@ -270,7 +273,7 @@ def _load_pretrained(cfg: EncoderConfig, family: str | None):
             if offline()
             else ""
         )
-        raise OSError(f"cannot load weights of encoder {cfg.id!r} from {path!r}: {e}.{hint}") from None
+        raise WeightsUnavailable(f"cannot load weights of encoder {cfg.id!r} from {path!r}: {e}.{hint}") from None
     return model.float().eval(), adapter
 
 
