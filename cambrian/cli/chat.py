@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .tower_flag import add_tower_argument, towers_from_args
+
 HELP = (
     "commands: /image PATH (an image for the next question), /reset (new conversation), /quit (or Ctrl-D); "
     "Ctrl-C stops an answer"
@@ -17,6 +19,7 @@ HELP = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="checkpoint directory, hub id, or model preset name (e.g. nano)")
+    add_tower_argument(p)
     p.add_argument(
         "--image", action="append", default=[], help="image file for the first question (repeat for several images)"
     )
@@ -62,7 +65,7 @@ def sampling_from_args(args):
     )
 
 
-def load_model(name: str, device: str | None = None):
+def load_model(name: str, device: str | None = None, towers=None):
     """A checkpoint dir, preset name, config file or hub id (``CambrianModel.load``), on ``device``; weight-loading
     progress bars are off (an interactive command, not a long job)."""
     import torch
@@ -71,7 +74,7 @@ def load_model(name: str, device: str | None = None):
     from ..models.cambrian_model import CambrianModel
 
     hf_logging.disable_progress_bar()
-    model = CambrianModel.load(name)
+    model = CambrianModel.load(name, towers=towers)
     if model.tokenizer is None:
         from ..errors import UserError
 
@@ -110,7 +113,7 @@ def run(args) -> int:
 
     sampling = sampling_from_args(args)  # bad values: one error line before the model loads
     images = [load_image(p) for p in args.image]
-    model = load_model(args.model, args.device)
+    model = load_model(args.model, args.device, towers_from_args(args))
     warn_if_bare(model, args.model)
     conv = Conversation(system=args.system)
     for im in images:

@@ -6,7 +6,7 @@ format.
                                                                                  # VLMEvalKit's Cambrian adapters
 
 ``--to cambrian`` needs the towers' pretrained weights (the released files hold none): they load from their
-original hub ids, or from a local directory given with ``--tower NAME=PRESET@DIR``. ``--to official`` writes the
+original hub ids, or from a local directory given with ``--tower NAME=DIR`` (or ``NAME=PRESET@DIR``). ``--to official`` writes the
 connector and LLM weights under the official names (sharded safetensors), ``config.json`` with the official keys and
 the tokenizer; towers are left out (the official loader fetches them), so towers trained here are refused.
 """
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from .tower_flag import add_tower_argument, towers_from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,14 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="cambrian: our format (config.json + model.safetensors, towers included); official: the "
         "released Cambrian-1 format",
     )
-    p.add_argument(
-        "--tower",
-        action="append",
-        default=[],
-        metavar="NAME=PRESET[@DIR]",
-        help="map an official tower name to one of our encoder presets (and optionally a local weights "
-        "directory) instead of the built-in table; repeatable",
-    )
+    add_tower_argument(p)
     p.add_argument("--template", default=None, help="chat template of a released model when it cannot be detected")
     p.add_argument(
         "--tokenizer",
@@ -44,22 +39,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-shard-size", default="5GB", help="largest safetensors shard written by --to official (5GB)")
     p.add_argument("--force", action="store_true", help="skip the memory check before building the model")
-
-
-def parse_towers(items: list[str]) -> tuple[dict, dict]:
-    """["NAME=PRESET@DIR", ...] -> ({name: preset}, {name: dir})"""
-    presets, dirs = {}, {}
-    for it in items or []:
-        name, eq, rest = it.rpartition("=")
-        if not eq or not name or not rest:
-            raise ValueError(f"--tower expects NAME=PRESET[@DIR], got {it!r}")
-        preset, at, d = rest.partition("@")
-        presets[name] = preset
-        if at:
-            if not Path(d).is_dir():
-                raise FileNotFoundError(f"--tower {name}: weights directory {d} not found")
-            dirs[name] = d
-    return presets, dirs
 
 
 MIN_SHARD_BYTES = 1000
@@ -107,15 +86,17 @@ def run(args) -> int:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"output {out} exists and is not an empty directory")
     shard_bytes = parse_size(args.max_shard_size)
-    presets, dirs = parse_towers(args.tower)
+    towers = towers_from_args(args)
     release = resolve_release(args.src)
     if release is not None:
-        model = load_release(release, towers=presets, template=args.template, tower_weights=dirs, force=args.force)
+        model = load_release(
+            release, towers=towers.presets, template=args.template, tower_weights=towers.dirs, force=args.force
+        )
     else:
         src = Path(args.src)
         if src.is_dir() and not (src / "config.json").exists():
             raise FileNotFoundError(f"{src} has no config.json (not a checkpoint)")
-        if presets or dirs or args.template:
+        if towers or args.template:
             raise ValueError("--tower / --template apply to released-format sources only")
         model = CambrianModel.from_pretrained(args.src, force=args.force)
     attach_tokenizer(model, args.src, args.tokenizer)

@@ -22,6 +22,8 @@ import json
 import sys
 from pathlib import Path
 
+from .tower_flag import add_tower_argument, towers_from_args
+
 
 def parse_options(items: list[str] | None) -> dict[str, dict]:
     """``["textvqa.ocr_tokens=false"]`` -> ``{"textvqa": {"ocr_tokens": False}}``: values read as YAML like every
@@ -85,6 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     r = sub.add_parser("run", help="generate predictions and score them")
     r.add_argument("--model", required=True, help="preset name, checkpoint dir, or openai:<base_url>#<model_name>")
+    add_tower_argument(r)
     r.add_argument("--bench", required=True, help="comma-separated benchmark names (see `cambrian eval list`)")
     r.add_argument(
         "--data-root", default=None, help="each benchmark reads DATA_ROOT/<bench>; omit to use the hub (online)"
@@ -161,7 +164,7 @@ def _cmd_run(args) -> int:
     benches = _benches(args.bench, parse_options(args.option), args.scorer)
     identity = model_identity(args.model)
     precheck_run(args.out, benches, identity, args.vision, args.max_new_tokens, args.overwrite)  # before loading
-    model = load_eval_model(args.model, device=args.device, name=args.name)
+    model = load_eval_model(args.model, device=args.device, name=args.name, towers=towers_from_args(args))
     results = run_benchmarks(
         model,
         benches,

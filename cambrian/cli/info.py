@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .tower_flag import add_tower_argument, towers_from_args
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -17,23 +19,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "format), released-format hub id (online), or YAML/JSON config file",
     )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    p.add_argument(
-        "--tower",
-        action="append",
-        default=[],
-        metavar="NAME=PRESET[@DIR]",
-        help="released format: map an official tower name to one of our presets (see cambrian convert)",
-    )
+    add_tower_argument(p)
     p.add_argument("--template", default=None, help="released format: chat template when it cannot be detected")
 
 
-def _release_info(path: str, presets: dict, dirs: dict, template: str | None) -> dict:
+def _release_info(path: str, towers, template: str | None) -> dict:
     from ..models.llm.loader import load_tokenizer
     from ..models.official import image_position, read_config, release_config
     from ..models.official.config import mapping_rows
 
     raw = read_config(path)
-    cfg = release_config(path, towers=presets, template=template, tower_weights=dirs)
+    cfg = release_config(path, towers=towers.presets, template=template, tower_weights=towers.dirs)
     tok = load_tokenizer(path, required=False)
     return {
         "config": cfg,
@@ -59,10 +55,7 @@ def run(args) -> int:
     release = None
     local = resolve_release(args.model, weights=False)  # a released-format dir, or its hub id (config only)
     if local is not None:
-        from .convert import parse_towers
-
-        presets, dirs = parse_towers(args.tower)
-        release = _release_info(str(local), presets, dirs, args.template)
+        release = _release_info(str(local), towers_from_args(args), args.template)
         cfg = release.pop("config")
     else:
         if args.tower or args.template:

@@ -9,9 +9,12 @@ import os
 import sys
 from pathlib import Path
 
+from .tower_flag import add_tower_argument, towers_from_args
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="checkpoint directory, hub id, or model preset name (e.g. nano)")
+    add_tower_argument(p)
     p.add_argument(
         "--model-name",
         default=None,
@@ -146,7 +149,7 @@ def run(args) -> int:
     from ..serve.app import bind_socket, run_server
 
     sock = bind_socket(args.host, args.port)  # a busy port fails now, not after loading the model
-    model = load_model(args.model, args.device)
+    model = load_model(args.model, args.device, towers_from_args(args))
     warn_if_bare(model, args.model)
 
     def ready(url: str) -> None:

@@ -132,7 +132,7 @@ class OpenAIChatModel:
         return [apply_stop(o, options.stop).strip() for o in outs]
 
 
-def load_eval_model(spec: str, device: str | None = None, name: str | None = None):
+def load_eval_model(spec: str, device: str | None = None, name: str | None = None, towers=None):
     """``openai:<base_url>#<model>`` → OpenAIChatModel; anything else (checkpoint dir, preset name, config
     file, hub id) → ``CambrianModel.load(spec)`` wrapped in CambrianEvalModel."""
     if spec.startswith("openai:"):
@@ -145,7 +145,7 @@ def load_eval_model(spec: str, device: str | None = None, name: str | None = Non
         return OpenAIChatModel(base, model)
     from ..models.vlm import load_vlm  # lazy: heavy imports
 
-    model = load_vlm(spec)  # any VLM: a CambrianModel, or a registered model source's
+    model = load_vlm(spec, towers=towers)  # any VLM: a CambrianModel, or a registered model source's
     label = name or (Path(spec).resolve().name if Path(spec).is_dir() else spec)
     if device:
         model = model.to(device)

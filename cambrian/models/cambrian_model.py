@@ -26,6 +26,7 @@ import torch.nn as nn
 
 from ..config import CambrianConfig
 from ..constants import IGNORE_INDEX, IMAGE_TOKEN
+from ..errors import UserError
 from .connectors.base import ImageSpan, VisualTokens
 from .persistence import WEIGHTS_NAME, resolve_checkpoint, save_model_dir
 from .splice import SpliceResult, splice_images
@@ -73,18 +74,29 @@ class CambrianModel(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, path: str | os.PathLike, dtype: torch.dtype | None = None, force: bool = False
+        cls, path: str | os.PathLike, dtype: torch.dtype | None = None, force: bool = False, towers=None
     ) -> CambrianModel:
         """Load a directory written by ``save_pretrained`` (or a hub repo id holding one), or a released Cambrian-1
         checkpoint (``nyu-visionx/cambrian-8b`` or its local copy: ``cambrian.models.official``). No pickle. The memory
-        check of ``from_config`` runs first (``force`` skips it)."""
+        check of ``from_config`` runs first (``force`` skips it). ``towers``: a ``TowerMap`` (``--tower``) pointing a
+        release's tower names at other presets or local weights."""
         from safetensors.torch import load_model
 
         from .official import load_release, resolve_release
 
         release = resolve_release(path)
         if release is not None:
-            return load_release(release, dtype=dtype, force=force)
+            return load_release(
+                release,
+                towers=towers.presets if towers else None,
+                tower_weights=towers.dirs if towers else None,
+                dtype=dtype,
+                force=force,
+            )
+        if towers:
+            from .official.tower_map import FLAG
+
+            raise UserError(f"{FLAG} applies to released-format checkpoints only; {path} is not one")
         path = resolve_checkpoint(path)
         config = CambrianConfig.load(path / "config.json")
         config.llm.tokenizer = str(path)
@@ -100,18 +112,25 @@ class CambrianModel(nn.Module):
         return model
 
     @classmethod
-    def load(cls, spec: str | os.PathLike, load_weights: bool = True, force: bool = False) -> CambrianModel:
+    def load(
+        cls, spec: str | os.PathLike, load_weights: bool = True, force: bool = False, towers=None
+    ) -> CambrianModel:
         """What every ``--model`` argument accepts: a checkpoint directory (``from_pretrained``), a model preset
-        name or a YAML/JSON config file (``from_config``), or a hub repo id holding a saved checkpoint."""
+        name or a YAML/JSON config file (``from_config``), or a hub repo id holding a saved checkpoint. ``towers``
+        (``--tower``): see :meth:`from_pretrained`."""
         from ..hub import looks_like_repo_id
         from ..presets.models import resolve_model_config
 
         p = Path(spec)
         if p.is_dir():
-            return cls.from_pretrained(p, force=force)
+            return cls.from_pretrained(p, force=force, towers=towers)
         if p.exists() or not looks_like_repo_id(str(spec)):  # a config file, or a preset name (unknown ones list them)
+            if towers:
+                from .official.tower_map import FLAG
+
+                raise UserError(f"{FLAG} applies to released-format checkpoints only; {spec} is not one")
             return cls.from_config(resolve_model_config(str(spec)), load_weights=load_weights, force=force)
-        return cls.from_pretrained(spec, force=force)
+        return cls.from_pretrained(spec, force=force, towers=towers)
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write config.json + model.safetensors + tokenizer files into ``path``, each replaced atomically, other

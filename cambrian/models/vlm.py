@@ -113,11 +113,16 @@ def unregister_model_source(name: str) -> None:
     MODEL_SOURCES[:] = [s for s in MODEL_SOURCES if s.name != name]
 
 
-def load_vlm(spec: str):
-    """The model named by ``spec``: a registered source's, else ``CambrianModel.load(spec)``."""
+def load_vlm(spec: str, towers=None):
+    """The model named by ``spec``: a registered source's, else ``CambrianModel.load(spec)``. ``towers``: a
+    ``TowerMap`` (``--tower``) for a released-format checkpoint."""
     for src in MODEL_SOURCES:
         if src.matches(str(spec)):
+            if towers:
+                from ..errors import UserError
+
+                raise UserError(f"--tower applies to released-format checkpoints only; {spec} is a {src.name} model")
             return src.load(str(spec))
     from .cambrian_model import CambrianModel
 
-    return CambrianModel.load(str(spec))
+    return CambrianModel.load(str(spec), towers=towers)

@@ -44,9 +44,11 @@ from ...config import (
     LLMConfig,
     architecture_counts_problem,
 )
-from ...errors import UserError
 from ...registry import Registry
 from ...typed import ConfigError
+from .errors import ReleaseFormatError
+from .llm_keys import FAMILY_OF, official_llm_keys
+from .llm_keys import llm_hf_config as _llm_hf_config
 
 # keys of the released config that our config represents (everything else is carried verbatim)
 CAMBRIAN_KEYS = (
@@ -71,10 +73,6 @@ CAMBRIAN_KEYS = (
     "conv_mode",
 )
 OFFICIAL_KEY = "official"  # connector.options[...]: the released config's keys we do not map
-
-
-class ReleaseFormatError(UserError, ValueError):
-    """A released-format checkpoint (config or weights) that cannot be mapped; the message names file and field."""
 
 
 # ---- towers ------------------------------------------------------------------------------------------------------
@@ -178,7 +176,7 @@ for _f in (
     Family("phi3", "cambrian_phi3", r"phi-?3", 32064, None, "phi3"),  # cambrian-phi3-3b
 ):
     FAMILIES.register(_f.template, _f)
-LLM_MODEL_TYPES = {"cambrian_llama": "llama", "cambrian_phi3": "phi3", "llama": "llama", "phi3": "phi3"}
+LLM_MODEL_TYPES = FAMILY_OF
 OFFICIAL_MODEL_TYPES = {"llama": "cambrian_llama", "phi3": "cambrian_phi3"}
 
 
@@ -232,8 +230,25 @@ _COUNT_LIMITS = {
 }
 
 
+# the LLM's sizes: whole numbers in [1, 2^24] (None: the official default) before any of them is computed with
+_LLM_SIZES = (
+    "hidden_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "vocab_size",
+    "max_position_embeddings",
+    "head_dim",
+)
+
+
 def check_counts(cfg: Mapping, where: str) -> None:
-    """Layer, expert and SVA counts within the limits of ``cambrian.config``, before anything is built."""
+    """Layer, expert and SVA counts within the limits of ``cambrian.config``, and the LLM's sizes whole numbers,
+    before anything is built or computed with."""
+    for key in _LLM_SIZES:
+        v = cfg.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1 << 24):
+            raise ReleaseFormatError(f"{where}: {key!r} must be a whole number from 1 to {1 << 24}, got {v!r}")
     for key, limit in _COUNT_LIMITS.items():
         v = cfg.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= limit):
@@ -336,13 +351,8 @@ def _official_to_config(cfg, towers, template, source, where, tower_weights) -> 
             }
         },
     )
-    mt = _need(cfg, "model_type", str, where)
-    if mt not in LLM_MODEL_TYPES:
-        raise ReleaseFormatError(
-            f"{where}: model_type {mt!r} is not a released Cambrian family "
-            f"(known: {', '.join(sorted(k for k in LLM_MODEL_TYPES if k.startswith('cambrian')))})"
-        )
-    hf = llm_hf_config(cfg)
+    _need(cfg, "model_type", str, where)
+    hf = llm_hf_config(cfg, where)
     tmpl = template or detect_template(cfg, where)
     llm = LLMConfig(
         backend="hf",
@@ -357,18 +367,10 @@ def _official_to_config(cfg, towers, template, source, where, tower_weights) -> 
     return CambrianConfig(name=name, encoders=encoders, connector=conn, llm=llm, dtype=dtype)
 
 
-def llm_hf_config(cfg: Mapping) -> dict:
-    """The LLM's own architecture dict: the released config without the Cambrian keys, as a plain llama / phi3."""
-    from transformers import AutoConfig
-
-    mt = LLM_MODEL_TYPES[str(cfg["model_type"])]
-    cls = type(AutoConfig.for_model(mt))
-    allowed = set(cls().to_dict())
-    hf = {k: v for k, v in cfg.items() if k in allowed and k not in CAMBRIAN_KEYS}
-    hf.update(model_type=mt, architectures=[{"llama": "LlamaForCausalLM", "phi3": "Phi3ForCausalLM"}[mt]])
-    for k in ("transformers_version", "_name_or_path"):
-        hf.pop(k, None)
-    return hf
+def llm_hf_config(cfg: Mapping, where: str = "config.json") -> dict:
+    """The LLM's own architecture dict (the released config without the Cambrian keys, as a plain llama / phi3 for the
+    installed transformers), every key that changes the computation carried and checked (``llm_keys.py``)."""
+    return _llm_hf_config(cfg, CAMBRIAN_KEYS, where)
 
 
 def config_to_official(
@@ -422,10 +424,7 @@ def config_to_official(
     if original:
         out = dict(original)
     else:
-        from transformers import AutoConfig
-
-        allowed = set(type(AutoConfig.for_model(mt))().to_dict())
-        out = {k: v for k, v in hf.items() if k in allowed and k not in ("model_type", "architectures", "dtype")}
+        out = {}
         out.update(
             {
                 "mm_use_im_start_end": False,
@@ -441,6 +440,9 @@ def config_to_official(
         )
         if config.llm.name_or_path:
             out["_name_or_path"] = config.llm.name_or_path
+    # the LLM keys always re-derived from the LLM itself, in the official code's terms (RoPE base and scaling as
+    # rope_theta / rope_scaling, the Phi-3 window, ...): an exported model computes what ours computes
+    out.update(official_llm_keys(hf))
     fam = FAMILIES.get(config.llm.template) if config.llm.template in FAMILIES else None
     if image_position is None:
         image_position = official.get("image_position")

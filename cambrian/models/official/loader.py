@@ -19,7 +19,9 @@ import torch
 
 from ...config import CambrianConfig, EncoderConfig
 from ...constants import IMAGE_TOKEN, IMAGE_TOKEN_INDEX
-from .config import ReleaseFormatError, config_to_official, is_official_config, official_to_config
+from .config import config_to_official, is_official_config, official_to_config
+from .errors import ReleaseFormatError
+from .tower_map import FLAG
 from .weights import WEIGHT_FILES, check_keys, iter_shards, list_keys, ours_to_official, write_shards
 
 CONFIG_MAX_BYTES = 4 << 20  # a config.json larger than this is refused before parsing
@@ -127,14 +129,13 @@ def load_release(
     from ..builder import check_model_fits
     from ..cambrian_model import CambrianModel
     from ..connectors.base import build_connector
-    from ..encoders import build_encoder
     from ..llm.loader import load_llm
 
     root = Path(root)
     config = release_config(root, towers, template, tower_weights)
     shapes = list_keys(root)  # fails early on a directory without (readable) weights
     check_model_fits(config, force=force)
-    encoders = [build_encoder(e, load_weights=load_towers) for e in config.encoders]
+    encoders = [_build_tower(e, load_towers, root) for e in config.encoders]
     llm, tokenizer = load_llm(config.llm, load_weights=False)
     connector = build_connector(
         config.connector,
@@ -157,6 +158,23 @@ def load_release(
     if dtype is not None:
         model.to(dtype)
     return model
+
+
+def _build_tower(enc: EncoderConfig, load_weights: bool, root: Path):
+    """One tower of a release; weights that cannot be had (no hub access, no local copy) are one error naming the
+    tower and the flag that points it at local weights."""
+    from ..encoders import build_encoder
+
+    try:
+        return build_encoder(enc, load_weights=load_weights)
+    except OSError as e:
+        name = enc.options.get("official_name", enc.id)
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ReleaseFormatError(
+            f"{root}: tower {name!r} (our preset {enc.id!r}): its weights could not be loaded from "
+            f"{enc.name_or_path!r} ({reason}); the release holds no tower weights: point it at a local copy with "
+            f"{FLAG} '{name}=DIR' (in Python: tower_weights={{{name!r}: DIR}})"
+        ) from None
 
 
 def image_position(template, tokenizer, system: str | None = None) -> int | None:

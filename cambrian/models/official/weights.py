@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from .config import ReleaseFormatError
+from .errors import ReleaseFormatError
 
 CONNECTOR_PARAM = re.compile(
     r"^(mm_projector_aux_\d+|vision_sampler_\d+|vision_sampler_layers|mm_projector|vision_query"
