@@ -72,7 +72,7 @@ def test_conversation_keeps_history_and_images_in_their_turns(model):
 
 def test_chat_loop_history_image_reset_and_streaming(model, tmp_path, monkeypatch, capsys):
     rec = Recorder(model)
-    monkeypatch.setattr(chat_cli, "load_model", lambda name, device=None: rec)
+    monkeypatch.setattr(chat_cli, "load_model", lambda name, device=None, towers=None: rec)
     first, second = tmp_path / "first.png", tmp_path / "second.png"
     Image.new("RGB", (40, 30), (255, 0, 0)).save(first)
     Image.new("RGB", (40, 30), (0, 255, 0)).save(second)
@@ -129,7 +129,7 @@ def test_chat_loop_history_image_reset_and_streaming(model, tmp_path, monkeypatc
 
 
 def test_chat_prompt_once_streams_and_bad_sampling_is_one_error_line(model, monkeypatch, capsys):
-    monkeypatch.setattr(chat_cli, "load_model", lambda name, device=None: model)
+    monkeypatch.setattr(chat_cli, "load_model", lambda name, device=None, towers=None: model)
     assert main(["chat", "--model", "tiny", "--prompt", "hello there", "--max-new-tokens", "8"]) == 0
     assert capsys.readouterr().out == model.generate_text(["hello there"], max_new_tokens=8)[0] + "\n"
     assert main(["chat", "--model", "tiny", "--prompt", "hi", "--top-p", "0"]) == 2

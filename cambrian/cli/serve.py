@@ -22,10 +22,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    p.add_argument(
+    key = p.add_mutually_exclusive_group()
+    key.add_argument(
         "--api-key",
-        default=os.environ.get("CAMBRIAN_API_KEY"),
-        help="require 'Authorization: Bearer KEY' on /v1 requests (default: $CAMBRIAN_API_KEY, else none)",
+        default=None,
+        help="require 'Authorization: Bearer KEY' on /v1 requests (default: $CAMBRIAN_API_KEY, else none). A key on "
+        "the command line is visible to every user of the machine (ps): prefer the variable or --api-key-file",
+    )
+    key.add_argument(
+        "--api-key-file",
+        metavar="PATH",
+        default=None,
+        help="read the API key from the first line of this file (keep it readable by you only)",
     )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     g = p.add_argument_group("batching")
@@ -47,7 +55,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--max-concurrency",
         type=int,
         default=64,
-        help="requests queued or running at once; more get HTTP 429 (default 64)",
+        help="requests admitted at once (body being read, queued or running); more get HTTP 429 (default 64)",
+    )
+    g.add_argument(
+        "--max-connections",
+        type=int,
+        default=1000,
+        help="open connections at once; more are answered 503 and closed (default 1000; idle sockets never take a "
+        "request's place)",
+    )
+    g.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a connection has to send its request headers, else it is closed (default 10)",
+    )
+    g.add_argument(
+        "--body-timeout",
+        type=float,
+        default=60.0,
+        help="seconds a request has to send its body, else HTTP 408 (default 60)",
     )
     g.add_argument("--max-body-mb", type=float, default=20.0, help="request body limit in MiB (default 20)")
     g.add_argument(
@@ -110,6 +137,19 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def api_key_from_args(args) -> str | None:
+    """``--api-key``, else the first line of ``--api-key-file``, else ``$CAMBRIAN_API_KEY``; None: no key."""
+    if args.api_key_file:
+        from ..errors import UserError
+        from ..typed import read_config_text
+
+        key = (read_config_text(args.api_key_file, 64 << 10).splitlines() or [""])[0].strip()
+        if not key:
+            raise UserError(f"--api-key-file {args.api_key_file}: the file holds no key")
+        return key
+    return args.api_key or os.environ.get("CAMBRIAN_API_KEY") or None
+
+
 def run(args) -> int:
     try:
         import fastapi  # noqa: F401
@@ -125,11 +165,14 @@ def run(args) -> int:
 
     settings = ServeSettings(
         model_name=args.model_name or default_model_name(args.model),
-        api_key=args.api_key or None,
+        api_key=api_key_from_args(args),
         max_batch_size=args.max_batch_size,
         batch_window_ms=args.batch_window_ms,
         max_tokens_cap=args.max_tokens,
         max_concurrency=args.max_concurrency,
+        max_connections=args.max_connections,
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
         max_body_bytes=int(args.max_body_mb * 2**20),
         max_image_pixels=args.max_image_pixels,
         max_image_aspect=args.max_image_aspect,

@@ -397,9 +397,11 @@ class CambrianModel(nn.Module):
     # ------------------------------------------------------------------------------------------------------
     def prompt_ids(self, text: str | Sequence[dict], system: str | None = None) -> list[int]:
         """Prompt ids of one user turn (a string) or a conversation (``[{"role", "content"}, ...]`` ending with a
-        user turn; ``<image>`` tags in the turns that carry the images)."""
-        from .llm.tokenize import tokenize_prompt
+        user turn; ``<image>`` tags in the turns that carry the images); a ``PromptIds`` is already tokenised."""
+        from .llm.tokenize import PromptIds, tokenize_prompt
 
+        if isinstance(text, PromptIds):
+            return list(text)
         return tokenize_prompt(
             text if isinstance(text, str) else list(text), self.template, self.tokenizer, system=system
         )
@@ -554,6 +556,10 @@ class CambrianModel(nn.Module):
 
 
 def _count_image_tags(prompt) -> int:
+    from .llm.tokenize import PromptIds
+
+    if isinstance(prompt, PromptIds):
+        return prompt.num_images
     if isinstance(prompt, str):
         return prompt.count(IMAGE_TOKEN)
     return sum(

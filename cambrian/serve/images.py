@@ -164,14 +164,26 @@ def read_local(url: str, root: Path, max_bytes: int, param: str | None = None) -
     """A ``file://`` URL or a path (relative paths are relative to ``root``) that resolves, symlinks included, to a
     file under ``root``."""
     path = url[len("file://") :] if url.startswith("file://") else url
-    p = Path(path)
-    p = (p if p.is_absolute() else root / p).resolve()
-    if not p.is_relative_to(root):
+    try:
+        p = Path(path)
+        p = (p if p.is_absolute() else root / p).resolve()
+        inside, is_file = p.is_relative_to(root), p.is_file()
+    except (OSError, ValueError, RuntimeError):  # a NUL byte, a name too long, a symlink loop
+        raise bad_request("image_url: not a usable file path", param=param, code="invalid_image") from None
+    if not inside:
         raise bad_request("image_url: the path is outside the server's image root", param=param, code="invalid_image")
-    if not p.is_file():
-        raise bad_request(f"image_url: no such file under the image root: {path}", param=param, code="invalid_image")
-    if p.stat().st_size > max_bytes:
+    if not is_file:
+        shown = path if len(path) <= 200 else path[:200] + "..."
+        raise bad_request(f"image_url: no such file under the image root: {shown}", param=param, code="invalid_image")
+    try:
+        with open(p, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise bad_request(
+            f"image_url: cannot read the file ({e.strerror})", param=param, code="invalid_image"
+        ) from None
+    if len(data) > max_bytes:
         raise APIError(
             413, f"image_url: the file is larger than {max_bytes} bytes", param=param, code="request_too_large"
         )
-    return p.read_bytes()
+    return data

@@ -15,7 +15,10 @@ class ServeSettings:
     max_batch_size: int = 16  # requests decoded together
     batch_window_ms: float = 10.0  # how long the first request of a batch waits for company
     max_tokens_cap: int = 1024  # largest max_tokens a request may ask for (also the default when it asks none)
-    max_concurrency: int = 64  # requests queued or running; more get HTTP 429
+    max_concurrency: int = 64  # requests admitted (body being read, queued or running); more get HTTP 429
+    max_connections: int = 1000  # open connections; more are answered 503 and closed (idle ones take no request slot)
+    header_timeout_s: float = 10.0  # a connection's request headers must arrive within this (idle / slowloris sockets)
+    body_timeout_s: float = 60.0  # a request's body must arrive within this (HTTP 408)
     max_body_bytes: int = 20 * 2**20  # request body limit (HTTP 413)
     max_image_pixels: int = 4096 * 4096  # width x height of one image, checked before decoding (image bombs)
     max_image_aspect: float = (
@@ -34,6 +37,7 @@ class ServeSettings:
             "max_batch_size",
             "max_tokens_cap",
             "max_concurrency",
+            "max_connections",
             "max_body_bytes",
             "max_image_pixels",
             "max_images",
@@ -46,6 +50,14 @@ class ServeSettings:
             raise ValueError(
                 f"serve: max_pixels_in_flight ({self.max_pixels_in_flight}) must be at least "
                 f"max_image_pixels ({self.max_image_pixels})"
+            )
+        for name in ("header_timeout_s", "body_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"serve: {name} must be > 0, got {getattr(self, name)}")
+        if self.max_connections <= self.max_concurrency:
+            raise ValueError(
+                f"serve: max_connections ({self.max_connections}) must be above max_concurrency "
+                f"({self.max_concurrency}): requests over the limit need a connection to get their 429"
             )
         if not self.max_image_aspect >= 1.0:
             raise ValueError(f"serve: max_image_aspect must be >= 1, got {self.max_image_aspect}")

@@ -232,6 +232,15 @@ def tokenize_conversation(
     return {"input_ids": ids, "labels": labels}
 
 
+class PromptIds(tuple):
+    """A prompt tokenised already (``tokenize_prompt``'s ids): generation takes it where it takes a prompt and does
+    not tokenise again (the server tokenises off its generation thread)."""
+
+    @property
+    def num_images(self) -> int:
+        return sum(1 for t in self if t == IMAGE_TOKEN_INDEX)
+
+
 def tokenize_prompt(
     messages: Sequence[dict[str, Any]] | str,
     template: str | ChatTemplate,
