@@ -117,3 +117,14 @@ def test_cli_chat_reports_a_bomb_in_one_line(tmp_path, capsys):
     assert main(["chat", "--model", "tiny", "--image", str(path), "--prompt", "hi"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot read image") and "aspect ratio 40000:1" in err and len(err.splitlines()) == 1
+
+
+def test_every_tower_preprocessing_path_is_bounded_on_a_bomb():
+    """Training samples, eval rows and ``data mmvp-pairs`` all go through a tower's ``preprocess``."""
+    from cambrian.models.encoders import build_encoder
+
+    enc = build_encoder("tiny-siglip", load_weights=False)
+    img = Image.new("RGB", (100_000, 1), (0, 0, 0))
+    with PeakRSS() as peak:
+        px = enc.preprocess([img])
+    assert px.shape == (1, 3, 32, 32) and peak.delta < 64 << 20

@@ -365,3 +365,27 @@ def test_fuzzed_request_bodies_and_image_headers_are_answered_without_a_500(mode
         assert statuses.count(400) > 50
         assert peak.delta < 256 << 20, f"{peak.delta / 2**20:.0f} MiB"
         assert post(srv.url, valid)[0] == 200 and srv.app.state.admission.admitted == 0
+
+
+def test_the_api_key_can_come_from_a_file_or_the_environment(tmp_path, monkeypatch):
+    """``--api-key KEY`` is visible to every user in ``ps``; the file and the variable are not."""
+    import argparse
+
+    from cambrian.cli.serve import add_arguments, api_key_from_args
+    from cambrian.errors import UserError
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    key_file = tmp_path / "key"
+    key_file.write_text("sk-from-file\n")
+    monkeypatch.setenv("CAMBRIAN_API_KEY", "sk-from-env")
+    assert api_key_from_args(p.parse_args(["--model", "tiny", "--api-key-file", str(key_file)])) == "sk-from-file"
+    assert api_key_from_args(p.parse_args(["--model", "tiny"])) == "sk-from-env"
+    assert api_key_from_args(p.parse_args(["--model", "tiny", "--api-key", "sk-flag"])) == "sk-flag"
+    monkeypatch.delenv("CAMBRIAN_API_KEY")
+    assert api_key_from_args(p.parse_args(["--model", "tiny"])) is None
+    key_file.write_text("\n")
+    with pytest.raises(UserError, match="holds no key"):
+        api_key_from_args(p.parse_args(["--model", "tiny", "--api-key-file", str(key_file)]))
+    with pytest.raises(SystemExit):  # one or the other
+        p.parse_args(["--model", "tiny", "--api-key", "a", "--api-key-file", str(key_file)])
