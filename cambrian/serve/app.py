@@ -147,8 +147,9 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
                 body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
                 stream, include_usage, messages, prompt, images, params = await run_in_threadpool(parse, body, pixels)
                 del body
-                job = Job(messages, images, params, stream, asyncio.get_running_loop(), on_release=release)
-                job.prompt = prompt
+                job = Job(
+                    messages, images, params, stream, asyncio.get_running_loop(), on_release=release, prompt=prompt
+                )
                 scheduler.submit(job)
         except BaseException:
             release()
