@@ -389,3 +389,18 @@ def test_the_api_key_can_come_from_a_file_or_the_environment(tmp_path, monkeypat
         api_key_from_args(p.parse_args(["--model", "tiny", "--api-key-file", str(key_file)]))
     with pytest.raises(SystemExit):  # one or the other
         p.parse_args(["--model", "tiny", "--api-key", "a", "--api-key-file", str(key_file)])
+
+
+def test_serve_raises_the_open_file_limit_for_its_connection_cap():
+    resource = pytest.importorskip("resource")
+    from cambrian.cli.serve import ensure_file_descriptors
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 600:
+        pytest.skip(f"the hard open-file limit is {hard}")
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (300, hard))
+        ensure_file_descriptors(200)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= 456
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -150,6 +150,30 @@ def api_key_from_args(args) -> str | None:
     return args.api_key or os.environ.get("CAMBRIAN_API_KEY") or None
 
 
+def ensure_file_descriptors(max_connections: int) -> None:
+    """Raise the soft open-file limit towards ``max_connections`` plus room for the model's files; warn when the hard
+    limit is lower (connections past it fail at accept, before the server's own cap can answer them)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    need = max_connections + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+        if soft < need:
+            print(
+                f"warning: the open-file limit ({soft}) is below --max-connections {max_connections} + 256; lower "
+                "--max-connections or raise `ulimit -n`",
+                file=sys.stderr,
+            )
+
+
 def run(args) -> int:
     try:
         import fastapi  # noqa: F401
@@ -191,6 +215,7 @@ def run(args) -> int:
         )
     from ..serve.app import bind_socket, run_server
 
+    ensure_file_descriptors(settings.max_connections)
     sock = bind_socket(args.host, args.port)  # a busy port fails now, not after loading the model
     model = load_model(args.model, args.device, towers_from_args(args))
     warn_if_bare(model, args.model)
