@@ -174,7 +174,7 @@ def test_connections_over_the_cap_get_an_openai_503(model):
         socks = [_connect(srv) for _ in range(14)]
         try:
             time.sleep(0.3)
-            answers = [_closed_by_server(s, 0.5) for s in socks]
+            answers = [_closed_by_server(s, 0.2) for s in socks]
             refused = [a for a in answers if a is not None]
             assert len(refused) == 4, [a[:40] if a else a for a in answers]
             assert all(a.startswith(b"HTTP/1.1 503") for a in refused)
