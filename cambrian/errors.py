@@ -17,3 +17,7 @@ class InputError(UserError, ValueError):
 
 class ResourceError(UserError, MemoryError):
     """Refused before allocating: the model would not fit in the available memory."""
+
+
+class WeightsUnavailable(UserError, OSError):
+    """Pretrained weights that cannot be read (offline and not cached, a missing local directory)."""

@@ -25,6 +25,7 @@ from helpers import sensitive_tiny_model, sensitive_toy_model  # noqa: E402
 
 from cambrian.eval.adapters import CambrianEvalModel, image_to_data_url, load_eval_model  # noqa: E402
 from cambrian.models.generate import NotGenerativeError, SamplingParams  # noqa: E402
+from cambrian.serve.images import image_cost  # noqa: E402
 from cambrian.serve.server import ServerThread  # noqa: E402
 from cambrian.serve.settings import ServeSettings  # noqa: E402
 
@@ -499,7 +500,8 @@ def test_over_the_concurrency_limit_is_429(model):
 def test_decoded_pixels_in_flight_are_bounded(model):
     gated = GatedModel(model)
     img = Image.new("RGB", (60, 50), (9, 90, 200))  # 3000 pixels; the budget holds two such images
-    with ServerThread(gated, _settings(max_image_pixels=3000, max_pixels_in_flight=6000)) as srv:
+    cost = image_cost(60, 50, max(e.config.image_size for e in model.encoders))  # decoded + letterboxed
+    with ServerThread(gated, _settings(max_image_pixels=3000, max_pixels_in_flight=2 * cost)) as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key=KEY, max_retries=0, timeout=60)
         two = [{"type": "image_url", "image_url": {"url": image_to_data_url(img)}}] * 2 + [
             {"type": "text", "text": "?"}

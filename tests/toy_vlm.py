@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from cambrian.constants import IGNORE_INDEX, IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 from cambrian.errors import InputError
-from cambrian.models.generate import GenerationMixin, Prefill
+from cambrian.models.generate import GenerationMixin, Prefill, PromptIds
 from cambrian.models.training import adapter_parameters
 
 PAD, BOS, EOS = 0, 1, 2
@@ -161,6 +161,8 @@ class ToyVLM(GenerationMixin, nn.Module):
     stop_token_ids = (EOS,)
 
     def prompt_ids(self, text, system=None) -> list[int]:
+        if isinstance(text, PromptIds):  # tokenised already (the contract)
+            return list(text)
         msgs = [{"role": "user", "content": text}] if isinstance(text, str) else list(text)
         if system is not None and not any(m["role"] == "system" for m in msgs):
             msgs = [{"role": "system", "content": system}, *msgs]

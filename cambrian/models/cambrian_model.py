@@ -242,10 +242,11 @@ class CambrianModel(GenerationMixin, nn.Module):
     # vision
     # ------------------------------------------------------------------------------------------------------
     def encode_images(self, images: Sequence) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
-        """PIL images (or paths) -> per-encoder pixel tensors and original sizes (W, H)."""
+        """PIL images (or paths) -> per-encoder pixel tensors and original sizes (W, H). Any aspect ratio: the letterbox
+        is linear in the image (front ends such as ``chat`` and the server limit it)."""
         from .encoders.preprocess import load_image
 
-        pil = [load_image(im) for im in images]
+        pil = [load_image(im, max_aspect=None) for im in images]
         pixels = [enc.preprocess(pil) for enc in self.encoders]
         return pixels, [im.size for im in pil]
 
@@ -444,9 +445,12 @@ class CambrianModel(GenerationMixin, nn.Module):
 
     def prompt_ids(self, text: str | Sequence[dict], system: str | None = None) -> list[int]:
         """Prompt ids of one user turn (a string) or a conversation (``[{"role", "content"}, ...]`` ending with a
-        user turn; ``<image>`` tags in the turns that carry the images)."""
+        user turn; ``<image>`` tags in the turns that carry the images); a ``PromptIds`` is already tokenised."""
+        from .generate import PromptIds
         from .llm.tokenize import tokenize_prompt
 
+        if isinstance(text, PromptIds):
+            return list(text)
         return tokenize_prompt(
             text if isinstance(text, str) else list(text), self.template, self.tokenizer, system=system
         )
@@ -508,6 +512,10 @@ class CambrianModel(GenerationMixin, nn.Module):
 
 
 def _count_image_tags(prompt) -> int:
+    from .generate import PromptIds
+
+    if isinstance(prompt, PromptIds):
+        return prompt.num_images
     if isinstance(prompt, str):
         return prompt.count(IMAGE_TOKEN)
     return sum(

@@ -10,10 +10,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import yaml
-
 from ..config import CambrianConfig
-from ..typed import ConfigError
+from ..typed import ConfigError, read_mapping
 from .encoders import expand_encoder_entry
 
 PRESET_DIR = Path(__file__).resolve().parent / "models"
@@ -43,8 +41,7 @@ def load_preset(name: str) -> CambrianConfig:
         from ..registry import UnknownKeyError
 
         raise UnknownKeyError(f"unknown model preset {name!r}; valid presets: {', '.join(list_presets())}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return config_from_mapping(data, where=str(path))
+    return config_from_mapping(read_mapping(path), where=str(path))
 
 
 def config_from_mapping(data: dict, where: str = "config") -> CambrianConfig:
@@ -67,10 +64,6 @@ def resolve_model_config(preset_or_dir: str) -> CambrianConfig:
     p = Path(preset_or_dir)
     if p.is_dir() and (p / "config.json").exists():
         return CambrianConfig.load(p / "config.json")
-    if p.is_file():
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML: {e}") from None
-        return config_from_mapping(data, where=str(p))
+    if p.exists() and not p.is_dir():
+        return config_from_mapping(read_mapping(p), where=str(p))
     return load_preset(preset_or_dir)

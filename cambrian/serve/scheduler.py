@@ -6,8 +6,9 @@ is continuous: rows leave the batch as they finish, and at every step boundary r
 prefilled and join the running batch (up to ``max_batch_size`` rows), so a long answer never holds the queue. Events
 go back to each request's asyncio queue on the server's event loop.
 
-All model and tokenizer work happens on the worker thread (a request's prompt is checked there too, just before its
-batch), so the event loop only parses JSON and decodes images. Jobs that fail alone (a prompt over the context
+All model work happens on the worker thread; a request's prompt arrives tokenised (``Job.prompt``, see
+``tokenizing``) and is checked there against the context just before its batch, so the event loop only parses JSON
+and decodes images. Jobs that fail alone (a prompt over the context
 length, a bad conversation) get their own 400; a batch whose prefill fails is retried one job at a time so one bad
 request cannot fail the others.
 """
@@ -49,7 +50,8 @@ class Job:
     stream: bool
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
-    on_release: object = None  # called once when the job is done (frees its share of the pixel budget)
+    on_release: object = None  # called once when the job is done (frees its admission and pixel budget)
+    prompt: object = None  # the messages' PromptIds, tokenised off this thread (None: tokenised here)
     cancelled: bool = False
     finished: bool = False
     _run: object = None
@@ -175,7 +177,7 @@ class BatchScheduler:
         """A 400 for a conversation the template refuses or a prompt that leaves no room to answer."""
         model = self.model
         try:
-            ids = model.prompt_ids(job.messages)
+            ids = job.prompt if job.prompt is not None else model.prompt_ids(job.messages)
         except UserError as e:  # a conversation the template refuses
             raise bad_request(f"messages: {e}", param="messages") from None
         n_img = sum(1 for t in ids if t == IMAGE_TOKEN_INDEX)
@@ -208,7 +210,7 @@ class BatchScheduler:
             return []
         try:
             run = self.model.generate_events(
-                [j.messages for j in live],
+                [j.prompt if j.prompt is not None else j.messages for j in live],
                 [j.images for j in live],
                 sampling=[j.params for j in live],
                 stream=[j.stream for j in live],

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from ..errors import UserError
 from .app import create_app
+from .connections import protocol_class
 from .settings import ServeSettings
 
 
@@ -42,7 +43,8 @@ def make_server(
     """(uvicorn.Server, bound socket); ``sock``: one bound already (``bind_socket``)."""
     import uvicorn
 
-    # connections beyond twice the request limit get uvicorn's 503 before their body is read (bounded memory)
+    # idle and slow connections are closed, and their number capped, by the protocol (.connections); requests over
+    # the limit get a 429 from the app (.admission), so an idle socket never takes an authorised client's place
     config = uvicorn.Config(
         app,
         host=host,
@@ -51,7 +53,7 @@ def make_server(
         lifespan="on",
         server_header=False,
         timeout_graceful_shutdown=settings.graceful_timeout_s,
-        limit_concurrency=2 * settings.max_concurrency + 8,
+        http=protocol_class(settings.max_connections, settings.header_timeout_s),
     )
     return uvicorn.Server(config), (sock if sock is not None else bind_socket(host, port))
 

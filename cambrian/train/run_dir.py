@@ -89,9 +89,11 @@ def resume_mismatch(cfg: TrainConfig, ck: Path) -> str | None:
     one phrase (None when equal or when the checkpoint has no readable config)."""
     import yaml
 
+    from ..typed import ConfigError, load_yaml, read_config_text
+
     try:
-        saved = yaml.safe_load((ck / "train_config.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        saved = load_yaml(read_config_text(ck / "train_config.yaml"))
+    except (OSError, yaml.YAMLError, ConfigError):
         return None
     if not isinstance(saved, dict):
         return None

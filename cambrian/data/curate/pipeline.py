@@ -119,14 +119,40 @@ def plan(recipe: CurateRecipe, tallies: list[SourceTally]) -> dict[str, int]:
         raise UserError(f"{recipe.path or 'recipe'}: {e}") from None
     for t in tallies:
         t.capped = t.available if recipe.cap is None else min(t.available, recipe.cap)
+    if not sum(take.values()):
+        bad: Counter = Counter()
+        for t in tallies:
+            bad.update(t.bad)
+        reasons = ", ".join(f"{r} {n}" for r, n in bad.most_common(4))
+        raise UserError(
+            f"{recipe.path or 'recipe'}: no record to write: {sum(t.records for t in tallies)} read, "
+            f"{sum(bad.values())} bad{f' ({reasons})' if reasons else ''}, {sum(t.duplicates for t in tallies)} "
+            "duplicates; nothing was written"
+        )
     return take
 
 
+# what a curation killed outright (kill -9, power loss) leaves in OUT: the output's temp file, the dedup spool, the
+# datasets engine's cache
+LEFTOVERS = (".data.jsonl.*.tmp", "cambrian-dedup-*", ".hf-*")
+
+
 def prepare_out(out_dir: Path, overwrite: bool) -> None:
+    """Create ``out_dir``; refuse a previous curation unless ``overwrite``; remove what an interrupted one left."""
+    import shutil
+
     out_dir.mkdir(parents=True, exist_ok=True)
     existing = [f for f in OUTPUT_FILES if (out_dir / f).exists()]
     if existing and not overwrite:
         raise UserError(f"{out_dir} already holds a curation ({', '.join(existing)}); pass --overwrite to replace it")
+    left = [p for pattern in LEFTOVERS for p in out_dir.glob(pattern)]
+    for p in left:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    if left:
+        log.warning(f"{out_dir}: removed {len(left)} temporary file(s) left by an interrupted curation")
 
 
 def curate(

@@ -98,10 +98,12 @@ CONNECTORS: Registry[type[Connector]] = Registry("connector")
 
 
 def build_connector(config: ConnectorConfig, encoder_dims, encoder_grids, llm_hidden: int) -> Connector:
+    from ..buildable import architecture_errors
     from . import _all  # noqa: F401  (registers every connector)
 
     cls = CONNECTORS.get(_registry_key(config.type))
-    return cls(config, encoder_dims, encoder_grids, llm_hidden)
+    with architecture_errors(f"connector ({config.type})"):
+        return cls(config, encoder_dims, encoder_grids, llm_hidden)
 
 
 def _registry_key(type_: str) -> str:

@@ -22,6 +22,7 @@ from .contract import (
     GenerativeVLM,
     NotGenerativeError,
     Prefill,
+    PromptIds,
     check_generative,
 )
 from .decode import DecodeRun
@@ -43,6 +44,7 @@ __all__ = [
     "KVCacheState",
     "NotGenerativeError",
     "Prefill",
+    "PromptIds",
     "RowProcessor",
     "SamplingParams",
     "check_generative",

@@ -26,11 +26,21 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from ...constants import IMAGE_TOKEN_INDEX
 from ..vlm import require_members
 
 FINISH_STOP = "stop"  # end-of-turn token, a stop string, or a row processor's completed constraint
 FINISH_LENGTH = "length"  # max_new_tokens or the model's context length reached
 FINISH_CANCELLED = "cancelled"  # DecodeRun.cancel(row) (a client went away)
+
+
+class PromptIds(tuple):
+    """A prompt tokenised already (what ``prompt_ids`` returned): every member that takes a prompt takes this too and
+    does not tokenise again (the server tokenises off its generation thread). ``prompt_ids(PromptIds)`` returns it."""
+
+    @property
+    def num_images(self) -> int:
+        return sum(1 for t in self if t == IMAGE_TOKEN_INDEX)
 
 
 @dataclass
@@ -114,7 +124,8 @@ class GenerativeVLM(Protocol):
     - ``context_length``: positions a prompt plus its answer may take (images included), or None (unbounded).
     - ``stop_token_ids``: the ids that end an answer (end of turn / end of text).
     - ``prompt_ids(text, system=None) -> list[int]``: the prompt as the model sees it, chat template and generation
-      prompt included, one ``IMAGE_TOKEN_INDEX`` per image (a wrong conversation raises ``ValueError``).
+      prompt included, one ``IMAGE_TOKEN_INDEX`` per image (a wrong conversation raises ``ValueError``); a
+      :class:`PromptIds` (tokenised already) is returned as it is.
     - ``visual_token_count((W, H)) -> int``: positions one image of that size takes.
     - ``prefill(texts, images=None, system=None, use_cache=True) -> Prefill``.
     - ``generate_events(texts, images=None, max_new_tokens=None, system=None, sampling=None, stream=False,

@@ -38,15 +38,16 @@ TOKENIZER_PATTERNS = [
 
 def read_config(path: str | os.PathLike) -> dict:
     """``config.json`` of a checkpoint directory (or the file itself), bounded in size, as a dict."""
+    from ...typed import ConfigError, read_config_text
+
     path = Path(path)
     if path.is_dir():
         path = path / "config.json"
-    size = path.stat().st_size
-    if size > CONFIG_MAX_BYTES:
-        raise ReleaseFormatError(f"{path}: {size} bytes is too large for a model config")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
+        data = json.loads(read_config_text(path, CONFIG_MAX_BYTES))  # a regular file, bounded (not a FIFO)
+    except ConfigError as e:
+        raise ReleaseFormatError(str(e)) from None
+    except (ValueError, RecursionError) as e:
         raise ReleaseFormatError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
         raise ReleaseFormatError(f"{path}: expected a JSON object")
