@@ -489,6 +489,48 @@ def test_a_row_with_a_processor_can_join_a_running_batch(sensitive):
     assert finals[0].text == model.generate_text(["alpha"], max_new_tokens=12)[0]
 
 
+class _BigramState:
+    """A decoder state whose next-token distribution depends only on the token just fed: after token 1,
+    P(2) = 1/2 and P(1) = 1/4; after any other token, P(1) = 1/2 and P(2) = 1/4; the rest share 1/4."""
+
+    V = 8
+
+    def __init__(self, rows: int):
+        self.rows, self.selected = rows, []
+
+    @classmethod
+    def logits_after(cls, tok: int) -> torch.Tensor:
+        p = torch.full((cls.V,), (1 / 4) / (cls.V - 2))
+        p[1], p[2] = (1 / 4, 1 / 2) if tok == 1 else (1 / 2, 1 / 4)
+        return p.log()
+
+    def select(self, rows):
+        self.selected.append(rows.tolist())
+
+    def step(self, tok):
+        return torch.stack([self.logits_after(int(t)) for t in tok])
+
+
+def test_option_logprobs_are_the_hand_computed_bigram_values():
+    from cambrian.models.generate.contract import Prefill
+    from cambrian.models.generate.scoring import option_logprobs
+
+    # two prompts, the first ending in token 3, the second in token 1
+    state = _BigramState(2)
+    prefill = Prefill(torch.stack([_BigramState.logits_after(3), _BigramState.logits_after(1)]), state, [], [])
+    got = option_logprobs(prefill, [[[1], [1, 2], [2, 1, 1]], [[2], [1, 1]]])
+    ln = math.log
+    want = [
+        [ln(1 / 2), ln(1 / 2) + ln(1 / 2), ln(1 / 4) + ln(1 / 2) + ln(1 / 4)],
+        [ln(1 / 2), ln(1 / 4) + ln(1 / 4)],
+    ]
+    for g, w in zip(got, want):
+        assert g == pytest.approx(w, abs=1e-6)
+    assert state.selected == [[0, 0, 0, 1, 1]]  # the prompt's state forked once per option
+    with pytest.raises(ValueError, match="2 prompts but 1 option lists"):
+        option_logprobs(prefill, [[[1]]])
+
+
 def _teacher_forced(model, prompt, option) -> float:
     """Sum of the option tokens' log-probabilities from one plain forward over prompt + option."""
     ids, opt = model.prompt_ids(prompt), model.answer_ids(option)
