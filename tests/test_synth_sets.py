@@ -79,7 +79,7 @@ def test_splits_are_reproducible_and_train_differs_from_test(tmp_path):
     write_split(tmp_path / "c", 6, 0, render_sign, split="train")
     assert a == {"items": 6, "questions": 6}
     ia, ib, ic = (read_items(tmp_path / x) for x in "abc")
-    strip = lambda items: [{k: v for k, v in it.items() if k not in ("id", "image")} for it in items]  # noqa: E731
+    strip = lambda items: [{k: v for k, v in it.items() if k not in ("id", "image")} for it in items]
     assert strip(ia) == strip(ib)
     assert (tmp_path / "a" / ia[0]["image"]).read_bytes() == (tmp_path / "b" / ib[0]["image"]).read_bytes()
     assert [it["regions"] for it in ia] != [it["regions"] for it in ic]

@@ -13,6 +13,10 @@ Scoring: every benchmark uses its **official** scorer by default (the rules of t
 comparable with the paper). ``--scorer lenient`` (or ``--option BENCH.scorer=lenient`` for one benchmark) uses the
 forgiving variant where a benchmark has one; its metrics are named ``*_lenient``, written to
 ``metrics.lenient.json`` and listed apart from the paper-style table by ``eval report``.
+
+``--mc likelihood``: instead of generating, answer every multiple-choice question with the option the model finds
+most likely (``cambrian.eval.likelihood``); metrics ``*_likelihood`` (the letters the prompt asks for) and
+``*_likelihood_text`` (the option texts) in ``metrics.likelihood*.json``, also outside the paper-style table.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..errors import InputError
 from .tower_flag import add_tower_argument, towers_from_args
 
 
@@ -105,6 +110,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--max-new-tokens", type=int, default=None, help="override the benchmarks' official values")
     r.add_argument("--option", action="append", default=[], help="benchmark option BENCH.KEY=VALUE (repeatable)")
     _add_scorer(r)
+    r.add_argument(
+        "--mc",
+        choices=["generate", "likelihood"],
+        default="generate",
+        help="generate (default): the official protocol, answers are generated and scored; likelihood: every "
+        "multiple-choice question is answered by the option (letter, and option text) the model finds most "
+        "likely, reported as *_likelihood metrics outside the paper-style table (local models only)",
+    )
     r.add_argument("--device", default=None, help="torch device for our models (default: the model's own)")
     r.add_argument("--name", default=None, help="model name recorded in run.json (default: preset / dir name)")
     r.add_argument("--no-progress", action="store_true")
@@ -159,9 +172,12 @@ def _cmd_list() -> int:
 
 def _cmd_run(args) -> int:
     from ..eval.adapters import load_eval_model
-    from ..eval.runner import model_identity, precheck_run, run_benchmarks
+    from ..eval.identity import model_identity, precheck_run
+    from ..eval.runner import run_benchmarks
 
     benches = _benches(args.bench, parse_options(args.option), args.scorer)
+    if args.mc == "likelihood":
+        return _cmd_run_likelihood(args, benches)
     identity = model_identity(args.model)
     precheck_run(args.out, benches, identity, args.vision, args.max_new_tokens, args.overwrite)  # before loading
     model = load_eval_model(args.model, device=args.device, name=args.name, towers=towers_from_args(args))
@@ -191,8 +207,36 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_run_likelihood(args, benches) -> int:
+    from ..eval.adapters import load_eval_model
+    from ..eval.likelihood import run_likelihood
+
+    if args.shard:
+        raise InputError("--mc likelihood does not shard; run it without --shard")
+    model = load_eval_model(args.model, device=args.device, name=args.name, towers=towers_from_args(args))
+    results = run_likelihood(
+        model,
+        benches,
+        args.data_root,
+        args.out,
+        batch_size=max(1, args.batch_size),
+        vision=args.vision,
+        limit=args.limit,
+        progress=not args.no_progress,
+    )
+    for b in benches:
+        readings = results.get(b.name) or {}
+        if not readings:
+            print(f"{b.name}: no multiple-choice questions (nothing scored by likelihood)")
+        for reading, m in readings.items():
+            key = f"{b.primary_metric}_{reading}"
+            print(f"{b.name}: {key} = {m.get(key)} (n={m.get('n')})")
+    return 0
+
+
 def _cmd_merge(args) -> int:
-    from ..eval.runner import merge_shards, score_run
+    from ..eval.predictions import merge_shards
+    from ..eval.runner import score_run
 
     for b in _benches(args.bench, parse_options(args.option), args.scorer):
         samples = b.load(str(Path(args.data_root) / b.name) if args.data_root else None)
@@ -208,7 +252,7 @@ def _cmd_merge(args) -> int:
 
 
 def _cmd_score(args) -> int:
-    from ..eval.runner import align_predictions, read_predictions
+    from ..eval.predictions import align_predictions, read_predictions
 
     (bench,) = _benches(args.bench, parse_options(args.option), args.scorer)
     pred_path = Path(args.predictions)
@@ -217,7 +261,7 @@ def _cmd_score(args) -> int:
     raw = read_predictions(pred_path)
     samples = bench.load(args.data)
     preds = align_predictions(samples, raw)
-    metrics = bench.score(samples, preds)
+    metrics = bench.evaluate(samples, preds)
     if args.json:
         print(
             json.dumps(
@@ -267,14 +311,10 @@ def run(args) -> int:
     if cmd is None:
         print(__doc__)
         return 0
-    try:
-        return {
-            "list": lambda: _cmd_list(),
-            "run": lambda: _cmd_run(args),
-            "merge": lambda: _cmd_merge(args),
-            "score": lambda: _cmd_score(args),
-            "report": lambda: _cmd_report(args),
-        }[cmd]()
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return {  # mistakes in the input reach cambrian.cli.main as one error line
+        "list": _cmd_list,
+        "run": lambda: _cmd_run(args),
+        "merge": lambda: _cmd_merge(args),
+        "score": lambda: _cmd_score(args),
+        "report": lambda: _cmd_report(args),
+    }[cmd]()

@@ -6,6 +6,8 @@ import argparse
 import shlex
 import sys
 
+from ..errors import InputError
+
 DESCRIPTION = """\
 Run an encoder study: a base recipe and axes (tower sets, connector, frozen / unfrozen towers, adapter-data size,
 seed) whose product is a list of runs. Every run is an ordinary training run directory under OUT/runs/<run id>,
@@ -81,7 +83,7 @@ def run(args) -> int:
 
         spec = load_resolved(args.out)  # the study this folder was run with
     elif not args.study:
-        raise ValueError("give a study (a shipped name or a YAML file); --list shows the shipped ones")
+        raise InputError("give a study (a shipped name or a YAML file); --list shows the shipped ones")
     else:
         spec = load_study(args.study, args.settings, quick=args.quick)
     out = args.out or f"runs/study-{spec.name}{'-quick' if args.quick else ''}"

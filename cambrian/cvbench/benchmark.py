@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..eval.api import Benchmark, EvalSample, register_benchmark
+from ..errors import InputError
+from ..eval.api import Benchmark, EvalSample, MCOptions, register_benchmark
+from ..prompts import letters
 from .extract import extract_letter
 from .loader import HUB_ID, load_cvbench
 from .schema import model_prompt
@@ -46,7 +48,7 @@ class CVBench(Benchmark):
 
     def load(self, path: str | None) -> list[EvalSample]:
         if path is None and self.hub_id is None:
-            raise ValueError(f"{self.name}: a local path is required")
+            raise InputError(f"{self.name}: a local path is required")
         return [row_to_sample(r) for r in load_cvbench(path if path is not None else self.hub_id)]
 
     def extract(self, sample: EvalSample, prediction: str):
@@ -58,6 +60,10 @@ class CVBench(Benchmark):
 
     def question_chance(self, sample: EvalSample) -> float:
         return 1.0 / len(sample.meta["choices"])
+
+    def mc_options(self, sample: EvalSample) -> MCOptions:
+        choices = tuple(str(c) for c in sample.meta["choices"])
+        return MCOptions(choices, tuple(letters(len(choices))))
 
     def score(self, samples: Sequence[EvalSample], predictions: dict) -> dict:
         return score_items([_item(s) for s in samples], predictions)

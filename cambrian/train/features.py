@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from ..utils.progress import progress_bar
+
 
 def tower_hash(encoder) -> str:
     """12 hex digits naming one tower's configuration (every field of its ``EncoderConfig``)."""
@@ -87,14 +89,11 @@ class FeatureCache:
         tower already cached for an image is not run again); returns how many images needed any tower.
         Unreadable images are skipped (the dataset reports them as bad samples)."""
         from PIL import Image
-        from tqdm import tqdm
 
         todo = [p for i, p in enumerate(sorted(set(map(str, image_paths)))) if i % world_size == rank]
         todo = [p for p in todo if Path(p).is_file() and not self.has(p)]
         done = 0
-        bar = tqdm(
-            total=len(todo), desc="tower features", unit="img", disable=not progress or not todo, dynamic_ncols=True
-        )
+        bar = progress_bar(total=len(todo), desc="tower features", unit="img", enabled=progress and bool(todo))
         for s in range(0, len(todo), batch_size):
             bar.update(min(batch_size, len(todo) - s))
             chunk, ims = [], []
@@ -103,7 +102,7 @@ class FeatureCache:
                     with Image.open(p) as im:
                         ims.append(im.convert("RGB"))
                     chunk.append(p)
-                except Exception:
+                except Exception:  # noqa: BLE001 - an unreadable image is not cached; the dataset counts it as bad
                     continue
             if not chunk:
                 continue

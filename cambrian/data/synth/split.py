@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import InputError
 from ...prompts import SHORT
 from ...utils.io import atomic_write_text, read_jsonl
 
@@ -73,7 +74,7 @@ def cells_from_regions(
     a digit covers less of a cell than the sign it is printed on, and the digit is what the cell shows."""
     h, w = int(item["height"]), int(item["width"])
     if h != w:
-        raise ValueError(f"item {item.get('id')}: synthetic items are square, got {w}x{h}")
+        raise InputError(f"item {item.get('id')}: synthetic items are square, got {w}x{h}")
     edges = np.linspace(0, w, grid + 1)
     cells, weights = [], []
     for u in range(grid):

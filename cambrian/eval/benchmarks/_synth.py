@@ -12,9 +12,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from ...errors import InputError
 from ...prompts import SHORT
 from ...utils.io import atomic_write_text, read_jsonl
-from ..api import Benchmark, EvalSample
+from ..api import Benchmark, EvalSample, MCOptions
 from ._common import lazy_image, mean
 
 QUESTIONS = "questions.jsonl"
@@ -66,7 +67,7 @@ class SynthQA(Benchmark):
         for k, r in enumerate(read_jsonl(f)):
             missing = [x for x in ("id", "image", "question", "answer", "type", "choices") if x not in r]
             if missing:
-                raise ValueError(f"{self.name}: {f} line {k + 1} lacks {missing}")
+                raise InputError(f"{self.name}: {f} line {k + 1} lacks {missing}")
             out.append(
                 EvalSample(
                     idx=r["id"],
@@ -77,11 +78,15 @@ class SynthQA(Benchmark):
                 )
             )
         if not out:
-            raise ValueError(f"{self.name}: no questions in {f}")
+            raise InputError(f"{self.name}: no questions in {f}")
         return out
 
     def extract(self, sample: EvalSample, prediction: str):
         return normalize(prediction)
+
+    def mc_options(self, sample: EvalSample) -> MCOptions:
+        """The answers of the question's type (``choices``), for ``--mc likelihood``."""
+        return MCOptions(tuple(str(c) for c in sample.meta["choices"]))
 
     def is_correct(self, sample: EvalSample, prediction: str | None) -> bool:
         p, a = normalize(prediction), normalize(sample.answer)

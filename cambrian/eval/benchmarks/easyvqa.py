@@ -26,14 +26,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import InputError
 from ...prompts import SHORT
 from ...typed import Int, OptInt, OptStrList
-from ..api import Benchmark, EvalSample, register_benchmark
+from ..api import Benchmark, EvalSample, MCOptions, register_benchmark
 from ._common import lazy_image, mean
 
 SHAPES = ("circle", "rectangle", "triangle")
 YES_NO = ("yes", "no")
+COLORS = ("red", "green", "blue", "black", "gray", "teal", "brown", "yellow")
 TYPE_CHANCE = {"yes/no": 1 / 2, "shape": 1 / 3, "color": 1 / 8}
+TYPE_ANSWERS = {"yes/no": YES_NO, "shape": SHAPES, "color": COLORS}
 
 
 def answer_type(answer: str) -> str:
@@ -61,7 +64,7 @@ def read_split(root: str | Path) -> list[tuple[str, str, int]]:
     out = []
     for k, row in enumerate(data):
         if not isinstance(row, (list, tuple)) or len(row) != 3:
-            raise ValueError(f"easyvqa: {qfile} row {k} is not [question, answer, image_id]: {row!r}")
+            raise InputError(f"easyvqa: {qfile} row {k} is not [question, answer, image_id]: {row!r}")
         out.append((str(row[0]), str(row[1]), int(row[2])))
     return out
 
@@ -91,7 +94,7 @@ class EasyVQA(Benchmark):
         types = self.opts.get("types")
         unknown = sorted(set(types or ()) - set(TYPE_CHANCE))
         if unknown:
-            raise ValueError(f"easyvqa: option types: unknown answer types {unknown} (valid: {sorted(TYPE_CHANCE)})")
+            raise InputError(f"easyvqa: option types: unknown answer types {unknown} (valid: {sorted(TYPE_CHANCE)})")
         out = []
         for k, (q, a, image_id) in enumerate(rows):
             if keep is not None and image_id not in keep:
@@ -108,7 +111,7 @@ class EasyVQA(Benchmark):
                 )
             )
         if not out:
-            raise ValueError(f"easyvqa: no questions loaded from {root}")
+            raise InputError(f"easyvqa: no questions loaded from {root}")
         return out
 
     def extract(self, sample: EvalSample, prediction: str):
@@ -122,6 +125,10 @@ class EasyVQA(Benchmark):
 
     def question_chance(self, sample: EvalSample) -> float:
         return TYPE_CHANCE[sample.meta["category"]]
+
+    def mc_options(self, sample: EvalSample) -> MCOptions:
+        """Every question states its answer type: the candidates are that type's answers."""
+        return MCOptions(TYPE_ANSWERS[sample.meta["category"]])
 
     def score(self, samples: Sequence[EvalSample], predictions: dict) -> dict:
         scores, by = self.question_scores(samples, predictions), {}

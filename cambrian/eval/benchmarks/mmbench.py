@@ -24,7 +24,7 @@ from collections import defaultdict
 
 from ...prompts import LETTER, with_instruction
 from ..api import EvalSample, register_benchmark
-from ..extract import mcq_extract, official_mcq
+from ..rules import mcq_extract, official_mcq
 from ._common import TableBenchmark, is_missing, lazy_image
 
 
@@ -42,6 +42,7 @@ def image_key(image) -> str:
 @register_benchmark("mmbench")
 class MMBench(TableBenchmark):
     category = "General"
+    multiple_choice = True
     max_new_tokens = 512
     hub_id = "lmms-lab/MMBench_EN"
     hub_split = "dev"

@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ...prompts import SHORT, with_instruction
-from ..api import EvalSample, register_benchmark
-from ..extract import yes_no
+from ..api import EvalSample, MCOptions, register_benchmark
+from ..rules import yes_no
 from ._common import TableBenchmark, lazy_image
 
 PERCEPTION = ["existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR"]
@@ -50,6 +50,9 @@ class MME(TableBenchmark):
             meta={"category": row["category"], "image_id": str(row.get("question_id", i))},
         )
 
+    def mc_options(self, sample):
+        return MCOptions(("Yes", "No"))
+
     def extract(self, sample, prediction):
         return (prediction or "").strip().lower().rstrip(".")
 
@@ -60,7 +63,7 @@ class MME(TableBenchmark):
         per_q = defaultdict(list)
         per_img = defaultdict(lambda: defaultdict(list))
         for s in samples:
-            ok = self.extract(s, predictions.get(s.idx, "") or "") == s.answer
+            ok = self.answer(s, predictions.get(s.idx, "") or "") == s.answer
             per_q[s.meta["category"]].append(ok)
             per_img[s.meta["category"]][s.meta["image_id"]].append(ok)
         cats = {}

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from ...prompts import LETTER_ONLY, with_instruction
 from ..api import EvalSample, register_benchmark
-from ..extract import first_token
+from ..rules import first_token
 from ._common import TableBenchmark, lazy_image
 
 
 @register_benchmark("mmstar")
 class MMStar(TableBenchmark):
     category = "Other"  # not in the paper's table; reported outside the group averages
+    multiple_choice = True
     max_new_tokens = 128
     hub_id = "Lin-Chen/MMStar"
     hub_split = "val"

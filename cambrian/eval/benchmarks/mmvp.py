@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ...prompts import LETTER, with_instruction
 from ..api import EvalSample, register_benchmark
-from ..extract import mcq_extract, official_mcq
+from ..rules import mcq_extract, official_mcq
 from ._common import TableBenchmark, lazy_image
 
 _OPT = re.compile(r"\(([a-z])\)\s*(.*?)\s*(?=\([a-z]\)|$)", re.S)
@@ -42,6 +42,7 @@ def official_text_options(text: str) -> list[str]:
 @register_benchmark("mmvp")
 class MMVP(TableBenchmark):
     category = "Vision-Centric"
+    multiple_choice = True
     max_new_tokens = 512
     hub_id = "MMVP/MMVP"
     files = ("Questions.csv", "*.parquet", "*.jsonl")

@@ -12,8 +12,8 @@ yes ratio (the usual POPE companions), which the official script omits.
 from __future__ import annotations
 
 from ...prompts import SHORT, with_instruction
-from ..api import EvalSample, register_benchmark
-from ..extract import first_token
+from ..api import EvalSample, MCOptions, register_benchmark
+from ..rules import first_token
 from ._common import TableBenchmark, lazy_image
 
 
@@ -36,12 +36,15 @@ class POPE(TableBenchmark):
             meta={"category": row.get("category")},
         )
 
+    def mc_options(self, sample):
+        return MCOptions(("yes", "no"))
+
     def extract(self, sample, prediction):
         return first_token(prediction)
 
     def score(self, samples, predictions):
         out = super().score(samples, predictions)
-        preds = [self.extract(s, predictions.get(s.idx, "") or "") for s in samples]
+        preds = [self.answer(s, predictions.get(s.idx, "") or "") for s in samples]
         tp = sum(p == "yes" and s.answer == "yes" for p, s in zip(preds, samples))
         fp = sum(p == "yes" and s.answer != "yes" for p, s in zip(preds, samples))
         fn = sum(p != "yes" and s.answer == "yes" for p, s in zip(preds, samples))

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from ...prompts import LETTER, option_lines, with_instruction
 from ..api import EvalSample, register_benchmark
-from ..extract import mcq_extract, official_mcq
+from ..rules import mcq_extract, official_mcq
 from ._common import TableBenchmark, lazy_image
 
 
 @register_benchmark("seed")
 class SEED(TableBenchmark):
     category = "General"
+    multiple_choice = True
     max_new_tokens = 512
     hub_id = "lmms-lab/SEED-Bench"
     chance = 0.25

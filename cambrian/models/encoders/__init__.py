@@ -19,6 +19,7 @@ tower of an encoder study. The same seed gives the same tower (so its cached fea
 
 from __future__ import annotations
 
+from ...typed import ConfigError
 from ...utils.torchvision_shim import ensure_torchvision_importable
 
 # a CUDA torchvision wheel next to the CPU torch breaks every transformers model class unless shimmed first
@@ -68,10 +69,10 @@ def build_encoder(cfg: EncoderConfig | str | dict, load_weights: bool = True) ->
         cfg = expand_encoder_entry(cfg)
     init = cfg.options.get("init", "pretrained")
     if init not in ("pretrained", "random"):
-        raise ValueError(f"encoder {cfg.id!r}: options.init={init!r}; valid: 'pretrained', 'random'")
+        raise ConfigError(f"encoder {cfg.id!r}: options.init={init!r}; valid: 'pretrained', 'random'")
     if init == "random":
         if cfg.backend == "ppocr_onnx":
-            raise ValueError(f"encoder {cfg.id!r}: an onnxruntime tower has no random initialisation")
+            raise ConfigError(f"encoder {cfg.id!r}: an onnxruntime tower has no random initialisation")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(cfg.options.get("init_seed", 0)))
             enc = ENCODER_BACKENDS.get(cfg.backend)(cfg, load_weights=False)
@@ -92,4 +93,4 @@ def _check_dims(enc: VisionEncoder) -> None:
     if getattr(hf_cfg, "model_type", None) in ("convnext", "convnextv2"):
         width = hf_cfg.hidden_sizes[-1] if c.select_layer is None else None
     if width is not None and width != c.hidden_size:
-        raise ValueError(f"encoder {c.id!r}: hidden_size={c.hidden_size} but the tower outputs {width} channels")
+        raise ConfigError(f"encoder {c.id!r}: hidden_size={c.hidden_size} but the tower outputs {width} channels")

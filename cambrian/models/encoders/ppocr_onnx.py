@@ -23,6 +23,7 @@ import torch
 
 from ...config import EncoderConfig
 from ...paths import package_dir
+from ...typed import ConfigError
 from .base import ENCODER_BACKENDS, VisionEncoder
 
 PACKAGE = "rapidocr_onnxruntime"
@@ -48,7 +49,7 @@ def cut_graph(path: str | Path, output: str) -> bytes:
     model = onnx.load(str(path))
     known = {o for n in model.graph.node for o in n.output}
     if output not in known:
-        raise ValueError(f"{path}: no tensor named {output!r} (options.output of the ppocr_onnx tower)")
+        raise ConfigError(f"{path}: no tensor named {output!r} (options.output of the ppocr_onnx tower)")
     # keep only the nodes the output depends on
     producer = {o: n for n in model.graph.node for o in n.output}
     need, stack = set(), [output]
@@ -76,14 +77,14 @@ class PPOCRDetEncoder(VisionEncoder):
     def __init__(self, config: EncoderConfig):
         super().__init__(config)
         if config.image_size % 32:
-            raise ValueError(f"encoder {config.id!r}: PP-OCR needs an image_size that is a multiple of 32")
+            raise ConfigError(f"encoder {config.id!r}: PP-OCR needs an image_size that is a multiple of 32")
         self.output = str(config.options.get("output", DEFAULT_OUTPUT))
         self._session = None
         self._lock = threading.Lock()
 
     def freeze(self, frozen: bool = True):
         if not frozen:
-            raise ValueError(f"encoder {self.config.id!r} runs in onnxruntime and has no gradients: it stays frozen")
+            raise ConfigError(f"encoder {self.config.id!r} runs in onnxruntime and has no gradients: it stays frozen")
         return super().freeze(True)
 
     def session(self):
