@@ -214,7 +214,8 @@ def evaluate_run(spec: StudySpec, plan: RunPlan, out: Path, root: str, model_dir
     import torch
 
     from ..eval.adapters import CambrianEvalModel
-    from ..eval.runner import RunMismatch, model_identity, run_benchmarks
+    from ..eval.identity import RunMismatch, model_identity
+    from ..eval.runner import run_benchmarks
     from ..models.vlm import load_vlm
     from .features import TowerFeatureMemo
 
