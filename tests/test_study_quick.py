@@ -18,11 +18,11 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.assets,
-    # ~11 minutes on 2 cores: CI runs it (CI=true, 90-minute limit); a local `make test` stays under ~10 minutes
-    # without it (CAMBRIAN_STUDY_TEST=1 runs it here too)
+    # ~11 minutes on 2 cores, over make test's ~10-minute budget, and not yet re-measured since the study moved onto
+    # the contract layout: opt-in (CAMBRIAN_STUDY_TEST=1) until issue 21 is finished
     pytest.mark.skipif(
-        not (os.environ.get("CI") or os.environ.get("CAMBRIAN_STUDY_TEST") == "1"),
-        reason="the quick study runs in CI (CI=true) or with CAMBRIAN_STUDY_TEST=1",
+        os.environ.get("CAMBRIAN_STUDY_TEST") != "1",
+        reason="the quick study (~11 min) runs with CAMBRIAN_STUDY_TEST=1",
     ),
     pytest.mark.skipif(
         efficientnet_lite.weights_path() is None or dinov2_onnx.onnx_path() is None,

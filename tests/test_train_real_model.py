@@ -74,6 +74,8 @@ def test_feature_cache_and_loss_falls(tmp_path):
         ),
         model=m,
     ).train()
-    assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 8
+    stores = [d for d in (tmp_path / "cache").iterdir() if d.is_dir()]
+    assert len(stores) == len(m.encoders)  # one store per tower
+    assert all(len(list(d.rglob("*.safetensors"))) == 8 for d in stores)  # each holds the 8 images
     losses = [json.loads(ln)["loss"] for ln in (out / "metrics.jsonl").read_text().splitlines()]
     assert losses[-1] < 0.5 * losses[0], losses

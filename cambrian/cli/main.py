@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "study": (
         "cambrian.cli.study",
         "an encoder study: train and evaluate one run per tower set (and connector, frozen, adapter data, seed), "
-        "then tabulate it with 95% intervals",
+        "then tabulate it with 95%% intervals",
     ),
 }
 
