@@ -493,9 +493,11 @@ class CambrianModel(nn.Module):
         per-row events (text deltas for the ``stream`` rows, then each row's final text and finish reason;
         ``step_events``: step boundaries too, where other prefilled runs may join)."""
         from ..utils.quiet import quiet_cache_deprecation
+        from .constrained import row_constraints
         from .generation import DecodeRun, resolve_sampling
 
         params = resolve_sampling(sampling, max_new_tokens, len(texts))
+        constraints = row_constraints(self, params)  # a spec that does not compile raises here, before the prefill
         with quiet_cache_deprecation():  # the KV cache is passed / read as past_key_values (works on all versions)
             logits, past, sp = self._prefill(texts, images, system, use_cache=True)
         prompt_ids = (
@@ -517,6 +519,7 @@ class CambrianModel(nn.Module):
             pad_token_id=pad,
             step_context=quiet_cache_deprecation,
             step_events=step_events,
+            constraints=constraints,
         )
 
     def stream_text(

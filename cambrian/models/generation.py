@@ -10,6 +10,11 @@ Order of the logit processing for a sampled row (as in HF ``generate`` and vLLM)
 top-k, top-p, then one draw from the row's own ``torch.Generator`` (seeded from ``seed``, so a seed reproduces an
 answer whatever else is in the batch).
 
+Constrained decoding (``SamplingParams.structured``: a JSON schema, a regex, a grammar, choices) plugs in through one
+seam: each constrained row has a :class:`RowConstraint` (``cambrian.models.constrained`` makes them); before the
+tokens are chosen every constrained row writes the tokens it allows into its row of the batch's one shared bitmask,
+which masks the logits (:func:`apply_token_bitmask`), and afterwards it accepts its chosen token.
+
 Per step the Python work is one ``tolist()`` of the chosen tokens and a loop over the rows; rows that neither
 stream nor have stop strings are only appended to (their text is decoded once at the end). Rows that finish are
 dropped from the batch and the KV cache (``batch_select_indices``), so a long answer does not keep short ones
@@ -23,8 +28,12 @@ import dataclasses
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import torch
+
+if TYPE_CHECKING:
+    from .constrained import StructuredOutput
 
 FINISH_STOP = "stop"  # end-of-turn token or a stop string
 FINISH_LENGTH = "length"  # max_new_tokens or the model's context length reached
@@ -36,7 +45,9 @@ class SamplingParams:
     """How to pick each next token. ``temperature=0`` is greedy (the evaluation default); ``top_k=0`` and
     ``top_p=1`` switch those filters off; ``repetition_penalty=1`` is off (>1 discourages tokens already in the
     prompt or the answer: a positive logit is divided by it, a negative one multiplied); ``seed`` makes sampling
-    reproducible; generation stops before the first occurrence of any ``stop`` string (not included in the text)."""
+    reproducible; generation stops before the first occurrence of any ``stop`` string (not included in the text);
+    ``structured`` restricts the answer to a JSON schema, regex, grammar or choice list
+    (:class:`~cambrian.models.constrained.StructuredOutput`)."""
 
     max_new_tokens: int = 128
     temperature: float = 0.0
@@ -45,6 +56,7 @@ class SamplingParams:
     repetition_penalty: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    structured: StructuredOutput | None = None
 
     def __post_init__(self):
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
@@ -84,6 +96,12 @@ class SamplingParams:
             "an integer in [0, 2^63)",
         )
         _check(all(isinstance(s, str) and s for s in stop), "stop", self.stop, "non-empty strings")
+        _check(
+            self.structured is None or hasattr(self.structured, "kind"),
+            "structured",
+            self.structured,
+            "a StructuredOutput (cambrian.models.constrained) or None",
+        )
 
     @property
     def greedy(self) -> bool:
@@ -152,6 +170,60 @@ def top_p_mask(logits: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     drop_sorted = before >= p.float()[:, None]
     drop = torch.zeros_like(drop_sorted).scatter(1, idx, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
+
+
+_BITS = torch.arange(32, dtype=torch.int32)
+
+
+def apply_token_bitmask(logits: torch.Tensor, bitmask: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:
+    """Set to -inf, in ``logits [B, V]``, the tokens row ``rows[i]`` may not take: ``bitmask [>= len(rows), W]``
+    int32, bit ``j`` of word ``w`` of its row ``i`` allows token ``32 w + j`` (xgrammar's layout, W = ceil(V / 32))."""
+    V = logits.shape[-1]
+    idx = torch.tensor(list(rows), dtype=torch.long, device=logits.device)
+    words = bitmask[: len(rows)].to(logits.device)
+    allowed = ((words[:, :, None] >> _BITS.to(logits.device)) & 1).bool().reshape(len(rows), -1)[:, :V]
+    logits[idx] = logits[idx].masked_fill(~allowed, float("-inf"))
+    return logits
+
+
+class RowConstraint(Protocol):
+    """One row's constrained-decoding state (``cambrian.models.constrained.GrammarRow``)."""
+
+    def fill_bitmask(self, bitmask: torch.Tensor, index: int) -> None:
+        """Write the tokens allowed next into row ``index`` of the shared bitmask (see :func:`apply_token_bitmask`)."""
+
+    def accept(self, token: int) -> bool:
+        """Advance by the chosen token; False when it was not allowed."""
+
+    def is_terminated(self) -> bool: ...
+
+
+class _Constraints:
+    """The run's :class:`RowConstraint` per row id (None: unconstrained) and the one bitmask all rows share."""
+
+    def __init__(self, rows: Sequence[RowConstraint | None], words: int):
+        self.rows = list(rows)
+        self.words = words  # ceil(V / 32)
+        self.bitmask = torch.empty(0, self.words, dtype=torch.int32)
+
+    def extend(self, rows: Sequence[RowConstraint | None]) -> None:
+        self.rows += rows
+
+    def mask(self, logits: torch.Tensor, active: list[int], done: set[int]) -> torch.Tensor:
+        """Mask the logits of the active, unfinished constrained rows (batch positions in ``active`` order)."""
+        pos = [j for j, b in enumerate(active) if self.rows[b] is not None and b not in done]
+        if not pos:
+            return logits
+        if self.bitmask.shape[0] < len(pos):
+            self.bitmask = torch.empty(len(active), self.words, dtype=torch.int32)
+        for i, j in enumerate(pos):
+            self.rows[active[j]].fill_bitmask(self.bitmask, i)
+        return apply_token_bitmask(logits, self.bitmask, pos)
+
+    def accept(self, b: int, token: int) -> None:
+        c = self.rows[b]
+        if c is not None and not c.accept(token):
+            raise RuntimeError(f"constrained decoding: row {b} chose token {token}, which its grammar does not allow")
 
 
 class _RowSampling:
@@ -337,7 +409,8 @@ class DecodeRun:
     (left-padded) output; ``stream``: per row, whether to emit deltas; ``prompt_ids``: per row, the prompt's token
     ids (needed only for the repetition penalty); ``max_positions``: the context length (prompt + answer) a row may
     reach; ``step_context``: a context manager factory wrapped around each LLM call; ``step_events``: also yield a
-    step-boundary event after each decode step, where another prefilled run may :meth:`join` (continuous batching).
+    step-boundary event after each decode step, where another prefilled run may :meth:`join` (continuous batching);
+    ``constraints``: per row, a :class:`RowConstraint` or None (rows whose ``SamplingParams.structured`` is set).
 
     Row ids are stable for the whole run (rows that joined get the next ids), whatever rows left the batch."""
 
@@ -357,6 +430,7 @@ class DecodeRun:
         pad_token_id: int = 0,
         step_context: Callable[[], contextlib.AbstractContextManager] | None = None,
         step_events: bool = False,
+        constraints: Sequence[RowConstraint | None] | None = None,
     ):
         B = logits.shape[0]
         if len(params) != B:
@@ -391,6 +465,9 @@ class DecodeRun:
         self._started = False
         self.step_events = step_events
         self._pending: list[tuple[int, DecodeRun]] = []  # joined runs waiting to be merged, with their first row id
+        if constraints is not None and len(constraints) != B:
+            raise ValueError(f"{B} prompts but {len(constraints)} constraints")
+        self._cons = _Constraints(constraints, (logits.shape[-1] + 31) // 32) if constraints is not None else None
 
     def cancel(self, row: int) -> None:
         """Stop generating for ``row`` (its final event says ``cancelled``); thread-safe."""
@@ -421,6 +498,8 @@ class DecodeRun:
         logits, self._logits = self._logits, None
         while len(done) < len(active):
             with torch.no_grad():
+                if self._cons is not None:
+                    logits = self._cons.mask(logits, active, done)
                 toks = choose_tokens(logits, self._rs, self._seen)
             if self._seen is not None:
                 self._seen[torch.arange(len(active), device=toks.device), toks] = True
@@ -428,6 +507,8 @@ class DecodeRun:
                 if b in done:
                     continue
                 row = self.rows[b]
+                if self._cons is not None:
+                    self._cons.accept(b, t)
                 if b in self._cancelled:
                     done.add(b)
                     yield self._finish(b, FINISH_CANCELLED)
@@ -498,6 +579,10 @@ class DecodeRun:
         self.streams += other.streams
         self.budget += other.budget
         self.prompt_tokens += other.prompt_tokens
+        if self._cons is None and other._cons is not None:
+            self._cons = _Constraints([None] * base, other._cons.words)
+        if self._cons is not None:
+            self._cons.extend(other._cons.rows if other._cons is not None else [None] * n)
         self._pending.append((base, other))
         other._started = True
         return list(range(base, base + n))
