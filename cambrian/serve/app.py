@@ -2,7 +2,8 @@
 ``GET /v1/models/{id}``, ``GET /health``.
 
 Order of checks for a completion: API key (401) before the body is read; body size (413) while it is read; JSON and
-fields (400); model name (404); sampling and ``max_tokens`` cap (400); images (400, or 429 over the server's
+fields (400); model name (404); structured output spec, compiled for the model (400); sampling and ``max_tokens``
+cap (400); images (400, or 429 over the server's
 decoded-pixel budget); concurrency (429); then the
 prompt on the worker (400 for a conversation the template refuses or one over the context length). A streamed request
 gets its HTTP status only after its prefill succeeded, so its errors are proper HTTP errors too.
@@ -34,6 +35,7 @@ from .messages import build_conversation, sampling_from_request
 from .scheduler import STARTED, BatchScheduler, Job
 from .schema import parse_request
 from .settings import ServeSettings
+from .structured import compile_for, structured_output
 
 
 def create_app(model, settings: ServeSettings) -> FastAPI:
@@ -110,7 +112,10 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
         refusal = req.unsupported()
         if refusal is not None:
             raise refusal
-        params = sampling_from_request(req, settings)
+        structured = structured_output(req)  # (spec, field) or None; compiled now, so a bad one is a 400 here
+        params = sampling_from_request(req, settings, structured=structured[0] if structured else None)
+        if structured is not None:
+            compile_for(model, *structured)
         messages, images = build_conversation(req, settings, reserve=reserve)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return bool(req.stream), include_usage, messages, images, params
