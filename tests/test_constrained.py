@@ -19,7 +19,7 @@ from cambrian.models.constrained import (
     StructuredOutput,
     grammars_for,
     grammars_for_tokenizer,
-    safe_string_lengths,
+    json_schema_ebnf,
 )
 from cambrian.models.generation import DecodeRun, SamplingParams, apply_token_bitmask
 
@@ -90,31 +90,20 @@ def test_specs_the_library_cannot_compile_name_the_problem_without_its_source_lo
     assert ".cc:" not in str(e.value) and "\n" not in str(e.value)
 
 
-def test_length_bounded_strings_become_printable_ascii_patterns():
-    s = safe_string_lengths(
-        {
-            "type": "object",
-            "properties": {
-                "a": {"type": "string", "minLength": 2, "maxLength": 5},
-                "b": {"type": "string", "maxLength": 3, "pattern": "^x+$"},  # a pattern of its own is kept
-                "c": {"const": {"type": "string", "maxLength": 1}},  # a value, not a schema
-            },
-        }
-    )
-    pat = re.compile(s["properties"]["a"]["pattern"])
-    assert "maxLength" not in s["properties"]["a"]
-    assert [bool(pat.match(x)) for x in ["ab", "a b~!", "a", "abcdef", 'a"b', "a\\b", "a\tb", "ü!"]] == [
-        True,
-        True,
-        False,
-        False,
-        False,
-        False,
-        False,
-        False,
-    ]
-    assert s["properties"]["b"] == {"type": "string", "maxLength": 3, "pattern": "^x+$"}
-    assert s["properties"]["c"] == {"const": {"type": "string", "maxLength": 1}}
+def test_length_bounded_strings_take_only_characters_json_allows_unescaped(model):
+    """xgrammar's own rule for minLength / maxLength strings admits raw control characters; ours does not, keeps the
+    bounds (also above 128, where a pattern fails to compile) and allows any other Unicode character (not escapes:
+    xgrammar writes none in bounded strings)."""
+    schema = {"type": "object", "properties": {"s": {"type": "string", "minLength": 2, "maxLength": 200}}}
+    assert '[^\\"\\\\\\r\\n]' not in json_schema_ebnf(json.dumps(schema))
+    compiled = grammars_for(model).compile(SO.json_schema(schema))
+
+    def accepts(value: str) -> bool:
+        m = xgr.GrammarMatcher(compiled)
+        return m.accept_string('{"s": "' + value + '"}') and m.is_completed()
+
+    assert accepts("ab") and accepts("über") and accepts("x" * 200) and accepts("a b")
+    assert not accepts("a\tb") and not accepts("a\x0cb") and not accepts("a") and not accepts("x" * 201)
 
 
 # ---- the bitmask seam -------------------------------------------------------------------------------------

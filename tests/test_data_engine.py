@@ -606,29 +606,41 @@ def test_mediawiki_source_against_a_local_wiki(tmp_path):
         srv.server_close()
 
 
-def test_engine_through_cambrian_serve(corpus, tmp_path, monkeypatch):
+@pytest.mark.parametrize("response_format", ["none", "json_schema"])
+def test_engine_through_cambrian_serve(corpus, tmp_path, monkeypatch, response_format):
     """The whole loop offline: the engine's QA generation through this project's own OpenAI-compatible server
-    (`cambrian serve`, a tiny random model here). The model's text is no JSON, so no record comes out, but every
-    image unit is accounted for: records + LLM failures by reason == images sent, and the image failures are the
-    corpus's own."""
+    (`cambrian serve`, a tiny random model here). Every image unit is accounted for: records + LLM failures by reason
+    == images sent, and the image failures are the corpus's own. Without a response format the random model's text
+    is no JSON (no record); with the engine's reply schema every unit gives a record that parses."""
     pytest.importorskip("fastapi")
+    if response_format == "json_schema":
+        pytest.importorskip("xgrammar")
     from cambrian.models.cambrian_model import CambrianModel
     from cambrian.presets.models import load_preset
     from cambrian.serve.app import ServerThread
     from cambrian.serve.settings import ServeSettings
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    settings = ServeSettings(model_name="tiny", max_tokens_cap=16, default_temperature=0.0)
+    settings = ServeSettings(model_name="tiny", max_tokens_cap=512, default_temperature=0.0)
     cfg = load_preset("tiny")
     cfg.llm.max_length = 4096  # the engine's prompt (section text + caption) is longer than the preset's 512
     with ServerThread(CambrianModel.from_config(cfg).eval(), settings) as srv:
-        llm = OpenAIChat(srv.base_url, "tiny", temperature=0.0, max_tokens=16, max_retries=0, rpm=0)
+        llm = OpenAIChat(
+            srv.base_url,
+            "tiny",
+            temperature=0.0,
+            max_tokens=512 if response_format == "json_schema" else 16,
+            max_retries=0,
+            rpm=0,
+            response_format=response_format,
+        )
         stats = run_engine(
             TOPICS, LocalHTMLSource(corpus), llm, tmp_path / "o", _opts(), model_name="tiny", progress=False
         )
     r, fails = stats["run"], stats["failures"]
     from_llm = sum(v for k, v in fails.items() if k.startswith(("reply_", "llm_")))
     assert r["images_ok"] == 6 and r["records"] + from_llm == 6, stats
+    assert r["records"] == (6 if response_format == "json_schema" else 0), stats
     assert {k: v for k, v in fails.items() if k.startswith("image_")} == {
         "image_too_small": 1,
         "image_too_many_pixels": 1,

@@ -18,6 +18,7 @@ the schema. xgrammar is an optional dependency (``make setup`` installs it; see 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -113,32 +114,22 @@ def choice_grammar(options: Sequence[str]) -> str:
     return "root ::= " + " | ".join(json.dumps(o, ensure_ascii=False) for o in options)
 
 
-# xgrammar 0.2.8 turns a string with minLength / maxLength into "[^\"\\\r\n]{min,max}", which lets raw control
-# characters (tab, form feed...) into the JSON string (invalid JSON for strict parsers, Python's json.loads among
-# them), and its negated character classes let overlong UTF-8 byte sequences through (decoded as U+FFFD, so the
-# length bound breaks). Such strings get the same bounds as a pattern of printable ASCII characters other than quote
-# and backslash instead: valid JSON, the bound kept, no escapes needed (measured with tests/test_constrained.py's
-# random schemas).
-_NOT_SCHEMAS = frozenset({"enum", "const", "default", "examples"})
+# xgrammar 0.2.8 writes a string bounded by minLength / maxLength as repetitions of the class [^"\\\r\n], which
+# admits raw control characters (tab, form feed...): invalid JSON for strict parsers (Python's json.loads among them).
+# A schema is therefore converted to xgrammar's EBNF and that class replaced by JSON's own string-character class
+# (what xgrammar uses for unbounded strings). The same bounds written as a "pattern" are no way out: xgrammar refuses
+# repetition bounds over about 128 there and lets overlong UTF-8 through (both measured; tests/test_constrained.py).
+_BOUNDED_STRING_CHAR = '[^\\"\\\\\\r\\n]'
+_JSON_STRING_CHAR = '[^\\0-\\x1f\\"\\\\]'
 
 
-def safe_string_lengths(schema):
-    """A copy of ``schema`` where every string schema bounded by ``minLength`` / ``maxLength`` (and no ``pattern``,
-    ``format``, ``enum`` or ``const``) carries the same bounds as a pattern of printable ASCII (see above)."""
-    if isinstance(schema, list):
-        return [safe_string_lengths(x) for x in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: (v if k in _NOT_SCHEMAS else safe_string_lengths(v)) for k, v in schema.items()}
-    bounded = "minLength" in out or "maxLength" in out
-    if out.get("type") == "string" and bounded and not any(k in out for k in ("pattern", "format", "enum", "const")):
-        lo = out.pop("minLength", 0)
-        hi = out.pop("maxLength", "")
-        if isinstance(lo, int) and (hi == "" or isinstance(hi, int)):
-            out["pattern"] = f"^[ !#-\\[\\]-~]{{{lo},{hi}}}$"
-        else:  # not integers: leave them for the compiler to refuse
-            out["minLength"], out["maxLength"] = lo, hi
-    return out
+@functools.lru_cache(maxsize=256)
+def json_schema_ebnf(schema_text: str) -> str:
+    """The EBNF xgrammar makes of a JSON schema (compact whitespace, no unnamed properties), with length-bounded
+    strings limited to characters JSON allows unescaped."""
+    xgr = require_xgrammar()
+    ebnf = str(xgr.Grammar.from_json_schema(schema_text, any_whitespace=False, strict_mode=True))
+    return ebnf.replace(_BOUNDED_STRING_CHAR, _JSON_STRING_CHAR)
 
 
 _CPP_PREFIX = re.compile(r"^\[[\d:.]+\]\s+\S+:\d+:\s*")
@@ -204,10 +195,9 @@ class Grammars:
         c = self._compiler
         try:
             if so.kind == "json_schema":
-                schema = json.dumps(safe_string_lengths(json.loads(so.spec)))
-                return c.compile_json_schema(schema, any_whitespace=False, strict_mode=True)
+                return c.compile_grammar(json_schema_ebnf(so.spec))
             if so.kind == "json_object":
-                return c.compile_json_schema(JSON_OBJECT_SCHEMA, any_whitespace=False, strict_mode=True)
+                return c.compile_grammar(json_schema_ebnf(JSON_OBJECT_SCHEMA))
             if so.kind == "regex":
                 return c.compile_regex(so.spec)
             if so.kind == "grammar":
