@@ -17,6 +17,11 @@ forgiving variant where a benchmark has one; its metrics are named ``*_lenient``
 ``--mc likelihood``: instead of generating, answer every multiple-choice question with the option the model finds
 most likely (``cambrian.eval.likelihood``); metrics ``*_likelihood`` (the letters the prompt asks for) and
 ``*_likelihood_text`` (the option texts) in ``metrics.likelihood*.json``, also outside the paper-style table.
+
+``--constrained``: generate as usual, but every multiple-choice answer under a grammar that allows only its options
+(the letters the prompt asks for, else the option texts; ``cambrian.models.constrained``); metrics ``*_constrained``
+in ``metrics.constrained.json``, outside the paper-style table. Through ``openai:`` endpoints it sends vLLM's
+``structured_outputs: {"choice": [...]}`` (cambrian serve and vLLM honour it).
 """
 
 from __future__ import annotations
@@ -117,6 +122,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "multiple-choice question is answered by the option (letter, and option text) the model finds most "
         "likely, reported as *_likelihood metrics outside the paper-style table (local models only)",
     )
+    r.add_argument(
+        "--constrained",
+        action="store_true",
+        help="restrict every multiple-choice answer to its options (the letters, or the option texts the prompt "
+        "asks for) by constrained decoding; reported as *_constrained metrics outside the paper-style table",
+    )
     r.add_argument("--device", default=None, help="torch device for our models (default: the model's own)")
     r.add_argument("--name", default=None, help="model name recorded in run.json (default: preset / dir name)")
     r.add_argument("--no-progress", action="store_true")
@@ -175,6 +186,8 @@ def _cmd_run(args) -> int:
 
     benches = _benches(args.bench, parse_options(args.option), args.scorer)
     if args.mc == "likelihood":
+        if args.constrained:
+            raise ValueError("--constrained generates answers; --mc likelihood scores them instead: pick one")
         return _cmd_run_likelihood(args, benches)
     identity = model_identity(args.model)
     precheck_run(args.out, benches, identity, args.vision, args.max_new_tokens, args.overwrite)  # before loading
@@ -192,6 +205,7 @@ def _cmd_run(args) -> int:
         progress=not args.no_progress,
         identity=identity,
         overwrite=args.overwrite,
+        constrained=args.constrained,
     )
     for b in benches:
         m = results.get(b.name)
@@ -201,7 +215,8 @@ def _cmd_run(args) -> int:
                 if m.get("missing_images")
                 else ""
             )
-            print(f"{b.name}: {b.primary_metric} = {m.get(b.primary_metric)}{extra}")
+            key = b.primary_metric + ("_constrained" if args.constrained else "")
+            print(f"{b.name}: {key} = {m.get(key)}{extra}")
     return 0
 
 

@@ -53,7 +53,19 @@ class CambrianEvalModel:
             raise ValueError("CambrianEvalModel decodes greedily; temperature > 0 is not supported")
         texts = [self.build_text(r) for r in requests]
         images = [list(r.images) for r in requests]
-        outs = self.model.generate_text(texts, images, max_new_tokens=options.max_new_tokens, system=self.system)
+        kw = {}
+        if any(r.choices for r in requests):  # --constrained: each reply one of its choices (constrained decoding)
+            from ..models.constrained import StructuredOutput
+            from ..models.generation import SamplingParams
+
+            kw["sampling"] = [
+                SamplingParams(
+                    max_new_tokens=options.max_new_tokens,
+                    structured=StructuredOutput.choice(r.choices) if r.choices else None,
+                )
+                for r in requests
+            ]
+        outs = self.model.generate_text(texts, images, max_new_tokens=options.max_new_tokens, system=self.system, **kw)
         return [apply_stop(o, options.stop).strip() for o in outs]
 
     def score_options(self, requests: Sequence[GenerationRequest], candidates: Sequence[Sequence[str]]) -> list:
@@ -111,6 +123,8 @@ class OpenAIChatModel:
         }
         if options.stop:
             body["stop"] = list(options.stop)
+        if req.choices:  # vLLM's extension, which cambrian serve implements too
+            body["structured_outputs"] = {"choice": list(req.choices)}
         return body
 
     def _post(self, body: dict) -> str:
