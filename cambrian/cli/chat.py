@@ -49,6 +49,31 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--seed", type=int, default=None, help="seed for sampling (reproducible answers)")
     g.add_argument("--stop", action="append", default=[], help="stop before this string (repeat for several)")
+    g.add_argument(
+        "--json-schema",
+        metavar="FILE",
+        default=None,
+        help="answer with JSON that follows the JSON schema in FILE (constrained decoding; every answer of the "
+        "conversation)",
+    )
+
+
+def structured_from_args(args):
+    """The ``--json-schema`` file as a StructuredOutput (None without it); one error line for a bad file."""
+    path = getattr(args, "json_schema", None)
+    if not path:
+        return None
+    from pathlib import Path
+
+    from ..errors import UserError
+    from ..models.constrained import GrammarError, StructuredOutput
+
+    try:
+        return StructuredOutput.json_schema(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UserError(f"--json-schema: cannot read {path}: {e.strerror or e}") from None
+    except GrammarError as e:
+        raise UserError(f"--json-schema {path}: {e}") from None
 
 
 def sampling_from_args(args):
@@ -62,6 +87,7 @@ def sampling_from_args(args):
         repetition_penalty=args.repetition_penalty,
         seed=args.seed,
         stop=tuple(args.stop),
+        structured=structured_from_args(args),
     )
 
 
@@ -111,6 +137,14 @@ def run(args) -> int:
     images = [load_image(p) for p in args.image]
     model = load_model(args.model, args.device, towers_from_args(args))
     warn_if_bare(model, args.model)
+    if sampling.structured is not None:  # a schema the grammar library cannot use: one error line, before asking
+        from ..errors import UserError
+        from ..models.constrained import GrammarError, grammars_for
+
+        try:
+            grammars_for(model).compile(sampling.structured)
+        except GrammarError as e:
+            raise UserError(f"--json-schema {args.json_schema}: {e}") from None
     conv = Conversation(system=args.system)
     for im in images:
         conv.attach(im)
