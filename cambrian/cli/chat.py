@@ -26,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", help="question; without it an interactive loop reads questions from stdin")
     p.add_argument("--system", default=None, help="system prompt (default: the chat template's)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    add_quantize_argument(p)
     p.add_argument("--no-stream", action="store_true", help="print each answer once complete instead of as it comes")
     add_sampling_arguments(p)
 
@@ -91,17 +92,29 @@ def sampling_from_args(args):
     )
 
 
-def load_model(name: str, device: str | None = None, towers=None):
-    """A checkpoint dir, preset name, config file or hub id (``CambrianModel.load``), on ``device``; weight-loading
-    progress bars are off (an interactive command, not a long job)."""
+def add_quantize_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--quantize",
+        choices=["int8", "nf4"],
+        default=None,
+        help="quantise the LLM's and connector's linear layers (towers stay as they are): int8 on CPU (PyTorch "
+        "dynamic int8) or CUDA (bitsandbytes 8-bit); nf4: CUDA only (bitsandbytes 4-bit). Default: none",
+    )
+
+
+def load_model(name: str, device: str | None = None, towers=None, quantize: str | None = None):
+    """A checkpoint dir, preset name, config file or hub id (``CambrianModel.load``), on ``device`` (quantised with
+    ``quantize``); weight-loading progress bars are off (an interactive command, not a long job)."""
     import torch
     from transformers.utils import logging as hf_logging
 
     from ..models.cambrian_model import CambrianModel
 
     hf_logging.disable_progress_bar()
-    model = CambrianModel.load(name, towers=towers)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if quantize:
+        return CambrianModel.load(name, towers=towers, quantize=quantize, device=device).eval()
+    model = CambrianModel.load(name, towers=towers)
     model.to(device)
     if device.startswith("cuda"):
         model.to(torch.bfloat16)
@@ -135,7 +148,7 @@ def run(args) -> int:
 
     sampling = sampling_from_args(args)  # bad values: one error line before the model loads
     images = [load_image(p) for p in args.image]
-    model = load_model(args.model, args.device, towers_from_args(args))
+    model = load_model(args.model, args.device, towers_from_args(args), args.quantize)
     warn_if_bare(model, args.model)
     if sampling.structured is not None:  # a schema the grammar library cannot use: one error line, before asking
         from ..errors import UserError

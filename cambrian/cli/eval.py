@@ -31,6 +31,7 @@ import json
 import sys
 from pathlib import Path
 
+from .chat import add_quantize_argument
 from .tower_flag import add_tower_argument, towers_from_args
 
 
@@ -129,6 +130,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "asks for) by constrained decoding; reported as *_constrained metrics outside the paper-style table",
     )
     r.add_argument("--device", default=None, help="torch device for our models (default: the model's own)")
+    add_quantize_argument(r)
     r.add_argument("--name", default=None, help="model name recorded in run.json (default: preset / dir name)")
     r.add_argument("--no-progress", action="store_true")
     r.add_argument(
@@ -190,8 +192,12 @@ def _cmd_run(args) -> int:
             raise ValueError("--constrained generates answers; --mc likelihood scores them instead: pick one")
         return _cmd_run_likelihood(args, benches)
     identity = model_identity(args.model)
+    if args.quantize:  # a quantised model answers differently: its own run
+        identity["quantize"] = args.quantize
     precheck_run(args.out, benches, identity, args.vision, args.max_new_tokens, args.overwrite)  # before loading
-    model = load_eval_model(args.model, device=args.device, name=args.name, towers=towers_from_args(args))
+    model = load_eval_model(
+        args.model, device=args.device, name=args.name, towers=towers_from_args(args), quantize=args.quantize
+    )
     results = run_benchmarks(
         model,
         benches,

@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from .chat import add_quantize_argument
 from .tower_flag import add_tower_argument, towers_from_args
 
 
@@ -28,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="require 'Authorization: Bearer KEY' on /v1 requests (default: $CAMBRIAN_API_KEY, else none)",
     )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    add_quantize_argument(p)
     g = p.add_argument_group("batching")
     g.add_argument("--max-batch-size", type=int, default=16, help="requests decoded together (default 16)")
     g.add_argument(
@@ -142,7 +144,7 @@ def run(args) -> int:
     from ..serve.app import bind_socket, run_server
 
     sock = bind_socket(args.host, args.port)  # a busy port fails now, not after loading the model
-    model = load_model(args.model, args.device, towers_from_args(args))
+    model = load_model(args.model, args.device, towers_from_args(args), args.quantize)
     warn_if_bare(model, args.model)
 
     def ready(url: str) -> None:

@@ -155,10 +155,12 @@ class OpenAIChatModel:
         return [apply_stop(o, options.stop).strip() for o in outs]
 
 
-def load_eval_model(spec: str, device: str | None = None, name: str | None = None, towers=None):
+def load_eval_model(spec: str, device: str | None = None, name: str | None = None, towers=None, quantize=None):
     """``openai:<base_url>#<model>`` → OpenAIChatModel; anything else (checkpoint dir, preset name, config
     file, hub id) → ``CambrianModel.load(spec)`` wrapped in CambrianEvalModel."""
     if spec.startswith("openai:"):
+        if quantize:
+            raise ValueError("--quantize applies to local models, not openai: endpoints")
         rest = spec[len("openai:") :]
         base, _, model = rest.partition("#")
         if not base or not model:
@@ -168,9 +170,10 @@ def load_eval_model(spec: str, device: str | None = None, name: str | None = Non
         return OpenAIChatModel(base, model)
     from ..models.vlm import load_vlm  # lazy: heavy imports
 
-    model = load_vlm(spec, towers=towers)  # any VLM: a CambrianModel, or a registered model source's
+    # any VLM: a CambrianModel, or a registered model source's; quantised for ``device`` (default: the machine's)
+    model = load_vlm(spec, towers=towers, quantize=quantize, device=device)
     label = name or (Path(spec).resolve().name if Path(spec).is_dir() else spec)
-    if device:
+    if device and not quantize:
         model = model.to(device)
     model.eval()
     return CambrianEvalModel(model, name=label)
