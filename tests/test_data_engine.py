@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -106,32 +105,11 @@ def llm_server():
 
 
 # ---- the corpus ------------------------------------------------------------------------------------------------
-def _img(path: Path, size, color, fmt=None, **kw):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, color).save(path, format=fmt, **kw)
-
-
 @pytest.fixture
 def corpus(tmp_path):
-    root = tmp_path / "corpus"
-    shutil.copytree(FIXTURE, root)
-    img = root / "geology" / "img"
-    _img(img / "stratovolcano.png", (64, 48), (120, 90, 60))
-    _img(img / "old.png", (40, 40), (1, 1, 1))
-    _img(img / "tiny.png", (8, 8), (0, 0, 0))
-    _img(img / "huge.png", (300, 300), (9, 9, 9))
-    _img(img / "refuse.png", (40, 40), (50, 0, 50))
-    _img(img / "server-error.png", (30, 30), (0, 50, 50))
-    _img(img / "quartz.jpg", (50, 40), (200, 200, 210), fmt="JPEG")
-    gif = Image.new("P", (40, 40), 0)
-    gif.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
-    gif.paste(1, (10, 10, 30, 30))  # red square on a transparent background
-    gif.save(img / "eruption.gif", transparency=0)
-    (img / "diagram.svg").write_text(
-        '<svg xmlns="http://www.w3.org/2000/svg" width="120" height="80">'
-        '<rect x="10" y="10" width="50" height="30" fill="#ff0000"/></svg>'
-    )
-    return root
+    from helpers import build_engine_corpus
+
+    return build_engine_corpus(tmp_path / "corpus")
 
 
 REPLIES = [
