@@ -33,6 +33,8 @@ from cambrian.data.engine import (
     parse_topics,
     run_engine,
 )
+from cambrian.data.engine.replies import QA_SYSTEM, qa_schema, topics_schema
+from cambrian.errors import UserError
 
 pytest.importorskip("openai")
 pytest.importorskip("bs4")
@@ -352,6 +354,30 @@ def test_generate_topics_counts_bad_replies(llm_server, monkeypatch):
     )
     assert got == {"Geology": {"Volcanology": ["Lava domes", "Calderas"]}}
     assert c == {"topics": 2, "topics_subfields_missing": 1, "topics_reply_unparseable": 1}
+    fmt = replies.requests[0]["body"]["response_format"]  # the reply's schema goes with the request
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["schema"] == topics_schema(
+        ["Volcanology", "Petrology"], 5
+    )
+
+
+@pytest.mark.parametrize("fmt", ["json_schema", "json_object", "none"])
+def test_qa_requests_carry_the_response_format_asked_for(llm_server, monkeypatch, fmt):
+    url, replies = llm_server
+    llm = _llm(url, monkeypatch, response_format=fmt)
+    assert llm.chat(QA_SYSTEM.format(n=2), "{}", qa_schema(2), "qa_pairs") == replies.default
+    body = replies.requests[-1]["body"]
+    if fmt == "none":
+        assert "response_format" not in body
+    elif fmt == "json_object":
+        assert body["response_format"] == {"type": "json_object"}
+    else:
+        spec = body["response_format"]["json_schema"]
+        assert spec == {"name": "qa_pairs", "schema": qa_schema(2), "strict": False}
+        pairs = spec["schema"]["properties"]["pairs"]
+        assert (pairs["minItems"], pairs["maxItems"]) == (2, 2)
+    assert llm.chat("system", "no schema") and "response_format" not in replies.requests[-1]["body"]
+    with pytest.raises(UserError, match="response format must be one of"):
+        _llm(url, monkeypatch, response_format="yaml")
 
 
 # ---- parsing ---------------------------------------------------------------------------------------------------
