@@ -352,3 +352,38 @@ def test_nano_answers_fit_random_schemas_and_keep_their_meaning():
     prompts = [f"Answer with JSON. Question {i}: describe the red cube." for i in range(12)]
     finals = {ev.row: ev for ev in nano.generate_events(prompts, sampling=params) if ev.finished}
     assert all(finals[i].finish_reason == "stop" and _valid(finals[i].text, s) for i, s in enumerate(schemas))
+
+
+class _Stub:
+    """A RowConstraint allowing every token, ending after ``n`` accepted ones (or refusing token ``refuse``)."""
+
+    def __init__(self, n, refuse=None):
+        self.n, self.refuse, self.seen = n, refuse, []
+
+    def fill_bitmask(self, bitmask, index):
+        bitmask[index] = -1
+
+    def accept(self, token):
+        self.seen.append(token)
+        return token != self.refuse
+
+    def is_terminated(self):
+        return len(self.seen) >= self.n
+
+
+def test_the_seam_ends_a_row_when_its_grammar_terminates_and_refuses_a_forbidden_token():
+    from cambrian.models.llm.loader import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    script = tok("abc def ghi jkl", add_special_tokens=False)["input_ids"]
+
+    def run(constraint):
+        llm = _Scripted(script + [2], len(tok))
+        args = (torch.ones(1, 3, dtype=torch.long), torch.arange(3)[None], [SamplingParams(max_new_tokens=20)])
+        return DecodeRun(llm, tok, [2], llm.logits(0), None, *args, constraints=[constraint])
+
+    stub = _Stub(2)
+    (ev,) = [e for e in run(stub) if e.finished]
+    assert ev.finish_reason == "stop" and stub.seen == script[:2] and ev.text == tok.decode(script[:1]).strip()
+    with pytest.raises(RuntimeError, match="grammar does not allow"):
+        list(run(_Stub(99, refuse=script[1])))

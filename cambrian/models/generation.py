@@ -195,7 +195,8 @@ class RowConstraint(Protocol):
     def accept(self, token: int) -> bool:
         """Advance by the chosen token; False when it was not allowed."""
 
-    def is_terminated(self) -> bool: ...
+    def is_terminated(self) -> bool:
+        """The grammar is complete and its end accepted: the row ends."""
 
 
 class _Constraints:
@@ -220,10 +221,14 @@ class _Constraints:
             self.rows[active[j]].fill_bitmask(self.bitmask, i)
         return apply_token_bitmask(logits, self.bitmask, pos)
 
-    def accept(self, b: int, token: int) -> None:
+    def accept(self, b: int, token: int) -> bool:
+        """Row ``b`` took ``token``; True when its grammar has now ended (the row finishes)."""
         c = self.rows[b]
-        if c is not None and not c.accept(token):
+        if c is None:
+            return False
+        if not c.accept(token):  # the mask makes this impossible unless the logits were NaN
             raise RuntimeError(f"constrained decoding: row {b} chose token {token}, which its grammar does not allow")
+        return c.is_terminated()
 
 
 class _RowSampling:
@@ -507,12 +512,11 @@ class DecodeRun:
                 if b in done:
                     continue
                 row = self.rows[b]
-                if self._cons is not None:
-                    self._cons.accept(b, t)
+                ended = self._cons is not None and self._cons.accept(b, t)
                 if b in self._cancelled:
                     done.add(b)
                     yield self._finish(b, FINISH_CANCELLED)
-                elif t in self.stop_ids or row.push(t):
+                elif ended or t in self.stop_ids or row.push(t):
                     done.add(b)
                     yield self._finish(b, FINISH_STOP)
                 elif len(row.ids) >= self.budget[b]:
