@@ -1,5 +1,7 @@
-"""``cambrian serve``: an OpenAI-compatible HTTP server for a model (``/v1/chat/completions`` with images and
-streaming, ``/v1/models``, ``/health``); requests that arrive together are decoded in one batch."""
+"""``cambrian serve``: an OpenAI-compatible HTTP server for a model (``/v1/chat/completions`` with images,
+streaming and structured outputs: ``response_format`` json_object / json_schema and vLLM's ``structured_outputs``
+choice / regex / grammar, docs/structured-outputs.md; ``/v1/models``, ``/health``); requests that arrive together are
+decoded in one batch."""
 
 from __future__ import annotations
 
