@@ -12,6 +12,8 @@ easy-VQA accuracy on the colour and shape questions (the question's own image).
   image and shared by both models (the towers are not quantised).
 
 Prints a table and the speed ratio (goal >= 1.5x) and accuracy change (goal <= 2 points); ``--json`` writes them.
+``--ablate`` also scores, on the same questions, int8 of one group of layers at a time (connector, LM head,
+attention, MLP gate/up, MLP down_proj, the whole LLM): the probe behind ``CPU_FLOAT_LAYERS``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,32 @@ def decode_speed(model, image, batch: int, tokens: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+# --ablate: (part of the model, substrings of the linear layers' names) per group
+ABLATION = {
+    "connector": ("connector", ("",)),
+    "LM head": ("llm", ("lm_head",)),
+    "attention q/k/v/o": ("llm", ("q_proj", "k_proj", "v_proj", "o_proj")),
+    "MLP gate/up": ("llm", ("gate_proj", "up_proj")),
+    "MLP down_proj": ("llm", ("down_proj",)),
+    "whole LLM": ("llm", ("",)),
+}
+
+
+def int8_layers(model, group) -> None:
+    """Dynamic int8 (as ``--quantize int8``) of the linear layers of ``group`` only."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    part, subs = group
+    mod = getattr(model, part)
+    names = {n for n, m in mod.named_modules() if type(m) is torch.nn.Linear and any(x in n for x in subs)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(mod, dict.fromkeys(names, per_channel_dynamic_qconfig), dtype=torch.qint8, inplace=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="checkpoint directory or preset (a trained one reads colours)")
@@ -47,6 +75,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=16, help="evaluation batch and the batched decode setting")
     ap.add_argument("--decode-tokens", type=int, default=48)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
+    ap.add_argument("--ablate", action="store_true", help="also int8 one group of layers at a time (accuracy only)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
 
@@ -80,18 +109,21 @@ def main(argv=None) -> int:
                     speed[name][b] = max(speed[name].get(b, 0.0), v)
 
     memo = EvalFeatureMemo()  # shared: both models have the same (unquantised) towers
-    correct, secs = {}, {}
     opts = GenerationOptions(max_new_tokens=bench.max_new_tokens)
-    for name, m in models.items():
-        em = CambrianEvalModel(m, name=name)
-        t0 = time.perf_counter()
-        outs = []
+
+    def score(m) -> list[float]:
+        em, outs = CambrianEvalModel(m), []
         with m.features_from(memo):
             for k in range(0, len(samples), args.batch):
                 chunk = samples[k : k + args.batch]
                 outs += em.generate([GenerationRequest(s.prompt, s.load_images()) for s in chunk], opts)
+        return [float(normalize(o) == normalize(s.answer)) for o, s in zip(outs, samples)]
+
+    correct, secs = {}, {}
+    for name, m in models.items():
+        t0 = time.perf_counter()
+        correct[name] = score(m)
         secs[name] = time.perf_counter() - t0
-        correct[name] = [float(normalize(o) == normalize(s.answer)) for o, s in zip(outs, samples)]
 
     rows = []
     for name, m in models.items():
@@ -128,6 +160,17 @@ def main(argv=None) -> int:
         f"{100 * diff.high:+.1f}] (goal within 2 points); answers that differ: "
         f"{sum(a != b for a, b in zip(correct['int8'], correct['fp32']))} of {len(samples)}"
     )
+    ablation = {}
+    if args.ablate:
+        import copy
+
+        for group, parts in ABLATION.items():
+            m = copy.deepcopy(fp)
+            int8_layers(m, parts)
+            ablation[group] = sum(score(m)) / len(samples)
+            print(
+                f"int8 {group} only: {100 * ablation[group]:.1f}% (fp32 {100 * rows[0]['accuracy']:.1f}%)", flush=True
+            )
     load1 = os.getloadavg()[0]
     print(f"load average after: {load1:.2f}")
     if args.json:
@@ -140,6 +183,7 @@ def main(argv=None) -> int:
                     "speed_ratio_b1": ratio1,
                     f"speed_ratio_b{args.batch}": ratio_b,
                     "accuracy_diff": [diff.value, diff.low, diff.high],
+                    "ablation": ablation,
                     "load_before": load0,
                     "load_after": load1,
                 },
