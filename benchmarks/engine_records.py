@@ -45,7 +45,7 @@ def main(argv=None) -> int:
 
     from cambrian.cli.chat import load_model
     from cambrian.data.engine import EngineOptions, LocalHTMLSource, OpenAIChat, run_engine
-    from cambrian.serve.app import ServerThread
+    from cambrian.serve.server import ServerThread
     from cambrian.serve.settings import ServeSettings
 
     torch.set_num_threads(args.threads)

@@ -32,7 +32,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def decode_speed(model, image, batch: int, tokens: int) -> float:
-    from cambrian.models.generation import SamplingParams
+    from cambrian.models.generate import SamplingParams
 
     sp = SamplingParams(max_new_tokens=tokens)
     texts = ["<image>\nDescribe the picture in detail, then list every colour you see."] * batch

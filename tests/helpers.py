@@ -6,6 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def one_error_line(capsys) -> str:
+    """The single ``error: ...`` line a user mistake prints on stderr (asserts there is exactly one)."""
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
 def toy_train_config(tmp_path, data, **kw):
     """A ``TrainConfig`` for the toy model on a synthetic LLaVA file ``data`` (images in ``data.parent/images``):
     one epoch, micro-batch 4, no warmup, no periodic checkpoints, no loggers; ``kw`` overrides any field."""
@@ -92,6 +99,21 @@ def sensitive_tiny_model():
                 p.normal_(0, 0.15)
         for name, p in model.connector.named_parameters():
             if p.dim() >= 2 or "newline" in name:
+                p.normal_(0, 0.5)
+    return model
+
+
+def sensitive_toy_model():
+    """The second implementation (tests/toy_vlm.py) with large random weights, so that prompts and images change its
+    greedy answer (as :func:`sensitive_tiny_model` for ``CambrianModel``)."""
+    import torch
+    from toy_vlm import ToyVLM
+
+    torch.manual_seed(0)
+    model = ToyVLM().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
                 p.normal_(0, 0.5)
     return model
 

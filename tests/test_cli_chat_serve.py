@@ -20,7 +20,7 @@ from PIL import Image
 import cambrian.cli.chat as chat_cli
 from cambrian.cli.main import main
 from cambrian.models.conversation import Conversation
-from cambrian.models.generation import SamplingParams
+from cambrian.models.generate import SamplingParams
 
 
 @pytest.fixture(scope="module")
@@ -134,16 +134,16 @@ def test_chat_prompt_once_streams_and_bad_sampling_is_one_error_line(model, monk
     assert capsys.readouterr().out == model.generate_text(["hello there"], max_new_tokens=8)[0] + "\n"
     assert main(["chat", "--model", "tiny", "--prompt", "hi", "--top-p", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: sampling: top_p must be a number in (0, 1], got 0.0"]
+    assert err == ["error: sampling: top_p must be > 0 and <= 1, got 0.0"]
 
 
 @pytest.mark.parametrize(
     "flags,words",
     [
         (["--port", "70000"], "--port must be in 0..65535"),
-        (["--max-batch-size", "0"], "max_batch_size must be an integer >= 1"),
+        (["--max-batch-size", "0"], "serve: max_batch_size must be a whole number >= 1, got 0"),
         (["--allow-local-images", "/no/such/dir"], "is not a directory"),
-        (["--default-temperature", "5"], "default_temperature must be in [0, 2]"),
+        (["--default-temperature", "5"], "serve: default_temperature must be >= 0 and <= 2, got 5.0"),
     ],
 )
 def test_serve_flag_errors_are_one_line_before_loading(flags, words, monkeypatch, capsys):

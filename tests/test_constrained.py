@@ -1,5 +1,5 @@
-"""Constrained decoding (cambrian.models.constrained + the decode loop's bitmask seam): specs and their errors, the
-bitmask against xgrammar's own, many random JSON schemas (tests/schema_gen.py) through the tiny model in one batch
+"""Constrained decoding (cambrian.models.generate: StructuredOutput, the grammar RowProcessor with its shared bitmask):
+specs and their errors, the bitmask against xgrammar's own, many random JSON schemas (tests/schema_gen.py) through the tiny model in one batch
 (greedy and sampled, rows joining mid-run), an answer that already fits its schema left unchanged, the budget
 running out before the grammar completes, and the real tokenizers (SmolLM2, Llama-3)."""
 
@@ -12,16 +12,22 @@ import pytest
 import torch
 from schema_gen import random_schemas
 
-from cambrian.models.constrained import (
-    MAX_CHOICES,
-    MAX_SPEC_CHARS,
+from cambrian.models.generate import (
+    DecodeRun,
     GrammarError,
+    Prefill,
+    RowProcessor,
+    SamplingParams,
     StructuredOutput,
     grammars_for,
+)
+from cambrian.models.generate.grammar import (
+    GrammarRow,
+    apply_token_bitmask,
     grammars_for_tokenizer,
     json_schema_ebnf,
 )
-from cambrian.models.generation import DecodeRun, SamplingParams, apply_token_bitmask
+from cambrian.models.generate.structured import MAX_CHOICES, MAX_SPEC_CHARS
 
 xgr = pytest.importorskip("xgrammar")
 jsonschema = pytest.importorskip("jsonschema")
@@ -106,29 +112,44 @@ def test_length_bounded_strings_take_only_characters_json_allows_unescaped(model
     assert not accepts("a\tb") and not accepts("a\x0cb") and not accepts("a") and not accepts("x" * 201)
 
 
-# ---- the bitmask seam -------------------------------------------------------------------------------------
+# ---- the bitmask ------------------------------------------------------------------------------------------
 
 
 def test_apply_token_bitmask_by_hand_and_against_xgrammar():
     V = 40  # two int32 words, the second one half used
-    logits = torch.zeros(3, V)
+    logits = torch.zeros(2, V)
     bm = torch.zeros(2, 2, dtype=torch.int32)
-    bm[0, 0] = 0b101  # row 1 of the batch: tokens 0 and 2
-    bm[1, 1] = 1 << 7  # row 2: token 39
-    out = apply_token_bitmask(logits.clone(), bm, [1, 2])
-    assert torch.isfinite(out[0]).all()  # row 0 untouched
-    assert torch.isfinite(out[1]).nonzero().flatten().tolist() == [0, 2]
-    assert torch.isfinite(out[2]).nonzero().flatten().tolist() == [39]
+    bm[0, 0] = 0b101  # row 0: tokens 0 and 2
+    bm[1, 1] = 1 << 7  # row 1: token 39
+    out = apply_token_bitmask(logits, bm)
+    assert torch.isfinite(out[0]).nonzero().flatten().tolist() == [0, 2]
+    assert torch.isfinite(out[1]).nonzero().flatten().tolist() == [39]
+    assert torch.isfinite(logits).all()  # the input is not modified
+    wide = apply_token_bitmask(torch.zeros(1, 70), torch.full((1, 2), -1, dtype=torch.int32))
+    assert torch.isfinite(wide).nonzero()[:, 1].tolist() == list(range(64))  # a head wider than the grammar's vocab
     g = torch.Generator().manual_seed(0)
     V = 49152
-    logits = torch.randn(5, V, generator=g)
+    logits = torch.randn(3, V, generator=g)
     bm = torch.randint(-(2**31), 2**31 - 1, (3, (V + 31) // 32), generator=g, dtype=torch.int64).to(torch.int32)
-    ours = apply_token_bitmask(logits.clone(), bm, [0, 2, 4])
     ref = logits.clone()
-    full = torch.full((5, bm.shape[1]), -1, dtype=torch.int32)
-    full[[0, 2, 4]] = bm
-    xgr.apply_token_bitmask_inplace(ref, full)
-    assert torch.equal(ours, ref)
+    xgr.apply_token_bitmask_inplace(ref, bm)
+    assert torch.equal(apply_token_bitmask(logits, bm), ref)
+
+
+def test_grammar_rows_are_the_decode_loops_row_processors(model):
+    """One process_batch call masks every grammar row of the batch from one shared bitmask; a token the grammar
+    refuses (only reachable with NaN logits) is an error, not a silently broken answer."""
+    g = grammars_for(model)
+    rows = [g.row(SO.choice(["ab", "cd"])), g.row(SO.regex("[0-9]+"))]
+    assert isinstance(rows[0], RowProcessor) and isinstance(rows[0], GrammarRow)
+    V = g.vocab_size
+    out = GrammarRow.process_batch(torch.zeros(2, V), rows)
+    tok = model.tokenizer
+    first = [{tok.decode([t]) for t in torch.isfinite(out[i]).nonzero().flatten().tolist()} for i in range(2)]
+    assert first[0] and all("ab".startswith(t) or "cd".startswith(t) for t in first[0])
+    assert first[1] and all(t.isdigit() for t in first[1])
+    with pytest.raises(RuntimeError, match="not allowed by the row's grammar"):
+        rows[1].accept(tok.encode("x", add_special_tokens=False)[0])
 
 
 # ---- decoding ---------------------------------------------------------------------------------------------
@@ -204,12 +225,13 @@ def test_running_out_of_tokens_before_the_grammar_completes_is_length(model):
     assert not _valid(ev.text, schema)
 
 
-class _Scripted(torch.nn.Module):
-    """An 'LLM' that prefers a fixed token sequence (+5 on the scripted token, small noise elsewhere), one token per
-    decode call; no KV cache."""
+class _Scripted:
+    """A decoder state that prefers a fixed token sequence (+5 on the scripted token, small noise elsewhere), one
+    token per step, whatever it is fed."""
+
+    can_select = False
 
     def __init__(self, script, vocab):
-        super().__init__()
         self.script, self.vocab, self.calls = script, vocab, 0
         self.g = torch.Generator().manual_seed(0)
 
@@ -218,28 +240,22 @@ class _Scripted(torch.nn.Module):
         out[0, self.script[min(k, len(self.script) - 1)]] += 5.0
         return out
 
-    def forward(self, input_ids, **kw):
+    def step(self, tokens):
         self.calls += 1
-        return type("Out", (), {"logits": self.logits(self.calls)[:, None], "past_key_values": None})()
+        return self.logits(self.calls)
+
+    def can_merge(self, other=None):
+        return False
 
 
 def _scripted_answer(tok, text, structured=None, stop_id=2):
     script = tok(text, add_special_tokens=False)["input_ids"] + [stop_id]
-    llm = _Scripted(script, len(tok))
-    kw = {}
+    state = _Scripted(script, len(tok))
+    procs = None
     if structured is not None:
-        kw["constraints"] = [grammars_for_tokenizer(tok, len(tok), [stop_id]).row(structured)]
-    run = DecodeRun(
-        llm,
-        tok,
-        [stop_id],
-        llm.logits(0),
-        None,
-        torch.ones(1, 3, dtype=torch.long),
-        torch.arange(3)[None],
-        [SamplingParams(max_new_tokens=64)],
-        **kw,
-    )
+        procs = [grammars_for_tokenizer(tok, len(tok), [stop_id]).row(structured)]
+    prefill = Prefill(state.logits(0), state, [[0, 1, 3]], [3])
+    run = DecodeRun(prefill, [SamplingParams(max_new_tokens=64)], tok, [stop_id], processors=procs)
     (ev,) = [e for e in run if e.finished]
     return ev
 
@@ -305,13 +321,12 @@ def test_the_released_tokenizers_walk_a_valid_answer_to_its_end(name, tok, stop)
     g = grammars_for_tokenizer(tok, len(tok), stop)
     row = g.row(SO.json_schema(schema))
     for t in tok('{"answer": "B", "why": "the cube is red"}', add_special_tokens=False)["input_ids"]:
-        assert row.accept(t)
-    bm = torch.empty(1, (len(tok) + 31) // 32, dtype=torch.int32)
-    row.fill_bitmask(bm, 0)
-    allowed = torch.isfinite(apply_token_bitmask(torch.zeros(1, len(tok)), bm, [0])).nonzero()[:, 1].tolist()
-    assert allowed == stop and row.accept(stop[0]) and row.is_terminated()
+        assert not row.accept(t)  # allowed, not ended
+    allowed = torch.isfinite(GrammarRow.process_batch(torch.zeros(1, len(tok)), [row])).nonzero()[:, 1].tolist()
+    assert allowed == stop and row.accept(stop[0])  # the stop token ends the grammar
     row = g.row(SO.json_schema(schema))
-    assert not row.accept(tok('["', add_special_tokens=False)["input_ids"][0])
+    with pytest.raises(RuntimeError, match="not allowed"):
+        row.accept(tok('["', add_special_tokens=False)["input_ids"][0])
 
 
 @pytest.mark.slow
@@ -352,38 +367,3 @@ def test_nano_answers_fit_random_schemas_and_keep_their_meaning():
     prompts = [f"Answer with JSON. Question {i}: describe the red cube." for i in range(12)]
     finals = {ev.row: ev for ev in nano.generate_events(prompts, sampling=params) if ev.finished}
     assert all(finals[i].finish_reason == "stop" and _valid(finals[i].text, s) for i, s in enumerate(schemas))
-
-
-class _Stub:
-    """A RowConstraint allowing every token, ending after ``n`` accepted ones (or refusing token ``refuse``)."""
-
-    def __init__(self, n, refuse=None):
-        self.n, self.refuse, self.seen = n, refuse, []
-
-    def fill_bitmask(self, bitmask, index):
-        bitmask[index] = -1
-
-    def accept(self, token):
-        self.seen.append(token)
-        return token != self.refuse
-
-    def is_terminated(self):
-        return len(self.seen) >= self.n
-
-
-def test_the_seam_ends_a_row_when_its_grammar_terminates_and_refuses_a_forbidden_token():
-    from cambrian.models.llm.loader import tiny_tokenizer
-
-    tok = tiny_tokenizer()
-    script = tok("abc def ghi jkl", add_special_tokens=False)["input_ids"]
-
-    def run(constraint):
-        llm = _Scripted(script + [2], len(tok))
-        args = (torch.ones(1, 3, dtype=torch.long), torch.arange(3)[None], [SamplingParams(max_new_tokens=20)])
-        return DecodeRun(llm, tok, [2], llm.logits(0), None, *args, constraints=[constraint])
-
-    stub = _Stub(2)
-    (ev,) = [e for e in run(stub) if e.finished]
-    assert ev.finish_reason == "stop" and stub.seen == script[:2] and ev.text == tok.decode(script[:1]).strip()
-    with pytest.raises(RuntimeError, match="grammar does not allow"):
-        list(run(_Stub(99, refuse=script[1])))

@@ -34,7 +34,7 @@ from cambrian.data.engine import (
     run_engine,
 )
 from cambrian.data.engine.replies import QA_SYSTEM, qa_schema, topics_schema
-from cambrian.errors import UserError
+from cambrian.errors import InputError
 
 pytest.importorskip("openai")
 pytest.importorskip("bs4")
@@ -376,7 +376,7 @@ def test_qa_requests_carry_the_response_format_asked_for(llm_server, monkeypatch
         pairs = spec["schema"]["properties"]["pairs"]
         assert (pairs["minItems"], pairs["maxItems"]) == (2, 2)
     assert llm.chat("system", "no schema") and "response_format" not in replies.requests[-1]["body"]
-    with pytest.raises(UserError, match="response format must be one of"):
+    with pytest.raises(InputError, match="response format must be one of"):
         _llm(url, monkeypatch, response_format="yaml")
 
 
@@ -621,7 +621,7 @@ def test_engine_through_cambrian_serve(corpus, tmp_path, monkeypatch, response_f
         pytest.importorskip("xgrammar")
     from cambrian.models.cambrian_model import CambrianModel
     from cambrian.presets.models import load_preset
-    from cambrian.serve.app import ServerThread
+    from cambrian.serve.server import ServerThread
     from cambrian.serve.settings import ServeSettings
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)

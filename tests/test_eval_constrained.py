@@ -55,7 +55,7 @@ def test_constrained_answers_are_options_and_scored_apart(tmp_path, model, name)
 
 def test_openai_adapter_sends_the_choices_and_serve_honours_them(model):
     pytest.importorskip("fastapi")
-    from cambrian.serve.app import ServerThread
+    from cambrian.serve.server import ServerThread
     from cambrian.serve.settings import ServeSettings
 
     reqs = [

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from cambrian.errors import UserError
+from cambrian.errors import InputError
 from cambrian.models import quantize as qz
 from cambrian.models.cambrian_model import CambrianModel
 
@@ -66,14 +66,14 @@ def test_weight_bytes_by_hand():
 
 
 def test_refusals_are_one_clear_error(tmp_path, monkeypatch):
-    with pytest.raises(UserError, match="nf4 needs a CUDA GPU"):
+    with pytest.raises(InputError, match="nf4 needs a CUDA GPU"):
         qz.quantize_model(_tiny(), "nf4", "cpu")
-    with pytest.raises(UserError, match="unknown method 'int4'"):
+    with pytest.raises(InputError, match="unknown method 'int4'"):
         CambrianModel.load("tiny", quantize="int4")
     q = CambrianModel.load("tiny", quantize="int8", device="cpu")
-    with pytest.raises(UserError, match="int8-quantised model cannot be saved"):
+    with pytest.raises(InputError, match="int8-quantised model cannot be saved"):
         q.save_pretrained(tmp_path / "x")
-    with pytest.raises(UserError, match="already quantised"):
+    with pytest.raises(InputError, match="already quantised"):
         qz.quantize_model(q, "int8", "cpu")
     real_import = builtins.__import__
 
@@ -83,12 +83,12 @@ def test_refusals_are_one_clear_error(tmp_path, monkeypatch):
         return real_import(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", no_bnb)
-    with pytest.raises(UserError, match="needs bitsandbytes"):
+    with pytest.raises(InputError, match="needs bitsandbytes"):
         qz.quantize_model(_tiny(), "nf4", "cuda")
     monkeypatch.setattr(builtins, "__import__", real_import)
     pytest.importorskip("bitsandbytes")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(UserError, match="needs a GPU"):
+    with pytest.raises(InputError, match="needs a GPU"):
         qz.quantize_model(_tiny(), "int8", "cuda")
 
 

@@ -19,9 +19,8 @@ jsonschema = pytest.importorskip("jsonschema")
 from helpers import sensitive_tiny_model  # noqa: E402
 from schema_gen import random_schemas  # noqa: E402
 
-from cambrian.models.constrained import StructuredOutput  # noqa: E402
-from cambrian.models.generation import SamplingParams  # noqa: E402
-from cambrian.serve.app import ServerThread  # noqa: E402
+from cambrian.models.generate import SamplingParams, StructuredOutput  # noqa: E402
+from cambrian.serve.server import ServerThread  # noqa: E402
 from cambrian.serve.settings import ServeSettings  # noqa: E402
 
 SCHEMA = {

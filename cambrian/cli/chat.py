@@ -66,19 +66,19 @@ def structured_from_args(args):
         return None
     from pathlib import Path
 
-    from ..errors import UserError
-    from ..models.constrained import GrammarError, StructuredOutput
+    from ..errors import InputError
+    from ..models.generate import GrammarError, StructuredOutput
 
     try:
         return StructuredOutput.json_schema(Path(path).read_text(encoding="utf-8"))
     except OSError as e:
-        raise UserError(f"--json-schema: cannot read {path}: {e.strerror or e}") from None
+        raise InputError(f"--json-schema: cannot read {path}: {e.strerror or e}") from None
     except GrammarError as e:
-        raise UserError(f"--json-schema {path}: {e}") from None
+        raise InputError(f"--json-schema {path}: {e}") from None
 
 
 def sampling_from_args(args):
-    from ..models.generation import SamplingParams
+    from ..models.generate import SamplingParams
 
     return SamplingParams(
         max_new_tokens=args.max_new_tokens,
@@ -112,12 +112,15 @@ def load_model(name: str, device: str | None = None, towers=None, quantize: str 
 
     hf_logging.disable_progress_bar()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if quantize:
-        return CambrianModel.load(name, towers=towers, quantize=quantize, device=device).eval()
-    model = CambrianModel.load(name, towers=towers)
-    model.to(device)
-    if device.startswith("cuda"):
-        model.to(torch.bfloat16)
+    model = CambrianModel.load(name, towers=towers, quantize=quantize, device=device)
+    if model.tokenizer is None:
+        from ..errors import UserError
+
+        raise UserError(f"{name} holds no tokenizer (tokenizer.json / tokenizer.model ...); the model cannot run")
+    if not quantize:  # a quantised model is already placed (and typed) for its device
+        model.to(device)
+        if device.startswith("cuda"):
+            model.to(torch.bfloat16)
     return model.eval()
 
 
@@ -151,13 +154,13 @@ def run(args) -> int:
     model = load_model(args.model, args.device, towers_from_args(args), args.quantize)
     warn_if_bare(model, args.model)
     if sampling.structured is not None:  # a schema the grammar library cannot use: one error line, before asking
-        from ..errors import UserError
-        from ..models.constrained import GrammarError, grammars_for
+        from ..errors import InputError
+        from ..models.generate import GrammarError, grammars_for
 
         try:
             grammars_for(model).compile(sampling.structured)
         except GrammarError as e:
-            raise UserError(f"--json-schema {args.json_schema}: {e}") from None
+            raise InputError(f"--json-schema {args.json_schema}: {e}") from None
     conv = Conversation(system=args.system)
     for im in images:
         conv.attach(im)

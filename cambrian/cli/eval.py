@@ -19,7 +19,7 @@ most likely (``cambrian.eval.likelihood``); metrics ``*_likelihood`` (the letter
 ``*_likelihood_text`` (the option texts) in ``metrics.likelihood*.json``, also outside the paper-style table.
 
 ``--constrained``: generate as usual, but every multiple-choice answer under a grammar that allows only its options
-(the letters the prompt asks for, else the option texts; ``cambrian.models.constrained``); metrics ``*_constrained``
+(the letters the prompt asks for, else the option texts; ``cambrian.models.generate.grammar``); metrics ``*_constrained``
 in ``metrics.constrained.json``, outside the paper-style table. Through ``openai:`` endpoints it sends vLLM's
 ``structured_outputs: {"choice": [...]}`` (cambrian serve and vLLM honour it).
 """
@@ -31,6 +31,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..errors import InputError
 from .chat import add_quantize_argument
 from .tower_flag import add_tower_argument, towers_from_args
 
@@ -184,12 +185,13 @@ def _cmd_list() -> int:
 
 def _cmd_run(args) -> int:
     from ..eval.adapters import load_eval_model
-    from ..eval.runner import model_identity, precheck_run, run_benchmarks
+    from ..eval.identity import model_identity, precheck_run
+    from ..eval.runner import run_benchmarks
 
     benches = _benches(args.bench, parse_options(args.option), args.scorer)
     if args.mc == "likelihood":
         if args.constrained:
-            raise ValueError("--constrained generates answers; --mc likelihood scores them instead: pick one")
+            raise InputError("--constrained generates answers; --mc likelihood scores them instead: pick one")
         return _cmd_run_likelihood(args, benches)
     identity = model_identity(args.model)
     if args.quantize:  # a quantised model answers differently: its own run
@@ -231,8 +233,10 @@ def _cmd_run_likelihood(args, benches) -> int:
     from ..eval.likelihood import run_likelihood
 
     if args.shard:
-        raise ValueError("--mc likelihood does not shard; run it without --shard")
-    model = load_eval_model(args.model, device=args.device, name=args.name)
+        raise InputError("--mc likelihood does not shard; run it without --shard")
+    model = load_eval_model(
+        args.model, device=args.device, name=args.name, towers=towers_from_args(args), quantize=args.quantize
+    )
     results = run_likelihood(
         model,
         benches,
@@ -254,7 +258,8 @@ def _cmd_run_likelihood(args, benches) -> int:
 
 
 def _cmd_merge(args) -> int:
-    from ..eval.runner import merge_shards, score_run
+    from ..eval.predictions import merge_shards
+    from ..eval.runner import score_run
 
     for b in _benches(args.bench, parse_options(args.option), args.scorer):
         samples = b.load(str(Path(args.data_root) / b.name) if args.data_root else None)
@@ -270,7 +275,7 @@ def _cmd_merge(args) -> int:
 
 
 def _cmd_score(args) -> int:
-    from ..eval.runner import align_predictions, read_predictions
+    from ..eval.predictions import align_predictions, read_predictions
 
     (bench,) = _benches(args.bench, parse_options(args.option), args.scorer)
     pred_path = Path(args.predictions)
@@ -279,7 +284,7 @@ def _cmd_score(args) -> int:
     raw = read_predictions(pred_path)
     samples = bench.load(args.data)
     preds = align_predictions(samples, raw)
-    metrics = bench.score(samples, preds)
+    metrics = bench.evaluate(samples, preds)
     if args.json:
         print(
             json.dumps(
@@ -329,14 +334,10 @@ def run(args) -> int:
     if cmd is None:
         print(__doc__)
         return 0
-    try:
-        return {
-            "list": lambda: _cmd_list(),
-            "run": lambda: _cmd_run(args),
-            "merge": lambda: _cmd_merge(args),
-            "score": lambda: _cmd_score(args),
-            "report": lambda: _cmd_report(args),
-        }[cmd]()
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return {  # mistakes in the input reach cambrian.cli.main as one error line
+        "list": _cmd_list,
+        "run": lambda: _cmd_run(args),
+        "merge": lambda: _cmd_merge(args),
+        "score": lambda: _cmd_score(args),
+        "report": lambda: _cmd_report(args),
+    }[cmd]()

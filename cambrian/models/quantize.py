@@ -26,7 +26,7 @@ import warnings
 import torch
 import torch.nn as nn
 
-from ..errors import UserError
+from ..errors import InputError
 
 METHODS = ("int8", "nf4")
 CPU_FLOAT_LAYERS = ("down_proj",)  # linear layers (by name) the CPU int8 path leaves in float (see above)
@@ -34,7 +34,7 @@ CPU_FLOAT_LAYERS = ("down_proj",)  # linear layers (by name) the CPU int8 path l
 
 def check_method(method: str | None) -> str | None:
     if method is not None and method not in METHODS:
-        raise UserError(f"quantize: unknown method {method!r}; valid: {', '.join(METHODS)}")
+        raise InputError(f"quantize: unknown method {method!r}; valid: {', '.join(METHODS)}")
     return method
 
 
@@ -49,10 +49,10 @@ def quantize_model(model, method: str, device: str | torch.device = "cpu"):
     check_method(method)
     device = torch.device(device)
     if getattr(model, "quantization", None):
-        raise UserError(f"the model is already quantised ({model.quantization})")
+        raise InputError(f"the model is already quantised ({model.quantization})")
     if device.type == "cpu":
         if method != "int8":
-            raise UserError(f"--quantize {method} needs a CUDA GPU (bitsandbytes); on CPU use --quantize int8")
+            raise InputError(f"--quantize {method} needs a CUDA GPU (bitsandbytes); on CPU use --quantize int8")
         model.to("cpu").float()
         _cpu_int8(model)
     elif device.type == "cuda":
@@ -61,7 +61,7 @@ def quantize_model(model, method: str, device: str | torch.device = "cpu"):
         _swap_linear(model, method, bnb, skip=_lm_head(model))
         model.to(device)
     else:
-        raise UserError(f"--quantize {method} runs on cpu or cuda, not {device.type}")
+        raise InputError(f"--quantize {method} runs on cpu or cuda, not {device.type}")
     model.quantization = method
     return model
 
@@ -91,11 +91,11 @@ def _bitsandbytes(method: str):
     try:
         import bitsandbytes as bnb
     except ImportError:
-        raise UserError(
+        raise InputError(
             f"--quantize {method} on CUDA needs bitsandbytes: pip install 'cambrian[quant]' (or bitsandbytes)"
         ) from None
     if not torch.cuda.is_available():
-        raise UserError(f"--quantize {method} on CUDA needs a GPU, and torch sees none")
+        raise InputError(f"--quantize {method} on CUDA needs a GPU, and torch sees none")
     return bnb
 
 

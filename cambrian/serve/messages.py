@@ -5,7 +5,7 @@ protocol does), plus the decoded images in tag order; and the request's sampling
 from __future__ import annotations
 
 from ..constants import IMAGE_TOKEN
-from ..models.generation import SamplingParams
+from ..models.generate import SamplingParams
 from .errors import bad_request
 from .images import load_image_url
 from .schema import ChatCompletionRequest
@@ -15,7 +15,7 @@ _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant"
 
 
 def build_conversation(req: ChatCompletionRequest, settings: ServeSettings, reserve=None) -> tuple[list[dict], list]:
-    """``reserve(pixels, param)``: called before each image is decoded (the server's pixel budget)."""
+    """``reserve(w, h, param)``: called before each image is decoded (the server's pixel budget)."""
     messages: list[dict] = []
     images: list = []
     for i, m in enumerate(req.messages):
@@ -47,6 +47,7 @@ def build_conversation(req: ChatCompletionRequest, settings: ServeSettings, rese
                     settings.local_image_root,
                     param=where,
                     reserve=reserve,
+                    max_aspect=settings.max_image_aspect,
                 )
             )
             pieces.append(IMAGE_TOKEN)
@@ -57,9 +58,10 @@ def build_conversation(req: ChatCompletionRequest, settings: ServeSettings, rese
 
 
 def sampling_from_request(req: ChatCompletionRequest, settings: ServeSettings, structured=None) -> SamplingParams:
-    """The request's sampling settings (``structured``: its structured output, ``serve.structured``); ``max_tokens`` (or ``max_completion_tokens``) above the server's cap is a
-    400, and a request without one gets the cap; without ``temperature`` the server's default applies (1.0, as
-    OpenAI's API, unless ``--default-temperature`` says otherwise)."""
+    """The request's sampling settings (``structured``: its structured output, :mod:`.structured`); ``max_tokens``
+    (or ``max_completion_tokens``) above the server's cap is a 400, and a request without one gets the cap; without
+    ``temperature`` the server's default applies (1.0, as OpenAI's API, unless ``--default-temperature`` says
+    otherwise)."""
     asked = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     if asked is not None and asked > settings.max_tokens_cap:
         field = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"

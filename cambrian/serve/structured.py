@@ -1,12 +1,12 @@
 """Structured outputs of a request: OpenAI's ``response_format`` (``json_object``; ``json_schema`` with ``name``,
 ``schema``, ``strict``) and vLLM's ``structured_outputs`` extension (``json``, ``regex``, ``choice``, ``grammar``,
-``json_object``) -> a :class:`~cambrian.models.constrained.StructuredOutput`, compiled for the served model while the
+``json_object``) -> a :class:`~cambrian.models.generate.StructuredOutput`, compiled for the served model while the
 request is parsed, so a spec that cannot be used is one 400 naming the field and the problem before the request
 queues."""
 
 from __future__ import annotations
 
-from ..models.constrained import GrammarError, StructuredOutput, grammars_for
+from ..models.generate import GrammarError, StructuredOutput, grammars_for
 from .errors import bad_request
 from .schema import ChatCompletionRequest
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from ...errors import UserError
+from ...errors import InputError, UserError
 from .ratelimit import RateLimiter
 
 
@@ -56,7 +56,7 @@ class OpenAIChat:
             raise UserError("the data engine needs the 'openai' package: pip install 'cambrian[data]'") from None
         self._openai = openai
         if response_format not in RESPONSE_FORMATS:
-            raise UserError(f"response format must be one of {', '.join(RESPONSE_FORMATS)}, got {response_format!r}")
+            raise InputError(f"response format must be one of {', '.join(RESPONSE_FORMATS)}, got {response_format!r}")
         self.response_format = response_format
         self._key = os.environ.get(api_key_env) or ""
         self.key_source = f"${api_key_env}" if self._key else f"none (${api_key_env} is not set)"

@@ -298,11 +298,13 @@ def _build(family: str, hf: dict, rope: dict, where: str):
     of this module reads both layouts, so a check never passes by reading a key that is not used)."""
     from transformers import AutoConfig
 
+    from ..buildable import library_errors
+
     cls = type(AutoConfig.for_model(family))
     kwargs = {k: v for k, v in hf.items() if k != "model_type"}
     try:
         return cls(**kwargs, rope_parameters=rope)
-    except (TypeError, ValueError, KeyError) as e:
+    except (ValueError, *library_errors()) as e:  # transformers' typed configs raise StrictDataclass errors
         raise ReleaseFormatError(f"{where}: the LLM settings are not a valid {family} config ({e})") from None
 
 

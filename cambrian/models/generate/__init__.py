@@ -1,0 +1,61 @@
+"""Generation: the contract callers use (:class:`GenerativeVLM`) and the decode engine behind it, one idea per
+module:
+
+- ``contract.py``: :class:`GenerativeVLM`, :class:`GenerationEvent`, :class:`Prefill`, :class:`DecoderState`;
+- ``sampling.py``: :class:`SamplingParams` (how a row picks its next token);
+- ``logits.py``: logit processing per row, :class:`RowProcessor` (per-request constraints such as a grammar mask);
+- ``structured.py``: :class:`StructuredOutput`, the form an answer must take (JSON schema, regex, grammar, choices);
+- ``grammar.py``: constrained decoding, a :class:`StructuredOutput` compiled by xgrammar into one grammar
+  :class:`RowProcessor` per row;
+- ``detok.py``: incremental detokenisation and stop strings;
+- ``decode.py``: :class:`DecodeRun`, the decode loop with continuous batching;
+- ``kv_cache.py``: :class:`KVCacheState`, the decoder state of an HF causal LM;
+- ``scoring.py``: option likelihood (multiple choice without generating);
+- ``mixin.py``: :class:`GenerationMixin`, the caller side built on a model's ``prefill``.
+
+Callers import from this package (``from cambrian.models.generate import SamplingParams, GenerativeVLM``).
+"""
+
+from .contract import (
+    FINISH_CANCELLED,
+    FINISH_LENGTH,
+    FINISH_STOP,
+    DecoderState,
+    GenerationEvent,
+    GenerativeVLM,
+    NotGenerativeError,
+    Prefill,
+    PromptIds,
+    check_generative,
+)
+from .decode import DecodeRun
+from .grammar import grammars_for
+from .kv_cache import KVCacheState
+from .logits import RowProcessor
+from .mixin import GenerationMixin
+from .sampling import SamplingParams, resolve_sampling
+from .scoring import option_logprobs
+from .structured import GrammarError, StructuredOutput
+
+__all__ = [
+    "FINISH_CANCELLED",
+    "FINISH_LENGTH",
+    "FINISH_STOP",
+    "DecodeRun",
+    "DecoderState",
+    "GenerationEvent",
+    "GenerationMixin",
+    "GenerativeVLM",
+    "GrammarError",
+    "KVCacheState",
+    "NotGenerativeError",
+    "Prefill",
+    "PromptIds",
+    "RowProcessor",
+    "SamplingParams",
+    "StructuredOutput",
+    "check_generative",
+    "grammars_for",
+    "option_logprobs",
+    "resolve_sampling",
+]
