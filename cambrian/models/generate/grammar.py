@@ -128,9 +128,15 @@ class Grammars:
         self._xgr = xgr
         self.vocab_size = int(vocab_size)
         self.stop_token_ids = [int(t) for t in stop_token_ids]
-        self.info = xgr.TokenizerInfo.from_huggingface(
-            tokenizer, vocab_size=self.vocab_size, stop_token_ids=self.stop_token_ids
-        )
+        try:
+            self.info = xgr.TokenizerInfo.from_huggingface(
+                tokenizer, vocab_size=self.vocab_size, stop_token_ids=self.stop_token_ids
+            )
+        except (AttributeError, TypeError, ValueError, RuntimeError) as e:
+            raise GrammarError(
+                f"structured outputs need a Hugging Face tokenizer; this model's {type(tokenizer).__name__} cannot be "
+                f"read by xgrammar ({_library_message(e)})"
+            ) from None
         self._compiler = xgr.GrammarCompiler(self.info, cache_limit_bytes=COMPILE_CACHE_BYTES)
 
     def compile(self, so: StructuredOutput):

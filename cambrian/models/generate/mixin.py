@@ -9,7 +9,6 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from ...constants import IMAGE_TOKEN
-from ...errors import InputError
 from .decode import DecodeRun
 from .grammar import grammar_processors
 from .logits import RowProcessor
@@ -40,7 +39,7 @@ class GenerationMixin:
         grammars = grammar_processors(self, params)
         if grammars is not None:
             if processors is not None:
-                raise InputError("give SamplingParams.structured or processors, not both")
+                raise ValueError("give SamplingParams.structured or processors, not both")
             processors = grammars
         pre = self.prefill(texts, images, system=system, use_cache=True)
         return DecodeRun(
