@@ -5,9 +5,9 @@ every other request for 25 s).
    characters is at least ``n / L`` tokens; messages whose text alone is ``context * L`` characters or more cannot fit
    the model's context and get their 400 (``context_length_exceeded``) at once. (In the tokenizer's own alphabet, a
    character of the request is one or more vocabulary characters, so the bound holds for byte-level BPE as well.)
-2. Tokenisation on a thread of its own, with a copy of the tokenizer: a Hugging Face fast tokenizer switches its
-   special-token handling per call, so it is not shared with the generation thread (which decodes with the model's
-   own) nor used by two requests at once.
+2. Tokenisation through the model's ``prompt_ids`` on one worker thread of its own, never on the generation thread:
+   encodes never overlap (a Hugging Face fast tokenizer switches its special-token handling per encode call), and
+   the generation thread only decodes, which switches nothing.
 
 The generation thread then receives ``PromptIds`` and never tokenises a request.
 """
