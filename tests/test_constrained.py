@@ -112,6 +112,15 @@ def test_length_bounded_strings_take_only_characters_json_allows_unescaped(model
     assert not accepts("a\tb") and not accepts("a\x0cb") and not accepts("a") and not accepts("x" * 201)
 
 
+def test_a_tokenizer_the_grammar_library_cannot_read_is_one_error():
+    """The test suite's second VLM has a character tokenizer xgrammar cannot read: one GrammarError (a 400 in the
+    server, an error line in the CLI) before any prefill."""
+    from toy_vlm import ToyVLM
+
+    with pytest.raises(GrammarError, match="need a Hugging Face tokenizer; this model's CharTokenizer"):
+        ToyVLM().generate_events(["hi"], sampling=SamplingParams(structured=SO.choice(["a", "b"])))
+
+
 # ---- the bitmask ------------------------------------------------------------------------------------------
 
 

@@ -178,11 +178,12 @@ def grammars_for_tokenizer(tokenizer, vocab_size: int, stop_token_ids: Sequence[
 
 def logits_width(model) -> int:
     """The width of the model's next-token logits: its LM head's (also for a quantised head, whose weight is
-    packed), else the LLM config's vocabulary size, else the tokenizer's length."""
+    packed), else the LLM config's vocabulary size, else the tokenizer's length (or its ``vocab_size``)."""
     llm = getattr(model, "llm", None)
     head = llm.get_output_embeddings() if hasattr(llm, "get_output_embeddings") else None
     width = getattr(head, "out_features", None) or getattr(getattr(llm, "config", None), "vocab_size", None)
-    return int(width or len(model.tokenizer))
+    tok = model.tokenizer
+    return int(width or (len(tok) if hasattr(tok, "__len__") else getattr(tok, "vocab_size", 0)))
 
 
 def grammars_for(model) -> Grammars:
