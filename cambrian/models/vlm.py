@@ -157,12 +157,14 @@ def load_vlm(spec: str, towers=None, quantize: str | None = None, device: str | 
     ``CambrianModel.load``."""
     for src in MODEL_SOURCES:
         if src.matches(str(spec)):
-            from ..errors import UserError
-
             if towers:
+                from ..errors import UserError
+
                 raise UserError(f"--tower applies to released-format checkpoints only; {spec} is a {src.name} model")
             if quantize:
-                raise UserError(f"--quantize applies to Cambrian models; {spec} is a {src.name} model")
+                from ..errors import InputError
+
+                raise InputError(f"--quantize applies to Cambrian models; {spec} is a {src.name} model")
             return src.load(str(spec))
     from .cambrian_model import CambrianModel
 
