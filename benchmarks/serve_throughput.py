@@ -178,6 +178,7 @@ def main(argv=None) -> int:
         model_name="bench",
         max_tokens_cap=max(args.max_tokens, 1),
         max_concurrency=1024,
+        max_connections=2048,
         batch_window_ms=args.batch_window_ms,
     )
     rows = []
