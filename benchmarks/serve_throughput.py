@@ -13,6 +13,13 @@ official ``openai`` client, greedy, one image per request (a random colour pictu
 Prints requests/s, completion tokens/s, p50/p95 latency and the mean batch (requests decoded per step) of each
 setting, then the speed-up of
 16 clients over sequential requests (goal >= 2x on a 2-core CPU).
+
+``--json-schema``: every client setting runs twice, free text and with ``response_format: json_schema``, and the
+cost of the constraints is printed as the tokens/s ratio at the largest client count (goal: at most 10% lower)
+beside the batching speed-up of the constrained requests (goal >= 2x). The schema (one string of at least 1000
+characters) keeps every constrained answer running to ``max_tokens``, as the free-text answers do, so both settings
+decode the same number of tokens in batches of the same size and the ratio is the constraints' own cost per token
+(a schema the model can finish early would also count its shorter answers and smaller batches).
 """
 
 from __future__ import annotations
@@ -110,6 +117,11 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--no-batching-baseline", dest="off", action="store_false", help="skip the 16-clients run with batching off"
     )
+    ap.add_argument(
+        "--json-schema",
+        action="store_true",
+        help="also run every client setting with response_format json_schema and print the constraints' overhead",
+    )
     ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args(argv)
 
@@ -155,10 +167,18 @@ def main(argv=None) -> int:
         return {"messages": [{"role": "user", "content": content}], "max_tokens": args.max_tokens, "temperature": 0}
 
     bodies = [body(i) for i in range(args.requests)]
+    schema = {
+        "type": "object",
+        "properties": {"description": {"type": "string", "minLength": 1000}},
+        "required": ["description"],
+    }
+    fmt = {"type": "json_schema", "json_schema": {"name": "picture", "schema": schema, "strict": True}}
+    json_bodies = [{**b, "response_format": fmt} for b in bodies]
     settings = dict(
         model_name="bench",
         max_tokens_cap=max(args.max_tokens, 1),
         max_concurrency=1024,
+        max_connections=2048,
         batch_window_ms=args.batch_window_ms,
     )
     rows = []
@@ -205,15 +225,17 @@ def main(argv=None) -> int:
         lat.append(time.perf_counter() - t)
     report(row_of("in-process, one at a time", 1, time.perf_counter() - t0, lat, toks, [1] * len(lat)))
 
-    plan = [(f"clients={c}" + (" (sequential)" if c == 1 else ""), c, args.max_batch_size) for c in levels]
+    plan = [(f"clients={c}" + (" (sequential)" if c == 1 else ""), c, args.max_batch_size, bodies) for c in levels]
     if args.off:
-        plan.append((f"clients={max(levels)}, batching off", max(levels), 1))
-    for label, clients, mbs in plan:
+        plan.append((f"clients={max(levels)}, batching off", max(levels), 1, bodies))
+    if args.json_schema:
+        plan += [(f"json_schema clients={c}", c, args.max_batch_size, json_bodies) for c in levels]
+    for label, clients, mbs, reqs in plan:
         with ServerThread(model, ServeSettings(max_batch_size=mbs, **settings)) as srv:
-            run_level(srv.base_url, "bench", bodies[:2], 1)  # warm-up (connections, first-call costs)
+            run_level(srv.base_url, "bench", reqs[:2], 1)  # warm-up (connections, first-call costs, compiling)
             sched = srv.app.state.scheduler
             n0 = len(sched.step_sizes)
-            wall, lat, toks = run_level(srv.base_url, "bench", bodies, clients)
+            wall, lat, toks = run_level(srv.base_url, "bench", reqs, clients)
             report(row_of(label, clients, wall, lat, toks, sched.step_sizes[n0:]))
 
     seq_row = next(r for r in rows if r["clients"] == 1 and r["setting"].startswith("clients="))
@@ -233,6 +255,16 @@ def main(argv=None) -> int:
         print(
             f"the same {max(levels)} clients with batching off: {off / seq:.2f}x sequential "
             f"(batching alone: {top['requests_per_s'] / off:.2f}x)"
+        )
+    if args.json_schema:
+        js = {r["clients"]: r for r in rows if r["setting"].startswith("json_schema")}
+        free = top
+        con, con_seq = js[max(levels)], js[1]
+        print(
+            f"json_schema at {max(levels)} clients: {con['tokens_per_s']:.1f} tok/s against {free['tokens_per_s']:.1f} "
+            f"free text: {100 * (1 - con['tokens_per_s'] / free['tokens_per_s']):.1f}% lower (goal <= 10%); "
+            f"batching speed-up of constrained requests: {con['requests_per_s'] / con_seq['requests_per_s']:.2f}x "
+            f"req/s, {con['tokens_per_s'] / con_seq['tokens_per_s']:.2f}x tok/s (goal >= 2x)"
         )
     load1 = os.getloadavg()
     print(f"load average after: {load1[0]:.2f}")

@@ -3,6 +3,8 @@ sys.path)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def one_error_line(capsys) -> str:
     """The single ``error: ...`` line a user mistake prints on stderr (asserts there is exactly one)."""
@@ -114,3 +116,38 @@ def sensitive_toy_model():
             if p.dim() >= 2:
                 p.normal_(0, 0.5)
     return model
+
+
+ENGINE_CORPUS = Path(__file__).parent / "fixtures" / "engine_corpus"
+
+
+def build_engine_corpus(root: Path) -> Path:
+    """The data engine's test corpus (tests/fixtures/engine_corpus, HTML only) copied to ``root`` with its images
+    drawn: 6 usable ones (PNG, JPEG, GIF with transparency, SVG...) and the bad ones the engine must count (too small,
+    too many pixels, missing, outside the root, remote). Also used by benchmarks/engine_records.py."""
+    import shutil
+
+    from PIL import Image
+
+    def img(path: Path, size, color, fmt=None):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", size, color).save(path, format=fmt)
+
+    shutil.copytree(ENGINE_CORPUS, root)
+    d = root / "geology" / "img"
+    img(d / "stratovolcano.png", (64, 48), (120, 90, 60))
+    img(d / "old.png", (40, 40), (1, 1, 1))
+    img(d / "tiny.png", (8, 8), (0, 0, 0))
+    img(d / "huge.png", (300, 300), (9, 9, 9))
+    img(d / "refuse.png", (40, 40), (50, 0, 50))
+    img(d / "server-error.png", (30, 30), (0, 50, 50))
+    img(d / "quartz.jpg", (50, 40), (200, 200, 210), fmt="JPEG")
+    gif = Image.new("P", (40, 40), 0)
+    gif.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    gif.paste(1, (10, 10, 30, 30))  # red square on a transparent background
+    gif.save(d / "eruption.gif", transparency=0)
+    (d / "diagram.svg").write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg" width="120" height="80">'
+        '<rect x="10" y="10" width="50" height="30" fill="#ff0000"/></svg>'
+    )
+    return root

@@ -72,7 +72,7 @@ def test_conversation_keeps_history_and_images_in_their_turns(model):
 
 def test_chat_loop_history_image_reset_and_streaming(model, tmp_path, monkeypatch, capsys):
     rec = Recorder(model)
-    monkeypatch.setattr(chat_cli, "load_model", lambda name, device=None, towers=None: rec)
+    monkeypatch.setattr(chat_cli, "load_model", lambda *a, **k: rec)
     first, second = tmp_path / "first.png", tmp_path / "second.png"
     Image.new("RGB", (40, 30), (255, 0, 0)).save(first)
     Image.new("RGB", (40, 30), (0, 255, 0)).save(second)
@@ -129,7 +129,7 @@ def test_chat_loop_history_image_reset_and_streaming(model, tmp_path, monkeypatc
 
 
 def test_chat_prompt_once_streams_and_bad_sampling_is_one_error_line(model, monkeypatch, capsys):
-    monkeypatch.setattr(chat_cli, "load_model", lambda name, device=None, towers=None: model)
+    monkeypatch.setattr(chat_cli, "load_model", lambda *a, **k: model)
     assert main(["chat", "--model", "tiny", "--prompt", "hello there", "--max-new-tokens", "8"]) == 0
     assert capsys.readouterr().out == model.generate_text(["hello there"], max_new_tokens=8)[0] + "\n"
     assert main(["chat", "--model", "tiny", "--prompt", "hi", "--top-p", "0"]) == 2
@@ -212,3 +212,28 @@ def test_serve_process_answers_and_stops_on_ctrl_c(tmp_path):
             proc.kill()
     text = err_path.read_text()
     assert "stopped" in text and "Traceback" not in text and "warning: tiny is a bare preset" in text
+
+
+def test_chat_json_schema_answers_follow_the_schema_and_bad_files_are_one_error_line(
+    model, tmp_path, monkeypatch, capsys
+):
+    pytest.importorskip("xgrammar")
+    import json
+
+    schema = {"type": "object", "properties": {"colour": {"enum": ["red", "blue"]}, "n": {"type": "integer"}}}
+    f = tmp_path / "s.json"
+    f.write_text(json.dumps(schema))
+    monkeypatch.setattr(chat_cli, "load_model", lambda *a, **k: model)
+    assert main(["chat", "--model", "tiny", "--prompt", "colour?", "--json-schema", str(f)]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["colour"] in ("red", "blue") and set(answer) <= {"colour", "n"}
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "foo.json").write_text('{"type": "foo"}')
+    for path, words in (
+        (tmp_path / "missing.json", "cannot read"),
+        (tmp_path / "bad.json", "not valid JSON"),
+        (tmp_path / "foo.json", 'Unsupported type "foo"'),
+    ):
+        assert main(["chat", "--model", "tiny", "--prompt", "x", "--json-schema", str(path)]) == 2
+        err = [e for e in capsys.readouterr().err.strip().splitlines() if not e.startswith("warning:")]
+        assert len(err) == 1 and err[0].startswith("error: --json-schema") and words in err[0], err

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -34,6 +33,8 @@ from cambrian.data.engine import (
     parse_topics,
     run_engine,
 )
+from cambrian.data.engine.replies import QA_SYSTEM, qa_schema, topics_schema
+from cambrian.errors import InputError
 
 pytest.importorskip("openai")
 pytest.importorskip("bs4")
@@ -106,32 +107,11 @@ def llm_server():
 
 
 # ---- the corpus ------------------------------------------------------------------------------------------------
-def _img(path: Path, size, color, fmt=None, **kw):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, color).save(path, format=fmt, **kw)
-
-
 @pytest.fixture
 def corpus(tmp_path):
-    root = tmp_path / "corpus"
-    shutil.copytree(FIXTURE, root)
-    img = root / "geology" / "img"
-    _img(img / "stratovolcano.png", (64, 48), (120, 90, 60))
-    _img(img / "old.png", (40, 40), (1, 1, 1))
-    _img(img / "tiny.png", (8, 8), (0, 0, 0))
-    _img(img / "huge.png", (300, 300), (9, 9, 9))
-    _img(img / "refuse.png", (40, 40), (50, 0, 50))
-    _img(img / "server-error.png", (30, 30), (0, 50, 50))
-    _img(img / "quartz.jpg", (50, 40), (200, 200, 210), fmt="JPEG")
-    gif = Image.new("P", (40, 40), 0)
-    gif.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
-    gif.paste(1, (10, 10, 30, 30))  # red square on a transparent background
-    gif.save(img / "eruption.gif", transparency=0)
-    (img / "diagram.svg").write_text(
-        '<svg xmlns="http://www.w3.org/2000/svg" width="120" height="80">'
-        '<rect x="10" y="10" width="50" height="30" fill="#ff0000"/></svg>'
-    )
-    return root
+    from helpers import build_engine_corpus
+
+    return build_engine_corpus(tmp_path / "corpus")
 
 
 REPLIES = [
@@ -374,6 +354,30 @@ def test_generate_topics_counts_bad_replies(llm_server, monkeypatch):
     )
     assert got == {"Geology": {"Volcanology": ["Lava domes", "Calderas"]}}
     assert c == {"topics": 2, "topics_subfields_missing": 1, "topics_reply_unparseable": 1}
+    fmt = replies.requests[0]["body"]["response_format"]  # the reply's schema goes with the request
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["schema"] == topics_schema(
+        ["Volcanology", "Petrology"], 5
+    )
+
+
+@pytest.mark.parametrize("fmt", ["json_schema", "json_object", "none"])
+def test_qa_requests_carry_the_response_format_asked_for(llm_server, monkeypatch, fmt):
+    url, replies = llm_server
+    llm = _llm(url, monkeypatch, response_format=fmt)
+    assert llm.chat(QA_SYSTEM.format(n=2), "{}", qa_schema(2), "qa_pairs") == replies.default
+    body = replies.requests[-1]["body"]
+    if fmt == "none":
+        assert "response_format" not in body
+    elif fmt == "json_object":
+        assert body["response_format"] == {"type": "json_object"}
+    else:
+        spec = body["response_format"]["json_schema"]
+        assert spec == {"name": "qa_pairs", "schema": qa_schema(2), "strict": False}
+        pairs = spec["schema"]["properties"]["pairs"]
+        assert (pairs["minItems"], pairs["maxItems"]) == (2, 2)
+    assert llm.chat("system", "no schema") and "response_format" not in replies.requests[-1]["body"]
+    with pytest.raises(InputError, match="response format must be one of"):
+        _llm(url, monkeypatch, response_format="yaml")
 
 
 # ---- parsing ---------------------------------------------------------------------------------------------------
@@ -606,29 +610,41 @@ def test_mediawiki_source_against_a_local_wiki(tmp_path):
         srv.server_close()
 
 
-def test_engine_through_cambrian_serve(corpus, tmp_path, monkeypatch):
+@pytest.mark.parametrize("response_format", ["none", "json_schema"])
+def test_engine_through_cambrian_serve(corpus, tmp_path, monkeypatch, response_format):
     """The whole loop offline: the engine's QA generation through this project's own OpenAI-compatible server
-    (`cambrian serve`, a tiny random model here). The model's text is no JSON, so no record comes out, but every
-    image unit is accounted for: records + LLM failures by reason == images sent, and the image failures are the
-    corpus's own."""
+    (`cambrian serve`, a tiny random model here). Every image unit is accounted for: records + LLM failures by reason
+    == images sent, and the image failures are the corpus's own. Without a response format the random model's text
+    is no JSON (no record); with the engine's reply schema every unit gives a record that parses."""
     pytest.importorskip("fastapi")
+    if response_format == "json_schema":
+        pytest.importorskip("xgrammar")
     from cambrian.models.cambrian_model import CambrianModel
     from cambrian.presets.models import load_preset
     from cambrian.serve.server import ServerThread
     from cambrian.serve.settings import ServeSettings
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    settings = ServeSettings(model_name="tiny", max_tokens_cap=16, default_temperature=0.0)
+    settings = ServeSettings(model_name="tiny", max_tokens_cap=512, default_temperature=0.0)
     cfg = load_preset("tiny")
     cfg.llm.max_length = 4096  # the engine's prompt (section text + caption) is longer than the preset's 512
     with ServerThread(CambrianModel.from_config(cfg).eval(), settings) as srv:
-        llm = OpenAIChat(srv.base_url, "tiny", temperature=0.0, max_tokens=16, max_retries=0, rpm=0)
+        llm = OpenAIChat(
+            srv.base_url,
+            "tiny",
+            temperature=0.0,
+            max_tokens=512 if response_format == "json_schema" else 16,
+            max_retries=0,
+            rpm=0,
+            response_format=response_format,
+        )
         stats = run_engine(
             TOPICS, LocalHTMLSource(corpus), llm, tmp_path / "o", _opts(), model_name="tiny", progress=False
         )
     r, fails = stats["run"], stats["failures"]
     from_llm = sum(v for k, v in fails.items() if k.startswith(("reply_", "llm_")))
     assert r["images_ok"] == 6 and r["records"] + from_llm == 6, stats
+    assert r["records"] == (6 if response_format == "json_schema" else 0), stats
     assert {k: v for k, v in fails.items() if k.startswith("image_")} == {
         "image_too_small": 1,
         "image_too_many_pixels": 1,

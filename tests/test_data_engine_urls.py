@@ -80,7 +80,7 @@ def _figure(src: str) -> str:
 
 
 class _QA:
-    def chat(self, system, user):
+    def chat(self, system, user, schema=None, name="reply"):
         return '[{"question": "What is shown?", "answer": "A green square."}]'
 
 

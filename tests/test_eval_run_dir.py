@@ -110,7 +110,7 @@ def fake_loader(monkeypatch):
     """``cambrian eval run`` with a FakeModel whatever --model names (no weights to load)."""
     loaded = []
 
-    def load(spec, device=None, name=None, towers=None):
+    def load(spec, device=None, name=None, **kw):  # towers=, quantize=: nothing to load here
         loaded.append(spec)
         m = FakeModel()
         m.name = name or Path(spec).name

@@ -26,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", help="question; without it an interactive loop reads questions from stdin")
     p.add_argument("--system", default=None, help="system prompt (default: the chat template's)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    add_quantize_argument(p)
     p.add_argument("--no-stream", action="store_true", help="print each answer once complete instead of as it comes")
     add_sampling_arguments(p)
 
@@ -49,6 +50,31 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--seed", type=int, default=None, help="seed for sampling (reproducible answers)")
     g.add_argument("--stop", action="append", default=[], help="stop before this string (repeat for several)")
+    g.add_argument(
+        "--json-schema",
+        metavar="FILE",
+        default=None,
+        help="answer with JSON that follows the JSON schema in FILE (constrained decoding; every answer of the "
+        "conversation)",
+    )
+
+
+def structured_from_args(args):
+    """The ``--json-schema`` file as a StructuredOutput (None without it); one error line for a bad file."""
+    path = getattr(args, "json_schema", None)
+    if not path:
+        return None
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..models.generate import GrammarError, StructuredOutput
+
+    try:
+        return StructuredOutput.json_schema(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise InputError(f"--json-schema: cannot read {path}: {e.strerror or e}") from None
+    except GrammarError as e:
+        raise InputError(f"--json-schema {path}: {e}") from None
 
 
 def sampling_from_args(args):
@@ -62,27 +88,39 @@ def sampling_from_args(args):
         repetition_penalty=args.repetition_penalty,
         seed=args.seed,
         stop=tuple(args.stop),
+        structured=structured_from_args(args),
     )
 
 
-def load_model(name: str, device: str | None = None, towers=None):
-    """A checkpoint dir, preset name, config file or hub id (``CambrianModel.load``), on ``device``; weight-loading
-    progress bars are off (an interactive command, not a long job)."""
+def add_quantize_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--quantize",
+        choices=["int8", "nf4"],
+        default=None,
+        help="quantise the LLM's and connector's linear layers (towers stay as they are): int8 on CPU (PyTorch "
+        "dynamic int8) or CUDA (bitsandbytes 8-bit); nf4: CUDA only (bitsandbytes 4-bit). Default: none",
+    )
+
+
+def load_model(name: str, device: str | None = None, towers=None, quantize: str | None = None):
+    """A checkpoint dir, preset name, config file or hub id (``CambrianModel.load``), on ``device`` (quantised with
+    ``quantize``); weight-loading progress bars are off (an interactive command, not a long job)."""
     import torch
     from transformers.utils import logging as hf_logging
 
     from ..models.cambrian_model import CambrianModel
 
     hf_logging.disable_progress_bar()
-    model = CambrianModel.load(name, towers=towers)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = CambrianModel.load(name, towers=towers, quantize=quantize, device=device)
     if model.tokenizer is None:
         from ..errors import UserError
 
         raise UserError(f"{name} holds no tokenizer (tokenizer.json / tokenizer.model ...); the model cannot run")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
-    if device.startswith("cuda"):
-        model.to(torch.bfloat16)
+    if not quantize:  # a quantised model is already placed (and typed) for its device
+        model.to(device)
+        if device.startswith("cuda"):
+            model.to(torch.bfloat16)
     return model.eval()
 
 
@@ -113,8 +151,16 @@ def run(args) -> int:
 
     sampling = sampling_from_args(args)  # bad values: one error line before the model loads
     images = [load_image(p) for p in args.image]
-    model = load_model(args.model, args.device, towers_from_args(args))
+    model = load_model(args.model, args.device, towers_from_args(args), args.quantize)
     warn_if_bare(model, args.model)
+    if sampling.structured is not None:  # a schema the grammar library cannot use: one error line, before asking
+        from ..errors import InputError
+        from ..models.generate import GrammarError, grammars_for
+
+        try:
+            grammars_for(model).compile(sampling.structured)
+        except GrammarError as e:
+            raise InputError(f"--json-schema {args.json_schema}: {e}") from None
     conv = Conversation(system=args.system)
     for im in images:
         conv.attach(im)

@@ -65,6 +65,14 @@ Rerunning the same command resumes: done units (page, section, image) are skippe
         "--llm-max-retries", type=int, default=2, help="retries with backoff on 429/5xx/timeouts (default 2)"
     )
     m.add_argument("--temperature", type=float, default=0.7)
+    m.add_argument(
+        "--llm-response-format",
+        choices=["json_schema", "json_object", "none"],
+        default="json_schema",
+        help="json_schema (default): send the reply's JSON schema as response_format, so a constraining endpoint "
+        "(cambrian serve, vLLM, SGLang, OpenAI) returns parseable replies; json_object: ask for JSON only; none: "
+        "send no response_format (endpoints that refuse the field)",
+    )
     m.add_argument("--qa-per-image", type=int, default=1, help="question-answer pairs per image (default 1)")
     parser.add_argument("--out", required=True, help="output folder (rerun to resume)")
     parser.add_argument("--max-samples", type=int, default=None, help="stop after this many new records")
@@ -130,6 +138,7 @@ def run(args) -> int:
         timeout=args.llm_timeout,
         temperature=args.temperature,
         max_retries=args.llm_max_retries,
+        response_format=args.llm_response_format,
     )
     print(f"LLM: {args.llm_model} at {args.llm_base_url} (API key: {llm.key_source}); {args.llm_rpm:g} requests/min")
     if args.fields:
@@ -151,6 +160,7 @@ def run(args) -> int:
                     timeout=args.llm_timeout,
                     temperature=args.temperature,
                     max_retries=args.llm_max_retries,
+                    response_format=args.llm_response_format,
                 )
             c: Counter = Counter()
             topics = generate_topics(topic_llm, fields, args.topics_per_subfield, c)

@@ -17,6 +17,11 @@ forgiving variant where a benchmark has one; its metrics are named ``*_lenient``
 ``--mc likelihood``: instead of generating, answer every multiple-choice question with the option the model finds
 most likely (``cambrian.eval.likelihood``); metrics ``*_likelihood`` (the letters the prompt asks for) and
 ``*_likelihood_text`` (the option texts) in ``metrics.likelihood*.json``, also outside the paper-style table.
+
+``--constrained``: generate as usual, but every multiple-choice answer under a grammar that allows only its options
+(the letters the prompt asks for, else the option texts; ``cambrian.models.generate.grammar``); metrics ``*_constrained``
+in ``metrics.constrained.json``, outside the paper-style table. Through ``openai:`` endpoints it sends vLLM's
+``structured_outputs: {"choice": [...]}`` (cambrian serve and vLLM honour it).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from .chat import add_quantize_argument
 from .tower_flag import add_tower_argument, towers_from_args
 
 
@@ -118,7 +124,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "multiple-choice question is answered by the option (letter, and option text) the model finds most "
         "likely, reported as *_likelihood metrics outside the paper-style table (local models only)",
     )
+    r.add_argument(
+        "--constrained",
+        action="store_true",
+        help="restrict every multiple-choice answer to its options (the letters, or the option texts the prompt "
+        "asks for) by constrained decoding; reported as *_constrained metrics outside the paper-style table",
+    )
     r.add_argument("--device", default=None, help="torch device for our models (default: the model's own)")
+    add_quantize_argument(r)
     r.add_argument("--name", default=None, help="model name recorded in run.json (default: preset / dir name)")
     r.add_argument("--no-progress", action="store_true")
     r.add_argument(
@@ -177,10 +190,16 @@ def _cmd_run(args) -> int:
 
     benches = _benches(args.bench, parse_options(args.option), args.scorer)
     if args.mc == "likelihood":
+        if args.constrained:
+            raise InputError("--constrained generates answers; --mc likelihood scores them instead: pick one")
         return _cmd_run_likelihood(args, benches)
     identity = model_identity(args.model)
+    if args.quantize:  # a quantised model answers differently: its own run
+        identity["quantize"] = args.quantize
     precheck_run(args.out, benches, identity, args.vision, args.max_new_tokens, args.overwrite)  # before loading
-    model = load_eval_model(args.model, device=args.device, name=args.name, towers=towers_from_args(args))
+    model = load_eval_model(
+        args.model, device=args.device, name=args.name, towers=towers_from_args(args), quantize=args.quantize
+    )
     results = run_benchmarks(
         model,
         benches,
@@ -194,6 +213,7 @@ def _cmd_run(args) -> int:
         progress=not args.no_progress,
         identity=identity,
         overwrite=args.overwrite,
+        constrained=args.constrained,
     )
     for b in benches:
         m = results.get(b.name)
@@ -203,7 +223,8 @@ def _cmd_run(args) -> int:
                 if m.get("missing_images")
                 else ""
             )
-            print(f"{b.name}: {b.primary_metric} = {m.get(b.primary_metric)}{extra}")
+            key = b.primary_metric + ("_constrained" if args.constrained else "")
+            print(f"{b.name}: {key} = {m.get(key)}{extra}")
     return 0
 
 
@@ -213,7 +234,9 @@ def _cmd_run_likelihood(args, benches) -> int:
 
     if args.shard:
         raise InputError("--mc likelihood does not shard; run it without --shard")
-    model = load_eval_model(args.model, device=args.device, name=args.name, towers=towers_from_args(args))
+    model = load_eval_model(
+        args.model, device=args.device, name=args.name, towers=towers_from_args(args), quantize=args.quantize
+    )
     results = run_likelihood(
         model,
         benches,

@@ -24,7 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "serve": (
         "cambrian.cli.serve",
-        "serve a model over an OpenAI-compatible HTTP API (chat completions, streaming, batching)",
+        "serve a model over an OpenAI-compatible HTTP API (chat completions, streaming, batching, JSON schema / "
+        "regex / choice outputs, --quantize)",
     ),
     "train": ("cambrian.cli.train", "train stage 1 (connector) or stage 2 (connector + LLM) from a YAML recipe"),
     "eval": ("cambrian.cli.eval", "run benchmarks, score a predictions file, render report tables and plots"),

@@ -1,5 +1,7 @@
-"""``cambrian serve``: an OpenAI-compatible HTTP server for a model (``/v1/chat/completions`` with images and
-streaming, ``/v1/models``, ``/health``); requests that arrive together are decoded in one batch."""
+"""``cambrian serve``: an OpenAI-compatible HTTP server for a model (``/v1/chat/completions`` with images,
+streaming and structured outputs: ``response_format`` json_object / json_schema and vLLM's ``structured_outputs``
+choice / regex / grammar, docs/structured-outputs.md; ``/v1/models``, ``/health``); requests that arrive together are
+decoded in one batch."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from .chat import add_quantize_argument
 from .tower_flag import add_tower_argument, towers_from_args
 
 
@@ -37,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="read the API key from the first line of this file (keep it readable by you only)",
     )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    add_quantize_argument(p)
     g = p.add_argument_group("batching")
     g.add_argument("--max-batch-size", type=int, default=16, help="requests decoded together (default 16)")
     g.add_argument(
@@ -218,7 +222,7 @@ def run(args) -> int:
 
     ensure_file_descriptors(settings.max_connections)
     sock = bind_socket(args.host, args.port)  # a busy port fails now, not after loading the model
-    model = load_model(args.model, args.device, towers_from_args(args))
+    model = load_model(args.model, args.device, towers_from_args(args), args.quantize)
     warn_if_bare(model, args.model)
 
     def ready(url: str) -> None:

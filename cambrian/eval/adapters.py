@@ -54,7 +54,18 @@ class CambrianEvalModel:
             raise ValueError("CambrianEvalModel decodes greedily; temperature > 0 is not supported")
         texts = [self.build_text(r) for r in requests]
         images = [list(r.images) for r in requests]
-        outs = self.model.generate_text(texts, images, max_new_tokens=options.max_new_tokens, system=self.system)
+        kw = {}
+        if any(r.choices for r in requests):  # --constrained: each reply one of its choices (constrained decoding)
+            from ..models.generate import SamplingParams, StructuredOutput
+
+            kw["sampling"] = [
+                SamplingParams(
+                    max_new_tokens=options.max_new_tokens,
+                    structured=StructuredOutput.choice(r.choices) if r.choices else None,
+                )
+                for r in requests
+            ]
+        outs = self.model.generate_text(texts, images, max_new_tokens=options.max_new_tokens, system=self.system, **kw)
         return [apply_stop(o, options.stop).strip() for o in outs]
 
     def score_options(
@@ -113,6 +124,8 @@ class OpenAIChatModel:
         }
         if options.stop:
             body["stop"] = list(options.stop)
+        if req.choices:  # vLLM's extension, which cambrian serve implements too
+            body["structured_outputs"] = {"choice": list(req.choices)}
         return body
 
     def _post(self, body: dict) -> str:
@@ -143,10 +156,12 @@ class OpenAIChatModel:
         return [apply_stop(o, options.stop).strip() for o in outs]
 
 
-def load_eval_model(spec: str, device: str | None = None, name: str | None = None, towers=None):
+def load_eval_model(spec: str, device: str | None = None, name: str | None = None, towers=None, quantize=None):
     """``openai:<base_url>#<model>`` → OpenAIChatModel; anything else (checkpoint dir, preset name, config
     file, hub id) → ``CambrianModel.load(spec)`` wrapped in CambrianEvalModel."""
     if spec.startswith("openai:"):
+        if quantize:
+            raise InputError("--quantize applies to local models, not openai: endpoints")
         rest = spec[len("openai:") :]
         base, _, model = rest.partition("#")
         if not base or not model:
@@ -156,9 +171,10 @@ def load_eval_model(spec: str, device: str | None = None, name: str | None = Non
         return OpenAIChatModel(base, model)
     from ..models.vlm import load_vlm  # lazy: heavy imports
 
-    model = load_vlm(spec, towers=towers)  # any VLM: a CambrianModel, or a registered model source's
+    # any VLM: a CambrianModel, or a registered model source's; quantised for ``device`` (default: the machine's)
+    model = load_vlm(spec, towers=towers, quantize=quantize, device=device)
     label = name or (Path(spec).resolve().name if Path(spec).is_dir() else spec)
-    if device:
+    if device and not quantize:
         model = model.to(device)
     model.eval()
     return CambrianEvalModel(model, name=label)

@@ -56,6 +56,7 @@ class GenerationOptions:
 class GenerationRequest:
     prompt: str
     images: list = field(default_factory=list)  # PIL images; empty list = text only (vision disabled)
+    choices: list[str] | None = None  # the reply must be exactly one of these (``--constrained``)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,11 @@ Run directory layout::
     RUN_DIR/<bench>/run_identity.json        model (+ weights fingerprint), vision, benchmark + options,
                                              max_new_tokens and a fingerprint of the benchmark data
     RUN_DIR/<bench>/missing_images*.json     idx of the samples whose image could not be read (scored wrong)
+    RUN_DIR/<bench>/predictions.constrained.jsonl, metrics.constrained.json
+                                             ``constrained=True`` (``--constrained``): every multiple-choice answer
+                                             generated under a grammar allowing only its options (``mc_options``:
+                                             the letters, or the texts the prompt asks for); metrics ``*_constrained``,
+                                             apart from the paper-style table like the lenient scorer's
 
 - Resume: predictions are appended and flushed one line per sample; a rerun skips the idx already present (a
   torn last line from a kill is dropped first). Only a rerun of the same run resumes: a run directory (run.json)
@@ -40,7 +45,7 @@ from ..errors import InputError
 from ..utils.io import append_jsonl, atomic_write_json, repair_jsonl
 from ..utils.log import get_logger
 from ..utils.progress import progress_bar
-from .api import Benchmark, EvalSample, GenerationOptions, GenerationRequest
+from .api import Benchmark, EvalSample, GenerationOptions, GenerationRequest, label_metrics
 from .identity import (
     IDENTITY_NAME,
     bench_identity,
@@ -66,6 +71,7 @@ log = get_logger("eval")
 VISION_SETTINGS = ("enabled", "disabled")
 SHARD_POLL_S = 1.0  # how often shard 0 looks for the other shards' .done markers
 MERGE_TIMEOUT_S = 24 * 3600  # how long shard 0 waits for them
+CONSTRAINED = "constrained"
 
 
 def _batches(items: list, size: int):
@@ -83,8 +89,10 @@ def generate_predictions(
     vision: str = "enabled",
     max_new_tokens: int | None = None,
     progress: bool = True,
+    constrained: bool = False,
 ) -> dict:
-    """Generate answers for the samples not yet in ``path`` and append them. Returns timing stats."""
+    """Generate answers for the samples not yet in ``path`` and append them (``constrained``: each multiple-choice
+    answer restricted to its options). Returns timing stats."""
     if vision not in VISION_SETTINGS:
         raise InputError(f"vision must be one of {VISION_SETTINGS}, got {vision!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +115,7 @@ def generate_predictions(
                     except Exception as e:  # noqa: BLE001 - missing / unreadable image: skip this sample only
                         missing.append({"idx": s.idx, "error": f"{type(e).__name__}: {e}"[:300]})
                         continue
-                reqs.append(GenerationRequest(prompt=s.prompt, images=images))
+                reqs.append(GenerationRequest(prompt=s.prompt, images=images, choices=_choices(bench, s, constrained)))
                 ready.append(s)
             outs = model.generate(reqs, options) if reqs else []
             if len(outs) != len(ready):
@@ -132,15 +140,22 @@ def generate_predictions(
     }
 
 
+def _choices(bench: Benchmark, sample: EvalSample, constrained: bool) -> list[str] | None:
+    """The replies a constrained answer may take: what the benchmark's scorer reads as each option."""
+    mc = bench.mc_options(sample) if constrained else None
+    return [mc.prediction(k) for k in range(len(mc))] if mc is not None else None
+
+
 def metrics_path(bench_dir: Path, scorer: str = "official") -> Path:
     """``metrics.json`` for the official scorer, ``metrics.<scorer>.json`` for another one."""
     return Path(bench_dir) / ("metrics.json" if scorer == "official" else f"metrics.{scorer}.json")
 
 
-def score_run(bench: Benchmark, samples: Sequence[EvalSample], bench_dir: Path) -> dict:
-    """Score ``bench_dir/predictions.jsonl`` into ``metrics_path(bench_dir, bench.scorer)``. Samples without a
-    prediction count as wrong; those whose image could not be read are reported as ``missing_images``."""
-    path = bench_dir / "predictions.jsonl"
+def score_run(bench: Benchmark, samples: Sequence[EvalSample], bench_dir: Path, constrained: bool = False) -> dict:
+    """Score ``bench_dir/predictions.jsonl`` into ``metrics_path(bench_dir, bench.scorer)`` (``constrained``: the
+    constrained predictions, metrics ``*_constrained``). Samples without a prediction count as wrong; those whose
+    image could not be read are reported as ``missing_images``."""
+    path = bench_dir / ("predictions.constrained.jsonl" if constrained else "predictions.jsonl")
     if not path.exists():
         raise FileNotFoundError(f"{path} not found")
     raw = read_predictions(path)
@@ -148,14 +163,19 @@ def score_run(bench: Benchmark, samples: Sequence[EvalSample], bench_dir: Path) 
     unreadable = read_missing_images(bench_dir)
     n_missing_images = sum(1 for s in samples if s.idx not in preds and str(s.idx) in unreadable)
     metrics = bench.evaluate(samples, preds)
+    scorer = getattr(bench, "scorer", "official")
+    primary = bench.primary_metric
+    if constrained:
+        metrics = label_metrics(metrics, CONSTRAINED)
+        scorer = CONSTRAINED if scorer == "official" else f"{scorer}_{CONSTRAINED}"
+        primary = f"{primary}_{CONSTRAINED}"
     if n_missing_images:
         metrics["missing_images"] = n_missing_images
-    scorer = getattr(bench, "scorer", "official")
     atomic_write_json(
         metrics_path(bench_dir, scorer),
         {
             "benchmark": bench.name,
-            "primary_metric": bench.primary_metric,
+            "primary_metric": primary,
             "scorer": scorer,
             "metrics": metrics,
             "options": getattr(bench, "opts", {}),
@@ -207,8 +227,12 @@ def run_benchmarks(
     samples_by_bench: dict | None = None,
     identity: dict | None = None,
     overwrite: bool = False,
+    constrained: bool = False,
 ) -> dict:
     """Run each benchmark; returns {bench: metrics (or None for a non-zero shard)}.
+
+    ``constrained``: multiple-choice answers generated under a grammar of their options, into
+    ``predictions.constrained.jsonl`` / ``metrics.constrained.json`` (not sharded).
 
     ``data_root``: each benchmark reads ``data_root/<bench>`` (None = the hub id, online).
     ``samples_by_bench``: pre-loaded samples (tests); overrides ``data_root``.
@@ -219,6 +243,8 @@ def run_benchmarks(
         raise InputError(f"vision must be one of {VISION_SETTINGS}, got {vision!r}")
     run_dir = Path(run_dir)
     shard = shard if shard is not None else env_shard()
+    if constrained and shard and shard[1] > 1:
+        raise InputError("constrained runs are not sharded; run them without --shard / torchrun")
     label = getattr(model, "name", "model")
     model_ident = dict(identity) if identity else {"model": label}
     info = {
@@ -254,7 +280,7 @@ def run_benchmarks(
         if limit:
             samples = samples[:limit]
         mine = [samples[k] for k in shard_range(len(samples), *shard)] if shard and shard[1] > 1 else list(samples)
-        path = predictions_path(bench_dir, shard)
+        path = bench_dir / "predictions.constrained.jsonl" if constrained else predictions_path(bench_dir, shard)
         stats = generate_predictions(
             model,
             bench,
@@ -264,6 +290,7 @@ def run_benchmarks(
             vision=vision,
             max_new_tokens=max_new_tokens,
             progress=progress,
+            constrained=constrained,
         )
         if stats["missing_images"]:
             log.warning(
@@ -277,13 +304,16 @@ def run_benchmarks(
                 continue
             _wait_for_shards(bench_dir, shard[1], token, merge_timeout_s)
             merge_shards(bench_dir, samples, shard[1])
-        else:
+        elif not constrained:
             merge_shards(bench_dir, samples, count=0)  # rewrite in sample order: identical files for any batch size
         t0 = time.perf_counter()
-        metrics = score_run(bench, samples, bench_dir)
+        metrics = score_run(bench, samples, bench_dir, constrained=constrained)
         stats["score_seconds"] = round(time.perf_counter() - t0, 3)
         stats["n"] = len(samples)
-        stats[bench.primary_metric] = metrics.get(bench.primary_metric)
+        primary = bench.primary_metric + (f"_{CONSTRAINED}" if constrained else "")
+        if constrained:  # beside the official run's figures in run.json
+            stats = {f"{k}_{CONSTRAINED}" if k != "n" else k: v for k, v in stats.items()}
+        stats[primary] = metrics.get(primary)
         _update_run_json(run_dir, info, bench.name, stats, replace_bench=overwrite)
         results[bench.name] = metrics
     if not shard or shard[0] == 0:

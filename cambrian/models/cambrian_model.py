@@ -117,11 +117,30 @@ class CambrianModel(GenerationMixin, nn.Module):
 
     @classmethod
     def load(
-        cls, spec: str | os.PathLike, load_weights: bool = True, force: bool = False, towers=None
+        cls,
+        spec: str | os.PathLike,
+        load_weights: bool = True,
+        force: bool = False,
+        towers=None,
+        quantize: str | None = None,
+        device: str | None = None,
     ) -> CambrianModel:
         """What every ``--model`` argument accepts: a checkpoint directory (``from_pretrained``), a model preset
         name or a YAML/JSON config file (``from_config``), or a hub repo id holding a saved checkpoint. ``towers``
-        (``--tower``): see :meth:`from_pretrained`."""
+        (``--tower``): see :meth:`from_pretrained`. ``quantize`` (``"int8"``, ``"nf4"``): the LLM's and connector's
+        linear layers quantised for ``device`` (default: cuda when available, else cpu; ``cambrian.models.quantize``),
+        where the model then is."""
+        from .quantize import check_method
+
+        if check_method(quantize) is None:
+            return cls._load(spec, load_weights, force, towers)
+        from .quantize import quantize_model
+
+        model = cls._load(spec, load_weights, force, towers)
+        return quantize_model(model, quantize, device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    @classmethod
+    def _load(cls, spec, load_weights: bool, force: bool, towers) -> CambrianModel:
         from ..hub import looks_like_repo_id
         from ..presets.models import resolve_model_config
 
@@ -140,7 +159,10 @@ class CambrianModel(GenerationMixin, nn.Module):
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write config.json + model.safetensors + tokenizer files into ``path``, each replaced atomically, other
-        files left alone (``persistence.save_model_dir``). The config records which towers were trained."""
+        files left alone (``persistence.save_model_dir``). The config records which towers were trained. A quantised
+        model is refused (save the float one)."""
+        if getattr(self, "quantization", None):
+            raise InputError(f"a {self.quantization}-quantised model cannot be saved; save the float model instead")
         for enc in self.encoders:
             enc.config.frozen = enc.frozen
         save_model_dir(self, path)

@@ -151,16 +151,21 @@ def saved_model_files(spec: str) -> tuple[str, ...]:
     return MODEL_FILES
 
 
-def load_vlm(spec: str, towers=None):
+def load_vlm(spec: str, towers=None, quantize: str | None = None, device: str | None = None):
     """The model named by ``spec``: a registered source's, else ``CambrianModel.load(spec)``. ``towers``: a
-    ``TowerMap`` (``--tower``) for a released-format checkpoint."""
+    ``TowerMap`` (``--tower``) for a released-format checkpoint; ``quantize``/``device``: see
+    ``CambrianModel.load``."""
     for src in MODEL_SOURCES:
         if src.matches(str(spec)):
             if towers:
                 from ..errors import UserError
 
                 raise UserError(f"--tower applies to released-format checkpoints only; {spec} is a {src.name} model")
+            if quantize:
+                from ..errors import InputError
+
+                raise InputError(f"--quantize applies to Cambrian models; {spec} is a {src.name} model")
             return src.load(str(spec))
     from .cambrian_model import CambrianModel
 
-    return CambrianModel.load(str(spec), towers=towers)
+    return CambrianModel.load(str(spec), towers=towers, quantize=quantize, device=device)

@@ -3,8 +3,8 @@
 
 Order of checks for a completion: API key (401) before the body is read; admission (429 over ``max_concurrency``
 requests, :mod:`.admission`); body size (413) and time (408) while it is read; JSON and fields (400); model name
-(404); sampling and ``max_tokens`` cap (400); images (400, or 429 over the server's pixel budget); the prompt's
-length, then its tokens, off the generation thread (400 for text that cannot fit the context, a conversation the
+(404); structured output spec, compiled for the model (400); sampling and ``max_tokens`` cap (400); images (400, or
+429 over the server's pixel budget); the prompt's length, then its tokens, off the generation thread (400 for text that cannot fit the context, a conversation the
 template refuses or one over the context length, :mod:`.tokenizing`). A streamed request gets its HTTP status only
 after its prefill succeeded, so its errors are proper HTTP errors too. A client that leaves, streaming or not, stops
 its generation. Connections are guarded by :mod:`.connections` (header timeout, connection cap).
@@ -36,6 +36,7 @@ from .responses import completion_body, sse_events
 from .scheduler import BatchScheduler, Job
 from .schema import parse_request
 from .settings import ServeSettings
+from .structured import compile_for, structured_output
 from .tokenizing import PromptTokenizer
 
 
@@ -126,7 +127,10 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
         refusal = req.unsupported()
         if refusal is not None:
             raise refusal
-        params = sampling_from_request(req, settings)
+        structured = structured_output(req)  # (spec, field) or None; compiled now, so a bad one is a 400 here
+        params = sampling_from_request(req, settings, structured=structured[0] if structured else None)
+        if structured is not None:
+            compile_for(model, *structured)
         messages, images = build_conversation(req, settings, reserve=reserve)
         prompt = prompts(messages)  # bounded, then tokenised on the tokenizer's own thread
         include_usage = bool(req.stream_options and req.stream_options.include_usage)

@@ -57,10 +57,11 @@ def build_conversation(req: ChatCompletionRequest, settings: ServeSettings, rese
     return messages, images
 
 
-def sampling_from_request(req: ChatCompletionRequest, settings: ServeSettings) -> SamplingParams:
-    """The request's sampling settings; ``max_tokens`` (or ``max_completion_tokens``) above the server's cap is a
-    400, and a request without one gets the cap; without ``temperature`` the server's default applies (1.0, as
-    OpenAI's API, unless ``--default-temperature`` says otherwise)."""
+def sampling_from_request(req: ChatCompletionRequest, settings: ServeSettings, structured=None) -> SamplingParams:
+    """The request's sampling settings (``structured``: its structured output, :mod:`.structured`); ``max_tokens``
+    (or ``max_completion_tokens``) above the server's cap is a 400, and a request without one gets the cap; without
+    ``temperature`` the server's default applies (1.0, as OpenAI's API, unless ``--default-temperature`` says
+    otherwise)."""
     asked = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     if asked is not None and asked > settings.max_tokens_cap:
         field = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
@@ -75,6 +76,7 @@ def sampling_from_request(req: ChatCompletionRequest, settings: ServeSettings) -
             repetition_penalty=1.0 if req.repetition_penalty is None else float(req.repetition_penalty),
             seed=req.seed,
             stop=stop,
+            structured=structured,
         )
     except ValueError as e:
         raise bad_request(str(e)) from None

@@ -1,10 +1,11 @@
-"""``POST /v1/chat/completions`` request body (the OpenAI fields this server implements, plus vLLM's ``top_k`` and
-``repetition_penalty``). Unknown fields are ignored, as OpenAI-compatible servers do; known fields this server
-cannot honour (``n > 1``, penalties, logprobs, tools, JSON mode) are refused with a 400 rather than ignored."""
+"""``POST /v1/chat/completions`` request body (the OpenAI fields this server implements, plus vLLM's ``top_k``,
+``repetition_penalty`` and ``structured_outputs``). Unknown fields are ignored, as OpenAI-compatible servers do; known
+fields this server cannot honour (``n > 1``, penalties, logprobs, tools, structural tags) are refused with a 400
+rather than ignored."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -42,6 +43,33 @@ class StreamOptions(_Body):
     include_usage: bool = False
 
 
+class JSONSchemaFormat(_Body):
+    """OpenAI's ``response_format.json_schema``; the schema is always enforced (``strict`` is accepted either way)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    name: str = Field("response", max_length=64)
+    description: str | None = None
+    schema_: dict | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Body):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+
+class StructuredOutputs(_Body):
+    """vLLM's ``structured_outputs`` extension (exactly one of its fields)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    json_: dict | str | None = Field(None, alias="json")
+    regex: str | None = None
+    choice: list[str] | None = None
+    grammar: str | None = None
+    json_object: bool | None = None
+    structural_tag: Any = None
+
+
 class ChatCompletionRequest(_Body):
     model: str
     messages: list[Message] = Field(min_length=1)
@@ -60,7 +88,8 @@ class ChatCompletionRequest(_Body):
     presence_penalty: float | None = None
     logprobs: bool | None = None
     tools: list | None = None
-    response_format: dict | None = None
+    response_format: ResponseFormat | None = None
+    structured_outputs: StructuredOutputs | None = None
 
     def unsupported(self) -> APIError | None:
         """The first field asking for something this server does not do, as a 400."""
@@ -73,8 +102,8 @@ class ChatCompletionRequest(_Body):
             return bad_request("logprobs are not supported", param="logprobs")
         if self.tools:
             return bad_request("tools are not supported", param="tools")
-        if self.response_format and self.response_format.get("type", "text") != "text":
-            return bad_request("only response_format type 'text' is supported", param="response_format")
+        if self.structured_outputs is not None and self.structured_outputs.structural_tag is not None:
+            return bad_request("structural_tag is not supported", param="structured_outputs.structural_tag")
         if isinstance(self.stop, list) and len(self.stop) > 16:
             return bad_request("at most 16 stop strings", param="stop")
         if isinstance(self.stop, list) and not all(self.stop):

@@ -1,5 +1,8 @@
 """Chat completions through any OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, this project's server...).
 
+Replies can be constrained to a JSON schema (``response_format``; ``response_format="json_object"`` asks only for
+JSON, ``"none"`` sends no format for endpoints that refuse the field).
+
 The API key is read from an environment variable (its *name* is the option, never the value); it is never
 written to a file, a log line or an error message (:func:`redact`).
 """
@@ -8,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from ...errors import UserError
+from ...errors import InputError, UserError
 from .ratelimit import RateLimiter
 
 
@@ -26,9 +29,13 @@ class LLMAuthError(UserError):
     """The endpoint refused the key: stop the run (every further call would fail the same way)."""
 
 
+RESPONSE_FORMATS = ("json_schema", "json_object", "none")
+
+
 class OpenAIChat:
-    """``chat(system, user) -> str`` with the ``openai`` client (its retries with backoff on 429/5xx), one
-    request per ``limiter`` interval."""
+    """``chat(system, user, schema=None) -> str`` with the ``openai`` client (its retries with backoff on 429/5xx),
+    one request per ``limiter`` interval. With a ``schema`` the request asks for it as ``response_format`` (see
+    ``response_format``)."""
 
     def __init__(
         self,
@@ -41,12 +48,16 @@ class OpenAIChat:
         max_retries: int = 2,
         rpm: float = 60.0,
         limiter: RateLimiter | None = None,
+        response_format: str = "json_schema",
     ):
         try:
             import openai
         except ImportError:
             raise UserError("the data engine needs the 'openai' package: pip install 'cambrian[data]'") from None
         self._openai = openai
+        if response_format not in RESPONSE_FORMATS:
+            raise InputError(f"response format must be one of {', '.join(RESPONSE_FORMATS)}, got {response_format!r}")
+        self.response_format = response_format
         self._key = os.environ.get(api_key_env) or ""
         self.key_source = f"${api_key_env}" if self._key else f"none (${api_key_env} is not set)"
         self.model = model
@@ -62,7 +73,17 @@ class OpenAIChat:
     def redact(self, text: str) -> str:
         return text.replace(self._key, "***") if self._key else text
 
-    def chat(self, system: str, user: str) -> str:
+    def _format(self, schema: dict | None, name: str) -> dict:
+        if schema is None or self.response_format == "none":
+            return {}
+        if self.response_format == "json_object":
+            return {"response_format": {"type": "json_object"}}
+        # strict False: OpenAI's strict subset refuses length bounds; a constraining server enforces them anyway
+        return {
+            "response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": False}}
+        }
+
+    def chat(self, system: str, user: str, schema: dict | None = None, name: str = "reply") -> str:
         oa = self._openai
         self.limiter.wait()
         try:
@@ -71,6 +92,7 @@ class OpenAIChat:
                 temperature=self.temperature,
                 max_tokens=self.max_tokens,
                 messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+                **self._format(schema, name),
             )
         except oa.AuthenticationError as e:
             raise LLMAuthError(

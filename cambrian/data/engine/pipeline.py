@@ -31,7 +31,16 @@ from ...utils.progress import progress_bar
 from .html import page_title, parse_sections
 from .images import MAX_PIXELS, MAX_SIDE, ImageSkip, normalize_image
 from .llm import LLMError
-from .replies import QA_SYSTEM, TOPIC_SYSTEM, ReplyError, parse_qa, parse_topics, qa_user_message
+from .replies import (
+    QA_SYSTEM,
+    TOPIC_SYSTEM,
+    ReplyError,
+    parse_qa,
+    parse_topics,
+    qa_schema,
+    qa_user_message,
+    topics_schema,
+)
 from .sources import MAX_IMAGE_BYTES, FetchError, PageSource
 
 log = get_logger("engine")
@@ -91,7 +100,9 @@ def generate_topics(llm, fields: list[tuple[str, list[str]]], n: int, stats: Cou
     out: dict[str, dict[str, list[str]]] = {}
     for field, subfields in fields:
         try:
-            reply = llm.chat(TOPIC_SYSTEM.format(n=n), f"{field}: {', '.join(subfields)}")
+            reply = llm.chat(
+                TOPIC_SYSTEM.format(n=n), f"{field}: {', '.join(subfields)}", topics_schema(subfields, n), "topics"
+            )
             got = parse_topics(reply, subfields, n)
         except LLMError as e:
             stats[f"topics_{e.reason}"] += 1
@@ -223,6 +234,8 @@ def run_engine(
                                     qa_user_message(
                                         field, subfield, topic, title, sec.title, img.caption or img.alt, sec.text
                                     ),
+                                    qa_schema(opt.qa_per_image),
+                                    "qa_pairs",
                                 )
                                 pairs = parse_qa(reply, max_pairs=opt.qa_per_image)
                             except LLMError as e:

@@ -6,6 +6,9 @@ text. :func:`extract_json` tries, in order: the first fenced block, the whole te
 with a JSON decoder (first success wins), the same with trailing commas removed, and a Python-literal reading
 (``ast.literal_eval``, literals only). :func:`parse_qa` falls back to "Q:/A:" lines. Every failure is a
 :class:`ReplyError` whose ``reason`` is counted.
+
+:func:`qa_schema` and :func:`topics_schema` are the JSON schemas the engine sends as ``response_format`` (the
+endpoint then constrains the reply to them: this project's server does, so even a 135M model's replies parse).
 """
 
 from __future__ import annotations
@@ -33,8 +36,46 @@ QA_SYSTEM = (
     "question-answer pair(s) about what the image shows: questions a curious reader looking at the image "
     "would ask, answerable from the image with the help of the caption and the text, with accurate, "
     "self-contained answers of one to three sentences. Do not mention the caption or the text. Reply "
-    'with JSON only: a list of objects with the keys "question" and "answer".'
+    'with JSON only: {{"pairs": [{{"question": "...", "answer": "..."}}]}}.'
 )
+QUESTION_CHARS = (10, 200)  # bounds in the reply schema: a complete reply fits in the engine's max_tokens
+ANSWER_CHARS = (2, 300)
+
+
+def qa_schema(n: int) -> dict:
+    """The reply of :data:`QA_SYSTEM`: ``{"pairs": [n x {"question", "answer"}]}`` with bounded strings (every
+    property required, no others: also valid for endpoints with OpenAI's strict subset, which ignore the bounds)."""
+    pair = {
+        "type": "object",
+        "properties": {
+            "question": {"type": "string", "minLength": QUESTION_CHARS[0], "maxLength": QUESTION_CHARS[1]},
+            "answer": {"type": "string", "minLength": ANSWER_CHARS[0], "maxLength": ANSWER_CHARS[1]},
+        },
+        "required": ["question", "answer"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "properties": {"pairs": {"type": "array", "items": pair, "minItems": n, "maxItems": n}},
+        "required": ["pairs"],
+        "additionalProperties": False,
+    }
+
+
+def topics_schema(subfields: list[str], n: int) -> dict:
+    """The reply of :data:`TOPIC_SYSTEM` for these subfields: ``{subfield: [1..n short topics]}``."""
+    topics = {
+        "type": "array",
+        "items": {"type": "string", "minLength": 2, "maxLength": 80},
+        "minItems": 1,
+        "maxItems": n,
+    }
+    return {
+        "type": "object",
+        "properties": {sf: topics for sf in subfields},
+        "required": list(subfields),
+        "additionalProperties": False,
+    }
 
 
 class ReplyError(ValueError):

@@ -97,6 +97,12 @@ class Connector(nn.Module):
 CONNECTORS: Registry[type[Connector]] = Registry("connector")
 
 
+def float_dtype(module: nn.Module) -> torch.dtype:
+    """The dtype inputs of ``module`` are computed in: that of its first floating-point parameter (a quantised linear
+    layer's weight is no float: ``cambrian.models.quantize``)."""
+    return next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+
+
 def build_connector(config: ConnectorConfig, encoder_dims, encoder_grids, llm_hidden: int) -> Connector:
     from ..buildable import architecture_errors
     from . import _all  # noqa: F401  (registers every connector)

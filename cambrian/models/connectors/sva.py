@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from ...config import ConnectorConfig
 from ...typed import ConfigError
-from .base import CONNECTORS, Connector, ImageSpan, VisualTokens
+from .base import CONNECTORS, Connector, ImageSpan, VisualTokens, float_dtype
 from .geometry import assemble_blocks, resize_grid, to_windows, valid_mask, window_masks
 
 __all__ = [
@@ -294,7 +294,7 @@ class SVAConnector(Connector):
         image_sizes = [tuple(int(v) for v in s) for s in image_sizes]
         if n == 0:
             return VisualTokens(blocks=[], grids=[], state=None)
-        dtype = self.mm_projector[0].weight.dtype
+        dtype = float_dtype(self)
         d, L = self.config.hidden_size, self.final_side
         projected = [getattr(self, f"mm_projector_aux_{k}")(f.to(dtype)) for k, f in enumerate(features)]  # [N,s,s,d]
         # global context: mean over *all* tokens (padding included) of the first encoder (docs/official-code.md#forward step 3)
@@ -394,7 +394,7 @@ class SVAConnector(Connector):
         else:
             windows = [x.index_select(0, win_rows) for x in state.windows]
             masks = [x.index_select(0, win_rows) for x in state.masks]
-        wdtype = sampler.layers[0].proj_in.weight.dtype
+        wdtype = float_dtype(sampler)
         flat_hidden = hidden.reshape(b * t, dim)
         queries = flat_hidden.index_select(0, flat_pos).to(wdtype).unsqueeze(1)  # [M, 1, D]
         ctx = state.context.index_select(0, img_of).to(wdtype).unsqueeze(1)  # [M, 1, d]

@@ -4,6 +4,9 @@ module:
 - ``contract.py``: :class:`GenerativeVLM`, :class:`GenerationEvent`, :class:`Prefill`, :class:`DecoderState`;
 - ``sampling.py``: :class:`SamplingParams` (how a row picks its next token);
 - ``logits.py``: logit processing per row, :class:`RowProcessor` (per-request constraints such as a grammar mask);
+- ``structured.py``: :class:`StructuredOutput`, the form an answer must take (JSON schema, regex, grammar, choices);
+- ``grammar.py``: constrained decoding, a :class:`StructuredOutput` compiled by xgrammar into one grammar
+  :class:`RowProcessor` per row;
 - ``detok.py``: incremental detokenisation and stop strings;
 - ``decode.py``: :class:`DecodeRun`, the decode loop with continuous batching;
 - ``kv_cache.py``: :class:`KVCacheState`, the decoder state of an HF causal LM;
@@ -26,11 +29,13 @@ from .contract import (
     check_generative,
 )
 from .decode import DecodeRun
+from .grammar import grammars_for
 from .kv_cache import KVCacheState
 from .logits import RowProcessor
 from .mixin import GenerationMixin
 from .sampling import SamplingParams, resolve_sampling
 from .scoring import option_logprobs
+from .structured import GrammarError, StructuredOutput
 
 __all__ = [
     "FINISH_CANCELLED",
@@ -41,13 +46,16 @@ __all__ = [
     "GenerationEvent",
     "GenerationMixin",
     "GenerativeVLM",
+    "GrammarError",
     "KVCacheState",
     "NotGenerativeError",
     "Prefill",
     "PromptIds",
     "RowProcessor",
     "SamplingParams",
+    "StructuredOutput",
     "check_generative",
+    "grammars_for",
     "option_logprobs",
     "resolve_sampling",
 ]

@@ -10,6 +10,7 @@ import torch
 
 from ...constants import IMAGE_TOKEN
 from .decode import DecodeRun
+from .grammar import grammar_processors
 from .logits import RowProcessor
 from .sampling import SamplingParams, resolve_sampling
 from .scoring import option_logprobs
@@ -32,8 +33,14 @@ class GenerationMixin:
         the ``stream`` rows, then each row's final text and finish reason; ``step_events``: step boundaries too,
         where other prefilled runs may join). ``sampling``: greedy when None, one :class:`SamplingParams` for all
         prompts, or one per prompt; ``max_new_tokens`` (default 128) overrides the params' own when given;
-        ``processors``: one :class:`RowProcessor` (or None) per prompt."""
+        ``processors``: one :class:`RowProcessor` (or None) per prompt; the rows whose params set ``structured`` get
+        their grammar's (compiled here, before the prefill)."""
         params = resolve_sampling(sampling, max_new_tokens, len(texts))
+        grammars = grammar_processors(self, params)
+        if grammars is not None:
+            if processors is not None:
+                raise ValueError("give SamplingParams.structured or processors, not both")
+            processors = grammars
         pre = self.prefill(texts, images, system=system, use_cache=True)
         return DecodeRun(
             pre,

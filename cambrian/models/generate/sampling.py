@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from ...typed import Int, Num, OptInt, StrTuple, typed_config
+from .structured import StructuredOutput
 
 
 @typed_config(label="sampling", frozen=True)
@@ -21,6 +22,8 @@ class SamplingParams:
             is divided by it, a negative one multiplied).
         seed: makes sampling reproducible, whatever else is in the batch.
         stop: generation stops before the first occurrence of any of these strings (not included in the text).
+        structured: the answer follows this JSON schema, regex, grammar or choice list (:class:`StructuredOutput`;
+            constrained decoding, :mod:`.grammar`); None for free text.
     """
 
     max_new_tokens: Int(ge=1) = 128
@@ -30,6 +33,7 @@ class SamplingParams:
     repetition_penalty: Num(gt=0, le=100) = 1.0
     seed: OptInt(ge=0, lt=2**63) = None
     stop: StrTuple = ()
+    structured: StructuredOutput | None = None
 
     @property
     def greedy(self) -> bool:
