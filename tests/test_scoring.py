@@ -169,8 +169,13 @@ def test_scores_match_the_models_own_loss(kind):
             labels = torch.tensor([tok["labels"]])
             px = [enc.preprocess([ims[i]]) for enc in model.encoders]
             with torch.no_grad():
-                out = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels, pixel_values=px,
-                            image_sizes=[ims[i].size])
+                out = model(
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    labels=labels,
+                    pixel_values=px,
+                    image_sizes=[ims[i].size],
+                )
             n = int((labels != IGNORE_INDEX).sum())
             assert a[i][j].tokens == n
             assert a[i][j].logprob == pytest.approx(-float(out.loss) * n, rel=1e-4, abs=1e-4)
