@@ -13,6 +13,10 @@ Scoring: every benchmark uses its **official** scorer by default (the rules of t
 comparable with the paper). ``--scorer lenient`` (or ``--option BENCH.scorer=lenient`` for one benchmark) uses the
 forgiving variant where a benchmark has one; its metrics are named ``*_lenient``, written to
 ``metrics.lenient.json`` and listed apart from the paper-style table by ``eval report``.
+
+``--mc likelihood``: instead of generating, answer every multiple-choice question with the option the model finds
+most likely (``cambrian.eval.likelihood``); metrics ``*_likelihood`` (the letters the prompt asks for) and
+``*_likelihood_text`` (the option texts) in ``metrics.likelihood*.json``, also outside the paper-style table.
 """
 
 from __future__ import annotations
@@ -105,6 +109,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--max-new-tokens", type=int, default=None, help="override the benchmarks' official values")
     r.add_argument("--option", action="append", default=[], help="benchmark option BENCH.KEY=VALUE (repeatable)")
     _add_scorer(r)
+    r.add_argument(
+        "--mc",
+        choices=["generate", "likelihood"],
+        default="generate",
+        help="generate (default): the official protocol, answers are generated and scored; likelihood: every "
+        "multiple-choice question is answered by the option (letter, and option text) the model finds most "
+        "likely, reported as *_likelihood metrics outside the paper-style table (local models only)",
+    )
     r.add_argument("--device", default=None, help="torch device for our models (default: the model's own)")
     r.add_argument("--name", default=None, help="model name recorded in run.json (default: preset / dir name)")
     r.add_argument("--no-progress", action="store_true")
@@ -162,6 +174,8 @@ def _cmd_run(args) -> int:
     from ..eval.runner import model_identity, precheck_run, run_benchmarks
 
     benches = _benches(args.bench, parse_options(args.option), args.scorer)
+    if args.mc == "likelihood":
+        return _cmd_run_likelihood(args, benches)
     identity = model_identity(args.model)
     precheck_run(args.out, benches, identity, args.vision, args.max_new_tokens, args.overwrite)  # before loading
     model = load_eval_model(args.model, device=args.device, name=args.name, towers=towers_from_args(args))
@@ -188,6 +202,33 @@ def _cmd_run(args) -> int:
                 else ""
             )
             print(f"{b.name}: {b.primary_metric} = {m.get(b.primary_metric)}{extra}")
+    return 0
+
+
+def _cmd_run_likelihood(args, benches) -> int:
+    from ..eval.adapters import load_eval_model
+    from ..eval.likelihood import run_likelihood
+
+    if args.shard:
+        raise ValueError("--mc likelihood does not shard; run it without --shard")
+    model = load_eval_model(args.model, device=args.device, name=args.name)
+    results = run_likelihood(
+        model,
+        benches,
+        args.data_root,
+        args.out,
+        batch_size=max(1, args.batch_size),
+        vision=args.vision,
+        limit=args.limit,
+        progress=not args.no_progress,
+    )
+    for b in benches:
+        readings = results.get(b.name) or {}
+        if not readings:
+            print(f"{b.name}: no multiple-choice questions (nothing scored by likelihood)")
+        for reading, m in readings.items():
+            key = f"{b.primary_metric}_{reading}"
+            print(f"{b.name}: {key} = {m.get(key)} (n={m.get('n')})")
     return 0
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..eval.api import Benchmark, EvalSample, register_benchmark
+from ..eval.api import Benchmark, EvalSample, MCOptions, register_benchmark
+from ..prompts import letters
 from .extract import extract_letter
 from .loader import HUB_ID, load_cvbench
 from .schema import model_prompt
@@ -47,6 +48,10 @@ class CVBench(Benchmark):
 
     def extract(self, sample: EvalSample, prediction: str):
         return extract_letter(prediction, sample.meta["choices"])
+
+    def mc_options(self, sample: EvalSample) -> MCOptions:
+        choices = tuple(str(c) for c in sample.meta["choices"])
+        return MCOptions(choices, tuple(letters(len(choices))))
 
     def score(self, samples: Sequence[EvalSample], predictions: dict) -> dict:
         items = [

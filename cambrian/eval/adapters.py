@@ -1,7 +1,8 @@
 """Model adapters for the evaluation harness (the ``EvalModel`` contract of ``cambrian.eval.api``).
 
 - ``CambrianEvalModel(model)``: wraps a ``CambrianModel`` (``generate_text(texts, images, max_new_tokens,
-  system)``); builds ``"<image>\\n" * len(images) + prompt`` (image first, the official protocol).
+  system)``); builds ``"<image>\\n" * len(images) + prompt`` (image first, the official protocol). Its
+  ``score_options`` scores candidate replies (``--mc likelihood``).
 - ``OpenAIChatModel(base_url, model)``: any OpenAI-compatible ``/v1/chat/completions`` endpoint (vLLM, SGLang,
   llama.cpp server, a hosted API). Images go as base64 PNG ``data:`` URLs in ``image_url`` parts before the
   text part. Uses only ``urllib``; requests of a batch are sent concurrently (``concurrency`` threads).
@@ -54,6 +55,14 @@ class CambrianEvalModel:
         images = [list(r.images) for r in requests]
         outs = self.model.generate_text(texts, images, max_new_tokens=options.max_new_tokens, system=self.system)
         return [apply_stop(o, options.stop).strip() for o in outs]
+
+    def score_options(self, requests: Sequence[GenerationRequest], candidates: Sequence[Sequence[str]]) -> list:
+        """Log-likelihood of each candidate reply (``cambrian.models.scoring``; ``--mc likelihood``)."""
+        from ..models.scoring import score_continuations
+
+        texts = [self.build_text(r) for r in requests]
+        images = [list(r.images) for r in requests]
+        return score_continuations(self.model, texts, images, candidates, system=self.system)
 
 
 def image_to_data_url(image) -> str:

@@ -55,6 +55,30 @@ class GenerationRequest:
     images: list = field(default_factory=list)  # PIL images; empty list = text only (vision disabled)
 
 
+@dataclass(frozen=True)
+class MCOptions:
+    """The options of one multiple-choice sample, for option-likelihood answering (``--mc likelihood``).
+
+    ``texts``: the option texts in order (None when the prompt carries them but the sample does not);
+    ``letters``: the letters the prompt asks the model to answer with (None when it asks for the text itself).
+    ``prediction(k)`` is a reply that the benchmark's own scorer reads as option ``k``."""
+
+    texts: tuple[str, ...] | None
+    letters: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        if not self.texts and not self.letters:
+            raise ValueError("MCOptions needs option texts or letters")
+        if self.texts and self.letters and len(self.texts) != len(self.letters):
+            raise ValueError(f"{len(self.texts)} option texts but {len(self.letters)} letters")
+
+    def __len__(self) -> int:
+        return len(self.letters or self.texts)
+
+    def prediction(self, k: int) -> str:
+        return self.letters[k] if self.letters else self.texts[k]
+
+
 @runtime_checkable
 class EvalModel(Protocol):
     name: str
@@ -138,6 +162,11 @@ class Benchmark(ABC):
     def average_value(self, metrics: dict) -> float | None:
         """The number that enters a group average (percent; MME-P overrides with score / 20)."""
         return self.table_value(metrics)
+
+    def mc_options(self, sample: EvalSample) -> MCOptions | None:
+        """The sample's options when it is a multiple-choice question (``--mc likelihood`` scores them), else
+        None (open questions, and every benchmark that does not define it)."""
+        return None
 
     def table_columns(self, metrics: dict) -> dict[str, float | None]:
         """Paper column name -> table value. Most benchmarks give one column; CV-Bench gives 2D and 3D."""

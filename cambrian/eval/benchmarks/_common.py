@@ -13,14 +13,33 @@ import csv
 import io
 import json
 import os
+import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..api import Benchmark, EvalSample
+from ..api import Benchmark, EvalSample, MCOptions
 
 DATA_EXTS = (".parquet", ".jsonl", ".json", ".csv")
+_OPTION_LINE = re.compile(r"^\s*\(?([A-Z])[.):]\s+(.*\S)\s*$", re.M)
+_OPTION_INLINE = re.compile(r"(?:^|[\s,])([A-Z]):\s*(.*?)(?=,\s*[A-Z]:|\n|$)")
+
+
+def options_in_prompt(prompt: str) -> MCOptions | None:
+    """The lettered options a prompt lists, one per line (``A. x`` / ``(A) x`` / ``A) x``) or inline (``A: x, B: y``,
+    MMStar's form): the first run A, B, C, ... of at least two; None when there is none."""
+    for pattern in (_OPTION_LINE, _OPTION_INLINE):
+        letters, texts = [], []
+        for letter_, text in pattern.findall(prompt or ""):
+            if letter_ == "A":
+                letters, texts = [], []
+            if letter_ == chr(ord("A") + len(letters)):
+                letters.append(letter_)
+                texts.append(text.strip())
+        if len(letters) >= 2:
+            return MCOptions(tuple(texts), tuple(letters))
+    return None
 
 
 def read_table_file(path: Path) -> list[dict]:
@@ -122,6 +141,7 @@ class TableBenchmark(Benchmark):
     hub_config: str | None = None
     hub_split: str = "test"
     item_metric: str = "accuracy"  # key under which score() reports the mean of the per-item scores
+    multiple_choice: bool = False  # every sample lists lettered options in its prompt (``mc_options``)
 
     # --- loading -------------------------------------------------------------------------------------------
     def rows(self, path: str | None) -> list[tuple[dict, Path | None]]:
@@ -152,6 +172,12 @@ class TableBenchmark(Benchmark):
 
     def make_sample(self, i: int, row: dict, base: Path | None) -> EvalSample | None:
         raise NotImplementedError
+
+    def mc_options(self, sample: EvalSample) -> MCOptions | None:
+        """The lettered options of the prompt (multiple-choice benchmarks, or samples marked ``meta["mc"]``)."""
+        if self.multiple_choice or sample.meta.get("mc"):
+            return options_in_prompt(sample.prompt)
+        return None
 
     # --- scoring -------------------------------------------------------------------------------------------
     def is_correct(self, sample: EvalSample, extracted: Any) -> float:

@@ -22,6 +22,7 @@ _INDEX = {"a": "0", "b": "1", "c": "2", "d": "3"}
 @register_benchmark("ai2d")
 class AI2D(TableBenchmark):
     category = "Knowledge"
+    multiple_choice = True
     max_new_tokens = 512
     hub_id = "lmms-lab/ai2d"
     chance = 0.25

@@ -27,12 +27,14 @@ import numpy as np
 
 from ...prompts import SHORT
 from ...typed import Int, OptInt
-from ..api import Benchmark, EvalSample, register_benchmark
+from ..api import Benchmark, EvalSample, MCOptions, register_benchmark
 from ._common import lazy_image, mean
 
 SHAPES = ("circle", "rectangle", "triangle")
 YES_NO = ("yes", "no")
+COLORS = ("red", "green", "blue", "black", "gray", "teal", "brown", "yellow")
 TYPE_CHANCE = {"yes/no": 1 / 2, "shape": 1 / 3, "color": 1 / 8}
+TYPE_ANSWERS = {"yes/no": YES_NO, "shape": SHAPES, "color": COLORS}
 
 
 def answer_type(answer: str) -> str:
@@ -106,6 +108,10 @@ class EasyVQA(Benchmark):
 
     def extract(self, sample: EvalSample, prediction: str):
         return normalize(prediction)
+
+    def mc_options(self, sample: EvalSample) -> MCOptions:
+        """Every question states its answer type: the candidates are that type's answers."""
+        return MCOptions(TYPE_ANSWERS[sample.meta["category"]])
 
     def score(self, samples: Sequence[EvalSample], predictions: dict) -> dict:
         scores, by = [], {}

@@ -42,6 +42,7 @@ def image_key(image) -> str:
 @register_benchmark("mmbench")
 class MMBench(TableBenchmark):
     category = "General"
+    multiple_choice = True
     max_new_tokens = 512
     hub_id = "lmms-lab/MMBench_EN"
     hub_split = "dev"

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ...prompts import SHORT, with_instruction
-from ..api import EvalSample, register_benchmark
+from ..api import EvalSample, MCOptions, register_benchmark
 from ..extract import yes_no
 from ._common import TableBenchmark, lazy_image
 
@@ -49,6 +49,9 @@ class MME(TableBenchmark):
             answer=str(row["answer"]).strip().lower(),
             meta={"category": row["category"], "image_id": str(row.get("question_id", i))},
         )
+
+    def mc_options(self, sample):
+        return MCOptions(("Yes", "No"))
 
     def extract(self, sample, prediction):
         return (prediction or "").strip().lower().rstrip(".")

@@ -19,6 +19,7 @@ from ._common import TableBenchmark, lazy_image
 @register_benchmark("mmstar")
 class MMStar(TableBenchmark):
     category = "Other"  # not in the paper's table; reported outside the group averages
+    multiple_choice = True
     max_new_tokens = 128
     hub_id = "Lin-Chen/MMStar"
     hub_split = "val"

@@ -42,6 +42,7 @@ def official_text_options(text: str) -> list[str]:
 @register_benchmark("mmvp")
 class MMVP(TableBenchmark):
     category = "Vision-Centric"
+    multiple_choice = True
     max_new_tokens = 512
     hub_id = "MMVP/MMVP"
     files = ("Questions.csv", "*.parquet", "*.jsonl")

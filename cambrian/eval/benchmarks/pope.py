@@ -12,7 +12,7 @@ yes ratio (the usual POPE companions), which the official script omits.
 from __future__ import annotations
 
 from ...prompts import SHORT, with_instruction
-from ..api import EvalSample, register_benchmark
+from ..api import EvalSample, MCOptions, register_benchmark
 from ..extract import first_token
 from ._common import TableBenchmark, lazy_image
 
@@ -35,6 +35,9 @@ class POPE(TableBenchmark):
             answer=str(row["answer"]).strip().lower(),
             meta={"category": row.get("category")},
         )
+
+    def mc_options(self, sample):
+        return MCOptions(("yes", "no"))
 
     def extract(self, sample, prediction):
         return first_token(prediction)

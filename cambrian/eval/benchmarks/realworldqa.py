@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..api import EvalSample, register_benchmark
 from ..extract import keyword_extract, official_keyword
-from ._common import TableBenchmark, lazy_image
+from ._common import TableBenchmark, lazy_image, options_in_prompt
 
 
 @register_benchmark("realworldqa")
@@ -34,6 +34,11 @@ class RealWorldQA(TableBenchmark):
             answer=str(row["answer"]),
             meta={},
         )
+
+    def mc_options(self, sample):
+        """Questions whose answer is an option letter list their options in the prompt; the others are open."""
+        a = sample.answer.strip()
+        return options_in_prompt(sample.prompt) if len(a) == 1 and a.isalpha() else None
 
     def extract(self, sample, prediction):
         words = official_keyword(prediction).split()

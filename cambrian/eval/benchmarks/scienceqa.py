@@ -32,6 +32,7 @@ def _norm(text: str) -> str:
 @register_benchmark("scienceqa")
 class ScienceQA(TableBenchmark):
     category = "Knowledge"
+    multiple_choice = True
     max_new_tokens = 512
     hub_id = "derek-thomas/ScienceQA"
     metric_name = "accuracy (image questions)"

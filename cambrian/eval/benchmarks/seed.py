@@ -22,6 +22,7 @@ from ._common import TableBenchmark, lazy_image
 @register_benchmark("seed")
 class SEED(TableBenchmark):
     category = "General"
+    multiple_choice = True
     max_new_tokens = 512
     hub_id = "lmms-lab/SEED-Bench"
     chance = 0.25

@@ -22,7 +22,7 @@ import numpy as np
 
 from ...prompts import SHORT
 from ...utils.io import atomic_write_text, read_jsonl
-from ..api import Benchmark, EvalSample, register_benchmark
+from ..api import Benchmark, EvalSample, MCOptions, register_benchmark
 from ._common import lazy_image, mean
 
 QUESTIONS = "questions.jsonl"
@@ -126,6 +126,9 @@ class SynthAttribute(Benchmark):
 
     def extract(self, sample: EvalSample, prediction: str):
         return normalize(prediction)
+
+    def mc_options(self, sample: EvalSample) -> MCOptions:
+        return MCOptions(tuple(sample.meta["choices"]))
 
     def score(self, samples: Sequence[EvalSample], predictions: dict) -> dict:
         scores, by = [], defaultdict(list)
