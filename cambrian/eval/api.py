@@ -53,6 +53,7 @@ class GenerationOptions:
 class GenerationRequest:
     prompt: str
     images: list = field(default_factory=list)  # PIL images; empty list = text only (vision disabled)
+    origin: tuple | None = None  # (benchmark, sample idx) it answers, for adapters that log per sample
 
 
 @dataclass(frozen=True)

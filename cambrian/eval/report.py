@@ -89,7 +89,7 @@ def load_run(run_dir: str | Path) -> Run:
 
 def label_runs(runs: Sequence[Run]) -> None:
     for r in runs:
-        r.label = r.model + (" (vision disabled)" if r.vision == "disabled" else "")
+        r.label = r.model + {"disabled": " (vision disabled)", "other": " (other image)"}.get(r.vision, "")
     seen: dict[str, int] = {}
     for r in runs:
         seen[r.label] = seen.get(r.label, 0) + 1

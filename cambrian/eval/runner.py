@@ -25,7 +25,8 @@ Run directory layout::
 - Sharding: contiguous ranges of ``ceil(n / shards)`` samples (the official chunking); ``--shard i/n`` or the
   torchrun environment (``RANK`` / ``WORLD_SIZE``). Shard 0 waits for the others' ``.done`` markers and merges;
   ``merge_shards`` can also be called on its own (``cambrian eval merge``).
-- ``vision="disabled"``: the paper's vision-disabled setting — the same prompts with no image at all.
+- ``vision="disabled"``: the paper's vision-disabled setting — the same prompts with no image at all;
+  ``vision="other"``: each question with the image of a question about another scene (``cambrian.eval.conditions``).
 """
 
 from __future__ import annotations
@@ -41,10 +42,9 @@ from pathlib import Path
 from ..utils.io import append_jsonl, atomic_write_json
 from ..utils.log import get_logger
 from .api import Benchmark, EvalSample, GenerationOptions, GenerationRequest
+from .conditions import VISION_SETTINGS, condition_samples
 
 log = get_logger("eval")
-
-VISION_SETTINGS = ("enabled", "disabled")
 
 
 # --- predictions files ---------------------------------------------------------------------------------------
@@ -309,13 +309,13 @@ def generate_predictions(
             reqs, ready = [], []
             for s in batch:
                 images = []
-                if vision == "enabled":
+                if vision != "disabled":
                     try:
                         images = s.load_images()
                     except Exception as e:  # noqa: BLE001 - missing / unreadable image: skip this sample only
                         missing.append({"idx": s.idx, "error": f"{type(e).__name__}: {e}"[:300]})
                         continue
-                reqs.append(GenerationRequest(prompt=s.prompt, images=images))
+                reqs.append(GenerationRequest(prompt=s.prompt, images=images, origin=(bench.name, s.idx)))
                 ready.append(s)
             outs = model.generate(reqs, options) if reqs else []
             if len(outs) != len(ready):
@@ -506,7 +506,8 @@ def run_benchmarks(
         token = _identity_token(ident)
         if limit:
             samples = samples[:limit]
-        mine = [samples[k] for k in shard_range(len(samples), *shard)] if shard and shard[1] > 1 else list(samples)
+        fed = condition_samples(samples, vision)
+        mine = [fed[k] for k in shard_range(len(fed), *shard)] if shard and shard[1] > 1 else fed
         path = predictions_path(bench_dir, shard)
         stats = generate_predictions(
             model,
