@@ -21,6 +21,8 @@ _MODULES = [
     "cambrian.eval.benchmarks.mmstar",
     "cambrian.eval.benchmarks.easyvqa",
     "cambrian.eval.benchmarks.synth_attribute",
+    "cambrian.eval.benchmarks.synth_vstar",
+    "cambrian.eval.benchmarks.vstar",
     "cambrian.cvbench.benchmark",
 ]
 
