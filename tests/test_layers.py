@@ -17,6 +17,7 @@ LAYERS = [
     {"data"},
     {"train"},
     {"eval", "cvbench"},
+    {"search"},
     {"serve"},
     {"demo"},
     {"cli"},
