@@ -17,6 +17,11 @@ forgiving variant where a benchmark has one; its metrics are named ``*_lenient``
 ``--mc likelihood``: instead of generating, answer every multiple-choice question with the option the model finds
 most likely (``cambrian.eval.likelihood``); metrics ``*_likelihood`` (the letters the prompt asks for) and
 ``*_likelihood_text`` (the option texts) in ``metrics.likelihood*.json``, also outside the paper-style table.
+
+Conditions: ``--vision enabled`` (the question's own image), ``disabled`` (blind), ``other`` (another scene's image);
+``--search`` answers through guided visual search (``cambrian.search``, docs/search.md): its run is named
+``MODEL +search``, its paths and pictures go to ``RUN_DIR/search/<bench>/`` and the search is scored there
+(``search_metrics.json``: Top-1 at IoU > 0.5 where the benchmark has boxes, mean path length).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import json
 import sys
 from pathlib import Path
 
+from .search_flags import add_search_arguments, report_search, settings_from_args, wrap_eval_model
 from .tower_flag import add_tower_argument, towers_from_args
 
 
@@ -99,9 +105,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--out", required=True, help="run directory")
     r.add_argument(
         "--vision",
-        choices=["enabled", "disabled"],
+        choices=["enabled", "disabled", "other"],
         default="enabled",
-        help="disabled = the paper's vision-disabled setting (same prompts, no image)",
+        help="disabled = the paper's vision-disabled setting (same prompts, no image); other = each question with the "
+        "image of a question about another scene (does the model read its image?)",
     )
     r.add_argument("--batch-size", type=int, default=1)
     r.add_argument("--shard", default=None, help="i/n: run the i-th of n contiguous shards (torchrun sets it too)")
@@ -116,6 +123,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="generate (default): the official protocol, answers are generated and scored; likelihood: every "
         "multiple-choice question is answered by the option (letter, and option text) the model finds most "
         "likely, reported as *_likelihood metrics outside the paper-style table (local models only)",
+    )
+    add_search_arguments(r)
+    r.add_argument(
+        "--search-png",
+        type=int,
+        default=8,
+        help="with --search: pictures of the first N searched questions per benchmark",
     )
     r.add_argument("--device", default=None, help="torch device for our models (default: the model's own)")
     r.add_argument("--name", default=None, help="model name recorded in run.json (default: preset / dir name)")
@@ -174,11 +188,17 @@ def _cmd_run(args) -> int:
     from ..eval.runner import model_identity, precheck_run, run_benchmarks
 
     benches = _benches(args.bench, parse_options(args.option), args.scorer)
+    settings = settings_from_args(args) if args.search else None  # a bad setting fails before the model loads
     if args.mc == "likelihood":
-        return _cmd_run_likelihood(args, benches)
+        return _cmd_run_likelihood(args, benches, settings)
     identity = model_identity(args.model)
+    if settings is not None:
+        identity["search"] = settings.to_dict()
     precheck_run(args.out, benches, identity, args.vision, args.max_new_tokens, args.overwrite)  # before loading
     model = load_eval_model(args.model, device=args.device, name=args.name, towers=towers_from_args(args))
+    samples = None
+    if settings is not None:
+        model, samples = wrap_eval_model(model, args, benches, settings)
     results = run_benchmarks(
         model,
         benches,
@@ -192,7 +212,10 @@ def _cmd_run(args) -> int:
         progress=not args.no_progress,
         identity=identity,
         overwrite=args.overwrite,
+        samples_by_bench=samples,
     )
+    if samples is not None:
+        report_search(args.out, samples, args.limit)
     for b in benches:
         m = results.get(b.name)
         if m is not None:
@@ -205,13 +228,16 @@ def _cmd_run(args) -> int:
     return 0
 
 
-def _cmd_run_likelihood(args, benches) -> int:
+def _cmd_run_likelihood(args, benches, settings=None) -> int:
     from ..eval.adapters import load_eval_model
     from ..eval.likelihood import run_likelihood
 
     if args.shard:
         raise ValueError("--mc likelihood does not shard; run it without --shard")
-    model = load_eval_model(args.model, device=args.device, name=args.name)
+    model = load_eval_model(args.model, device=args.device, name=args.name, towers=towers_from_args(args))
+    samples = None
+    if settings is not None:
+        model, samples = wrap_eval_model(model, args, benches, settings)
     results = run_likelihood(
         model,
         benches,
@@ -221,7 +247,10 @@ def _cmd_run_likelihood(args, benches) -> int:
         vision=args.vision,
         limit=args.limit,
         progress=not args.no_progress,
+        samples_by_bench=samples,
     )
+    if samples is not None:
+        report_search(args.out, samples, args.limit)
     for b in benches:
         readings = results.get(b.name) or {}
         if not readings:

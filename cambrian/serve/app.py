@@ -33,6 +33,7 @@ from .images import PixelBudget, PixelReservation
 from .messages import build_conversation, sampling_from_request
 from .scheduler import STARTED, BatchScheduler, Job
 from .schema import parse_request
+from .search import search_conversation
 from .settings import ServeSettings
 
 
@@ -113,7 +114,10 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
         params = sampling_from_request(req, settings)
         messages, images = build_conversation(req, settings, reserve=reserve)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return bool(req.stream), include_usage, messages, images, params
+        search = None
+        if req.search:
+            messages, images, search = search_conversation(model, messages, images, req.search)
+        return bool(req.stream), include_usage, messages, images, params, search
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
@@ -122,7 +126,7 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
         try:
             with scheduler.arriving():
                 body = await read_body(request, settings.max_body_bytes)
-                stream, include_usage, messages, images, params = await run_in_threadpool(parse, body, pixels)
+                stream, include_usage, messages, images, params, search = await run_in_threadpool(parse, body, pixels)
                 del body
                 job = Job(messages, images, params, stream, asyncio.get_running_loop(), on_release=pixels.release)
                 scheduler.submit(job)
@@ -139,7 +143,7 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
                 raise
             if isinstance(ev, APIError):
                 raise ev
-            return completion_body(cid, now, settings.model_name, ev)
+            return completion_body(cid, now, settings.model_name, ev) | ({"search": search} if search else {})
         try:
             first = await job.events.get()
         except asyncio.CancelledError:
@@ -148,7 +152,7 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
         if isinstance(first, APIError):
             raise first
         return StreamingResponse(
-            sse_events(job, first, cid, now, settings.model_name, include_usage),
+            sse_events(job, first, cid, now, settings.model_name, include_usage, search),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )
@@ -202,7 +206,7 @@ def completion_body(cid: str, created: int, model: str, ev) -> dict:
     }
 
 
-def _chunk(cid: str, created: int, model: str, delta: dict, finish_reason=None) -> str:
+def _chunk(cid: str, created: int, model: str, delta: dict, finish_reason=None, **extra) -> str:
     body = {
         "id": cid,
         "object": "chat.completion.chunk",
@@ -210,15 +214,17 @@ def _chunk(cid: str, created: int, model: str, delta: dict, finish_reason=None) 
         "model": model,
         "system_fingerprint": None,
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        **extra,
     }
     return f"data: {json.dumps(body)}\n\n"
 
 
-async def sse_events(job: Job, first, cid: str, created: int, model: str, include_usage: bool):
-    """Server-sent events: a role chunk, content chunks, a chunk with the finish reason, (usage), ``[DONE]``. A client
-    that disconnects cancels its row."""
+async def sse_events(job: Job, first, cid: str, created: int, model: str, include_usage: bool, search=None):
+    """Server-sent events: a role chunk (with the search's trace when the request searched), content chunks, a chunk
+    with the finish reason, (usage), ``[DONE]``. A client that disconnects cancels its row."""
     try:
-        yield _chunk(cid, created, model, {"role": "assistant", "content": ""})
+        extra = {"search": search} if search else {}
+        yield _chunk(cid, created, model, {"role": "assistant", "content": ""}, **extra)
         item = first
         while True:
             if item is not STARTED:

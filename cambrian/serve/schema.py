@@ -61,6 +61,7 @@ class ChatCompletionRequest(_Body):
     logprobs: bool | None = None
     tools: list | None = None
     response_format: dict | None = None
+    search: bool | dict | None = None  # guided visual search before the answer (cambrian.serve.search)
 
     def unsupported(self) -> APIError | None:
         """The first field asking for something this server does not do, as a 400."""
