@@ -224,6 +224,10 @@ def test_embedding_localiser_finds_the_known_cell():
     # "red object": the generic noun is dropped, the colour finds the same cell
     (ev,) = loc.locate([PatchRequest(im, (0, 0, 400, 400), "red object")])
     assert np.unravel_index(ev.heatmap.argmax(), ev.heatmap.shape) == (3, 2)
+    # two words must both be near: the blue sphere's cell is found as "blue sphere", not as "blue cube"
+    sphere, cube = loc.locate([PatchRequest(im, (0, 0, 400, 400), t) for t in ("blue sphere", "blue cube")])
+    assert sphere.confidence == pytest.approx(1.0, abs=1e-4) and sphere.heatmap[0, 0] == sphere.heatmap.max()
+    assert cube.confidence < 0.5
 
 
 def test_embedding_localiser_maps_a_letterboxed_patch():

@@ -8,9 +8,11 @@ optionally a context heatmap (where the target would likely be, used when the ta
 
 - :class:`EmbeddingLocaliser` (models with a grounded grid, ``grounding_grid`` not None): each cell's visual token
   is compared with the LLM's input embeddings of the target's words and of a contrast vocabulary (background,
-  colour, shape and common object words). A cell's target score is ``exp(-(d_target^2 - d_nearest^2) / tau)``: 1 when
-  the target is the cell's nearest candidate, falling off with how much nearer another word is (``tau`` as the
-  grounding objective's: a fifth of the candidates' mean squared norm). Confidence = the best cell's score; box =
+  colour, shape and common object words). A cell's score for one word is ``exp(-(d_word^2 - d_nearest^2) / tau)``:
+  1 when the word is the cell's nearest candidate, falling off with how much nearer another word is (``tau`` as the
+  grounding objective's: a fifth of the candidates' mean squared norm); a target of several words ("blue cube")
+  takes the product, so a blue sphere's cell does not pass for a blue cube's. A grounded object cell sits between
+  its words ("red" and "cube" at the same distance), so each of them counts as nearest. Confidence = the best cell's score; box =
   the cells of the best cell's connected group above half of it. Context = how far the cell is from the background
   words (objects rather than floor). Meaningful only for grounded connectors: their cells were trained to sit on
   those embeddings (``cambrian.models.grounding``).
@@ -135,14 +137,15 @@ class EmbeddingLocaliser:
         return emb[torch.tensor(ids, device=emb.device)].detach().float().mean(0)
 
     def _candidates(self, target: str):
-        """Rows: the target, then the contrast words not in it; and which rows are background words."""
+        """Rows: the target's words, then the contrast words not among them; how many target rows; which rows are
+        background words."""
         import torch
 
         mine = target_words(target)
         others = [w for w in self.contrast if w not in mine]
-        vecs = torch.stack([self._vector(mine)] + [self._vector([w]) for w in others])
-        bg = torch.tensor([False] + [w in self.background for w in others])
-        return vecs, bg
+        vecs = torch.stack([self._vector([w]) for w in mine + others])
+        bg = torch.tensor([False] * len(mine) + [w in self.background for w in others])
+        return vecs, len(mine), bg
 
     def locate(self, requests: Sequence[PatchRequest]) -> list[Evidence]:
         import torch
@@ -156,11 +159,12 @@ class EmbeddingLocaliser:
             for req, crop, (cells, region) in zip(chunk, crops, self.cells(self.model, crops)):
                 if req.target not in cand_cache:
                     cand_cache[req.target] = self._candidates(req.target)
-                vecs, bg = cand_cache[req.target]
+                vecs, k, bg = cand_cache[req.target]
                 tau = float(vecs.pow(2).sum(-1).mean()) / 5.0
                 d2 = torch.cdist(cells.reshape(-1, cells.shape[-1]).float(), vecs.to(cells.device)).pow(2).cpu()
                 nearest = d2.min(-1).values
-                target = torch.exp(-(d2[:, 0] - nearest) / tau)
+                # every word of the target among the cell's nearest: the product of the words' scores
+                target = torch.exp(-(d2[:, :k] - nearest[:, None]).sum(-1) / tau)
                 away = d2[:, bg].min(-1).values if bool(bg.any()) else nearest
                 context = 1.0 - torch.exp(-(away - nearest) / tau)
                 h, w = cells.shape[:2]
