@@ -255,6 +255,9 @@ def test_eval_run_search_on_the_command_line(synth_vstar, tmp_path, capsys):
     assert (out / "search" / "synth-vstar" / "search.jsonl").is_file()
     assert json.loads((out / "search" / "synth-vstar" / "search_metrics.json").read_text())["questions"] > 0
     assert json.loads((out / "run.json").read_text())["model"] == "tiny +search"
+    assert main(["eval", "report", str(out), "--out", str(tmp_path / "report"), "--no-plots"]) == 0
+    report = (tmp_path / "report" / "table.md").read_text()
+    assert "Guided search" in report and "| tiny +search | synth-vstar |" in report
     assert main([*args[:-1], str(tmp_path / "bad"), "--search", "--search-set", "crop_scal=2"]) == 2
     assert "did you mean 'crop_scale'" in capsys.readouterr().err
 
