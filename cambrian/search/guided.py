@@ -181,23 +181,14 @@ class GuidedSearch:
         t = time.perf_counter()
         plain_prompts = [f"{IMAGE_TOKEN}\n{q.text}" if q.image is not None else q.text for q in qs]
         plain_images = [[q.image] if q.image is not None else [] for q in qs]
-        with_opts = [i for i, q in enumerate(qs) if q.options]
-        plain_scores: list = [None] * len(qs)
-        for i, s in zip(
-            with_opts,
-            self.score(
-                [plain_prompts[i] for i in with_opts],
-                [plain_images[i] for i in with_opts],
-                [qs[i].options for i in with_opts],
-            ),
-        ):
-            plain_scores[i] = s
-        plain_answers: list = [None] * len(qs)
-        if self.trigger.needs_answer:
-            todo = [i for i, q in enumerate(qs) if q.image is not None]
-            plain_gen = self.generate([plain_prompts[i] for i in todo], [plain_images[i] for i in todo], max_new_tokens)
-            for i, a in zip(todo, plain_gen):
-                plain_answers[i] = a
+        opts = [i for i, q in enumerate(qs) if q.options]
+        plain_scores = _scatter(
+            len(qs), opts, self.score(*_pick(opts, plain_prompts, plain_images, [q.options for q in qs]))
+        )
+        todo = [i for i, q in enumerate(qs) if q.image is not None] if self.trigger.needs_answer else []
+        plain_answers = _scatter(
+            len(qs), todo, self.generate(*_pick(todo, plain_prompts, plain_images), max_new_tokens)
+        )
         clock["plain"] = time.perf_counter() - t
 
         # trigger and targets
@@ -226,20 +217,12 @@ class GuidedSearch:
         for i, q in enumerate(qs):
             if memories[i]:
                 prompts[i], images[i] = memory_prompt(q.text, q.image, memories[i], self.settings.layout)
-        redo = [i for i in range(len(qs)) if memories[i]]
-        final_scores = list(plain_scores)
-        redo_opts = [i for i in redo if qs[i].options]
-        for i, s in zip(
-            redo_opts,
-            self.score(
-                [prompts[i] for i in redo_opts], [images[i] for i in redo_opts], [qs[i].options for i in redo_opts]
-            ),
-        ):
-            final_scores[i] = s
+        redo = [i for i in range(len(qs)) if memories[i] and qs[i].options]
+        redone = _scatter(len(qs), redo, self.score(*_pick(redo, prompts, images, [q.options for q in qs])))
+        final_scores = [r if r is not None else p for r, p in zip(redone, plain_scores)]
         gen = [i for i in range(len(qs)) if not qs[i].options and (memories[i] or plain_answers[i] is None)]
-        answers = list(plain_answers)
-        for i, a in zip(gen, self.generate([prompts[i] for i in gen], [images[i] for i in gen], max_new_tokens)):
-            answers[i] = a
+        generated = _scatter(len(qs), gen, self.generate(*_pick(gen, prompts, images), max_new_tokens))
+        answers = [g if g is not None else a for g, a in zip(generated, plain_answers)]
         clock["answer"] = time.perf_counter() - t
 
         out = []
@@ -266,3 +249,16 @@ class GuidedSearch:
                 )
             )
         return out
+
+
+def _pick(idx: Sequence[int], *columns: Sequence) -> list[list]:
+    """The rows ``idx`` of each column."""
+    return [[col[i] for i in idx] for col in columns]
+
+
+def _scatter(n: int, idx: Sequence[int], values: Sequence) -> list:
+    """``values`` placed at positions ``idx`` of a list of ``n`` (None elsewhere)."""
+    out: list = [None] * n
+    for i, v in zip(idx, values):
+        out[i] = v
+    return out
