@@ -111,9 +111,9 @@ def test_best_first_search_goes_down_the_target_quadrants():
     # root, its top-right quarter (all of the root's heatmap), then the 256-px patch holding the target
     assert [p["patch"] for p in res.path] == [[0, 0, 1024, 1024], [512, 0, 1024, 512], [512, 0, 768, 256]]
     assert res.path[1]["score"] == pytest.approx(1 / 4)  # share 1 of the root's mass / 4^1
-    assert res.scored == 1 + 4 + 4
-    # one localiser call per round: the root, then each split's four children together
-    assert [len(c) for c in loc.calls] == [1, 4, 4]
+    # + its own heatmap's share / 4^2: sub-patches are ranked from the evidence of their ancestors, not scored
+    assert res.path[2]["score"] == pytest.approx(1 / 4 + 1 / 16)
+    assert res.scored == 3 and [len(c) for c in loc.calls] == [1, 1, 1]
 
 
 def test_search_keeps_a_tentative_detection_above_the_low_threshold_only():
@@ -121,10 +121,11 @@ def test_search_keeps_a_tentative_detection_above_the_low_threshold_only():
     (res,) = run_searches(GridLocaliser(conf=0.4), [TargetSearch(_image(), "cup", s)])
     assert res.found and res.confidence == pytest.approx(0.4)  # 0.3 <= 0.4 < 0.5: kept after the frontier ran out
     assert res.scored == 21  # 1 + 4 + 16: every patch down to the 256-px leaves
+    assert res.path[-1]["patch"] == [512, 0, 768, 256] and res.path_length == 3  # cut after the kept detection
     (res,) = run_searches(GridLocaliser(conf=0.2), [TargetSearch(_image(), "cup", s)])
     assert not res.found and res.box is None
     (res,) = run_searches(GridLocaliser(conf=0.2), [TargetSearch(_image(), "cup", SearchSettings(max_patches=5))])
-    assert not res.found and res.scored == 5  # the budget ends it (1 + 4)
+    assert not res.found and res.scored == 5  # the budget ends it
 
 
 def test_leaves_follow_vstars_smallest_size_rule():
@@ -162,7 +163,7 @@ def test_refinement_takes_the_box_found_in_a_window_around_the_first():
     assert res.refined[0] == pytest.approx((656, 80, 752, 176))
     assert len(res.refined) == 2 and res.box == res.refined[-1]
     assert iou(res.box, TARGET) > iou(res.refined[0], TARGET) > iou(first.box, TARGET)
-    assert res.scored == 9 + 2
+    assert res.scored == 3 + 2
 
 
 def test_searches_of_several_questions_share_localiser_calls():
@@ -170,7 +171,7 @@ def test_searches_of_several_questions_share_localiser_calls():
     other = GridLocaliser(target=(100, 800, 120, 820))
     searches = [TargetSearch(_image(), "cup", SearchSettings(refine_steps=0)) for _ in range(3)]
     results = run_searches(loc, searches)
-    assert [len(c) for c in loc.calls] == [3, 12, 12]
+    assert [len(c) for c in loc.calls] == [3, 3, 3]  # one patch per search and round, all in one call
     assert all(r.found for r in results)
     (far,) = run_searches(other, [TargetSearch(_image(), "cup", SearchSettings(refine_steps=0))])
     assert far.path[1]["patch"] == [0, 512, 512, 1024]
@@ -310,6 +311,12 @@ def test_memory_prompt_text_and_boxes():
     text, images = memory_prompt("Is the sphere left of the cube?", im, [item, cube], "vstar")
     assert text.count(IMAGE_TOKEN) == 3 and "sphere <image> at location [0.100,0.400,0.200,0.500]; cube <image>" in text
     assert images == [im, item.crop, cube.crop]
+    text, images = memory_prompt("What color is the sphere?", im, [item], "focus")
+    assert text == (
+        "Additional visual information to focus on: sphere <image> at location [0.100,0.400,0.200,0.500].\n"
+        "What color is the sphere?"
+    )
+    assert images == [item.crop]
     text, images = memory_prompt("What color is the sphere?", im, [item], "crops")
     assert text == "<image>\nWhat color is the sphere?" and images == [item.crop]
     assert memory_prompt("Q?", im, [], "vstar") == ("<image>\nQ?", [im])

@@ -48,7 +48,9 @@ def render(outcome, truth: Sequence[tuple[str, Sequence[float]]] = (), title: st
             colour = (shade // 3, shade // 2, 255)
             x0, y0, x1, y1 = sc(step["patch"])
             draw.rectangle([x0 + 1, y0 + 1, x1 - 2, y1 - 2], outline=colour, width=3)
-            draw.text((x0 + 6, y0 + 4), str(k + 1), fill=colour, font=font, stroke_width=2, stroke_fill="white")
+            # nested patches share corners: each level writes its step number a little further right
+            dx = 6 + 22 * (step["level"] - 1)
+            draw.text((x0 + dx, y0 + 4), str(k + 1), fill=colour, font=font, stroke_width=2, stroke_fill="white")
     for name, box in truth:
         x0, y0, x1, y1 = sc(box)
         draw.rectangle([x0, y0, x1, y1], outline=(0, 170, 0), width=3)

@@ -6,6 +6,7 @@ Layouts (``SearchSettings.layout``):
 - ``vstar`` (V*'s): the whole image first, then ``"Additional visual information to focus on: {name} <image> at
   location [x0,y0,x1,y1]; ... ."``, a newline, the question. Boxes are fractions of the image padded to a square,
   three decimals (as ``vstar_bench_eval.py`` prints them).
+- ``focus``: V*'s focus line with the crops and their boxes, then the question, without the whole image;
 - ``crops``: the crops alone, one ``<image>`` each, then the question, for models that were only ever trained on one
   image per question (the whole image is what the question could not be answered from).
 
@@ -57,6 +58,8 @@ def memory_prompt(question: str, image, items: Sequence[MemoryItem], layout: str
         return f"{IMAGE_TOKEN}\n{question}", [image]
     if layout == "vstar":
         return f"{IMAGE_TOKEN}\n{focus_text(items, image.size)}\n{question}", [image, *[m.crop for m in items]]
+    if layout == "focus":
+        return f"{focus_text(items, image.size)}\n{question}", [m.crop for m in items]
     if layout == "crops":
         return f"{IMAGE_TOKEN}\n" * len(items) + question, [m.crop for m in items]
-    raise ValueError(f"unknown memory layout {layout!r} (vstar, crops)")
+    raise ValueError(f"unknown memory layout {layout!r} (vstar, focus, crops)")

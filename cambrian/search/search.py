@@ -6,16 +6,17 @@ The search, as ``visual_search.py`` of ``penghao-wu/vstar`` does it, with the co
 1. Score the whole image (level 1). A detection with confidence >= ``confidence_high`` ends the search.
 2. Otherwise, unless the patch is a leaf (short side <= ``smallest_size``), choose its heatmap: the target cue when
    its peak is prominent (>= ``cue_level_threshold(level)``), else the context cue; min-max normalise it. Split the
-   patch (:func:`~cambrian.search.quadtree.split`) and give each sub-patch the priority
+   patch (:func:`~cambrian.search.quadtree.split`) and push each sub-patch on the global frontier with the priority
    :func:`~cambrian.search.quadtree.child_scores` (its share of this patch's and every ancestor's heatmap, each
-   divided by ``decay ** level``).
-3. Pop the best patch of the global frontier and go on from 2 with it; stop when a detection is confident, when the
-   frontier is empty or after ``max_patches`` scored patches. Without a confident detection the best tentative one
-   is kept when its confidence is >= ``confidence_low``.
+   divided by ``decay ** level``): sub-patches are ranked from their ancestors' evidence, without being scored.
+3. Pop the best patch of the frontier, score it, and go on from 1's test with it; stop when a detection is
+   confident, when the frontier is empty or after ``max_patches`` scored patches. Without a confident detection the
+   best tentative one (of the visited patches) is kept when its confidence is >= ``confidence_low``, and the path is
+   cut after it (V*'s path length).
 
-One difference, for batching: a patch's children are scored together when it is split (V* scores a patch when it
-is popped), so a confident child ends the search one pop earlier; the order of visits is V*'s. ``path`` lists the
-visited patches (root, then each popped one, then the patch of the detection); ``scored`` counts localiser calls.
+One patch per search and round: ``run_searches`` scores the popped patches of every search of a batch in one
+localiser call. ``path`` lists the visited (scored) patches in order; ``scored`` counts localiser calls, the
+refinement's included.
 
 After a detection, ``refine_steps`` times: localise again in a window of ``refine_context`` x the box (at least
 ``refine_min`` pixels) around it, and take that box when the target is still found there (a coarse grid gives a
@@ -108,32 +109,20 @@ class TargetSearch:
     def feed(self, evidence: Sequence[Evidence]) -> None:
         if self.window is not None:
             return self._refined(evidence[0])
-        batch = self.waiting
-        if len(evidence) != len(batch):
-            raise ValueError(f"expected evidence for {len(batch)} patches, got {len(evidence)}")
+        if len(evidence) != 1 or len(self.waiting) != 1:
+            raise ValueError(f"expected evidence for {len(self.waiting)} patch(es), got {len(evidence)}")
+        (i,) = self.waiting
         self.waiting = []
-        for i, ev in zip(batch, evidence):
-            self.nodes[i].evidence = ev
-        self.scored += len(batch)
-        if batch == [0]:
-            self.visited.append(0)
-        confident = [i for i in batch if self._conf(i) >= self.settings.confidence_high]
-        if confident:
-            best = max(confident, key=self._conf)
-            if best not in self.visited:
-                self.visited.append(best)
-            return self._found(best)
-        if batch == [0]:
-            self._split(0)
-        else:
-            for i in batch:
-                heapq.heappush(self.frontier, (-self.nodes[i].score, next(self._order), i))
-        while not self.waiting and not self.done:
-            if not self.frontier or self.scored >= self.settings.max_patches:
-                return self._give_up()
-            _, _, i = heapq.heappop(self.frontier)
-            self.visited.append(i)
-            self._split(i)
+        self.nodes[i].evidence = evidence[0]
+        self.scored += 1
+        self.visited.append(i)
+        if self._conf(i) >= self.settings.confidence_high:
+            return self._found(i)
+        self._split(i)
+        if not self.frontier or self.scored >= self.settings.max_patches:
+            return self._give_up()
+        _, _, j = heapq.heappop(self.frontier)
+        self.waiting = [j]
 
     # ---- internals ----------------------------------------------------------------------------------------
     def _conf(self, i: int) -> float:
@@ -165,7 +154,7 @@ class TargetSearch:
         scores = child_scores(chain, kids, self.settings.decay)
         for patch, score in zip(kids, scores):
             self.nodes.append(Node(patch, node.level + 1, i, score=score))
-            self.waiting.append(len(self.nodes) - 1)
+            heapq.heappush(self.frontier, (-score, next(self._order), len(self.nodes) - 1))
 
     def _image_box(self, i: int) -> Box:
         b = self.nodes[i].evidence.box
@@ -200,11 +189,9 @@ class TargetSearch:
         self._next_refine()
 
     def _give_up(self) -> None:
-        scored = [i for i, n in enumerate(self.nodes) if n.evidence is not None]
-        best = max(scored, key=self._conf)
+        best = max(self.visited, key=self._conf)
         if self._conf(best) >= self.settings.confidence_low:
-            if best not in self.visited:
-                self.visited.append(best)
+            self.visited = self.visited[: self.visited.index(best) + 1]  # V*: the path up to that step
             return self._found(best)
         self._finish(False, None, self._conf(best))
 

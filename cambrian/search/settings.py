@@ -12,7 +12,7 @@ from ..typed import Bool, Choice, ConfigError, Int, Num, Str, apply_overrides, b
 
 LOCALISERS = ("embedding", "ask", "oracle")
 TRIGGERS = ("margin", "always", "never", "refusal")
-LAYOUTS = ("vstar", "crops")
+LAYOUTS = ("vstar", "focus", "crops")
 
 
 @typed_config
@@ -42,7 +42,7 @@ class SearchSettings:
     crop_scale: Num(ge=1) = 1.2  # memory crop = this times the found box (V*: 1.2) ...
     crop_min: Int(ge=0) = 0  # ... and at least this many pixels on a side (0: no minimum, as V*'s evaluation)
     layout: Choice(*LAYOUTS) = "vstar"  # vstar: whole image, then each crop with its box, then the question;
-    # crops: the crops replace the whole image (for models trained on one image per question)
+    # focus: the crops with their boxes, no whole image; crops: the crops alone (models trained on one image)
     # --- how to answer
     normalize: Bool = False  # options: False = summed log-probability (the toolkit's --mc likelihood, so an A/B
     # against it differs only by the search); True = V*'s lowest mean loss per token, end of turn included
