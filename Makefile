@@ -4,7 +4,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo demo-quick test test-fast lint format
+.PHONY: setup demo demo-quick test test-fast lint format docs
 
 setup:
 	@bash scripts/setup_env.sh
@@ -29,3 +29,8 @@ format: setup
 
 test-fast: setup
 	$(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+
+# the documentation site (mkdocs-material, the `docs` extra, installed on first use) into site/; not part of `make test`
+docs: setup
+	@$(PY) -c "import mkdocs, material" 2>/dev/null || .venv/bin/pip install -q -c constraints.txt -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict

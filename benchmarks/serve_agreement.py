@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     from cambrian.eval.adapters import CambrianEvalModel, load_eval_model
     from cambrian.eval.api import get_benchmark
     from cambrian.eval.runner import run_benchmarks
-    from cambrian.serve.app import ServerThread
+    from cambrian.serve.server import ServerThread
     from cambrian.serve.settings import ServeSettings
 
     torch.set_num_threads(args.threads)

@@ -72,7 +72,7 @@ def run_level(base_url, model_name, bodies, clients):
             t = time.perf_counter()
             try:
                 r = c.chat.completions.create(model=model_name, **bodies[i])
-            except Exception as e:  # reported, not hidden
+            except Exception as e:  # noqa: BLE001 - reported, not hidden
                 errors.append(repr(e))
                 continue
             dt = time.perf_counter() - t
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
 
     from cambrian.cli.chat import load_model
     from cambrian.eval.adapters import image_to_data_url
-    from cambrian.serve.app import ServerThread
+    from cambrian.serve.server import ServerThread
     from cambrian.serve.settings import ServeSettings
 
     torch.set_num_threads(args.threads)

@@ -29,10 +29,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cambrian.constants import IGNORE_INDEX, IMAGE_TOKEN  # noqa: E402
-from cambrian.data.collator import Collator  # noqa: E402
-from cambrian.data.dataset import normalize_conversation  # noqa: E402
-from cambrian.utils.io import read_jsonl  # noqa: E402
+from cambrian.constants import IGNORE_INDEX, IMAGE_TOKEN
+from cambrian.data.collator import Collator
+from cambrian.data.dataset import normalize_conversation
+from cambrian.utils.io import read_jsonl
 
 
 @torch.no_grad()

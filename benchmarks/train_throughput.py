@@ -22,10 +22,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cambrian.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX  # noqa: E402
-from cambrian.models.vlm import load_vlm as load_model  # noqa: E402
-from cambrian.train.freeze import apply_freeze, stage_policy  # noqa: E402
-from cambrian.train.metrics import peak_flops, train_flops_per_token  # noqa: E402
+from cambrian.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from cambrian.models.vlm import load_vlm as load_model
+from cambrian.train.freeze import apply_freeze
+from cambrian.train.metrics import peak_flops, train_flops_per_token
 
 
 def _sync(dev):
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     dev = torch.device(args.device)
     torch.manual_seed(0)
     model = load_model(args.model).to(dev)
-    apply_freeze(model, stage_policy(2))
+    apply_freeze(model, model.trainable_parameters(2))
     if args.gradient_checkpointing and hasattr(model.llm, "gradient_checkpointing_enable"):
         model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()

@@ -39,8 +39,11 @@ class ConfigError(UserError, ValueError):
     """A config / override mistake; the message names the field."""
 
 
-def typed_config(cls=None, **kwargs):
-    """``@typed_config`` on a dataclass body: construction validates every field (unknown keywords refused)."""
+def typed_config(cls=None, *, label: str | None = None, **kwargs):
+    """``@typed_config`` on a dataclass body: construction validates every field (unknown keywords refused).
+    ``label``: prefix of the error messages (``sampling: top_p must be ...``); ``kwargs`` go to pydantic's
+    dataclass (``frozen=True``)."""
+    prefix = f"{label}: " if label else ""
 
     def wrap(c):
         c = _pydantic_dataclass(c, config=STRICT, **kwargs)
@@ -50,7 +53,7 @@ def typed_config(cls=None, **kwargs):
             try:
                 init(self, *args, **kw)
             except ValidationError as e:
-                raise ConfigError(format_error(e, c)) from None
+                raise ConfigError(prefix + format_error(e, c)) from None
 
         __init__.__doc__ = init.__doc__
         c.__init__ = __init__
@@ -74,16 +77,11 @@ def _fail(message: str, value) -> None:
 
 
 def _range_text(ge=None, gt=None, le=None, lt=None) -> str:
-    parts = []
-    if gt is not None:
-        parts.append(f"> {gt:g}")
-    if ge is not None:
-        parts.append(f">= {ge:g}")
-    if lt is not None:
-        parts.append(f"< {lt:g}")
-    if le is not None:
-        parts.append(f"<= {le:g}")
-    return " and ".join(parts)
+    def num(v) -> str:
+        return str(v) if isinstance(v, int) else f"{v:g}"
+
+    ops = ((">", gt), (">=", ge), ("<", lt), ("<=", le))
+    return " and ".join(f"{op} {num(v)}" for op, v in ops if v is not None)
 
 
 def _in_range(v, ge=None, gt=None, le=None, lt=None) -> bool:
@@ -179,6 +177,14 @@ def _opt_str_list(v):
     return None if v is None else _str_list(v)
 
 
+def _nonempty_str_tuple(v):
+    if isinstance(v, str):
+        v = (v,)
+    if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) and x for x in v):
+        _fail("must be non-empty strings", v)
+    return tuple(v)
+
+
 def Choice(*choices):
     def check(v):
         if v not in choices or isinstance(v, bool):
@@ -204,6 +210,7 @@ Str = Annotated[str, BeforeValidator(_str(False))]
 OptStr = Annotated[str | None, BeforeValidator(_str(True))]
 StrList = Annotated[list[str], BeforeValidator(_str_list)]
 OptStrList = Annotated[list[str] | None, BeforeValidator(_opt_str_list)]
+StrTuple = Annotated[tuple[str, ...], BeforeValidator(_nonempty_str_tuple)]  # one string or several, none empty
 Mapping = Annotated[dict, BeforeValidator(_mapping)]
 
 
@@ -255,7 +262,7 @@ def _hints(tp) -> dict | None:
     if dataclasses.is_dataclass(tp) or typing_extensions.is_typeddict(tp):
         try:
             return typing_extensions.get_type_hints(tp, include_extras=True)
-        except Exception:  # an annotation that does not evaluate here: fall back to the names
+        except Exception:  # noqa: BLE001 - an annotation that does not evaluate here: fall back to the names
             return dict.fromkeys(getattr(tp, "__annotations__", {}))
     return None
 
@@ -315,18 +322,91 @@ def check_value(tp, value, name: str):
 
 
 # ---- files and overrides -------------------------------------------------------------------------------------
-def read_mapping(path: str | Path) -> dict:
-    """A YAML (or JSON) file holding a mapping; syntax errors name the line and column."""
+MAX_CONFIG_BYTES = 16 << 20  # a config / recipe file larger than this is refused before it is read
+MAX_YAML_NODES = 200_000  # values of a YAML document with its aliases expanded (a "billion laughs" bomb: 10^9)
+
+
+def read_config_text(path: str | Path, max_bytes: int = MAX_CONFIG_BYTES) -> str:
+    """The text of a config file: a regular file (a FIFO or a device would block or never end) of at most
+    ``max_bytes``, in UTF-8. Opened without blocking and checked on the open file, so it cannot be swapped."""
+    import os
+    import stat
+
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise ConfigError(f"{path}: {kind} (a config must be a file)")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ConfigError(f"{path}: larger than {max_bytes} bytes, too large for a config file")
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a document whose aliases expand to more than ``MAX_YAML_NODES`` values: the
+    alias graph is small, but anything walking the loaded data (validation, copying) walks the expanded tree."""
+
+    def compose_document(self):
+        node = super().compose_document()
+        if node is not None:
+            _check_expanded_size(node, MAX_YAML_NODES)
+        return node
+
+
+def _check_expanded_size(root, limit: int) -> None:
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in sizes and not done:
+            continue
+        children = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [x for kv in node.value for x in kv]
+        if not done:
+            sizes[id(node)] = -1  # being expanded: a recursive alias meets it again
+            stack.append((node, True))
+            for c in children:
+                if sizes.get(id(c)) == -1:
+                    raise ConfigError("a YAML alias refers to a value that contains it (recursive document)")
+                stack.append((c, False))
+            continue
+        n = 1 + sum(sizes[id(c)] for c in children)
+        if n > limit:
+            raise ConfigError(f"the YAML document expands to more than {limit} values through its aliases (&/*)")
+        sizes[id(node)] = n
+
+
+def load_yaml(text: str):
+    """``yaml.safe_load`` with the alias expansion bounded (``MAX_YAML_NODES``)."""
+    return yaml.load(text, Loader=_BoundedLoader)
+
+
+def read_mapping(path: str | Path) -> dict:
+    """A YAML (or JSON) file holding a mapping (a bounded regular file, :func:`read_config_text`; YAML aliases bounded,
+    :func:`load_yaml`); syntax errors name the line and column."""
+    path = Path(path)
+    text = read_config_text(path)
+    try:
+        data = json.loads(text) if path.suffix == ".json" else load_yaml(text)
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -340,7 +420,7 @@ def parse_value(raw: str, where: str = "value"):
     if raw == "":
         return None
     try:
-        return yaml.safe_load(raw)
+        return load_yaml(raw)
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{where}: {raw!r} is not a valid YAML value ({problem})") from None

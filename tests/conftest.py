@@ -4,8 +4,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 torch.set_num_threads(1)
 
@@ -30,6 +30,7 @@ def _register_toy_model() -> None:
             "toy",
             matches=lambda spec: spec == "toy" or (Path(spec) / "toy_config.json").is_file(),
             load=lambda spec: ToyVLM() if spec == "toy" else ToyVLM.from_pretrained(spec),
+            files=ToyVLM.saved_files,
         )
     )
 

@@ -4,6 +4,13 @@ sys.path)."""
 from __future__ import annotations
 
 
+def one_error_line(capsys) -> str:
+    """The single ``error: ...`` line a user mistake prints on stderr (asserts there is exactly one)."""
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
 def toy_train_config(tmp_path, data, **kw):
     """A ``TrainConfig`` for the toy model on a synthetic LLaVA file ``data`` (images in ``data.parent/images``):
     one epoch, micro-batch 4, no warmup, no periodic checkpoints, no loggers; ``kw`` overrides any field."""
@@ -73,6 +80,12 @@ def make_vlm(kind: str, seed: int = 0):
 VLM_KINDS = ["toy", "cambrian"]
 
 
+def set_context_length(model, n: int):
+    """Give either VLM kind of :func:`make_vlm` a context of ``n`` positions (their configs keep it apart)."""
+    (model.config.llm if hasattr(model.config, "llm") else model.config).max_length = n
+    return model
+
+
 def sensitive_tiny_model():
     """The random ``tiny`` preset with large random LLM and connector weights, so that the prompt and the image change
     the greedy answer (at its default init the tiny model answers the same whatever it is shown): serving and
@@ -90,5 +103,20 @@ def sensitive_tiny_model():
                 p.normal_(0, 0.15)
         for name, p in model.connector.named_parameters():
             if p.dim() >= 2 or "newline" in name:
+                p.normal_(0, 0.5)
+    return model
+
+
+def sensitive_toy_model():
+    """The second implementation (tests/toy_vlm.py) with large random weights, so that prompts and images change its
+    greedy answer (as :func:`sensitive_tiny_model` for ``CambrianModel``)."""
+    import torch
+    from toy_vlm import ToyVLM
+
+    torch.manual_seed(0)
+    model = ToyVLM().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
                 p.normal_(0, 0.5)
     return model

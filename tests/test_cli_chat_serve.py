@@ -20,7 +20,7 @@ from PIL import Image
 import cambrian.cli.chat as chat_cli
 from cambrian.cli.main import main
 from cambrian.models.conversation import Conversation
-from cambrian.models.generation import SamplingParams
+from cambrian.models.generate import SamplingParams
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_conversation_keeps_history_and_images_in_their_turns(model):
 
 def test_chat_loop_history_image_reset_and_streaming(model, tmp_path, monkeypatch, capsys):
     rec = Recorder(model)
-    monkeypatch.setattr(chat_cli, "load_model", lambda name, device=None: rec)
+    monkeypatch.setattr(chat_cli, "load_model", lambda name, device=None, towers=None: rec)
     first, second = tmp_path / "first.png", tmp_path / "second.png"
     Image.new("RGB", (40, 30), (255, 0, 0)).save(first)
     Image.new("RGB", (40, 30), (0, 255, 0)).save(second)
@@ -129,21 +129,21 @@ def test_chat_loop_history_image_reset_and_streaming(model, tmp_path, monkeypatc
 
 
 def test_chat_prompt_once_streams_and_bad_sampling_is_one_error_line(model, monkeypatch, capsys):
-    monkeypatch.setattr(chat_cli, "load_model", lambda name, device=None: model)
+    monkeypatch.setattr(chat_cli, "load_model", lambda name, device=None, towers=None: model)
     assert main(["chat", "--model", "tiny", "--prompt", "hello there", "--max-new-tokens", "8"]) == 0
     assert capsys.readouterr().out == model.generate_text(["hello there"], max_new_tokens=8)[0] + "\n"
     assert main(["chat", "--model", "tiny", "--prompt", "hi", "--top-p", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: sampling: top_p must be a number in (0, 1], got 0.0"]
+    assert err == ["error: sampling: top_p must be > 0 and <= 1, got 0.0"]
 
 
 @pytest.mark.parametrize(
     "flags,words",
     [
         (["--port", "70000"], "--port must be in 0..65535"),
-        (["--max-batch-size", "0"], "max_batch_size must be an integer >= 1"),
+        (["--max-batch-size", "0"], "serve: max_batch_size must be a whole number >= 1, got 0"),
         (["--allow-local-images", "/no/such/dir"], "is not a directory"),
-        (["--default-temperature", "5"], "default_temperature must be in [0, 2]"),
+        (["--default-temperature", "5"], "serve: default_temperature must be >= 0 and <= 2, got 5.0"),
     ],
 )
 def test_serve_flag_errors_are_one_line_before_loading(flags, words, monkeypatch, capsys):

@@ -614,7 +614,7 @@ def test_engine_through_cambrian_serve(corpus, tmp_path, monkeypatch):
     pytest.importorskip("fastapi")
     from cambrian.models.cambrian_model import CambrianModel
     from cambrian.presets.models import load_preset
-    from cambrian.serve.app import ServerThread
+    from cambrian.serve.server import ServerThread
     from cambrian.serve.settings import ServeSettings
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)

@@ -51,7 +51,7 @@ def _cfg(name, backend, channels, image_size=None):
 
 
 @pytest.fixture(autouse=True, scope="module")
-def test_encoders():
+def _test_towers_registered():
     """The two test towers as registered backends and presets, for this module only."""
     added = [
         (ENCODER_BACKENDS, "test_ink_colour", lambda cfg, load_weights=True: InkColour(cfg)),

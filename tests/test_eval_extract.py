@@ -2,7 +2,7 @@
 
 import pytest
 
-from cambrian.eval.extract import (
+from cambrian.eval.rules import (
     anls,
     first_token,
     levenshtein,

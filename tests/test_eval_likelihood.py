@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 from test_eval_benchmarks import FIXTURES
 
+from cambrian.errors import InputError
 from cambrian.eval.api import EvalSample, MCOptions, get_benchmark
 from cambrian.eval.likelihood import choice_predictions, option_records, run_likelihood
 
@@ -78,9 +79,9 @@ class FakeScorer:
         for r, cands in zip(requests, candidates):
             if all(len(c) == 1 and c.isupper() for c in cands):
                 g = self.gold[r.prompt]
-                out.append([SimpleNamespace(logprob=0.0 if k == g else -2.0, tokens=1) for k in range(len(cands))])
+                out.append([0.0 if k == g else -2.0 for k in range(len(cands))])
             else:
-                out.append([SimpleNamespace(logprob=-1.0 - k, tokens=1) for k in range(len(cands))])
+                out.append([-1.0 - k for k in range(len(cands))])
         return out
 
 
@@ -133,7 +134,7 @@ def test_open_samples_are_skipped_and_a_generating_only_model_is_refused():
     assert [r["idx"] for r in recs] == ["m"]
     preds = choice_predictions(bench, [open_q, mc_q], recs)
     assert preds["likelihood"] == {"m": "B"} and preds["likelihood_text"] == {"m": "A"}
-    with pytest.raises(ValueError, match="needs a model that can score continuations"):
+    with pytest.raises(InputError, match="needs a model that can score continuations"):
         option_records(SimpleNamespace(name="remote"), bench, [mc_q])
 
 

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from cambrian.eval.api import get_benchmark, label_metrics
-from cambrian.eval.extract import (
+from cambrian.eval.rules import (
     anls,
     evalai_normalize,
     is_float,
@@ -61,10 +61,10 @@ def test_scienceqa_bracketed_letter_is_wrong_officially():
 
     s = EvalSample(idx=0, prompt="", answer=1, meta={"choices": ["metal", "glass"]})
     off, len_ = get_benchmark("scienceqa"), get_benchmark("scienceqa", scorer="lenient")
-    assert off.is_correct(s, off.extract(s, "(B)")) == 0.0
-    assert len_.is_correct(s, len_.extract(s, "(B)")) == 1.0
-    assert off.is_correct(s, off.extract(s, "B. glass")) == 1.0  # head before the first "."
-    assert off.is_correct(s, off.extract(s, "Glass!")) == 1.0  # punctuation-stripped choice text
+    assert off.correct(s, off.answer(s, "(B)")) == 0.0
+    assert len_.correct(s, len_.answer(s, "(B)")) == 1.0
+    assert off.correct(s, off.answer(s, "B. glass")) == 1.0  # head before the first "."
+    assert off.correct(s, off.answer(s, "Glass!")) == 1.0  # punctuation-stripped choice text
 
 
 def test_realworldqa_and_mmmu_official_cases():
@@ -72,18 +72,30 @@ def test_realworldqa_and_mmmu_official_cases():
 
     rw, rw_l = get_benchmark("realworldqa"), get_benchmark("realworldqa", scorer="lenient")
     s = EvalSample(idx=0, prompt="", answer="A")
-    assert rw.extract(s, "A.") == "a" and rw.is_correct(s, "a") == 1.0
-    assert rw.extract(s, "A. Left") == "a." and rw.is_correct(s, "a.") == 0.0
-    assert rw_l.is_correct(s, rw_l.extract(s, "A. Left")) == 1.0
-    assert rw.extract(s, "") == "" and rw.is_correct(s, "") == 0.0  # the official IndexError: counted wrong
+    assert rw.answer(s, "A.") == "a" and rw.correct(s, "a") == 1.0
+    assert rw.answer(s, "A. Left") == "a." and rw.correct(s, "a.") == 0.0
+    assert rw_l.correct(s, rw_l.answer(s, "A. Left")) == 1.0
+    assert rw.answer(s, "") == "" and rw.correct(s, "") == 0.0  # the official IndexError: counted wrong
     mm, mm_l = get_benchmark("mmmu"), get_benchmark("mmmu", scorer="lenient")
     o = EvalSample(idx=0, prompt="", answer="5", meta={"mc": False})
     for pred in ("$5", "5%", "5,"):  # "$", "%" are not stripped officially; "," is not rstripped for open answers
-        assert mm.is_correct(o, mm.extract(o, pred)) == 0.0
-    assert mm_l.is_correct(o, mm_l.extract(o, "$5")) == 1.0
-    assert mm.is_correct(o, mm.extract(o, "5.2")) == 1.0  # within 5 % of 5 (0.25)
+        assert mm.correct(o, mm.answer(o, pred)) == 0.0
+    assert mm_l.correct(o, mm_l.answer(o, "$5")) == 1.0
+    assert mm.correct(o, mm.answer(o, "5.2")) == 1.0  # within 5 % of 5 (0.25)
     big = EvalSample(idx=0, prompt="", answer="100", meta={"mc": False})
-    assert mm.is_correct(big, "95.2") == 1.0  # 4.8 <= 5 % of the ground truth (FIX: not of the prediction)
+    assert mm.correct(big, "95.2") == 1.0  # 4.8 <= 5 % of the ground truth (FIX: not of the prediction)
+
+
+def test_the_scorer_is_dispatched_not_patched_onto_the_instance():
+    """A lenient benchmark keeps its official methods; ``answer`` / ``correct`` / ``evaluate`` pick the variant."""
+    from cambrian.eval.api import EvalSample
+
+    b = get_benchmark("scienceqa", scorer="lenient")
+    assert not {"extract", "is_correct", "score"} & set(vars(b))
+    s = EvalSample(idx=0, prompt="", answer=1, meta={"choices": ["metal", "glass"]})
+    assert b.correct(s, b.answer(s, "(B)")) == 1.0 and b.is_correct(s, b.extract(s, "(B)")) == 0.0
+    assert b.evaluate([s], {0: "(B)"})["accuracy_lenient"] == 1.0
+    assert get_benchmark("scienceqa").evaluate([s], {0: "(B)"})["accuracy"] == 0.0
 
 
 def test_textvqa_official_normaliser():

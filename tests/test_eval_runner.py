@@ -16,7 +16,8 @@ import pytest
 from test_eval_benchmarks import mme, pope  # fixture builders (public schema)
 
 from cambrian.eval.api import GenerationOptions, GenerationRequest, get_benchmark
-from cambrian.eval.runner import merge_shards, read_predictions, repair_jsonl, run_benchmarks, shard_range
+from cambrian.eval.predictions import merge_shards, read_predictions, shard_range
+from cambrian.eval.runner import run_benchmarks
 
 HERE = Path(__file__).parent
 
@@ -99,13 +100,6 @@ def test_resume_after_failure_and_torn_line(tmp_path):
     assert all(json.loads(line) for line in pred.read_text().splitlines())
     run_json = json.loads((run / "run.json").read_text())
     assert run_json["benchmarks"]["mme"]["resumed"] == 4
-
-
-def test_repair_jsonl(tmp_path):
-    p = tmp_path / "p.jsonl"
-    p.write_text('{"idx": 1, "prediction": "a"}\n{"idx": 2, "prediction": "b"}\n{"idx": 3, "pre')
-    repair_jsonl(p)
-    assert p.read_text() == '{"idx": 1, "prediction": "a"}\n{"idx": 2, "prediction": "b"}\n'
 
 
 KILL_SCRIPT = r"""

@@ -1,6 +1,7 @@
 """Generation: sampling settings and their logit processing (hand-computed), incremental detokenisation and stop
 strings (a byte-level toy tokenizer), and the decode loop on the random ``tiny`` model (top-k=1 is greedy, seeds
-reproduce, streaming adds up to the batch answer, finished rows leave the batch, cancel, context limit)."""
+reproduce, streaming adds up to the batch answer, finished rows leave the batch, cancel, context limit), its plug-ins
+(per-row processors, option likelihood), and no library noise on the console."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from cambrian.models import generation as gen
 from cambrian.models.cambrian_model import CambrianModel
-from cambrian.models.generation import (
-    RowText,
-    SamplingParams,
+from cambrian.models.generate import KVCacheState, RowProcessor, SamplingParams, resolve_sampling
+from cambrian.models.generate.detok import RowText
+from cambrian.models.generate.logits import (
+    RowSampling,
     apply_repetition_penalty,
     choose_tokens,
     top_k_mask,
@@ -68,10 +69,10 @@ def test_sampling_params_defaults_are_greedy_and_stop_string_becomes_tuple():
     assert p.greedy and p.top_k == 0 and p.top_p == 1.0 and p.repetition_penalty == 1.0
     assert SamplingParams(stop="###").stop == ("###",)
     assert not SamplingParams(temperature=0.5).greedy
-    assert gen.resolve_sampling(p, 7, 2) == [p.replace(max_new_tokens=7)] * 2
-    assert gen.resolve_sampling(None, None, 1)[0].max_new_tokens == 128
+    assert resolve_sampling(p, 7, 2) == [p.replace(max_new_tokens=7)] * 2
+    assert resolve_sampling(None, None, 1)[0].max_new_tokens == 128
     with pytest.raises(ValueError, match="one SamplingParams per prompt"):
-        gen.resolve_sampling([p], None, 2)
+        resolve_sampling([p], None, 2)
 
 
 # ---- logit processing, by hand ----------------------------------------------------------------------------
@@ -112,12 +113,12 @@ def test_choose_tokens_greedy_rows_argmax_and_sampled_rows_follow_their_generato
         SamplingParams(temperature=1.0, top_k=1, seed=5),
         SamplingParams(temperature=2.0, top_p=0.2, seed=1),
     ]
-    rs = gen._RowSampling(params, "cpu")
-    assert choose_tokens(logits, rs, None).tolist() == [1, 0, 2]  # top-k 1 / tiny top-p leave one token
+    rs = RowSampling(params, "cpu")
+    assert choose_tokens(logits, rs).tolist() == [1, 0, 2]  # top-k 1 / tiny top-p leave one token
     # a uniform distribution: the draws come from the row's seeded generator
     flat = torch.zeros(2, 50)
-    a = choose_tokens(flat, gen._RowSampling([SamplingParams(temperature=1.0, seed=3)] * 2, "cpu"), None)
-    b = choose_tokens(flat, gen._RowSampling([SamplingParams(temperature=1.0, seed=3)] * 2, "cpu"), None)
+    a = choose_tokens(flat, RowSampling([SamplingParams(temperature=1.0, seed=3)] * 2, "cpu"))
+    b = choose_tokens(flat, RowSampling([SamplingParams(temperature=1.0, seed=3)] * 2, "cpu"))
     g = torch.Generator().manual_seed(3)
     expect = torch.multinomial(torch.full((50,), 1 / 50), 1, generator=g)[0]
     assert a.tolist() == b.tolist() == [int(expect)] * 2
@@ -267,7 +268,7 @@ def test_finished_rows_leave_the_batch_and_answers_stay_equal(model):
 def test_rows_decode_padding_when_the_cache_cannot_drop_rows(model, monkeypatch):
     texts = ["alpha", "beta gamma"]
     want = [model.generate_text([t], max_new_tokens=n)[0] for t, n in zip(texts, (3, 10))]
-    monkeypatch.setattr(gen, "cache_drops_rows", lambda past: False)
+    monkeypatch.setattr(KVCacheState, "can_select", property(lambda self: False))
     sizes = []
     h = model._decoder_layers()[0].register_forward_hook(lambda m, a, o: sizes.append(o.shape[0]))
     try:
@@ -418,3 +419,174 @@ def test_cache_is_trimmed_when_the_rows_that_needed_its_columns_leave(sensitive)
     assert finals[1].text == model.generate_text(["hi"], max_new_tokens=12)[0]
     # the last decode step of the short row: its own prompt + 11 fed tokens, none of the long row's columns left
     assert masks[-1] == (1, n_short + 11)
+
+
+# ---- plug-ins of the decode loop: per-row processors, option likelihood -------------------------------------
+
+
+class ForceTokens:
+    """A ``RowProcessor`` that allows exactly one token per step (the next of ``ids``) and is complete after the
+    last; every ``process_batch`` call is recorded with its row count (one call per step for all such rows)."""
+
+    calls: list[int] = []
+
+    def __init__(self, ids):
+        self.ids, self.k = list(ids), 0
+
+    def accept(self, token: int) -> bool:
+        assert token == self.ids[self.k]
+        self.k += 1
+        return self.k == len(self.ids)
+
+    @classmethod
+    def process_batch(cls, logits, processors):
+        cls.calls.append(logits.shape[0])
+        mask = torch.full_like(logits, float("-inf"))  # one mask for the batch, filled row by row
+        for j, p in enumerate(processors):
+            mask[j, p.ids[p.k]] = 0.0
+        return logits + mask
+
+
+def test_row_processors_constrain_their_rows_only_and_end_them(sensitive):
+    model = sensitive
+    forced = [model.answer_ids(" forced answer"), model.answer_ids(" other text here")]
+    assert isinstance(ForceTokens(forced[0]), RowProcessor)
+    texts = ["alpha", "beta gamma", "<image>\ndelta"]
+    images = [[], [], [_img(30, 30, 8)]]
+    free = model.generate_text([texts[1]], max_new_tokens=10)[0]
+    ForceTokens.calls = []
+    run = model.generate_events(
+        texts,
+        images,
+        sampling=[
+            SamplingParams(max_new_tokens=10),
+            SamplingParams(max_new_tokens=10),
+            SamplingParams(max_new_tokens=2),
+        ],
+        processors=[ForceTokens(forced[0]), None, ForceTokens(forced[1])],
+    )
+    finals = {ev.row: ev for ev in run if ev.finished}
+    assert finals[0].text == "forced answer" and finals[0].finish_reason == "stop"
+    assert finals[0].completion_tokens == len(forced[0])
+    assert finals[1].text == free  # the unconstrained row is untouched
+    assert finals[2].finish_reason == "length" and finals[2].completion_tokens == 2  # budget before completion
+    assert ForceTokens.calls[:2] == [2, 2] and set(ForceTokens.calls[2:]) == {1}  # one call per step, shared
+
+
+def test_a_row_with_a_processor_can_join_a_running_batch(sensitive):
+    model = sensitive
+    forced = model.answer_ids(" joined late")
+    run = model.generate_events(["alpha"], sampling=SamplingParams(max_new_tokens=12), step_events=True)
+    finals, _ = _drive(
+        run,
+        {
+            2: lambda: [
+                model.generate_events(["x"], max_new_tokens=30, processors=[ForceTokens(forced)], step_events=True)
+            ]
+        },
+    )
+    assert finals[1].text == "joined late" and finals[1].finish_reason == "stop"
+    assert finals[0].text == model.generate_text(["alpha"], max_new_tokens=12)[0]
+
+
+class _BigramState:
+    """A decoder state whose next-token distribution depends only on the token just fed: after token 1,
+    P(2) = 1/2 and P(1) = 1/4; after any other token, P(1) = 1/2 and P(2) = 1/4; the rest share 1/4."""
+
+    V = 8
+
+    def __init__(self, rows: int):
+        self.rows, self.selected = rows, []
+
+    @classmethod
+    def logits_after(cls, tok: int) -> torch.Tensor:
+        p = torch.full((cls.V,), (1 / 4) / (cls.V - 2))
+        p[1], p[2] = (1 / 4, 1 / 2) if tok == 1 else (1 / 2, 1 / 4)
+        return p.log()
+
+    def select(self, rows):
+        self.selected.append(rows.tolist())
+
+    def step(self, tok):
+        return torch.stack([self.logits_after(int(t)) for t in tok])
+
+
+def test_option_logprobs_are_the_hand_computed_bigram_values():
+    from cambrian.models.generate.contract import Prefill
+    from cambrian.models.generate.scoring import option_logprobs
+
+    # two prompts, the first ending in token 3, the second in token 1
+    state = _BigramState(2)
+    prefill = Prefill(torch.stack([_BigramState.logits_after(3), _BigramState.logits_after(1)]), state, [], [])
+    got = option_logprobs(prefill, [[[1], [1, 2], [2, 1, 1]], [[2], [1, 1]]])
+    ln = math.log
+    want = [
+        [ln(1 / 2), ln(1 / 2) + ln(1 / 2), ln(1 / 4) + ln(1 / 2) + ln(1 / 4)],
+        [ln(1 / 2), ln(1 / 4) + ln(1 / 4)],
+    ]
+    for g, w in zip(got, want):
+        assert g == pytest.approx(w, abs=1e-6)
+    assert state.selected == [[0, 0, 0, 1, 1]]  # the prompt's state forked once per option
+    with pytest.raises(ValueError, match="2 prompts but 1 option lists"):
+        option_logprobs(prefill, [[[1]]])
+
+
+def _teacher_forced(model, prompt, option) -> float:
+    """Sum of the option tokens' log-probabilities from one plain forward over prompt + option."""
+    ids, opt = model.prompt_ids(prompt), model.answer_ids(option)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids + opt])).logits[0].float().log_softmax(-1)
+    return sum(float(logits[len(ids) - 1 + t, tok]) for t, tok in enumerate(opt))
+
+
+@pytest.mark.parametrize("kind", ["cambrian", "toy"])
+def test_score_options_equals_teacher_forced_likelihood_on_both_implementations(kind):
+    from helpers import make_vlm
+
+    model = make_vlm(kind).eval()
+    options = ["yes", "no thanks", "a much longer option"]
+    got = model.score_options(["hello there"], None, [options])[0]
+    assert got == pytest.approx([_teacher_forced(model, "hello there", o) for o in options], abs=1e-4)
+    # a batch of prompts with images and different option counts: each prompt's scores as alone
+    texts, images = ["<image>\nWhat colour?", "plain"], [[_img(40, 30, 1)], []]
+    opts = [["red", "blue"], ["x", "yy", "zzz"]]
+    batched = model.score_options(texts, images, opts)
+    solo = [model.score_options([t], [i], [o])[0] for t, i, o in zip(texts, images, opts)]
+    assert [len(s) for s in batched] == [2, 3]
+    for b, s in zip(batched, solo):
+        assert b == pytest.approx(s, abs=1e-4)
+
+
+def test_generation_and_long_tokenisation_do_not_print_library_noise(tmp_path):
+    import logging
+    import warnings
+
+    from cambrian.models.cambrian_model import CambrianModel
+    from cambrian.models.llm.tokenize import tokenize_conversation
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    h = Keep()
+    tlog = logging.getLogger("transformers")
+    tlog.addHandler(h)
+    try:
+        m = CambrianModel.load("tiny")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            m.generate_text(["<image>\nhi"], [[Image.new("RGB", (8, 8))]], max_new_tokens=3)
+            tok = m.tokenizer
+            tok.model_max_length = 8
+            tok.deprecation_warnings.pop("sequence-length-is-longer-than-the-specified-maximum", None)
+            msgs = [{"role": "user", "content": "red " * 40}, {"role": "assistant", "content": "blue " * 40}]
+            ids = tokenize_conversation(msgs, m.template, tok, None)["input_ids"]
+        assert len(ids) > 8
+    finally:
+        tlog.removeHandler(h)
+    noisy = [str(w.message) for w in caught if "past_key_values" in str(w.message) or "cache_params" in str(w.message)]
+    assert not noisy, noisy
+    logged = [r.getMessage() for r in records]
+    assert not [x for x in logged if "are deprecated" in x or "Token indices sequence length" in x], logged

@@ -101,7 +101,7 @@ def test_mse_and_ce_losses_equal_hand_computed_values():
     expect = 10.0 * (1 * 0.125 + 2 * 1.25 + 1 * 0.0) / 4.0
     assert float(mse) == pytest.approx(expect, rel=1e-6)
     ce = grounding_loss(vis, GroundingTargets(ids, w), E, [(4, 4)], 2, kind="ce")
-    logp = lambda t: torch.log_softmax(torch.tensor(t) @ E.T, -1)  # noqa: E731
+    logp = lambda t: torch.log_softmax(torch.tensor(t) @ E.T, -1)
     c0 = -logp([0.5, 0.0])[0]
     c1 = -(logp([1.0, 1.0])[1] + logp([1.0, 1.0])[2]) / 2
     c3 = -logp([3.0, 3.0])[2]
@@ -217,7 +217,7 @@ def test_grounding_stage_opens_an_own_vs_other_image_gap(tmp_path):
     model = CambrianModel.from_config(load_preset("tiny"))
     llm_before = {k: v.clone() for k, v in model.llm.state_dict().items()}
     n = len(recs)
-    other = lambda i: (i + len(recs) // 2) % n  # noqa: E731  (an image of another colour)
+    other = lambda i: (i + len(recs) // 2) % n
     before = _decode_accuracy(model, recs, tmp_path, lambda i: i)
     cfg = TrainConfig.from_dict(
         {

@@ -1,5 +1,8 @@
 """CambrianModel end to end on the random ``tiny`` preset: splicing, in-LLM SVA hooks, batched generation,
-checkpoints, and the errors a user meets first."""
+checkpoints (foreign files in the directory left alone, normal permissions), the memory guard, and the errors a
+user meets first."""
+
+import os
 
 import numpy as np
 import pytest
@@ -260,3 +263,149 @@ def test_gradient_checkpointing_keeps_in_llm_aggregation_in_backward():
     assert grads[0] and grads[0].keys() == grads[1].keys()
     for n in grads[0]:
         assert torch.allclose(grads[0][n], grads[1][n], atol=1e-5), n
+
+
+# ---- save_pretrained leaves foreign files alone, normal permissions -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    from cambrian.models.cambrian_model import CambrianModel
+    from cambrian.presets.models import load_preset
+
+    torch.manual_seed(0)
+    return CambrianModel.from_config(load_preset("tiny")).eval()
+
+
+def test_save_pretrained_keeps_other_files_and_normal_permissions(tiny_model, tmp_path):
+    import stat
+
+    from cambrian.models.cambrian_model import CambrianModel
+
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "ckpt"
+        out.mkdir()
+        (out / "NOTES.md").write_text("mine")
+        (out / "eval").mkdir()
+        (out / "eval" / "run.json").write_text("{}")
+        (out / "vocab.txt").write_text("stale tokenizer file of an earlier save")
+        tiny_model.save_pretrained(out)
+        tiny_model.save_pretrained(out)  # again, over itself
+        assert (out / "NOTES.md").read_text() == "mine" and (out / "eval" / "run.json").read_text() == "{}"
+        assert not (out / "vocab.txt").exists()  # a tokenizer file this save did not write: not left to mix in
+        assert not [p.name for p in out.iterdir() if p.name.startswith(".")], "temp files left behind"
+        assert not [p.name for p in tmp_path.iterdir() if p.name != "ckpt"]
+        for name in ("config.json", "model.safetensors", "tokenizer.json"):
+            assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
+        fresh = tmp_path / "sub" / "fresh"
+        tiny_model.save_pretrained(fresh)
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o755
+        assert stat.S_IMODE((fresh / "model.safetensors").stat().st_mode) == 0o644
+        CambrianModel.from_pretrained(out)
+    finally:
+        os.umask(old)
+
+
+# ---- resource guard: a model that does not fit is refused before anything is allocated --------------------
+
+
+HUGE_LLAMA = {
+    "model_type": "llama",
+    "hidden_size": 8192,
+    "intermediate_size": 28672,
+    "num_hidden_layers": 80,
+    "num_attention_heads": 64,
+    "num_key_value_heads": 8,
+    "vocab_size": 128256,
+    "max_position_embeddings": 8192,
+}
+
+
+def _huge_config():
+    from cambrian.presets.models import resolve_model_config
+
+    cfg = resolve_model_config("tiny")
+    cfg.name = "huge"
+    cfg.llm.hf_config = dict(HUGE_LLAMA)
+    return cfg
+
+
+def test_memory_estimate_of_a_huge_config_on_meta():
+    from cambrian.models.builder import estimate_parameter_bytes
+
+    need = estimate_parameter_bytes(_huge_config())  # ~70B params in fp32, built on meta in well under a second
+    assert 250 * 2**30 < need < 300 * 2**30
+
+
+def test_from_config_refuses_a_model_larger_than_available_memory(monkeypatch, capsys):
+    import cambrian.models.builder as builder
+    from cambrian.errors import ResourceError
+    from cambrian.models.cambrian_model import CambrianModel
+
+    monkeypatch.delenv("CAMBRIAN_SKIP_MEMORY_CHECK", raising=False)
+    monkeypatch.setattr(builder, "available_memory_bytes", lambda device=None: 2 * 2**30)
+    built = []
+    monkeypatch.setattr(
+        builder, "build_components", lambda *a, **k: built.append(1) or (_ for _ in ()).throw(AssertionError)
+    )
+    with pytest.raises(
+        ResourceError,
+        match=r"model 'huge' needs about 2\d\d\.\d GiB .* 2\.0 GiB of available memory.*"
+        r"CAMBRIAN_SKIP_MEMORY_CHECK=1",
+    ):
+        CambrianModel.from_config(_huge_config(), load_weights=False)
+    assert not built  # refused before building
+    # the override: the check is skipped (and building starts)
+    monkeypatch.setenv("CAMBRIAN_SKIP_MEMORY_CHECK", "1")
+    with pytest.raises(AssertionError):
+        CambrianModel.from_config(_huge_config(), load_weights=False)
+    monkeypatch.delenv("CAMBRIAN_SKIP_MEMORY_CHECK")
+    with pytest.raises(AssertionError):
+        CambrianModel.from_config(_huge_config(), load_weights=False, force=True)
+    assert len(built) == 2
+
+
+def test_tiny_model_fits_and_cli_reports_the_guard_in_one_line(monkeypatch, tmp_path, capsys):
+    from PIL import Image
+
+    import cambrian.models.builder as builder
+    from cambrian.cli.main import main
+    from cambrian.presets.models import resolve_model_config
+
+    monkeypatch.delenv("CAMBRIAN_SKIP_MEMORY_CHECK", raising=False)
+    builder.check_model_fits(resolve_model_config("tiny"))  # real available memory: the tiny model fits
+    monkeypatch.setattr(builder, "available_memory_bytes", lambda device=None: 1024)
+    img = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(img)
+    assert main(["chat", "--model", "tiny", "--image", str(img), "--prompt", "hi", "--device", "cpu"]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("error: model 'tiny' needs about") and "available memory" in err[0], err
+
+
+def test_memory_check_uses_cuda_free_memory_and_meminfo_fallback(monkeypatch, tmp_path):
+    import builtins
+    import sys
+
+    import cambrian.models.builder as builder
+    from cambrian.errors import ResourceError
+
+    monkeypatch.delenv("CAMBRIAN_SKIP_MEMORY_CHECK", raising=False)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (3 * 2**30, 80 * 2**30))
+    assert builder.available_memory_bytes("cuda:0") == 3 * 2**30
+    with pytest.raises(ResourceError, match=r"the model needs about 4\.0 GiB .* 3\.0 GiB of cuda device memory"):
+        builder.check_memory(4 * 2**30, "the model", "cuda:0")
+    builder.check_memory(2 * 2**30, "the model", "cuda:0")
+    # no psutil: /proc/meminfo MemAvailable
+    real_import = builtins.__import__
+
+    def no_psutil(name, *a, **k):
+        if name == "psutil":
+            raise ImportError(name)
+        return real_import(name, *a, **k)
+
+    monkeypatch.delitem(sys.modules, "psutil", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_psutil)
+    avail = builder.available_memory_bytes()
+    if os.path.exists("/proc/meminfo"):
+        assert avail is not None and avail > 0

@@ -34,12 +34,10 @@ def test_letters_and_option_lines():
     assert LETTER_ONLY == "Please answer directly with only the letter of the correct option and nothing else."
 
 
-def test_the_three_former_homes_use_it():
+def test_cvbench_prompts_use_the_shared_instructions():
+    """What the CV-Bench rows show a model: the question, the "(A) ..." options and the shared letter instruction."""
     from cambrian.cvbench import schema
-    from cambrian.cvbench import training_data as export
 
-    assert schema.ANSWER_SUFFIX is LETTER and schema.letter is letter
-    assert schema.format_prompt("Which is closer?", ["box", "ball"]) == (
-        "Which is closer? Select from the following choices.\n(A) box\n(B) ball"
-    )
-    assert export.SHORT is SHORT and export.LETTER is LETTER
+    row = schema.format_prompt("Which is closer?", ["box", "ball"])
+    assert row == "Which is closer? Select from the following choices.\n(A) box\n(B) ball"
+    assert schema.model_prompt(row) == with_instruction(row, LETTER) == f"{row}\n{LETTER}"

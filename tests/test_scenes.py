@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("pybullet")
 
-from cambrian.data.scenes.annotations import rle_decode, rle_encode  # noqa: E402
-from cambrian.data.scenes.engine import (  # noqa: E402
+from cambrian.data.scenes.annotations import rle_decode, rle_encode
+from cambrian.data.scenes.engine import (
     FAR,
     NEAR,
     Camera,
@@ -74,7 +74,7 @@ def test_every_counted_object_is_visible_in_its_mask(scenes):
             from cambrian.data.scenes.engine import COLORS
 
             mean = sc["rgb"][sel].mean(axis=0)
-            hue = lambda c: np.asarray(c, float) / (np.linalg.norm(c) + 1e-6)  # noqa: E731
+            hue = lambda c: np.asarray(c, float) / (np.linalg.norm(c) + 1e-6)
             best = max(COLORS, key=lambda n: float(hue(COLORS[n]) @ hue(mean)))
             assert best == o["color"] or o["color"] == "gray"
 

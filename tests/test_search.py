@@ -10,11 +10,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import VLM_KINDS, make_vlm, tiny_cambrian
+from helpers import VLM_KINDS, make_vlm, set_context_length, tiny_cambrian
 from PIL import Image, ImageDraw
 
 from cambrian.constants import IMAGE_TOKEN
-from cambrian.models.scoring import score_continuations
 from cambrian.search.boxes import around, fmt, iou, normalized
 from cambrian.search.guided import GuidedSearch, Question
 from cambrian.search.localise import (
@@ -388,7 +387,7 @@ def _red_detector(crop, target):
 @pytest.mark.parametrize("kind", VLM_KINDS)
 def test_guided_search_around_either_vlm(kind):
     model = make_vlm(kind).eval()
-    model.config.llm.max_length = 1024  # the memory prompt is long in the tiny models' character-level tokens
+    set_context_length(model, 1024)  # the memory prompt is long in the tiny models' character-level tokens
     s = SearchSettings(trigger="always", min_size=64, refine_steps=0)
     gs = GuidedSearch(model, s, localiser=DetectorLocaliser(_red_detector))
     im = _scene()
@@ -400,8 +399,8 @@ def test_guided_search_around_either_vlm(kind):
     assert out.prompt.count(IMAGE_TOKEN) == 2 and "cube <image> at location" in out.prompt
     assert out.images[0] is im and out.images[1].size == (29, 29)  # 1.2 x 24, rounded
     # the answer is the model's own likelihood of the options under the memory prompt
-    direct = score_continuations(model, [out.prompt], [out.images], [["red", "blue"]])[0]
-    assert [x.logprob for x in out.option_scores] == pytest.approx([x.logprob for x in direct], abs=1e-4)
+    direct = model.score_options([out.prompt], [out.images], [["red", "blue"]])[0]
+    assert out.option_scores == pytest.approx(direct, abs=1e-4)
     assert out.choice in (0, 1) and out.answer == ["red", "blue"][out.choice]
     # never searching gives the plain answer
     plain = GuidedSearch(model, SearchSettings(trigger="never"), localiser=DetectorLocaliser(_red_detector))

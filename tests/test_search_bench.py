@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_vlm
+from helpers import make_vlm, set_context_length
 from PIL import Image, ImageDraw
 
 from cambrian.eval.api import EvalSample, GenerationOptions, GenerationRequest, get_benchmark
@@ -192,7 +192,7 @@ def test_search_eval_model_answers_logs_and_scores_the_search(kind, tmp_path):
     from cambrian.search.settings import SearchSettings
 
     model = make_vlm(kind).eval()
-    model.config.llm.max_length = 1024
+    set_context_length(model, 1024)
     samples = _samples()
     bench = get_benchmark("synth-attribute")
     truth = {bench.name: truth_of(samples)}
@@ -287,7 +287,7 @@ def test_server_search_option(tmp_path):
     from helpers import sensitive_tiny_model
 
     from cambrian.eval.adapters import image_to_data_url
-    from cambrian.serve.app import ServerThread
+    from cambrian.serve.server import ServerThread
     from cambrian.serve.settings import ServeSettings
 
     im = Image.new("RGB", (96, 96), (128, 128, 128))

@@ -21,11 +21,12 @@ from PIL import Image
 pytest.importorskip("fastapi")
 openai = pytest.importorskip("openai")
 
-from helpers import sensitive_tiny_model  # noqa: E402
+from helpers import sensitive_tiny_model, sensitive_toy_model  # noqa: E402
 
 from cambrian.eval.adapters import CambrianEvalModel, image_to_data_url, load_eval_model  # noqa: E402
-from cambrian.models.generation import SamplingParams  # noqa: E402
-from cambrian.serve.app import ServerThread  # noqa: E402
+from cambrian.models.generate import NotGenerativeError, SamplingParams  # noqa: E402
+from cambrian.serve.images import image_cost  # noqa: E402
+from cambrian.serve.server import ServerThread  # noqa: E402
 from cambrian.serve.settings import ServeSettings  # noqa: E402
 
 KEY = "sk-test-key"
@@ -202,12 +203,46 @@ def test_a_request_joins_the_running_batch(server, client, model):
     assert rest and max(sched.step_sizes[n_steps:]) == 2  # two rows in one step: it joined, it did not wait
 
 
+def test_a_second_model_implementation_is_served():
+    """The server depends only on the generation contract: the test suite's ToyVLM (its own tokenizer and chat format,
+    no KV cache) is served plain, streamed, with an image and in concurrent batches, and answers as in process."""
+    toy = sensitive_toy_model()
+    red = Image.new("RGB", (20, 20), (255, 0, 0))
+    prompts = [f"question {i}?" for i in range(6)]
+    want = [toy.generate_text([p], max_new_tokens=8)[0] for p in prompts]
+    assert len(set(want)) > 2, "the toy should answer different prompts differently"
+    with ServerThread(toy, _settings(model_name="toy", batch_window_ms=50.0)) as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key=KEY, max_retries=0, timeout=60)
+
+        def ask(content, **kw):
+            return c.chat.completions.create(
+                model="toy", messages=[{"role": "user", "content": content}], temperature=0, **kw
+            )
+
+        with ThreadPoolExecutor(6) as ex:
+            got = list(ex.map(lambda p: ask(p, max_tokens=8).choices[0].message.content, prompts))
+        assert got == want
+        r = ask(_image_content(red), max_tokens=8)
+        assert r.choices[0].message.content == toy.generate_text(["<image>\nWhat is it?"], [[red]], max_new_tokens=8)[0]
+        assert r.usage.prompt_tokens == len(toy.prompt_ids("<image>\nWhat is it?")) - 1 + toy.visual_token_count(
+            (20, 20)
+        )
+        chunks = list(ask(prompts[0], max_tokens=8, stream=True))
+        assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == want[0]
+        assert max(srv.app.state.scheduler.step_sizes) > 1, "concurrent requests should share decode steps"
+
+
+def test_a_model_without_the_generation_contract_is_refused():
+    with pytest.raises(NotGenerativeError, match="cannot be used for serving: it lacks tokenizer, context_length"):
+        ServerThread(object(), _settings())
+
+
 def test_listening_socket_is_tcp_so_connections_get_nodelay(server):
     # regression: a socket made with proto 0 left TCP_NODELAY off on accepted connections (asyncio sets it only for
     # IPPROTO_TCP sockets), and each kept-alive request of the openai client waited ~40 ms
     import socket
 
-    from cambrian.serve.app import bind_socket
+    from cambrian.serve.server import bind_socket
 
     s = bind_socket("127.0.0.1", 0)
     try:
@@ -465,7 +500,8 @@ def test_over_the_concurrency_limit_is_429(model):
 def test_decoded_pixels_in_flight_are_bounded(model):
     gated = GatedModel(model)
     img = Image.new("RGB", (60, 50), (9, 90, 200))  # 3000 pixels; the budget holds two such images
-    with ServerThread(gated, _settings(max_image_pixels=3000, max_pixels_in_flight=6000)) as srv:
+    cost = image_cost(60, 50, max(e.config.image_size for e in model.encoders))  # decoded + letterboxed
+    with ServerThread(gated, _settings(max_image_pixels=3000, max_pixels_in_flight=2 * cost)) as srv:
         c = openai.OpenAI(base_url=srv.base_url, api_key=KEY, max_retries=0, timeout=60)
         two = [{"type": "image_url", "image_url": {"url": image_to_data_url(img)}}] * 2 + [
             {"type": "text", "text": "?"}

@@ -285,7 +285,7 @@ def test_8b_parameter_counts_on_meta():
     )
     with torch.device("meta"):
         conn = build_connector(cfg, [1152, 1024, 1536, 6144], [24, 24, 24, 96], 4096)
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    count = lambda m: sum(p.numel() for p in m.parameters())
     assert count(conn) == 303_154_176
     assert count(conn.vision_sampler_0) == 47_296_512
     assert all(count(s) == 22_056_960 for s in conn.vision_sampler_layers)

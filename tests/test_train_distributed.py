@@ -90,3 +90,49 @@ def test_two_gloo_processes_match_one(tmp_path, kind):
     w2 = load_file(str(tmp_path / "dist-ddp.safetensors"))
     for k, v in single.state_dict().items():
         torch.testing.assert_close(v, w2[k], atol=2e-5, rtol=1e-4)
+
+
+def test_fsdp_wraps_exactly_the_units_the_8b_shaped_model_declares():
+    """The released tower set as tiny towers (SigLIP, CLIP, DINOv2, ConvNeXt) with SVA inside the LLM: FSDP's units
+    are exactly ``model.fsdp_units()`` (the LLM's decoder layers), and no tower module becomes one, not even blocks
+    named like timm's ``ConvNeXtBlock`` (the 8B's open_clip tower), which a class-name rule would wrap. One gloo
+    process on CPU; a training step runs through the wrapped model."""
+    import torch.distributed as dist
+    from test_official_release import tiny_config
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    from cambrian.models.cambrian_model import CambrianModel
+    from cambrian.train.distributed import DistEnv
+    from cambrian.train.freeze import apply_freeze
+    from cambrian.train.strategies import FSDPFullShard
+
+    model = CambrianModel.from_config(tiny_config("llama_3", num_llm_layers=2, start=0, stride=2, llm_layers=3))
+    for mod in list(model.encoders[3].modules()):  # the ConvNeXt tower's blocks, renamed as timm names them
+        if type(mod).__name__ == "ConvNextLayer":
+            mod.__class__ = type("ConvNeXtBlock", (type(mod),), {})
+    assert sum(type(m).__name__.endswith("Block") for m in model.encoders.modules()) == 4
+    apply_freeze(model, model.trainable_parameters(2))
+    declared = model.fsdp_units()
+    assert [type(u).__name__ for u in declared] == ["LlamaDecoderLayer"] * 3
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        engine = FSDPFullShard(DistEnv()).wrap(model)
+        units = [f.module for f in FSDP.fsdp_modules(engine) if f is not engine]
+        assert {id(u) for u in units} == {id(u) for u in declared} and len(units) == len(declared)
+        tower_modules = {id(m) for m in model.encoders.modules()}
+        assert not any(id(u) in tower_modules for u in units)
+        ids = torch.tensor([[5, 6, 7, 8, 9]])
+        loss = engine(input_ids=ids, attention_mask=torch.ones_like(ids), labels=ids).loss
+        loss.backward()
+        assert torch.isfinite(loss)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_recipe_choices_are_the_registered_strategies():
+    """train/config.py lists the strategies without importing torch (the config layer stays light); they must be
+    exactly the registry's (plus auto)."""
+    from cambrian.train.config import DISTRIBUTED
+    from cambrian.train.strategies import STRATEGIES
+
+    assert set(DISTRIBUTED) == {"auto", *STRATEGIES.names()}

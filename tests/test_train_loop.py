@@ -12,7 +12,7 @@ from helpers import VLM_KINDS, make_vlm, toy_train_config
 
 from cambrian.data.synthetic import make_synthetic_data
 from cambrian.train.config import TrainConfig, apply_overrides
-from cambrian.train.freeze import apply_freeze, param_groups, stage_policy
+from cambrian.train.freeze import apply_freeze, param_groups
 from cambrian.train.schedule import lr_lambda
 from cambrian.train.trainer import DataQualityError, Trainer
 
@@ -90,7 +90,7 @@ def test_resume_is_exact(tmp_path, kind):
         kind=kind
     )  # frozen towers come from the same (pretrained) source; trainable weights are scrambled so the
     with torch.no_grad():  # checkpoint has to restore them
-        for p in m3.connector.parameters():
+        for p in m3.trainable_parameters(1):
             p.add_(torch.randn_like(p))
     tr3 = Trainer(_cfg(tmp_path, data, output_dir=str(tmp_path / "b"), resume="auto", **kw), model=m3)
     assert tr3.state["step"] == 4 and tr3.state["epoch"] == 1 and tr3.state["step_in_epoch"] == 1
@@ -123,29 +123,76 @@ def test_bad_samples_counted_and_run_stops(tmp_path):
 
 
 def test_stage1_freezes_all_but_connector_and_lr_groups():
+    """The toy declares its stages and groups with its own parameter names (``bridge.*``); the trainer applies them."""
     m = _model()
-    counts = apply_freeze(m, stage_policy(1))
+    counts = apply_freeze(m, m.trainable_parameters(1))
     trainable = {n for n, p in m.named_parameters() if p.requires_grad}
-    assert trainable and all(n.startswith("connector.") for n in trainable)
-    assert counts["trainable"] == sum(p.numel() for p in m.connector.parameters())
+    assert trainable and all(n.startswith("bridge.") for n in trainable)
+    assert counts["trainable"] == sum(p.numel() for p in m.bridge.parameters())
     groups = {g["name"]: g for g in param_groups(m, lr=1e-3, sva_lr=1e-4)}
     assert groups["sva"]["lr"] == 1e-4 and groups["projector"]["lr"] == 1e-3
-    assert set(groups["sva"]["names"]) == {
-        "connector.vision_query",
-        "connector.vision_sampler.weight",
-        "connector.vision_sampler.bias",
-    }
-    assert set(groups["projector"]["names"]) == {
-        "connector.mm_projector.weight",
-        "connector.mm_projector.bias",
-        "connector.image_newline",
-    }
+    assert set(groups["sva"]["names"]) == {"bridge.query", "bridge.mixer.weight", "bridge.mixer.bias"}
+    assert set(groups["projector"]["names"]) == {"bridge.proj.weight", "bridge.proj.bias", "bridge.row_end"}
     # stage 2: LLM too, towers only with unfreeze_vision; weight decay splits off biases / norms / 1-D params
-    apply_freeze(m, stage_policy(2, unfreeze_vision=True))
+    apply_freeze(m, m.trainable_parameters(2, unfreeze_vision=True))
     groups = {g["name"]: g for g in param_groups(m, lr=4e-5, vision_lr=2e-6, weight_decay=0.1)}
     assert groups["vision"]["lr"] == 2e-6 and "encoders.0.conv.weight" in groups["vision"]["names"]
     assert "llm.norm.weight" in groups["llm/no_decay"]["names"] and groups["llm/no_decay"]["weight_decay"] == 0.0
     assert "llm.lm_head.weight" in groups["llm"]["names"] and groups["llm"]["weight_decay"] == 0.1
+    apply_freeze(m, m.trainable_parameters(2))
+    assert not any(p.requires_grad for p in m.encoders.parameters())
+
+
+def test_cambrian_model_declares_the_official_stages_and_groups():
+    """docs/official-code.md#stages on the real model: stage 1 the connector; ``sva_lr`` for the SVA samplers and
+    queries (pre-LLM and in-LLM), ``lr`` for the rest of the connector; stage 2 adds the LLM (its LoRA adapters
+    instead with ``lora``) and, with ``unfreeze_vision``, the towers (which then run with autograd)."""
+    from cambrian.train.lora import inject_lora
+
+    m = make_vlm("cambrian")
+    names = {id(p): n for n, p in m.named_parameters()}
+    apply_freeze(m, m.trainable_parameters(1))
+    on = {n for n, p in m.named_parameters() if p.requires_grad}
+    assert on == {n for n in names.values() if n.startswith("connector.")}
+    groups = {g["name"]: set(g["names"]) for g in param_groups(m, lr=1e-3, sva_lr=1e-4)}
+    assert groups["sva"] == {n for n in on if "vision_sampler" in n or "vision_query" in n}
+    assert any("vision_sampler_layers" in n for n in groups["sva"]) and "connector.vision_query" in groups["sva"]
+    assert groups["projector"] == on - groups["sva"] and "connector.image_newline" in groups["projector"]
+    apply_freeze(m, m.trainable_parameters(2, unfreeze_vision=True))
+    assert all(p.requires_grad for p in m.parameters()) and not any(e.frozen for e in m.encoders)
+    assert inject_lora(m, {"r": 2, "alpha": 4, "target_modules": ["q_proj", "v_proj"]}) == 2 * len(m.fsdp_units())
+    apply_freeze(m, m.trainable_parameters(2, lora=True))
+    on = {n for n, p in m.named_parameters() if p.requires_grad}
+    adapters = {n for n, _ in m.named_parameters() if "lora_" in n}
+    assert adapters and {n for n in on if not n.startswith("connector.")} == adapters
+    assert all(e.frozen for e in m.encoders)
+
+
+def test_a_recipe_can_name_its_trainable_parameters(tmp_path):
+    """``trainable:`` in a recipe overrides the model's stage policy with name prefixes of that model."""
+    data = make_synthetic_data(tmp_path, n=4)
+    m = _model()
+    tr = Trainer(_cfg(tmp_path, data, trainable=["bridge.proj", "*row_end"], epochs=1), model=m)
+    assert {n for n, p in m.named_parameters() if p.requires_grad} == {
+        "bridge.proj.weight",
+        "bridge.proj.bias",
+        "bridge.row_end",
+    }
+    assert {g["name"] for g in tr.groups} == {"projector"}
+
+
+def test_a_broken_lr_group_declaration_is_a_bug_not_a_user_error():
+    m = _model()
+    groups = m.lr_groups()
+    m.lr_groups = lambda: {**groups, "projector": groups["projector"][:-1]}
+    with pytest.raises(TypeError, match="1 parameters are in no group"):
+        param_groups(m, lr=1e-3)
+    m.lr_groups = lambda: {**groups, "sva": groups["sva"] + groups["projector"][:1]}
+    with pytest.raises(TypeError, match="in both 'sva' and 'projector'"):
+        param_groups(m, lr=1e-3)
+    m.lr_groups = lambda: {**groups, "adapter": []}
+    with pytest.raises(TypeError, match="unknown groups \\['adapter'\\]"):
+        param_groups(m, lr=1e-3)
 
 
 def test_lr_schedule_matches_hand_values():

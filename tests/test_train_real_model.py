@@ -7,12 +7,12 @@ import json
 
 import pytest
 import torch
-from helpers import tiny_cambrian  # noqa: E402
+from helpers import tiny_cambrian
 
-from cambrian.data.synthetic import make_synthetic_data  # noqa: E402
-from cambrian.models.vlm import load_vlm as load_model  # noqa: E402
-from cambrian.train.config import TrainConfig  # noqa: E402
-from cambrian.train.trainer import Trainer  # noqa: E402
+from cambrian.data.synthetic import make_synthetic_data
+from cambrian.models.vlm import load_vlm as load_model
+from cambrian.train.config import TrainConfig
+from cambrian.train.trainer import Trainer
 
 
 def _tiny_model():

@@ -63,7 +63,7 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def sampling_from_args(args):
-    from ..models.generation import SamplingParams
+    from ..models.generate import SamplingParams
 
     return SamplingParams(
         max_new_tokens=args.max_new_tokens,
@@ -86,6 +86,10 @@ def load_model(name: str, device: str | None = None, towers=None):
 
     hf_logging.disable_progress_bar()
     model = CambrianModel.load(name, towers=towers)
+    if model.tokenizer is None:
+        from ..errors import UserError
+
+        raise UserError(f"{name} holds no tokenizer (tokenizer.json / tokenizer.model ...); the model cannot run")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     if device.startswith("cuda"):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import InputError
 from .tower_flag import add_tower_argument, towers_from_args
 
 
@@ -31,23 +32,50 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_tower_argument(p)
     p.add_argument("--template", default=None, help="chat template of a released model when it cannot be detected")
+    p.add_argument(
+        "--tokenizer",
+        metavar="DIR",
+        default=None,
+        help="the LLM's tokenizer (a directory or hub id) when SRC holds none; the output needs one to run",
+    )
     p.add_argument("--max-shard-size", default="5GB", help="largest safetensors shard written by --to official (5GB)")
     p.add_argument("--force", action="store_true", help="skip the memory check before building the model")
 
 
+MIN_SHARD_BYTES = 1000
+
+
 def parse_size(text: str) -> int:
-    units = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "B": 1}
-    t = str(text).strip().upper()
-    for u in sorted(units, key=len, reverse=True):
-        if t.endswith(u):
-            try:
-                return int(float(t[: -len(u)]) * units[u])
-            except ValueError:
-                break
+    """``5GB``, ``500MB``, ``2GiB``, ``60000`` -> bytes; at least ``MIN_SHARD_BYTES``."""
+    import math
+    import re
+
+    units = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "B": 1, "": 1}
+    m = re.fullmatch(r"\s*([-+0-9.eE]+)\s*([KMG]I?B|B)?\s*", str(text).upper())
     try:
-        return int(t)
+        value = float(m[1]) * units[m[2] or ""] if m else math.nan
     except ValueError:
-        raise ValueError(f"--max-shard-size {text!r}: expected a size such as 5GB or 500MB") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise InputError(f"--max-shard-size {text!r}: expected a size such as 5GB or 500MB")
+    if value < MIN_SHARD_BYTES:
+        raise InputError(f"--max-shard-size {text!r}: a shard must be at least {MIN_SHARD_BYTES} bytes")
+    return int(value)
+
+
+def attach_tokenizer(model, src: str, tokenizer: str | None) -> None:
+    """``--tokenizer`` replaces the model's tokenizer; a model without one is refused (its output could not run)."""
+    from ..errors import UserError
+    from ..models.llm.loader import ensure_pad_token, load_tokenizer
+
+    if tokenizer is not None:
+        model.tokenizer = load_tokenizer(tokenizer)
+        ensure_pad_token(model.tokenizer, model.llm)
+    if model.tokenizer is None:
+        raise UserError(
+            f"{src} holds no tokenizer (tokenizer.json / tokenizer.model ...), so the converted model could not run; "
+            "pass --tokenizer DIR with the LLM's tokenizer"
+        )
 
 
 def run(args) -> int:
@@ -58,6 +86,7 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"output {out} exists and is not an empty directory")
+    shard_bytes = parse_size(args.max_shard_size)
     towers = towers_from_args(args)
     release = resolve_release(args.src)
     if release is not None:
@@ -66,14 +95,17 @@ def run(args) -> int:
         )
     else:
         src = Path(args.src)
-        if src.is_dir() and not (src / "config.json").is_file():
+        if src.is_dir() and not (src / "config.json").exists():
             raise FileNotFoundError(f"{src} has no config.json (not a checkpoint)")
         if towers or args.template:
-            raise ValueError("--tower / --template apply to released-format sources only")
+            raise InputError("--tower / --template apply to released-format sources only")
         model = CambrianModel.from_pretrained(args.src, force=args.force)
+    attach_tokenizer(model, args.src, args.tokenizer)
     if args.to == "official":
-        save_release(model, out, max_shard_bytes=parse_size(args.max_shard_size))
+        save_release(model, out, max_shard_bytes=shard_bytes)
     else:
+        # self-contained: the LLM's weights and tokenizer are written into OUT, so its config does not name SRC
+        model.config.llm.name_or_path = model.config.llm.tokenizer = None
         model.save_pretrained(out)
     kind = "released" if release is not None else "cambrian"
     print(f"converted {args.src} ({kind} format) -> {out} ({args.to} format)")

@@ -35,6 +35,15 @@ Rerunning the same command resumes: done units (page, section, image) are skippe
     s.add_argument("--wiki-api", default="https://en.wikipedia.org/w/api.php", help="mediawiki source: api.php URL")
     s.add_argument("--user-agent", default=None, help="mediawiki source: User-Agent with your contact (or $USER_AGENT)")
     s.add_argument("--fetch-interval", type=float, default=1.0, help="mediawiki source: seconds between requests")
+    s.add_argument(
+        "--image-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="mediawiki source: also fetch images from HOST (repeatable; *.example.org for subdomains). By default "
+        "only the wiki's own host, and upload.wikimedia.org for Wikimedia wikis; never loopback, private or "
+        "link-local addresses",
+    )
     s.add_argument("--pages-per-topic", type=int, default=10)
     s.add_argument("--min-words", type=int, default=50, help="skip sections with fewer words (default 50)")
     s.add_argument("--max-images-per-section", type=int, default=4)
@@ -157,7 +166,11 @@ def run(args) -> int:
     else:
         topics = {"custom": {"custom": list(args.topic)}}
     source = PAGE_SOURCES.get(args.source)(
-        root=args.pages, api=args.wiki_api, user_agent=args.user_agent, fetch_interval=args.fetch_interval
+        root=args.pages,
+        api=args.wiki_api,
+        user_agent=args.user_agent,
+        fetch_interval=args.fetch_interval,
+        image_hosts=args.image_host,
     )
     opts = EngineOptions(
         pages_per_topic=args.pages_per_topic,

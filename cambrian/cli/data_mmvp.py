@@ -70,7 +70,7 @@ def run(args) -> int:
         paths = [pool_dir / e["image"] for e in entries]
         index = {str(p): e for p, e in zip(paths, entries)}
 
-        def labels(p):  # noqa: E306
+        def labels(p):
             return pair_label(index[str(paths[p.i])], index[str(paths[p.j])])
     else:
         root = Path(args.images) if Path(args.images).is_dir() else Path(args.images).parent

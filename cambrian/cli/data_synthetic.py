@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import InputError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="output folder (data.jsonl + images/)")
@@ -17,7 +19,7 @@ def run(args) -> int:
     from ..data.synthetic import make_synthetic_data
 
     if args.n < 0 or args.text_only < 0:
-        raise ValueError("--n and --text-only must be >= 0")
+        raise InputError("--n and --text-only must be >= 0")
     out = make_synthetic_data(args.out, n=args.n, text_only=args.text_only, seed=args.seed)
     print(f"wrote {out} ({args.n} image samples, {args.text_only} text-only)")
     return 0

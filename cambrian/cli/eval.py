@@ -31,6 +31,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..errors import InputError
 from .search_flags import add_search_arguments, report_search, settings_from_args, wrap_eval_model
 from .tower_flag import add_tower_argument, towers_from_args
 
@@ -185,7 +186,8 @@ def _cmd_list() -> int:
 
 def _cmd_run(args) -> int:
     from ..eval.adapters import load_eval_model
-    from ..eval.runner import model_identity, precheck_run, run_benchmarks
+    from ..eval.identity import model_identity, precheck_run
+    from ..eval.runner import run_benchmarks
 
     benches = _benches(args.bench, parse_options(args.option), args.scorer)
     settings = settings_from_args(args) if args.search else None  # a bad setting fails before the model loads
@@ -233,7 +235,7 @@ def _cmd_run_likelihood(args, benches, settings=None) -> int:
     from ..eval.likelihood import run_likelihood
 
     if args.shard:
-        raise ValueError("--mc likelihood does not shard; run it without --shard")
+        raise InputError("--mc likelihood does not shard; run it without --shard")
     model = load_eval_model(args.model, device=args.device, name=args.name, towers=towers_from_args(args))
     samples = None
     if settings is not None:
@@ -262,7 +264,8 @@ def _cmd_run_likelihood(args, benches, settings=None) -> int:
 
 
 def _cmd_merge(args) -> int:
-    from ..eval.runner import merge_shards, score_run
+    from ..eval.predictions import merge_shards
+    from ..eval.runner import score_run
 
     for b in _benches(args.bench, parse_options(args.option), args.scorer):
         samples = b.load(str(Path(args.data_root) / b.name) if args.data_root else None)
@@ -278,7 +281,7 @@ def _cmd_merge(args) -> int:
 
 
 def _cmd_score(args) -> int:
-    from ..eval.runner import align_predictions, read_predictions
+    from ..eval.predictions import align_predictions, read_predictions
 
     (bench,) = _benches(args.bench, parse_options(args.option), args.scorer)
     pred_path = Path(args.predictions)
@@ -287,7 +290,7 @@ def _cmd_score(args) -> int:
     raw = read_predictions(pred_path)
     samples = bench.load(args.data)
     preds = align_predictions(samples, raw)
-    metrics = bench.score(samples, preds)
+    metrics = bench.evaluate(samples, preds)
     if args.json:
         print(
             json.dumps(
@@ -337,14 +340,10 @@ def run(args) -> int:
     if cmd is None:
         print(__doc__)
         return 0
-    try:
-        return {
-            "list": lambda: _cmd_list(),
-            "run": lambda: _cmd_run(args),
-            "merge": lambda: _cmd_merge(args),
-            "score": lambda: _cmd_score(args),
-            "report": lambda: _cmd_report(args),
-        }[cmd]()
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return {  # mistakes in the input reach cambrian.cli.main as one error line
+        "list": _cmd_list,
+        "run": lambda: _cmd_run(args),
+        "merge": lambda: _cmd_merge(args),
+        "score": lambda: _cmd_score(args),
+        "report": lambda: _cmd_report(args),
+    }[cmd]()

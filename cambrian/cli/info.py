@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..errors import InputError
 from .tower_flag import add_tower_argument, towers_from_args
 
 
@@ -59,7 +60,7 @@ def run(args) -> int:
         cfg = release.pop("config")
     else:
         if args.tower or args.template:
-            raise ValueError("--tower / --template apply to released-format checkpoints only")
+            raise InputError("--tower / --template apply to released-format checkpoints only")
         cfg = resolve_model_config(args.model)
     counts = count_parameters(cfg)
     d = {"name": cfg.name, "connector_type": cfg.connector.type, "llm_template": cfg.llm.template, **counts.to_dict()}

@@ -52,6 +52,12 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def command_parser(name: str) -> argparse.ArgumentParser:
+    """The parser of one command (``cambrian NAME ...``), with its arguments: what ``cambrian NAME --help`` shows."""
+    parser = build_parser(load=name)
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -75,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean "the user's input is wrong" (one line, exit 2), not "the program is wrong"."""
+    """Exception types that mean "the user's input is wrong" (one line, exit 2), not "the program is wrong": a bare
+    ``ValueError`` is the program's (a traceback, exit 1); input errors raise ``InputError`` / ``ConfigError``."""
     from ..errors import UserError
     from ..registry import UnknownKeyError
 
@@ -86,7 +93,6 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         IsADirectoryError,
         NotADirectoryError,
         PermissionError,
-        ValueError,
     ]
     try:
         import yaml

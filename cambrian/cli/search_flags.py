@@ -8,6 +8,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import InputError
+
 
 def add_search_arguments(p: argparse.ArgumentParser, always: bool = False) -> None:
     g = p.add_argument_group("guided visual search (V*; docs/search.md)")
@@ -45,7 +47,7 @@ def wrap_eval_model(eval_model, args, benches, settings):
     from ..search.eval_model import SearchEvalModel, truth_of
 
     if not isinstance(eval_model, CambrianEvalModel):
-        raise ValueError("--search needs a local model (a checkpoint, preset or registered model), not an endpoint")
+        raise InputError("--search needs a local model (a checkpoint, preset or registered model), not an endpoint")
     samples = {b.name: b.load(str(Path(args.data_root) / b.name) if args.data_root else None) for b in benches}
     truth = {name: truth_of(ss) for name, ss in samples.items()}
     model = SearchEvalModel(

@@ -9,6 +9,8 @@ import argparse
 import os
 import sys
 
+from ..errors import InputError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="training recipe YAML (TrainConfig fields)")
@@ -42,7 +44,7 @@ def run(args) -> int:
         args.overrides.append(args.resume)  # `--resume lr=2e-5`: an override, not a checkpoint path
         args.resume = "auto"
     if args.resume and args.overwrite:
-        raise ValueError(
+        raise InputError(
             "--resume and --overwrite exclude each other (--overwrite deletes the checkpoints --resume reads)"
         )
     cfg = TrainConfig.load(args.config, args.overrides)

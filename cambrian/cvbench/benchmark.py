@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..errors import InputError
 from ..eval.api import Benchmark, EvalSample, MCOptions, register_benchmark
 from ..prompts import letters
 from .extract import extract_letter
@@ -43,7 +44,7 @@ class CVBench(Benchmark):
 
     def load(self, path: str | None) -> list[EvalSample]:
         if path is None and self.hub_id is None:
-            raise ValueError(f"{self.name}: a local path is required")
+            raise InputError(f"{self.name}: a local path is required")
         return [row_to_sample(r) for r in load_cvbench(path if path is not None else self.hub_id)]
 
     def extract(self, sample: EvalSample, prediction: str):

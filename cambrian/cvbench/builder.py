@@ -44,7 +44,6 @@ them ``[x1, y1, x2, y2]`` in colour order.
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import os
@@ -57,11 +56,10 @@ import numpy as np
 from pydantic import ConfigDict, with_config
 from typing_extensions import TypedDict
 
+from ..errors import InputError
 from ..typed import Bool, ConfigError, Int, Num, OptInt, build, typed_config
-from ..utils.io import atomic_write_json, atomic_write_text
-from .schema import COLUMNS, format_prompt, letter, validate_rows
-
-BOX_RGB = {"red": (255, 0, 0), "blue": (0, 0, 255), "green": (0, 255, 0)}
+from .schema import letter
+from .writer import write_cvbench
 
 T_COUNT = "How many {objects} are in the image?"
 T_RELATION = (
@@ -79,7 +77,7 @@ T_DISTANCE = (
 )
 
 
-TASKS = ("Count", "Relation", "Depth", "Distance")
+OMNI3D_SEED_OFFSET = 1_000_003  # the 3D questions draw from their own random stream (same seed, other draws)
 PER_IMAGE_DEFAULTS = {"Count": 2, "Relation": 1, "Depth": 1, "Distance": 1}
 
 
@@ -189,6 +187,10 @@ def _center_xywh(b) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------------------------------------------- 2D
+def _area(a: dict) -> float:
+    return a.get("area", a["bbox"][2] * a["bbox"][3])
+
+
 def questions_from_coco(
     coco: dict,
     params: BuildParams | None = None,
@@ -200,7 +202,7 @@ def questions_from_coco(
     stats: Counter | None = None,
 ) -> list[Question]:
     """Count and Relation questions from COCO-style instance annotations."""
-    P = params or BuildParams()
+    params = params or BuildParams()
     stats = stats if stats is not None else Counter()
     rng = np.random.default_rng(seed)
     cats = {c["id"]: c for c in coco["categories"]}
@@ -212,8 +214,6 @@ def questions_from_coco(
         by_image[a["image_id"]].append(a)
     out: list[Question] = []
     for img in sorted(coco["images"], key=lambda im: im["id"]):
-        anns = by_image.get(img["id"], [])
-        W, H = img["width"], img["height"]
         path = str(Path(image_root) / img["file_name"]) if image_root else img["file_name"]
         common = dict(
             image=path,
@@ -223,97 +223,109 @@ def questions_from_coco(
         )
         per_cat = defaultdict(list)
         per_super = defaultdict(list)
-        for a in anns:
+        for a in by_image.get(img["id"], []):
             per_cat[cats[a["category_id"]]["name"]].append(a)
             sc = cats[a["category_id"]].get("supercategory")
             if sc in supers:
                 per_super[sc].append(a)
-
-        def clean(group):
-            return all(
-                not a.get("iscrowd", 0) and a.get("area", a["bbox"][2] * a["bbox"][3]) >= P.min_area for a in group
-            )
-
-        # ---- Count
-        groups = dict(per_cat)
-        names = [c["name"] for c in cats.values()]
-        if P.count_supercategories:
+        groups, names = dict(per_cat), [c["name"] for c in cats.values()]
+        if params.count_supercategories:
             groups.update(per_super)
             names = names + supers
-        present = []
-        for name, g in sorted(groups.items()):
-            if not clean(g):
-                stats["count_dropped_ambiguous"] += 1
-            elif len(g) > P.count_max:
-                stats["count_dropped_too_many"] += 1
-            else:
-                present.append(name)
-        chosen = [present[i] for i in rng.permutation(len(present))[: P.max_per_image.get("Count", 0)]]
-        absent = sorted(set(names) - set(groups))
-        if absent and P.max_per_image.get("Count", 0) > 0 and rng.random() < P.count_zero_prob:
-            zero = absent[int(rng.integers(len(absent)))]
-            if len(chosen) >= P.max_per_image["Count"]:
-                chosen[-1] = zero
-            else:
-                chosen.append(zero)
-        for name in chosen:
-            g = groups.get(name, [])
-            truth = len(g)
-            k = int(rng.choice(P.count_num_options))
-            base = count_options(truth, k, rng)
-            opts, ans = _shuffled([str(v) for v in base], base.index(truth), rng)
-            sizes = [a.get("area", a["bbox"][2] * a["bbox"][3]) for a in g]
-            out.append(
-                Question(
-                    task="Count",
-                    type="2D",
-                    question=T_COUNT.format(objects=plural(name)),
-                    choices=opts,
-                    answer_index=ans,
-                    target_class=name,
-                    target_size=float(np.mean(sizes)) if sizes else None,
-                    truth=truth,
-                    **common,
-                )
-            )
+        out += _count_questions(groups, names, params, rng, stats, common)
+        out += _relation_questions(per_cat, (img["width"], img["height"]), params, rng, stats, common)
+    return out
 
-        # ---- Relation
-        singles = sorted(n for n, g in per_cat.items() if len(g) == 1 and clean(g))
-        stats["relation_multi_instance_categories"] += sum(1 for g in per_cat.values() if len(g) > 1)
-        cands = []
-        for a_name, b_name in itertools.permutations(singles, 2):
-            ca, cb = _center_xywh(per_cat[a_name][0]["bbox"]), _center_xywh(per_cat[b_name][0]["bbox"])
-            dx, dy = ca[0] - cb[0], ca[1] - cb[1]
-            axes = []
-            if abs(dx) >= P.relation_margin * W:
-                axes.append(("left", "right", 0 if dx < 0 else 1))
-            if abs(dy) >= P.relation_margin * H:
-                axes.append(("above", "below", 0 if dy < 0 else 1))
-            if axes:
-                cands.append((a_name, b_name, axes))
-            else:
-                stats["relation_dropped_margin"] += 1
-        for i in rng.permutation(len(cands))[: P.max_per_image.get("Relation", 0)]:
-            a_name, b_name, axes = cands[i]
-            neg, pos, which = axes[int(rng.integers(len(axes)))]
-            choices, ans = _shuffled([neg, pos], which, rng)
-            a_txt = f"{a_name} (annotated by the red box)" if P.relation_boxes else a_name
-            boxes = []
-            if P.relation_boxes:
-                x, y, w, h = per_cat[a_name][0]["bbox"]
-                boxes = [([x, y, x + w, y + h], "red")]
-            out.append(
-                Question(
-                    task="Relation",
-                    type="2D",
-                    question=T_RELATION.format(a=a_txt, b=b_name),
-                    choices=choices,
-                    answer_index=ans,
-                    boxes=boxes,
-                    truth=(neg, pos)[which],
-                    **common,
-                )
+
+def _clean(group: list[dict], params: BuildParams) -> bool:
+    """No crowd instance and none smaller than ``min_area`` (otherwise a count or "the X" would be ambiguous)."""
+    return all(not a.get("iscrowd", 0) and _area(a) >= params.min_area for a in group)
+
+
+def _count_questions(groups: dict, names: list[str], params: BuildParams, rng, stats: Counter, common: dict):
+    """One image's Count questions: ``groups`` maps each present category (and supercategory) to its instances,
+    ``names`` lists every category that could be asked about."""
+    present = []
+    for name, g in sorted(groups.items()):
+        if not _clean(g, params):
+            stats["count_dropped_ambiguous"] += 1
+        elif len(g) > params.count_max:
+            stats["count_dropped_too_many"] += 1
+        else:
+            present.append(name)
+    per_image = params.max_per_image.get("Count", 0)
+    chosen = [present[i] for i in rng.permutation(len(present))[:per_image]]
+    absent = sorted(set(names) - set(groups))
+    if absent and per_image > 0 and rng.random() < params.count_zero_prob:
+        zero = absent[int(rng.integers(len(absent)))]
+        if len(chosen) >= per_image:
+            chosen[-1] = zero
+        else:
+            chosen.append(zero)
+    out = []
+    for name in chosen:
+        g = groups.get(name, [])
+        truth = len(g)
+        k = int(rng.choice(params.count_num_options))
+        base = count_options(truth, k, rng)
+        opts, ans = _shuffled([str(v) for v in base], base.index(truth), rng)
+        sizes = [_area(a) for a in g]
+        out.append(
+            Question(
+                task="Count",
+                type="2D",
+                question=T_COUNT.format(objects=plural(name)),
+                choices=opts,
+                answer_index=ans,
+                target_class=name,
+                target_size=float(np.mean(sizes)) if sizes else None,
+                truth=truth,
+                **common,
             )
+        )
+    return out
+
+
+def _relation_questions(per_cat: dict, size: tuple[int, int], params: BuildParams, rng, stats: Counter, common: dict):
+    """One image's Relation questions over its single-instance categories (image ``size`` = (W, H))."""
+    W, H = size
+    singles = sorted(n for n, g in per_cat.items() if len(g) == 1 and _clean(g, params))
+    stats["relation_multi_instance_categories"] += sum(1 for g in per_cat.values() if len(g) > 1)
+    cands = []
+    for a_name, b_name in itertools.permutations(singles, 2):
+        ca, cb = _center_xywh(per_cat[a_name][0]["bbox"]), _center_xywh(per_cat[b_name][0]["bbox"])
+        dx, dy = ca[0] - cb[0], ca[1] - cb[1]
+        axes = []
+        if abs(dx) >= params.relation_margin * W:
+            axes.append(("left", "right", 0 if dx < 0 else 1))
+        if abs(dy) >= params.relation_margin * H:
+            axes.append(("above", "below", 0 if dy < 0 else 1))
+        if axes:
+            cands.append((a_name, b_name, axes))
+        else:
+            stats["relation_dropped_margin"] += 1
+    out = []
+    for i in rng.permutation(len(cands))[: params.max_per_image.get("Relation", 0)]:
+        a_name, b_name, axes = cands[i]
+        neg, pos, which = axes[int(rng.integers(len(axes)))]
+        choices, ans = _shuffled([neg, pos], which, rng)
+        a_txt = f"{a_name} (annotated by the red box)" if params.relation_boxes else a_name
+        boxes = []
+        if params.relation_boxes:
+            x, y, w, h = per_cat[a_name][0]["bbox"]
+            boxes = [([x, y, x + w, y + h], "red")]
+        out.append(
+            Question(
+                task="Relation",
+                type="2D",
+                question=T_RELATION.format(a=a_txt, b=b_name),
+                choices=choices,
+                answer_index=ans,
+                boxes=boxes,
+                truth=(neg, pos)[which],
+                **common,
+            )
+        )
     return out
 
 
@@ -373,9 +385,9 @@ def questions_from_omni3d(
     stats: Counter | None = None,
 ) -> list[Question]:
     """Depth and Distance questions from Omni3D-style 3D boxes."""
-    P = params or BuildParams()
+    params = params or BuildParams()
     stats = stats if stats is not None else Counter()
-    rng = np.random.default_rng(seed + 1_000_003)
+    rng = np.random.default_rng(seed + OMNI3D_SEED_OFFSET)
     cat_names = {c["id"]: c["name"] for c in omni.get("categories", [])}
     by_image = defaultdict(list)
     for a in omni["annotations"]:
@@ -398,7 +410,7 @@ def questions_from_omni3d(
         singles = []
         for n, g in sorted(per_cat.items()):
             b = _box2d(g[0], img)
-            if len(g) == 1 and (b[2] - b[0]) * (b[3] - b[1]) >= P.min_area:
+            if len(g) == 1 and (b[2] - b[0]) * (b[3] - b[1]) >= params.min_area:
                 singles.append(n)
         corners = {n: _corners(per_cat[n][0]) for n in singles}
         boxes = {n: _box2d(per_cat[n][0], img) for n in singles}
@@ -406,12 +418,12 @@ def questions_from_omni3d(
         # ---- Depth
         pairs = []
         for a_name, b_name in itertools.combinations(singles, 2):
-            o = depth_order(corners[a_name], corners[b_name], P.depth_offset)
+            o = depth_order(corners[a_name], corners[b_name], params.depth_offset)
             if o is None:
                 stats["depth_dropped_offset"] += 1
             else:
                 pairs.append((a_name, b_name, o))
-        for i in rng.permutation(len(pairs))[: P.max_per_image.get("Depth", 0)]:
+        for i in rng.permutation(len(pairs))[: params.max_per_image.get("Depth", 0)]:
             a_name, b_name, o = pairs[i]
             if rng.random() < 0.5:  # random mention order
                 a_name, b_name, o = b_name, a_name, 1 - o
@@ -432,12 +444,12 @@ def questions_from_omni3d(
         triples = []
         for anchor in singles:
             for a_name, b_name in itertools.combinations([n for n in singles if n != anchor], 2):
-                o = distance_order(corners[anchor], corners[a_name], corners[b_name], P.distance_offset)
+                o = distance_order(corners[anchor], corners[a_name], corners[b_name], params.distance_offset)
                 if o is None:
                     stats["distance_dropped_offset"] += 1
                 else:
                     triples.append((anchor, a_name, b_name, o))
-        for i in rng.permutation(len(triples))[: P.max_per_image.get("Distance", 0)]:
+        for i in rng.permutation(len(triples))[: params.max_per_image.get("Distance", 0)]:
             anchor, a_name, b_name, o = triples[i]
             if rng.random() < 0.5:
                 a_name, b_name, o = b_name, a_name, 1 - o
@@ -454,145 +466,6 @@ def questions_from_omni3d(
                 )
             )
     return out
-
-
-# ---------------------------------------------------------------------------------------------------------- output
-def draw_boxes(image, boxes: list, width: int | None = None):
-    """Copy of ``image`` with each ``([x1, y1, x2, y2], colour)`` outlined."""
-    from PIL import ImageDraw
-
-    im = image.convert("RGB").copy()
-    if not boxes:
-        return im
-    w = width or max(2, round(min(im.size) / 100))
-    d = ImageDraw.Draw(im)
-    for (x1, y1, x2, y2), colour in boxes:
-        d.rectangle([x1 - w / 2, y1 - w / 2, x2 + w / 2 - 1, y2 + w / 2 - 1], outline=BOX_RGB[colour], width=w)
-    return im
-
-
-def _slug(s: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", s.lower()).strip("_") or "src"
-
-
-def letter_balance(rows: list[dict]) -> dict:
-    """{task: {letter: count}} of the gold answers."""
-    out: dict = defaultdict(Counter)
-    for r in rows:
-        out[r["task"]][r["answer"][1]] += 1
-    return {t: dict(sorted(c.items())) for t, c in sorted(out.items())}
-
-
-def write_cvbench(
-    questions: list[Question],
-    out_dir: str | os.PathLike,
-    *,
-    params: BuildParams | None = None,
-    extra_report: dict | None = None,
-    progress: bool = False,
-) -> dict:
-    """Write rows in the official schema: ``test_2d.parquet``, ``test_3d.parquet`` (images embedded),
-    ``test.jsonl`` / ``test_2d.jsonl`` / ``test_3d.jsonl`` (image = path) and ``img/{2D|3D}/{task}/{source}_{n}.png``.
-    Returns the build report (also written to ``build_report.json``)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from PIL import Image
-
-    P = params or BuildParams()
-    out = Path(out_dir)
-    order = {"Count": 0, "Relation": 1, "Depth": 2, "Distance": 3}
-    qs = sorted(questions, key=lambda q: order[q.task])  # stable: keeps generation order inside a task
-    counters: Counter = Counter()
-    rows, blobs = [], []
-    try:
-        from tqdm import tqdm
-
-        it = tqdm(qs, desc="cvbench rows", unit="q", disable=not progress)
-    except ImportError:  # pragma: no cover
-        it = qs
-    cache: dict = {}
-    for idx, q in enumerate(it):
-        src_slug = _slug(q.source_dataset or q.source)
-        n = counters[(q.type, q.task, src_slug)]
-        counters[(q.type, q.task, src_slug)] += 1
-        filename = f"img/{q.type}/{q.task.lower()}/{src_slug}_{n}.png"
-        if q.image not in cache:
-            cache.clear()
-            cache[q.image] = Image.open(q.image).convert("RGB")
-        im = draw_boxes(cache[q.image], q.boxes, P.box_width)
-        (out / filename).parent.mkdir(parents=True, exist_ok=True)
-        buf = io.BytesIO()
-        im.save(buf, format="PNG", compress_level=1)
-        data = buf.getvalue()
-        (out / filename).write_bytes(data)
-        rows.append(
-            {
-                "idx": idx,
-                "type": q.type,
-                "task": q.task,
-                "image": filename,
-                "question": q.question,
-                "choices": [str(c) for c in q.choices],
-                "answer": q.answer,
-                "prompt": format_prompt(q.question, q.choices),
-                "filename": filename,
-                "source": q.source,
-                "source_dataset": q.source_dataset,
-                "source_filename": q.source_filename,
-                "target_class": q.target_class,
-                "target_size": q.target_size,
-                "bbox": [[float(v) for v in b] for b, _ in q.boxes] if q.boxes else None,
-            }
-        )
-        blobs.append(data)
-    validate_rows(rows)  # what we write must load
-
-    schema = pa.schema(
-        [
-            ("idx", pa.int64()),
-            ("type", pa.string()),
-            ("task", pa.string()),
-            ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-            ("question", pa.string()),
-            ("choices", pa.list_(pa.string())),
-            ("answer", pa.string()),
-            ("prompt", pa.string()),
-            ("filename", pa.string()),
-            ("source", pa.string()),
-            ("source_dataset", pa.string()),
-            ("source_filename", pa.string()),
-            ("target_class", pa.string()),
-            ("target_size", pa.float64()),
-            ("bbox", pa.list_(pa.list_(pa.float64()))),
-        ]
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    for typ in ("2D", "3D"):
-        sel = [i for i, r in enumerate(rows) if r["type"] == typ]
-        recs = [{**rows[i], "image": {"bytes": blobs[i], "path": rows[i]["filename"]}} for i in sel]
-        table = pa.Table.from_pylist(recs, schema=schema) if recs else schema.empty_table()
-        tmp = out / f".test_{typ.lower()}.parquet.tmp"
-        pq.write_table(table, tmp)
-        os.replace(tmp, out / f"test_{typ.lower()}.parquet")
-        atomic_write_text(
-            out / f"test_{typ.lower()}.jsonl", "".join(json.dumps({k: rows[i][k] for k in COLUMNS}) + "\n" for i in sel)
-        )
-    atomic_write_text(out / "test.jsonl", "".join(json.dumps({k: r[k] for k in COLUMNS}) + "\n" for r in rows))
-
-    report = {
-        "n": len(rows),
-        "per_task": dict(Counter(r["task"] for r in rows)),
-        "per_source": dict(Counter(r["source"] for r in rows)),
-        "per_source_task": dict(Counter(f"{r['source']}/{r['task']}" for r in rows)),
-        "letter_balance": letter_balance(rows),
-        "num_options": dict(Counter(str(len(r["choices"])) for r in rows)),
-        "count_truths": dict(sorted(Counter(str(q.truth) for q in qs if q.task == "Count").items())),
-        "relation_truths": dict(Counter(str(q.truth) for q in qs if q.task == "Relation")),
-        "params": asdict(P),
-        **(extra_report or {}),
-    }
-    atomic_write_json(out / "build_report.json", report)
-    return report
 
 
 def build_cvbench(
@@ -615,7 +488,7 @@ def build_cvbench(
     ``coco`` / ``omni3d`` are dicts or JSON paths; image paths in them are relative to ``coco_images`` /
     ``omni3d_images`` (default: the JSON file's directory). Returns the build report.
     """
-    P = params if isinstance(params, BuildParams) else BuildParams.from_dict(params)
+    params = params if isinstance(params, BuildParams) else BuildParams.from_dict(params)
     stats: Counter = Counter()
     qs: list[Question] = []
 
@@ -628,23 +501,20 @@ def build_cvbench(
     if coco is not None:
         data, root = _load(coco, coco_images)
         qs += questions_from_coco(
-            data, P, seed, source=source_2d, source_dataset=source_dataset_2d, image_root=root, stats=stats
+            data, params, seed, source=source_2d, source_dataset=source_dataset_2d, image_root=root, stats=stats
         )
     if omni3d is not None:
         data, root = _load(omni3d, omni3d_images)
         qs += questions_from_omni3d(
-            data, P, seed, source=source_3d, source_dataset=source_dataset_3d, image_root=root, stats=stats
+            data, params, seed, source=source_3d, source_dataset=source_dataset_3d, image_root=root, stats=stats
         )
     if not qs:
-        raise ValueError("no questions: give COCO-style and/or Omni3D-style annotations with usable objects")
-    return write_cvbench(qs, out_dir, params=P, extra_report={"seed": seed, "dropped": dict(stats)}, progress=progress)
+        raise InputError("no questions: give COCO-style and/or Omni3D-style annotations with usable objects")
+    report = {"params": asdict(params), "seed": seed, "dropped": dict(stats)}
+    return write_cvbench(qs, out_dir, box_width=params.box_width, extra_report=report, progress=progress)
 
 
-SYNTH_PARAMS = {
-    "count_supercategories": True,
-    "min_area": 50.0,
-    "max_per_image": {"Count": 2, "Relation": 1, "Depth": 1, "Distance": 1},
-}
+SYNTH_PARAMS = {"count_supercategories": True}  # the shapes are counted too; the other rules as BuildParams
 
 
 def build_cvbench_synth(
@@ -658,7 +528,8 @@ def build_cvbench_synth(
     ``annotations/coco.json`` and ``annotations/omni3d.json``): sources ``Synth2D`` / ``Synth3D``, same four tasks
     and schema. Shapes are counted too (``count_supercategories``)."""
     sd = Path(scene_dir)
-    P = params if isinstance(params, BuildParams) else BuildParams.from_dict({**SYNTH_PARAMS, **(params or {})})
+    if not isinstance(params, BuildParams):
+        params = BuildParams.from_dict({**SYNTH_PARAMS, **(params or {})})
     return build_cvbench(
         out_dir,
         coco=str(sd / "annotations" / "coco.json"),
@@ -668,6 +539,6 @@ def build_cvbench_synth(
         source_2d="Synth2D",
         source_3d="Synth3D",
         seed=seed,
-        params=P,
+        params=params,
         progress=progress,
     )

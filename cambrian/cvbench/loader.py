@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import InputError
 from .schema import SchemaError, validate_rows
 
 HUB_ID = "nyu-visionx/CV-Bench"
@@ -95,7 +96,7 @@ def _rows_from_local(p: Path) -> tuple[list[dict], Path, bool]:
             return _read_parquet(p), p.parent, True
         if p.suffix in (".jsonl", ".json"):
             return _read_jsonl(p), p.parent, False
-        raise ValueError(f"{p}: expected a .parquet or .jsonl file")
+        raise InputError(f"{p}: expected a .parquet or .jsonl file")
     if not p.is_dir():
         raise FileNotFoundError(f"CV-Bench path {p} does not exist")
     pq_files = [p / n for n in PARQUET_NAMES if (p / n).is_file()]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..errors import InputError
 from ..prompts import LETTER, LETTERS, SELECT_SUFFIX, letter, paren_option_lines, with_instruction  # noqa: F401
 
 COLUMNS = [
@@ -60,7 +61,7 @@ ANSWER_SUFFIX = LETTER
 _ANSWER_RE = re.compile(r"^\(([A-Z])\)$")
 
 
-class SchemaError(ValueError):
+class SchemaError(InputError):
     """A CV-Bench row does not follow the schema; the message names the row and the field."""
 
 
@@ -68,7 +69,7 @@ def answer_index(answer: str) -> int:
     """``"(C)"`` -> 2."""
     m = _ANSWER_RE.match(answer.strip())
     if not m:
-        raise ValueError(f"answer {answer!r} is not of the form '(A)'")
+        raise InputError(f"answer {answer!r} is not of the form '(A)'")
     return LETTERS.index(m.group(1))
 
 

@@ -22,6 +22,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
+from ..errors import InputError
 from .extract import extract_choice
 from .schema import answer_index
 
@@ -52,7 +53,7 @@ def score_items(items: Iterable[Mapping], predictions: Mapping) -> dict:
     for it in items:
         idx, src, task, typ = it["idx"], it["source"], it["task"], it["type"]
         if source_type.setdefault(src, typ) != typ:
-            raise ValueError(f"source {src!r} has both {source_type[src]} and {typ} rows (idx={idx!r})")
+            raise InputError(f"source {src!r} has both {source_type[src]} and {typ} rows (idx={idx!r})")
         gold = answer_index(it["answer"])
         if idx in predictions:
             pred_text = predictions[idx]
@@ -73,7 +74,7 @@ def score_items(items: Iterable[Mapping], predictions: Mapping) -> dict:
             d[key][0] += ok
             d[key][1] += 1
     if n == 0:
-        raise ValueError("no CV-Bench items to score")
+        raise InputError("no CV-Bench items to score")
 
     acc = {s: c / m for s, (c, m) in per_source.items()}
     out: dict = {}

@@ -31,10 +31,12 @@ import numpy as np
 
 from ..data.scenes.attributes import NUMBER_WORDS, attribute_questions
 from ..data.scenes.render import read_scenes
+from ..errors import InputError
 from ..prompts import LETTER, SHORT, letter, with_instruction
 from ..utils.io import atomic_write_text
-from .builder import BuildParams, draw_boxes, plural, questions_from_coco, questions_from_omni3d
+from .builder import BuildParams, plural, questions_from_coco, questions_from_omni3d
 from .schema import format_prompt
+from .writer import draw_boxes
 
 CAPTION_PROMPTS = [
     "Describe the image briefly.",
@@ -227,6 +229,6 @@ def make_llava_data(
                 )
                 kinds[f"mc_{q.task.lower()}"] += 1
     else:
-        raise ValueError(f"stage must be 1 or 2, got {stage!r}")
+        raise InputError(f"stage must be 1 or 2, got {stage!r}")
     atomic_write_text(out_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     return {"records": len(records), "turns": dict(kinds), "stage": stage, "out": str(out_path)}

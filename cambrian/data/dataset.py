@@ -22,71 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..constants import IGNORE_INDEX, IMAGE_TOKEN, IMAGE_TOKEN_INDEX
+from ..constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from .llava import ImageOutsideRoot, LlavaSource
-
-BAD_REASONS = (
-    "missing_image",
-    "corrupt_image",
-    "wrong_roles",
-    "empty_turn",
-    "image_count_mismatch",
-    "over_length",
-    "no_labels",
-    "bad_record",
-    "image_outside_root",
-    "bad_json",
-)
-
-ROLE_MAP = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
-
-
-class BadSample(Exception):
-    def __init__(self, reason: str, detail: str = ""):
-        assert reason in BAD_REASONS, reason
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
-
-
-# ---- structural checks ------------------------------------------------------------------------------------
-def normalize_conversation(record: dict, n_images: int) -> list[dict]:
-    """LLaVA ``conversations`` -> ``[{"role": "system"|"user"|"assistant", "content": str}]``.
-
-    Checks: roles alternate user/assistant starting with user and ending with assistant (an optional leading
-    system turn is allowed), no empty turn, number of ``<image>`` tags == number of images. A message with a single
-    ``<image>`` gets it moved to the front as ``"<image>\\n" + text.strip()`` (official ``preprocess_multimodal``);
-    with one image and no tag anywhere we raise (the official data always carries the tag).
-    """
-    conv = record.get("conversations")
-    if not isinstance(conv, list) or not conv:
-        raise BadSample("bad_record", "no conversations")
-    msgs = []
-    for t, turn in enumerate(conv):
-        if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
-            raise BadSample("bad_record", f"turn {t} lacks from/value")
-        role = ROLE_MAP.get(str(turn["from"]).lower())
-        if role is None:
-            raise BadSample("wrong_roles", f"turn {t}: unknown role {turn['from']!r}")
-        text = turn["value"]
-        if not isinstance(text, str) or not text.replace(IMAGE_TOKEN, "").strip():
-            raise BadSample("empty_turn", f"turn {t}")
-        msgs.append({"role": role, "content": text})
-    body = msgs[1:] if msgs[0]["role"] == "system" else msgs
-    if not body or len(body) % 2:
-        raise BadSample("wrong_roles", "turns must be user/assistant pairs")
-    for t, m in enumerate(body):
-        if m["role"] != ("user" if t % 2 == 0 else "assistant"):
-            raise BadSample("wrong_roles", f"turn {t} is {m['role']}")
-    tags = sum(m["content"].count(IMAGE_TOKEN) for m in msgs)
-    if tags != n_images:
-        raise BadSample("image_count_mismatch", f"{tags} <image> tags for {n_images} images")
-    if any(IMAGE_TOKEN in m["content"] for m in msgs if m["role"] != "user"):
-        raise BadSample("image_count_mismatch", "<image> outside a user turn")
-    for m in msgs:
-        if m["content"].count(IMAGE_TOKEN) == 1:
-            m["content"] = IMAGE_TOKEN + "\n" + m["content"].replace(IMAGE_TOKEN, "").strip()
-    return msgs
+from .samples import BAD_REASONS, ROLE_MAP, BadSample, normalize_conversation  # noqa: F401 (re-exported)
 
 
 def record_image_paths(source: LlavaSource, record: dict, index: int | None = None) -> list[Path]:
@@ -119,7 +57,7 @@ def open_images(paths: Sequence[Path]):
             with Image.open(p) as im:
                 im.load()
                 out.append(im.convert("RGB"))
-        except Exception as e:  # UnidentifiedImageError, truncated file, decompression bomb, ...
+        except Exception as e:  # noqa: BLE001 - UnidentifiedImageError, truncated file, decompression bomb, ...
             raise BadSample("corrupt_image", f"{p}: {e}") from None
     return out
 

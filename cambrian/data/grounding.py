@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..errors import InputError
 from .collator import stack_images
 from .dataset import BadSample, EncodedDataset, ImagePipeline, open_images, selection_of
 from .llava import LlavaSource
@@ -77,19 +78,19 @@ def cells_from_mask(
 def resolve_cells(grounding: dict, side: int) -> tuple[list[str], list[float]]:
     """A record's ``grounding`` -> (words, weight) of each of the ``side*side`` cells of the model's grid."""
     if not isinstance(grounding, dict):
-        raise ValueError("grounding must be a mapping")
+        raise InputError("grounding must be a mapping")
     n = side * side
     if "cells" in grounding:
         g = int(grounding.get("grid", 0))
         cells = grounding["cells"]
         if g <= 0 or not isinstance(cells, list) or len(cells) != g * g:
-            raise ValueError(
+            raise InputError(
                 f"grounding.cells must be a list of grid*grid strings (grid={g}, got "
                 f"{len(cells) if isinstance(cells, list) else type(cells).__name__})"
             )
         weights = grounding.get("weights") or [1.0] * (g * g)
         if len(weights) != g * g:
-            raise ValueError(f"grounding.weights has {len(weights)} entries, expected {g * g}")
+            raise InputError(f"grounding.weights has {len(weights)} entries, expected {g * g}")
         src = [(u * g // side) * g + (v * g // side) for u in range(side) for v in range(side)]
         out_c = [str(cells[j] or "") for j in src]
         out_w = [float(weights[j]) if out_c[i] else 0.0 for i, j in enumerate(src)]
@@ -98,10 +99,10 @@ def resolve_cells(grounding: dict, side: int) -> tuple[list[str], list[float]]:
         words = grounding["words"]
         words = words.split() if isinstance(words, str) else [str(x) for x in words]
         if not words:
-            raise ValueError("grounding.words is empty")
+            raise InputError("grounding.words is empty")
         k = len(words)
         return [words[min(k - 1, i * k // n)] for i in range(n)], [1.0] * n
-    raise ValueError("grounding needs 'cells' (with 'grid') or 'words'")
+    raise InputError("grounding needs 'cells' (with 'grid') or 'words'")
 
 
 class WordIds:

@@ -30,8 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
+
 TEXT_ONLY_VALUES = ("", "None", "none", "nan")  # docs/official-code.md#data: these mean "no image"
 _CHUNK = 4 << 20
+MAX_RECORD_BYTES = 64 << 20  # one line / array element larger than this is counted (record_too_large), never read
 
 
 def record_images(record: dict) -> list[str]:
@@ -58,6 +61,31 @@ def estimate_length(record: dict, image_tokens: int) -> int:
     if n_img:
         return words + image_tokens * n_img
     return -max(words, 1)
+
+
+def iter_jsonl_records(path: Path, max_bytes: int | None = None):
+    """Yield ``(start, end, line number, raw bytes)`` of each non-blank line of a JSONL file; ``raw`` is None for a
+    line over ``max_bytes`` (default ``MAX_RECORD_BYTES``), which is walked past in 1 MiB pieces and never held."""
+    max_bytes = MAX_RECORD_BYTES if max_bytes is None else max_bytes
+    with open(path, "rb", buffering=1 << 20) as f:
+        readline = f.readline
+        pos, ln = 0, 0
+        while True:
+            line = readline(max_bytes + 1)
+            if not line:
+                return
+            ln += 1
+            start, end = pos, pos + len(line)
+            if len(line) > max_bytes and not line.endswith(b"\n"):
+                while True:  # the rest of an over-long line
+                    rest = readline(1 << 20)
+                    end += len(rest)
+                    if not rest or rest.endswith(b"\n"):
+                        break
+                line = None
+            pos = end
+            if line is None or not line.isspace():
+                yield start, end, ln, line
 
 
 def _scan_json_array(path: Path) -> list[tuple[int, int]]:
@@ -118,7 +146,7 @@ def iter_json_array_spans(path: Path):
         raise DataFileError(f"{path}: truncated JSON array")
 
 
-class ImageOutsideRoot(ValueError):
+class ImageOutsideRoot(InputError):
     """A record's image path (``../..``, absolute) points outside the source's image root."""
 
     def __init__(self, rel: str, root: Path):
@@ -136,7 +164,7 @@ def inside_root(path: Path, root: Path) -> bool:
     return Path(os.path.realpath(path)).is_relative_to(Path(os.path.realpath(root_abs)))
 
 
-class DataFileError(ValueError):
+class DataFileError(InputError):
     """A data file that cannot be used at all (empty: no records)."""
 
 
@@ -242,19 +270,18 @@ class LlavaSource:
         bad: dict[str, int] = {}
         examples: list[tuple[int, str, str]] = []
         if self.format == "jsonl":
-            spans = []
-            with open(self.path, "rb") as f:
-                pos = 0
-                for ln, line in enumerate(f, 1):
-                    if line.strip():
-                        spans.append((pos, pos + len(line), ln))
-                    pos += len(line)
+            records = iter_jsonl_records(self.path)
         else:
-            spans = [(s, e, None) for s, e in _scan_json_array(self.path)]
+            records = ((s, e, None, None) for s, e in _scan_json_array(self.path))
         with open(self.path, "rb") as f:
-            for s, e, ln in spans:
-                f.seek(s)
-                rec, reason, detail = parse_record(f.read(e - s))
+            for s, e, ln, raw in records:
+                if raw is None and e - s > MAX_RECORD_BYTES:
+                    rec, reason, detail = None, "record_too_large", f"{e - s} bytes (limit {MAX_RECORD_BYTES})"
+                else:
+                    if raw is None:
+                        f.seek(s)
+                        raw = f.read(e - s)
+                    rec, reason, detail = parse_record(raw)
                 if rec is None:  # counted by reason, never served
                     bad[reason] = bad.get(reason, 0) + 1
                     if len(examples) < MAX_LINE_EXAMPLES:
@@ -325,9 +352,6 @@ class LlavaSource:
         if self.confine and not inside_root(full, self.image_root):
             raise ImageOutsideRoot(rel, self.image_root)
         return full
-
-    def is_multimodal(self) -> np.ndarray:
-        return self.lengths > 0
 
     def __getstate__(self) -> dict[str, Any]:
         d = dict(self.__dict__)

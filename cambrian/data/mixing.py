@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..typed import ConfigError
+
 # Cambrian-7M category ratios (official README "optimal ratio", docs/official-code.md#data-mix), in percent.
 CAMBRIAN_7M_RATIOS = {
     "language": 21.00,
@@ -59,14 +61,14 @@ def plan_mixture(
         cats.setdefault(s.category, []).append(k)
     missing = [c for c, r in ratios.items() if r > 0 and c not in cats]
     if missing:
-        raise ValueError(f"ratio given for categories without sources: {missing}")
+        raise ConfigError(f"ratio given for categories without sources: {missing}")
     rsum = float(sum(ratios.values()))
     avail = {c: sum(capped[k] for k in cats[c]) for c in cats}
     max_total = min(avail[c] * rsum / r for c, r in ratios.items() if r > 0)
     if total is None:
         total = int(max_total + 1e-9)
     if total > max_total + 1e-6:
-        raise ValueError(f"total {total} exceeds what the capped sources can serve at these ratios ({int(max_total)})")
+        raise ConfigError(f"total {total} exceeds what the capped sources can serve at these ratios ({int(max_total)})")
     want = _largest_remainder({c: total * ratios.get(c, 0.0) / rsum for c in cats}, total)
     out = {k: 0 for k in sources}
     for c, ks in cats.items():
@@ -92,7 +94,7 @@ def build_mixture(sizes: list[int], take: list[int], seed: int = 0) -> np.ndarra
     parts = []
     for s, (n, k) in enumerate(zip(sizes, take)):
         if k > n:
-            raise ValueError(f"source {s}: take {k} > size {n}")
+            raise ConfigError(f"source {s}: take {k} > size {n}")
         idx = np.sort(rng.choice(n, size=k, replace=False)) if k < n else np.arange(n)
         parts.append(np.stack([np.full(k, s), idx], 1))
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros((0, 2), dtype=np.int64)

@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..utils.io import atomic_save_figure, atomic_write_json
+from ..utils.progress import progress_bar
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 MAX_PIXELS = 40_000_000
@@ -63,7 +65,7 @@ def list_images(root: str | os.PathLike, limit: int | None = None) -> list[Path]
     if limit is not None:
         paths = paths[:limit]
     if len(paths) < 2:
-        raise ValueError(f"{root}: need at least two images, found {len(paths)}")
+        raise InputError(f"{root}: need at least two images, found {len(paths)}")
     return paths
 
 
@@ -72,7 +74,7 @@ def open_image(path: Path, max_pixels: int = MAX_PIXELS):
 
     im = Image.open(path)
     if im.size[0] * im.size[1] > max_pixels:
-        raise ValueError(f"{im.size[0]}x{im.size[1]} > {max_pixels} pixels")
+        raise InputError(f"{im.size[0]}x{im.size[1]} > {max_pixels} pixels")
     return im.convert("RGB")
 
 
@@ -86,14 +88,7 @@ def embed_images(
     encoder.eval()
     out = None
     bad: list[tuple[int, str]] = []
-    bar = None
-    if progress:
-        try:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(paths), desc=desc, unit="img", dynamic_ncols=True, leave=False)
-        except ImportError:  # pragma: no cover
-            bar = None
+    bar = progress_bar(total=len(paths), desc=desc, unit="img", enabled=progress, leave=False)
     for s in range(0, len(paths), batch_size):
         ims, idx = [], []
         for k in range(s, min(s + batch_size, len(paths))):
@@ -110,12 +105,10 @@ def embed_images(
             if out is None:
                 out = np.full((len(paths), feats.shape[1]), np.nan, dtype=np.float32)
             out[idx] = feats
-        if bar is not None:
-            bar.update(min(batch_size, len(paths) - s))
-    if bar is not None:
-        bar.close()
+        bar.update(min(batch_size, len(paths) - s))
+    bar.close()
     if out is None:
-        raise ValueError("no image could be read")
+        raise InputError("no image could be read")
     return out, bad
 
 
@@ -144,16 +137,16 @@ def resolve_threshold(spec: float | str, emb: np.ndarray) -> float:
             try:
                 q = float(s[1:])
             except ValueError:
-                raise ValueError(f"threshold {spec!r}: expected a number or pXX (a percentile)") from None
+                raise InputError(f"threshold {spec!r}: expected a number or pXX (a percentile)") from None
             if not 0 <= q <= 100:
-                raise ValueError(f"threshold {spec!r}: the percentile must be within 0..100")
+                raise InputError(f"threshold {spec!r}: the percentile must be within 0..100")
             return pair_cosine_quantiles(emb, qs=(q / 100,))[f"p{q:g}"]
         try:
             spec = float(s)
         except ValueError:
-            raise ValueError(f"threshold {spec!r}: expected a number or pXX (a percentile)") from None
+            raise InputError(f"threshold {spec!r}: expected a number or pXX (a percentile)") from None
     if not -1.0 <= float(spec) <= 1.0:
-        raise ValueError(f"threshold {spec}: a cosine is within -1..1")
+        raise InputError(f"threshold {spec}: a cosine is within -1..1")
     return float(spec)
 
 

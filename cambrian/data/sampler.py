@@ -25,6 +25,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..typed import ConfigError
+
 MODES = ("modality_length", "length", "random")
 
 
@@ -40,7 +42,7 @@ class StepPlanner:
         drop_last: bool = True,
     ):
         if mode not in MODES:
-            raise ValueError(f"unknown sampler mode {mode!r}; valid: {', '.join(MODES)}")
+            raise ConfigError(f"unknown sampler mode {mode!r}; valid: {', '.join(MODES)}")
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.micro_batch, self.grad_accum, self.world_size = micro_batch, grad_accum, world_size
         self.global_batch = micro_batch * grad_accum * world_size

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cvbench.builder import BuildParams, draw_boxes, questions_from_coco, questions_from_omni3d
+from ..cvbench.builder import BuildParams, questions_from_coco, questions_from_omni3d
 from ..cvbench.schema import format_prompt
+from ..cvbench.writer import draw_boxes
 from ..prompts import LETTER, SHORT, letter, with_instruction
 from ..utils.io import atomic_write_text
 

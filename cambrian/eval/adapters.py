@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..constants import IMAGE_TOKEN
+from ..errors import InputError
 from .api import GenerationOptions, GenerationRequest
 
 
@@ -56,13 +57,14 @@ class CambrianEvalModel:
         outs = self.model.generate_text(texts, images, max_new_tokens=options.max_new_tokens, system=self.system)
         return [apply_stop(o, options.stop).strip() for o in outs]
 
-    def score_options(self, requests: Sequence[GenerationRequest], candidates: Sequence[Sequence[str]]) -> list:
-        """Log-likelihood of each candidate reply (``cambrian.models.scoring``; ``--mc likelihood``)."""
-        from ..models.scoring import score_continuations
-
+    def score_options(
+        self, requests: Sequence[GenerationRequest], candidates: Sequence[Sequence[str]]
+    ) -> list[list[float]]:
+        """Log-likelihood of each candidate reply to each request (the model's ``score_options``: the summed
+        log-probability of the candidate's tokens after the generation prompt; ``--mc likelihood``)."""
         texts = [self.build_text(r) for r in requests]
         images = [list(r.images) for r in requests]
-        return score_continuations(self.model, texts, images, candidates, system=self.system)
+        return self.model.score_options(texts, images, candidates, system=self.system)
 
 
 def image_to_data_url(image) -> str:
@@ -148,7 +150,7 @@ def load_eval_model(spec: str, device: str | None = None, name: str | None = Non
         rest = spec[len("openai:") :]
         base, _, model = rest.partition("#")
         if not base or not model:
-            raise ValueError(
+            raise InputError(
                 "expected openai:<base_url>#<model_name>, e.g. openai:http://127.0.0.1:8000/v1#cambrian-8b"
             )
         return OpenAIChatModel(base, model)

@@ -9,10 +9,12 @@ applies the chat template and puts one ``<image>`` placeholder per image in fron
 OpenAI-compatible endpoint (see ``cambrian.eval.adapters``).
 
 Scorers: every benchmark scores with the **official** rules by default (what the Cambrian-1 evaluation scripts
-compute, so a table is comparable with the paper's). Benchmarks that also have a forgiving variant define
-``extract_lenient`` / ``is_correct_lenient`` / ``score_lenient``; ``get_benchmark(name, scorer="lenient")`` uses
-them, and every metric it returns carries the ``_lenient`` suffix (``accuracy_lenient``), so a lenient number can
-never be mistaken for a paper-comparable one or land in the paper-style table.
+compute, so a table is comparable with the paper's): a subclass implements them as ``extract`` / ``is_correct`` /
+``score``. Benchmarks that also have a forgiving variant define ``extract_lenient`` / ``is_correct_lenient`` /
+``score_lenient``. Callers use the scorer-aware entry points, which dispatch on ``self.scorer``: ``answer`` (the
+extraction), ``correct`` (one item), ``evaluate`` (the metrics; a non-official scorer's carry its suffix,
+``accuracy_lenient``, so a lenient number can never be mistaken for a paper-comparable one or land in the
+paper-style table). A benchmark's own ``score`` calls ``answer`` / ``correct`` so its variants apply.
 
 Units: every metric a benchmark returns is a fraction in [0, 1] unless its docstring says otherwise (MME's
 ``perception``/``cognition`` are raw scores out of 2000/800, as in the paper's table). ``table_value`` turns the
@@ -27,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from ..errors import InputError
 from ..registry import Registry
 
 
@@ -124,17 +127,30 @@ class Benchmark(ABC):
     def __init__(self, scorer: str = OFFICIAL, **options):
         self.opts = {**self.options, **check_options(self, options)}
         if scorer not in self.scorers():
-            raise ValueError(f"benchmark {self.name!r}: no {scorer!r} scorer; available: {', '.join(self.scorers())}")
+            raise InputError(f"benchmark {self.name!r}: no {scorer!r} scorer; available: {', '.join(self.scorers())}")
         self.scorer = scorer
         if scorer != OFFICIAL:
-            # the variant's methods replace the official ones on this instance; its metrics carry the suffix
-            for method in ("extract", "is_correct", "score"):
-                variant = getattr(self, f"{method}_{scorer}", None)
-                if variant is not None:
-                    setattr(self, method, variant)
             self.primary_metric = f"{type(self).primary_metric}_{scorer}"
-            inner = self.score
-            self.score = lambda samples, predictions: label_metrics(inner(samples, predictions), scorer)
+
+    # --- the scorer's rules (dispatch on self.scorer) --------------------------------------------------------
+    def _rule(self, method: str):
+        """``<method>_<scorer>`` when this benchmark defines it for the instance's scorer, else the official
+        ``<method>``."""
+        if self.scorer != OFFICIAL and hasattr(self, f"{method}_{self.scorer}"):
+            return getattr(self, f"{method}_{self.scorer}")
+        return getattr(self, method)
+
+    def answer(self, sample: EvalSample, prediction: str) -> Any:
+        """The scorer's extraction of ``prediction``."""
+        return self._rule("extract")(sample, prediction)
+
+    def correct(self, sample: EvalSample, extracted: Any) -> float:
+        """The scorer's score of one extracted answer."""
+        return self._rule("is_correct")(sample, extracted)
+
+    def evaluate(self, samples: Sequence[EvalSample], predictions: dict) -> dict:
+        """The scorer's metrics (``predictions``: idx -> raw text); a non-official scorer's carry its suffix."""
+        return label_metrics(self._rule("score")(samples, predictions), self.scorer)
 
     @classmethod
     def scorers(cls) -> tuple[str, ...]:
@@ -148,11 +164,12 @@ class Benchmark(ABC):
 
     @abstractmethod
     def extract(self, sample: EvalSample, prediction: str) -> Any:
-        """Parse the raw model text into the benchmark's answer form (None = parse failure)."""
+        """The official parse of the raw model text into the benchmark's answer form (None = parse failure)."""
 
     @abstractmethod
     def score(self, samples: Sequence[EvalSample], predictions: dict) -> dict:
-        """``predictions`` maps idx -> raw text. Returns metrics (fractions in [0, 1] unless documented)."""
+        """``predictions`` maps idx -> raw text. Returns metrics (fractions in [0, 1] unless documented), taking each
+        answer through :meth:`answer` / :meth:`correct` (so a scorer's variants apply)."""
 
     # --- table helpers -------------------------------------------------------------------------------------
     def table_value(self, metrics: dict) -> float | None:
@@ -168,10 +185,6 @@ class Benchmark(ABC):
         """The sample's options when it is a multiple-choice question (``--mc likelihood`` scores them), else
         None (open questions, and every benchmark that does not define it)."""
         return None
-
-    def table_columns(self, metrics: dict) -> dict[str, float | None]:
-        """Paper column name -> table value. Most benchmarks give one column; CV-Bench gives 2D and 3D."""
-        return {self.name: self.table_value(metrics)}
 
 
 def check_options(bench: Benchmark, given: dict) -> dict:

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..errors import InputError
+
 VISION_SETTINGS = ("enabled", "disabled", "other")
 
 
@@ -20,7 +22,7 @@ def other_scene_pairing(scenes: Sequence[str], seed: int = 0) -> list[int]:
     no item lands on its own scene (greedy repair of the few that do). Needs at least two distinct scenes."""
     n = len(scenes)
     if len(set(scenes)) < 2:
-        raise ValueError("the image-use probe needs questions about at least two different scenes")
+        raise InputError("the image-use probe needs questions about at least two different scenes")
     rng = np.random.default_rng([seed, 23])
     perm = [int(x) for x in rng.permutation(n)]
     for i in range(n):
@@ -57,5 +59,5 @@ def with_other_images(samples: Sequence, seed: int = 0) -> list:
 def condition_samples(samples: Sequence, vision: str, seed: int = 0) -> list:
     """The samples to feed under ``vision`` (one of :data:`VISION_SETTINGS`)."""
     if vision not in VISION_SETTINGS:
-        raise ValueError(f"vision must be one of {VISION_SETTINGS}, got {vision!r}")
+        raise InputError(f"vision must be one of {VISION_SETTINGS}, got {vision!r}")
     return with_other_images(samples, seed) if vision == "other" else list(samples)

@@ -1,7 +1,7 @@
 """Option-likelihood answering: ``cambrian eval run --mc likelihood``.
 
 For every multiple-choice sample (``Benchmark.mc_options``) the model does not generate: each option is scored as
-the reply to the prompt (``cambrian.models.scoring``: summed log-probability of its tokens) and the most likely one
+the reply to the prompt (the model's ``score_options``: summed log-probability of its tokens) and the most likely one
 is the answer, the method of lm-evaluation-harness and of V*'s evaluation. Two readings:
 
 - ``likelihood``: the candidates are what the prompt asks for, the option letters (A, B, ...) of a letter-answered
@@ -14,8 +14,7 @@ the chosen option is turned into a reply the benchmark's own scorer reads as tha
 (``MCOptions.prediction``), scored with the benchmark's official rules, and every metric is renamed with the
 reading's suffix (``overall_likelihood``), like ``--scorer lenient``'s, so it never enters the paper-style table.
 
-Files in ``RUN_DIR/<bench>/``: ``likelihood.jsonl`` (per sample: the letters' and the texts' log-probabilities and
-token counts) and ``metrics.likelihood.json`` / ``metrics.likelihood_text.json`` (``eval report`` lists them under
+Files in ``RUN_DIR/<bench>/``: ``likelihood.jsonl`` (per sample: the letters' and the texts' log-probabilities) and ``metrics.likelihood.json`` / ``metrics.likelihood_text.json`` (``eval report`` lists them under
 "Other scorers"). Samples without options (the open questions of MMMU or MathVista) are left out of these metrics;
 ``n`` says how many were scored.
 """
@@ -28,6 +27,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import InputError
 from ..utils.io import atomic_write_json, atomic_write_text
 from .api import Benchmark, EvalSample, GenerationRequest, label_metrics
 from .conditions import condition_samples
@@ -40,7 +40,7 @@ MC_MODES = ("generate", LIKELIHOOD)
 def _scorer_of(model):
     fn = getattr(model, "score_options", None)
     if fn is None:
-        raise ValueError(
+        raise InputError(
             f"--mc likelihood needs a model that can score continuations (a local model); {type(model).__name__} cannot"
         )
     return fn
@@ -55,8 +55,8 @@ def option_records(
     batch_size: int = 8,
     progress: bool = False,
 ) -> list[dict]:
-    """One record per multiple-choice sample: ``{"idx", "letters": [logprob] | None, "texts": [logprob] | None,
-    "text_tokens": [int] | None}`` (``model.score_options(requests, candidates)``, the eval adapter's)."""
+    """One record per multiple-choice sample: ``{"idx", "letters": [logprob] | None, "texts": [logprob] | None}``
+    (``model.score_options(requests, candidates)``, the eval adapter's)."""
     score = _scorer_of(model)
     items = [(s, bench.mc_options(s)) for s in samples]
     items = [(s, mc) for s, mc in items if mc is not None]
@@ -72,16 +72,14 @@ def option_records(
             GenerationRequest(s.prompt, s.load_images() if vision != "disabled" else [], origin=(bench.name, s.idx))
             for s, _ in chunk
         ]
-        recs = [{"idx": s.idx, "letters": None, "texts": None, "text_tokens": None} for s, _ in chunk]
+        recs = [{"idx": s.idx, "letters": None, "texts": None} for s, _ in chunk]
         for field in ("letters", "texts"):
             sel = [j for j, (_, mc) in enumerate(chunk) if getattr(mc, field)]
             if not sel:
                 continue
             scores = score([reqs[j] for j in sel], [list(getattr(chunk[j][1], field)) for j in sel])
             for j, row in zip(sel, scores):
-                recs[j][field] = [round(x.logprob, 5) for x in row]
-                if field == "texts":
-                    recs[j]["text_tokens"] = [x.tokens for x in row]
+                recs[j][field] = [round(float(x), 5) for x in row]
         out += recs
         if bar is not None:
             bar.update(len(chunk))

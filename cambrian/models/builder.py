@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import CambrianConfig
+from ..typed import ConfigError
 
 
 def build_components(config: CambrianConfig, load_weights: bool = True):
@@ -18,7 +19,7 @@ def build_components(config: CambrianConfig, load_weights: bool = True):
     from .llm.loader import load_llm
 
     if not config.encoders:
-        raise ValueError("a Cambrian model needs at least one vision encoder (config.encoders is empty)")
+        raise ConfigError("a Cambrian model needs at least one vision encoder (config.encoders is empty)")
     encoders = [build_encoder(e, load_weights=load_weights) for e in config.encoders]
     llm, tokenizer = load_llm(config.llm, load_weights=load_weights)
     config.llm.hf_config = llm.config.to_dict()  # the caller's own copy (from_config deep-copies): rebuilds offline
@@ -121,27 +122,44 @@ def _unique_param_bytes(module) -> int:
 
 
 def estimate_parameter_bytes(config: CambrianConfig) -> int:
-    """Bytes the parameters of ``config`` take once built (on the meta device: nothing is allocated). Everything is
-    built in float32 first (``from_config`` casts afterwards), so that is the peak that counts."""
+    """Bytes the parameters of ``config`` take once built, without allocating any: the LLM from its config (one and
+    two of its layers built on the meta device, the rest extrapolated, so a deep config costs no more than a shallow
+    one), the towers and the connector on the meta device. Everything is built in float32 first (``from_config``
+    casts afterwards), so that is the peak that counts. Layer counts are bounded by the config itself
+    (``cambrian.config.MAX_LAYERS``)."""
     import copy
 
     from .connectors.base import build_connector
     from .encoders import build_encoder
-    from .llm.loader import build_architecture
 
     config = copy.deepcopy(config)
     with torch.device("meta"):
         total = sum(_unique_param_bytes(build_encoder(e, load_weights=False)) for e in config.encoders)
-        llm = build_architecture(config.llm)
-        total += _unique_param_bytes(llm)
+        llm_bytes, llm_hidden = _llm_parameter_bytes(config.llm)
         conn = build_connector(
             config.connector,
             encoder_dims=[e.hidden_size for e in config.encoders],
             encoder_grids=[e.out_grid for e in config.encoders],
-            llm_hidden=llm.config.hidden_size,
+            llm_hidden=llm_hidden,
         )
-        total += _unique_param_bytes(conn)
+        total += llm_bytes + _unique_param_bytes(conn)
     return total
+
+
+def _llm_parameter_bytes(cfg) -> tuple[int, int]:
+    """(parameter bytes, hidden size) of the LLM: with a known architecture of >= 2 identical decoder layers, one- and
+    two-layer copies are built (on the enclosing meta device) and the difference is the bytes of a layer; otherwise
+    the whole architecture is built."""
+    from .llm.loader import build_architecture, build_from_config
+
+    hf = cfg.hf_config or {}
+    layers = hf.get("num_hidden_layers")
+    if isinstance(layers, int) and layers > 2 and "layer_types" not in hf:
+        one, two = (build_from_config({**hf, "num_hidden_layers": n}) for n in (1, 2))
+        b1, b2 = _unique_param_bytes(one), _unique_param_bytes(two)
+        return b1 + (layers - 1) * (b2 - b1), one.config.hidden_size
+    llm = build_architecture(cfg)
+    return _unique_param_bytes(llm), llm.config.hidden_size
 
 
 def available_memory_bytes(device: str | torch.device | None = None) -> int | None:

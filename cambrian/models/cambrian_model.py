@@ -26,13 +26,17 @@ import torch.nn as nn
 
 from ..config import CambrianConfig
 from ..constants import IGNORE_INDEX, IMAGE_TOKEN
-from ..errors import UserError
+from ..errors import InputError, UserError
+from ..typed import ConfigError
+from ..utils.quiet import quiet_cache_deprecation
 from .connectors.base import ImageSpan, VisualTokens
-from .persistence import WEIGHTS_NAME, resolve_checkpoint, save_model_dir
+from .generate import GenerationMixin, KVCacheState, Prefill
+from .persistence import MODEL_FILES, WEIGHTS_NAME, resolve_checkpoint, save_model_dir
 from .splice import SpliceResult, splice_images
+from .training import adapter_parameters, split_off
 
 
-class CambrianModel(nn.Module):
+class CambrianModel(GenerationMixin, nn.Module):
     def __init__(
         self, config: CambrianConfig, encoders: Sequence[nn.Module], connector: nn.Module, llm: nn.Module, tokenizer
     ):
@@ -103,9 +107,9 @@ class CambrianModel(nn.Module):
         model = cls.from_config(config, load_weights=False, force=force)
         missing, unexpected = load_model(model, str(path / WEIGHTS_NAME), strict=False)
         if unexpected:
-            raise ValueError(f"{path / WEIGHTS_NAME}: unexpected tensors {sorted(unexpected)[:5]}...")
+            raise InputError(f"{path / WEIGHTS_NAME}: unexpected tensors {sorted(unexpected)[:5]}...")
         if missing:
-            raise ValueError(f"{path / WEIGHTS_NAME}: missing tensors {sorted(missing)[:5]}...")
+            raise InputError(f"{path / WEIGHTS_NAME}: missing tensors {sorted(missing)[:5]}...")
         model.connector_trained = True
         if dtype is not None:
             model.to(dtype)
@@ -132,9 +136,13 @@ class CambrianModel(nn.Module):
             return cls.from_config(resolve_model_config(str(spec)), load_weights=load_weights, force=force)
         return cls.from_pretrained(spec, force=force, towers=towers)
 
+    saved_files = MODEL_FILES  # what save_pretrained writes that identifies the model; config.json (last) marks it
+
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write config.json + model.safetensors + tokenizer files into ``path``, each replaced atomically, other
-        files left alone (``persistence.save_model_dir``)."""
+        files left alone (``persistence.save_model_dir``). The config records which towers were trained."""
+        for enc in self.encoders:
+            enc.config.frozen = enc.frozen
         save_model_dir(self, path)
 
     # ------------------------------------------------------------------------------------------------------
@@ -154,7 +162,7 @@ class CambrianModel(nn.Module):
         layers = self._decoder_layers()
         for idx in getattr(self.connector, "in_llm_layers", []):
             if idx >= len(layers):
-                raise ValueError(
+                raise ConfigError(
                     f"connector wants in-LLM aggregation after layer {idx} but the LLM has {len(layers)} layers"
                 )
             self._hooks.append(layers[idx].register_forward_hook(self._make_hook(idx)))
@@ -204,13 +212,41 @@ class CambrianModel(nn.Module):
         return tokenize_conversation(messages, self.template, self.tokenizer, None)
 
     # ------------------------------------------------------------------------------------------------------
+    # training declarations (cambrian.models.training; docs/official-code.md#stages)
+    # ------------------------------------------------------------------------------------------------------
+    def trainable_parameters(self, stage: int | str, unfreeze_vision: bool = False, lora: bool = False) -> list:
+        """Stage 1 and ``ground``: the connector (only its pre-LLM path gets gradients in ``ground``); stage 2: the
+        connector and the LLM (its LoRA adapters instead with ``lora``), plus the towers with ``unfreeze_vision``."""
+        params = list(self.connector.parameters())
+        if stage in (1, "ground"):
+            return params
+        params += adapter_parameters(self.llm) if lora else list(self.llm.parameters())
+        if unfreeze_vision:
+            params += list(self.encoders.parameters())
+        return params
+
+    def lr_groups(self) -> dict[str, list]:
+        sva = self.connector.sva_parameters()
+        return {
+            "sva": sva,
+            "projector": split_off(self.connector.parameters(), sva),
+            "llm": list(self.llm.parameters()),
+            "vision": list(self.encoders.parameters()),
+        }
+
+    def fsdp_units(self) -> list[nn.Module]:
+        """The LLM's decoder layers (the towers are not sharded: frozen, or small next to the LLM)."""
+        return list(self._decoder_layers())
+
+    # ------------------------------------------------------------------------------------------------------
     # vision
     # ------------------------------------------------------------------------------------------------------
     def encode_images(self, images: Sequence) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
-        """PIL images (or paths) -> per-encoder pixel tensors and original sizes (W, H)."""
+        """PIL images (or paths) -> per-encoder pixel tensors and original sizes (W, H). Any aspect ratio: the letterbox
+        is linear in the image (front ends such as ``chat`` and the server limit it)."""
         from .encoders.preprocess import load_image
 
-        pil = [load_image(im) for im in images]
+        pil = [load_image(im, max_aspect=None) for im in images]
         pixels = [enc.preprocess(pil) for enc in self.encoders]
         return pixels, [im.size for im in pil]
 
@@ -371,18 +407,22 @@ class CambrianModel(nn.Module):
             and not self.config.llm.options.get("full_logits", False)
         )
 
+    def _decoder_hidden(self, sp: SpliceResult, use_cache: bool):
+        """The LLM's decoder (no LM head) over a spliced batch."""
+        return self.llm.get_decoder()(
+            inputs_embeds=sp.inputs_embeds,
+            attention_mask=sp.attention_mask,
+            position_ids=sp.position_ids,
+            use_cache=use_cache,
+        )
+
     def _supervised_loss(self, sp: SpliceResult):
         """Next-token cross-entropy (mean over supervised tokens, as HF computes it) with the LM head applied
         only where the next token carries a label: on short-answer data the vocabulary projection over every
         position is a large share of the step."""
         from transformers.modeling_outputs import CausalLMOutputWithPast
 
-        hidden = self.llm.get_decoder()(
-            inputs_embeds=sp.inputs_embeds,
-            attention_mask=sp.attention_mask,
-            position_ids=sp.position_ids,
-            use_cache=False,
-        ).last_hidden_state
+        hidden = self._decoder_hidden(sp, use_cache=False).last_hidden_state
         target = sp.labels[:, 1:]
         sel = target != IGNORE_INDEX
         logits = self.llm.get_output_embeddings()(hidden[:, :-1][sel]).float()
@@ -392,27 +432,47 @@ class CambrianModel(nn.Module):
         return CausalLMOutputWithPast(loss=loss, logits=None)
 
     # ------------------------------------------------------------------------------------------------------
-    # generation
+    # the generation contract's model side (the decode engine is cambrian.models.generate)
     # ------------------------------------------------------------------------------------------------------
+    @property
+    def context_length(self) -> int | None:
+        """Positions a prompt plus its answer may take (``config.llm.max_length``; 0 = no limit)."""
+        return int(self.config.llm.max_length) or None
+
+    @property
+    def stop_token_ids(self) -> list[int]:
+        return self.template.stop_token_ids(self.tokenizer)
+
     def prompt_ids(self, text: str | Sequence[dict], system: str | None = None) -> list[int]:
         """Prompt ids of one user turn (a string) or a conversation (``[{"role", "content"}, ...]`` ending with a
-        user turn; ``<image>`` tags in the turns that carry the images)."""
+        user turn; ``<image>`` tags in the turns that carry the images); a ``PromptIds`` is already tokenised."""
+        from .generate import PromptIds
         from .llm.tokenize import tokenize_prompt
 
+        if isinstance(text, PromptIds):
+            return list(text)
         return tokenize_prompt(
             text if isinstance(text, str) else list(text), self.template, self.tokenizer, system=system
         )
 
-    def _prefill(self, texts: Sequence[str], images: Sequence[Sequence] | None, system: str | None, use_cache: bool):
+    @torch.no_grad()
+    def prefill(
+        self,
+        texts: Sequence[str | Sequence[dict]],
+        images: Sequence[Sequence] | None = None,
+        system: str | None = None,
+        use_cache: bool = True,
+    ) -> Prefill:
         """Left-padded batch of prompts (each ending with the template's generation prompt) through the LLM, in-LLM
-        aggregation included. Returns (logits at the last position ``[B, V]``, past key values or None, splice)."""
+        aggregation included: the logits at each prompt's last position and, with ``use_cache``, the KV cache as a
+        :class:`~cambrian.models.generate.KVCacheState` for the decode loop."""
         images = [list(x) for x in (images or [[] for _ in texts])]
         if len(images) != len(texts):
             raise ValueError(f"{len(texts)} prompts but {len(images)} image lists")
         for i, (t, ims) in enumerate(zip(texts, images)):
             n_tags = _count_image_tags(t)
             if n_tags != len(ims):
-                raise ValueError(f"prompt {i} has {n_tags} {IMAGE_TOKEN} placeholders but {len(ims)} images")
+                raise InputError(f"prompt {i} has {n_tags} {IMAGE_TOKEN} placeholders but {len(ims)} images")
         seqs = [self.prompt_ids(t, system) for t in texts]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         T = max(len(s) for s in seqs)
@@ -430,129 +490,32 @@ class CambrianModel(nn.Module):
         sp = self.splice(ids, mask, None, visual, padding_side="left")
         self._sva_ctx = (sp.spans, visual.state) if (visual is not None and sp.spans) else None
         try:
-            if self._fast_loss_ok():
-                # logits are needed at the last position only: the vocabulary projection of every prompt
-                # position would cost about a tenth of the prefill for a small LLM with a large vocabulary
-                dec = self.llm.get_decoder()(
-                    inputs_embeds=sp.inputs_embeds,
-                    attention_mask=sp.attention_mask,
-                    position_ids=sp.position_ids,
-                    use_cache=use_cache,
-                )
-                logits = self.llm.get_output_embeddings()(dec.last_hidden_state[:, -1])
+            with quiet_cache_deprecation():  # the KV cache is read as past_key_values (works on all versions)
+                if self._fast_loss_ok():
+                    # logits are needed at the last position only: the vocabulary projection of every prompt
+                    # position would cost about a tenth of the prefill for a small LLM with a large vocabulary
+                    dec = self._decoder_hidden(sp, use_cache)
+                    logits = self.llm.get_output_embeddings()(dec.last_hidden_state[:, -1])
+                else:
+                    dec = self.llm(
+                        inputs_embeds=sp.inputs_embeds,
+                        attention_mask=sp.attention_mask,
+                        position_ids=sp.position_ids,
+                        use_cache=use_cache,
+                    )
+                    logits = dec.logits[:, -1]
                 past = dec.past_key_values if use_cache else None
-            else:
-                out = self.llm(
-                    inputs_embeds=sp.inputs_embeds,
-                    attention_mask=sp.attention_mask,
-                    position_ids=sp.position_ids,
-                    use_cache=use_cache,
-                )
-                logits, past = out.logits[:, -1], (out.past_key_values if use_cache else None)
         finally:
             self._sva_ctx = None  # decode steps never re-run the in-LLM aggregation
-        return logits, past, sp
-
-    @torch.no_grad()
-    def next_token_logits(
-        self, texts: Sequence[str], images: Sequence[Sequence] | None = None, system: str | None = None
-    ) -> torch.Tensor:
-        """Logits ``[B, V]`` of the first answer token for each prompt (scoring, probes); same batching as
-        :meth:`generate_text`."""
-        return self._prefill(texts, images, system, use_cache=False)[0]
-
-    @torch.no_grad()
-    def generate_text(
-        self,
-        texts: Sequence[str | Sequence[dict]],
-        images: Sequence[Sequence] | None = None,
-        max_new_tokens: int | None = None,
-        system: str | None = None,
-        sampling=None,
-    ) -> list[str]:
-        """Batched generation with left padding and a KV cache; greedy unless ``sampling`` says otherwise
-        (a :class:`~cambrian.models.generation.SamplingParams`, or one per prompt). ``texts[i]`` is a user turn or a
-        conversation (see :meth:`prompt_ids`) with one ``<image>`` per image in ``images[i]``. ``max_new_tokens``
-        (default 128) overrides the sampling params' own when given."""
-        from .generation import collect_texts
-
-        return collect_texts(self.generate_events(texts, images, max_new_tokens, system, sampling), len(texts))
-
-    @torch.no_grad()
-    def generate_events(
-        self,
-        texts,
-        images=None,
-        max_new_tokens: int | None = None,
-        system: str | None = None,
-        sampling=None,
-        stream: bool | Sequence[bool] = False,
-        step_events: bool = False,
-    ):
-        """Prefill now (errors raise here), then a :class:`~cambrian.models.generation.DecodeRun`: an iterator of
-        per-row events (text deltas for the ``stream`` rows, then each row's final text and finish reason;
-        ``step_events``: step boundaries too, where other prefilled runs may join)."""
-        from ..utils.quiet import quiet_cache_deprecation
-        from .generation import DecodeRun, resolve_sampling
-
-        params = resolve_sampling(sampling, max_new_tokens, len(texts))
-        with quiet_cache_deprecation():  # the KV cache is passed / read as past_key_values (works on all versions)
-            logits, past, sp = self._prefill(texts, images, system, use_cache=True)
-        prompt_ids = (
-            [self.prompt_ids(t, system) for t in texts] if any(p.repetition_penalty != 1 for p in params) else None
-        )
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        return DecodeRun(
-            self.llm,
-            self.tokenizer,
-            self.template.stop_token_ids(self.tokenizer),
-            logits,
-            past,
-            sp.attention_mask,
-            sp.position_ids,
-            params,
-            stream=stream,
-            prompt_ids=prompt_ids,
-            max_positions=self.config.llm.max_length or None,
-            pad_token_id=pad,
-            step_context=quiet_cache_deprecation,
-            step_events=step_events,
-        )
-
-    def stream_text(
-        self,
-        text: str | Sequence[dict],
-        images: Sequence = (),
-        max_new_tokens: int | None = None,
-        system: str | None = None,
-        sampling=None,
-    ):
-        """Yield the answer to one prompt as text deltas while it is generated (their concatenation is what
-        :meth:`generate_text` returns)."""
-        for ev in self.generate_events([text], [list(images)], max_new_tokens, system, sampling, stream=True):
-            if ev.delta:
-                yield ev.delta
-
-    def chat(
-        self,
-        text: str,
-        images: Sequence = (),
-        max_new_tokens: int | None = None,
-        system: str | None = None,
-        sampling=None,
-    ) -> str:
-        """One answer; prepends one ``<image>\\n`` per image when the text has no placeholders. ``max_new_tokens``:
-        256 by default, or the sampling params' own."""
-        if sampling is None and max_new_tokens is None:
-            max_new_tokens = 256
-        if images and IMAGE_TOKEN not in text:
-            text = (IMAGE_TOKEN + "\n") * len(images) + text
-        return self.generate_text(
-            [text], [list(images)], max_new_tokens=max_new_tokens, system=system, sampling=sampling
-        )[0]
+        state = KVCacheState(self.llm, past, sp.attention_mask, sp.position_ids) if use_cache else None
+        return Prefill(logits, state, seqs, [int(n) for n in sp.attention_mask.sum(-1).tolist()])
 
 
 def _count_image_tags(prompt) -> int:
+    from .generate import PromptIds
+
+    if isinstance(prompt, PromptIds):
+        return prompt.num_images
     if isinstance(prompt, str):
         return prompt.count(IMAGE_TOKEN)
     return sum(

@@ -1,4 +1,4 @@
-"""A multi-turn conversation for :class:`~cambrian.models.cambrian_model.CambrianModel`.
+"""A multi-turn conversation for any model with the generation contract (``stream_text``, ``cambrian.models.generate``).
 
 Turns are ``{"role", "content"}`` messages rendered by the model's chat template; an image belongs to the user turn
 it was given with (``<image>`` tags at the start of that turn), and the images are kept in tag order. As in the
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from ..constants import IMAGE_TOKEN
+from ..errors import InputError
 
 
 class Conversation:
@@ -30,20 +31,20 @@ class Conversation:
     def add_user(self, text: str, images: Sequence = ()) -> None:
         """A user turn with the pending images and ``images``; tags go first unless ``text`` places them."""
         if self.messages and self.messages[-1]["role"] == "user":
-            raise ValueError("conversation: two user turns in a row (add the assistant's reply first)")
+            raise InputError("conversation: two user turns in a row (add the assistant's reply first)")
         ims = [*self.pending, *images]
         n = text.count(IMAGE_TOKEN)
         if n == 0:
             text = f"{IMAGE_TOKEN}\n" * len(ims) + text
         elif n != len(ims):
-            raise ValueError(f"the text has {n} {IMAGE_TOKEN} tags but {len(ims)} images go with this turn")
+            raise InputError(f"the text has {n} {IMAGE_TOKEN} tags but {len(ims)} images go with this turn")
         self.messages.append({"role": "user", "content": text})
         self.images += ims
         self.pending = []
 
     def add_assistant(self, text: str) -> None:
         if not self.messages or self.messages[-1]["role"] != "user":
-            raise ValueError("conversation: an assistant turn must follow a user turn")
+            raise InputError("conversation: an assistant turn must follow a user turn")
         self.messages.append({"role": "assistant", "content": text})
 
     def prompt(self) -> tuple[list[dict], list]:

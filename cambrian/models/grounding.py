@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from ..typed import ConfigError
 from .connectors.base import VisualTokens
 from .connectors.geometry import valid_region
 
@@ -63,7 +64,7 @@ def grid_tokens(
     for block, (h, w), size in zip(visual.blocks, visual.grids, image_sizes):
         region = valid_region(size[0], size[1], side) if unpad else (0, side, 0, side)
         if (region[1] - region[0], region[3] - region[2]) != (h, w):
-            raise ValueError(
+            raise ConfigError(
                 f"grounding needs one token per grid cell; the connector's block layout is {h}x{w} "
                 f"for a {region[1] - region[0]}x{region[3] - region[2]} valid grid (interleaved "
                 f"connectors are not supported)"
@@ -88,10 +89,10 @@ def grounding_loss(
     """Weighted mean grounding loss over the target cells of the batch (see the module docstring).
     ``embedding``: the LLM's input-embedding matrix ``[V, D]`` (treated as a constant)."""
     if kind not in KINDS:
-        raise ValueError(f"grounding objective must be one of {KINDS}, got {kind!r}")
+        raise ConfigError(f"grounding objective must be one of {KINDS}, got {kind!r}")
     n = len(visual.blocks)
     if targets.token_ids.shape[:2] != (n, side * side):
-        raise ValueError(
+        raise ConfigError(
             f"grounding targets have shape {tuple(targets.token_ids.shape)}, expected [{n}, {side * side}, W]"
         )
     emb = embedding.detach()

@@ -8,7 +8,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..errors import InputError
+
 WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+# the files that identify a saved model (run fingerprints), in the order they are written: config.json last, so a
+# directory only looks loadable once complete
+MODEL_FILES = (WEIGHTS_NAME, "tokenizer.json", CONFIG_NAME)
 # files a tokenizer's save_pretrained may write: the tokenizer part of a saved model directory
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -53,7 +59,7 @@ def save_model_dir(model, path: str | os.PathLike) -> None:
         stale = path / name
         if stale not in written and stale.is_file():
             stale.unlink()
-    model.config.save(path / "config.json")
+    model.config.save(path / CONFIG_NAME)
 
 
 def save_tokenizer(tokenizer, path: Path) -> list[Path]:
@@ -80,7 +86,7 @@ def resolve_checkpoint(path) -> Path:
             raise FileNotFoundError(f"{p} has no config.json (not a cambrian checkpoint)")
         return p
     if p.exists():
-        raise ValueError(f"{p} is a file; expected a checkpoint directory")
+        raise InputError(f"{p} is a file; expected a checkpoint directory")
     from ..hub import looks_like_repo_id, offline
 
     if offline() or not looks_like_repo_id(str(path)):

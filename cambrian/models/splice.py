@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from ..constants import IGNORE_INDEX, IMAGE_TOKEN, IMAGE_TOKEN_INDEX
+from ..errors import InputError
 from .connectors.base import ImageSpan, VisualTokens
 
 
@@ -79,7 +80,7 @@ def splice_images(
 
     max_len = max(e.shape[0] for e in rows_e)
     if max_length and max_len > max_length:
-        raise ValueError(f"sequence of {max_len} positions (images included) exceeds llm.max_length={max_length}")
+        raise InputError(f"sequence of {max_len} positions (images included) exceeds llm.max_length={max_length}")
     B, D = len(rows_e), text_embeds.shape[-1]
     out_e = text_embeds.new_zeros(B, max_len, D)
     out_m = torch.zeros(B, max_len, dtype=torch.long, device=device)

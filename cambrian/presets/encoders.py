@@ -35,7 +35,7 @@ from collections.abc import Callable
 
 from ..config import EncoderConfig
 from ..registry import Registry
-from ..typed import Int, build, check_value, did_you_mean
+from ..typed import ConfigError, Int, build, check_value, did_you_mean
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -227,8 +227,8 @@ def clip_convnext_xxl_1024(image_size: int | None = None) -> EncoderConfig:
         backend="open_clip",
         name_or_path="hf-hub:laion/CLIP-convnext_xxlarge-laion2B-s34B-b82K-augreg-soup",
         # 6144 channels: the released cambrian-8b checkpoint holds mm_projector_aux_3.0.weight of shape
-        # (1024, 6144) (docs/official-code.md#release, verified by instantiation) and the 303,154,176-parameter connector
-        # needs it. The four stage widths alone sum to 5760 (the spec's "384+768+1536+3072 = 6144" is an
+        # (1024, 6144) (docs/official-code.md#release, verified by instantiation), and the released 8B's connector of
+        # 303,154,176 parameters needs it. The four stage widths alone sum to 5760 (the spec's "384+768+1536+3072 = 6144" is an
         # arithmetic slip); 6144 = 384 (stem output, hidden_states[0]) + 384 + 768 + 1536 + 3072, so we fuse the
         # stem map with the four stages. This is our reading of the official tower; it is what makes the
         # released aux projector's input width come out right.
@@ -439,17 +439,17 @@ def expand_encoder_entry(entry) -> EncoderConfig:
     if isinstance(entry, str):
         return get_encoder_preset(entry)
     if not isinstance(entry, dict):
-        raise ValueError(f"encoder entry must be a preset id or a mapping, got {type(entry).__name__}: {entry!r}")
+        raise ConfigError(f"encoder entry must be a preset id or a mapping, got {type(entry).__name__}: {entry!r}")
     entry = dict(entry)
     preset = entry.pop("preset", None)
     if preset is None:
         if "id" not in entry:
-            raise ValueError(f"encoder entry without 'preset' needs an 'id' (and the other fields): {entry!r}")
+            raise ConfigError(f"encoder entry without 'preset' needs an 'id' (and the other fields): {entry!r}")
         return build(EncoderConfig, entry, f"encoder {entry['id']!r}")
     unknown = set(entry) - _FIELDS
     if unknown:
         key = sorted(unknown)[0]
-        raise ValueError(f"encoder preset {preset!r}: unknown override key {key!r}{did_you_mean(key, _FIELDS)}")
+        raise ConfigError(f"encoder preset {preset!r}: unknown override key {key!r}{did_you_mean(key, _FIELDS)}")
     size = entry.pop("image_size", None)
     if size is not None:  # the preset derives its grid from it: checked first
         size = check_value(Int(ge=1), size, f"encoder preset {preset!r}: image_size")

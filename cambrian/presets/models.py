@@ -10,9 +10,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import yaml
-
 from ..config import CambrianConfig
+from ..typed import ConfigError, read_mapping
 from .encoders import expand_encoder_entry
 
 PRESET_DIR = Path(__file__).resolve().parent / "models"
@@ -42,23 +41,22 @@ def load_preset(name: str) -> CambrianConfig:
         from ..registry import UnknownKeyError
 
         raise UnknownKeyError(f"unknown model preset {name!r}; valid presets: {', '.join(list_presets())}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return config_from_mapping(data, where=str(path))
+    return config_from_mapping(read_mapping(path), where=str(path))
 
 
 def config_from_mapping(data: dict, where: str = "config") -> CambrianConfig:
     """A model-config mapping whose encoder entries may be preset ids -> ``CambrianConfig`` (errors name ``where``)."""
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping at top level, got {type(data).__name__}")
+        raise ConfigError(f"{where}: expected a mapping at top level, got {type(data).__name__}")
     data = dict(data)
     encs = data.get("encoders", [])
     if not isinstance(encs, list):
-        raise ValueError(f"{where}: encoders must be a list of preset ids or mappings")
+        raise ConfigError(f"{where}: encoders must be a list of preset ids or mappings")
     try:
         data["encoders"] = [dataclasses.asdict(expand_encoder_entry(e)) for e in encs]
         return CambrianConfig.from_dict(data)
     except (TypeError, ValueError) as e:  # an unknown preset id stays a KeyError listing the valid ids
-        raise ValueError(f"{where}: {e}") from None
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def resolve_model_config(preset_or_dir: str) -> CambrianConfig:
@@ -66,10 +64,6 @@ def resolve_model_config(preset_or_dir: str) -> CambrianConfig:
     p = Path(preset_or_dir)
     if p.is_dir() and (p / "config.json").exists():
         return CambrianConfig.load(p / "config.json")
-    if p.is_file():
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            raise ValueError(f"{p}: not valid YAML: {e}") from None
-        return config_from_mapping(data, where=str(p))
+    if p.exists() and not p.is_dir():
+        return config_from_mapping(read_mapping(p), where=str(p))
     return load_preset(preset_or_dir)

@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..constants import IMAGE_TOKEN
+from ..errors import InputError
 from ..utils.io import append_jsonl, atomic_write_json
 from .boxes import iou
 from .guided import GuidedSearch, Question
@@ -73,7 +73,7 @@ class SearchEvalModel:
         from ..eval.adapters import CambrianEvalModel, apply_stop
 
         if options.temperature and options.temperature > 0:
-            raise ValueError("search answers are greedy; temperature > 0 is not supported")
+            raise InputError("search answers are greedy; temperature > 0 is not supported")
         searchable = [i for i, r in enumerate(requests) if len(r.images) == 1]
         out: list = [None] * len(requests)
         plain = [i for i in range(len(requests)) if i not in set(searchable)]
@@ -88,18 +88,14 @@ class SearchEvalModel:
         return out
 
     def score_options(self, requests, candidates: Sequence[Sequence[str]]) -> list:
-        from ..models.scoring import score_continuations
+        from ..eval.adapters import CambrianEvalModel
 
         searchable = [i for i, r in enumerate(requests) if len(r.images) == 1]
         out: list = [None] * len(requests)
         plain = [i for i in range(len(requests)) if i not in set(searchable)]
         if plain:
-            scores = score_continuations(
-                self.model,
-                [f"{IMAGE_TOKEN}\n" * len(requests[i].images) + requests[i].prompt for i in plain],
-                [list(requests[i].images) for i in plain],
-                [list(candidates[i]) for i in plain],
-                system=self.system,
+            scores = CambrianEvalModel(self.model, system=self.system).score_options(
+                [requests[i] for i in plain], [candidates[i] for i in plain]
             )
             for i, s in zip(plain, scores):
                 out[i] = s

@@ -1,8 +1,9 @@
-"""Guided visual search around any model of the VLM contract (``cambrian.models.vlm``): V*'s loop with pluggable parts.
+"""Guided visual search around any model of the VLM and generation contracts (``cambrian.models.vlm``,
+``cambrian.models.generate``): V*'s loop with pluggable parts.
 
 For a batch of :class:`Question`\\ s (text, one image, optional options):
 
-1. **plain answer**: the options scored with the whole image (``cambrian.models.scoring``), or a free-form answer
+1. **plain answer**: the options scored with the whole image (the model's ``score_options``), or a free-form answer
    when the trigger reads one;
 2. **trigger** (:mod:`~cambrian.search.trigger`): search this question?
 3. **targets** (:mod:`~cambrian.search.targets`): the objects it needs (given ones first, then the trigger's, then
@@ -10,8 +11,8 @@ For a batch of :class:`Question`\\ s (text, one image, optional options):
 4. **search** (:mod:`~cambrian.search.search`) per target, all targets of all questions advanced together, the
    localiser (:mod:`~cambrian.search.localise`) scoring their patches in shared calls;
 5. **memory** (:mod:`~cambrian.search.memory`): crops of the found boxes as extra images with their boxes;
-6. **answer** with that prompt: the most likely option (summed log-probability; ``normalize``: V*'s per-token mean
-   with the end of turn), or a generated answer.
+6. **answer** with that prompt: the most likely option (summed log-probability; ``normalize``: the per-token mean,
+   near V*'s lowest mean loss), or a generated answer.
 
 A question that is not searched (trigger says no, no target, nothing found) keeps its plain answer. Nothing here
 is trained: the localiser reads what the model already computes (its grounded cells, or its own yes/no likelihood)
@@ -26,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..constants import IMAGE_TOKEN
+from ..errors import InputError
+from ..models.generate import check_generative
 from ..models.vlm import check_vlm
 from .localise import AskLocaliser, EmbeddingLocaliser, Localiser
 from .memory import MemoryItem, memory_items, memory_prompt
@@ -54,7 +57,7 @@ class SearchOutcome:
     memory: list[MemoryItem]
     prompt: str  # the prompt that produced the answer
     images: list
-    option_scores: list | None  # ContinuationScore per option, of the final prompt
+    option_scores: list | None  # log-likelihood of each option under the final prompt
     choice: int | None  # index of the chosen option
     answer: str  # the chosen option's text, or the generated answer
     plain_choice: int | None = None  # the choice without search
@@ -83,7 +86,7 @@ def make_localiser(model, settings: SearchSettings) -> Localiser:
         return EmbeddingLocaliser(model)
     if settings.localiser == "ask":
         return AskLocaliser(model)
-    raise ValueError(
+    raise InputError(
         f"localiser={settings.localiser} needs its data: pass localiser=OracleLocaliser(boxes) to GuidedSearch"
     )
 
@@ -104,6 +107,7 @@ class GuidedSearch:
         batch_size: int = 8,
     ):
         check_vlm(model, "guided search")
+        check_generative(model, "guided search")
         self.model = model
         self.settings = settings or SearchSettings()
         self.localiser = localiser if localiser is not None else make_localiser(model, self.settings)
@@ -114,19 +118,24 @@ class GuidedSearch:
 
     # ---- the model's two ways of answering ---------------------------------------------------------------------
     def score(self, prompts: Sequence[str], images: Sequence[list], options: Sequence[Sequence[str]]) -> list[list]:
-        from ..models.scoring import score_continuations
-
-        if not prompts:
-            return []
-        return score_continuations(
-            self.model,
-            list(prompts),
-            [list(x) for x in images],
-            [list(o) for o in options],
-            system=self.system,
-            include_end=self.settings.normalize,
-            batch_size=self.batch_size,
-        )
+        """Log-likelihood of each option as the answer (the model's ``score_options``, in batches; ``normalize``:
+        divided by the option's token count)."""
+        out: list[list[float]] = []
+        for k in range(0, len(prompts), max(1, self.batch_size)):
+            part = slice(k, k + self.batch_size)
+            out += self.model.score_options(
+                list(prompts[part]),
+                [list(x) for x in images[part]],
+                [list(o) for o in options[part]],
+                system=self.system,
+            )
+        if self.settings.normalize:
+            count = self.model.tokenizer.encode
+            out = [
+                [v / max(1, len(count(o, add_special_tokens=False))) for v, o in zip(row, opts)]
+                for row, opts in zip(out, options)
+            ]
+        return out
 
     def generate(self, prompts: Sequence[str], images: Sequence[list], max_new_tokens: int | None = None) -> list[str]:
         if not prompts:
@@ -138,10 +147,10 @@ class GuidedSearch:
             system=self.system,
         )
 
-    def _choose(self, scores) -> int:
-        from ..models.scoring import best
-
-        return best(scores, normalize=self.settings.normalize)
+    @staticmethod
+    def _choose(scores: Sequence[float]) -> int:
+        """The most likely option (ties: the first)."""
+        return max(range(len(scores)), key=lambda k: (scores[k], -k))
 
     # ---- the loop -------------------------------------------------------------------------------------------
     def look(
@@ -199,8 +208,7 @@ class GuidedSearch:
                 decisions.append((False, None))
                 targets.append([])
                 continue
-            logp = [s.logprob for s in plain_scores[i]] if plain_scores[i] is not None else None
-            go, margin, listed = self.trigger.decide(logp, plain_answers[i])
+            go, margin, listed = self.trigger.decide(plain_scores[i], plain_answers[i])
             names = list(q.targets) if q.targets else (listed or self.extractor(q.text))
             decisions.append((bool(go and names), margin))
             targets.append(names[: self.settings.max_targets] if go else [])

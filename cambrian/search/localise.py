@@ -17,7 +17,7 @@ optionally a context heatmap (where the target would likely be, used when the ta
   words (objects rather than floor). Meaningful only for grounded connectors: their cells were trained to sit on
   those embeddings (``cambrian.models.grounding``).
 - :class:`AskLocaliser` (any model of the VLM contract): asks "Is there a {target} in the image?" about each
-  quarter of the patch and reads p(yes) from the answer likelihoods (``cambrian.models.scoring``); the heatmap is the
+  quarter of the patch and reads p(yes) from the answer likelihoods (the model's ``score_options``); the heatmap is the
   2x2 grid of those, the detection the best quarter. Four prompts per patch, batched.
 - :class:`DetectorLocaliser`: a detector you plug in, ``detect(crop, target) -> [(box, score), ...]`` (boxes in crop
   pixels, scores in [0, 1]); the heatmap rasterises its boxes.
@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..errors import InputError
 from .boxes import Box, area
 
 BACKGROUND_WORDS = ("floor", "background", "ground", "wall", "sky", "table")
@@ -114,7 +115,7 @@ class EmbeddingLocaliser:
         cells: Callable | None = None,
     ):
         if model.grounding_grid is None:
-            raise ValueError(
+            raise InputError(
                 f"the embedding localiser needs a model with a grounded grid; {type(model).__name__} has none "
                 "(use localiser=ask, or plug in a detector)"
             )
@@ -196,7 +197,6 @@ class AskLocaliser:
 
     def locate(self, requests: Sequence[PatchRequest]) -> list[Evidence]:
         from ..constants import IMAGE_TOKEN
-        from ..models.scoring import score_continuations
 
         quarters = []  # per request: [(crop of the quarter, its box in the patch)]
         for req in requests:
@@ -205,14 +205,15 @@ class AskLocaliser:
             boxes = [(a - x0, b - y0, c - x0, d - y0) for a, b, c, d in _quads(req.patch)]
             quarters.append([(crop.crop(q), q) for q in boxes])
         flat = [(req, im) for req, qs in zip(requests, quarters) for im, _ in qs]
-        scores = score_continuations(
-            self.model,
-            [IMAGE_TOKEN + "\n" + self.prompt.format(target=req.target) for req, _ in flat],
-            [[im] for _, im in flat],
-            [["yes", "no"]] * len(flat),
-            batch_size=self.batch_size,
-        )
-        p_yes = [1.0 / (1.0 + float(np.exp(n.logprob - y.logprob))) for y, n in scores]
+        p_yes = []
+        for k in range(0, len(flat), max(1, self.batch_size)):
+            part = flat[k : k + self.batch_size]
+            scores = self.model.score_options(
+                [IMAGE_TOKEN + "\n" + self.prompt.format(target=req.target) for req, _ in part],
+                [[im] for _, im in part],
+                [["yes", "no"]] * len(part),
+            )
+            p_yes += [1.0 / (1.0 + float(np.exp(no - yes))) for yes, no in scores]
         out, k = [], 0
         for qs in quarters:
             p = p_yes[k : k + len(qs)]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..constants import IMAGE_TOKEN
+from ..errors import InputError
 from .boxes import Box, around, fmt, normalized
 from .settings import SearchSettings
 
@@ -62,4 +63,4 @@ def memory_prompt(question: str, image, items: Sequence[MemoryItem], layout: str
         return f"{focus_text(items, image.size)}\n{question}", [m.crop for m in items]
     if layout == "crops":
         return f"{IMAGE_TOKEN}\n" * len(items) + question, [m.crop for m in items]
-    raise ValueError(f"unknown memory layout {layout!r} (vstar, focus, crops)")
+    raise InputError(f"unknown memory layout {layout!r} (vstar, focus, crops)")

@@ -1,11 +1,13 @@
 """The OpenAI-compatible app: ``POST /v1/chat/completions`` (JSON or server-sent events), ``GET /v1/models``,
 ``GET /v1/models/{id}``, ``GET /health``.
 
-Order of checks for a completion: API key (401) before the body is read; body size (413) while it is read; JSON and
-fields (400); model name (404); sampling and ``max_tokens`` cap (400); images (400, or 429 over the server's
-decoded-pixel budget); concurrency (429); then the
-prompt on the worker (400 for a conversation the template refuses or one over the context length). A streamed request
-gets its HTTP status only after its prefill succeeded, so its errors are proper HTTP errors too.
+Order of checks for a completion: API key (401) before the body is read; admission (429 over ``max_concurrency``
+requests, :mod:`.admission`); body size (413) and time (408) while it is read; JSON and fields (400); model name
+(404); sampling and ``max_tokens`` cap (400); images (400, or 429 over the server's pixel budget); the prompt's
+length, then its tokens, off the generation thread (400 for text that cannot fit the context, a conversation the
+template refuses or one over the context length, :mod:`.tokenizing`). A streamed request gets its HTTP status only
+after its prefill succeeded, so its errors are proper HTTP errors too. A client that leaves, streaming or not, stops
+its generation. Connections are guarded by :mod:`.connections` (header timeout, connection cap).
 
 Shutdown (Ctrl-C / SIGTERM): uvicorn stops accepting connections and waits for the requests in flight (up to
 ``graceful_timeout_s``), then the worker finishes whatever was still queued and exits.
@@ -17,29 +19,35 @@ import asyncio
 import contextlib
 import hmac
 import json
-import socket
-import threading
 import time
 import uuid
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import UserError
+from ..models.generate import check_generative
+from .admission import Admission
 from .errors import APIError, bad_request, model_not_found, server_error, too_large, unauthorized
-from .images import PixelBudget, PixelReservation
+from .images import PixelBudget, PixelReservation, image_cost
 from .messages import build_conversation, sampling_from_request
-from .scheduler import STARTED, BatchScheduler, Job
+from .responses import completion_body, sse_events
+from .scheduler import BatchScheduler, Job
 from .schema import parse_request
 from .search import search_conversation
 from .settings import ServeSettings
+from .tokenizing import PromptTokenizer
 
 
 def create_app(model, settings: ServeSettings) -> FastAPI:
+    """The app serving ``model``: anything with the generation contract (``cambrian.models.generate.GenerativeVLM``)."""
+    check_generative(model, "serving")
     scheduler = BatchScheduler(model, settings.max_batch_size, settings.batch_window_ms, settings.max_concurrency)
     budget = PixelBudget(settings.max_pixels_in_flight)
+    admission = Admission(settings.max_concurrency)
+    prompts = PromptTokenizer(model)
+    side = max((e.config.image_size for e in getattr(model, "encoders", ())), default=0)
     created = int(time.time())
 
     @contextlib.asynccontextmanager
@@ -49,10 +57,12 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
             yield
         finally:
             await run_in_threadpool(scheduler.close, settings.graceful_timeout_s)
+            prompts.close()
 
     app = FastAPI(title="cambrian", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.scheduler = scheduler
     app.state.settings = settings
+    app.state.admission = admission
 
     @app.exception_handler(APIError)
     async def _api_error(request, exc: APIError):
@@ -61,6 +71,10 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request, exc: StarletteHTTPException):
         return JSONResponse(APIError(exc.status_code, str(exc.detail), code=None).body(), status_code=exc.status_code)
+
+    @app.exception_handler(ClientGone)
+    async def _gone(request, exc):  # nobody reads it; generation was stopped
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def _crash(request, exc: Exception):
@@ -103,8 +117,10 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
         Returns only what the request needs from here on, so the base64 payloads can be freed."""
         try:
             data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise bad_request(f"the body is not valid JSON: {e}") from None
+        except (UnicodeDecodeError, ValueError) as e:  # ValueError: also a number of over 4300 digits
+            raise bad_request(f"the body is not valid JSON: {str(e)[:200]}") from None
+        except RecursionError:
+            raise bad_request("the body is not valid JSON: nested too deeply") from None
         req = parse_request(data)
         if req.model != settings.model_name:
             raise model_not_found(req.model, settings.model_name)
@@ -113,33 +129,44 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
             raise refusal
         params = sampling_from_request(req, settings)
         messages, images = build_conversation(req, settings, reserve=reserve)
-        include_usage = bool(req.stream_options and req.stream_options.include_usage)
         search = None
         if req.search:
             messages, images, search = search_conversation(model, messages, images, req.search)
-        return bool(req.stream), include_usage, messages, images, params, search
+        prompt = prompts(messages)  # bounded, then tokenised on the tokenizer's own thread
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return bool(req.stream), include_usage, messages, prompt, images, params, search
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         check_auth(request)
-        pixels = PixelReservation(budget)
+        leave = admission.enter()  # 429 before the body is read
+        pixels = PixelReservation(budget, lambda w, h: image_cost(w, h, side))
+
+        def release() -> None:
+            pixels.release()
+            leave()
+
         try:
             with scheduler.arriving():
-                body = await read_body(request, settings.max_body_bytes)
-                stream, include_usage, messages, images, params, search = await run_in_threadpool(parse, body, pixels)
+                body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+                stream, include_usage, messages, prompt, images, params, search = await run_in_threadpool(
+                    parse, body, pixels
+                )
                 del body
-                job = Job(messages, images, params, stream, asyncio.get_running_loop(), on_release=pixels.release)
+                job = Job(
+                    messages, images, params, stream, asyncio.get_running_loop(), on_release=release, prompt=prompt
+                )
                 scheduler.submit(job)
         except BaseException:
-            pixels.release()
+            release()
             raise
         cid = "chatcmpl-" + uuid.uuid4().hex
         now = int(time.time())
         if not stream:
             try:
-                ev = await job.events.get()
-            except asyncio.CancelledError:
-                job.cancel()
+                ev = await until_disconnected(request, job.events.get())
+            except (asyncio.CancelledError, ClientGone):
+                job.cancel()  # the client left: stop generating for it
                 raise
             if isinstance(ev, APIError):
                 raise ev
@@ -160,10 +187,43 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
     return app
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, at most ``limit`` bytes (else 413). A body up to twice the limit is read to its end and dropped, so
-    the client gets its 413 on a healthy connection; beyond that (declared or counted while a chunked body is read)
-    reading stops at once. Memory stays within ``limit``."""
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+async def until_disconnected(request: Request, awaitable):
+    """``await awaitable``, or raise ``ClientGone`` as soon as the client disconnects (its body was read already)."""
+    answer = asyncio.ensure_future(awaitable)
+
+    async def gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watch = asyncio.ensure_future(gone())
+    try:
+        done, _ = await asyncio.wait({answer, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    if answer in done:
+        return answer.result()
+    answer.cancel()
+    raise ClientGone
+
+
+async def read_body(request: Request, limit: int, timeout_s: float | None = None) -> bytes:
+    """The body, at most ``limit`` bytes (else 413) within ``timeout_s`` seconds (else 408: a slow body must not hold
+    its admission). A body up to twice the limit is read to its end and dropped, so the client gets its 413 on a
+    healthy connection; beyond that (declared or counted while a chunked body is read) reading stops at once. Memory
+    stays within ``limit``."""
+    try:
+        return await asyncio.wait_for(_read_body(request, limit), timeout_s)
+    except asyncio.TimeoutError:
+        raise APIError(
+            408, f"The request body did not arrive within {timeout_s:g} s.", code="request_timeout"
+        ) from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > 2 * limit:
         raise too_large(limit)
@@ -177,184 +237,3 @@ async def read_body(request: Request, limit: int) -> bytes:
     if size > limit:
         raise too_large(limit)
     return b"".join(chunks)
-
-
-def _usage(ev) -> dict:
-    return {
-        "prompt_tokens": ev.prompt_tokens,
-        "completion_tokens": ev.completion_tokens,
-        "total_tokens": ev.prompt_tokens + ev.completion_tokens,
-    }
-
-
-def completion_body(cid: str, created: int, model: str, ev) -> dict:
-    return {
-        "id": cid,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "system_fingerprint": None,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": ev.text},
-                "logprobs": None,
-                "finish_reason": ev.finish_reason,
-            }
-        ],
-        "usage": _usage(ev),
-    }
-
-
-def _chunk(cid: str, created: int, model: str, delta: dict, finish_reason=None, **extra) -> str:
-    body = {
-        "id": cid,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "system_fingerprint": None,
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-        **extra,
-    }
-    return f"data: {json.dumps(body)}\n\n"
-
-
-async def sse_events(job: Job, first, cid: str, created: int, model: str, include_usage: bool, search=None):
-    """Server-sent events: a role chunk (with the search's trace when the request searched), content chunks, a chunk
-    with the finish reason, (usage), ``[DONE]``. A client that disconnects cancels its row."""
-    try:
-        extra = {"search": search} if search else {}
-        yield _chunk(cid, created, model, {"role": "assistant", "content": ""}, **extra)
-        item = first
-        while True:
-            if item is not STARTED:
-                if isinstance(item, APIError):
-                    yield f"data: {json.dumps(item.body())}\n\n"
-                    break
-                if item.delta:
-                    yield _chunk(cid, created, model, {"content": item.delta})
-                if item.finished:
-                    yield _chunk(cid, created, model, {}, item.finish_reason)
-                    if include_usage:
-                        body = {
-                            "id": cid,
-                            "object": "chat.completion.chunk",
-                            "created": created,
-                            "model": model,
-                            "choices": [],
-                            "usage": _usage(item),
-                        }
-                        yield f"data: {json.dumps(body)}\n\n"
-                    break
-            item = await job.events.get()
-        yield "data: [DONE]\n\n"
-    finally:
-        if not job.finished:
-            job.cancel()
-
-
-# ---- running it ------------------------------------------------------------------------------------------------
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket for uvicorn (bound here, not by uvicorn, so a busy port is an exception rather than
-    uvicorn's ``sys.exit`` and ``port=0`` yields the real port)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto must say TCP: asyncio sets TCP_NODELAY only on connections accepted from such a socket, and without it
-    # every response on a kept-alive connection stalls ~40 ms (Nagle against the client's delayed ACK)
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as e:
-        sock.close()
-        raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    sock.set_inheritable(True)
-    return sock
-
-
-def make_server(
-    app: FastAPI,
-    host: str,
-    port: int,
-    settings: ServeSettings,
-    log_level: str = "warning",
-    sock: socket.socket | None = None,
-):
-    """(uvicorn.Server, bound socket); ``sock``: one bound already (``bind_socket``)."""
-    import uvicorn
-
-    # connections beyond twice the request limit get uvicorn's 503 before their body is read (bounded memory)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        lifespan="on",
-        server_header=False,
-        timeout_graceful_shutdown=settings.graceful_timeout_s,
-        limit_concurrency=2 * settings.max_concurrency + 8,
-    )
-    return uvicorn.Server(config), (sock if sock is not None else bind_socket(host, port))
-
-
-def socket_url(sock: socket.socket) -> str:
-    h, p = sock.getsockname()[:2]
-    return f"http://{f'[{h}]' if ':' in h else h}:{p}"
-
-
-def run_server(
-    model,
-    settings: ServeSettings,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    log_level: str = "warning",
-    sock: socket.socket | None = None,
-    on_ready=None,
-) -> None:
-    """Serve until Ctrl-C / SIGTERM (in-flight requests finish first). ``sock``: a socket from ``bind_socket`` (bind
-    before loading the model to fail fast on a busy port); ``on_ready(url)`` is called once the app has started."""
-    server, sock = make_server(create_app(model, settings), host, port, settings, log_level, sock)
-    if on_ready is not None:
-
-        def announce():
-            while not server.started and not server.should_exit:
-                time.sleep(0.02)
-            if server.started:
-                on_ready(socket_url(sock))
-
-        threading.Thread(target=announce, daemon=True).start()
-    server.run(sockets=[sock])
-
-
-class ServerThread:
-    """The server in a background thread (tests, benchmarks): ``with ServerThread(model, settings) as srv:`` then
-    ``srv.base_url`` (".../v1"). Leaving the block shuts down gracefully."""
-
-    def __init__(
-        self, model, settings: ServeSettings, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
-    ):
-        self.app = create_app(model, settings)
-        self.server, self._sock = make_server(self.app, host, port, settings, log_level)
-        self.url = socket_url(self._sock)
-        self.base_url = self.url + "/v1"
-        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True)
-
-    def start(self, timeout: float = 30.0) -> ServerThread:
-        self._thread.start()
-        t0 = time.monotonic()
-        while not self.server.started:
-            if not self._thread.is_alive() or time.monotonic() - t0 > timeout:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self, timeout: float = 60.0) -> None:
-        self.server.should_exit = True
-        self._thread.join(timeout)
-
-    def __enter__(self) -> ServerThread:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

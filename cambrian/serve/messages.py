@@ -5,7 +5,7 @@ protocol does), plus the decoded images in tag order; and the request's sampling
 from __future__ import annotations
 
 from ..constants import IMAGE_TOKEN
-from ..models.generation import SamplingParams
+from ..models.generate import SamplingParams
 from .errors import bad_request
 from .images import load_image_url
 from .schema import ChatCompletionRequest
@@ -15,7 +15,7 @@ _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant"
 
 
 def build_conversation(req: ChatCompletionRequest, settings: ServeSettings, reserve=None) -> tuple[list[dict], list]:
-    """``reserve(pixels, param)``: called before each image is decoded (the server's pixel budget)."""
+    """``reserve(w, h, param)``: called before each image is decoded (the server's pixel budget)."""
     messages: list[dict] = []
     images: list = []
     for i, m in enumerate(req.messages):
@@ -47,6 +47,7 @@ def build_conversation(req: ChatCompletionRequest, settings: ServeSettings, rese
                     settings.local_image_root,
                     param=where,
                     reserve=reserve,
+                    max_aspect=settings.max_image_aspect,
                 )
             )
             pieces.append(IMAGE_TOKEN)

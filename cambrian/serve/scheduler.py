@@ -1,13 +1,14 @@
 """The batching queue. Requests become :class:`Job`\\ s in a FIFO; one worker thread takes the first waiting job, waits
 at most ``batch_window_ms`` for more while other requests are still being parsed (a lone request does not wait),
-takes at once whatever is already queued, up to ``max_batch_size``, and decodes them together
-(``CambrianModel.generate_events``: one prefill, then one token per row per step). Batching is continuous: rows leave
-the batch as they finish, and at every step boundary requests that arrived meanwhile are prefilled and join the
-running batch (up to ``max_batch_size`` rows), so a long answer never holds the queue. Events go back to each
-request's asyncio queue on the server's event loop.
+takes at once whatever is already queued, up to ``max_batch_size``, and decodes them together (the generation
+contract's ``generate_events``, ``cambrian.models.generate``: one prefill, then one token per row per step). Batching
+is continuous: rows leave the batch as they finish, and at every step boundary requests that arrived meanwhile are
+prefilled and join the running batch (up to ``max_batch_size`` rows), so a long answer never holds the queue. Events
+go back to each request's asyncio queue on the server's event loop.
 
-All model and tokenizer work happens on the worker thread (a request's prompt is checked there too, just before its
-batch), so the event loop only parses JSON and decodes images. Jobs that fail alone (a prompt over the context
+All model work happens on the worker thread; a request's prompt arrives tokenised (``Job.prompt``, see
+``tokenizing``) and is checked there against the context just before its batch, so the event loop only parses JSON
+and decodes images. Jobs that fail alone (a prompt over the context
 length, a bad conversation) get their own 400; a batch whose prefill fails is retried one job at a time so one bad
 request cannot fail the others.
 """
@@ -22,13 +23,23 @@ import time
 from dataclasses import dataclass, field
 
 from ..constants import IMAGE_TOKEN_INDEX
-from ..models.generation import SamplingParams
+from ..errors import UserError
+from ..models.generate import SamplingParams
 from ..utils.log import get_logger
 from .errors import APIError, bad_request, busy, server_error, shutting_down
 
 log = get_logger("serve")
 
 STARTED = "started"  # sent to streaming jobs once their prefill succeeded
+ADMITTED_HISTORY = 1000  # batch sizes at prefill kept for /health-style inspection (tests, benchmarks)
+STEP_HISTORY = 10000  # rows per decode step kept likewise
+
+
+def _append_bounded(history: list, value, keep: int) -> None:
+    """Append; past twice ``keep`` items, drop all but the last ``keep`` (amortised O(1) per append)."""
+    history.append(value)
+    if len(history) > 2 * keep:
+        del history[:-keep]
 
 
 @dataclass(eq=False)
@@ -39,7 +50,8 @@ class Job:
     stream: bool
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
-    on_release: object = None  # called once when the job is done (frees its share of the pixel budget)
+    on_release: object = None  # called once when the job is done (frees its admission and pixel budget)
+    prompt: object = None  # the messages' PromptIds, tokenised off this thread (None: tokenised here)
     cancelled: bool = False
     finished: bool = False
     _run: object = None
@@ -79,8 +91,8 @@ class BatchScheduler:
         self._closing = False
         self._thread = threading.Thread(target=self._loop, name="cambrian-generate", daemon=True)
         self._stop = False
-        self.admitted: list[int] = []  # requests prefilled together (the last 1000)
-        self.step_sizes: list[int] = []  # requests decoded at each step (the last 10000)
+        self.admitted: list[int] = []  # requests prefilled together (at least the last ADMITTED_HISTORY)
+        self.step_sizes: list[int] = []  # requests decoded at each step (at least the last STEP_HISTORY)
 
     # -- called from the event loop --
     def start(self) -> None:
@@ -165,14 +177,14 @@ class BatchScheduler:
         """A 400 for a conversation the template refuses or a prompt that leaves no room to answer."""
         model = self.model
         try:
-            ids = model.prompt_ids(job.messages)
-        except ValueError as e:
+            ids = job.prompt if job.prompt is not None else model.prompt_ids(job.messages)
+        except UserError as e:  # a conversation the template refuses
             raise bad_request(f"messages: {e}", param="messages") from None
         n_img = sum(1 for t in ids if t == IMAGE_TOKEN_INDEX)
         if n_img != len(job.images):
             raise bad_request(f"messages: {n_img} image places but {len(job.images)} images", param="messages")
         positions = len(ids) - n_img + sum(model.visual_token_count(im.size) for im in job.images)
-        limit = model.config.llm.max_length
+        limit = model.context_length
         if limit and positions >= limit:
             raise bad_request(
                 f"the prompt takes {positions} positions (images included); the model's context is {limit}",
@@ -198,7 +210,7 @@ class BatchScheduler:
             return []
         try:
             run = self.model.generate_events(
-                [j.messages for j in live],
+                [j.prompt if j.prompt is not None else j.messages for j in live],
                 [j.images for j in live],
                 sampling=[j.params for j in live],
                 stream=[j.stream for j in live],
@@ -207,36 +219,41 @@ class BatchScheduler:
         except Exception as e:
             if len(live) > 1:
                 return [group for j in live for group in self._prefill([j])]
-            err = bad_request(str(e)) if isinstance(e, ValueError) else server_error(f"generation failed: {e}")
-            if not isinstance(e, ValueError):
+            err = bad_request(str(e)) if isinstance(e, UserError) else server_error(f"generation failed: {e}")
+            if not isinstance(e, UserError):
                 log.exception("prefill failed")
             self._release(live[0], err)
             return []
-        self.admitted = (self.admitted + [len(live)])[-1000:]
+        _append_bounded(self.admitted, len(live), ADMITTED_HISTORY)
         return [(live, run)]
 
     def _run_batch(self, batch: list[Job]) -> None:
-        groups = self._prefill(batch)
-        if not groups:
-            return
-        (first_jobs, run), rest = groups[0], groups[1:]
-        rows: dict[int, Job] = {}
+        """Decode a batch: its first prefilled group takes waiting jobs at step boundaries (continuous batching); jobs
+        whose joint prefill failed were prefilled one by one and run after it, each on its own."""
+        for k, (jobs, run) in enumerate(self._prefill(batch)):
+            rows: dict[int, Job] = {}
+            active: set[int] = set()
+            self._attach(run, rows, active, jobs, range(len(jobs)))
+            self._forward(run, rows, active, admit=k == 0)
 
-        def attach(jobs, ids):
-            for i, j in zip(ids, jobs):
-                rows[i] = j
-                j.attach(run, i)
-                if j.stream:
-                    j.deliver(STARTED)
-
-        attach(first_jobs, range(len(first_jobs)))
-        active = set(rows)
+    def _attach(self, run, rows: dict, active: set, jobs: list[Job], ids) -> None:
+        for i, j in zip(ids, jobs):
+            rows[i] = j
+            active.add(i)
+            j.attach(run, i)
+            if j.stream:
+                j.deliver(STARTED)
         self.running = len(active)
+
+    def _forward(self, run, rows: dict[int, Job], active: set[int], admit: bool) -> None:
+        """Hand each event of ``run`` to its job until the run ends; with ``admit``, waiting jobs join at each step
+        boundary."""
         try:
             for ev in run:
                 if ev.step:
-                    self.step_sizes = (self.step_sizes + [len(active)])[-10000:]
-                    self._admit(run, active, attach)
+                    if admit:
+                        _append_bounded(self.step_sizes, len(active), STEP_HISTORY)
+                        self._admit(run, rows, active)
                     continue
                 j = rows[ev.row]
                 if ev.finished:
@@ -251,10 +268,8 @@ class BatchScheduler:
                 self._release(j, server_error(f"generation failed: {e}"))
         finally:
             self.running = 0
-        for jobs, other in rest:  # jobs whose joint prefill failed, prefilled one by one
-            self._drain(jobs, other)
 
-    def _admit(self, run, active: set, attach) -> None:
+    def _admit(self, run, rows: dict, active: set) -> None:
         """Continuous batching: at a step boundary, waiting jobs (up to the free places) are prefilled and join the
         running batch, instead of waiting for all of it to finish."""
         room = self.max_batch_size - len(active)
@@ -271,27 +286,4 @@ class BatchScheduler:
                 break
             jobs.append(job)
         for group, other in self._prefill(jobs):
-            ids = run.join(other)
-            attach(group, ids)
-            active.update(ids)
-        self.running = len(active)
-
-    def _drain(self, jobs: list[Job], run) -> None:
-        """Run a prefilled group on its own."""
-        for r, j in enumerate(jobs):
-            j.attach(run, r)
-            if j.stream:
-                j.deliver(STARTED)
-        try:
-            for ev in run:
-                if ev.step:
-                    continue
-                j = jobs[ev.row]
-                if ev.finished:
-                    self._release(j, ev)
-                elif not j.cancelled:
-                    j.deliver(ev)
-        except Exception as e:
-            log.exception("decoding failed")
-            for j in jobs:
-                self._release(j, server_error(f"generation failed: {e}"))
+            self._attach(run, rows, active, group, run.join(other))

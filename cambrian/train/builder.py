@@ -19,10 +19,11 @@ from ..data.dataset import ImagePipeline, SupervisedDataset
 from ..data.llava import LlavaSource
 from ..data.sampler import StepPlanner
 from ..errors import UserError
+from ..models.training import parameters_with_prefixes
 from ..utils.log import get_logger
 from .config import ConfigError, TrainConfig
 from .distributed import DistEnv, barrier
-from .freeze import apply_freeze, param_groups, stage_policy
+from .freeze import apply_freeze, param_groups
 from .lora import inject_lora
 from .schedule import lr_lambda
 
@@ -37,8 +38,11 @@ def prepare_model(model: nn.Module, cfg: TrainConfig, env: DistEnv) -> tuple[dic
     use_lora = bool(cfg.lora.get("enabled")) and cfg.stage == 2
     if use_lora:
         inject_lora(model, cfg.lora)
-    policy = cfg.trainable or stage_policy(cfg.stage, cfg.unfreeze_vision, lora=use_lora)
-    counts = apply_freeze(model, policy)
+    if cfg.trainable:  # the recipe names the parameters itself
+        params = parameters_with_prefixes(model, cfg.trainable)
+    else:
+        params = model.trainable_parameters(cfg.stage, cfg.unfreeze_vision, lora=use_lora)
+    counts = apply_freeze(model, params)
     if cfg.gradient_checkpointing:
         enable_checkpointing(model.llm)
     if env.device.type == "cuda":

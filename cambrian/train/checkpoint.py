@@ -9,7 +9,7 @@
                            bad samples by reason)
 * ``rng_state_rank<r>.json`` + ``rng_state_rank<r>.safetensors``  python / numpy RNG states (JSON) and torch CPU /
                            CUDA RNG states (uint8 tensors) of every rank
-* ``train_config.yaml``, ``config.json`` (the run's TrainConfig and the model's CambrianConfig)
+* ``train_config.yaml``, ``config.json`` (the run's TrainConfig and the model's config)
 
 A checkpoint is written into ``.tmp-checkpoint-<step>`` and renamed when complete, so a crash never leaves a
 half checkpoint that ``--resume`` could pick up; only the last ``save_total_limit`` are kept.
@@ -32,36 +32,25 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..errors import InputError
 from ..utils.io import atomic_write_json
 from .distributed import DistEnv, barrier
 
 CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
-def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
+def list_checkpoints(output_dir: str | os.PathLike, complete_only: bool = True) -> list[Path]:
+    """The ``checkpoint-<step>`` dirs, oldest first: those with a ``trainer_state.json``, or every one with
+    ``complete_only=False`` (``--resume`` falls back past broken ones)."""
     d = Path(output_dir)
     if not d.is_dir():
         return []
     found = [
         (int(m.group(1)), p)
         for p in d.iterdir()
-        if p.is_dir() and (m := CKPT_RE.match(p.name)) and (p / "trainer_state.json").exists()
+        if p.is_dir() and (m := CKPT_RE.match(p.name)) and (not complete_only or (p / "trainer_state.json").exists())
     ]
     return [p for _, p in sorted(found)]
-
-
-def all_checkpoint_dirs(output_dir) -> list[Path]:
-    """Every ``checkpoint-<step>`` dir, oldest first, complete or not (``--resume`` falls back past broken ones)."""
-    d = Path(output_dir)
-    if not d.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in d.iterdir() if p.is_dir() and (m := CKPT_RE.match(p.name))]
-    return [p for _, p in sorted(found)]
-
-
-def latest_checkpoint(output_dir) -> Path | None:
-    cks = list_checkpoints(output_dir)
-    return cks[-1] if cks else None
 
 
 def _state_options(cpu_offload=True):
@@ -81,7 +70,7 @@ def trainable_state(engine: nn.Module, model: nn.Module, optimizer, env: DistEnv
     return msd, osd
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint that cannot be resumed from (missing, foreign or tampered files)."""
 
 
@@ -202,9 +191,7 @@ def save_checkpoint(
         atomic_write_json(tmp / "trainer_state.json", trainer_state)
         if train_config is not None:
             train_config.save(tmp / "train_config.yaml")
-        cfg = getattr(model, "config", None)
-        if cfg is not None and hasattr(cfg, "save"):
-            cfg.save(tmp / "config.json")
+        model.config.save(tmp / "config.json")
     barrier(env)
     if env.is_main:
         if final.exists():

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BeforeValidator, ConfigDict, with_config
 from typing_extensions import NotRequired, TypedDict
 
-from ..typed import (  # noqa: F401
+from ..typed import (
     Bool,
     Choice,
     ConfigError,
@@ -228,7 +228,7 @@ class TrainConfig:
         if data.get("data") is not None and relative_base is not None:  # a recipe file's data: relative to its folder
             try:
                 entries = _data_list(data["data"])
-            except Exception:
+            except Exception:  # noqa: BLE001 - malformed data entries: the typed check below names the problem
                 entries = None  # malformed: the typed check below names the problem
             if entries is not None:
                 data["data"] = [_relative_to(e, relative_base) if isinstance(e, dict) else e for e in entries]

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.nn as nn
 
 
 @dataclass
@@ -57,12 +56,3 @@ def all_reduce_sum(t: torch.Tensor, env: DistEnv) -> torch.Tensor:
     if env.distributed:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
-
-
-def decoder_layer_classes(model: nn.Module) -> set[type]:
-    """Transformer block classes to wrap as FSDP units (LlamaDecoderLayer, Qwen2DecoderLayer, ...)."""
-    return {
-        type(m)
-        for m in model.modules()
-        if type(m).__name__.endswith(("DecoderLayer", "Block")) and any(True for _ in m.parameters())
-    }

@@ -17,11 +17,13 @@ from pathlib import Path
 
 import torch
 
+from ..utils.progress import progress_bar
+
 
 def encoders_hash(encoders) -> str:
     cfgs = []
     for enc in encoders:
-        c = getattr(enc, "config", None)
+        c = enc.config
         cfgs.append(dataclasses.asdict(c) if dataclasses.is_dataclass(c) else repr(c))
     return hashlib.sha1(json.dumps(cfgs, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -72,14 +74,11 @@ class FeatureCache:
         """Compute and store the features of every image not cached yet (this rank's share); returns how many
         were computed. Unreadable images are skipped (the dataset reports them as bad samples)."""
         from PIL import Image
-        from tqdm import tqdm
 
         todo = [p for i, p in enumerate(sorted(set(map(str, image_paths)))) if i % world_size == rank]
         todo = [p for p in todo if Path(p).is_file() and not self.has(p)]
         done = 0
-        bar = tqdm(
-            total=len(todo), desc="tower features", unit="img", disable=not progress or not todo, dynamic_ncols=True
-        )
+        bar = progress_bar(total=len(todo), desc="tower features", unit="img", enabled=progress and bool(todo))
         for s in range(0, len(todo), batch_size):
             bar.update(min(batch_size, len(todo) - s))
             chunk, ims = [], []
@@ -88,7 +87,7 @@ class FeatureCache:
                     with Image.open(p) as im:
                         ims.append(im.convert("RGB"))
                     chunk.append(p)
-                except Exception:
+                except Exception:  # noqa: BLE001 - an unreadable image is not cached; the dataset counts it as bad
                     continue
             if not chunk:
                 continue

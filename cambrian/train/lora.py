@@ -19,7 +19,9 @@ def inject_lora(model: nn.Module, lora: dict) -> int:
         target_modules=list(lora.get("target_modules") or []),
     )
     inject_adapter_in_model(cfg, model.llm)
-    return sum(1 for n, _ in model.llm.named_modules() if n.endswith("lora_A"))
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return sum(isinstance(m, BaseTunerLayer) for m in model.llm.modules())
 
 
 def merge_lora(model: nn.Module) -> None:

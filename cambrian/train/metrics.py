@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
+from ..utils.progress import progress_bar
 
 # dense bf16 peak FLOP/s per device (vendor datasheets); unknown devices: no MFU
 PEAK_BF16 = {
@@ -58,7 +59,7 @@ class MetricsLogger:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.tb = SummaryWriter(str(out_dir / "tensorboard"))
-            except Exception as e:  # asked for and unavailable: say so instead of training without it
+            except Exception as e:  # noqa: BLE001 - asked for and unavailable: say so instead of training without it
                 raise ReporterError(
                     f"report_to: tensorboard could not start ({type(e).__name__}: {e}); install "
                     "tensorboard or remove it from report_to"
@@ -70,7 +71,7 @@ class MetricsLogger:
                 self.wandb = wandb.init(
                     project=cfg.wandb_project, config=cfg.to_dict(), dir=str(out_dir), resume="allow"
                 )
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - asked for and unavailable: say so instead of training without it
                 if self.tb is not None:
                     self.tb.close()
                 raise ReporterError(
@@ -78,12 +79,7 @@ class MetricsLogger:
                     "to wandb or remove it from report_to"
                 ) from None
         if cfg.progress:
-            try:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=total, initial=initial, desc="train", dynamic_ncols=True)
-            except ImportError:
-                self.bar = None
+            self.bar = progress_bar(total=total, initial=initial, desc="train")
 
     def log(self, rec: dict, log: bool = True) -> None:
         if not self.enabled:

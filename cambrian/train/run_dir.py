@@ -89,9 +89,11 @@ def resume_mismatch(cfg: TrainConfig, ck: Path) -> str | None:
     one phrase (None when equal or when the checkpoint has no readable config)."""
     import yaml
 
+    from ..typed import ConfigError, load_yaml, read_config_text
+
     try:
-        saved = yaml.safe_load((ck / "train_config.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        saved = load_yaml(read_config_text(ck / "train_config.yaml"))
+    except (OSError, yaml.YAMLError, ConfigError):
         return None
     if not isinstance(saved, dict):
         return None
@@ -115,13 +117,14 @@ def resume_mismatch(cfg: TrainConfig, ck: Path) -> str | None:
 
 def save_into(model, out: Path) -> None:
     """``save_pretrained`` next to the run's checkpoints and metrics: save into a temp dir (a model's
-    ``save_pretrained`` may replace the whole directory), then move each file in; ``config.json`` last, so the dir
-    only looks loadable once complete."""
+    ``save_pretrained`` may replace the whole directory), then move each file in; the model's ``saved_files`` last,
+    in their order, so the dir only looks loadable once complete."""
     tmp = out / ".tmp-model"
     if tmp.exists():
         shutil.rmtree(tmp)
     model.save_pretrained(tmp)
-    names = sorted((p.name for p in tmp.iterdir()), key=lambda n: n in ("config.json", "toy_config.json"))
+    order = list(model.saved_files)
+    names = sorted((p.name for p in tmp.iterdir()), key=lambda n: order.index(n) if n in order else -1)
     for n in names:
         dst = out / n
         if dst.is_dir():

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from ..registry import Registry
-from .distributed import DistEnv, decoder_layer_classes
+from .distributed import DistEnv
 
 STRATEGIES: Registry[type[Strategy]] = Registry("distributed strategy")
 
@@ -76,15 +76,15 @@ class _FSDPStrategy(Strategy):
     def wrap(self, model: nn.Module) -> nn.Module:
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
         from torch.distributed.fsdp import ShardingStrategy
-        from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+        from torch.distributed.fsdp.wrap import CustomPolicy
 
-        layers = decoder_layer_classes(model)
+        units = {id(m) for m in model.fsdp_units()}  # the model declares them (its LLM's decoder layers)
         return FSDP(
             model,
             sharding_strategy=getattr(ShardingStrategy, self.sharding),
-            auto_wrap_policy=ModuleWrapPolicy(layers) if layers else None,
+            auto_wrap_policy=CustomPolicy(lambda m: id(m) in units) if units else None,
             use_orig_params=True,  # frozen and trainable parameters share flat params; per-name lr groups
-            device_id=self.env.device if self.env.device.type == "cuda" else None,
+            device_id=self.env.device,  # on CPU too (gloo): without it FSDP looks for an accelerator
         )
 
     def no_sync(self, engine: nn.Module, last_micro_step: bool):

@@ -16,6 +16,7 @@ stage-1 shards into the ``mm_projector.bin`` stage 2 expects.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections import Counter
@@ -42,7 +43,7 @@ from .builder import (
     unreadable_lines,
 )
 from .callbacks import Callback, default_callbacks
-from .checkpoint import CheckpointError, all_checkpoint_dirs, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .distributed import DistEnv, all_reduce_sum, barrier, init_distributed
 from .lora import merge_lora
@@ -53,6 +54,8 @@ from .strategies import make_strategy
 log = get_logger("train")
 
 __all__ = ["Trainer", "DataQualityError", "OutputDirError", "supervised_tokens"]
+
+PREFETCH_BATCHES = 4  # micro-batches each loader worker prepares ahead
 
 
 def supervised_tokens(labels: torch.Tensor) -> int:
@@ -72,10 +75,11 @@ class Trainer:
         env: DistEnv | None = None,
         callbacks: Sequence[Callback] | None = None,
     ):
-        self.cfg = cfg = config
         self.env = env or init_distributed()
-        prepare_output_dir(cfg, self.env)
-        cfg.overwrite = False  # done: the saved train_config.yaml must not delete this run when reused as a recipe
+        prepare_output_dir(config, self.env)
+        # the run's own copy (the caller's config is left alone): overwrite is done, and the train_config.yaml saved
+        # from it must not delete this run when reused as a recipe
+        self.cfg = cfg = dataclasses.replace(config, overwrite=False)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
@@ -109,6 +113,12 @@ class Trainer:
             cfg, self.model, self.env, self.total_steps
         )
         self.trainable_params = [p for p in self.model.parameters() if p.requires_grad]
+        n_llm = sum(p.numel() for p in self.model.llm.parameters())
+        n_llm_train = sum(p.numel() for p in self.model.llm.parameters() if p.requires_grad)
+        self.flops_per_token = train_flops_per_token(n_llm, n_llm_train)
+        self.peak_flops = peak_flops(self.env.device) if self.env.device.type == "cuda" else None
+        self.bad: Counter = Counter()  # bad samples by reason (restored on resume)
+        self._last_good: dict | None = None  # the last micro-batch with a good sample (stands in for an all-bad one)
 
         self.state = {
             "step": 0,
@@ -140,7 +150,7 @@ class Trainer:
     def _resume_latest(self) -> None:
         """Resume from the newest checkpoint that reads back; a truncated / corrupt newer one is skipped with one
         warning line (the error of the newest is raised when none is usable)."""
-        cks = list(reversed(all_checkpoint_dirs(self.out)))
+        cks = list(reversed(list_checkpoints(self.out, complete_only=False)))
         first_error = None
         for ck in cks:
             self._check_resume_config(ck)
@@ -179,7 +189,7 @@ class Trainer:
             num_workers=self.cfg.num_workers,
             pin_memory=self.env.device.type == "cuda",
             persistent_workers=False,
-            prefetch_factor=4 if self.cfg.num_workers else None,
+            prefetch_factor=PREFETCH_BATCHES if self.cfg.num_workers else None,
         )
 
     def _touch_all(self) -> torch.Tensor:
@@ -197,10 +207,6 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         if env.is_main:
             cfg.save(self.out / "train_config.yaml")
-        n_llm = sum(p.numel() for p in self.model.llm.parameters())
-        n_llm_train = sum(p.numel() for p in self.model.llm.parameters() if p.requires_grad)
-        self.flops_per_token = train_flops_per_token(n_llm, n_llm_train)
-        self.peak_flops = peak_flops(env.device) if env.device.type == "cuda" else None
         self.bad = Counter(self.state.get("bad_counts", {}))
         self._last_good = None
         summary: dict = {}
@@ -209,10 +215,10 @@ class Trainer:
         self.engine.train()
         try:
             while self.state["step"] < self.total_steps and not self.stop_now:
-                epoch, sie = self.state["epoch"], self.state["step_in_epoch"]
-                end = min(self.steps_per_epoch, sie + (self.total_steps - self.state["step"]))
-                it = iter(self._loader(epoch, sie, end))
-                for _ in range(sie, end):
+                epoch, start = self.state["epoch"], self.state["step_in_epoch"]
+                end = min(self.steps_per_epoch, start + (self.total_steps - self.state["step"]))
+                it = iter(self._loader(epoch, start, end))
+                for _ in range(start, end):
                     summary = self._step([next(it) for _ in range(self.grad_accum)], epoch)
                     self._check_bad(final=False)
                     for cb in self.callbacks:
@@ -222,25 +228,20 @@ class Trainer:
                 if self.state["step_in_epoch"] >= self.steps_per_epoch:
                     self.state["epoch"] += 1
                     self.state["step_in_epoch"] = 0
-        except BaseException:
-            for cb in self.callbacks:  # release files and bars; a failed run writes no final model
-                cb.on_train_end(self, summary)
-            raise
-        if self.stop_now:  # a callback ended the run: no final save (what a kill at this step leaves)
+            if not self.stop_now:  # (a callback that ends the run leaves what a kill at this step would)
+                self._check_bad(final=True)
+                self.completed = True
+                summary["bad_counts"] = dict(self.bad + self.line_bad)
+        finally:  # metrics and bars closed; the final checkpoint written when completed (CheckpointCallback)
             for cb in self.callbacks:
                 cb.on_train_end(self, summary)
-            return summary
-        self._check_bad(final=True)
-        self.completed = True
-        summary["bad_counts"] = dict(self.bad + self.line_bad)
-        for cb in self.callbacks:  # metrics closed, the final checkpoint written (CheckpointCallback)
-            cb.on_train_end(self, summary)
-        self.save_model(self.out)
+        if self.completed:  # a failed or stopped run writes no final model
+            self.save_model(self.out)
         return summary
 
     def _step(self, micro: list[dict], epoch: int) -> dict:
         """One optimizer step over ``grad_accum`` micro-batches; returns the step's metrics record."""
-        env, A = self.env, self.grad_accum
+        env, accum = self.env, self.grad_accum
         t0 = time.perf_counter()
         # global reductions: supervised tokens, samples, LLM tokens, bad counts by reason
         local = [
@@ -249,9 +250,9 @@ class Trainer:
             sum(b.get("num_tokens", 0) for b in micro if not b["empty"]),
         ]
         local += [sum(b["bad_counts"].get(r, 0) for b in micro) for r in BAD_REASONS]
-        red = all_reduce_sum(torch.tensor(local, dtype=torch.float64, device=env.device), env).tolist()
-        n_sup, n_samples, n_tokens = red[0], int(red[1]), int(red[2])
-        for r, c in zip(BAD_REASONS, red[3:]):
+        total = all_reduce_sum(torch.tensor(local, dtype=torch.float64, device=env.device), env).tolist()
+        n_sup, n_samples, n_tokens = total[0], int(total[1]), int(total[2])
+        for r, c in zip(BAD_REASONS, total[3:]):
             if c:
                 self.bad[r] += int(c)
         loss_sum = torch.zeros((), dtype=torch.float64, device=env.device)
@@ -264,7 +265,7 @@ class Trainer:
             else:
                 self._last_good = b
             kwargs = model_inputs(b, env.device)
-            with self.strategy.no_sync(self.engine, a == A - 1), self._autocast():
+            with self.strategy.no_sync(self.engine, a == accum - 1), self._autocast():
                 out = self.engine(**kwargs)
                 n = self._weight(b) * weight
                 loss = out.loss.float() * (n * env.world_size / max(n_sup, 1.0))

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
+
 
 def current_umask() -> int:
     """The process umask, read without changing it where the OS allows (``/proc/self/status``)."""
@@ -74,13 +76,45 @@ def read_jsonl(path: str | os.PathLike) -> Iterable[dict]:
             try:
                 yield json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+                raise InputError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
 
 
 def append_jsonl(f, obj: Any) -> None:
     """Append one record to an open text file and flush it (used for resumable predictions)."""
     f.write(json.dumps(obj, ensure_ascii=False) + "\n")
     f.flush()
+
+
+def repair_jsonl(path: str | os.PathLike, window: int = 1 << 20) -> int:
+    """Cut what a killed writer left at the end of a JSONL file: an unterminated last line and any trailing lines
+    that are not JSON. Reads only the tail (``window`` bytes, grown while it holds no valid line). Returns the
+    number of bytes removed."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    size = path.stat().st_size
+    with open(path, "rb+") as f:
+        while True:
+            start = max(0, size - window)
+            f.seek(start)
+            tail = f.read()
+            first = tail.find(b"\n") + 1 if start else 0  # the window's first line may be cut: never judged
+            lines = tail[first:].split(b"\n")
+            end = size - len(lines[-1])  # an unterminated last line goes
+            for line in reversed(lines[:-1]):
+                try:
+                    json.loads(line)
+                    break
+                except (ValueError, RecursionError):
+                    end -= len(line) + 1
+            else:
+                if start > 0:
+                    window *= 2
+                    continue
+            break
+        if end < size:
+            f.truncate(end)
+    return size - end
 
 
 def atomic_save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:

@@ -28,7 +28,7 @@ class _Console(logging.Handler):
                 print(f"{record.levelname.lower()}: {msg}", file=sys.stderr, flush=True)
             else:
                 print(f"[cambrian {component}] {msg}", file=sys.stdout, flush=True)
-        except Exception:  # a broken stream must not break training
+        except Exception:  # noqa: BLE001 - a broken stream must not break training
             self.handleError(record)
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ...typed import ConfigError
+
 PAIR = np.dtype([("key", "<u8"), ("index", "<u8")])
 
 
@@ -26,7 +28,7 @@ class DigestSpool:
 
     def __init__(self, directory: str | os.PathLike | None = None, buckets: int = 256, chunk: int = 1 << 18):
         if buckets < 1 or buckets & (buckets - 1):
-            raise ValueError(f"buckets must be a power of two, got {buckets}")
+            raise ConfigError(f"buckets must be a power of two, got {buckets}")
         self._tmp = tempfile.TemporaryDirectory(prefix="cambrian-dedup-", dir=directory)
         self.dir = Path(self._tmp.name)
         self.buckets = buckets

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import UserError
+from ...errors import InputError, UserError
 from ...utils.io import temp_file_beside
 from ...utils.log import get_logger
+from ...utils.progress import progress_bar
 from ..mixing import SourceSpec, plan_mixture
 from .dedup import DigestSpool
 from .recipe import CurateRecipe
@@ -94,7 +95,7 @@ def count_duplicates(tallies, dups: np.ndarray, bases: list[int], end: int) -> N
 def selection(n: int, k: int, seed: int, name: str) -> Iterator[bool]:
     """Algorithm S: ``n`` flags, exactly ``k`` True, every k-subset equally likely; seeded by (seed, source)."""
     if not 0 <= k <= n:
-        raise ValueError(f"cannot select {k} of {n}")
+        raise InputError(f"cannot select {k} of {n}")
     rand = random.Random(f"cambrian-curate:{seed}:{name}").random
     need, left = k, n
     while left:
@@ -118,14 +119,40 @@ def plan(recipe: CurateRecipe, tallies: list[SourceTally]) -> dict[str, int]:
         raise UserError(f"{recipe.path or 'recipe'}: {e}") from None
     for t in tallies:
         t.capped = t.available if recipe.cap is None else min(t.available, recipe.cap)
+    if not sum(take.values()):
+        bad: Counter = Counter()
+        for t in tallies:
+            bad.update(t.bad)
+        reasons = ", ".join(f"{r} {n}" for r, n in bad.most_common(4))
+        raise UserError(
+            f"{recipe.path or 'recipe'}: no record to write: {sum(t.records for t in tallies)} read, "
+            f"{sum(bad.values())} bad{f' ({reasons})' if reasons else ''}, {sum(t.duplicates for t in tallies)} "
+            "duplicates; nothing was written"
+        )
     return take
 
 
+# what a curation killed outright (kill -9, power loss) leaves in OUT: the output's temp file, the dedup spool, the
+# datasets engine's cache
+LEFTOVERS = (".data.jsonl.*.tmp", "cambrian-dedup-*", ".hf-*")
+
+
 def prepare_out(out_dir: Path, overwrite: bool) -> None:
+    """Create ``out_dir``; refuse a previous curation unless ``overwrite``; remove what an interrupted one left."""
+    import shutil
+
     out_dir.mkdir(parents=True, exist_ok=True)
     existing = [f for f in OUTPUT_FILES if (out_dir / f).exists()]
     if existing and not overwrite:
         raise UserError(f"{out_dir} already holds a curation ({', '.join(existing)}); pass --overwrite to replace it")
+    left = [p for pattern in LEFTOVERS for p in out_dir.glob(pattern)]
+    for p in left:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    if left:
+        log.warning(f"{out_dir}: removed {len(left)} temporary file(s) left by an interrupted curation")
 
 
 def curate(
@@ -249,10 +276,5 @@ def curate(
 
 
 def _bar(progress: bool, total: int, desc: str, unit: str):
-    if not progress:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        return None
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True, leave=False)
+    """A bar, or None without ``progress`` (the scan then skips its byte counting)."""
+    return progress_bar(total=total, desc=desc, unit=unit, unit_scale=True, leave=False) if progress else None

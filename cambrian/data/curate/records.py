@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
-from ..llava import TEXT_ONLY_VALUES, inside_root, iter_json_array_spans
+from ..llava import MAX_RECORD_BYTES, TEXT_ONLY_VALUES, inside_root, iter_json_array_spans, iter_jsonl_records
+from ..samples import BadSample, normalize_conversation
 from .prompts import classify, has_instruction, with_instruction
 from .recipe import CurateRecipe, PromptRule, SourceRecipe
 
@@ -35,7 +36,6 @@ except ImportError:  # pragma: no cover - exercised only without the extra
         return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-MAX_RECORD_BYTES = 64 << 20  # one record (line / array element) larger than this is skipped and counted
 IMAGE_CACHE_SIZE = 1 << 16  # image content digests remembered (LRU), so shared images are read once
 QUESTION_ROLES = ("human", "user")
 ANSWER_ROLES = ("gpt", "assistant")
@@ -44,6 +44,9 @@ BAD_REASONS = (
     "bad_json",
     "bad_record",
     "bad_conversation",
+    "wrong_roles",  # the structural checks of training and `data validate` (cambrian.data.samples)
+    "empty_turn",
+    "image_count_mismatch",
     "bad_image_path",
     "image_outside_root",
     "missing_image",
@@ -81,20 +84,8 @@ def iter_raw_records(path: str | os.PathLike, max_bytes: int = MAX_RECORD_BYTES)
                 f.seek(start)
                 yield f.read(end - start)
         return
-    with open(path, "rb", buffering=1 << 20) as f:
-        readline = f.readline
-        while True:
-            line = readline(max_bytes + 1)
-            if not line:
-                return
-            if len(line) > max_bytes and not line.endswith(b"\n"):
-                while True:  # the rest of an over-long line, in bounded pieces
-                    rest = readline(1 << 20)
-                    if not rest or rest.endswith(b"\n"):
-                        break
-                yield None
-            elif not line.isspace():
-                yield line
+    for _, _, _, raw in iter_jsonl_records(path, max_bytes):
+        yield raw
 
 
 class _Bad(Exception):
@@ -186,6 +177,10 @@ class RecordProcessor:
             images = self._image_paths(rec)
         except _Bad as e:
             return e.reason, 0, []
+        try:  # what training would drop is not curated either
+            normalize_conversation(rec, len(images or ()))
+        except BadSample as e:
+            return ("bad_conversation" if e.reason == "bad_record" else e.reason), 0, []
         if self.dedup == "off":
             return None, 0, words
         h = hashlib.blake2b(dumps(pairs), digest_size=8)

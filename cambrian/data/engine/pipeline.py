@@ -25,8 +25,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ...utils.io import atomic_write_json, temp_file_beside
+from ...utils.io import atomic_write_json, repair_jsonl, temp_file_beside
 from ...utils.log import get_logger
+from ...utils.progress import progress_bar
 from .html import page_title, parse_sections
 from .images import MAX_PIXELS, MAX_SIDE, ImageSkip, normalize_image
 from .llm import LLMError
@@ -62,30 +63,6 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 def unit_key(page_url: str, section: str, image_url: str) -> str:
     return hashlib.sha1(f"{page_url}\n{section}\n{image_url}".encode()).hexdigest()[:20]
-
-
-def _repair_tail(path: Path) -> int:
-    """Cut a last line left incomplete by a crash (no newline, or not JSON); returns bytes removed."""
-    if not path.exists() or path.stat().st_size == 0:
-        return 0
-    with open(path, "rb+") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        back = min(size, 1 << 20)
-        f.seek(size - back)
-        tail = f.read()
-        if tail.endswith(b"\n"):
-            last = tail[:-1].rsplit(b"\n", 1)[-1]
-            try:
-                json.loads(last)
-                return 0
-            except ValueError:
-                cut = size - len(last) - 1
-        else:
-            nl = tail.rfind(b"\n")
-            cut = size - back + nl + 1 if nl >= 0 else (0 if back == size else size)
-        f.truncate(cut)
-        return size - cut
 
 
 def _read_keys(path: Path, permanent_only: bool = False) -> set[str]:
@@ -145,7 +122,7 @@ def run_engine(
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     data_path, fail_path = out / "data.jsonl", out / "failures.jsonl"
-    cut = _repair_tail(data_path) + _repair_tail(fail_path)
+    cut = repair_jsonl(data_path) + repair_jsonl(fail_path)
     if cut:
         log.warning(f"{data_path.parent}: removed an incomplete last line ({cut} bytes) left by an interrupted run")
     done = _read_keys(data_path)
@@ -156,14 +133,7 @@ def run_engine(
     t0 = time.perf_counter()
     units = [(f, sf, t) for f, subs in topics.items() for sf, ts in subs.items() for t in ts]
     seen_pages: set[str] = set()
-    bar = None
-    if progress:
-        try:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(units), desc="engine topics", unit="topic", dynamic_ncols=True)
-        except ImportError:  # pragma: no cover
-            bar = None
+    bar = progress_bar(total=len(units), desc="engine topics", unit="topic", enabled=progress)
     stop = False
     try:
         with open(data_path, "a", encoding="utf-8") as data_f, open(fail_path, "a", encoding="utf-8") as fail_f:
@@ -189,8 +159,7 @@ def run_engine(
             for field, subfield, topic in units:
                 if stop:
                     break
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
                 c["topics"] += 1
                 try:
                     refs = source.search(topic, opt.pages_per_topic)
@@ -295,8 +264,7 @@ def run_engine(
                                 stop = True
                                 break
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
         stats = _write_stats(out, c, fails, opt, time.perf_counter() - t0)
     log.info(
         f"{c['records']} new records ({stats['totals']['records']} in data.jsonl), {c['pages_fetched']} pages, "

@@ -14,6 +14,8 @@ import ast
 import json
 import re
 
+from ...errors import InputError
+
 MAX_REPLY_CHARS = 50_000
 MAX_QUESTION_CHARS = 600
 MAX_ANSWER_CHARS = 3000
@@ -191,11 +193,11 @@ def parse_fields(text: str) -> list[tuple[str, list[str]]]:
         if not line or line.startswith("#"):
             continue
         if ":" not in line:
-            raise ValueError(f"line {i}: expected 'Field: Subfield, Subfield, ...', got {line[:60]!r}")
+            raise InputError(f"line {i}: expected 'Field: Subfield, Subfield, ...', got {line[:60]!r}")
         field, subs = line.split(":", 1)
         subfields = [s.strip() for s in subs.split(",") if s.strip()]
         if not field.strip() or not subfields:
-            raise ValueError(f"line {i}: needs a field name and at least one subfield")
+            raise InputError(f"line {i}: needs a field name and at least one subfield")
         out.append((field.strip(), subfields))
     return out
 

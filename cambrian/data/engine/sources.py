@@ -5,7 +5,9 @@
 * ``mediawiki``: a MediaWiki API (default English Wikipedia). ``search`` uses the wiki's own search
   (``list=search``; the official code used Google Programmable Search for "Wikipedia <topic>", which needs two API
   keys), pages come from ``action=parse``, images are downloaded from their original URLs with a user agent, a
-  size limit and a minimum interval between requests (official: 1 s).
+  size limit and a minimum interval between requests (official: 1 s). Only URLs the :mod:`.urlpolicy` allows are
+  fetched: the wiki's own host, ``upload.wikimedia.org`` for a Wikimedia wiki, hosts given with ``image_hosts``,
+  and never a loopback, private or link-local address (a page cannot make the engine read an internal service).
 
 A source raises :class:`FetchError` with ``permanent`` True for answers that will not change (404, too large)
 and False for ones worth retrying in a later run (timeouts, 429, 5xx).
@@ -24,8 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...registry import Registry
+from ...utils.log import get_logger
 from ..llava import inside_root
 from .ratelimit import RateLimiter
+from .urlpolicy import URLPolicy, URLRefused, default_allowed_hosts
+
+log = get_logger("engine")
 
 MAX_PAGE_BYTES = 8 << 20
 MAX_IMAGE_BYTES = 25 << 20
@@ -86,13 +92,20 @@ class LocalHTMLSource(PageSource):
         if not self.root.is_dir():
             raise FileNotFoundError(f"page folder {self.root} does not exist")
         self.pages: list[tuple[str, str, set[str]]] = []  # (relative path, title, title words)
+        self.skipped: list[str] = []  # pages that cannot be read (too large, unreadable)
         for p in sorted(self.root.rglob("*")):
             if p.suffix.lower() in (".html", ".htm") and p.is_file():
-                html = _read_limited(p, MAX_PAGE_BYTES).decode("utf-8", "replace")
+                try:
+                    html = _read_limited(p, MAX_PAGE_BYTES).decode("utf-8", "replace")
+                except (FetchError, OSError) as e:
+                    self.skipped.append(f"{p.relative_to(self.root)}: {e}")
+                    continue
                 title = page_title(html) or p.stem.replace("_", " ")
                 self.pages.append((p.relative_to(self.root).as_posix(), title, words(title) | words(p.stem)))
+        if self.skipped:
+            log.warning(f"{len(self.skipped)} page(s) skipped under {self.root}, e.g. {self.skipped[0]}")
         if not self.pages:
-            raise FileNotFoundError(f"no .html pages under {self.root}")
+            raise FileNotFoundError(f"no readable .html pages under {self.root}")
 
     def search(self, topic: str, limit: int) -> list[PageRef]:
         tw = words(topic)
@@ -143,7 +156,8 @@ def _read_limited(path: Path, max_bytes: int) -> bytes:
 
 @PAGE_SOURCES.register("mediawiki")
 class MediaWikiSource(PageSource):
-    """``api``: the wiki's ``api.php`` URL. Every request goes through ``limiter`` (minimum interval)."""
+    """``api``: the wiki's ``api.php`` URL. Every request goes through ``limiter`` (minimum interval). ``image_hosts``:
+    more hosts images may come from (``*.example.org`` for subdomains), see :mod:`.urlpolicy`."""
 
     name = "mediawiki"
 
@@ -154,9 +168,12 @@ class MediaWikiSource(PageSource):
         fetch_interval: float = 1.0,
         timeout: float = 30.0,
         limiter: RateLimiter | None = None,
+        image_hosts=(),
         **_,
     ):
         self.api = api
+        self.policy = URLPolicy(api, [*default_allowed_hosts(api), *(image_hosts or ())])
+        self._opener = self.policy.opener()
         self.user_agent = user_agent or os.environ.get("USER_AGENT") or DEFAULT_USER_AGENT
         self.timeout = timeout
         self.limiter = limiter or RateLimiter(fetch_interval)
@@ -168,8 +185,10 @@ class MediaWikiSource(PageSource):
         self.limiter.wait()
         req = urllib.request.Request(url, headers={"User-Agent": self.user_agent})
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:  # noqa: S310 - http(s) URLs only
+            with self._opener.open(req, timeout=self.timeout) as r:  # the URL policy: vetted addresses, redirects
                 data = r.read(max_bytes + 1)
+        except URLRefused as e:
+            raise FetchError(e.reason, e.detail) from None
         except urllib.error.HTTPError as e:
             transient = e.code == 429 or e.code >= 500
             raise FetchError("http_" + str(e.code), url[:120], permanent=not transient) from None
@@ -214,6 +233,8 @@ class MediaWikiSource(PageSource):
         return original_image_url(urllib.parse.urljoin(ref.url, src))
 
     def fetch_image(self, url: str, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
-        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-            raise FetchError("image_unsupported_url", url[:80])
+        try:
+            self.policy.check(url)
+        except URLRefused as e:
+            raise FetchError(e.reason, e.detail) from None
         return self._get(url, max_bytes)

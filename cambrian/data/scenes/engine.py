@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ...typed import ConfigError
+
 # CLEVR-like palette (sRGB 0-255); the names are what questions use.
 COLORS: dict[str, tuple[int, int, int]] = {
     "gray": (110, 110, 110),
@@ -235,7 +237,7 @@ class SceneRenderer:
     def close(self) -> None:
         try:
             self.p.disconnect(self.client)
-        except Exception:  # already gone
+        except Exception:  # noqa: BLE001 - already gone
             pass
 
     # -- scene construction -------------------------------------------------------------------------------
@@ -260,7 +262,7 @@ class SceneRenderer:
             elif o.shape == "capsule":
                 v = p.createVisualShape(p.GEOM_CAPSULE, radius=w / 2, length=h - w, rgbaColor=rgba, physicsClientId=c)
             else:
-                raise ValueError(f"unknown shape {o.shape!r}; valid: {SHAPES}")
+                raise ConfigError(f"unknown shape {o.shape!r}; valid: {SHAPES}")
             quat = p.getQuaternionFromEuler([0, 0, o.yaw])
             self._bodies.append(p.createMultiBody(0, -1, v, [o.x, o.y, h / 2], quat, physicsClientId=c))
 

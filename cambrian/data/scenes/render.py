@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import InputError
 from ...utils.io import atomic_write_json, atomic_write_text
+from ...utils.progress import progress_bar
 from .annotations import to_coco, to_omni3d
 from .engine import SHAPES, SceneConfig, SceneRenderer, config_dict, scene_fingerprint, scene_rng
 
@@ -109,18 +111,13 @@ def render_scenes(
     args = (config_dict(cfg), str(out), int(seed), split, save_depth)
     t0 = time.perf_counter()
     recs: list[dict] = []
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = None
-    bar = tqdm(total=n, desc=f"scenes[{split}]", unit="scene", disable=not progress) if tqdm else None
+    bar = progress_bar(total=n, desc=f"scenes[{split}]", unit="scene", enabled=progress)
     if workers <= 1:
         _init_worker(*args)
         try:
             for i in range(n):
                 recs.append(_render_one(i))
-                if bar:
-                    bar.update(1)
+                bar.update(1)
         finally:
             _WORKER["renderer"].close()
             _WORKER.clear()
@@ -130,10 +127,8 @@ def render_scenes(
         with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=args) as pool:
             for rec in pool.imap(_render_one, range(n), chunksize=4):
                 recs.append(rec)
-                if bar:
-                    bar.update(1)
-    if bar:
-        bar.close()
+                bar.update(1)
+    bar.close()
     render_s = time.perf_counter() - t0
 
     atomic_write_text(out / "scenes.jsonl", "".join(json.dumps(r) + "\n" for r in recs))
@@ -168,4 +163,4 @@ def assert_disjoint(scene_dir_a: str | os.PathLike, scene_dir_b: str | os.PathLi
     fa = {r["fingerprint"]: r["scene_id"] for r in read_scenes(scene_dir_a)}
     shared = [(fa[r["fingerprint"]], r["scene_id"]) for r in read_scenes(scene_dir_b) if r["fingerprint"] in fa]
     if shared:
-        raise ValueError(f"{len(shared)} scene(s) shared between {scene_dir_a} and {scene_dir_b}, e.g. {shared[:3]}")
+        raise InputError(f"{len(shared)} scene(s) shared between {scene_dir_a} and {scene_dir_b}, e.g. {shared[:3]}")

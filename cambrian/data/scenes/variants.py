@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ...utils.io import atomic_write_json
+from ...utils.progress import progress_bar
 from .engine import COLORS, FAR, NEAR, Camera, ObjectSpec, SceneConfig, SceneRenderer, _bound_radius, scene_rng
 
 KINDS = ("base", "colour", "position")
@@ -73,14 +74,7 @@ def render_variant_pool(
     cfg = SceneConfig(width=size, height=size, min_objects=3, max_objects=6)
     ren = SceneRenderer(cfg)
     entries: list[dict] = []
-    bar = None
-    if progress:
-        try:
-            from tqdm import tqdm
-
-            bar = tqdm(total=n_base, desc="scene pool", unit="scene", dynamic_ncols=True, leave=False)
-        except ImportError:  # pragma: no cover
-            bar = None
+    bar = progress_bar(total=n_base, desc="scene pool", unit="scene", enabled=progress, leave=False)
     try:
         for b in range(n_base):
             rng = scene_rng(seed, "mmvp-pool", b)
@@ -116,12 +110,10 @@ def render_variant_pool(
                     continue  # the changed object ended up hidden or out of frame: not a one-change pair
                 Image.fromarray(rgb).save(out / "images" / f"{b:04d}_{kind}.png")
                 entries.append({"image": f"images/{b:04d}_{kind}.png", "base": b, "kind": kind, "change": change})
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
     finally:
         ren.close()
-        if bar is not None:
-            bar.close()
+        bar.close()
     atomic_write_json(out / "pool.json", {"n_base": n_base, "seed": seed, "size": size, "images": entries})
     return entries
 

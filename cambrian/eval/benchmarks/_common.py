@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ...errors import InputError
 from ..api import Benchmark, EvalSample, MCOptions
 
 DATA_EXTS = (".parquet", ".jsonl", ".json", ".csv")
@@ -60,7 +61,7 @@ def read_table_file(path: Path) -> list[dict]:
     if ext == ".csv":
         with open(path, newline="", encoding="utf-8") as f:
             return list(csv.DictReader(f))
-    raise ValueError(f"unsupported data file {path} (expected one of {DATA_EXTS})")
+    raise InputError(f"unsupported data file {path} (expected one of {DATA_EXTS})")
 
 
 def find_files(root: str | os.PathLike, patterns: Sequence[str]) -> list[Path]:
@@ -151,7 +152,7 @@ class TableBenchmark(Benchmark):
 
     def hub_rows(self) -> list[dict]:
         if not self.hub_id:
-            raise ValueError(f"{self.name}: no local path given and no hub id known")
+            raise InputError(f"{self.name}: no local path given and no hub id known")
         try:
             import datasets  # optional, online only
         except ImportError as e:  # pragma: no cover
@@ -185,7 +186,7 @@ class TableBenchmark(Benchmark):
         return float(extracted is not None and str(extracted) == str(sample.answer).strip().lower())
 
     def item_scores(self, samples: Sequence[EvalSample], predictions: dict) -> list[float]:
-        return [float(self.is_correct(s, self.extract(s, predictions.get(s.idx, "") or ""))) for s in samples]
+        return [float(self.correct(s, self.answer(s, predictions.get(s.idx, "") or ""))) for s in samples]
 
     def score(self, samples: Sequence[EvalSample], predictions: dict) -> dict:
         scores = self.item_scores(samples, predictions)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ...prompts import LETTER, option_lines, with_instruction
 from ..api import EvalSample, register_benchmark
-from ..extract import mcq_extract, official_mcq
+from ..rules import mcq_extract, official_mcq
 from ._common import TableBenchmark, lazy_image
 
 _INDEX = {"a": "0", "b": "1", "c": "2", "d": "3"}

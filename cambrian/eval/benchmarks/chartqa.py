@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ...prompts import SHORT_NUMBER, with_instruction
 from ..api import EvalSample, register_benchmark
-from ..extract import official_relaxed, relaxed_match
+from ..rules import official_relaxed, relaxed_match
 from ._common import TableBenchmark, lazy_image
 
 

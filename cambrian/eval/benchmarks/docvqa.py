@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ...prompts import SHORT_DIRECT, with_instruction
 from ..api import EvalSample, register_benchmark
-from ..extract import anls, official_anls
+from ..rules import anls, official_anls
 from ._common import TableBenchmark, lazy_image
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import InputError
 from ...prompts import SHORT
 from ...typed import Int, OptInt
 from ..api import Benchmark, EvalSample, MCOptions, register_benchmark
@@ -62,7 +63,7 @@ def read_split(root: str | Path) -> list[tuple[str, str, int]]:
     out = []
     for k, row in enumerate(data):
         if not isinstance(row, (list, tuple)) or len(row) != 3:
-            raise ValueError(f"easyvqa: {qfile} row {k} is not [question, answer, image_id]: {row!r}")
+            raise InputError(f"easyvqa: {qfile} row {k} is not [question, answer, image_id]: {row!r}")
         out.append((str(row[0]), str(row[1]), int(row[2])))
     return out
 
@@ -103,7 +104,7 @@ class EasyVQA(Benchmark):
                 )
             )
         if not out:
-            raise ValueError(f"easyvqa: no questions loaded from {root}")
+            raise InputError(f"easyvqa: no questions loaded from {root}")
         return out
 
     def extract(self, sample: EvalSample, prediction: str):

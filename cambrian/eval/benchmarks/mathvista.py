@@ -30,7 +30,7 @@ import re
 
 from ...prompts import COT, SHORT, with_instruction
 from ..api import EvalSample, register_benchmark
-from ..extract import close_number, keyword_extract, to_number, within
+from ..rules import close_number, keyword_extract, to_number, within
 from ._common import TableBenchmark, lazy_image
 
 _NUM = re.compile(r"-?\d[\d,]*\.?\d*")

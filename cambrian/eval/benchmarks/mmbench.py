@@ -24,7 +24,7 @@ from collections import defaultdict
 
 from ...prompts import LETTER, with_instruction
 from ..api import EvalSample, register_benchmark
-from ..extract import mcq_extract, official_mcq
+from ..rules import mcq_extract, official_mcq
 from ._common import TableBenchmark, is_missing, lazy_image
 
 

@@ -23,7 +23,7 @@ from collections import defaultdict
 
 from ...prompts import SHORT, with_instruction
 from ..api import EvalSample, MCOptions, register_benchmark
-from ..extract import yes_no
+from ..rules import yes_no
 from ._common import TableBenchmark, lazy_image
 
 PERCEPTION = ["existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR"]
@@ -63,7 +63,7 @@ class MME(TableBenchmark):
         per_q = defaultdict(list)
         per_img = defaultdict(lambda: defaultdict(list))
         for s in samples:
-            ok = self.extract(s, predictions.get(s.idx, "") or "") == s.answer
+            ok = self.answer(s, predictions.get(s.idx, "") or "") == s.answer
             per_q[s.meta["category"]].append(ok)
             per_img[s.meta["category"]][s.meta["image_id"]].append(ok)
         cats = {}

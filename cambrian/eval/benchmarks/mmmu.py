@@ -27,7 +27,7 @@ import re
 
 from ...prompts import LETTER, SHORT, option_lines, with_instruction
 from ..api import EvalSample, register_benchmark
-from ..extract import close_number, keyword_extract, mcq_extract, official_keyword, official_mcq, within
+from ..rules import close_number, keyword_extract, mcq_extract, official_keyword, official_mcq, within
 from ._common import TableBenchmark, has_image, lazy_image
 
 _TAG = re.compile(r"<image \d+>")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ...prompts import LETTER_ONLY, with_instruction
 from ..api import EvalSample, register_benchmark
-from ..extract import first_token
+from ..rules import first_token
 from ._common import TableBenchmark, lazy_image
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ...prompts import LETTER, with_instruction
 from ..api import EvalSample, register_benchmark
-from ..extract import mcq_extract, official_mcq
+from ..rules import mcq_extract, official_mcq
 from ._common import TableBenchmark, lazy_image
 
 _OPT = re.compile(r"\(([a-z])\)\s*(.*?)\s*(?=\([a-z]\)|$)", re.S)

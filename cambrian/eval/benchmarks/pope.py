@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ...prompts import SHORT, with_instruction
 from ..api import EvalSample, MCOptions, register_benchmark
-from ..extract import first_token
+from ..rules import first_token
 from ._common import TableBenchmark, lazy_image
 
 
@@ -44,7 +44,7 @@ class POPE(TableBenchmark):
 
     def score(self, samples, predictions):
         out = super().score(samples, predictions)
-        preds = [self.extract(s, predictions.get(s.idx, "") or "") for s in samples]
+        preds = [self.answer(s, predictions.get(s.idx, "") or "") for s in samples]
         tp = sum(p == "yes" and s.answer == "yes" for p, s in zip(preds, samples))
         fp = sum(p == "yes" and s.answer != "yes" for p, s in zip(preds, samples))
         fn = sum(p != "yes" and s.answer == "yes" for p, s in zip(preds, samples))

@@ -13,7 +13,7 @@ Lenient scorer (``accuracy_lenient``): also strips "." from the first word and f
 from __future__ import annotations
 
 from ..api import EvalSample, register_benchmark
-from ..extract import keyword_extract, official_keyword
+from ..rules import keyword_extract, official_keyword
 from ._common import TableBenchmark, lazy_image, options_in_prompt
 
 

@@ -19,7 +19,7 @@ import string
 
 from ...prompts import LETTER_ONLY, letter, option_lines, with_instruction
 from ..api import EvalSample, register_benchmark
-from ..extract import mcq_extract, official_keyword
+from ..rules import mcq_extract, official_keyword
 from ._common import TableBenchmark, has_image, lazy_image
 
 _PUNCT = str.maketrans("", "", string.punctuation)

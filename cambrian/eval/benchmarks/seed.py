@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ...prompts import LETTER, option_lines, with_instruction
 from ..api import EvalSample, register_benchmark
-from ..extract import mcq_extract, official_mcq
+from ..rules import mcq_extract, official_mcq
 from ._common import TableBenchmark, lazy_image
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import InputError
 from ...prompts import SHORT
 from ...utils.io import atomic_write_text, read_jsonl
 from ..api import Benchmark, EvalSample, MCOptions, register_benchmark
@@ -110,7 +111,7 @@ class SynthAttribute(Benchmark):
         for k, r in enumerate(read_jsonl(f)):
             missing = [x for x in ("id", "image", "question", "answer", "type", "choices") if x not in r]
             if missing:
-                raise ValueError(f"synth-attribute: {f} line {k + 1} lacks {missing}")
+                raise InputError(f"synth-attribute: {f} line {k + 1} lacks {missing}")
             out.append(
                 EvalSample(
                     idx=r["id"],
@@ -121,7 +122,7 @@ class SynthAttribute(Benchmark):
                 )
             )
         if not out:
-            raise ValueError(f"synth-attribute: no questions in {f}")
+            raise InputError(f"synth-attribute: no questions in {f}")
         return out
 
     def extract(self, sample: EvalSample, prediction: str):

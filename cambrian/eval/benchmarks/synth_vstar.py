@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import InputError
 from ...prompts import SHORT
 from ...utils.io import atomic_write_json, atomic_write_text, read_jsonl
 from ..api import Benchmark, EvalSample, MCOptions, register_benchmark
@@ -142,7 +143,7 @@ class SynthVStar(Benchmark):
         for k, r in enumerate(read_jsonl(f)):
             missing = [x for x in ("id", "image", "question", "answer", "type", "choices", "targets") if x not in r]
             if missing:
-                raise ValueError(f"synth-vstar: {f} line {k + 1} lacks {missing}")
+                raise InputError(f"synth-vstar: {f} line {k + 1} lacks {missing}")
             out.append(
                 EvalSample(
                     idx=r["id"],
@@ -158,7 +159,7 @@ class SynthVStar(Benchmark):
                 )
             )
         if not out:
-            raise ValueError(f"synth-vstar: no questions in {f}")
+            raise InputError(f"synth-vstar: no questions in {f}")
         return out
 
     def extract(self, sample: EvalSample, prediction: str):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from ...prompts import SHORT, with_instruction
 from ..api import EvalSample, register_benchmark
-from ..extract import official_vqa_accuracy, vqa_accuracy
+from ..rules import official_vqa_accuracy, vqa_accuracy
 from ._common import TableBenchmark, lazy_image
 
 

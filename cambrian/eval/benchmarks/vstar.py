@@ -27,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import InputError
 from ...prompts import LETTER, letters, paren_option_lines, with_instruction
 from ..api import Benchmark, EvalSample, MCOptions, register_benchmark
-from ..extract import mcq_extract
+from ..rules import mcq_extract
 from ._common import lazy_image, mean
 
 CATEGORIES = {"direct_attributes": "attribute", "relative_position": "spatial"}
@@ -47,19 +48,19 @@ def read_item(json_path: Path) -> tuple[dict, Path]:
     try:
         ann = json.loads(json_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise ValueError(f"vstar: {json_path}: not readable JSON ({e})") from None
+        raise InputError(f"vstar: {json_path}: not readable JSON ({e})") from None
     if not isinstance(ann, dict):
-        raise ValueError(f"vstar: {json_path}: expected an object")
+        raise InputError(f"vstar: {json_path}: expected an object")
     missing = [f for f in FIELDS if f not in ann]
     if missing:
-        raise ValueError(f"vstar: {json_path} lacks {missing}")
+        raise InputError(f"vstar: {json_path} lacks {missing}")
     if not isinstance(ann["options"], list) or len(ann["options"]) < 2:
-        raise ValueError(f"vstar: {json_path}: options must be a list of at least two answers")
+        raise InputError(f"vstar: {json_path}: options must be a list of at least two answers")
     if len(ann["target_object"]) != len(ann["bbox"]):
-        raise ValueError(f"vstar: {json_path}: {len(ann['target_object'])} targets but {len(ann['bbox'])} boxes")
+        raise InputError(f"vstar: {json_path}: {len(ann['target_object'])} targets but {len(ann['bbox'])} boxes")
     images = [p for p in sorted(json_path.parent.glob(json_path.stem + ".*")) if p.suffix.lower() in IMAGE_EXTS]
     if not images:
-        raise ValueError(f"vstar: {json_path}: no image {json_path.stem}.jpg (or .png, ...) beside it")
+        raise InputError(f"vstar: {json_path}: no image {json_path.stem}.jpg (or .png, ...) beside it")
     return ann, images[0]
 
 
@@ -111,7 +112,7 @@ class VStarBench(Benchmark):
                     )
                 )
         if not out:
-            raise ValueError(f"vstar: no questions (*.json) under {root}")
+            raise InputError(f"vstar: no questions (*.json) under {root}")
         return out
 
     def extract(self, sample: EvalSample, prediction: str) -> str:
@@ -123,7 +124,7 @@ class VStarBench(Benchmark):
     def score(self, samples: Sequence[EvalSample], predictions: dict) -> dict:
         by = defaultdict(list)
         for s in samples:
-            ok = float(s.idx in predictions and self.extract(s, predictions[s.idx]) == s.answer)
+            ok = float(s.idx in predictions and self.answer(s, predictions[s.idx]) == s.answer)
             by[s.meta["category"]].append(ok)
         return {
             "accuracy": mean([v for vs in by.values() for v in vs]),

@@ -5,7 +5,7 @@ Registered types: ``sva`` (Cambrian-1 Spatial Vision Aggregator), ``linear``, ``
 MLP) and ``interleave`` (MMVP Interleaved-MoF). See ``base.py`` for the contract.
 """
 
-from . import _all  # noqa: E402,F401  (registers every connector type)
+from . import _all  # noqa: F401  (registers every connector type)
 from .base import CONNECTORS, Connector, ImageSpan, VisualTokens, build_connector
 
 __all__ = ["CONNECTORS", "Connector", "ImageSpan", "VisualTokens", "build_connector"]

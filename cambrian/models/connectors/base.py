@@ -82,6 +82,11 @@ class Connector(nn.Module):
         """LLM decoder-layer indices after which ``apply_in_llm`` runs (empty: none)."""
         return []
 
+    def sva_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the connector's SVA (spatial vision aggregation) modules, trained with ``sva_lr``;
+        the rest of the connector is the ``projector`` group. None by default."""
+        return []
+
     def apply_in_llm(
         self, layer_idx: int, hidden: torch.Tensor, spans: Sequence[ImageSpan], state: Any
     ) -> torch.Tensor:
@@ -93,10 +98,12 @@ CONNECTORS: Registry[type[Connector]] = Registry("connector")
 
 
 def build_connector(config: ConnectorConfig, encoder_dims, encoder_grids, llm_hidden: int) -> Connector:
+    from ..buildable import architecture_errors
     from . import _all  # noqa: F401  (registers every connector)
 
     cls = CONNECTORS.get(_registry_key(config.type))
-    return cls(config, encoder_dims, encoder_grids, llm_hidden)
+    with architecture_errors(f"connector ({config.type})"):
+        return cls(config, encoder_dims, encoder_grids, llm_hidden)
 
 
 def _registry_key(type_: str) -> str:

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from ...config import ConnectorConfig
+from ...typed import ConfigError
 from .base import CONNECTORS, Connector, VisualTokens
 from .geometry import assemble_blocks, resize_grid
 
@@ -37,18 +38,18 @@ def build_projector(kind: str, in_dim: int, out_dim: int) -> nn.Module:
         return nn.Linear(in_dim, out_dim)
     if kind == "identity":
         if in_dim != out_dim:
-            raise ValueError(f"identity projector needs encoder channels ({in_dim}) == LLM hidden size ({out_dim})")
+            raise ConfigError(f"identity projector needs encoder channels ({in_dim}) == LLM hidden size ({out_dim})")
         return nn.Identity()
     m = _MLP_RE.match(kind)
     if m:
         depth = int(m.group(1))
         if depth < 1:
-            raise ValueError(f"projector {kind!r}: depth must be >= 1")
+            raise ConfigError(f"projector {kind!r}: depth must be >= 1")
         mods: list[nn.Module] = [nn.Linear(in_dim, out_dim)]
         for _ in range(depth - 1):
             mods += [nn.GELU(), nn.Linear(out_dim, out_dim)]
         return nn.Sequential(*mods)
-    raise ValueError(f"unknown projector type {kind!r}; valid: linear, identity, mlp<N>x_gelu (e.g. mlp2x_gelu)")
+    raise ConfigError(f"unknown projector type {kind!r}; valid: linear, identity, mlp<N>x_gelu (e.g. mlp2x_gelu)")
 
 
 class GridConnector(Connector):
@@ -60,16 +61,16 @@ class GridConnector(Connector):
     def __init__(self, config: ConnectorConfig, encoder_dims, encoder_grids, llm_hidden: int):
         super().__init__(config, encoder_dims, encoder_grids, llm_hidden)
         if len(self.encoder_dims) == 0 or len(self.encoder_dims) != len(self.encoder_grids):
-            raise ValueError(
+            raise ConfigError(
                 f"connector needs one (dim, grid) per encoder, got dims {self.encoder_dims} grids {self.encoder_grids}"
             )
         if config.num_llm_layers:
-            raise ValueError(f"connector type {config.type!r} has no in-LLM layers; set connector.num_llm_layers = 0")
+            raise ConfigError(f"connector type {config.type!r} has no in-LLM layers; set connector.num_llm_layers = 0")
         self.final_side = config.grid
         if not self.resize_encoders:
             bad = [(k, s) for k, s in enumerate(self.encoder_grids) if s != self.final_side]
             if bad:
-                raise ValueError(
+                raise ConfigError(
                     f"connector {config.type!r} concatenates encoder tokens and needs every encoder on the connector grid "
                     f"{self.final_side}x{self.final_side} (image_token_len={config.image_token_len}); encoder grids "
                     f"{self.encoder_grids} differ at {bad}. Set the encoders' grid_size, or use connector type 'concat' "
@@ -126,7 +127,7 @@ class MLPGeluConnector(_ChannelConcatConnector):
 
     def _projector_type(self) -> str:
         if not _MLP_RE.match(self.config.type):
-            raise ValueError(f"connector type {self.config.type!r} does not match mlp<N>x_gelu")
+            raise ConfigError(f"connector type {self.config.type!r} does not match mlp<N>x_gelu")
         return self.config.type
 
 

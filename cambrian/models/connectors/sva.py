@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...config import ConnectorConfig
+from ...typed import ConfigError
 from .base import CONNECTORS, Connector, ImageSpan, VisualTokens
 from .geometry import assemble_blocks, resize_grid, to_windows, valid_mask, window_masks
 
@@ -62,7 +63,7 @@ class MultiKVCrossAttention(nn.Module):
     def __init__(self, q_dim: int, kv_dims: Sequence[int], hidden_dim: int, num_heads: int):
         super().__init__()
         if num_heads <= 0 or hidden_dim % num_heads != 0:
-            raise ValueError(f"SVA hidden size {hidden_dim} must be divisible by num_heads={num_heads}")
+            raise ConfigError(f"SVA hidden size {hidden_dim} must be divisible by num_heads={num_heads}")
         self.hidden_dim = hidden_dim
         self.num_heads = num_heads
         self.head_dim = hidden_dim // num_heads
@@ -213,7 +214,7 @@ class SVAState:
 def _square_side(n: int, what: str) -> int:
     side = math.isqrt(int(n))
     if side * side != n or side <= 0:
-        raise ValueError(f"{what}={n} is not a positive square number")
+        raise ConfigError(f"{what}={n} is not a positive square number")
     return side
 
 
@@ -225,18 +226,18 @@ class SVAConnector(Connector):
     def __init__(self, config: ConnectorConfig, encoder_dims, encoder_grids, llm_hidden: int):
         super().__init__(config, encoder_dims, encoder_grids, llm_hidden)
         if len(self.encoder_dims) == 0 or len(self.encoder_dims) != len(self.encoder_grids):
-            raise ValueError(
+            raise ConfigError(
                 f"SVA needs one (dim, grid) per encoder, got dims {self.encoder_dims} grids {self.encoder_grids}"
             )
         d, D, heads = int(config.hidden_size), int(llm_hidden), int(config.num_heads)
         if heads <= 0 or d % heads != 0:
-            raise ValueError(f"connector.hidden_size={d} must be divisible by connector.num_heads={heads}")
+            raise ConfigError(f"connector.hidden_size={d} must be divisible by connector.num_heads={heads}")
         if not config.query_num_list:
-            raise ValueError("connector.query_num_list must name at least one query group")
+            raise ConfigError("connector.query_num_list must name at least one query group")
         if config.depth < 1:
-            raise ValueError(f"connector.depth must be >= 1, got {config.depth}")
+            raise ConfigError(f"connector.depth must be >= 1, got {config.depth}")
         if config.num_llm_layers < 0 or config.llm_start < 0 or config.llm_stride < 1:
-            raise ValueError("connector.num_llm_layers/llm_start must be >= 0 and llm_stride >= 1")
+            raise ConfigError("connector.num_llm_layers/llm_start must be >= 0 and llm_stride >= 1")
         self.final_side = config.grid
         self.group_sides = [
             _square_side(q, f"connector.query_num_list[{g}]") for g, q in enumerate(config.query_num_list)
@@ -247,7 +248,7 @@ class SVAConnector(Connector):
             out = []
             for k, s in enumerate(self.encoder_grids):
                 if s % side != 0:
-                    raise ValueError(
+                    raise ConfigError(
                         f"{where}: encoder {k} grid {s} is not an integer multiple of the query grid side {side} "
                         f"(SVA windows need s_k / L to be an integer)"
                     )
@@ -278,6 +279,14 @@ class SVAConnector(Connector):
     def in_llm_layers(self) -> list[int]:
         c = self.config
         return [c.llm_start + t * c.llm_stride for t in range(c.num_llm_layers)]
+
+    def sva_parameters(self) -> list[nn.Parameter]:
+        """The query samplers (pre-LLM per group, and in-LLM) and their learnable queries (official
+        ``mm_vision_sampler_lr``: ``vision_sampler*`` and ``vision_query``, docs/official-code.md#stages)."""
+        samplers = [getattr(self, f"vision_sampler_{g}") for g in range(len(self.group_sides))]
+        if self.config.num_llm_layers > 0:
+            samplers.append(self.vision_sampler_layers)
+        return [p for m in samplers for p in m.parameters()] + [self.vision_query]
 
     # ---- pre-LLM ---------------------------------------------------------------------------------------------
     def forward(self, features: list[torch.Tensor], image_sizes) -> VisualTokens:

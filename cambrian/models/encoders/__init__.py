@@ -14,6 +14,7 @@ Backends (``EncoderConfig.backend``): ``hf`` (dispatch on model_type), ``hf_clip
 
 from __future__ import annotations
 
+from ...typed import ConfigError
 from ...utils.torchvision_shim import ensure_torchvision_importable
 
 # a CUDA torchvision wheel next to the CPU torch breaks every transformers model class unless shimmed first
@@ -67,4 +68,4 @@ def _check_dims(enc: VisionEncoder) -> None:
     if getattr(hf_cfg, "model_type", None) in ("convnext", "convnextv2"):
         width = hf_cfg.hidden_sizes[-1] if c.select_layer is None else None
     if width is not None and width != c.hidden_size:
-        raise ValueError(f"encoder {c.id!r}: hidden_size={c.hidden_size} but the tower outputs {width} channels")
+        raise ConfigError(f"encoder {c.id!r}: hidden_size={c.hidden_size} but the tower outputs {width} channels")

@@ -44,7 +44,9 @@ class VisionEncoder(nn.Module):
 
     @property
     def frozen(self) -> bool:
-        return self.config.frozen
+        """No parameter of the tower trains (``requires_grad``): it then runs without autograd and stays in eval
+        mode. ``config.frozen`` is what the tower was built with (and what a saved model records)."""
+        return not any(p.requires_grad for p in self.parameters())
 
     def freeze(self, frozen: bool = True) -> VisionEncoder:
         self.config.frozen = frozen
@@ -54,7 +56,7 @@ class VisionEncoder(nn.Module):
     def train(self, mode: bool = True) -> VisionEncoder:
         """A frozen tower stays in eval mode (BatchNorm statistics, dropout) even inside a model in train mode."""
         super().train(mode)
-        if self.config.frozen:
+        if self.frozen:
             for child in self.children():
                 child.eval()
         return self

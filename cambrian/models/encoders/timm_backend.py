@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from ...config import EncoderConfig
+from ...typed import ConfigError
 from ...utils.torchvision_shim import ensure_torchvision_importable
 from .base import ENCODER_BACKENDS, VisionEncoder, tokens_to_grid
 
@@ -21,7 +22,7 @@ def import_timm():
     ensure_torchvision_importable()
     try:
         import timm
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - ImportError, or torchvision failing to import
         raise ImportError(
             f"the timm encoder backend needs timm ({type(e).__name__}: {e}); install it with "
             "`pip install -c constraints.txt torchvision==0.28.0 timm`"
@@ -53,7 +54,7 @@ def build_timm(cfg: EncoderConfig, load_weights: bool = True) -> TimmVisionEncod
     timm = import_timm()
     name = cfg.name_or_path or cfg.options.get("model")
     if not name:
-        raise ValueError(f"encoder {cfg.id!r}: the timm backend needs name_or_path or options.model")
+        raise ConfigError(f"encoder {cfg.id!r}: the timm backend needs name_or_path or options.model")
     model = timm.create_model(
         name, pretrained=bool(load_weights and cfg.name_or_path), num_classes=0, **cfg.options.get("kwargs", {})
     )

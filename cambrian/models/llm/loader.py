@@ -32,6 +32,7 @@ import torch
 from ...config import LLMConfig
 from ...paths import cache_dir, package_dir
 from ...registry import Registry
+from ...typed import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,9 @@ def config_from_dict(d: dict):
 
     model_type = d.get("model_type")
     if not model_type:
-        raise ValueError("hf_config needs a 'model_type' (e.g. 'llama')")
+        raise ConfigError("hf_config needs a 'model_type' (e.g. 'llama')")
     if model_type not in CONFIG_MAPPING:
-        raise ValueError(f"hf_config: unknown model_type {model_type!r}")
+        raise ConfigError(f"hf_config: unknown model_type {model_type!r}")
     return CONFIG_MAPPING[model_type].from_dict(dict(d))
 
 
@@ -89,7 +90,11 @@ def build_from_config(hf_config: dict, dtype: torch.dtype = torch.float32, **kwa
     """Random-init causal LM from an architecture dict (respects an enclosing ``torch.device`` context)."""
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_config(config_from_dict(hf_config), dtype=dtype, **kwargs)
+    from ..buildable import architecture_errors
+
+    with architecture_errors(f"llm.hf_config ({hf_config.get('model_type')})"):
+        cfg = config_from_dict(hf_config)
+        return AutoModelForCausalLM.from_config(cfg, dtype=dtype, trust_remote_code=False, **kwargs)
 
 
 def ensure_pad_token(tokenizer, model=None) -> None:
@@ -125,10 +130,13 @@ def load_tokenizer(name_or_path: str | None, required: bool = True):
 
     try:
         return AutoTokenizer.from_pretrained(str(name_or_path), **_hub_kwargs())
-    except (OSError, ValueError) as e:
+    except Exception as e:
+        reason = " ".join(str(e).split())[:200]  # one line: transformers' messages span several
         if required:
-            raise
-        log.warning("tokenizer %s not available (%s); continuing without a tokenizer", name_or_path, e)
+            if isinstance(e, (OSError, ValueError)):
+                raise
+            raise ValueError(f"cannot load the tokenizer of {name_or_path} ({type(e).__name__}: {reason})") from e
+        log.warning("tokenizer %s not available (%s); continuing without a tokenizer", name_or_path, reason)
         return None
 
 
@@ -144,9 +152,9 @@ def _model_kwargs(cfg: LLMConfig) -> dict:
 
 @LLM_BACKENDS.register("hf")
 def _load_hf(cfg: LLMConfig, load_weights: bool, dtype: torch.dtype):
-    if not cfg.name_or_path:
-        raise ValueError("llm.backend 'hf' needs llm.name_or_path (a hub id or a local directory)")
-    return _load_hf_dir(str(cfg.name_or_path), cfg, load_weights, dtype)
+    if not cfg.name_or_path and (load_weights or not cfg.hf_config):  # a saved model dir needs only its architecture
+        raise ConfigError("llm.backend 'hf' needs llm.name_or_path (a hub id or a local directory)")
+    return _load_hf_dir(str(cfg.name_or_path or ""), cfg, load_weights, dtype)
 
 
 def _load_hf_dir(src: str, cfg: LLMConfig, load_weights: bool, dtype: torch.dtype):
@@ -167,7 +175,7 @@ def _load_random(cfg: LLMConfig, load_weights: bool, dtype: torch.dtype):
     hf = cfg.hf_config
     if hf is None:
         if tokenizer is None:
-            raise ValueError("llm.backend 'random' needs llm.hf_config or a tokenizer to size the tiny default")
+            raise ConfigError("llm.backend 'random' needs llm.hf_config or a tokenizer to size the tiny default")
         hf = tiny_llm_config(len(tokenizer))
     return build_from_config(hf, dtype, **_model_kwargs(cfg)), tokenizer
 
@@ -187,7 +195,7 @@ def resolve_gguf(cfg: LLMConfig) -> tuple[Path, str, str]:
     or a single ``*.gguf``), or the path of a ``.gguf`` file."""
     src = cfg.name_or_path
     if not src:
-        raise ValueError("llm.backend 'gguf' needs llm.name_or_path (package:<module>, a dir or a .gguf file)")
+        raise ConfigError("llm.backend 'gguf' needs llm.name_or_path (package:<module>, a dir or a .gguf file)")
     src = str(src)
     gguf_file = cfg.gguf_file
     cache_name = None

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...constants import IMAGE_TOKEN
+from ...errors import InputError
 from ...registry import Registry
 
 Segment = tuple[str, bool]
@@ -91,26 +92,26 @@ def normalize_messages(messages: Iterable[dict[str, Any]]) -> tuple[str | None, 
     turns: list[tuple[str, str]] = []
     for i, m in enumerate(messages):
         if not isinstance(m, dict):
-            raise ValueError(f"message {i}: expected a dict, got {type(m).__name__}")
+            raise InputError(f"message {i}: expected a dict, got {type(m).__name__}")
         role = m.get("role", m.get("from"))
         content = m.get("content", m.get("value"))
         if role is None or content is None:
-            raise ValueError(f"message {i}: needs 'role'/'content' (or LLaVA 'from'/'value'), got keys {sorted(m)}")
+            raise InputError(f"message {i}: needs 'role'/'content' (or LLaVA 'from'/'value'), got keys {sorted(m)}")
         if not isinstance(content, str):
-            raise ValueError(f"message {i}: content must be a string, got {type(content).__name__}")
+            raise InputError(f"message {i}: content must be a string, got {type(content).__name__}")
         canon = _ROLE_ALIASES.get(str(role).lower())
         if canon is None:
-            raise ValueError(f"message {i}: unknown role {role!r} (valid: {sorted(_ROLE_ALIASES)})")
+            raise InputError(f"message {i}: unknown role {role!r} (valid: {sorted(_ROLE_ALIASES)})")
         if canon == "system":
             if turns or system is not None:
-                raise ValueError(f"message {i}: a system message is only allowed first")
+                raise InputError(f"message {i}: a system message is only allowed first")
             system = content
             continue
         if not turns and canon == "assistant":
             continue  # official behaviour: drop a leading gpt turn
         expected = "user" if not turns or turns[-1][0] == "assistant" else "assistant"
         if canon != expected:
-            raise ValueError(f"message {i}: expected a {expected} turn, got {canon} (turns must alternate)")
+            raise InputError(f"message {i}: expected a {expected} turn, got {canon} (turns must alternate)")
         turns.append((canon, normalize_image_text(content)))
     return system, turns
 
@@ -162,7 +163,7 @@ class ChatTemplate:
         if system is None:
             system = self.system
         if add_generation_prompt and turns and turns[-1][0] == "assistant":
-            raise ValueError("add_generation_prompt=True needs the conversation to end with a user turn")
+            raise InputError("add_generation_prompt=True needs the conversation to end with a user turn")
         pieces: list[Part] = []
         sys_head, _, sys_tail = self.system_fmt.partition("{system}")
         pieces += [

@@ -28,14 +28,23 @@ same ``config.json`` (its mapped keys re-derived from our config, so a changed m
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from ...config import CambrianConfig, ConnectorConfig, EncoderConfig, LLMConfig
+from ...config import (
+    MAX_CONNECTOR_DEPTH,
+    MAX_LAYERS,
+    MAX_QUERY_GROUPS,
+    CambrianConfig,
+    ConnectorConfig,
+    EncoderConfig,
+    LLMConfig,
+    architecture_counts_problem,
+)
 from ...registry import Registry
+from ...typed import ConfigError
 from .errors import ReleaseFormatError
 from .llm_keys import FAMILY_OF, official_llm_keys
 from .llm_keys import llm_hf_config as _llm_hf_config
@@ -210,6 +219,57 @@ def _need(cfg: Mapping, key: str, kind, where: str):
     return v
 
 
+# the released keys that decide how many modules are built, and their limits (cambrian.config)
+_COUNT_LIMITS = {
+    "connector_depth": MAX_CONNECTOR_DEPTH,
+    "num_of_vision_sampler_layers": MAX_LAYERS,
+    "start_of_vision_sampler_layers": MAX_LAYERS,
+    "stride_of_vision_sampler_layers": MAX_LAYERS,
+    "num_query_group": MAX_QUERY_GROUPS,
+}
+
+
+# the LLM's sizes: whole numbers in [1, 2^24] (None: the official default) before any of them is computed with
+_LLM_SIZES = (
+    "hidden_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "vocab_size",
+    "max_position_embeddings",
+    "head_dim",
+)
+
+
+def check_counts(cfg: Mapping, where: str) -> None:
+    """Layer, expert and SVA counts within the limits of ``cambrian.config``, and the LLM's sizes whole numbers,
+    before anything is built or computed with."""
+    for key in _LLM_SIZES:
+        v = cfg.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1 << 24):
+            raise ReleaseFormatError(f"{where}: {key!r} must be a whole number from 1 to {1 << 24}, got {v!r}")
+    for key, limit in _COUNT_LIMITS.items():
+        v = cfg.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= limit):
+            raise ReleaseFormatError(f"{where}: {key!r} must be a whole number from 0 to {limit}, got {v!r}")
+    for key in ("query_num_list", "mm_vision_tower_aux_list", "mm_vision_tower_aux_token_len_list"):
+        if isinstance(cfg.get(key), list) and len(cfg[key]) > MAX_QUERY_GROUPS:
+            raise ReleaseFormatError(f"{where}: {key!r} has {len(cfg[key])} entries, more than {MAX_QUERY_GROUPS}")
+    problem = architecture_counts_problem(dict(cfg))
+    if problem:
+        raise ReleaseFormatError(f"{where}: {problem}")
+
+
+def _whole(cfg: Mapping, key: str, default: int, where: str) -> int:
+    """``cfg[key]`` as a whole number (``default`` when absent or null)."""
+    v = cfg.get(key)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ReleaseFormatError(f"{where}: {key!r} must be a whole number, got {v!r}")
+    return v
+
+
 def official_to_config(
     cfg: Mapping,
     towers: Mapping[str, EncoderConfig | str] | None = None,
@@ -223,7 +283,15 @@ def official_to_config(
     ``towers``: official tower name -> an ``EncoderConfig`` or preset entry to use instead of the table's preset
     (other weights, a local copy, tiny towers in tests). ``source``: where the LLM weights and tokenizer live
     (the checkpoint directory or hub id). ``template`` overrides the detected chat template."""
+    try:
+        return _official_to_config(cfg, towers, template, source, where, tower_weights)
+    except ConfigError as e:  # a value our typed config refuses: name the file
+        raise ReleaseFormatError(f"{where}: {e}") from None
+
+
+def _official_to_config(cfg, towers, template, source, where, tower_weights) -> CambrianConfig:
     cfg = dict(cfg)
+    check_counts(cfg, where)
     towers = dict(towers or {})
     names = cfg.get("mm_vision_tower_aux_list", cfg.get("vision_tower_aux_list"))
     lens = cfg.get("mm_vision_tower_aux_token_len_list", cfg.get("vision_tower_aux_token_len_list"))
@@ -244,7 +312,7 @@ def official_to_config(
             f"{where}: mm_projector_type {ptype!r} is not supported by the released-format loader "
             "(only 'sva', the projector of every released Cambrian-1 model)"
         )
-    select_layer = cfg.get("mm_vision_select_layer", -2)
+    select_layer = _whole(cfg, "mm_vision_select_layer", -2, where)
     select_feature = str(cfg.get("mm_vision_select_feature", "patch"))
     encoders = [_tower_config(n, t, select_layer, select_feature, towers.get(n), where) for n, t in zip(names, lens)]
     if tower_weights is not None:
@@ -254,6 +322,8 @@ def official_to_config(
                 e.name_or_path = local
 
     queries = _need(cfg, "query_num_list", list, where)
+    if not all(isinstance(q, int) and not isinstance(q, bool) for q in queries):
+        raise ReleaseFormatError(f"{where}: 'query_num_list' must be a list of whole numbers, got {queries!r}")
     if "num_query_group" in cfg and cfg["num_query_group"] != len(queries):
         raise ReleaseFormatError(
             f"{where}: num_query_group {cfg['num_query_group']} but query_num_list has {len(queries)} entries"
@@ -267,8 +337,8 @@ def official_to_config(
         depth=_need(cfg, "connector_depth", int, where),
         num_heads=16,  # hard-coded in the official SVA
         num_llm_layers=0 if connector_only else int(_need(cfg, "num_of_vision_sampler_layers", int, where)),
-        llm_start=int(cfg.get("start_of_vision_sampler_layers", 0) or 0),
-        llm_stride=int(cfg.get("stride_of_vision_sampler_layers", 1) or 1),
+        llm_start=_whole(cfg, "start_of_vision_sampler_layers", 0, where),
+        llm_stride=_whole(cfg, "stride_of_vision_sampler_layers", 0, where) or 1,
         newline=True,
         unpad=True,
         options={
@@ -288,7 +358,7 @@ def official_to_config(
         name_or_path=source,
         hf_config=hf,
         template=tmpl,
-        max_length=int(cfg.get("tokenizer_model_max_length") or 2048),
+        max_length=_whole(cfg, "tokenizer_model_max_length", 0, where) or 2048,
         tokenizer=source,
     )
     dtype = str(cfg.get("torch_dtype") or "float32")
@@ -415,7 +485,3 @@ def mapping_rows(config: CambrianConfig) -> list[tuple[str, str, str]]:
             feat += f", hidden_states[{e.select_layer}]"
         rows.append((official_tower_name(e) or "?", e.id, feat))
     return rows
-
-
-def as_dict(config: CambrianConfig) -> dict:
-    return dataclasses.asdict(config)

@@ -195,11 +195,11 @@ def _rope_of(built) -> tuple[float, dict | None]:
     return float(built.rope_theta), scaling or None
 
 
-def _official_behaviour(cfg: Mapping, key: str):
-    value = NOT_READ_BY_OFFICIAL[key][0]
+def _official_behaviour(cfg: Mapping, family: str, key: str):
     if key == "head_dim":
-        return int(cfg.get("hidden_size", 0)) // max(1, int(cfg.get("num_attention_heads", 1)))
-    return value
+        hidden, heads = (_official_value(cfg, family, k) for k in ("hidden_size", "num_attention_heads"))
+        return int(hidden) // max(1, int(heads))
+    return NOT_READ_BY_OFFICIAL[key][0]
 
 
 def _partial_rotary(built) -> float:
@@ -269,7 +269,7 @@ def llm_hf_config(cfg: Mapping, cambrian_keys, where: str = "config.json") -> di
         if key not in ("rope_theta", "rope_scaling"):
             hf[key] = _official_value(cfg, family, key)
     for key, (_, why) in NOT_READ_BY_OFFICIAL.items():
-        want = _official_behaviour(cfg, key)
+        want = _official_behaviour(cfg, family, key)
         if key in cfg and cfg[key] is not None and not _same(cfg[key], want):
             raise ReleaseFormatError(
                 f"{where}: {key} {cfg[key]!r}: {why}, so the official code computes with {want!r}; refusing a "
@@ -298,11 +298,13 @@ def _build(family: str, hf: dict, rope: dict, where: str):
     of this module reads both layouts, so a check never passes by reading a key that is not used)."""
     from transformers import AutoConfig
 
+    from ..buildable import library_errors
+
     cls = type(AutoConfig.for_model(family))
     kwargs = {k: v for k, v in hf.items() if k != "model_type"}
     try:
         return cls(**kwargs, rope_parameters=rope)
-    except (TypeError, ValueError, KeyError) as e:
+    except (ValueError, *library_errors()) as e:  # transformers' typed configs raise StrictDataclass errors
         raise ReleaseFormatError(f"{where}: the LLM settings are not a valid {family} config ({e})") from None
 
 
@@ -316,7 +318,7 @@ def check_carried(cfg: Mapping, built, where: str = "config.json") -> None:
         )
     for key in (*COMPUTE_KEYS[family], *NOT_READ_BY_OFFICIAL):
         if key in NOT_READ_BY_OFFICIAL:
-            want = _official_behaviour(cfg, key)
+            want = _official_behaviour(cfg, family, key)
         else:
             want = _official_value(cfg, family, key)
         if key == "rope_scaling":

@@ -22,7 +22,7 @@ from ...constants import IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 from .config import config_to_official, is_official_config, official_to_config
 from .errors import ReleaseFormatError
 from .tower_map import FLAG
-from .weights import WEIGHT_FILES, check_keys, iter_shards, list_keys, ours_to_official, write_shards
+from .weights import check_keys, iter_shards, list_keys, ours_to_official, write_shards
 
 CONFIG_MAX_BYTES = 4 << 20  # a config.json larger than this is refused before parsing
 TOKENIZER_PATTERNS = [
@@ -38,15 +38,16 @@ TOKENIZER_PATTERNS = [
 
 def read_config(path: str | os.PathLike) -> dict:
     """``config.json`` of a checkpoint directory (or the file itself), bounded in size, as a dict."""
+    from ...typed import ConfigError, read_config_text
+
     path = Path(path)
     if path.is_dir():
         path = path / "config.json"
-    size = path.stat().st_size
-    if size > CONFIG_MAX_BYTES:
-        raise ReleaseFormatError(f"{path}: {size} bytes is too large for a model config")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
+        data = json.loads(read_config_text(path, CONFIG_MAX_BYTES))  # a regular file, bounded (not a FIFO)
+    except ConfigError as e:
+        raise ReleaseFormatError(str(e)) from None
+    except (ValueError, RecursionError) as e:
         raise ReleaseFormatError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
         raise ReleaseFormatError(f"{path}: expected a JSON object")
@@ -194,7 +195,7 @@ def save_release(
     tensor names, the tokenizer files. The towers are not written (the released format holds none: the official
     loader takes them from their hub ids), so towers trained here (not frozen) are refused."""
     out = Path(out)
-    trained = [e.config.id for e in model.encoders if not e.config.frozen]
+    trained = [e.config.id for e in model.encoders if not e.frozen]
     if trained:
         raise ReleaseFormatError(
             f"towers {trained} were trained (not frozen); the released format holds no tower "
@@ -221,12 +222,3 @@ def save_release(
 
     atomic_write_json(out / "config.json", cfg)
     return out
-
-
-def has_weights(path: str | os.PathLike) -> bool:
-    p = Path(path)
-    return (
-        any((p / f).exists() for f in WEIGHT_FILES)
-        or any(p.glob("model-*.safetensors"))
-        or any(p.glob("pytorch_model*.bin"))
-    )
