@@ -82,6 +82,12 @@ def make_vlm(kind: str, seed: int = 0):
 VLM_KINDS = ["toy", "cambrian"]
 
 
+def set_context_length(model, n: int):
+    """Give either VLM kind of :func:`make_vlm` a context of ``n`` positions (their configs keep it apart)."""
+    (model.config.llm if hasattr(model.config, "llm") else model.config).max_length = n
+    return model
+
+
 def sensitive_tiny_model():
     """The random ``tiny`` preset with large random LLM and connector weights, so that the prompt and the image change
     the greedy answer (at its default init the tiny model answers the same whatever it is shown): serving and

@@ -873,6 +873,9 @@ def test_every_registered_benchmark_has_a_fixture():
     # benchmarks whose fixture tests live next to their own code: CV-Bench in tests/test_cvbench.py,
     # easy-VQA (the demo's benchmark) in tests/test_demo.py::test_easyvqa_load_prompt_and_score, synth-attribute
     # in tests/test_grounding.py::test_synth_attribute_build_balances_answers_and_scores, synth-text and
-    # synth-chart in tests/test_synth_sets.py
-    tested_elsewhere = {"cvbench", "cvbench-synth", "easyvqa", "synth-attribute", "synth-text", "synth-chart"}
+    # synth-chart in tests/test_synth_sets.py, V*Bench (a fixture in the released layout) and synth-vstar in
+    # tests/test_search_bench.py
+    tested_elsewhere = {
+        "cvbench", "cvbench-synth", "easyvqa", "synth-attribute", "synth-text", "synth-chart", "vstar", "synth-vstar"
+    }  # fmt: skip
     assert set(list_benchmarks()) - tested_elsewhere == set(FIXTURES)

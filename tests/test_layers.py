@@ -19,6 +19,7 @@ LAYERS = [
     {"data"},
     {"train"},
     {"eval", "cvbench"},
+    {"search"},
     {"serve"},
     {"demo"},
     {"study"},

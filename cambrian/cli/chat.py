@@ -2,13 +2,18 @@
 
 In the loop the conversation keeps its history; images given with ``--image`` go with the first question (as the
 official CLI does) and are not re-sent; ``/image PATH`` adds an image to the next question, ``/reset`` starts a new
-conversation, ``/quit`` (or Ctrl-D) leaves, Ctrl-C stops an answer."""
+conversation, ``/quit`` (or Ctrl-D) leaves, Ctrl-C stops an answer.
+
+``--search`` (one ``--image``): each question is answered through guided visual search (``cambrian.search``,
+docs/search.md) on its own, without the conversation's history: the objects it names are searched for, the answer
+comes from crops of what was found; the search is summarised on stderr and drawn to ``--search-png``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from .search_flags import add_search_arguments, settings_from_args
 from .tower_flag import add_tower_argument, towers_from_args
 
 HELP = (
@@ -29,6 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_quantize_argument(p)
     p.add_argument("--no-stream", action="store_true", help="print each answer once complete instead of as it comes")
     add_sampling_arguments(p)
+    add_search_arguments(p, always=True)
+    p.add_argument(
+        "--search-png",
+        default="search_path.png",
+        help="with --search: where the picture of the search goes (the loop numbers them: search_path_2.png, ...)",
+    )
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
@@ -145,11 +156,48 @@ def _answer(conv, model, text: str, sampling, stream: bool, out=None) -> None:
     out.flush()
 
 
+def _searcher(args, images, model):
+    """A function answering one question through guided search (``--search``), or None."""
+    if not args.search:
+        return None
+    from ..search.draw import save_png
+    from ..search.guided import GuidedSearch, Question
+
+    settings = settings_from_args(args, {"trigger": "always", "max_new_tokens": args.max_new_tokens})
+    guided = GuidedSearch(model, settings, system=args.system)
+    count = [0]
+
+    def answer(question: str, out=None) -> None:
+        out = out or sys.stdout
+        (outcome,) = guided.run([Question(question, images[0])])
+        out.write(outcome.answer + "\n")
+        out.flush()
+        for r in outcome.results:
+            where = f"found at {[round(v) for v in r.box]} (confidence {r.confidence:.2f})" if r.found else "not found"
+            print(f"search: {r.target}: {where}, {len(r.path)} patches visited, {r.scored} scored", file=sys.stderr)
+        if not outcome.results:
+            print("search: nothing to search for (no object named in the question)", file=sys.stderr)
+        count[0] += 1
+        path = args.search_png
+        if count[0] > 1:
+            stem, dot, ext = path.rpartition(".")
+            path = f"{stem}_{count[0]}.{ext}" if dot else f"{path}_{count[0]}"
+        print(f"search: picture in {save_png(outcome, path)}", file=sys.stderr)
+
+    return answer
+
+
 def run(args) -> int:
     from ..models.conversation import Conversation
     from ..models.encoders.preprocess import load_image
 
     sampling = sampling_from_args(args)  # bad values: one error line before the model loads
+    if args.search:
+        settings_from_args(args)
+        if len(args.image) != 1:
+            from ..errors import UserError
+
+            raise UserError("--search needs exactly one --image (the image to search)")
     images = [load_image(p) for p in args.image]
     model = load_model(args.model, args.device, towers_from_args(args), args.quantize)
     warn_if_bare(model, args.model)
@@ -161,6 +209,10 @@ def run(args) -> int:
             grammars_for(model).compile(sampling.structured)
         except GrammarError as e:
             raise InputError(f"--json-schema {args.json_schema}: {e}") from None
+    searched = _searcher(args, images, model)
+    if searched is not None and args.prompt is not None:
+        searched(args.prompt)
+        return 0
     conv = Conversation(system=args.system)
     for im in images:
         conv.attach(im)
@@ -194,7 +246,10 @@ def run(args) -> int:
         if q.startswith("/image"):
             path = q[len("/image") :].strip()
             try:
-                conv.attach(load_image(path))
+                if searched is not None:
+                    images[0] = load_image(path)  # --search: the image searched from now on
+                else:
+                    conv.attach(load_image(path))
             except (FileNotFoundError, ValueError) as e:
                 print(f"error: {e}", file=sys.stderr)
                 continue
@@ -204,7 +259,10 @@ def run(args) -> int:
             print(f"error: unknown command {q.split()[0]}; {HELP}", file=sys.stderr)
             continue
         try:
-            _answer(conv, model, q, sampling, stream)
+            if searched is not None:
+                searched(q)
+            else:
+                _answer(conv, model, q, sampling, stream)
         except KeyboardInterrupt:
             print("\n(stopped; the question was dropped from the history)", file=sys.stderr)
         except ValueError as e:  # e.g. the conversation outgrew the model's context

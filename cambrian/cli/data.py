@@ -26,6 +26,10 @@ SUBCOMMANDS = {
         "cambrian.cli.data_engine",
         "data engine: topics -> pages -> sections with images -> VQA through an OpenAI-compatible LLM",
     ),
+    "synth-vstar": (
+        "cambrian.cli.data_synth_vstar",
+        "build synth-vstar: large renders with one small target, attribute and left/right questions, true boxes",
+    ),
     "mmvp-pairs": (
         "cambrian.cli.data_mmvp",
         "mine 'A-blind' image pairs (MMVP): similar for encoder A, different for encoder B",

@@ -22,6 +22,11 @@ most likely (``cambrian.eval.likelihood``); metrics ``*_likelihood`` (the letter
 (the letters the prompt asks for, else the option texts; ``cambrian.models.generate.grammar``); metrics ``*_constrained``
 in ``metrics.constrained.json``, outside the paper-style table. Through ``openai:`` endpoints it sends vLLM's
 ``structured_outputs: {"choice": [...]}`` (cambrian serve and vLLM honour it).
+
+Conditions: ``--vision enabled`` (the question's own image), ``disabled`` (blind), ``other`` (another scene's image);
+``--search`` answers through guided visual search (``cambrian.search``, docs/search.md): its run is named
+``MODEL +search``, its paths and pictures go to ``RUN_DIR/search/<bench>/`` and the search is scored there
+(``search_metrics.json``: Top-1 at IoU > 0.5 where the benchmark has boxes, mean path length).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from .chat import add_quantize_argument
+from .search_flags import add_search_arguments, report_search, settings_from_args, wrap_eval_model
 from .tower_flag import add_tower_argument, towers_from_args
 
 
@@ -106,9 +112,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--out", required=True, help="run directory")
     r.add_argument(
         "--vision",
-        choices=["enabled", "disabled"],
+        choices=["enabled", "disabled", "other"],
         default="enabled",
-        help="disabled = the paper's vision-disabled setting (same prompts, no image)",
+        help="disabled = the paper's vision-disabled setting (same prompts, no image); other = each question with the "
+        "image of a question about another scene (does the model read its image?)",
     )
     r.add_argument("--batch-size", type=int, default=1)
     r.add_argument("--shard", default=None, help="i/n: run the i-th of n contiguous shards (torchrun sets it too)")
@@ -129,6 +136,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="restrict every multiple-choice answer to its options (the letters, or the option texts the prompt "
         "asks for) by constrained decoding; reported as *_constrained metrics outside the paper-style table",
+    )
+    add_search_arguments(r)
+    r.add_argument(
+        "--search-png",
+        type=int,
+        default=8,
+        help="with --search: pictures of the first N searched questions per benchmark",
     )
     r.add_argument("--device", default=None, help="torch device for our models (default: the model's own)")
     add_quantize_argument(r)
@@ -189,17 +203,23 @@ def _cmd_run(args) -> int:
     from ..eval.runner import run_benchmarks
 
     benches = _benches(args.bench, parse_options(args.option), args.scorer)
+    settings = settings_from_args(args) if args.search else None  # a bad setting fails before the model loads
     if args.mc == "likelihood":
         if args.constrained:
             raise InputError("--constrained generates answers; --mc likelihood scores them instead: pick one")
-        return _cmd_run_likelihood(args, benches)
+        return _cmd_run_likelihood(args, benches, settings)
     identity = model_identity(args.model)
     if args.quantize:  # a quantised model answers differently: its own run
         identity["quantize"] = args.quantize
+    if settings is not None:
+        identity["search"] = settings.to_dict()
     precheck_run(args.out, benches, identity, args.vision, args.max_new_tokens, args.overwrite)  # before loading
     model = load_eval_model(
         args.model, device=args.device, name=args.name, towers=towers_from_args(args), quantize=args.quantize
     )
+    samples = None
+    if settings is not None:
+        model, samples = wrap_eval_model(model, args, benches, settings)
     results = run_benchmarks(
         model,
         benches,
@@ -214,7 +234,10 @@ def _cmd_run(args) -> int:
         identity=identity,
         overwrite=args.overwrite,
         constrained=args.constrained,
+        samples_by_bench=samples,
     )
+    if samples is not None:
+        report_search(args.out, samples, args.limit)
     for b in benches:
         m = results.get(b.name)
         if m is not None:
@@ -228,7 +251,7 @@ def _cmd_run(args) -> int:
     return 0
 
 
-def _cmd_run_likelihood(args, benches) -> int:
+def _cmd_run_likelihood(args, benches, settings=None) -> int:
     from ..eval.adapters import load_eval_model
     from ..eval.likelihood import run_likelihood
 
@@ -237,6 +260,9 @@ def _cmd_run_likelihood(args, benches) -> int:
     model = load_eval_model(
         args.model, device=args.device, name=args.name, towers=towers_from_args(args), quantize=args.quantize
     )
+    samples = None
+    if settings is not None:
+        model, samples = wrap_eval_model(model, args, benches, settings)
     results = run_likelihood(
         model,
         benches,
@@ -246,7 +272,10 @@ def _cmd_run_likelihood(args, benches) -> int:
         vision=args.vision,
         limit=args.limit,
         progress=not args.no_progress,
+        samples_by_bench=samples,
     )
+    if samples is not None:
+        report_search(args.out, samples, args.limit)
     for b in benches:
         readings = results.get(b.name) or {}
         if not readings:

@@ -16,26 +16,7 @@ import numpy as np
 import torch
 
 from ..constants import IMAGE_TOKEN
-
-
-def other_scene_pairing(scenes: Sequence[str], seed: int = 0) -> list[int]:
-    """For every item ``i``, an index ``j`` with ``scenes[j] != scenes[i]``: a random permutation rotated until
-    no item lands on its own scene (greedy repair of the few that do). Needs at least two distinct scenes."""
-    n = len(scenes)
-    if len(set(scenes)) < 2:
-        raise ValueError("the image-use probe needs questions about at least two different scenes")
-    rng = np.random.default_rng([seed, 23])
-    perm = [int(x) for x in rng.permutation(n)]
-    for i in range(n):
-        if scenes[perm[i]] == scenes[i]:
-            for k in range(n):
-                # swap with a position k such that both i and k end up on a foreign scene
-                if scenes[perm[k]] != scenes[i] and scenes[perm[i]] != scenes[k]:
-                    perm[i], perm[k] = perm[k], perm[i]
-                    break
-            else:  # pragma: no cover - impossible with >= 2 scenes unless one scene holds most items
-                perm[i] = next(j for j in range(n) if scenes[j] != scenes[i])
-    return perm
+from ..eval.conditions import other_scene_pairing, scene_key, with_other_images  # noqa: F401  (re-exported)
 
 
 @torch.no_grad()
@@ -53,25 +34,6 @@ def gold_nll(
         logp = torch.log_softmax(logits.float(), dim=-1)
         out += [-float(logp[b, t]) for b, t in enumerate(targets)]
     return out
-
-
-def scene_key(sample) -> str:
-    """Which scene / image a sample is about: CV-Bench-Synth rows keep the rendered scene's file name, synth-attribute
-    rows their scene id, easy-VQA rows their image id."""
-    m = sample.meta
-    for k in ("source_filename", "scene", "image_id", "filename"):
-        if m.get(k) is not None:
-            return str(m[k])
-    return str(sample.idx)
-
-
-def with_other_images(samples: Sequence, seed: int = 0) -> list:
-    """The same samples (same prompts, answers, ids) with the images of a sample about a *different* scene/image
-    (:func:`other_scene_pairing`): what the model answers from another image's visual tokens."""
-    import dataclasses
-
-    pair = other_scene_pairing([scene_key(s) for s in samples], seed)
-    return [dataclasses.replace(s, images=list(samples[j].images)) for s, j in zip(samples, pair)]
 
 
 def cvbench_gold(sample) -> str:

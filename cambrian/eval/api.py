@@ -57,6 +57,7 @@ class GenerationRequest:
     prompt: str
     images: list = field(default_factory=list)  # PIL images; empty list = text only (vision disabled)
     choices: list[str] | None = None  # the reply must be exactly one of these (``--constrained``)
+    origin: tuple | None = None  # (benchmark, sample idx) it answers, for adapters that log per sample
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..utils.io import atomic_write_json, atomic_write_text
 from .api import Benchmark, EvalSample, GenerationRequest, label_metrics
+from .conditions import condition_samples
 
 LIKELIHOOD = "likelihood"
 LIKELIHOOD_TEXT = "likelihood_text"
@@ -67,7 +68,10 @@ def option_records(
     out = []
     for k in range(0, len(items), max(1, batch_size)):
         chunk = items[k : k + batch_size]
-        reqs = [GenerationRequest(s.prompt, s.load_images() if vision == "enabled" else []) for s, _ in chunk]
+        reqs = [
+            GenerationRequest(s.prompt, s.load_images() if vision != "disabled" else [], origin=(bench.name, s.idx))
+            for s, _ in chunk
+        ]
         recs = [{"idx": s.idx, "letters": None, "texts": None} for s, _ in chunk]
         for field in ("letters", "texts"):
             sel = [j for j, (_, mc) in enumerate(chunk) if getattr(mc, field)]
@@ -139,7 +143,8 @@ def run_likelihood(
         if limit:
             samples = samples[:limit]
         t0 = time.perf_counter()
-        records = option_records(model, bench, samples, vision=vision, batch_size=batch_size, progress=progress)
+        fed = condition_samples(samples, vision)
+        records = option_records(model, bench, fed, vision=vision, batch_size=batch_size, progress=progress)
         bench_dir = run_dir / bench.name
         bench_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(bench_dir / "likelihood.jsonl", "".join(json.dumps(r) + "\n" for r in records))

@@ -89,7 +89,7 @@ def load_run(run_dir: str | Path) -> Run:
 
 def label_runs(runs: Sequence[Run]) -> None:
     for r in runs:
-        r.label = r.model + (" (vision disabled)" if r.vision == "disabled" else "")
+        r.label = r.model + {"disabled": " (vision disabled)", "other": " (other image)"}.get(r.vision, "")
     seen: dict[str, int] = {}
     for r in runs:
         seen[r.label] = seen.get(r.label, 0) + 1
@@ -164,7 +164,7 @@ def to_markdown(header, rows, groups, runs: Sequence[Run] = ()) -> str:
         + "; ".join(f"{g}: {', '.join(c for c, _, _ in cols)}" for g, cols in PAPER_TABLE)
         + ". Values in %, MME-P raw (max 2000, /20 in averages); * = average over the columns present."
     )
-    return "\n".join(lines) + "\n" + notes + "\n" + other_scorers_markdown(runs)
+    return "\n".join(lines) + "\n" + notes + "\n" + other_scorers_markdown(runs) + search_markdown(runs)
 
 
 def other_scorer_rows(runs: Sequence[Run]) -> list[tuple[str, str, str, str, float | None]]:
@@ -201,6 +201,31 @@ def other_scorers_markdown(runs: Sequence[Run]) -> str:
     ]
     lines += [f"| {m} | {b} | {s} | {k} | {_fmt(v)} |" for m, b, s, k, v in rows]
     return "\n".join(lines) + "\n"
+
+
+def search_markdown(runs: Sequence[Run]) -> str:
+    """The search's own scores of ``eval run --search`` runs (``RUN_DIR/search/<bench>/search_metrics.json``)."""
+    rows = []
+    for r in runs:
+        for f in sorted(Path(r.path).glob("search/*/search_metrics.json")):
+            m = json.loads(f.read_text(encoding="utf-8"))
+            top1 = "-" if m.get("top1") is None else f"{100 * m['top1']:.1f}"
+            length = "-" if m.get("mean_path_length") is None else f"{m['mean_path_length']:.2f}"
+            pngs = len(list(f.parent.glob("*.png")))
+            rows.append(
+                f"| {r.label or r.model} | {f.parent.name} | {m.get('searched')} / {m.get('logged')} | {top1} | "
+                f"{length} | {pngs} in {f.parent} |"
+            )
+    if not rows:
+        return ""
+    head = [
+        "",
+        "Guided search (cambrian.search): questions searched, Top-1 = found box with IoU > 0.5 (%), mean path length:",
+        "",
+        "| Model | Benchmark | Searched | Top-1 | Path length | Pictures |",
+        "|---|---|---|---|---|---|",
+    ]
+    return "\n".join(head + rows) + "\n"
 
 
 def to_csv(header, rows) -> str:

@@ -30,7 +30,8 @@ Run directory layout::
 - Sharding: contiguous ranges of ``ceil(n / shards)`` samples (the official chunking); ``--shard i/n`` or the
   torchrun environment (``RANK`` / ``WORLD_SIZE``). Shard 0 waits for the others' ``.done`` markers and merges;
   ``merge_shards`` can also be called on its own (``cambrian eval merge``).
-- ``vision="disabled"``: the paper's vision-disabled setting — the same prompts with no image at all.
+- ``vision="disabled"``: the paper's vision-disabled setting — the same prompts with no image at all;
+  ``vision="other"``: each question with the image of a question about another scene (``cambrian.eval.conditions``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from ..utils.io import append_jsonl, atomic_write_json, repair_jsonl
 from ..utils.log import get_logger
 from ..utils.progress import progress_bar
 from .api import Benchmark, EvalSample, GenerationOptions, GenerationRequest, label_metrics
+from .conditions import VISION_SETTINGS, condition_samples
 from .identity import (
     IDENTITY_NAME,
     bench_identity,
@@ -68,7 +70,6 @@ from .predictions import (
 
 log = get_logger("eval")
 
-VISION_SETTINGS = ("enabled", "disabled")
 SHARD_POLL_S = 1.0  # how often shard 0 looks for the other shards' .done markers
 MERGE_TIMEOUT_S = 24 * 3600  # how long shard 0 waits for them
 CONSTRAINED = "constrained"
@@ -109,13 +110,20 @@ def generate_predictions(
             reqs, ready = [], []
             for s in batch:
                 images = []
-                if vision == "enabled":
+                if vision != "disabled":
                     try:
                         images = s.load_images()
                     except Exception as e:  # noqa: BLE001 - missing / unreadable image: skip this sample only
                         missing.append({"idx": s.idx, "error": f"{type(e).__name__}: {e}"[:300]})
                         continue
-                reqs.append(GenerationRequest(prompt=s.prompt, images=images, choices=_choices(bench, s, constrained)))
+                reqs.append(
+                    GenerationRequest(
+                        prompt=s.prompt,
+                        images=images,
+                        choices=_choices(bench, s, constrained),
+                        origin=(bench.name, s.idx),
+                    )
+                )
                 ready.append(s)
             outs = model.generate(reqs, options) if reqs else []
             if len(outs) != len(ready):
@@ -279,7 +287,8 @@ def run_benchmarks(
         token = identity_token(ident)
         if limit:
             samples = samples[:limit]
-        mine = [samples[k] for k in shard_range(len(samples), *shard)] if shard and shard[1] > 1 else list(samples)
+        fed = condition_samples(samples, vision)
+        mine = [fed[k] for k in shard_range(len(fed), *shard)] if shard and shard[1] > 1 else fed
         path = bench_dir / "predictions.constrained.jsonl" if constrained else predictions_path(bench_dir, shard)
         stats = generate_predictions(
             model,

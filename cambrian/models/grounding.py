@@ -185,3 +185,14 @@ def connector_geometry(connector: nn.Module) -> dict:
     """``side``, ``unpad``, ``newline`` of a connector's token grid (its config)."""
     c = connector.config
     return {"side": c.grid, "unpad": bool(c.unpad), "newline": bool(c.newline)}
+
+
+@torch.no_grad()
+def cell_tokens(model, images: Sequence) -> list[tuple[torch.Tensor, tuple[int, int, int, int]]]:
+    """Per image (PIL), its grid tokens ``[h', w', D]`` (newline column dropped) and their valid region of the
+    connector's L x L grid (:func:`grid_tokens`): what each cell of a grounded model's visual block says. Needs a
+    ``CambrianModel`` (its towers, connector and letterbox geometry)."""
+    pixels, sizes = model.encode_images(list(images))
+    visual = model.visual_tokens(model.image_features(pixels), sizes)
+    geo = connector_geometry(model.connector)
+    return grid_tokens(visual, sizes, geo["side"], geo["unpad"], geo["newline"])

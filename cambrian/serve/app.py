@@ -35,6 +35,7 @@ from .messages import build_conversation, sampling_from_request
 from .responses import completion_body, sse_events
 from .scheduler import BatchScheduler, Job
 from .schema import parse_request
+from .search import search_conversation
 from .settings import ServeSettings
 from .structured import compile_for, structured_output
 from .tokenizing import PromptTokenizer
@@ -132,9 +133,12 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
         if structured is not None:
             compile_for(model, *structured)
         messages, images = build_conversation(req, settings, reserve=reserve)
+        search = None
+        if req.search:
+            messages, images, search = search_conversation(model, messages, images, req.search)
         prompt = prompts(messages)  # bounded, then tokenised on the tokenizer's own thread
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return bool(req.stream), include_usage, messages, prompt, images, params
+        return bool(req.stream), include_usage, messages, prompt, images, params, search
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
@@ -149,7 +153,9 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
         try:
             with scheduler.arriving():
                 body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
-                stream, include_usage, messages, prompt, images, params = await run_in_threadpool(parse, body, pixels)
+                stream, include_usage, messages, prompt, images, params, search = await run_in_threadpool(
+                    parse, body, pixels
+                )
                 del body
                 job = Job(
                     messages, images, params, stream, asyncio.get_running_loop(), on_release=release, prompt=prompt
@@ -168,7 +174,7 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
                 raise
             if isinstance(ev, APIError):
                 raise ev
-            return completion_body(cid, now, settings.model_name, ev)
+            return completion_body(cid, now, settings.model_name, ev) | ({"search": search} if search else {})
         try:
             first = await job.events.get()
         except asyncio.CancelledError:
@@ -177,7 +183,7 @@ def create_app(model, settings: ServeSettings) -> FastAPI:
         if isinstance(first, APIError):
             raise first
         return StreamingResponse(
-            sse_events(job, first, cid, now, settings.model_name, include_usage),
+            sse_events(job, first, cid, now, settings.model_name, include_usage, search),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )

@@ -37,24 +37,31 @@ def completion_body(cid: str, created: int, model: str, ev) -> dict:
 
 
 def _chunk(
-    cid: str, created: int, model: str, delta: dict | None, finish_reason=None, usage: dict | None = None
+    cid: str,
+    created: int,
+    model: str,
+    delta: dict | None,
+    finish_reason=None,
+    usage: dict | None = None,
+    **extra,
 ) -> str:
     """One ``chat.completion.chunk`` event: a delta (and finish reason), or with ``usage`` the usage chunk (no
-    choices)."""
+    choices); ``extra``: further top-level fields (the search trace)."""
     body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
     if usage is None:
         body["system_fingerprint"] = None
         body["choices"] = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
     else:
         body["choices"], body["usage"] = [], usage
-    return f"data: {json.dumps(body)}\n\n"
+    return f"data: {json.dumps(body | extra)}\n\n"
 
 
-async def sse_events(job: Job, first, cid: str, created: int, model: str, include_usage: bool):
-    """Server-sent events: a role chunk, content chunks, a chunk with the finish reason, (usage), ``[DONE]``. A client
-    that disconnects cancels its row."""
+async def sse_events(job: Job, first, cid: str, created: int, model: str, include_usage: bool, search=None):
+    """Server-sent events: a role chunk (with the search's trace when the request searched), content chunks, a chunk
+    with the finish reason, (usage), ``[DONE]``. A client that disconnects cancels its row."""
     try:
-        yield _chunk(cid, created, model, {"role": "assistant", "content": ""})
+        extra = {"search": search} if search else {}
+        yield _chunk(cid, created, model, {"role": "assistant", "content": ""}, **extra)
         item = first
         while True:
             if item is not STARTED:

@@ -90,6 +90,7 @@ class ChatCompletionRequest(_Body):
     tools: list | None = None
     response_format: ResponseFormat | None = None
     structured_outputs: StructuredOutputs | None = None
+    search: bool | dict | None = None  # guided visual search before the answer (cambrian.serve.search)
 
     def unsupported(self) -> APIError | None:
         """The first field asking for something this server does not do, as a 400."""

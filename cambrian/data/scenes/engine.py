@@ -149,16 +149,24 @@ def sample_layout(rng: np.random.Generator, cfg: SceneConfig) -> list[ObjectSpec
         else:
             shape = str(rng.choice(cfg.shapes))
             color = str(rng.choice(cfg.colors))
-        size = str(rng.choice(cfg.sizes))
-        r = _bound_radius(shape, SIZES[size])
-        for _try in range(60):
-            rad = cfg.arena_radius * math.sqrt(rng.random())
-            ang = rng.random() * 2 * math.pi
-            x, y = rad * math.cos(ang), rad * math.sin(ang)
-            if all(math.hypot(x - o.x, y - o.y) >= r + _bound_radius(o.shape, o.extent) + cfg.min_gap for o in objs):
-                objs.append(ObjectSpec(shape, color, size, x, y, float(rng.random() * math.pi)))
-                break
+        place(rng, cfg, objs, shape, color, str(rng.choice(cfg.sizes)))
     return objs
+
+
+def place(
+    rng: np.random.Generator, cfg: SceneConfig, objs: list[ObjectSpec], shape: str, color: str, size: str
+) -> bool:
+    """Append an object at a random free spot of the arena (clear of ``objs`` by ``min_gap``); False when 60 tries
+    found none."""
+    r = _bound_radius(shape, SIZES[size])
+    for _try in range(60):
+        rad = cfg.arena_radius * math.sqrt(rng.random())
+        ang = rng.random() * 2 * math.pi
+        x, y = rad * math.cos(ang), rad * math.sin(ang)
+        if all(math.hypot(x - o.x, y - o.y) >= r + _bound_radius(o.shape, o.extent) + cfg.min_gap for o in objs):
+            objs.append(ObjectSpec(shape, color, size, x, y, float(rng.random() * math.pi)))
+            return True
+    return False
 
 
 def sample_camera(rng: np.random.Generator, cfg: SceneConfig) -> Camera:
@@ -293,12 +301,13 @@ class SceneRenderer:
         return int((seg == self._bodies[k]).sum())
 
     # -- one scene ------------------------------------------------------------------------------------------
-    def render(self, rng: np.random.Generator) -> dict:
-        """Sample layouts/cameras until the visibility rule holds; returns a dict with arrays and annotations."""
+    def render(self, rng: np.random.Generator, layout=None) -> dict:
+        """Sample layouts/cameras until the visibility rule holds; returns a dict with arrays and annotations.
+        ``layout(rng, cfg) -> [ObjectSpec]`` replaces :func:`sample_layout` (scenes built around a chosen object)."""
         cfg = self.cfg
         rejected = {"marginal_object": 0, "out_of_frame": 0, "no_visible_object": 0}
         for _layout in range(cfg.layout_tries):
-            objs = sample_layout(rng, cfg)
+            objs = (layout or sample_layout)(rng, cfg)
             self._build(objs)
             self._rgba = {
                 b: list(self.p.getVisualShapeData(b, physicsClientId=self.client)[0][7])

@@ -23,6 +23,8 @@ _MODULES = [
     "cambrian.eval.benchmarks.synth_attribute",
     "cambrian.eval.benchmarks.synth_text",
     "cambrian.eval.benchmarks.synth_chart",
+    "cambrian.eval.benchmarks.synth_vstar",
+    "cambrian.eval.benchmarks.vstar",
     "cambrian.cvbench.benchmark",
 ]
 
