@@ -198,7 +198,6 @@ def _cmd_list() -> int:
 
 
 def _cmd_run(args) -> int:
-    from ..eval.adapters import load_eval_model
     from ..eval.identity import model_identity, precheck_run
     from ..eval.runner import run_benchmarks
 
@@ -214,12 +213,7 @@ def _cmd_run(args) -> int:
     if settings is not None:
         identity["search"] = settings.to_dict()
     precheck_run(args.out, benches, identity, args.vision, args.max_new_tokens, args.overwrite)  # before loading
-    model = load_eval_model(
-        args.model, device=args.device, name=args.name, towers=towers_from_args(args), quantize=args.quantize
-    )
-    samples = None
-    if settings is not None:
-        model, samples = wrap_eval_model(model, args, benches, settings)
+    model, samples = _load_model(args, benches, settings)
     results = run_benchmarks(
         model,
         benches,
@@ -251,18 +245,25 @@ def _cmd_run(args) -> int:
     return 0
 
 
-def _cmd_run_likelihood(args, benches, settings=None) -> int:
+def _load_model(args, benches, settings):
+    """The evaluated model (quantised and with its towers as the flags say) and, with --search, wrapped by the
+    search with the samples it needs; ``samples`` is None without --search."""
     from ..eval.adapters import load_eval_model
+
+    model = load_eval_model(
+        args.model, device=args.device, name=args.name, towers=towers_from_args(args), quantize=args.quantize
+    )
+    if settings is None:
+        return model, None
+    return wrap_eval_model(model, args, benches, settings)
+
+
+def _cmd_run_likelihood(args, benches, settings=None) -> int:
     from ..eval.likelihood import run_likelihood
 
     if args.shard:
         raise InputError("--mc likelihood does not shard; run it without --shard")
-    model = load_eval_model(
-        args.model, device=args.device, name=args.name, towers=towers_from_args(args), quantize=args.quantize
-    )
-    samples = None
-    if settings is not None:
-        model, samples = wrap_eval_model(model, args, benches, settings)
+    model, samples = _load_model(args, benches, settings)
     results = run_likelihood(
         model,
         benches,
