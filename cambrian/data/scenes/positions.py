@@ -1,0 +1,86 @@
+"""Where an object sits on the connector's query grid, as words a small LLM can read and compare, and worked
+answers that read them.
+
+Positions are the cell of the object's 2D box centre on a ``grid`` x ``grid`` grid over the image letterboxed to a
+square (as the towers see it): the column as a digit (``"0"`` left … ``"7"`` right on an 8x8 grid) and the row as
+a number word (``"zero"`` top … ``"seven"`` bottom). Two vocabularies, because a grounding target is the *mean* of
+its words' embeddings: "2 5" and "5 2" would be the same vector, "2 five" and "5 two" are not.
+
+On the demo's scenes (camera above a flat floor) the lower object in the image is the closer one: on 93 Depth
+questions from 80 train scenes the lower box centre was the closer object every time, and the row words differed
+for 91 of them. So a worked Depth answer compares rows.
+
+``reasoned_answer`` writes a CV-Bench-style answer that first looks each named object up and then decides, ending in
+"The answer is (X)" (the form the official scorer reads after its last "answer is"):
+
+    Relation (left/right):  "x: red cube 2, blue sphere 6. The answer is (A)"
+    Relation (above/below): "y: red cube two, blue sphere five. The answer is (B)"
+    Depth:                  "y: red cube six, blue sphere three. The answer is (A)"   (lower = closer)
+
+Count and Distance questions have no worked form here (``None``: answer with the letter).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ...prompts import letter
+from .attributes import NUMBER_WORDS
+
+ROW_WORDS = ("zero", *NUMBER_WORDS[1:])
+_RELATION = re.compile(r"^Considering the relative positions of the (.+?) and the (.+?) in the image provided")
+
+
+def grid_cell(obj: dict, width: int, height: int, grid: int) -> tuple[int, int]:
+    """(column, row) of the centre of ``obj["bbox"]`` (COCO xywh, pixels) on the letterboxed square's grid."""
+    if grid > len(ROW_WORDS):
+        raise ValueError(f"position words exist for grids up to {len(ROW_WORDS)}, not {grid}")
+    s = max(width, height)
+    x, y, w, h = obj["bbox"]
+    cx = (x + w / 2 + (s - width) / 2) / s
+    cy = (y + h / 2 + (s - height) / 2) / s
+    return min(grid - 1, max(0, int(cx * grid))), min(grid - 1, max(0, int(cy * grid)))
+
+
+def position_words(obj: dict, width: int, height: int, grid: int) -> str:
+    """``"2 five"``: the column digit and the row word of the object's centre."""
+    col, row = grid_cell(obj, width, height, grid)
+    return f"{col} {ROW_WORDS[row]}"
+
+
+def find_object(scene: dict, name: str) -> dict | None:
+    """The scene's only object called ``name`` (its category "red cube", or its shape "cube"), else None."""
+    objs = scene["objects"]
+    for key in ("category", "shape"):
+        hits = [o for o in objs if o.get(key) == name]
+        if hits:
+            return hits[0] if len(hits) == 1 else None
+    return None
+
+
+def _names(task: str, question: str, choices: list) -> list[str] | None:
+    if task == "Depth":
+        return [str(c) for c in choices]
+    if task == "Relation":
+        m = _RELATION.match(question)
+        return [m.group(1).replace(" (annotated by the red box)", ""), m.group(2)] if m else None
+    return None
+
+
+def reasoned_answer(task: str, question: str, choices: list, answer_index: int, scene: dict, grid: int) -> str | None:
+    """The worked answer of one CV-Bench-style question about ``scene`` (see the module doc), or None when the
+    task has no worked form or a named object is not unique in the scene."""
+    names = _names(task, question, choices)
+    if not names:
+        return None
+    objs = [find_object(scene, n) for n in names]
+    if any(o is None for o in objs):
+        return None
+    W, H = scene["camera"]["width"], scene["camera"]["height"]
+    cells = [grid_cell(o, W, H, grid) for o in objs]
+    if task == "Relation" and set(map(str, choices)) == {"left", "right"}:
+        axis, values = "x", [str(c[0]) for c in cells]
+    else:
+        axis, values = "y", [ROW_WORDS[c[1]] for c in cells]
+    looked_up = ", ".join(f"{n} {v}" for n, v in zip(names, values))
+    return f"{axis}: {looked_up}. The answer is ({letter(answer_index)})"
