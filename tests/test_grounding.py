@@ -76,6 +76,53 @@ def test_scene_grounding_from_a_constructed_scene(tmp_path):
         "cyan sphere one",
         "floor",
     ]
+    # position words: the column digit and row word of the object's box centre on the grid (16x16 px image, 2x2)
+    scene["camera"] = {"width": 16, "height": 16}
+    scene["objects"][0]["bbox"] = [8, 0, 8, 8]  # centre (12, 4): column 1, row 0
+    scene["objects"][1]["bbox"] = [0, 12, 4, 4]  # centre (2, 14): column 0, row 1
+    assert scene_grounding(tmp_path, scene, 2, position_words=True)["cells"] == [
+        "floor",
+        "red cube 1 zero",
+        "cyan sphere 0 one",
+        "floor",
+    ]
+
+
+def test_grid_cell_letterboxes_and_reasoned_answers_read_positions():
+    from cambrian.data.scenes.positions import find_object, grid_cell, position_words, reasoned_answer
+
+    # a 200x100 image letterboxed to 200x200 (50 px bands above and below), 4x4 grid of 50 px cells
+    assert grid_cell({"bbox": [0, 0, 20, 20]}, 200, 100, 4) == (0, 1)  # centre (10, 10) -> (10, 60)
+    assert grid_cell({"bbox": [180, 80, 20, 20]}, 200, 100, 4) == (3, 2)  # centre (190, 90) -> (190, 140)
+    assert position_words({"bbox": [180, 80, 20, 20]}, 200, 100, 4) == "3 two"
+    with pytest.raises(ValueError, match="grids up to"):
+        grid_cell({"bbox": [0, 0, 1, 1]}, 10, 10, 12)
+    scene = {
+        "camera": {"width": 80, "height": 80},
+        "objects": [
+            {"category": "red cube", "shape": "cube", "bbox": [0, 60, 10, 10]},  # centre (5, 65): col 0, row 6
+            {"category": "blue sphere", "shape": "sphere", "bbox": [50, 10, 20, 20]},  # centre (60, 20): 6, 2
+            {"category": "blue cube", "shape": "cube", "bbox": [30, 30, 10, 10]},  # centre (35, 35): 3, 3
+        ],
+    }
+    assert find_object(scene, "sphere")["category"] == "blue sphere"
+    assert find_object(scene, "cube") is None  # two cubes: not a unique name
+    rel = (
+        "Considering the relative positions of the red cube and the blue sphere in the image provided, "
+        "where is the red cube located with respect to the blue sphere?"
+    )
+    assert reasoned_answer("Relation", rel, ["right", "left"], 1, scene, 8) == (
+        "x: red cube 0, blue sphere 6. The answer is (B)"
+    )
+    assert reasoned_answer("Relation", rel, ["above", "below"], 1, scene, 8) == (
+        "y: red cube six, blue sphere two. The answer is (B)"
+    )
+    # Depth compares rows: the lower object (red cube, row six) is the closer one
+    assert reasoned_answer("Depth", "Which object is closer ...", ["blue sphere", "red cube"], 1, scene, 8) == (
+        "y: blue sphere two, red cube six. The answer is (B)"
+    )
+    assert reasoned_answer("Depth", "q", ["cube", "red cube"], 0, scene, 8) is None  # "cube" is ambiguous
+    assert reasoned_answer("Count", "How many cubes are in the image?", ["2", "1"], 0, scene, 8) is None
 
 
 # ---- the objective ---------------------------------------------------------------------------------------------

@@ -41,11 +41,12 @@ def scene_grounding(
 
     mask = load_mask(scene_dir, scene)
     shapes = Counter(o["shape"] for o in scene["objects"])
-    W, H = scene["camera"]["width"], scene["camera"]["height"]
     words = {}
     for o in scene["objects"]:
         w = object_words(o, shapes[o["shape"]] if count_words else None)
-        words[int(o["instance_id"])] = f"{w} {where(o, W, H, grid)}" if position_words else w
+        if position_words:
+            w += " " + where(o, scene["camera"]["width"], scene["camera"]["height"], grid)
+        words[int(o["instance_id"])] = w
     return cells_from_mask(
         mask,
         words,
