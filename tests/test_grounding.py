@@ -100,9 +100,24 @@ def test_grid_cell_letterboxes_and_reasoned_answers_read_positions():
     scene = {
         "camera": {"width": 80, "height": 80},
         "objects": [
-            {"category": "red cube", "shape": "cube", "bbox": [0, 60, 10, 10]},  # centre (5, 65): col 0, row 6
-            {"category": "blue sphere", "shape": "sphere", "bbox": [50, 10, 20, 20]},  # centre (60, 20): 6, 2
-            {"category": "blue cube", "shape": "cube", "bbox": [30, 30, 10, 10]},  # centre (35, 35): 3, 3
+            {
+                "category": "red cube",
+                "color": "red",
+                "shape": "cube",
+                "bbox": [0, 60, 10, 10],
+            },  # centre (5, 65): col 0, row 6
+            {
+                "category": "blue sphere",
+                "color": "blue",
+                "shape": "sphere",
+                "bbox": [50, 10, 20, 20],
+            },  # centre (60, 20): 6, 2
+            {
+                "category": "blue cube",
+                "color": "blue",
+                "shape": "cube",
+                "bbox": [30, 30, 10, 10],
+            },  # centre (35, 35): 3, 3
         ],
     }
     assert find_object(scene, "sphere")["category"] == "blue sphere"
@@ -122,7 +137,18 @@ def test_grid_cell_letterboxes_and_reasoned_answers_read_positions():
         "y: blue sphere two, red cube six. The answer is (B)"
     )
     assert reasoned_answer("Depth", "q", ["cube", "red cube"], 0, scene, 8) is None  # "cube" is ambiguous
-    assert reasoned_answer("Count", "How many cubes are in the image?", ["2", "1"], 0, scene, 8) is None
+    # Count lists the named objects left to right, then counts them
+    assert reasoned_answer("Count", "How many cubes are in the image?", ["1", "2"], 1, scene, 8, "cube") == (
+        "cubes: red 0 six, blue 3 three. So 2. The answer is (B)"
+    )
+    assert reasoned_answer("Count", "q", ["0", "1"], 1, scene, 8, "red cube") == (
+        "red cubes: 0 six. So 1. The answer is (B)"
+    )
+    assert reasoned_answer("Count", "q", ["1", "0"], 1, scene, 8, "green cone") == (
+        "green cones: none. So 0. The answer is (B)"
+    )
+    assert reasoned_answer("Count", "q", ["1", "2"], 0, scene, 8, "cube") is None  # the gold disagrees: no worked form
+    assert reasoned_answer("Count", "q", ["1", "2"], 1, scene, 8) is None  # no target named
 
 
 # ---- the objective ---------------------------------------------------------------------------------------------

@@ -16,8 +16,10 @@ for 91 of them. So a worked Depth answer compares rows.
     Relation (left/right):  "x: red cube 2, blue sphere 6. The answer is (A)"
     Relation (above/below): "y: red cube two, blue sphere five. The answer is (B)"
     Depth:                  "y: red cube six, blue sphere three. The answer is (A)"   (lower = closer)
+    Count:                  "cubes: red 2 five, blue 6 two. So 2. The answer is (C)"   (left to right)
+                            "red spheres: none. So 0. The answer is (A)"
 
-Count and Distance questions have no worked form here (``None``: answer with the letter).
+Distance questions have no worked form here (``None``: answer with the letter).
 """
 
 from __future__ import annotations
@@ -67,9 +69,31 @@ def _names(task: str, question: str, choices: list) -> list[str] | None:
     return None
 
 
-def reasoned_answer(task: str, question: str, choices: list, answer_index: int, scene: dict, grid: int) -> str | None:
+def _count(name: str, choices: list, answer_index: int, scene: dict, grid: int) -> str | None:
+    objs = [o for o in scene["objects"] if name in (o.get("category"), o.get("shape"))]
+    if str(len(objs)) != str(choices[answer_index]):  # e.g. an object the builder left out (too small)
+        return None
+    W, H = scene["camera"]["width"], scene["camera"]["height"]
+    cells = sorted((grid_cell(o, W, H, grid), o) for o in objs)
+    shape_level = " " not in name  # "cubes": say each one's colour; "red cubes": the name says it
+    items = [" ".join(([o["color"]] if shape_level else []) + [str(col), ROW_WORDS[row]]) for (col, row), o in cells]
+    return f"{name}s: {', '.join(items) or 'none'}. So {len(objs)}. The answer is ({letter(answer_index)})"
+
+
+def reasoned_answer(
+    task: str,
+    question: str,
+    choices: list,
+    answer_index: int,
+    scene: dict,
+    grid: int,
+    target: str | None = None,
+) -> str | None:
     """The worked answer of one CV-Bench-style question about ``scene`` (see the module doc), or None when the
-    task has no worked form or a named object is not unique in the scene."""
+    task has no worked form or a named object is not unique in the scene. ``target``: what a Count question
+    counts (the builder's ``target_class``, "cube" or "red cube")."""
+    if task == "Count":
+        return _count(target, choices, answer_index, scene, grid) if target else None
     names = _names(task, question, choices)
     if not names:
         return None
