@@ -147,6 +147,10 @@ def test_grid_cell_letterboxes_and_reasoned_answers_read_positions():
     assert reasoned_answer("Count", "q", ["1", "0"], 1, scene, 8, "green cone") == (
         "green cones: none. So 0. The answer is (B)"
     )
+    scene["objects"].append({"category": "green cube", "color": "green", "shape": "cube", "bbox": [0, 61, 9, 9]})
+    assert reasoned_answer("Count", "q", ["3"], 0, scene, 8, "cube") == (  # two cubes in one cell: scene order
+        "cubes: red 0 six, green 0 six, blue 3 three. So 3. The answer is (A)"
+    )
     assert reasoned_answer("Count", "q", ["1", "2"], 0, scene, 8, "cube") is None  # the gold disagrees: no worked form
     assert reasoned_answer("Count", "q", ["1", "2"], 1, scene, 8) is None  # no target named
 

@@ -131,7 +131,9 @@ def _answer(q, scene: dict | None, reasoning: bool, grid: int) -> str:
     from ..data.scenes.positions import reasoned_answer
 
     worked = (
-        reasoned_answer(q.task, q.question, q.choices, q.answer_index, scene, grid) if reasoning and scene else None
+        reasoned_answer(q.task, q.question, q.choices, q.answer_index, scene, grid, q.target_class)
+        if reasoning and scene
+        else None
     )
     return worked or letter(q.answer_index)
 

@@ -74,7 +74,7 @@ def _count(name: str, choices: list, answer_index: int, scene: dict, grid: int) 
     if str(len(objs)) != str(choices[answer_index]):  # e.g. an object the builder left out (too small)
         return None
     W, H = scene["camera"]["width"], scene["camera"]["height"]
-    cells = sorted((grid_cell(o, W, H, grid), o) for o in objs)
+    cells = sorted(((grid_cell(o, W, H, grid), o) for o in objs), key=lambda c: c[0])  # stable on ties
     shape_level = " " not in name  # "cubes": say each one's colour; "red cubes": the name says it
     items = [" ".join(([o["color"]] if shape_level else []) + [str(col), ROW_WORDS[row]]) for (col, row), o in cells]
     return f"{name}s: {', '.join(items) or 'none'}. So {len(objs)}. The answer is ({letter(answer_index)})"
