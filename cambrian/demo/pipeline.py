@@ -12,7 +12,8 @@
 7. eval: CV-Bench-Synth, synth-attribute and easy-VQA with the own image, another image's tokens, no image; the
    gold-answer loss probes (``image_use.py``) and the grounded-token decoding (``grounding_probe.py``);
 8. chat: one answer about a held-out easy-VQA image;
-9. report: results.json, report.md, loss.png, accuracy.png.
+9. report: results.json, report.md, loss.png, accuracy.png; every own / other / blind figure with its 95% bootstrap
+   interval and the paired own - other / own - blind differences (``stats.py``).
 
 Output folder (``--out``)::
 
@@ -21,6 +22,7 @@ Output folder (``--out``)::
     train/ground/ (+ train/stage1/)                                            (metrics)
     checkpoint/                                                                (final model + stage-2 metrics)
     eval/{own,other,blind}/<bench>/predictions.jsonl, metrics.json
+    eval/question_scores.jsonl                                                 (per question: own, other, blind)
     chat.png, results.json, report.md, loss.png, accuracy.png
 """
 
@@ -171,6 +173,7 @@ def evaluate(model, cfg: DemoConfig, out: Path, device: str, progress: bool) -> 
     from .features import EvalFeatureMemo
     from .grounding_probe import grounding_probe
     from .image_use import image_use, with_other_images
+    from .stats import question_labels, read_question_scores
 
     benches = [
         get_benchmark("cvbench-synth"),
@@ -218,6 +221,13 @@ def evaluate(model, cfg: DemoConfig, out: Path, device: str, progress: bool) -> 
         }
         res["seconds"]["image_use"] = round(time.perf_counter() - t, 2)
     res["feature_memo"] = memo.stats
+    # per-question scores of every condition (the same questions, scored against the same answers): the intervals
+    res["questions"] = {}
+    for b in benches:
+        q = question_labels(b.name, own[b.name])
+        for cond in CONDITIONS:
+            q[cond] = read_question_scores(b, own[b.name], out / "eval" / cond / b.name)
+        res["questions"][b.name] = q
     res["easyvqa_samples"] = own["easyvqa"]  # for the chat step (not part of the results)
     res["chance"] = {b.name: b.score(own[b.name], {}).get("chance") for b in benches if b.name != "cvbench-synth"}
     return res
@@ -269,6 +279,7 @@ def run_demo(cfg: DemoConfig, quick: bool = False) -> dict:
     from ..train.features import FeatureCache
     from .data import image_paths
     from .report import check_targets, cvbench_chance, image_use_accuracy, write_report
+    from .stats import image_use_statistics, write_question_scores
     from .train import run_stage, stage_config
 
     out = Path(cfg.out)
@@ -364,11 +375,17 @@ def run_demo(cfg: DemoConfig, quick: bool = False) -> dict:
         chat = chat_once(model, out, ev.pop("easyvqa_samples"))
 
     acc = image_use_accuracy(ev["metrics"])
+    stats = image_use_statistics(ev["questions"])
+    write_question_scores(out / "eval" / "question_scores.jsonl", ev.pop("questions"))
     chance = {"cvbench-synth": cvbench_chance(data.pop("cvbench_rows")), **ev["chance"]}
     timings = dict(timer.timings)
     timings.update({f"eval_{k}": v for k, v in ev["seconds"].items()})
     results = {
         "image_use_accuracy": acc,
+        "image_use_intervals": stats["intervals"],
+        "image_use_n": stats["n"],
+        "image_use_differences": stats["differences"],
+        "statistics": stats["method"],
         "image_use": ev["image_use"],
         "grounding_probe": ev["grounding_probe"],
         "chance": chance,
