@@ -240,3 +240,23 @@ def test_error_bars_are_drawn(monkeypatch, tmp_path):
     lo, hi = s["intervals"]["synth-attribute"]["overall"]["own"]
     assert seen[0] is not None and seen[0][:, i] == pytest.approx([0.8 - lo, hi - 0.8])
     assert seen[0][:, 0].tolist() == [0.0, 0.0]  # a row without an interval gets no bar
+
+
+# ---------------------------------------------------------------------------------------------- test-set size
+def test_default_demo_has_150_cvbench_questions_per_task(tmp_path):
+    """The default demo's CV-Bench-Synth (120 test scenes, the demo's per-image caps) has >= 150 questions per task:
+    a change of the scene world or the builder that shrinks it fails here, not in a 15-minute demo run."""
+    pytest.importorskip("pybullet")
+    from cambrian.data.scenes import render_scenes
+    from cambrian.demo.config import make_config
+    from cambrian.demo.data import SCENE_CONFIG
+    from cambrian.demo.pipeline import cvbench_test_set
+
+    cfg = make_config()
+    render_scenes(tmp_path / "test", cfg.test_scenes, seed=cfg.seed, split="test", config=SCENE_CONFIG,
+                  progress=False, save_depth=False)  # fmt: skip
+    info, _ = cvbench_test_set(cfg, tmp_path / "test", tmp_path / "cv")
+    assert min(info["per_task"].values()) >= 150, info["per_task"]
+    assert info["max_per_image"] != info["official_max_per_image"]  # said so in results.json and the report
+    quick = make_config(quick=True)
+    assert quick.cvbench_max_per_image is None  # the smoke run keeps the official caps and its small eval

@@ -91,8 +91,29 @@ def count_answers(jsonl: Path) -> int:
     return sum(sum(1 for t in r["conversations"] if t["from"] == "gpt") for r in read_jsonl(jsonl))
 
 
+def cvbench_test_set(cfg: DemoConfig, scene_dir: Path, out_dir: Path) -> tuple[dict, dict]:
+    """CV-Bench-Synth from the test scenes, official rules, at most ``cfg.cvbench_max_per_image`` questions per image
+    and task (the demo's caps updated by the given ones; None: the official caps). Returns (the summary kept in
+    results.json, the builder's report)."""
+    from ..cvbench.builder import PER_IMAGE_DEFAULTS, BuildParams, build_cvbench_synth
+    from .config import DEMO_PER_IMAGE
+
+    caps = None
+    if cfg.cvbench_max_per_image is not None:
+        caps = {"max_per_image": {**DEMO_PER_IMAGE, **cfg.cvbench_max_per_image}}
+    rep = build_cvbench_synth(scene_dir, out_dir, seed=cfg.seed, params=caps)
+    info = {
+        "n": rep["n"],
+        "per_task": rep["per_task"],
+        "letter_balance": rep["letter_balance"],
+        "scenes": cfg.test_scenes,
+        "max_per_image": BuildParams.from_dict(caps).max_per_image,  # the caps used
+        "official_max_per_image": dict(PER_IMAGE_DEFAULTS),  # `cambrian cvbench`'s
+    }
+    return info, rep
+
+
 def make_data(cfg: DemoConfig, out: Path, progress: bool, grid: int) -> dict:
-    from ..cvbench.builder import build_cvbench_synth
     from ..cvbench.loader import load_cvbench
     from ..data.scenes import assert_disjoint, render_scenes
     from ..eval.benchmarks.synth_attribute import build_synth_attribute
@@ -119,8 +140,7 @@ def make_data(cfg: DemoConfig, out: Path, progress: bool, grid: int) -> dict:
         save_depth=False,
     )["scenes_per_s"]
     assert_disjoint(d / "scenes" / "train", d / "scenes" / "test")
-    rep = build_cvbench_synth(d / "scenes" / "test", d / "cvbench-synth", seed=cfg.seed)
-    info["cvbench_synth"] = {"n": rep["n"], "per_task": rep["per_task"], "letter_balance": rep["letter_balance"]}
+    info["cvbench_synth"], rep = cvbench_test_set(cfg, d / "scenes" / "test", d / "cvbench-synth")
     info["synth_attribute"] = build_synth_attribute(
         d / "scenes" / "test", d / "synth-attribute", seed=cfg.seed, colors=SCENE_CONFIG["colors"]
     )
