@@ -5,7 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from cambrian.eval.stats import bootstrap_mean, bootstrap_paired_diff, bootstrap_stratified
+from cambrian.eval.stats import (
+    Strata,
+    bootstrap_mean,
+    bootstrap_paired_diff,
+    bootstrap_stratified,
+    strata_interval,
+    strata_paired_diff,
+)
 
 
 def test_constant_scores_have_a_zero_width_interval():
@@ -57,6 +64,36 @@ def test_paired_difference_accounts_for_the_pairing():
     same = bootstrap_paired_diff(own, own)
     assert (same.value, same.low, same.high) == (0.0, 0.0, 0.0)
     assert not same.excludes(0.0)
+
+
+def test_paired_beats_overlapping_intervals_on_the_same_questions():
+    # 40 questions: own right on 26, other right on 20 of those 26. Separately the two 95% intervals overlap
+    # (each is about +-15 points wide), yet every question moved the same way: the paired difference 6/40 has an
+    # interval above 0 (a resample with none of the 6 has probability (34/40)^40 = 0.15%)
+    own = [1] * 26 + [0] * 14
+    other = [1] * 20 + [0] * 20
+    a, b = bootstrap_mean(own), bootstrap_mean(other)
+    assert a.low < b.high  # the intervals overlap: "disjoint intervals" would not support own > other
+    d = bootstrap_paired_diff(own, other)
+    assert d.value == pytest.approx(0.15) and d.low > 0 and d.excludes(0.0)
+
+
+def test_strata_helpers_are_the_stratified_and_paired_bootstraps():
+    def two_by_two(m):
+        return (m["2D"] + m["3D"]) / 2
+
+    a = Strata({"2D": [1, 1, 0, 1], "3D": [1, 0]}, two_by_two)
+    b = Strata({"2D": [0, 1, 0, 1], "3D": [0, 0]}, two_by_two)
+    assert a.point() == pytest.approx((0.75 + 0.5) / 2) and a.n == 6
+    assert strata_interval(a, seed=4) == bootstrap_stratified(a.values, two_by_two, seed=4)
+    d = strata_paired_diff(a, b, seed=4)
+    # the formula is linear in the strata means: the difference is the formula of the per-question differences
+    assert d.value == pytest.approx(a.point() - b.point())
+    assert d == bootstrap_stratified({"2D": [1, 0, 0, 0], "3D": [1, 0]}, two_by_two, seed=4)
+    one = strata_paired_diff(Strata({"x": [1, 1, 0]}, lambda m: m["x"]), Strata({"x": [0, 1, 0]}, lambda m: m["x"]))
+    assert one == bootstrap_paired_diff([1, 1, 0], [0, 1, 0])
+    with pytest.raises(ValueError, match="different question sets"):
+        strata_paired_diff(a, Strata({"2D": [1], "3D": [1, 0]}, two_by_two))
 
 
 def test_bad_input_is_refused_with_a_message():

@@ -10,7 +10,8 @@ Train and evaluate Cambrian-nano end to end, offline, from the packaged pretrain
 
 Steps (each timed, with progress bars):
   1. model     build Cambrian-nano
-  2. scenes    render train/test scenes (pybullet); from the test scenes CV-Bench-Synth (official rules) and
+  2. scenes    render train/test scenes (pybullet); from the test scenes CV-Bench-Synth (official rules,
+               up to 2/2/6/4 questions per image instead of 2/1/1/1: --set cvbench_max_per_image=...) and
                synth-attribute (look-up questions: the colour of the only sphere, ...); grounding targets
                (per-cell object words from the scenes' masks, colour + shape words on easy-VQA images) and
                packed multi-turn questions for stage 2
@@ -24,8 +25,9 @@ Steps (each timed, with progress bars):
                with no image; gold-answer loss probe (own vs other image); nearest-word decoding of the
                grounded tokens of held-out scenes
   8. chat      one answer about a held-out easy-VQA image, and the `cambrian chat` command to ask more
-  9. report    OUT/results.json (image_use_accuracy[bench][task] = {own, other, blind}), OUT/report.md,
-               OUT/loss.png, OUT/accuracy.png; the model in OUT/checkpoint
+  9. report    OUT/results.json (image_use_accuracy[bench][task] = {own, other, blind}, and their 95%
+               bootstrap intervals and paired own-other / own-blind differences), OUT/report.md,
+               OUT/loss.png, OUT/accuracy.png (with error bars); the model in OUT/checkpoint
 
 Expected time on a 2-core CPU: about 18 minutes (default), under 4 minutes with --quick (a smoke run: few
 scenes and steps; its own-vs-other gap on easy-VQA colour+shape questions must be >= 15 points). Uses CUDA

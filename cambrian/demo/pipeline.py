@@ -12,7 +12,8 @@
 7. eval: CV-Bench-Synth, synth-attribute and easy-VQA with the own image, another image's tokens, no image; the
    gold-answer loss probes (``image_use.py``) and the grounded-token decoding (``grounding_probe.py``);
 8. chat: one answer about a held-out easy-VQA image;
-9. report: results.json, report.md, loss.png, accuracy.png.
+9. report: results.json, report.md, loss.png, accuracy.png; every own / other / blind figure with its 95% bootstrap
+   interval and the paired own - other / own - blind differences (``stats.py``).
 
 Output folder (``--out``)::
 
@@ -21,6 +22,7 @@ Output folder (``--out``)::
     train/ground/ (+ train/stage1/)                                            (metrics)
     checkpoint/                                                                (final model + stage-2 metrics)
     eval/{own,other,blind}/<bench>/predictions.jsonl, metrics.json
+    eval/question_scores.jsonl                                                 (per question: own, other, blind)
     chat.png, results.json, report.md, loss.png, accuracy.png
 """
 
@@ -89,8 +91,29 @@ def count_answers(jsonl: Path) -> int:
     return sum(sum(1 for t in r["conversations"] if t["from"] == "gpt") for r in read_jsonl(jsonl))
 
 
+def cvbench_test_set(cfg: DemoConfig, scene_dir: Path, out_dir: Path) -> tuple[dict, dict]:
+    """CV-Bench-Synth from the test scenes, official rules, at most ``cfg.cvbench_max_per_image`` questions per image
+    and task (the demo's caps updated by the given ones; None: the official caps). Returns (the summary kept in
+    results.json, the builder's report)."""
+    from ..cvbench.builder import PER_IMAGE_DEFAULTS, BuildParams, build_cvbench_synth
+    from .config import DEMO_PER_IMAGE
+
+    caps = None
+    if cfg.cvbench_max_per_image is not None:
+        caps = {"max_per_image": {**DEMO_PER_IMAGE, **cfg.cvbench_max_per_image}}
+    rep = build_cvbench_synth(scene_dir, out_dir, seed=cfg.seed, params=caps)
+    info = {
+        "n": rep["n"],
+        "per_task": rep["per_task"],
+        "letter_balance": rep["letter_balance"],
+        "scenes": cfg.test_scenes,
+        "max_per_image": BuildParams.from_dict(caps).max_per_image,  # the caps used
+        "official_max_per_image": dict(PER_IMAGE_DEFAULTS),  # `cambrian cvbench`'s
+    }
+    return info, rep
+
+
 def make_data(cfg: DemoConfig, out: Path, progress: bool, grid: int) -> dict:
-    from ..cvbench.builder import build_cvbench_synth
     from ..cvbench.loader import load_cvbench
     from ..data.scenes import assert_disjoint, render_scenes
     from ..eval.benchmarks.synth_attribute import build_synth_attribute
@@ -117,8 +140,7 @@ def make_data(cfg: DemoConfig, out: Path, progress: bool, grid: int) -> dict:
         save_depth=False,
     )["scenes_per_s"]
     assert_disjoint(d / "scenes" / "train", d / "scenes" / "test")
-    rep = build_cvbench_synth(d / "scenes" / "test", d / "cvbench-synth", seed=cfg.seed)
-    info["cvbench_synth"] = {"n": rep["n"], "per_task": rep["per_task"], "letter_balance": rep["letter_balance"]}
+    info["cvbench_synth"], rep = cvbench_test_set(cfg, d / "scenes" / "test", d / "cvbench-synth")
     info["synth_attribute"] = build_synth_attribute(
         d / "scenes" / "test", d / "synth-attribute", seed=cfg.seed, colors=SCENE_CONFIG["colors"]
     )
@@ -174,6 +196,7 @@ def evaluate(model, cfg: DemoConfig, out: Path, device: str, progress: bool) -> 
     from .features import EvalFeatureMemo
     from .grounding_probe import grounding_probe
     from .image_use import image_use, with_other_images
+    from .stats import question_labels, read_question_scores
 
     benches = [
         get_benchmark("cvbench-synth"),
@@ -221,6 +244,13 @@ def evaluate(model, cfg: DemoConfig, out: Path, device: str, progress: bool) -> 
         }
         res["seconds"]["image_use"] = round(time.perf_counter() - t, 2)
     res["feature_memo"] = memo.stats
+    # per-question scores of every condition (the same questions, scored against the same answers): the intervals
+    res["questions"] = {}
+    for b in benches:
+        q = question_labels(b.name, own[b.name])
+        for cond in CONDITIONS:
+            q[cond] = read_question_scores(b, own[b.name], out / "eval" / cond / b.name)
+        res["questions"][b.name] = q
     res["easyvqa_samples"] = own["easyvqa"]  # for the chat step (not part of the results)
     res["chance"] = {b.name: b.score(own[b.name], {}).get("chance") for b in benches if b.name != "cvbench-synth"}
     return res
@@ -272,6 +302,7 @@ def run_demo(cfg: DemoConfig, quick: bool = False) -> dict:
     from ..train.features import FeatureCache
     from .data import image_paths
     from .report import check_targets, cvbench_chance, image_use_accuracy, write_report
+    from .stats import image_use_statistics, write_question_scores
     from .train import run_stage, stage_config
 
     out = Path(cfg.out)
@@ -367,11 +398,17 @@ def run_demo(cfg: DemoConfig, quick: bool = False) -> dict:
         chat = chat_once(model, out, ev.pop("easyvqa_samples"))
 
     acc = image_use_accuracy(ev["metrics"])
+    stats = image_use_statistics(ev["questions"])
+    write_question_scores(out / "eval" / "question_scores.jsonl", ev.pop("questions"))
     chance = {"cvbench-synth": cvbench_chance(data.pop("cvbench_rows")), **ev["chance"]}
     timings = dict(timer.timings)
     timings.update({f"eval_{k}": v for k, v in ev["seconds"].items()})
     results = {
         "image_use_accuracy": acc,
+        "image_use_intervals": stats["intervals"],
+        "image_use_n": stats["n"],
+        "image_use_differences": stats["differences"],
+        "statistics": stats["method"],
         "image_use": ev["image_use"],
         "grounding_probe": ev["grounding_probe"],
         "chance": chance,

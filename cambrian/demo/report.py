@@ -5,6 +5,11 @@
     {"image_use_accuracy": {BENCH: {TASK: {"own": a, "other": b, "blind": c}}},
         cvbench-synth: Count, Relation, Depth, Distance, overall (official formula: mean of 2D and 3D);
         synth-attribute: overall, color, shape;  easyvqa: colour, shape, yes/no, colour+shape
+     "image_use_intervals": {BENCH: {TASK: {"own": [low, high], "other": [...], "blind": [...]}}},   95% bootstrap
+     "image_use_n": {BENCH: {TASK: questions}},
+     "image_use_differences": {BENCH: {TASK: {"own-other" | "own-blind": {"value", "low", "high", "supported"}}}},
+        paired bootstrap of the difference; supported = its 95% interval excludes 0 (``cambrian.demo.stats``)
+     "statistics": how the intervals were computed (method, resamples, level, seed),
      "image_use": {BENCH: {"n", "nll_matched", "nll_shuffled", "gap"}},   gold-answer loss, own vs another image
      "grounding_probe": {"scenes", "object_cells", "background_cells", "colour", "shape", "background"},
      "chance": {"cvbench-synth": {"overall", "accuracy_2d", "accuracy_3d", "per_task"}, "synth-attribute": x, "easyvqa": x},
@@ -14,7 +19,9 @@
      "config", "env"}
 
 "own": the question's image; "other": the visual tokens of an image of another scene under the same prompt; "blind":
-no image (the paper's vision-disabled setting).
+no image (the paper's vision-disabled setting). The intervals and differences are computed from the per-question
+scores of the three conditions (``eval/question_scores.jsonl``) by ``cambrian.demo.stats``; a results.json without
+them (an older run) is reported without intervals.
 """
 
 from __future__ import annotations
@@ -122,6 +129,18 @@ def _pct(x) -> str:
     return "—" if x is None else f"{100 * x:.1f}"
 
 
+def _pct_iv(x, iv) -> str:
+    """``34.9 [29.1, 40.6]`` (percent; the point alone when there is no interval)."""
+    if x is None or not iv:
+        return _pct(x)
+    return f"{_pct(x)} [{100 * iv[0]:.1f}, {100 * iv[1]:.1f}]"
+
+
+def _pp(d) -> str:
+    """A paired difference in percentage points: ``+25.0 [+12.5, +37.5]``."""
+    return "—" if not d else f"{100 * d['value']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
+
+
 def _chance_of(chance: dict, bench: str, task: str):
     if bench == "cvbench-synth":
         c = chance.get(bench) or {}
@@ -139,6 +158,50 @@ def accuracy_rows(results: dict) -> list[tuple[str, str, dict, float | None]]:
         for task, v in (acc.get(bench) or {}).items():
             rows.append((bench, task, v, _chance_of(chance, bench, task)))
     return rows
+
+
+def row_interval(results: dict, bench: str, task: str) -> dict:
+    """``{cond: [low, high]}`` of one row ({} when results.json has no intervals)."""
+    return ((results.get("image_use_intervals") or {}).get(bench) or {}).get(task) or {}
+
+
+def task_label(results: dict, bench: str, task: str) -> str:
+    """``Count (120)``: the task with its question count when known."""
+    n = ((results.get("image_use_n") or {}).get(bench) or {}).get(task)
+    return task if n is None else f"{task} ({n})"
+
+
+def difference_lines(results: dict) -> list[str]:
+    """Which own-vs-other / own-vs-blind differences the paired 95% intervals support, one line each."""
+    from .stats import supported_lines
+
+    diffs = results.get("image_use_differences")
+    if not diffs:
+        return []
+    yes, _ = supported_lines(diffs)
+    return yes or ["none: every own-vs-other and own-vs-blind interval includes 0"]
+
+
+def cvbench_set_line(results: dict) -> str | None:
+    """How CV-Bench-Synth's test set was drawn: questions per task, scenes, per-image caps vs the official ones."""
+    info = (results.get("data") or {}).get("cvbench_synth") or {}
+    if not info.get("per_task"):
+        return None
+    caps, official = info.get("max_per_image"), info.get("official_max_per_image")
+    per_task = ", ".join(f"{t} {info['per_task'].get(t, 0)}" for t in TASKS)
+    line = f"CV-Bench-Synth test set: {info.get('n')} questions ({per_task})"
+    if info.get("scenes"):
+        line += f" from {info['scenes']} held-out scenes"
+    if caps and official and caps != official:
+        fmt = lambda c: "/".join(str(c.get(t, 0)) for t in TASKS)  # noqa: E731
+        line += (
+            f", at most {fmt(caps)} questions per image for Count/Relation/Depth/Distance: more than the official "
+            f"builder's {fmt(official)} (`cambrian cvbench`'s default), for tighter intervals; questions of one image "
+            "are not independent, and the bootstrap resamples questions, not images"
+        )
+    elif caps:
+        line += ", the official per-image caps"
+    return line + "."
 
 
 def probe_lines(results: dict) -> list[str]:
@@ -172,15 +235,46 @@ def render_markdown(results: dict) -> str:
         "## Does the model use the image? Accuracy % with its own image, another image, no image",
         "",
         '"other": the visual tokens of an image of another scene under the same prompt; "blind": no image. '
-        "CV-Bench-Synth `overall` uses the official formula (mean of 2D and 3D).",
+        "CV-Bench-Synth `overall` uses the official formula (mean of 2D and 3D)."
+        + (
+            " [low, high]: 95% bootstrap interval over the questions (CV-Bench-Synth overall: resampled within each "
+            "source); (n): questions."
+            if results.get("image_use_intervals")
+            else ""
+        ),
         "",
-        "| benchmark | task | own | other | blind | chance |",
-        "|---|---|---|---|---|---|",
     ]
+    cv_line = cvbench_set_line(results)
+    if cv_line:
+        L += [cv_line, ""]
+    L += ["| benchmark | task | own | other | blind | chance |", "|---|---|---|---|---|---|"]
     for bench, task, v, c in accuracy_rows(results):
-        L.append(
-            f"| {bench} | {task} | {_pct(v.get('own'))} | {_pct(v.get('other'))} | {_pct(v.get('blind'))} | {_pct(c)} |"
-        )
+        iv = row_interval(results, bench, task)
+        cells = " | ".join(_pct_iv(v.get(k), iv.get(k)) for k in CONDITIONS)
+        L.append(f"| {bench} | {task_label(results, bench, task)} | {cells} | {_pct(c)} |")
+    diffs = results.get("image_use_differences") or {}
+    if diffs:
+        L += [
+            "",
+            "### Which differences hold?",
+            "",
+            "own − other and own − blind in percentage points with the 95% interval of a *paired* bootstrap: the "
+            "three conditions answer the same questions, so the questions are resampled jointly (CV-Bench-Synth "
+            "overall: within each source, through the official formula). A difference is supported when its "
+            "interval excludes 0 (**bold**). Overlap of the separate intervals above is not the test: it ignores "
+            "the pairing and misses real differences.",
+            "",
+            "| benchmark | task | own − other | own − blind |",
+            "|---|---|---|---|",
+        ]
+        for bench, task, _, _ in accuracy_rows(results):
+            d = (diffs.get(bench) or {}).get(task) or {}
+            cells = [
+                (f"**{_pp(d.get(k))}**" if (d.get(k) or {}).get("supported") else _pp(d.get(k)))
+                for k in ("own-other", "own-blind")
+            ]
+            L.append(f"| {bench} | {task} | {cells[0]} | {cells[1]} |")
+        L += ["", "Supported by the intervals:", ""] + [f"- {line}" for line in difference_lines(results)]
     L += ["", "Probes:", ""] + [f"- {line}" for line in probe_lines(results)]
     L += ["", "## Targets", "", "| target | value | threshold | ok |", "|---|---|---|---|"]
     for name, t in results.get("targets", {}).items():
@@ -212,7 +306,8 @@ def render_markdown(results: dict) -> str:
         ]
     L += [
         "",
-        "Plots: `loss.png` (loss per step of each stage), `accuracy.png` (own / other / blind per task, chance marks).",
+        "Plots: `loss.png` (loss per step of each stage), `accuracy.png` (own / other / blind per task, 95% "
+        "intervals as error bars, chance marks).",
         "",
     ]
     return "\n".join(L)
@@ -260,10 +355,20 @@ def plot_accuracy(results: dict, path: Path) -> None:
     colours = {"own": "#3a7bd5", "other": "#f0a030", "blind": "#bbbbbb"}
     labels = {"own": "own image", "other": "another image's tokens", "blind": "no image"}
     for k, cond in enumerate(CONDITIONS):
+        heights = [v.get(cond) or 0.0 for _, _, v, _ in rows]
+        ivs = [row_interval(results, b, t).get(cond) for b, t, _, _ in rows]
+        yerr = None
+        if any(ivs):  # 95% bootstrap intervals (none drawn for a row without one)
+            yerr = np.array(
+                [[max(0.0, h - iv[0]), max(0.0, iv[1] - h)] if iv else [0.0, 0.0] for h, iv in zip(heights, ivs)]
+            ).T
         ax.bar(
             x + (k - 1) * 0.27,
-            [v.get(cond) or 0.0 for _, _, v, _ in rows],
+            heights,
             0.27,
+            yerr=yerr,
+            capsize=2,
+            error_kw={"elinewidth": 0.8, "ecolor": "#333333"},
             label=labels[cond],
             color=colours[cond],
         )
@@ -273,7 +378,11 @@ def plot_accuracy(results: dict, path: Path) -> None:
     ax.set_xticks(x, names, rotation=35, ha="right")
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
-    ax.set_title("Cambrian-nano: own image vs another image vs no image")
+    ax.set_title(
+        "Cambrian-nano: own image vs another image vs no image"
+        + (" (95% bootstrap intervals)" if results.get("image_use_intervals") else ""),
+        fontsize=10,
+    )
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # outside: never hides a bar
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -301,13 +410,18 @@ def write_report(out: str | Path, results: dict, plots: bool = True) -> dict:
 def summary_table(results: dict) -> str:
     """The final console table: own / other / blind / chance per benchmark task, probes, timings."""
     rows = [("", "", "own", "other", "blind", "chance")]
-    rows += [
-        (b, t, _pct(v.get("own")), _pct(v.get("other")), _pct(v.get("blind")), _pct(c))
-        for b, t, v, c in accuracy_rows(results)
+    for b, t, v, c in accuracy_rows(results):
+        iv = row_interval(results, b, t)
+        rows.append((b, task_label(results, b, t), *(_pct_iv(v.get(k), iv.get(k)) for k in CONDITIONS), _pct(c)))
+    w = [max(len(r[i]) for r in rows) for i in range(6)]
+    lines = [
+        f"{r[0]:<{w[0]}}  {r[1]:<{w[1]}}  " + "  ".join(f"{x:>{w[i + 2]}}" for i, x in enumerate(r[2:])) for r in rows
     ]
-    w0, w1 = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
-    lines = [f"{r[0]:<{w0}}  {r[1]:<{w1}}  {r[2]:>6}  {r[3]:>6}  {r[4]:>6}  {r[5]:>6}" for r in rows]
+    diff = difference_lines(results)
+    if diff:
+        lines += ["", "differences the paired 95% intervals support:"] + [f"  {x}" for x in diff]
+        lines.append("")
     lines += probe_lines(results)
     lines.append("")
-    lines += [f"{k:<{w0}}  {s:>7.1f} s" for k, s in results["timings"].items()]
+    lines += [f"{k:<{w[0]}}  {s:>7.1f} s" for k, s in results["timings"].items()]
     return "\n".join(lines)

@@ -9,6 +9,15 @@ hundred questions, so it gets an interval. Three shapes cover the toolkit's need
 - ``bootstrap_paired_diff``: two conditions scored on the same questions (own vs other image): the questions are
   resampled jointly, so the interval of the difference accounts for the pairing. A difference is *supported*
   when its interval excludes 0.
+- ``Strata`` with ``strata_interval`` / ``strata_paired_diff``: a figure given as per-question values split into
+  strata plus the formula of the strata means (a plain mean is one stratum; CV-Bench's official overall is the
+  mean of its 2D and 3D source means). The paired difference of a formula that is linear in the strata means
+  (every formula here: means of means) is the same formula of the per-question differences, so it is
+  ``bootstrap_stratified`` of those differences; with one stratum it is ``bootstrap_paired_diff``.
+
+Why paired rather than "the two intervals do not overlap": the conditions answer the same questions, so their
+scores are correlated question by question; comparing two separate intervals ignores that and is conservative
+(two overlapping 95% intervals can still hold a difference whose own interval excludes 0).
 
 The resampling is seeded, so a report prints the same interval every time for the same scores.
 """
@@ -103,3 +112,36 @@ def bootstrap_paired_diff(
     idx = rng.integers(0, d.size, size=(resamples, d.size))
     lo, hi = _bounds(d[idx].mean(axis=1), level)
     return Interval(float(d.mean()), lo, hi, int(d.size))
+
+
+@dataclass
+class Strata:
+    """Per-question values split into strata, and the formula that turns the strata means into the figure."""
+
+    values: dict[str, list[float]]
+    combine: Callable[[Mapping[str, float]], float]
+
+    def point(self) -> float:
+        return float(self.combine({k: sum(v) / len(v) for k, v in self.values.items()}))
+
+    @property
+    def n(self) -> int:
+        return sum(len(v) for v in self.values.values())
+
+
+def strata_interval(s: Strata, resamples: int = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL, seed: int = 0):
+    """The figure with its interval, questions resampled within each stratum."""
+    return bootstrap_stratified(s.values, s.combine, resamples=resamples, level=level, seed=seed)
+
+
+def strata_paired_diff(
+    a: Strata, b: Strata, resamples: int = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL, seed: int = 0
+) -> Interval:
+    """a - b on the same questions (same strata, same order, the same formula): the paired bootstrap, stratified."""
+    if a.values.keys() != b.values.keys() or any(len(a.values[k]) != len(b.values[k]) for k in a.values):
+        raise ValueError("paired difference of different question sets")
+    if len(a.values) == 1:
+        k = next(iter(a.values))
+        return bootstrap_paired_diff(a.values[k], b.values[k], resamples=resamples, level=level, seed=seed)
+    diff = {k: [x - y for x, y in zip(a.values[k], b.values[k])] for k in a.values}
+    return bootstrap_stratified(diff, a.combine, resamples=resamples, level=level, seed=seed)

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..eval.stats import Interval, bootstrap_paired_diff, bootstrap_stratified
+from ..eval.stats import Interval, Strata, strata_interval, strata_paired_diff
 
 NANO_TABLE: list[tuple[str, list[tuple[str, str, str | None]]]] = [
     ("General", [("easy-VQA", "easyvqa", None)]),
@@ -69,17 +69,6 @@ def table(kind: str, benches: Sequence[str]) -> list[tuple[str, list[Column]]]:
 
 
 # ---- strata ----------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class Strata:
-    """Per-question values split into strata, and the formula that turns the strata means into the value."""
-
-    values: dict[str, list[float]]
-    combine: Callable[[Mapping[str, float]], float]
-
-    def point(self) -> float:
-        return float(self.combine({k: sum(v) / len(v) for k, v in self.values.items()}))
-
-
 def column_strata(col: Column, bench, samples, per_question: Sequence[float]) -> Strata:
     """``per_question`` (one value per sample) arranged as the column's formula; percent units."""
     vals = [100.0 * float(v) for v in per_question]
@@ -115,18 +104,12 @@ def category_strata(parts: Sequence[Strata]) -> Strata:
 
 
 def interval(s: Strata) -> Interval:
-    return bootstrap_stratified(s.values, s.combine, seed=SEED)
+    return strata_interval(s, seed=SEED)
 
 
 def paired(a: Strata, b: Strata) -> Interval:
     """a - b on the same questions (same strata, same order)."""
-    if a.values.keys() != b.values.keys() or any(len(a.values[k]) != len(b.values[k]) for k in a.values):
-        raise ValueError("paired difference of different question sets")
-    if len(a.values) == 1:
-        k = next(iter(a.values))
-        return bootstrap_paired_diff(a.values[k], b.values[k], seed=SEED)
-    diff = {k: [x - y for x, y in zip(a.values[k], b.values[k])] for k in a.values}
-    return bootstrap_stratified(diff, a.combine, seed=SEED)
+    return strata_paired_diff(a, b, seed=SEED)
 
 
 # ---- one run's evaluation, read back from its eval directory ---------------------------------------------
