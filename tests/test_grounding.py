@@ -82,8 +82,8 @@ def test_scene_grounding_from_a_constructed_scene(tmp_path):
     scene["objects"][1]["bbox"] = [0, 12, 4, 4]  # centre (2, 14): column 0, row 1
     assert scene_grounding(tmp_path, scene, 2, position_words=True)["cells"] == [
         "floor",
-        "red cube 1 zero",
-        "cyan sphere 0 one",
+        "red cube one first",
+        "cyan sphere zero second",
         "floor",
     ]
 
@@ -94,7 +94,7 @@ def test_grid_cell_letterboxes_and_reasoned_answers_read_positions():
     # a 200x100 image letterboxed to 200x200 (50 px bands above and below), 4x4 grid of 50 px cells
     assert grid_cell({"bbox": [0, 0, 20, 20]}, 200, 100, 4) == (0, 1)  # centre (10, 10) -> (10, 60)
     assert grid_cell({"bbox": [180, 80, 20, 20]}, 200, 100, 4) == (3, 2)  # centre (190, 90) -> (190, 140)
-    assert position_words({"bbox": [180, 80, 20, 20]}, 200, 100, 4) == "3 two"
+    assert position_words({"bbox": [180, 80, 20, 20]}, 200, 100, 4) == "three third"
     with pytest.raises(ValueError, match="grids up to"):
         grid_cell({"bbox": [0, 0, 1, 1]}, 10, 10, 12)
     scene = {
@@ -127,29 +127,29 @@ def test_grid_cell_letterboxes_and_reasoned_answers_read_positions():
         "where is the red cube located with respect to the blue sphere?"
     )
     assert reasoned_answer("Relation", rel, ["right", "left"], 1, scene, 8) == (
-        "x: red cube 0, blue sphere 6. The answer is (B)"
+        "x: red cube zero, blue sphere six. The answer is (B)"
     )
     assert reasoned_answer("Relation", rel, ["above", "below"], 1, scene, 8) == (
-        "y: red cube six, blue sphere two. The answer is (B)"
+        "y: red cube seventh, blue sphere third. The answer is (B)"
     )
-    # Depth compares rows: the lower object (red cube, row six) is the closer one
+    # Depth compares rows: the lower object (red cube, row 6: seventh) is the closer one
     assert reasoned_answer("Depth", "Which object is closer ...", ["blue sphere", "red cube"], 1, scene, 8) == (
-        "y: blue sphere two, red cube six. The answer is (B)"
+        "y: blue sphere third, red cube seventh. The answer is (B)"
     )
     assert reasoned_answer("Depth", "q", ["cube", "red cube"], 0, scene, 8) is None  # "cube" is ambiguous
     # Count lists the named objects left to right, then counts them
     assert reasoned_answer("Count", "How many cubes are in the image?", ["1", "2"], 1, scene, 8, "cube") == (
-        "cubes: red 0 six, blue 3 three. So 2. The answer is (B)"
+        "cubes: red zero seventh, blue three fourth. So 2. The answer is (B)"
     )
     assert reasoned_answer("Count", "q", ["0", "1"], 1, scene, 8, "red cube") == (
-        "red cubes: 0 six. So 1. The answer is (B)"
+        "red cubes: zero seventh. So 1. The answer is (B)"
     )
     assert reasoned_answer("Count", "q", ["1", "0"], 1, scene, 8, "green cone") == (
         "green cones: none. So 0. The answer is (B)"
     )
     scene["objects"].append({"category": "green cube", "color": "green", "shape": "cube", "bbox": [0, 61, 9, 9]})
     assert reasoned_answer("Count", "q", ["3"], 0, scene, 8, "cube") == (  # two cubes in one cell: scene order
-        "cubes: red 0 six, green 0 six, blue 3 three. So 3. The answer is (A)"
+        "cubes: red zero seventh, green zero seventh, blue three fourth. So 3. The answer is (A)"
     )
     assert reasoned_answer("Count", "q", ["1", "2"], 0, scene, 8, "cube") is None  # the gold disagrees: no worked form
     assert reasoned_answer("Count", "q", ["1", "2"], 1, scene, 8) is None  # no target named
@@ -415,6 +415,15 @@ def test_grounding_probe_counts_cells_of_a_constructed_scene(tmp_path):
     got = grounding_probe(model, tmp_path, ["red", "blue"], ["cube", "sphere"])
     assert (got["scenes"], got["object_cells"], got["background_cells"]) == (1, 1, 3)
     assert all(got[k] in (0.0, 1.0 / 3, 2.0 / 3, 1.0) for k in ("colour", "shape", "background"))
+    assert "column" not in got
+    # position words: the object cell is also decoded among the 2 column and 2 row words (its centre: column 1, row 0)
+    scene |= {"camera": {"width": 16, "height": 16}}
+    scene["objects"][0] |= {"category": "red cube", "bbox": [8, 0, 8, 8]}
+    (tmp_path / "scenes.jsonl").write_text(json.dumps(scene) + "\n")
+    pos = grounding_probe(model, tmp_path, ["red", "blue"], ["cube", "sphere"], positions=True)
+    assert {k: pos[k] for k in got} == got  # the rest is decoded as before
+    assert pos["column"] in (0.0, 1.0) and pos["row"] in (0.0, 1.0)
+    assert pos["column_within_1"] == pos["row_within_1"] == 1.0  # a 2x2 grid: every guess is within one cell
 
 
 def test_mse_plus_words_adds_a_distance_softmax_over_the_batch_words():

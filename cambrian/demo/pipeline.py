@@ -212,7 +212,9 @@ def evaluate(model, cfg: DemoConfig, out: Path, device: str, progress: bool) -> 
     with model.features_from(memo), ctx:
         t = time.perf_counter()
         world = SceneConfig.from_dict(SCENE_CONFIG)
-        res["grounding_probe"] = grounding_probe(model, out / "data" / "scenes" / "test", world.colors, world.shapes)
+        res["grounding_probe"] = grounding_probe(
+            model, out / "data" / "scenes" / "test", world.colors, world.shapes, positions=cfg.ground_position_words
+        )
         res["seconds"]["grounding_probe"] = round(time.perf_counter() - t, 2)
         for cond in CONDITIONS:
             t = time.perf_counter()

@@ -2,9 +2,11 @@
 answers that read them.
 
 Positions are the cell of the object's 2D box centre on a ``grid`` x ``grid`` grid over the image letterboxed to a
-square (as the towers see it): the column as a digit (``"0"`` left … ``"7"`` right on an 8x8 grid) and the row as
-a number word (``"zero"`` top … ``"seven"`` bottom). Two vocabularies, because a grounding target is the *mean* of
-its words' embeddings: "2 5" and "5 2" would be the same vector, "2 five" and "5 two" are not.
+square (as the towers see it): the column as a number word (``"zero"`` left … ``"seven"`` right on an 8x8 grid)
+and the row as an ordinal (``"first"`` top … ``"eighth"`` bottom). Two vocabularies, because a grounding target is
+the *mean* of its words' embeddings: "two five" and "five two" would be the same vector, "two sixth" and "six
+third" are not. Every one of these words is a single SmolLM2 token; digits are not (" 2" is the tokens " " and
+"2", so digit targets would all share the space token's embedding).
 
 On the demo's scenes (camera above a flat floor) the lower object in the image is the closer one: on 93 Depth
 questions from 80 train scenes the lower box centre was the closer object every time, and the row words differed
@@ -13,10 +15,10 @@ for 91 of them. So a worked Depth answer compares rows.
 ``reasoned_answer`` writes a CV-Bench-style answer that first looks each named object up and then decides, ending in
 "The answer is (X)" (the form the official scorer reads after its last "answer is"):
 
-    Relation (left/right):  "x: red cube 2, blue sphere 6. The answer is (A)"
-    Relation (above/below): "y: red cube two, blue sphere five. The answer is (B)"
-    Depth:                  "y: red cube six, blue sphere three. The answer is (A)"   (lower = closer)
-    Count:                  "cubes: red 2 five, blue 6 two. So 2. The answer is (C)"   (left to right)
+    Relation (left/right):  "x: red cube two, blue sphere six. The answer is (A)"
+    Relation (above/below): "y: red cube second, blue sphere fifth. The answer is (B)"
+    Depth:                  "y: red cube sixth, blue sphere third. The answer is (A)"   (lower = closer)
+    Count:                  "cubes: red two fifth, blue six second. So 2. The answer is (C)"   (left to right)
                             "red spheres: none. So 0. The answer is (A)"
 
 Distance questions have no worked form here (``None``: answer with the letter).
@@ -29,7 +31,8 @@ import re
 from ...prompts import letter
 from .attributes import NUMBER_WORDS
 
-ROW_WORDS = ("zero", *NUMBER_WORDS[1:])
+COLUMN_WORDS = ("zero", *NUMBER_WORDS[1:8])
+ROW_WORDS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
 _RELATION = re.compile(r"^Considering the relative positions of the (.+?) and the (.+?) in the image provided")
 
 
@@ -45,9 +48,9 @@ def grid_cell(obj: dict, width: int, height: int, grid: int) -> tuple[int, int]:
 
 
 def position_words(obj: dict, width: int, height: int, grid: int) -> str:
-    """``"2 five"``: the column digit and the row word of the object's centre."""
+    """``"two fifth"``: the column word and the row ordinal of the object's centre."""
     col, row = grid_cell(obj, width, height, grid)
-    return f"{col} {ROW_WORDS[row]}"
+    return f"{COLUMN_WORDS[col]} {ROW_WORDS[row]}"
 
 
 def find_object(scene: dict, name: str) -> dict | None:
@@ -76,7 +79,9 @@ def _count(name: str, choices: list, answer_index: int, scene: dict, grid: int) 
     W, H = scene["camera"]["width"], scene["camera"]["height"]
     cells = sorted(((grid_cell(o, W, H, grid), o) for o in objs), key=lambda c: c[0])  # stable on ties
     shape_level = " " not in name  # "cubes": say each one's colour; "red cubes": the name says it
-    items = [" ".join(([o["color"]] if shape_level else []) + [str(col), ROW_WORDS[row]]) for (col, row), o in cells]
+    items = [
+        " ".join(([o["color"]] if shape_level else []) + [COLUMN_WORDS[col], ROW_WORDS[row]]) for (col, row), o in cells
+    ]
     return f"{name}s: {', '.join(items) or 'none'}. So {len(objs)}. The answer is ({letter(answer_index)})"
 
 
@@ -103,7 +108,7 @@ def reasoned_answer(
     W, H = scene["camera"]["width"], scene["camera"]["height"]
     cells = [grid_cell(o, W, H, grid) for o in objs]
     if task == "Relation" and set(map(str, choices)) == {"left", "right"}:
-        axis, values = "x", [str(c[0]) for c in cells]
+        axis, values = "x", [COLUMN_WORDS[c[0]] for c in cells]
     else:
         axis, values = "y", [ROW_WORDS[c[1]] for c in cells]
     looked_up = ", ".join(f"{n} {v}" for n, v in zip(names, values))
