@@ -15,11 +15,8 @@ demo: setup
 demo-quick: setup
 	$(PY) -m cambrian.cli.main demo --quick $(ARGS)
 
-# --dist loadgroup hands out one test at a time (the default, --dist load, queues chunks of ~90 tests behind
-# whatever a worker runs): the two `long` tests, collected first, start at once on the two workers and the rest of
-# the suite fills in around them
 test: setup lint
-	$(PY) -m pytest -n 2 --dist loadgroup --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --durations=15 $(PYTEST_ARGS)
 
 # ruff: lint rules and formatting from pyproject.toml ([tool.ruff]); `make format` applies both
 lint: setup

@@ -10,12 +10,6 @@ import torch
 torch.set_num_threads(1)
 
 
-def pytest_collection_modifyitems(config, items):
-    """The ``long`` tests (minutes each) first, the rest in their order: under ``make test`` (``pytest -n 2 --dist
-    loadgroup``) each starts on its own worker at once instead of one waiting for the other."""
-    items.sort(key=lambda item: item.get_closest_marker("long") is None)
-
-
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

