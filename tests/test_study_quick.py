@@ -18,6 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [
     pytest.mark.slow,
+    # the demo's and the study's end-to-end runs share one xdist worker (make test: --dist loadgroup), one after the
+    # other: started together on the two workers, each with the machine's threads, both ran about 4x slower
+    pytest.mark.xdist_group("end-to-end"),
     pytest.mark.assets,
     pytest.mark.skipif(
         efficientnet_lite.weights_path() is None,
