@@ -16,7 +16,7 @@ demo-quick: setup
 	$(PY) -m cambrian.cli.main demo --quick $(ARGS)
 
 test: setup lint
-	$(PY) -m pytest -n 2 --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 # ruff: lint rules and formatting from pyproject.toml ([tool.ruff]); `make format` applies both
 lint: setup

@@ -263,6 +263,7 @@ def test_cli_help_explains_stages():
 # ---------------------------------------------------------------------------------------------- end to end
 @pytest.mark.slow
 @pytest.mark.assets
+@pytest.mark.xdist_group("end-to-end")  # with the quick study, on one worker (see tests/test_study_quick.py)
 def test_demo_quick_end_to_end(tmp_path):
     for mod in ("pybullet", "easy_vqa", "skimage"):
         pytest.importorskip(mod)
