@@ -81,3 +81,14 @@ def test_hop_scores_hand_counted():
     assert "| Relation | lookup within 1 | 75.0 (4) |" in table
     assert "| Depth | letter follows own values | 0.0 (1) |" in table
     assert "| Count | letter names the stated count | 100.0 (1) |" in table
+
+
+def test_hops_of_a_folder_that_is_not_a_demo_run_is_one_error_line(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "cambrian.cli.main", "demo", "--hops", str(tmp_path)], capture_output=True, text=True
+    )
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1].startswith("error:") and "not a demo output folder" in proc.stderr

@@ -17,7 +17,6 @@ Read per condition (own image, another image, no image): a hop that uses the ima
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -26,6 +25,7 @@ from ..cvbench.extract import extract_choice
 from ..cvbench.schema import answer_index
 from ..data.scenes.positions import COLUMN_WORDS, ROW_WORDS, reasoned_answer
 from ..data.scenes.render import read_scenes
+from ..errors import InputError
 from ..utils.io import read_jsonl
 
 _ITEM = re.compile(r"^(.*) (\S+)$")
@@ -102,7 +102,10 @@ def run_hops(run_dir: str | Path, grid: int = 8) -> dict:
     """``{condition: {task: counts}}`` for a demo run directory (its CV-Bench-Synth test set, test scenes and the
     predictions of each condition that exists)."""
     d = Path(run_dir)
-    rows = list(read_jsonl(d / "data" / "cvbench-synth" / "test.jsonl"))
+    test = d / "data" / "cvbench-synth" / "test.jsonl"
+    if not test.exists():
+        raise InputError(f"{d}: not a demo output folder (no {test.relative_to(d)})")
+    rows = list(read_jsonl(test))
     scenes = {Path(s["image"]).name: s for s in read_scenes(d / "data" / "scenes" / "test")}
     res = {}
     for cond in ("own", "other", "blind"):
@@ -135,18 +138,3 @@ def hops_table(res: dict) -> str:
             if any(x != "–" for x in cells):
                 lines.append(f"| {task} | {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def main(argv=None) -> None:
-    import argparse
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("run_dir", help="a `cambrian demo --set reasoning=true` output folder")
-    ap.add_argument("--json", action="store_true", help="print the counts as JSON instead of the table")
-    a = ap.parse_args(argv)
-    res = run_hops(a.run_dir)
-    print(json.dumps(res, indent=1) if a.json else hops_table(res))
-
-
-if __name__ == "__main__":
-    main()
