@@ -110,6 +110,16 @@ def test_scene_records_pack_cvbench_questions(tmp_path):
     lines = (tmp_path / "s2.jsonl").read_text().splitlines()
     assert len(lines) == info["records"] == len(recs)
     assert all(os.path.isabs(json.loads(x)["image"]) for x in lines)
+    # worked answers: every Count, Relation and Depth turn is worked where its objects are unique (the Count ones
+    # were letters once because the counted class did not reach the answer builder), Distance stays a letter
+    worked, _ = scene_question_records(tmp_path / "train", seed=0, box_prob=1.0, max_turns=6, reasoning=True)
+    by_task = {}
+    for plain, rec in zip(recs, worked):
+        for q, a, b in zip(rec["conversations"][::2], plain["conversations"][1::2], rec["conversations"][1::2]):
+            task = "Count" if q["value"].startswith(("<image>\nHow many", "How many")) else "other"
+            by_task.setdefault(task, []).append((a["value"], b["value"]))
+    assert by_task["Count"] and all(w.endswith(f"The answer is ({a})") and ". So " in w for a, w in by_task["Count"])
+    assert any("The answer is" in w for _, w in by_task.get("other", []))
 
 
 # ---------------------------------------------------------------------------------------------- report

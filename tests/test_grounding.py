@@ -76,6 +76,83 @@ def test_scene_grounding_from_a_constructed_scene(tmp_path):
         "cyan sphere one",
         "floor",
     ]
+    # position words: the column digit and row word of the object's box centre on the grid (16x16 px image, 2x2)
+    scene["camera"] = {"width": 16, "height": 16}
+    scene["objects"][0]["bbox"] = [8, 0, 8, 8]  # centre (12, 4): column 1, row 0
+    scene["objects"][1]["bbox"] = [0, 12, 4, 4]  # centre (2, 14): column 0, row 1
+    assert scene_grounding(tmp_path, scene, 2, position_words=True)["cells"] == [
+        "floor",
+        "red cube one first",
+        "cyan sphere zero second",
+        "floor",
+    ]
+
+
+def test_grid_cell_letterboxes_and_reasoned_answers_read_positions():
+    from cambrian.data.scenes.positions import find_object, grid_cell, position_words, reasoned_answer
+
+    # a 200x100 image letterboxed to 200x200 (50 px bands above and below), 4x4 grid of 50 px cells
+    assert grid_cell({"bbox": [0, 0, 20, 20]}, 200, 100, 4) == (0, 1)  # centre (10, 10) -> (10, 60)
+    assert grid_cell({"bbox": [180, 80, 20, 20]}, 200, 100, 4) == (3, 2)  # centre (190, 90) -> (190, 140)
+    assert position_words({"bbox": [180, 80, 20, 20]}, 200, 100, 4) == "three third"
+    with pytest.raises(ValueError, match="grids up to"):
+        grid_cell({"bbox": [0, 0, 1, 1]}, 10, 10, 12)
+    scene = {
+        "camera": {"width": 80, "height": 80},
+        "objects": [
+            {
+                "category": "red cube",
+                "color": "red",
+                "shape": "cube",
+                "bbox": [0, 60, 10, 10],
+            },  # centre (5, 65): col 0, row 6
+            {
+                "category": "blue sphere",
+                "color": "blue",
+                "shape": "sphere",
+                "bbox": [50, 10, 20, 20],
+            },  # centre (60, 20): 6, 2
+            {
+                "category": "blue cube",
+                "color": "blue",
+                "shape": "cube",
+                "bbox": [30, 30, 10, 10],
+            },  # centre (35, 35): 3, 3
+        ],
+    }
+    assert find_object(scene, "sphere")["category"] == "blue sphere"
+    assert find_object(scene, "cube") is None  # two cubes: not a unique name
+    rel = (
+        "Considering the relative positions of the red cube and the blue sphere in the image provided, "
+        "where is the red cube located with respect to the blue sphere?"
+    )
+    assert reasoned_answer("Relation", rel, ["right", "left"], 1, scene, 8) == (
+        "x: red cube zero, blue sphere six. The answer is (B)"
+    )
+    assert reasoned_answer("Relation", rel, ["above", "below"], 1, scene, 8) == (
+        "y: red cube seventh, blue sphere third. The answer is (B)"
+    )
+    # Depth compares rows: the lower object (red cube, row 6: seventh) is the closer one
+    assert reasoned_answer("Depth", "Which object is closer ...", ["blue sphere", "red cube"], 1, scene, 8) == (
+        "y: blue sphere third, red cube seventh. The answer is (B)"
+    )
+    assert reasoned_answer("Depth", "q", ["cube", "red cube"], 0, scene, 8) is None  # "cube" is ambiguous
+    # Count lists the named objects left to right, then counts them
+    assert reasoned_answer("Count", "How many cubes are in the image?", ["1", "2"], 1, scene, 8, "cube") == (
+        "cubes: red zero seventh, blue three fourth. So 2. The answer is (B)"
+    )
+    assert reasoned_answer("Count", "q", ["0", "1"], 1, scene, 8, "red cube") == (
+        "red cubes: zero seventh. So 1. The answer is (B)"
+    )
+    assert reasoned_answer("Count", "q", ["1", "0"], 1, scene, 8, "green cone") == (
+        "green cones: none. So 0. The answer is (B)"
+    )
+    scene["objects"].append({"category": "green cube", "color": "green", "shape": "cube", "bbox": [0, 61, 9, 9]})
+    assert reasoned_answer("Count", "q", ["3"], 0, scene, 8, "cube") == (  # two cubes in one cell: scene order
+        "cubes: red zero seventh, green zero seventh, blue three fourth. So 3. The answer is (A)"
+    )
+    assert reasoned_answer("Count", "q", ["1", "2"], 0, scene, 8, "cube") is None  # the gold disagrees: no worked form
+    assert reasoned_answer("Count", "q", ["1", "2"], 1, scene, 8) is None  # no target named
 
 
 # ---- the objective ---------------------------------------------------------------------------------------------
@@ -338,6 +415,15 @@ def test_grounding_probe_counts_cells_of_a_constructed_scene(tmp_path):
     got = grounding_probe(model, tmp_path, ["red", "blue"], ["cube", "sphere"])
     assert (got["scenes"], got["object_cells"], got["background_cells"]) == (1, 1, 3)
     assert all(got[k] in (0.0, 1.0 / 3, 2.0 / 3, 1.0) for k in ("colour", "shape", "background"))
+    assert "column" not in got
+    # position words: the object cell is also decoded among the 2 column and 2 row words (its centre: column 1, row 0)
+    scene |= {"camera": {"width": 16, "height": 16}}
+    scene["objects"][0] |= {"category": "red cube", "bbox": [8, 0, 8, 8]}
+    (tmp_path / "scenes.jsonl").write_text(json.dumps(scene) + "\n")
+    pos = grounding_probe(model, tmp_path, ["red", "blue"], ["cube", "sphere"], positions=True)
+    assert {k: pos[k] for k in got} == got  # the rest is decoded as before
+    assert pos["column"] in (0.0, 1.0) and pos["row"] in (0.0, 1.0)
+    assert pos["column_within_1"] == pos["row_within_1"] == 1.0  # a 2x2 grid: every guess is within one cell
 
 
 def test_mse_plus_words_adds_a_distance_softmax_over_the_batch_words():

@@ -63,11 +63,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "and are saved in results.json",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--hops",
+        metavar="RUN_DIR",
+        default=None,
+        help="train nothing: print which hop of the worked CV-Bench-Synth answers of a finished "
+        "`--set reasoning=true` run fails (lookup, order, letter; per condition; cambrian.demo.hops)",
+    )
 
 
 def run(args) -> int:
     from ..demo.config import make_config, parse_settings
     from ..demo.pipeline import run_demo
+
+    if args.hops:
+        from ..demo.hops import hops_table, run_hops
+
+        print(hops_table(run_hops(args.hops)))
+        return 0
 
     over = {
         "out": args.out,

@@ -69,11 +69,15 @@ def scene_question_records(
     per_task: dict | None = None,
     attribute_turns: int = 0,
     colors: tuple | None = None,
+    reasoning: bool = False,
+    grid: int = 8,
 ) -> tuple[list[dict], dict]:
     """Packed multi-turn records from a *train* scene dir: up to ``attribute_turns`` lookup questions (the colour of
     the only sphere, ...: the synth-attribute templates, short answers) first, then CV-Bench-style questions, at most
     ``max_turns`` in all. ``variants`` records per scene (each with its own question draw). Images are relative to
-    ``scene_dir`` (boxed copies under ``scene_dir/boxed_demo/``). Returns (records, per-task answer counts)."""
+    ``scene_dir`` (boxed copies under ``scene_dir/boxed_demo/``). ``reasoning``: Relation and Depth answers are
+    worked ("x: red cube 2, blue sphere 6. The answer is (A)", :func:`cambrian.data.scenes.positions.reasoned_answer`
+    on a ``grid`` x ``grid`` grid) instead of the bare letter. Returns (records, per-task answer counts)."""
     from ..data.scenes.attributes import attribute_questions
     from ..data.scenes.render import read_scenes
 
@@ -107,7 +111,11 @@ def scene_question_records(
             attr = [attr[i] for i in rng.permutation(len(attr))][:attribute_turns]
             turns = [(f"{a['question']}\n{SHORT}", a["answer"]) for a in attr]
             turns += [
-                (with_instruction(format_prompt(q.question, q.choices), LETTER), letter(q.answer_index)) for q in mine
+                (
+                    with_instruction(format_prompt(q.question, q.choices), LETTER),
+                    _answer(q, scenes.get(image), reasoning, grid),
+                )
+                for q in mine
             ]
             turns = turns[:max_turns]
             for a in attr:
@@ -116,6 +124,18 @@ def scene_question_records(
                 counts[q.task] += 1
             records.append({"id": f"{Path(image).stem}-v{v}", "image": rel, "conversations": _conversation(turns)})
     return records, dict(counts)
+
+
+def _answer(q, scene: dict | None, reasoning: bool, grid: int) -> str:
+    """The letter, or with ``reasoning`` the worked answer where the task has one."""
+    from ..data.scenes.positions import reasoned_answer
+
+    worked = (
+        reasoned_answer(q.task, q.question, q.choices, q.answer_index, scene, grid, q.target_class)
+        if reasoning and scene
+        else None
+    )
+    return worked or letter(q.answer_index)
 
 
 def _easyvqa_train(seed: int):
@@ -171,12 +191,22 @@ def write_stage2(
     max_turns: int = 10,
     attribute_turns: int = 0,
     easyvqa_offset: int = 0,
+    reasoning: bool = False,
+    grid: int = 8,
 ) -> dict:
     """Stage-2 JSONL: scene records (images relative to ``scene_dir``; written as absolute paths so one file can
     mix sources) + easy-VQA records, shuffled. Returns counts."""
     sd = Path(scene_dir).resolve()
     recs, counts = scene_question_records(
-        sd, seed, variants, box_prob, max_turns, attribute_turns=attribute_turns, colors=tuple(SCENE_CONFIG["colors"])
+        sd,
+        seed,
+        variants,
+        box_prob,
+        max_turns,
+        attribute_turns=attribute_turns,
+        colors=tuple(SCENE_CONFIG["colors"]),
+        reasoning=reasoning,
+        grid=grid,
     )
     for r in recs:
         r["image"] = str(sd / r["image"])
@@ -231,12 +261,15 @@ def write_grounding(
     easyvqa_images: int = 0,
     split_words: bool = False,
     count_words: bool = False,
+    position_words: bool = False,
 ) -> dict:
     """Grounding JSONL: one record per train scene (object words per cell, "floor" elsewhere) + easy-VQA train
     images (colour and shape words on the shape's cells), shuffled."""
     from ..data.scenes.grounding import scene_grounding_records
 
-    recs = scene_grounding_records(scene_dir, grid, split_words=split_words, count_words=count_words)
+    recs = scene_grounding_records(
+        scene_dir, grid, split_words=split_words, count_words=count_words, position_words=position_words
+    )
     ev = easyvqa_grounding_records(easyvqa_images, grid, seed, split_words=split_words) if easyvqa_images else []
     allr = recs + ev
     allr = [allr[i] for i in np.random.default_rng([seed, 19]).permutation(len(allr))]

@@ -152,6 +152,7 @@ def make_data(cfg: DemoConfig, out: Path, progress: bool, grid: int) -> dict:
         easyvqa_images=cfg.ground_easyvqa_images,
         split_words=cfg.ground_split_words,
         count_words=cfg.ground_count_words,
+        position_words=cfg.ground_position_words,
     )
     if cfg.stage1_samples:
         info["stage1"] = write_stage1(d / "stage1.jsonl", d / "scenes" / "train", seed=cfg.seed, n=cfg.stage1_samples)
@@ -164,6 +165,8 @@ def make_data(cfg: DemoConfig, out: Path, progress: bool, grid: int) -> dict:
         box_prob=cfg.box_prob,
         max_turns=cfg.max_turns,
         attribute_turns=cfg.attribute_turns,
+        reasoning=cfg.reasoning,
+        grid=grid,
     )
     info["cvbench_rows"] = [
         {"type": r["type"], "task": r["task"], "choices": list(r["choices"])}
@@ -209,7 +212,9 @@ def evaluate(model, cfg: DemoConfig, out: Path, device: str, progress: bool) -> 
     with model.features_from(memo), ctx:
         t = time.perf_counter()
         world = SceneConfig.from_dict(SCENE_CONFIG)
-        res["grounding_probe"] = grounding_probe(model, out / "data" / "scenes" / "test", world.colors, world.shapes)
+        res["grounding_probe"] = grounding_probe(
+            model, out / "data" / "scenes" / "test", world.colors, world.shapes, positions=cfg.ground_position_words
+        )
         res["seconds"]["grounding_probe"] = round(time.perf_counter() - t, 2)
         for cond in CONDITIONS:
             t = time.perf_counter()

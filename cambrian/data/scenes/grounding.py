@@ -29,16 +29,24 @@ def scene_grounding(
     object_weight: float = 3.0,
     split_words: bool = False,
     count_words: bool = False,
+    position_words: bool = False,
 ) -> dict:
     """``grounding`` targets of one scene record on a ``grid`` x ``grid`` query grid. ``count_words``: each object's
-    cells also carry the number of objects of its shape ("red cube two"), so a count becomes a look-up."""
+    cells also carry the number of objects of its shape ("red cube two"), so a count becomes a look-up.
+    ``position_words``: each object's cells also carry the grid cell of the object's centre, its column as a digit
+    and its row as a number word ("red cube 2 five"; :mod:`.positions`), so where an object is becomes a look-up."""
     from collections import Counter
+
+    from .positions import position_words as where
 
     mask = load_mask(scene_dir, scene)
     shapes = Counter(o["shape"] for o in scene["objects"])
-    words = {
-        int(o["instance_id"]): object_words(o, shapes[o["shape"]] if count_words else None) for o in scene["objects"]
-    }
+    words = {}
+    for o in scene["objects"]:
+        w = object_words(o, shapes[o["shape"]] if count_words else None)
+        if position_words:
+            w += " " + where(o, scene["camera"]["width"], scene["camera"]["height"], grid)
+        words[int(o["instance_id"])] = w
     return cells_from_mask(
         mask,
         words,
