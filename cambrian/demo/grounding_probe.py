@@ -40,7 +40,7 @@ def grounding_probe(
     geo = connector_geometry(model.connector)
     side = geo["side"]
     words = WordIds(model.tokenizer)
-    first = lambda w: words(w)[0]  # noqa: E731
+    first = lambda w: words(w)[0]
     vocab = list(colors) + list(shapes) + [background]
     places = list(COLUMN_WORDS[:side]) + list(ROW_WORDS[:side]) if positions else []
     cand = torch.tensor([first(w) for w in vocab + places])

@@ -44,7 +44,7 @@ def cvbench_chance(rows: list[dict]) -> dict:
         c = 1.0 / len(r["choices"])
         by_task.setdefault(r["task"], []).append(c)
         by_type.setdefault(r["type"], []).append(c)
-    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    mean = lambda xs: sum(xs) / len(xs) if xs else None
     a2, a3 = mean(by_type.get("2D", [])), mean(by_type.get("3D", []))
     return {
         "overall": mean([a for a in (a2, a3) if a is not None]),
@@ -193,7 +193,7 @@ def cvbench_set_line(results: dict) -> str | None:
     if info.get("scenes"):
         line += f" from {info['scenes']} held-out scenes"
     if caps and official and caps != official:
-        fmt = lambda c: "/".join(str(c.get(t, 0)) for t in TASKS)  # noqa: E731
+        fmt = lambda c: "/".join(str(c.get(t, 0)) for t in TASKS)
         line += (
             f", at most {fmt(caps)} questions per image for Count/Relation/Depth/Distance: more than the official "
             f"builder's {fmt(official)} (`cambrian cvbench`'s default), for tighter intervals; questions of one image "
