@@ -1,0 +1,79 @@
+"""The demo's option-likelihood reading (``likelihood: true``): per-question scores read from the likelihood records,
+its figures / intervals / differences from hand-made scores, the wiring of the three conditions, and that the
+report keeps it apart from the official generation figures. The scoring itself is tested by hand in
+``tests/test_eval_likelihood.py``."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cambrian.demo.stats import image_use_statistics, read_likelihood_scores
+from cambrian.eval.api import EvalSample, get_benchmark
+
+CONDS = ("own", "other", "blind")
+
+
+def _cv(idx, task, answer, k=3, scene=None):
+    typ = "2D" if task in ("Count", "Relation") else "3D"
+    meta = {"type": typ, "task": task, "source": f"Synth{typ}", "choices": [f"c{j}" for j in range(k)]}
+    if scene is not None:
+        meta["source_filename"] = scene
+    return EvalSample(idx=idx, prompt=f"q{idx}", images=[], answer=f"({answer})", meta=meta)
+
+
+def _records(path: Path, recs) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "likelihood.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- per-question scores
+def test_scores_come_from_the_letters_where_the_prompt_asks_for_them(tmp_path):
+    cv = [_cv(0, "Count", "B"), _cv(1, "Relation", "A"), _cv(2, "Depth", "C"), _cv(3, "Distance", "A")]
+    # letters pick B, B, C; the texts would pick A, A, A (right for question 1 only); question 3 has no record
+    recs = [
+        {"idx": 0, "letters": [-2.0, -0.1, -3.0], "texts": [-0.1, -5.0, -5.0]},
+        {"idx": 1, "letters": [-2.0, -0.1, -3.0], "texts": [-0.1, -5.0, -5.0]},
+        {"idx": 2, "letters": [-2.0, -1.0, -0.5], "texts": [-0.1, -5.0, -5.0]},
+    ]
+    d = _records(tmp_path / "cvbench-synth", recs)
+    assert read_likelihood_scores(get_benchmark("cvbench-synth"), cv, d) == [1.0, 0.0, 1.0, 0.0]
+
+    attr = [
+        EvalSample(idx="a", prompt="a", answer="red", meta={"category": "color", "choices": ["blue", "red"]}),
+        EvalSample(idx="b", prompt="b", answer="cube", meta={"category": "shape", "choices": ["cube", "sphere"]}),
+    ]
+    d = _records(
+        tmp_path / "synth-attribute",
+        [{"idx": "a", "letters": None, "texts": [-0.2, -1.0]}, {"idx": "b", "letters": None, "texts": [-0.2, -1.0]}],
+    )
+    assert read_likelihood_scores(get_benchmark("synth-attribute"), attr, d) == [0.0, 1.0]
+
+
+# ---------------------------------------------------------------------------------------------- figures by hand
+def _hand_questions():
+    """CV-Bench-Synth: 2D 4 of 6 right (Count 3/4, Relation 1/2), 3D 1 of 2 (Depth 1/1, Distance 0/1) with the own
+    image; other and blind all wrong except one Count question."""
+    tasks = ["Count"] * 4 + ["Relation"] * 2 + ["Depth", "Distance"]
+    strata = ["2D:Synth2D"] * 6 + ["3D:Synth3D"] * 2
+    own = [1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
+    other = [1.0] + [0.0] * 7
+    return {"cvbench-synth": {"task": tasks, "stratum": strata, "own": own, "other": other, "blind": list(other)}}
+
+
+def test_likelihood_figures_by_hand():
+    s = image_use_statistics(_hand_questions())
+    acc = s["accuracy"]["cvbench-synth"]
+    # official formula: mean of 2D (4/6) and 3D (1/2), not the micro mean 5/8
+    assert acc["overall"]["own"] == pytest.approx((4 / 6 + 1 / 2) / 2)
+    assert acc["overall"]["other"] == pytest.approx((1 / 6 + 0) / 2)
+    assert acc["Count"] == {"own": 0.75, "other": 0.25, "blind": 0.25}
+    assert acc["Depth"]["own"] == 1.0 and acc["Distance"]["own"] == 0.0
+    d = s["differences"]["cvbench-synth"]["overall"]["own-other"]
+    assert d["value"] == pytest.approx((4 / 6 + 1 / 2) / 2 - 1 / 12, abs=1e-4)
+    assert s["n"]["cvbench-synth"] == {"Count": 4, "Relation": 2, "Depth": 1, "Distance": 1, "overall": 8}
+    for task, ivs in s["intervals"]["cvbench-synth"].items():
+        for c in CONDS:
+            lo, hi = ivs[c]
+            assert lo <= acc[task][c] <= hi, (task, c)
