@@ -6,8 +6,11 @@ report keeps it apart from the official generation figures. The scoring itself i
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from cambrian.demo import report
+from cambrian.demo.report import render_markdown, summary_table, write_report
 from cambrian.demo.stats import image_use_statistics, read_likelihood_scores
 from cambrian.eval.api import EvalSample, get_benchmark
 
@@ -77,3 +80,89 @@ def test_likelihood_figures_by_hand():
         for c in CONDS:
             lo, hi = ivs[c]
             assert lo <= acc[task][c] <= hi, (task, c)
+
+
+# ---------------------------------------------------------------------------------------------- report: kept apart
+def _results(with_likelihood=True):
+    from tests.test_demo import _fake_results
+
+    r = _fake_results()
+    if with_likelihood:
+        s = image_use_statistics(_hand_questions())
+        r.update(
+            likelihood_accuracy=s["accuracy"],
+            likelihood_intervals=s["intervals"],
+            likelihood_n=s["n"],
+            likelihood_differences=s["differences"],
+            likelihood_metrics={c: {} for c in CONDS},
+        )
+    return r
+
+
+def _section(md: str) -> str:
+    i = md.index("## Option likelihood (not the official score)")
+    return md[i : md.index("\nProbes:", i)]
+
+
+def test_report_keeps_the_likelihood_figures_apart(tmp_path):
+    plain, r = _results(False), _results()
+    md, md0 = render_markdown(r), render_markdown(plain)
+    sec = _section(md)
+    # removing the section (and the plot note) gives the report of the same run without it: the official table,
+    # the differences and the targets are untouched
+    strip = lambda text: "\n".join(x for x in text.splitlines() if not x.startswith("Plots:"))
+    assert strip(md.replace(sec, "")).replace("\n\n\n", "\n\n") == strip(md0)
+    iv = r["likelihood_intervals"]["cvbench-synth"]["overall"]["own"]
+    own = 100 * (4 / 6 + 1 / 2) / 2
+    row = f"| cvbench-synth | overall (8) | {own:.1f} [{100 * iv[0]:.1f}, {100 * iv[1]:.1f}] |"
+    assert row in sec and row not in md.replace(sec, "")
+    assert sec.rstrip().splitlines()[-1].startswith("- ")  # the supported-differences list
+    # the generated own-image figure beside it, and the chance of the row
+    assert "generated, own" in sec and sec.count("| 75.0 |") >= 1
+    assert "| cvbench-synth | Count (4) | 75.0 [" in sec
+    # targets come from image_use_accuracy only
+    assert r["targets"] == plain["targets"]
+
+    table = summary_table(r)
+    assert table.index("option likelihood") > table.index("easyvqa")  # after the official rows
+    assert "option likelihood" not in summary_table(plain)
+
+    paths = write_report(tmp_path / "with", r)
+    assert Path(paths["likelihood_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads(Path(paths["results"]).read_text())
+    for task, v in data["likelihood_accuracy"]["cvbench-synth"].items():
+        assert set(v) == set(CONDS)
+        assert all(len(data["likelihood_intervals"]["cvbench-synth"][task][c]) == 2 for c in CONDS)
+        assert set(data["likelihood_differences"]["cvbench-synth"][task]) == {"own-other", "own-blind"}
+    assert data["image_use_accuracy"] == json.loads(json.dumps(plain["image_use_accuracy"]))
+    p0 = write_report(tmp_path / "without", plain)
+    assert "likelihood_png" not in p0 and not (tmp_path / "without" / "likelihood.png").exists()
+    assert "Option likelihood" not in md0
+
+
+def test_likelihood_plot_has_its_own_error_bars(monkeypatch, tmp_path):
+    import matplotlib.axes
+
+    r = _results()
+    seen, titles = [], []
+    real_bar, real_title = matplotlib.axes.Axes.bar, matplotlib.axes.Axes.set_title
+
+    def bar(self, x, height, *a, **k):
+        seen.append((np.asarray(height), k.get("yerr")))
+        return real_bar(self, x, height, *a, **k)
+
+    def title(self, text, *a, **k):
+        titles.append(text)
+        return real_title(self, text, *a, **k)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "bar", bar)
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title", title)
+    report.plot_accuracy(r, tmp_path / "l.png", report.LIKELIHOOD)
+    rows = report.accuracy_rows(r, report.LIKELIHOOD)
+    assert [t for _, t, _, _ in rows] == ["Count", "Relation", "Depth", "Distance", "overall"]
+    i = [t for _, t, _, _ in rows].index("overall")
+    heights, yerr = seen[0]  # own
+    v = r["likelihood_accuracy"]["cvbench-synth"]["overall"]["own"]
+    lo, hi = r["likelihood_intervals"]["cvbench-synth"]["overall"]["own"]
+    assert heights[i] == pytest.approx(v) and yerr[:, i] == pytest.approx([v - lo, hi - v])
+    assert "not the official score" in titles[0]
