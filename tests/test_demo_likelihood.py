@@ -3,13 +3,16 @@ its figures / intervals / differences from hand-made scores, the wiring of the t
 report keeps it apart from the official generation figures. The scoring itself is tested by hand in
 ``tests/test_eval_likelihood.py``."""
 
+import contextlib
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from cambrian.demo import report
+from cambrian.demo.config import make_config, parse_settings
 from cambrian.demo.report import render_markdown, summary_table, write_report
 from cambrian.demo.stats import image_use_statistics, read_likelihood_scores
 from cambrian.eval.api import EvalSample, get_benchmark
@@ -80,6 +83,61 @@ def test_likelihood_figures_by_hand():
         for c in CONDS:
             lo, hi = ivs[c]
             assert lo <= acc[task][c] <= hi, (task, c)
+
+
+# ---------------------------------------------------------------------------------------------- the three conditions
+class ImageReader:
+    """A scorer by hand: with an image ``("img", k)`` the option ``k`` is the most likely; with no image, option 0."""
+
+    name = "reader"
+
+    def __init__(self):
+        self.requests = []
+
+    def score_options(self, requests, candidates):
+        out = []
+        for r, cands in zip(requests, candidates):
+            self.requests.append((r.prompt, tuple(r.images)))
+            k = r.images[0][1] if r.images else 0
+            out.append([0.0 if j == k else -1.0 for j in range(len(cands))])
+        return out
+
+
+def test_the_three_conditions_reuse_the_loaded_samples(tmp_path):
+    from cambrian.demo.pipeline import evaluate_likelihood
+    from cambrian.eval.conditions import with_other_images
+
+    gold = [0, 1, 2, 1, 0, 2]
+    tasks = ["Count", "Count", "Relation", "Depth", "Distance", "Depth"]
+    own = [_cv(i, t, "ABC"[g], scene=f"s{i}") for i, (t, g) in enumerate(zip(tasks, gold))]
+    own = [
+        EvalSample(idx=s.idx, prompt=s.prompt, images=[("img", g)], answer=s.answer, meta=s.meta)
+        for s, g in zip(own, gold)
+    ]
+    other = with_other_images(own, 0)
+    bench = get_benchmark("cvbench-synth")
+    reader = ImageReader()
+    loaded = {
+        "benches": [bench],
+        "samples": {"own": {bench.name: own}, "other": {bench.name: other}, "blind": {bench.name: own}},
+        "memo": None,
+        "em": reader,
+    }
+    model = SimpleNamespace(features_from=lambda memo: contextlib.nullcontext())
+    res = evaluate_likelihood(model, make_config(eval_batch=4), tmp_path, "cpu", False, loaded)
+    q = res["questions"]["cvbench-synth"]
+    assert q["own"] == [1.0] * 6
+    assert q["other"] == [float(o.images[0][1] == g) for o, g in zip(other, gold)]
+    assert q["other"] != q["own"]  # the pairing moved some answers
+    assert q["blind"] == [float(g == 0) for g in gold]
+    assert q["task"] == tasks and q["idx"] == [str(i) for i in range(6)]
+    assert set(res["metrics"]) == set(CONDS) and set(res["seconds"]) == set(CONDS)
+    assert res["metrics"]["own"]["cvbench-synth"]["likelihood"]["overall_likelihood"] == 1.0
+    for c in CONDS:
+        assert (tmp_path / "eval" / "likelihood" / c / "cvbench-synth" / "likelihood.jsonl").is_file()
+    # blind requests carry no image; own and other the ones the samples hold
+    blind_reqs = [imgs for _, imgs in reader.requests if not imgs]
+    assert len(blind_reqs) == 2 * 6  # letters and texts, once each per question
 
 
 # ---------------------------------------------------------------------------------------------- report: kept apart
@@ -166,3 +224,10 @@ def test_likelihood_plot_has_its_own_error_bars(monkeypatch, tmp_path):
     lo, hi = r["likelihood_intervals"]["cvbench-synth"]["overall"]["own"]
     assert heights[i] == pytest.approx(v) and yerr[:, i] == pytest.approx([v - lo, hi - v])
     assert "not the official score" in titles[0]
+
+
+# ---------------------------------------------------------------------------------------------- the setting
+def test_likelihood_is_on_by_default_and_can_be_switched_off():
+    assert make_config().likelihood and make_config(quick=True).likelihood
+    assert parse_settings(["likelihood=false"]) == {"likelihood": False}
+    assert not make_config(settings=parse_settings(["likelihood=false"])).likelihood
