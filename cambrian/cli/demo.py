@@ -34,7 +34,8 @@ Steps (each timed, with progress bars):
                OUT/likelihood.png; the model in OUT/checkpoint
 
 Expected time on a 2-core CPU: about 18 minutes (default), under 4 minutes with --quick (a smoke run: few
-scenes and steps; its own-vs-other gap on easy-VQA colour+shape questions must be >= 15 points). Uses CUDA
+scenes and steps; its own-vs-other gap on easy-VQA colour+shape questions must be >= 15 points), plus the
+likelihood step: about 1.5 minutes with --quick, an estimated 11 or more in the default run. Uses CUDA
 with bf16 autocast when available (--device auto). The first run also converts the packaged GGUF LLM once
 (cached under .cache/).
 """
@@ -43,7 +44,7 @@ with bf16 autocast when available (--device auto). The first run also converts t
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = DESCRIPTION
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument("--quick", action="store_true", help="short smoke run (< 4 min on 2 CPU cores)")
+    p.add_argument("--quick", action="store_true", help="short smoke run (< 4 min on 2 CPU cores, + ~1.5 min for the likelihood step)")
     p.add_argument(
         "--out", default="runs/demo", help="output folder (default runs/demo; a previous demo folder is reused)"
     )
