@@ -44,7 +44,11 @@ with bf16 autocast when available (--device auto). The first run also converts t
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = DESCRIPTION
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument("--quick", action="store_true", help="short smoke run (< 4 min on 2 CPU cores, + ~1.5 min for the likelihood step)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="short smoke run (< 4 min on 2 CPU cores, + ~1.5 min for the likelihood step)",
+    )
     p.add_argument(
         "--out", default="runs/demo", help="output folder (default runs/demo; a previous demo folder is reused)"
     )
