@@ -303,11 +303,24 @@ def test_demo_quick_end_to_end(tmp_path):
     cs = acc["easyvqa"]["colour+shape"]
     assert cs["own"] - cs["other"] >= 0.15, cs
     assert r["targets"]["quick: easy-VQA colour+shape own - other >= 0.15"]["ok"]
+    # the option-likelihood reading: the same rows and shapes, apart from the official figures (values not checked)
+    lik = r["likelihood_accuracy"]
+    for bench in ("cvbench-synth", "synth-attribute", "easyvqa"):
+        assert set(lik[bench]) == set(acc[bench]), bench
+        for task, v in lik[bench].items():
+            assert set(v) == {"own", "other", "blind"} and all(0.0 <= x <= 1.0 for x in v.values()), (bench, task)
+            assert all(len(iv) == 2 for iv in r["likelihood_intervals"][bench][task].values())
+            assert set(r["likelihood_differences"][bench][task]) == {"own-other", "own-blind"}
+            assert r["likelihood_n"][bench][task] == r["image_use_n"][bench][task]
+    assert set(r["likelihood_metrics"]) == {"own", "other", "blind"}
+    assert {"likelihood", "likelihood_own", "likelihood_other", "likelihood_blind"} <= set(r["timings"])
+    assert "Option likelihood (not the official score)" in (out / "report.md").read_text()
     assert r["timings"]["total"] < 600
     for f in (
         "report.md",
         "loss.png",
         "accuracy.png",
+        "likelihood.png",
         "chat.png",
         "checkpoint/config.json",
         "checkpoint/model.safetensors",

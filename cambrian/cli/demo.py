@@ -24,13 +24,18 @@ Steps (each timed, with progress bars):
                with the question's own image, with another image's visual tokens under the same prompt, and
                with no image; gold-answer loss probe (own vs other image); nearest-word decoding of the
                grounded tokens of held-out scenes
-  8. chat      one answer about a held-out easy-VQA image, and the `cambrian chat` command to ask more
-  9. report    OUT/results.json (image_use_accuracy[bench][task] = {own, other, blind}, and their 95%
-               bootstrap intervals and paired own-other / own-blind differences), OUT/report.md,
-               OUT/loss.png, OUT/accuracy.png (with error bars); the model in OUT/checkpoint
+  8. likelihood the same multiple-choice questions and conditions answered by option likelihood (the option
+               the model finds most likely; not the official score, reported apart; --set likelihood=false
+               skips it)
+  9. chat      one answer about a held-out easy-VQA image, and the `cambrian chat` command to ask more
+ 10. report    OUT/results.json (image_use_accuracy[bench][task] = {own, other, blind}, and their 95%
+               bootstrap intervals and paired own-other / own-blind differences; likelihood_accuracy and
+               the like apart), OUT/report.md, OUT/loss.png, OUT/accuracy.png (with error bars),
+               OUT/likelihood.png; the model in OUT/checkpoint
 
 Expected time on a 2-core CPU: about 18 minutes (default), under 4 minutes with --quick (a smoke run: few
-scenes and steps; its own-vs-other gap on easy-VQA colour+shape questions must be >= 15 points). Uses CUDA
+scenes and steps; its own-vs-other gap on easy-VQA colour+shape questions must be >= 15 points), plus the
+likelihood step: about 1.5 minutes with --quick, an estimated 11 or more in the default run. Uses CUDA
 with bf16 autocast when available (--device auto). The first run also converts the packaged GGUF LLM once
 (cached under .cache/).
 """
@@ -39,7 +44,11 @@ with bf16 autocast when available (--device auto). The first run also converts t
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = DESCRIPTION
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument("--quick", action="store_true", help="short smoke run (< 4 min on 2 CPU cores)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="short smoke run (< 4 min on 2 CPU cores, + ~1.5 min for the likelihood step)",
+    )
     p.add_argument(
         "--out", default="runs/demo", help="output folder (default runs/demo; a previous demo folder is reused)"
     )

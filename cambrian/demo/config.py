@@ -78,6 +78,9 @@ class DemoConfig:
     eval_batch: Int(ge=1) = 16
     probe_items: Int(ge=1) = 64  # questions per benchmark in the gold-answer loss probe
     max_new_tokens: Int(ge=1) = 8  # answers are one letter / one word; generation stops at the end-of-turn token
+    # option-likelihood answering of the multiple-choice questions (the option the model finds most likely, not the
+    # official generation score), own / other / blind on the same questions; reported apart (false: skipped)
+    likelihood: Bool = True
     progress: Bool = True
 
     def to_dict(self) -> dict:

@@ -11,9 +11,11 @@
 6. stage 2: the LLM on packed scene / easy-VQA questions (the connector too with ``stage2_train_connector``);
 7. eval: CV-Bench-Synth, synth-attribute and easy-VQA with the own image, another image's tokens, no image; the
    gold-answer loss probes (``image_use.py``) and the grounded-token decoding (``grounding_probe.py``);
-8. chat: one answer about a held-out easy-VQA image;
-9. report: results.json, report.md, loss.png, accuracy.png; every own / other / blind figure with its 95% bootstrap
-   interval and the paired own - other / own - blind differences (``stats.py``).
+8. likelihood (``likelihood: true``): the same questions and conditions answered by option likelihood (the most
+   likely option, ``cambrian.eval.likelihood``; not the official score, reported apart);
+9. chat: one answer about a held-out easy-VQA image;
+10. report: results.json, report.md, loss.png, accuracy.png (+ likelihood.png); every own / other / blind figure
+    with its 95% bootstrap interval and the paired own - other / own - blind differences (``stats.py``).
 
 Output folder (``--out``)::
 
@@ -23,7 +25,9 @@ Output folder (``--out``)::
     checkpoint/                                                                (final model + stage-2 metrics)
     eval/{own,other,blind}/<bench>/predictions.jsonl, metrics.json
     eval/question_scores.jsonl                                                 (per question: own, other, blind)
-    chat.png, results.json, report.md, loss.png, accuracy.png
+    eval/likelihood/{own,other,blind}/<bench>/likelihood.jsonl, metrics.likelihood*.json
+    eval/likelihood/question_scores.jsonl                            (per question, option likelihood: own, ...)
+    chat.png, results.json, report.md, loss.png, accuracy.png, likelihood.png
 """
 
 from __future__ import annotations
@@ -254,7 +258,47 @@ def evaluate(model, cfg: DemoConfig, out: Path, device: str, progress: bool) -> 
             q[cond] = read_question_scores(b, own[b.name], out / "eval" / cond / b.name)
         res["questions"][b.name] = q
     res["easyvqa_samples"] = own["easyvqa"]  # for the chat step (not part of the results)
+    res["loaded"] = {"benches": benches, "samples": samples, "memo": memo, "em": em}  # for the likelihood step
     res["chance"] = {b.name: b.score(own[b.name], {}).get("chance") for b in benches if b.name != "cvbench-synth"}
+    return res
+
+
+def evaluate_likelihood(model, cfg: DemoConfig, out: Path, device: str, progress: bool, loaded: dict) -> dict:
+    """The multiple-choice questions ``evaluate`` loaded (the same samples, the same other-image pairing, the same
+    feature memo) answered by option likelihood under own / other / blind: every option scored as the reply to the
+    prompt, the most likely one taken (``cambrian.eval.likelihood.run_likelihood``; files under eval/likelihood/).
+    Returns ``{"metrics": {cond: {bench: {reading: metrics}}}, "seconds": {cond: s}, "questions": {bench: ...}}``,
+    the per-question scores of the ``likelihood`` reading for the intervals."""
+    import torch
+
+    from ..eval.likelihood import run_likelihood
+    from .stats import question_labels, read_likelihood_scores
+
+    benches, samples = loaded["benches"], loaded["samples"]
+    benches = [b for b in benches if any(b.mc_options(s) is not None for s in samples["own"][b.name])]
+    root = out / "eval" / "likelihood"
+    res: dict = {"metrics": {}, "seconds": {}, "questions": {}}
+    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else contextlib.nullcontext()
+    with model.features_from(loaded["memo"]), ctx:
+        for cond in CONDITIONS:
+            t = time.perf_counter()
+            res["metrics"][cond] = run_likelihood(
+                loaded["em"],
+                benches,
+                None,
+                root / cond,
+                batch_size=cfg.eval_batch,
+                vision="disabled" if cond == "blind" else "enabled",
+                progress=progress,
+                samples_by_bench={b.name: samples[cond][b.name] for b in benches},
+            )
+            res["seconds"][cond] = round(time.perf_counter() - t, 2)
+    for b in benches:
+        own = samples["own"][b.name]
+        q = question_labels(b.name, own)
+        for cond in CONDITIONS:  # scored against the own samples' answers (the other-image samples keep them)
+            q[cond] = read_likelihood_scores(b, own, root / cond / b.name)
+        res["questions"][b.name] = q
     return res
 
 
@@ -396,6 +440,15 @@ def run_demo(cfg: DemoConfig, quick: bool = False) -> dict:
         "CV-Bench-Synth, synth-attribute, easy-VQA with the own image, another image, no image; gold-answer loss probe",
     ):
         ev = evaluate(model, cfg, out, device, progress)
+    loaded = ev.pop("loaded")
+    lik = None
+    if cfg.likelihood:
+        with timer.step(
+            "likelihood",
+            "the multiple-choice questions by option likelihood (not the official score), own / other / no image",
+        ):
+            lik = evaluate_likelihood(model, cfg, out, device, progress, loaded)
+    del loaded
     with timer.step("chat", "one answer about a held-out easy-VQA image"):
         chat = chat_once(model, out, ev.pop("easyvqa_samples"))
 
@@ -405,12 +458,25 @@ def run_demo(cfg: DemoConfig, quick: bool = False) -> dict:
     chance = {"cvbench-synth": cvbench_chance(data.pop("cvbench_rows")), **ev["chance"]}
     timings = dict(timer.timings)
     timings.update({f"eval_{k}": v for k, v in ev["seconds"].items()})
+    likelihood = {}
+    if lik is not None:
+        timings.update({f"likelihood_{k}": v for k, v in lik["seconds"].items()})
+        ls = image_use_statistics(lik["questions"])
+        write_question_scores(out / "eval" / "likelihood" / "question_scores.jsonl", lik["questions"])
+        likelihood = {  # apart from the official figures: never in image_use_accuracy or the targets
+            "likelihood_accuracy": ls["accuracy"],
+            "likelihood_intervals": ls["intervals"],
+            "likelihood_n": ls["n"],
+            "likelihood_differences": ls["differences"],
+            "likelihood_metrics": lik["metrics"],
+        }
     results = {
         "image_use_accuracy": acc,
         "image_use_intervals": stats["intervals"],
         "image_use_n": stats["n"],
         "image_use_differences": stats["differences"],
         "statistics": stats["method"],
+        **likelihood,
         "image_use": ev["image_use"],
         "grounding_probe": ev["grounding_probe"],
         "chance": chance,
@@ -454,7 +520,8 @@ def console_summary(results: dict) -> str:
         )
     lines += [
         "",
-        f"report: {paths['report']}  results: {paths['results']}  plots: {paths['loss_png']}, {paths['accuracy_png']}",
+        f"report: {paths['report']}  results: {paths['results']}  plots: {paths['loss_png']}, {paths['accuracy_png']}"
+        + (f", {paths['likelihood_png']}" if paths.get("likelihood_png") else ""),
         "try the trained model:",
         f"  {chat['command']}",
         f"  -> {chat['answer']}" + (f"   (truth: {chat['truth']})" if chat.get("truth") else ""),

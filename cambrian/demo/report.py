@@ -1,4 +1,4 @@
-"""The demo's report folder: ``results.json``, ``report.md``, ``loss.png``, ``accuracy.png``.
+"""The demo's report folder: ``results.json``, ``report.md``, ``loss.png``, ``accuracy.png`` (+ ``likelihood.png``).
 
 ``results.json`` schema (accuracies are fractions in [0, 1], times in seconds)::
 
@@ -10,6 +10,11 @@
      "image_use_differences": {BENCH: {TASK: {"own-other" | "own-blind": {"value", "low", "high", "supported"}}}},
         paired bootstrap of the difference; supported = its 95% interval excludes 0 (``cambrian.demo.stats``)
      "statistics": how the intervals were computed (method, resamples, level, seed),
+     "likelihood_accuracy", "likelihood_intervals", "likelihood_n", "likelihood_differences": the same shapes as the
+        image_use_* keys, for the option-likelihood reading (each multiple-choice question answered by its most
+        likely option: the letter where the prompt asks for one, else the text); absent with ``likelihood: false``,
+     "likelihood_metrics": {own|other|blind: {BENCH: {"likelihood" | "likelihood_text": metrics}}}, the benchmarks'
+        scores of both readings (``cambrian.eval.likelihood``; every metric suffixed with the reading),
      "image_use": {BENCH: {"n", "nll_matched", "nll_shuffled", "gap"}},   gold-answer loss, own vs another image
      "grounding_probe": {"scenes", "object_cells", "background_cells", "colour", "shape", "background"},
      "chance": {"cvbench-synth": {"overall", "accuracy_2d", "accuracy_3d", "per_task"}, "synth-attribute": x, "easyvqa": x},
@@ -22,6 +27,11 @@
 no image (the paper's vision-disabled setting). The intervals and differences are computed from the per-question
 scores of the three conditions (``eval/question_scores.jsonl``) by ``cambrian.demo.stats``; a results.json without
 them (an older run) is reported without intervals.
+
+The option-likelihood figures are not the benchmarks' protocol (the model does not generate): they get their own
+section of report.md and their own plot, and never enter the official table, the console's official rows or the
+targets. Read against the generated answers they separate "does not know" (both low) from "knows but cannot put
+the answer in the requested format" (likelihood high, generation low).
 """
 
 from __future__ import annotations
@@ -150,9 +160,13 @@ def _chance_of(chance: dict, bench: str, task: str):
     return chance.get(bench) if task == "overall" else None
 
 
-def accuracy_rows(results: dict) -> list[tuple[str, str, dict, float | None]]:
-    """(bench, task, {own, other, blind}, chance) in report order."""
-    acc, chance = results["image_use_accuracy"], results.get("chance", {})
+OFFICIAL = "image_use"  # the official generation figures: image_use_accuracy, _intervals, _n, _differences
+LIKELIHOOD = "likelihood"  # the option-likelihood reading: likelihood_accuracy, ... (the same shapes)
+
+
+def accuracy_rows(results: dict, kind: str = OFFICIAL) -> list[tuple[str, str, dict, float | None]]:
+    """(bench, task, {own, other, blind}, chance) in report order, of ``results[f"{kind}_accuracy"]``."""
+    acc, chance = results.get(f"{kind}_accuracy") or {}, results.get("chance", {})
     rows = []
     for bench in BENCHES:
         for task, v in (acc.get(bench) or {}).items():
@@ -160,22 +174,22 @@ def accuracy_rows(results: dict) -> list[tuple[str, str, dict, float | None]]:
     return rows
 
 
-def row_interval(results: dict, bench: str, task: str) -> dict:
+def row_interval(results: dict, bench: str, task: str, kind: str = OFFICIAL) -> dict:
     """``{cond: [low, high]}`` of one row ({} when results.json has no intervals)."""
-    return ((results.get("image_use_intervals") or {}).get(bench) or {}).get(task) or {}
+    return ((results.get(f"{kind}_intervals") or {}).get(bench) or {}).get(task) or {}
 
 
-def task_label(results: dict, bench: str, task: str) -> str:
+def task_label(results: dict, bench: str, task: str, kind: str = OFFICIAL) -> str:
     """``Count (120)``: the task with its question count when known."""
-    n = ((results.get("image_use_n") or {}).get(bench) or {}).get(task)
+    n = ((results.get(f"{kind}_n") or {}).get(bench) or {}).get(task)
     return task if n is None else f"{task} ({n})"
 
 
-def difference_lines(results: dict) -> list[str]:
+def difference_lines(results: dict, kind: str = OFFICIAL) -> list[str]:
     """Which own-vs-other / own-vs-blind differences the paired 95% intervals support, one line each."""
     from .stats import supported_lines
 
-    diffs = results.get("image_use_differences")
+    diffs = results.get(f"{kind}_differences")
     if not diffs:
         return []
     yes, _ = supported_lines(diffs)
@@ -275,6 +289,7 @@ def render_markdown(results: dict) -> str:
             ]
             L.append(f"| {bench} | {task} | {cells[0]} | {cells[1]} |")
         L += ["", "Supported by the intervals:", ""] + [f"- {line}" for line in difference_lines(results)]
+    L += likelihood_markdown(results)
     L += ["", "Probes:", ""] + [f"- {line}" for line in probe_lines(results)]
     L += ["", "## Targets", "", "| target | value | threshold | ok |", "|---|---|---|---|"]
     for name, t in results.get("targets", {}).items():
@@ -307,10 +322,56 @@ def render_markdown(results: dict) -> str:
     L += [
         "",
         "Plots: `loss.png` (loss per step of each stage), `accuracy.png` (own / other / blind per task, 95% "
-        "intervals as error bars, chance marks).",
+        "intervals as error bars, chance marks)"
+        + (
+            "; `likelihood.png` (the same for the option-likelihood reading)."
+            if results.get("likelihood_accuracy")
+            else "."
+        ),
         "",
     ]
     return "\n".join(L)
+
+
+def likelihood_markdown(results: dict) -> list[str]:
+    """The "Option likelihood (not the official score)" section: own / other / blind with intervals, chance, the
+    paired differences and the generated own-image figure beside it; [] when the run has no likelihood figures."""
+    if not results.get("likelihood_accuracy"):
+        return []
+    L = [
+        "",
+        "## Option likelihood (not the official score)",
+        "",
+        "The same multiple-choice questions under the same three conditions, answered without generating: every "
+        "option is scored as the reply to the prompt (the summed log-probability of its tokens, as "
+        "`cambrian eval run --mc likelihood` and lm-evaluation-harness do) and the most likely one is the answer: the "
+        "option letter where the prompt asks for a letter (CV-Bench-Synth), the option text elsewhere "
+        "(synth-attribute; easy-VQA: the answers of the question's type). It is not the benchmarks' protocol, so "
+        "it stays out of the table above and the targets. Read against the generated answers: both low, the model "
+        "does not know; likelihood high and generation low, it knows but cannot put the answer in the requested "
+        "format. Intervals and paired differences as above.",
+        "",
+        "| benchmark | task | own | other | blind | chance | own − other | own − blind | generated, own |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    diffs = results.get("likelihood_differences") or {}
+    gen = results.get("image_use_accuracy") or {}
+    for bench, task, v, c in accuracy_rows(results, LIKELIHOOD):
+        iv = row_interval(results, bench, task, LIKELIHOOD)
+        cells = " | ".join(_pct_iv(v.get(k), iv.get(k)) for k in CONDITIONS)
+        d = (diffs.get(bench) or {}).get(task) or {}
+        dd = " | ".join(
+            (f"**{_pp(d.get(k))}**" if (d.get(k) or {}).get("supported") else _pp(d.get(k)))
+            for k in ("own-other", "own-blind")
+        )
+        g = ((gen.get(bench) or {}).get(task) or {}).get("own")
+        L.append(
+            f"| {bench} | {task_label(results, bench, task, LIKELIHOOD)} | {cells} | {_pct(c)} | {dd} | {_pct(g)} |"
+        )
+    if diffs:
+        L += ["", "Supported by the intervals (option likelihood):", ""]
+        L += [f"- {line}" for line in difference_lines(results, LIKELIHOOD)]
+    return L
 
 
 STAGE_TITLES = {
@@ -340,14 +401,16 @@ def plot_losses(training: dict, path: Path) -> None:
     atomic_save_figure(fig, path)
 
 
-def plot_accuracy(results: dict, path: Path) -> None:
+def plot_accuracy(results: dict, path: Path, kind: str = OFFICIAL) -> None:
+    """own / other / blind bars per task with their 95% intervals and chance marks: ``accuracy.png`` (the official
+    generation figures) or, with ``kind="likelihood"``, ``likelihood.png`` (the option-likelihood reading)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    rows = accuracy_rows(results)
+    rows = accuracy_rows(results, kind)
     short = {"cvbench-synth": "CV", "synth-attribute": "attr", "easyvqa": "eVQA"}
     names = [f"{short.get(b, b)} {t}" for b, t, _, _ in rows]
     x = np.arange(len(rows))
@@ -356,7 +419,7 @@ def plot_accuracy(results: dict, path: Path) -> None:
     labels = {"own": "own image", "other": "another image's tokens", "blind": "no image"}
     for k, cond in enumerate(CONDITIONS):
         heights = [v.get(cond) or 0.0 for _, _, v, _ in rows]
-        ivs = [row_interval(results, b, t).get(cond) for b, t, _, _ in rows]
+        ivs = [row_interval(results, b, t, kind).get(cond) for b, t, _, _ in rows]
         yerr = None
         if any(ivs):  # 95% bootstrap intervals (none drawn for a row without one)
             yerr = np.array(
@@ -377,10 +440,14 @@ def plot_accuracy(results: dict, path: Path) -> None:
             ax.hlines(ch, i - 0.45, i + 0.45, colors="red", linestyles="--", lw=1, label="chance" if i == 0 else None)
     ax.set_xticks(x, names, rotation=35, ha="right")
     ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel("accuracy" if kind == OFFICIAL else "accuracy, most likely option")
     ax.set_title(
-        "Cambrian-nano: own image vs another image vs no image"
-        + (" (95% bootstrap intervals)" if results.get("image_use_intervals") else ""),
+        (
+            "Cambrian-nano: own image vs another image vs no image"
+            if kind == OFFICIAL
+            else "Cambrian-nano, option likelihood (not the official score): own vs another image vs no image"
+        )
+        + (" (95% bootstrap intervals)" if results.get(f"{kind}_intervals") else ""),
         fontsize=10,
     )
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # outside: never hides a bar
@@ -399,11 +466,15 @@ def write_report(out: str | Path, results: dict, plots: bool = True) -> dict:
         "loss_png": out / "loss.png",
         "accuracy_png": out / "accuracy.png",
     }
+    if results.get("likelihood_accuracy"):
+        paths["likelihood_png"] = out / "likelihood.png"
     atomic_write_json(paths["results"], results)
     atomic_write_text(paths["report"], render_markdown(results))
     if plots:
         plot_losses(results.get("training", {}), paths["loss_png"])
         plot_accuracy(results, paths["accuracy_png"])
+        if "likelihood_png" in paths:
+            plot_accuracy(results, paths["likelihood_png"], LIKELIHOOD)
     return {k: str(p) for k, p in paths.items()}
 
 
@@ -420,6 +491,20 @@ def summary_table(results: dict) -> str:
     diff = difference_lines(results)
     if diff:
         lines += ["", "differences the paired 95% intervals support:"] + [f"  {x}" for x in diff]
+        lines.append("")
+    lik = accuracy_rows(results, LIKELIHOOD)
+    if lik:  # apart from the official rows above
+        rows = [("", "", "own", "other", "blind")]
+        for b, t, v, _ in lik:
+            iv = row_interval(results, b, t, LIKELIHOOD)
+            rows.append((b, task_label(results, b, t, LIKELIHOOD), *(_pct_iv(v.get(k), iv.get(k)) for k in CONDITIONS)))
+        w2 = [max(len(r[i]) for r in rows) for i in range(5)]
+        lines.append("option likelihood, the most likely option (not the official score):")
+        lines += [
+            f"  {r[0]:<{w2[0]}}  {r[1]:<{w2[1]}}  " + "  ".join(f"{x:>{w2[i + 2]}}" for i, x in enumerate(r[2:]))
+            for r in rows
+        ]
+        lines += [f"  {x}" for x in difference_lines(results, LIKELIHOOD)]
         lines.append("")
     lines += probe_lines(results)
     lines.append("")

@@ -24,6 +24,11 @@ What the intervals do not cover: the questions of one CV-Bench-Synth scene are n
 does it cover training noise (another seed trains another model).
 
 Every interval uses the same seeded resampling (``SEED``), so a report prints the same numbers for the same scores.
+
+The option-likelihood reading (``likelihood``: each multiple-choice question answered by the option the model finds
+most likely, ``cambrian.eval.likelihood``) gets the same treatment from its own per-question scores
+(:func:`read_likelihood_scores`): the same rows, intervals and paired differences, reported apart from the official
+generation figures.
 """
 
 from __future__ import annotations
@@ -71,6 +76,21 @@ def read_question_scores(bench, samples: Sequence, bench_dir: str | Path) -> lis
     from ..eval.predictions import align_predictions, read_predictions
 
     preds = align_predictions(samples, read_predictions(Path(bench_dir) / "predictions.jsonl"))
+    scores = bench.question_scores(samples, preds)
+    if scores is None:
+        raise ValueError(f"{bench.name}: no per-question scores, so no interval")
+    return [float(x) for x in scores]
+
+
+def read_likelihood_scores(bench, samples: Sequence, bench_dir: str | Path) -> list[float]:
+    """Per-question scores of one condition's option-likelihood choices, from the ``likelihood.jsonl`` that
+    ``run_likelihood`` wrote: the ``likelihood`` reading (the option letters where the prompt asks for a letter,
+    else the option texts), scored by the benchmark's own rules; a question without a record scores 0."""
+    from ..eval.likelihood import LIKELIHOOD, choice_predictions
+    from ..utils.io import read_jsonl
+
+    records = read_jsonl(Path(bench_dir) / "likelihood.jsonl")
+    preds = choice_predictions(bench, samples, records).get(LIKELIHOOD, {})
     scores = bench.question_scores(samples, preds)
     if scores is None:
         raise ValueError(f"{bench.name}: no per-question scores, so no interval")
@@ -128,11 +148,14 @@ def _rounded(iv: Interval) -> tuple[float, float]:
 def image_use_statistics(questions: Mapping[str, Mapping]) -> dict:
     """``questions[bench] = {"task", "stratum", "own", "other", "blind"}`` (per-question lists) ->
 
+    - ``accuracy[bench][task][cond]``: the figure itself (fractions; the formula of :func:`row_strata` on the
+      scores, so it equals the benchmark's metric that ``image_use_accuracy`` reads);
     - ``intervals[bench][task][cond] = [low, high]`` (fractions; the keys of ``image_use_accuracy``);
     - ``n[bench][task]``: questions behind the row;
     - ``differences[bench][task]["own-other" | "own-blind"] = {"value", "low", "high", "supported"}``: the
       paired bootstrap of the difference; ``supported`` when its interval excludes 0.
     """
+    values: dict = {}
     intervals: dict = {}
     counts: dict = {}
     diffs: dict = {}
@@ -147,6 +170,7 @@ def image_use_statistics(questions: Mapping[str, Mapping]) -> dict:
             counts.setdefault(bench, {})[task] = rows[conds[0]][task].n
             for c in conds:
                 iv = strata_interval(rows[c][task], seed=SEED)
+                values.setdefault(bench, {}).setdefault(task, {})[c] = iv.value
                 intervals.setdefault(bench, {}).setdefault(task, {})[c] = list(_rounded(iv))
             for a, b in DIFFERENCES:
                 if a in rows and b in rows:
@@ -157,7 +181,7 @@ def image_use_statistics(questions: Mapping[str, Mapping]) -> dict:
                         "high": round(d.high, 4),
                         "supported": d.excludes(0.0),
                     }
-    return {"intervals": intervals, "n": counts, "differences": diffs, "method": dict(METHOD)}
+    return {"accuracy": values, "intervals": intervals, "n": counts, "differences": diffs, "method": dict(METHOD)}
 
 
 def difference_phrase(bench: str, task: str, key: str, d: Mapping) -> str:
