@@ -25,8 +25,8 @@ Steps (each timed, with progress bars):
                with no image; gold-answer loss probe (own vs other image); nearest-word decoding of the
                grounded tokens of held-out scenes
   8. likelihood the same multiple-choice questions and conditions answered by option likelihood (the option
-               the model finds most likely; not the official score, reported apart; --set likelihood=false
-               skips it)
+               the model finds most likely; not the official score, reported apart; on with --quick,
+               --set likelihood=true on the default run)
   9. chat      one answer about a held-out easy-VQA image, and the `cambrian chat` command to ask more
  10. report    OUT/results.json (image_use_accuracy[bench][task] = {own, other, blind}, and their 95%
                bootstrap intervals and paired own-other / own-blind differences; likelihood_accuracy and

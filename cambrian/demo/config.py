@@ -79,8 +79,10 @@ class DemoConfig:
     probe_items: Int(ge=1) = 64  # questions per benchmark in the gold-answer loss probe
     max_new_tokens: Int(ge=1) = 8  # answers are one letter / one word; generation stops at the end-of-turn token
     # option-likelihood answering of the multiple-choice questions (the option the model finds most likely, not the
-    # official generation score), own / other / blind on the same questions; reported apart (false: skipped)
-    likelihood: Bool = True
+    # official generation score), own / other / blind on the same questions; reported apart. Off in the default
+    # preset (about 2,000 prefills per condition: estimated 11+ min on 2 cores, past the demo's 20-minute budget),
+    # on in --quick (~90 s there), so CI runs the path end to end; --set likelihood=true turns it on
+    likelihood: Bool = False
     progress: Bool = True
 
     def to_dict(self) -> dict:
@@ -99,6 +101,7 @@ QUICK = {
     "max_turns": 6,
     "warmup_ratio": 0.0,
     "probe_items": 24,
+    "likelihood": True,
 }
 
 
