@@ -41,13 +41,13 @@ def scene_grounding(
     object's cells then span its extent)."""
     from collections import Counter
 
-    from .positions import COLUMN_WORDS, ROW_WORDS
+    from .positions import check_grid, place_words
     from .positions import position_words as where
 
     if position_of not in ("centre", "cell"):
         raise ValueError(f"position_of must be 'centre' or 'cell', not {position_of!r}")
-    if position_words and grid > len(ROW_WORDS):
-        raise ValueError(f"position words exist for grids up to {len(ROW_WORDS)}, not {grid}")
+    if position_words:
+        check_grid(grid)
 
     mask = load_mask(scene_dir, scene)
     shapes = Counter(o["shape"] for o in scene["objects"])
@@ -68,7 +68,7 @@ def scene_grounding(
     )
     if position_words and position_of == "cell":
         out["cells"] = [
-            f"{c} {COLUMN_WORDS[i % grid]} {ROW_WORDS[i // grid]}" if c not in ("", background) else c
+            f"{c} {place_words(i % grid, i // grid)}" if c not in ("", background) else c
             for i, c in enumerate(out["cells"])
         ]
     return out
