@@ -76,7 +76,7 @@ def test_scene_grounding_from_a_constructed_scene(tmp_path):
         "cyan sphere one",
         "floor",
     ]
-    # position words: the column digit and row word of the object's box centre on the grid (16x16 px image, 2x2)
+    # position words: the column word and row ordinal of the object's box centre on the grid (16x16 px image, 2x2)
     scene["camera"] = {"width": 16, "height": 16}
     scene["objects"][0]["bbox"] = [8, 0, 8, 8]  # centre (12, 4): column 1, row 0
     scene["objects"][1]["bbox"] = [0, 12, 4, 4]  # centre (2, 14): column 0, row 1
@@ -86,6 +86,24 @@ def test_scene_grounding_from_a_constructed_scene(tmp_path):
         "cyan sphere zero second",
         "floor",
     ]
+    # on a 4x4 grid the cube spans rows 0-1 and columns 2-3 (centre (12, 4): column three, row second). "centre":
+    # every cube cell names that centre; "cell": each cell names its own column and row (row-major cells)
+    cube_cells = {2: (2, 0), 3: (3, 0), 6: (2, 1), 7: (3, 1)}  # index -> (column, row)
+    cols, rows = ["zero", "one", "two", "three"], ["first", "second", "third", "fourth"]
+    centre = scene_grounding(tmp_path, scene, 4, position_words=True)
+    cell = scene_grounding(tmp_path, scene, 4, position_words=True, position_of="cell")
+    for i in range(16):
+        if i in cube_cells:
+            c, r = cube_cells[i]
+            assert centre["cells"][i] == "red cube three second"
+            assert cell["cells"][i] == f"red cube {cols[c]} {rows[r]}"
+        elif i == 12:  # row 3, column 0: the sphere's only cell, its own cell and its centre alike
+            assert centre["cells"][i] == cell["cells"][i] == "cyan sphere zero fourth"
+        else:
+            assert centre["cells"][i] == cell["cells"][i] == "floor"
+    assert cell["weights"] == centre["weights"]
+    with pytest.raises(ValueError, match="position_of"):
+        scene_grounding(tmp_path, scene, 4, position_words=True, position_of="corner")
 
 
 def test_grid_cell_letterboxes_and_reasoned_answers_read_positions():
@@ -420,10 +438,20 @@ def test_grounding_probe_counts_cells_of_a_constructed_scene(tmp_path):
     scene |= {"camera": {"width": 16, "height": 16}}
     scene["objects"][0] |= {"category": "red cube", "bbox": [8, 0, 8, 8]}
     (tmp_path / "scenes.jsonl").write_text(json.dumps(scene) + "\n")
-    pos = grounding_probe(model, tmp_path, ["red", "blue"], ["cube", "sphere"], positions=True)
+    pos = grounding_probe(model, tmp_path, ["red", "blue"], ["cube", "sphere"], positions="centre")
     assert {k: pos[k] for k in got} == got  # the rest is decoded as before
     assert pos["column"] in (0.0, 1.0) and pos["row"] in (0.0, 1.0)
     assert pos["column_within_1"] == pos["row_within_1"] == 1.0  # a 2x2 grid: every guess is within one cell
+    # "cell" scores the same decoded words against the cell's own place (column 1, row 0): with the box moved to the
+    # bottom-left (centre column 0, row 1) the two truths differ in both, so exactly one of each pair is a hit
+    scene["objects"][0]["bbox"] = [0, 8, 8, 8]
+    (tmp_path / "scenes.jsonl").write_text(json.dumps(scene) + "\n")
+    by_centre = grounding_probe(model, tmp_path, ["red", "blue"], ["cube", "sphere"], positions="centre")
+    by_cell = grounding_probe(model, tmp_path, ["red", "blue"], ["cube", "sphere"], positions="cell")
+    assert by_cell["column"] == pos["column"] and by_cell["row"] == pos["row"]  # the cell's own place is unchanged
+    assert by_centre["column"] + by_cell["column"] == 1.0 and by_centre["row"] + by_cell["row"] == 1.0
+    with pytest.raises(ValueError, match="positions"):
+        grounding_probe(model, tmp_path, ["red", "blue"], ["cube", "sphere"], positions=True)
 
 
 def test_mse_plus_words_adds_a_distance_softmax_over_the_batch_words():

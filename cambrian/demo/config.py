@@ -58,9 +58,11 @@ class DemoConfig:
     ground_count_words: Bool = (
         False  # scene object cells also carry how many objects share their shape ("red cube two")
     )
-    ground_position_words: Bool = False  # scene object cells also carry where the object is ("red cube 2 five")
-    # stage 2 Relation / Depth answers worked from looked-up positions ("x: red cube 2, blue sphere 6. The answer is
-    # (A)") instead of the bare letter; eval then needs max_new_tokens >= ~24
+    ground_position_words: Bool = False  # scene object cells also carry where the object is ("red cube two fifth")
+    # which cell the position words name: the object's centre cell on all its cells, or each cell its own
+    ground_position_of: Choice("centre", "cell") = "centre"
+    # stage 2 Relation / Depth answers worked from looked-up positions ("x: red cube two, blue sphere six. The answer
+    # is (A)") instead of the bare letter; eval then needs max_new_tokens >= ~24
     reasoning: Bool = False
     # stage 1 (connector; LLM frozen): paper lrs (1e-3 projector, 1e-4 SVA)
     stage1_lr: Num(gt=0) = 1e-3

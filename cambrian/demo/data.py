@@ -262,13 +262,19 @@ def write_grounding(
     split_words: bool = False,
     count_words: bool = False,
     position_words: bool = False,
+    position_of: str = "centre",
 ) -> dict:
     """Grounding JSONL: one record per train scene (object words per cell, "floor" elsewhere) + easy-VQA train
     images (colour and shape words on the shape's cells), shuffled."""
     from ..data.scenes.grounding import scene_grounding_records
 
     recs = scene_grounding_records(
-        scene_dir, grid, split_words=split_words, count_words=count_words, position_words=position_words
+        scene_dir,
+        grid,
+        split_words=split_words,
+        count_words=count_words,
+        position_words=position_words,
+        position_of=position_of,
     )
     ev = easyvqa_grounding_records(easyvqa_images, grid, seed, split_words=split_words) if easyvqa_images else []
     allr = recs + ev

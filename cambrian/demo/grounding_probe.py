@@ -5,7 +5,8 @@ the cell's visual token is compared with the LLM's input embeddings of the scene
 and the background word: an object cell is right on colour when its nearest colour word is the object's colour
 (likewise shape), a background cell is right when the background word is nearer than every colour and shape word.
 With ``positions`` (a model grounded with position words, :mod:`cambrian.data.scenes.positions`), an object cell is
-also decoded among the column words and among the row words: exact, and within one cell.
+also decoded among the column words and among the row words, exact and within one cell, against what it was
+trained to say: the object's centre cell (``"centre"``) or its own cell (``"cell"``).
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ def grounding_probe(
     shapes: Sequence[str],
     background: str = "floor",
     max_scenes: int = 40,
-    positions: bool = False,
+    positions: str | None = None,
 ) -> dict:
     """``{"scenes", "object_cells", "background_cells", "colour", "shape", "background"}`` (accuracies in [0, 1]);
-    with ``positions`` also ``"column"``, ``"row"``, ``"column_within_1"``, ``"row_within_1"``."""
+    with ``positions`` (``"centre"`` or ``"cell"``) also ``"column"``, ``"row"``, ``"column_within_1"``, ``"row_within_1"``."""
     from PIL import Image
 
     from ..data.grounding import WordIds
@@ -37,6 +38,8 @@ def grounding_probe(
     from ..data.scenes.render import read_scenes
     from ..models.grounding import cell_distances, connector_geometry, nearest
 
+    if positions not in (None, "centre", "cell"):
+        raise ValueError(f"positions must be None, 'centre' or 'cell', not {positions!r}")
     geo = connector_geometry(model.connector)
     side = geo["side"]
     words = WordIds(model.tokenizer)
@@ -75,7 +78,8 @@ def grounding_probe(
                 hits["colour"] += int(colors[int(col[c])] == colour)
                 hits["shape"] += int(shapes[int(shp[c])] == shape)
                 if positions:
-                    true = where[cell]  # the object's centre cell (unique colour+shape pairs name one object here)
+                    # the object's centre cell (unique colour+shape pairs name one object here), or the cell itself
+                    true = where[cell] if positions == "centre" else (c % side, c // side)
                     got = (int(dist[c, nv : nv + side].argmin()), int(dist[c, nv + side :].argmin()))
                     for k, name in enumerate(("column", "row")):
                         hits[name] += int(got[k] == true[k])

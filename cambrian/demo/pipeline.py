@@ -157,6 +157,7 @@ def make_data(cfg: DemoConfig, out: Path, progress: bool, grid: int) -> dict:
         split_words=cfg.ground_split_words,
         count_words=cfg.ground_count_words,
         position_words=cfg.ground_position_words,
+        position_of=cfg.ground_position_of,
     )
     if cfg.stage1_samples:
         info["stage1"] = write_stage1(d / "stage1.jsonl", d / "scenes" / "train", seed=cfg.seed, n=cfg.stage1_samples)
@@ -217,7 +218,11 @@ def evaluate(model, cfg: DemoConfig, out: Path, device: str, progress: bool) -> 
         t = time.perf_counter()
         world = SceneConfig.from_dict(SCENE_CONFIG)
         res["grounding_probe"] = grounding_probe(
-            model, out / "data" / "scenes" / "test", world.colors, world.shapes, positions=cfg.ground_position_words
+            model,
+            out / "data" / "scenes" / "test",
+            world.colors,
+            world.shapes,
+            positions=cfg.ground_position_of if cfg.ground_position_words else None,
         )
         res["seconds"]["grounding_probe"] = round(time.perf_counter() - t, 2)
         for cond in CONDITIONS:

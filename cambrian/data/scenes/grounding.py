@@ -30,24 +30,34 @@ def scene_grounding(
     split_words: bool = False,
     count_words: bool = False,
     position_words: bool = False,
+    position_of: str = "centre",
 ) -> dict:
     """``grounding`` targets of one scene record on a ``grid`` x ``grid`` query grid. ``count_words``: each object's
     cells also carry the number of objects of its shape ("red cube two"), so a count becomes a look-up.
-    ``position_words``: each object's cells also carry the grid cell of the object's centre, its column as a digit
-    and its row as a number word ("red cube 2 five"; :mod:`.positions`), so where an object is becomes a look-up."""
+    ``position_words``: each object's cells also carry a grid cell, its column as a number word and its row as an
+    ordinal ("red cube two fifth"; :mod:`.positions`), so where an object is becomes a look-up. ``position_of``:
+    which cell, ``"centre"`` the object's centre cell on all its cells (one value per object, which a cell can only
+    infer from its neighbours), or ``"cell"`` each cell's own column and row (a constant per query slot; the
+    object's cells then span its extent)."""
     from collections import Counter
 
+    from .positions import check_grid, place_words
     from .positions import position_words as where
+
+    if position_of not in ("centre", "cell"):
+        raise ValueError(f"position_of must be 'centre' or 'cell', not {position_of!r}")
+    if position_words:
+        check_grid(grid)
 
     mask = load_mask(scene_dir, scene)
     shapes = Counter(o["shape"] for o in scene["objects"])
     words = {}
     for o in scene["objects"]:
         w = object_words(o, shapes[o["shape"]] if count_words else None)
-        if position_words:
+        if position_words and position_of == "centre":
             w += " " + where(o, scene["camera"]["width"], scene["camera"]["height"], grid)
         words[int(o["instance_id"])] = w
-    return cells_from_mask(
+    out = cells_from_mask(
         mask,
         words,
         grid,
@@ -56,6 +66,12 @@ def scene_grounding(
         object_weight=object_weight,
         split_words=split_words,
     )
+    if position_words and position_of == "cell":
+        out["cells"] = [
+            f"{c} {place_words(i % grid, i // grid)}" if c not in ("", background) else c
+            for i, c in enumerate(out["cells"])
+        ]
+    return out
 
 
 def scene_grounding_records(scene_dir: str | os.PathLike, grid: int, **kwargs) -> list[dict]:

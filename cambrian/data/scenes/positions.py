@@ -36,10 +36,19 @@ ROW_WORDS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", 
 _RELATION = re.compile(r"^Considering the relative positions of the (.+?) and the (.+?) in the image provided")
 
 
-def grid_cell(obj: dict, width: int, height: int, grid: int) -> tuple[int, int]:
-    """(column, row) of the centre of ``obj["bbox"]`` (COCO xywh, pixels) on the letterboxed square's grid."""
+def check_grid(grid: int) -> None:
     if grid > len(ROW_WORDS):
         raise ValueError(f"position words exist for grids up to {len(ROW_WORDS)}, not {grid}")
+
+
+def place_words(column: int, row: int) -> str:
+    """``"two fifth"``: a grid cell's column word and row ordinal."""
+    return f"{COLUMN_WORDS[column]} {ROW_WORDS[row]}"
+
+
+def grid_cell(obj: dict, width: int, height: int, grid: int) -> tuple[int, int]:
+    """(column, row) of the centre of ``obj["bbox"]`` (COCO xywh, pixels) on the letterboxed square's grid."""
+    check_grid(grid)
     s = max(width, height)
     x, y, w, h = obj["bbox"]
     cx = (x + w / 2 + (s - width) / 2) / s
@@ -49,8 +58,7 @@ def grid_cell(obj: dict, width: int, height: int, grid: int) -> tuple[int, int]:
 
 def position_words(obj: dict, width: int, height: int, grid: int) -> str:
     """``"two fifth"``: the column word and the row ordinal of the object's centre."""
-    col, row = grid_cell(obj, width, height, grid)
-    return f"{COLUMN_WORDS[col]} {ROW_WORDS[row]}"
+    return place_words(*grid_cell(obj, width, height, grid))
 
 
 def find_object(scene: dict, name: str) -> dict | None:
