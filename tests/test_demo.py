@@ -120,6 +120,20 @@ def test_scene_records_pack_cvbench_questions(tmp_path):
             by_task.setdefault(task, []).append((a["value"], b["value"]))
     assert by_task["Count"] and all(w.endswith(f"The answer is ({a})") and ". So " in w for a, w in by_task["Count"])
     assert any("The answer is" in w for _, w in by_task.get("other", []))
+    # position turns: up to 2 direct lookups lead each record, answered with one position word; the CV-Bench turns
+    # after them are the same questions in the same order (no extra draw without them), and the counts add up
+    from cambrian.data.scenes.positions import COLUMN_WORDS, ROW_WORDS
+
+    placed, pcounts = scene_question_records(tmp_path / "train", seed=0, box_prob=1.0, max_turns=6, position_turns=2)
+    assert {"position_column", "position_row"} & set(pcounts)
+    for plain, rec in zip(recs, placed):
+        conv = rec["conversations"]
+        k = sum(t["value"] in COLUMN_WORDS + ROW_WORDS for t in conv[1::2])
+        assert 1 <= k <= 2
+        assert all("In which" in q["value"] for q in conv[: 2 * k : 2])
+        bare = [t["value"].removeprefix("<image>\n") for t in plain["conversations"][::2]]  # <image> leads turn 1
+        assert [t["value"] for t in conv[2 * k :: 2]] == bare[: 6 - k]
+    assert sum(pcounts.values()) == sum(len(r["conversations"]) // 2 for r in placed)
 
 
 # ---------------------------------------------------------------------------------------------- report

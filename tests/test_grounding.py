@@ -501,3 +501,30 @@ def test_stage_ground_on_a_model_without_connector_is_a_clear_error(tmp_path):
         ValueError, match="stage: ground needs a model with a one-token-per-cell connector grid; ToyVLM has none"
     ):
         Trainer(cfg)
+
+
+def test_position_questions_ask_where_each_uniquely_named_object_is():
+    from cambrian.data.scenes.positions import position_questions
+
+    def obj(color, shape, bbox):
+        return {"category": f"{color} {shape}", "color": color, "shape": shape, "bbox": bbox}
+
+    scene = {
+        "camera": {"width": 80, "height": 80},
+        "objects": [
+            obj("red", "cube", [0, 60, 10, 10]),  # centre (5, 65): column 0, row 6 on an 8x8 grid of 10 px cells
+            obj("blue", "sphere", [50, 10, 20, 20]),  # centre (60, 20): column 6, row 2
+            obj("green", "cube", [30, 30, 10, 10]),  # two green cubes: neither is named uniquely, both left out
+            obj("green", "cube", [70, 70, 10, 10]),
+        ],
+    }
+    got = [(q["type"], q["answer"], q["question"]) for q in position_questions(scene, 8)]
+    assert got == [
+        ("column", "zero", "In which column of the image, zero (left) to seven (right), is the red cube?"),
+        ("row", "seventh", "In which row of the image, first (top) to eighth (bottom), is the red cube?"),
+        ("column", "six", "In which column of the image, zero (left) to seven (right), is the blue sphere?"),
+        ("row", "third", "In which row of the image, first (top) to eighth (bottom), is the blue sphere?"),
+    ]
+    assert [q["answer"] for q in position_questions(scene, 2)] == ["zero", "second", "one", "first"]
+    with pytest.raises(ValueError, match="grids up to"):
+        position_questions(scene, 9)

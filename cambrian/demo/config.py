@@ -43,6 +43,8 @@ class DemoConfig:
     scene_variants: Int(ge=1) = 1  # stage-2 records per train scene (each its own question draw)
     max_turns: Int(ge=1) = 6  # questions packed into one stage-2 record (look-ups first, then CV-Bench-style)
     attribute_turns: Int(ge=0) = 4  # lookup questions (colour of the only sphere, ...) first in each scene record
+    # direct position lookups ("In which column ... is the red cube?" -> "three") after them; 0: none
+    position_turns: Int(ge=0) = 0
     box_prob: Num(ge=0, le=1) = 0.3
     easyvqa_train_images: Int(ge=0) = 100  # stage-2 QA records
     easyvqa_test_images: Int(ge=1) = 20

@@ -71,14 +71,18 @@ def scene_question_records(
     colors: tuple | None = None,
     reasoning: bool = False,
     grid: int = 8,
+    position_turns: int = 0,
 ) -> tuple[list[dict], dict]:
     """Packed multi-turn records from a *train* scene dir: up to ``attribute_turns`` lookup questions (the colour of
     the only sphere, ...: the synth-attribute templates, short answers) first, then CV-Bench-style questions, at most
     ``max_turns`` in all. ``variants`` records per scene (each with its own question draw). Images are relative to
     ``scene_dir`` (boxed copies under ``scene_dir/boxed_demo/``). ``reasoning``: Relation and Depth answers are
     worked ("x: red cube 2, blue sphere 6. The answer is (A)", :func:`cambrian.data.scenes.positions.reasoned_answer`
-    on a ``grid`` x ``grid`` grid) instead of the bare letter. Returns (records, per-task answer counts)."""
+    on a ``grid`` x ``grid`` grid) instead of the bare letter. ``position_turns``: up to that many direct position
+    lookups ("In which column ... is the red cube?" -> "three", :func:`cambrian.data.scenes.positions.
+    position_questions`) after the attribute lookups. Returns (records, per-task answer counts)."""
     from ..data.scenes.attributes import attribute_questions
+    from ..data.scenes.positions import position_questions
     from ..data.scenes.render import read_scenes
 
     scenes = {sc["image"]: sc for sc in read_scenes(scene_dir)}
@@ -90,6 +94,7 @@ def scene_question_records(
     params = BuildParams.from_dict({"count_supercategories": True, "max_per_image": dict(per_task or TRAIN_QUESTIONS)})
     (sd / "boxed_demo").mkdir(exist_ok=True)
     rng = np.random.default_rng([seed, 11])
+    prng = np.random.default_rng([seed, 23])
     records, counts = [], defaultdict(int)
     for v in range(variants):
         qs = questions_from_coco(coco, params, seed * 1000 + v, source="Synth2D") + questions_from_omni3d(
@@ -109,6 +114,9 @@ def scene_question_records(
                     draw_boxes(im, q.boxes, params.box_width).save(sd / rel, compress_level=1)
             attr = attribute_questions(scenes[image], colors) if attribute_turns and image in scenes else []
             attr = [attr[i] for i in rng.permutation(len(attr))][:attribute_turns]
+            if position_turns and image in scenes:  # their own generator: the other turns stay the same draws
+                where = position_questions(scenes[image], grid)
+                attr += [where[i] for i in prng.permutation(len(where))][:position_turns]
             turns = [(f"{a['question']}\n{SHORT}", a["answer"]) for a in attr]
             turns += [
                 (
@@ -118,8 +126,8 @@ def scene_question_records(
                 for q in mine
             ]
             turns = turns[:max_turns]
-            for a in attr:
-                counts[f"attribute_{a['type']}"] += 1
+            for a in attr[:max_turns]:
+                counts[f"{'position' if a['type'] in ('column', 'row') else 'attribute'}_{a['type']}"] += 1
             for q in mine[: max(0, max_turns - len(attr))]:
                 counts[q.task] += 1
             records.append({"id": f"{Path(image).stem}-v{v}", "image": rel, "conversations": _conversation(turns)})
@@ -193,6 +201,7 @@ def write_stage2(
     easyvqa_offset: int = 0,
     reasoning: bool = False,
     grid: int = 8,
+    position_turns: int = 0,
 ) -> dict:
     """Stage-2 JSONL: scene records (images relative to ``scene_dir``; written as absolute paths so one file can
     mix sources) + easy-VQA records, shuffled. Returns counts."""
@@ -207,6 +216,7 @@ def write_stage2(
         colors=tuple(SCENE_CONFIG["colors"]),
         reasoning=reasoning,
         grid=grid,
+        position_turns=position_turns,
     )
     for r in recs:
         r["image"] = str(sd / r["image"])

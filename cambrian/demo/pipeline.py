@@ -172,6 +172,7 @@ def make_data(cfg: DemoConfig, out: Path, progress: bool, grid: int) -> dict:
         attribute_turns=cfg.attribute_turns,
         reasoning=cfg.reasoning,
         grid=grid,
+        position_turns=cfg.position_turns,
     )
     info["cvbench_rows"] = [
         {"type": r["type"], "task": r["task"], "choices": list(r["choices"])}

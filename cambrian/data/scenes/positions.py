@@ -121,3 +121,35 @@ def reasoned_answer(
         axis, values = "y", [ROW_WORDS[c[1]] for c in cells]
     looked_up = ", ".join(f"{n} {v}" for n, v in zip(names, values))
     return f"{axis}: {looked_up}. The answer is ({letter(answer_index)})"
+
+
+def position_questions(scene: dict, grid: int) -> list[dict]:
+    """Direct lookups of where each uniquely named object is, answered with one position word: ``{"question",
+    "answer", "type"}`` with type ``"column"`` ("In which column of the image, zero (left) to seven (right), is the
+    red cube?" -> "three") or ``"row"`` (... "first (top) to eighth (bottom)" -> "fifth"), the object's centre cell
+    as in the worked answers. Objects whose colour and shape another object shares are left out."""
+    check_grid(grid)
+    W, H = scene["camera"]["width"], scene["camera"]["height"]
+    out = []
+    for o in scene["objects"]:
+        name = o.get("category") or f"{o['color']} {o['shape']}"
+        if find_object(scene, name) is not o:
+            continue
+        col, row = grid_cell(o, W, H, grid)
+        out.append(
+            {
+                "question": f"In which column of the image, {COLUMN_WORDS[0]} (left) to {COLUMN_WORDS[grid - 1]} "
+                f"(right), is the {name}?",
+                "answer": COLUMN_WORDS[col],
+                "type": "column",
+            }
+        )
+        out.append(
+            {
+                "question": f"In which row of the image, {ROW_WORDS[0]} (top) to {ROW_WORDS[grid - 1]} (bottom), is "
+                f"the {name}?",
+                "answer": ROW_WORDS[row],
+                "type": "row",
+            }
+        )
+    return out
