@@ -79,8 +79,8 @@ def scene_question_records(
     ``scene_dir`` (boxed copies under ``scene_dir/boxed_demo/``). ``reasoning``: Relation and Depth answers are
     worked ("x: red cube 2, blue sphere 6. The answer is (A)", :func:`cambrian.data.scenes.positions.reasoned_answer`
     on a ``grid`` x ``grid`` grid) instead of the bare letter. ``position_turns``: up to that many direct position
-    lookups ("In which column ... is the red cube?" -> "three", :func:`cambrian.data.scenes.positions.
-    position_questions`) after the attribute lookups. Returns (records, per-task answer counts)."""
+    lookups ("In which column ... is the red cube?" -> "three",
+    :func:`cambrian.data.scenes.positions.position_questions`) after the attribute lookups. Returns (records, per-task answer counts)."""
     from ..data.scenes.attributes import attribute_questions
     from ..data.scenes.positions import position_questions
     from ..data.scenes.render import read_scenes

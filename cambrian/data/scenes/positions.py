@@ -130,26 +130,19 @@ def position_questions(scene: dict, grid: int) -> list[dict]:
     as in the worked answers. Objects whose colour and shape another object shares are left out."""
     check_grid(grid)
     W, H = scene["camera"]["width"], scene["camera"]["height"]
+    axes = (("column", COLUMN_WORDS, "left", "right"), ("row", ROW_WORDS, "top", "bottom"))
     out = []
     for o in scene["objects"]:
-        name = o.get("category") or f"{o['color']} {o['shape']}"
+        name = o["category"]
         if find_object(scene, name) is not o:
             continue
-        col, row = grid_cell(o, W, H, grid)
-        out.append(
-            {
-                "question": f"In which column of the image, {COLUMN_WORDS[0]} (left) to {COLUMN_WORDS[grid - 1]} "
-                f"(right), is the {name}?",
-                "answer": COLUMN_WORDS[col],
-                "type": "column",
-            }
-        )
-        out.append(
-            {
-                "question": f"In which row of the image, {ROW_WORDS[0]} (top) to {ROW_WORDS[grid - 1]} (bottom), is "
-                f"the {name}?",
-                "answer": ROW_WORDS[row],
-                "type": "row",
-            }
-        )
+        for k, (axis, words, low, high) in enumerate(axes):
+            out.append(
+                {
+                    "question": f"In which {axis} of the image, {words[0]} ({low}) to {words[grid - 1]} ({high}), "
+                    f"is the {name}?",
+                    "answer": words[grid_cell(o, W, H, grid)[k]],
+                    "type": axis,
+                }
+            )
     return out
