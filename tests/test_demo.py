@@ -211,12 +211,38 @@ def test_targets():
     assert t["easy-VQA shape other <= 0.30"]["ok"]  # 0.30 is within the bound
     assert t["synth-attribute own >= 0.70"]["ok"] and t["synth-attribute other <= chance + 0.10"]["ok"]  # 0.30 <= 0.35
     assert t["synth-attribute other <= chance + 0.10"]["threshold"] == pytest.approx(0.35)
-    assert t["CV-Bench-Synth overall own - blind >= 0.05"]["value"] == pytest.approx(0.30)
-    assert t["stretch: CV-Bench-Synth Count own - blind >= 0.10"]["ok"]
+    # issue 20's spatial targets: overall own 0.75 vs other / blind 0.45; per task own - other 0.3 / 0.3 / 0.4 / 0.2
+    assert t["CV-Bench-Synth overall own - other >= 0.10"]["value"] == pytest.approx(0.30)
+    assert t["CV-Bench-Synth overall own - blind >= 0.10"]["ok"]
+    assert t["CV-Bench-Synth Depth own - other >= 0.05"]["value"] == pytest.approx(0.4)
+    assert all(t[f"CV-Bench-Synth {k} own - other >= 0.05"]["ok"] for k in ("Count", "Relation", "Depth", "Distance"))
+    assert (
+        t["CV-Bench-Synth Count own >= chance"]["threshold"] == pytest.approx(0.25)
+        and t["CV-Bench-Synth Count own >= chance"]["ok"]
+    )
+    assert "CV-Bench-Synth overall own and other 95% intervals disjoint" not in t  # no intervals given
     assert t["easy-VQA probe gap >= 0.2 nats"]["ok"]
     r["metrics"]["own"]["easyvqa"]["per_category"]["color"] = 0.5
     acc = image_use_accuracy(r["metrics"])
     assert not check_targets(acc, r["image_use"], r["chance"], False)["easy-VQA colour own >= 0.85"]["ok"]
+    # the intervals row: own's low end above other's high end; a task below chance and one with a small gap fail
+    name = "CV-Bench-Synth overall own and other 95% intervals disjoint"
+    ivs = {"cvbench-synth": {"overall": {"own": [0.62, 0.80], "other": [0.40, 0.55]}}}
+    d = check_targets(acc, r["image_use"], r["chance"], False, ivs)[name]
+    assert d["ok"] and d["value"] == pytest.approx(0.07)
+    ivs["cvbench-synth"]["overall"]["other"] = [0.40, 0.65]
+    d = check_targets(acc, r["image_use"], r["chance"], False, ivs)[name]
+    assert not d["ok"] and d["value"] == pytest.approx(-0.03)
+    r["metrics"]["own"]["cvbench-synth"]["per_task"]["Count"] = 0.2  # chance 0.25; own - other = -0.1
+    r["metrics"]["other"]["cvbench-synth"]["per_task"]["Distance"] = 0.68  # own - other = 0.02
+    low = check_targets(image_use_accuracy(r["metrics"]), r["image_use"], r["chance"], False)
+    assert (
+        not low["CV-Bench-Synth Count own >= chance"]["ok"]
+        and not low["CV-Bench-Synth Count own - other >= 0.05"]["ok"]
+    )
+    assert (
+        not low["CV-Bench-Synth Distance own - other >= 0.05"]["ok"] and low["CV-Bench-Synth Depth own >= chance"]["ok"]
+    )
     q = check_targets(acc, r["image_use"], r["chance"], True)
     name = "quick: easy-VQA colour+shape own - other >= 0.15"
     assert list(q) == [name] and q[name]["value"] == pytest.approx((0.5 * 10 + 0.95 * 30) / 40 - 0.25)
@@ -249,6 +275,22 @@ def test_config_presets():
     assert make_config(train_scenes=7).train_scenes == 7
     with pytest.raises(ValueError, match="unknown"):
         make_config(bogus=1)
+    # --long: issue 20's spatial recipe on top of the default; --set still wins over it
+    lg = make_config(preset="long")
+    assert (lg.position_turns, lg.max_turns, lg.ground_position_of, lg.reasoning) == (2, 8, "cell", True)
+    assert lg.max_new_tokens == 24 and lg.train_scenes == make_config().train_scenes
+    assert make_config(preset="long", settings={"position_turns": 0}).position_turns == 0
+    with pytest.raises(ValueError, match="choose one of default, quick, long"):
+        make_config(preset="longer")
+    with pytest.raises(ValueError, match="with quick"):
+        make_config(quick=True, preset="long")
+
+
+def test_cli_refuses_two_presets(capsys):
+    from cambrian.cli.main import main
+
+    assert main(["demo", "--quick", "--long"]) != 0
+    assert "error: --quick and --long are two presets" in capsys.readouterr().err
 
 
 def test_prepare_out_refuses_foreign_folder(tmp_path):
@@ -272,6 +314,7 @@ def test_cli_help_explains_stages():
     out = command_parser("demo").format_help()
     for word in (
         "--quick",
+        "--long",
         "--out",
         "--steps",
         "ground",
@@ -391,9 +434,15 @@ def test_cli_set_reaches_the_config(monkeypatch, capsys):
     from cambrian.cli.main import main
 
     seen = {}
-    monkeypatch.setattr(pipeline, "run_demo", lambda cfg, quick=False: seen.update(cfg=cfg, quick=quick))
+    monkeypatch.setattr(
+        pipeline, "run_demo", lambda cfg, quick=False, preset=None: seen.update(cfg=cfg, quick=quick, preset=preset)
+    )
     monkeypatch.setattr(pipeline, "console_summary", lambda results: "")
     assert main(["demo", "--quick", "--out", "o", "--set", "stage2_max_samples=null", "--set", "stage1_samples=5"]) == 0
     assert seen["quick"] and seen["cfg"].stage2_max_samples is None and seen["cfg"].stage1_samples == 5
+    assert seen["preset"] == "quick"
+    assert main(["demo", "--long", "--out", "o", "--set", "max_turns=7"]) == 0
+    assert seen["preset"] == "long" and not seen["quick"]
+    assert seen["cfg"].position_turns == 2 and seen["cfg"].max_turns == 7  # --set wins over the preset
     assert main(["demo", "--set", "nope=1"]) == 2  # one `error:` line, no traceback
     assert "--set nope: unknown demo setting" in capsys.readouterr().err

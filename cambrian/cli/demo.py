@@ -33,8 +33,10 @@ Steps (each timed, with progress bars):
                the like apart), OUT/report.md, OUT/loss.png, OUT/accuracy.png (with error bars),
                OUT/likelihood.png; the model in OUT/checkpoint
 
-Expected time on a 2-core CPU: about 18 minutes (default), under 4 minutes with --quick (a smoke run: few
-scenes and steps; its own-vs-other gap on easy-VQA colour+shape questions must be >= 15 points), plus the
+Presets: --quick (a smoke run: few scenes and steps; its own-vs-other gap on easy-VQA colour+shape questions
+must be >= 15 points), the default, and --long (issue 20's spatial recipe: position words in the grounding
+targets, worked Relation / Depth answers, direct position lookups in stage 2). Expected time on a 2-core
+CPU: under 4 minutes with --quick, about 18 minutes (default), about 35 minutes with --long, plus the
 likelihood step: about 1.5 minutes with --quick, an estimated 11 or more in the default run. Uses CUDA
 with bf16 autocast when available (--device auto). The first run also converts the packaged GGUF LLM once
 (cached under .cache/).
@@ -48,6 +50,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--quick",
         action="store_true",
         help="short smoke run (< 4 min on 2 CPU cores, + ~1.5 min for the likelihood step)",
+    )
+    p.add_argument(
+        "--long",
+        action="store_true",
+        help="the spatial recipe of issue 20 (position words in the grounding targets, worked Relation / Depth "
+        "answers, direct position lookups in stage 2): about 35 min on 2 CPU cores",
     )
     p.add_argument(
         "--out", default="runs/demo", help="output folder (default runs/demo; a previous demo folder is reused)"
@@ -84,6 +92,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from ..demo.config import make_config, parse_settings
     from ..demo.pipeline import run_demo
+    from ..typed import ConfigError
 
     if args.hops:
         from ..demo.hops import hops_table, run_hops
@@ -101,12 +110,15 @@ def run(args) -> int:
         "easyvqa_test_images": args.easyvqa_test_images,
     }
     # --set wins over the preset and the named flags (null included); mistakes are one `error:` line (ConfigError)
-    cfg = make_config(quick=args.quick, settings=parse_settings(args.settings), **over)
+    if args.quick and args.long:
+        raise ConfigError("--quick and --long are two presets: choose one")
+    preset = "quick" if args.quick else "long" if args.long else "default"
+    cfg = make_config(preset=preset, settings=parse_settings(args.settings), **over)
     if args.steps is not None:
         cfg.stage2_max_samples = args.steps * cfg.stage2_batch
     if args.no_progress:
         cfg.progress = False
     from ..demo.pipeline import console_summary
 
-    print(console_summary(run_demo(cfg, quick=args.quick)))
+    print(console_summary(run_demo(cfg, quick=args.quick, preset=preset)))
     return 0

@@ -109,6 +109,24 @@ QUICK = {
 }
 
 
+# --long (issue 20's spatial recipe, <= 60 min on 2 idle cores): grounding cells also carry where they are (each
+# cell its own column and row words), Relation / Depth answers are worked from looked-up positions (so eval
+# generates up to 24 tokens), and each stage-2 scene record adds two direct position lookups ("In which column ...
+# is the red cube?" -> "three") to two attribute lookups, packed up to 8 turns. docs/demo-results.md has what each
+# setting gave (E2-E4) and which targets each preset reaches.
+LONG = {
+    "ground_position_words": True,
+    "ground_position_of": "cell",
+    "reasoning": True,
+    "max_new_tokens": 24,
+    "attribute_turns": 2,
+    "position_turns": 2,
+    "max_turns": 8,
+}
+
+PRESETS = {"default": {}, "quick": QUICK, "long": LONG}
+
+
 def parse_settings(items) -> dict:
     """``["stage1_samples=300", "stage2_sva_lr=1e-3"]`` -> typed overrides, read and checked by the same loader as
     recipes (``cambrian.typed``): values parsed as YAML, unknown keys refused with a did-you-mean, types and ranges
@@ -128,10 +146,15 @@ def parse_settings(items) -> dict:
     return {k: getattr(typed, k) for k in out}
 
 
-def make_config(quick: bool = False, settings: dict | None = None, **overrides) -> DemoConfig:
-    """The default (or ``--quick``) preset, then ``overrides`` that are not None (the named flags), then
-    ``settings`` (``--set``; null included), checked as one ``DemoConfig``."""
-    base = dict(QUICK) if quick else {}
+def make_config(
+    quick: bool = False, settings: dict | None = None, preset: str | None = None, **overrides
+) -> DemoConfig:
+    """The preset (``default``, ``quick`` -- also ``quick=True`` --, ``long``), then ``overrides`` that are not None
+    (the named flags), then ``settings`` (``--set``; null included), checked as one ``DemoConfig``."""
+    name = preset or ("quick" if quick else "default")
+    if name not in PRESETS or (quick and name != "quick"):
+        raise ConfigError(f"demo preset {name!r}{' with quick' if quick else ''}: choose one of {', '.join(PRESETS)}")
+    base = dict(PRESETS[name])
     base.update({k: v for k, v in overrides.items() if v is not None})
     base.update(settings or {})
     return build(DemoConfig, base, "demo settings")

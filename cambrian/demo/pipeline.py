@@ -348,7 +348,7 @@ def build_model(cfg: DemoConfig, device: str):
     return model
 
 
-def run_demo(cfg: DemoConfig, quick: bool = False) -> dict:
+def run_demo(cfg: DemoConfig, quick: bool = False, preset: str | None = None) -> dict:
     import torch
 
     from ..train.features import FeatureCache
@@ -363,7 +363,8 @@ def run_demo(cfg: DemoConfig, quick: bool = False) -> dict:
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     timer = Timer()
-    log(f"{'quick' if quick else 'default'} run on {device} ({torch.get_num_threads()} threads) -> {out}")
+    preset = preset or ("quick" if quick else "default")
+    log(f"{preset} run on {device} ({torch.get_num_threads()} threads) -> {out}")
 
     with timer.step("model", f"build Cambrian-nano ({cfg.model}) from the packaged weights"):
         model = build_model(cfg, device)
@@ -487,13 +488,13 @@ def run_demo(cfg: DemoConfig, quick: bool = False) -> dict:
         "grounding_probe": ev["grounding_probe"],
         "chance": chance,
         "metrics": ev["metrics"],
-        "targets": check_targets(acc, ev["image_use"], chance, quick),
+        "targets": check_targets(acc, ev["image_use"], chance, quick, stats["intervals"]),
         "timings": {},
         "training": training,
         "data": data,
         "chat": chat,
         "eval": {"feature_memo": ev["feature_memo"], "max_new_tokens": cfg.max_new_tokens},
-        "config": {**cfg.to_dict(), "quick": quick},
+        "config": {**cfg.to_dict(), "quick": quick, "preset": preset},
         "env": {
             "device": device,
             "threads": torch.get_num_threads(),
