@@ -36,7 +36,7 @@ Steps (each timed, with progress bars):
 Presets: --quick (a smoke run: few scenes and steps; its own-vs-other gap on easy-VQA colour+shape questions
 must be >= 15 points), the default, and --long (issue 20's spatial recipe: position words in the grounding
 targets, worked Relation / Depth answers, direct position lookups in stage 2). Expected time on a 2-core
-CPU: under 4 minutes with --quick, about 18 minutes (default), about 35 minutes with --long, plus the
+CPU: under 4 minutes with --quick, about 18 minutes (default), about 39 minutes with --long, plus the
 likelihood step: about 1.5 minutes with --quick, an estimated 11 or more in the default run. Uses CUDA
 with bf16 autocast when available (--device auto). The first run also converts the packaged GGUF LLM once
 (cached under .cache/).
@@ -55,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--long",
         action="store_true",
         help="the spatial recipe of issue 20 (position words in the grounding targets, worked Relation / Depth "
-        "answers, direct position lookups in stage 2): about 35 min on 2 CPU cores",
+        "answers, direct position lookups in stage 2): about 39 min on 2 CPU cores",
     )
     p.add_argument(
         "--out", default="runs/demo", help="output folder (default runs/demo; a previous demo folder is reused)"
