@@ -434,15 +434,24 @@ def test_cli_set_reaches_the_config(monkeypatch, capsys):
     from cambrian.cli.main import main
 
     seen = {}
-    monkeypatch.setattr(
-        pipeline, "run_demo", lambda cfg, quick=False, preset=None: seen.update(cfg=cfg, quick=quick, preset=preset)
-    )
+    monkeypatch.setattr(pipeline, "run_demo", lambda cfg, preset="default": seen.update(cfg=cfg, preset=preset))
     monkeypatch.setattr(pipeline, "console_summary", lambda results: "")
     assert main(["demo", "--quick", "--out", "o", "--set", "stage2_max_samples=null", "--set", "stage1_samples=5"]) == 0
-    assert seen["quick"] and seen["cfg"].stage2_max_samples is None and seen["cfg"].stage1_samples == 5
+    assert seen["cfg"].stage2_max_samples is None and seen["cfg"].stage1_samples == 5
     assert seen["preset"] == "quick"
     assert main(["demo", "--long", "--out", "o", "--set", "max_turns=7"]) == 0
-    assert seen["preset"] == "long" and not seen["quick"]
+    assert seen["preset"] == "long"
     assert seen["cfg"].position_turns == 2 and seen["cfg"].max_turns == 7  # --set wins over the preset
     assert main(["demo", "--set", "nope=1"]) == 2  # one `error:` line, no traceback
     assert "--set nope: unknown demo setting" in capsys.readouterr().err
+
+
+def test_run_demo_refuses_an_unknown_preset_before_writing(tmp_path):
+    from cambrian.demo.config import make_config
+    from cambrian.demo.pipeline import run_demo
+    from cambrian.typed import ConfigError
+
+    out = tmp_path / "o"
+    with pytest.raises(ConfigError, match="demo preset 'fast'"):
+        run_demo(make_config(out=str(out)), preset="fast")
+    assert not out.exists()

@@ -120,5 +120,5 @@ def run(args) -> int:
         cfg.progress = False
     from ..demo.pipeline import console_summary
 
-    print(console_summary(run_demo(cfg, quick=args.quick, preset=preset)))
+    print(console_summary(run_demo(cfg, preset=preset)))
     return 0

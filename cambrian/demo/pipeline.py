@@ -39,9 +39,10 @@ import shutil
 import time
 from pathlib import Path
 
+from ..typed import ConfigError
 from ..utils.io import read_jsonl
 from ..utils.log import get_logger
-from .config import DemoConfig
+from .config import PRESETS, DemoConfig
 
 MARKER = ".cambrian-demo"
 OWNED = ("data", "cache", "train", "checkpoint", "eval")
@@ -348,7 +349,9 @@ def build_model(cfg: DemoConfig, device: str):
     return model
 
 
-def run_demo(cfg: DemoConfig, quick: bool = False, preset: str | None = None) -> dict:
+def run_demo(cfg: DemoConfig, preset: str = "default") -> dict:
+    """Run the demo with ``cfg`` (built by ``make_config(preset=...)``); ``preset`` names it in the log, the
+    report and results.json; the ``quick`` preset is checked against the smoke-run targets."""
     import torch
 
     from ..train.features import FeatureCache
@@ -357,13 +360,15 @@ def run_demo(cfg: DemoConfig, quick: bool = False, preset: str | None = None) ->
     from .stats import image_use_statistics, write_question_scores
     from .train import run_stage, stage_config
 
+    if preset not in PRESETS:
+        raise ConfigError(f"demo preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    quick = preset == "quick"
     out = Path(cfg.out)
     prepare_out(out)
     progress = cfg.progress
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     timer = Timer()
-    preset = preset or ("quick" if quick else "default")
     log(f"{preset} run on {device} ({torch.get_num_threads()} threads) -> {out}")
 
     with timer.step("model", f"build Cambrian-nano ({cfg.model}) from the packaged weights"):

@@ -250,6 +250,7 @@ def probe_lines(results: dict) -> list[str]:
 
 def render_markdown(results: dict) -> str:
     cfg = results["config"]
+    # results.json files written before the preset key existed name only ``quick``
     preset = cfg.get("preset") or ("quick" if cfg.get("quick") else "default")
     L = [f"# Cambrian-nano demo{'' if preset == 'default' else f' (--{preset})'}", ""]
     env = results.get("env", {})
